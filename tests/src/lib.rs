@@ -1,0 +1,1 @@
+//! Shared helpers for the integration tests: start real peers on loopback.

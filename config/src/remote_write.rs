@@ -1,0 +1,99 @@
+//! `remote_write:` destinations, shared by the agent and the aggregator.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration;
+use crate::relabel::RelabelConfig;
+
+/// A Prometheus remote-write 1.0 receiver series are sent to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Names the destination in logs and metrics; unique. Default: the URL's `host:port`.
+    /// After loading this is always set.
+    pub name: String,
+    /// The receiver's write endpoint, `http://` or `https://`, e.g.
+    /// `http://127.0.0.1:9091/api/v1/write`. Required.
+    pub url: String,
+    /// How long one request may take. Default `5s`.
+    #[serde(with = "duration")]
+    pub remote_timeout: Duration,
+    /// HTTP headers sent with every request, e.g. `{X-Scope-OrgID: team-a}`.
+    pub headers: BTreeMap<String, String>,
+    /// Rules applied to each series before it is queued for this destination; they can drop series.
+    pub write_relabel_configs: Vec<RelabelConfig>,
+    /// Buffering, batching and retries.
+    pub queue_config: QueueConfig,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        RemoteWriteConfig {
+            name: String::new(),
+            url: String::new(),
+            remote_timeout: Duration::from_secs(5),
+            headers: BTreeMap::new(),
+            write_relabel_configs: Vec::new(),
+            queue_config: QueueConfig::default(),
+        }
+    }
+}
+
+impl RemoteWriteConfig {
+    /// The `host:port` part of `url` (empty when the URL has none): the default `name`.
+    pub fn url_authority(&self) -> &str {
+        let rest = self
+            .url
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(&self.url);
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        // Credentials never become a name.
+        authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host)
+    }
+}
+
+/// How samples wait for, and are retried towards, one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Samples buffered for this destination; beyond it new samples are dropped and counted.
+    /// Default 100000.
+    pub capacity: usize,
+    /// Most concurrent requests. Default 4.
+    pub max_shards: usize,
+    /// Most samples in one request. Default 2000; at most `capacity`.
+    pub max_samples_per_send: usize,
+    /// Longest time a standard-tier sample waits for its batch to fill (critical samples are sent at
+    /// once). Default `1s`.
+    #[serde(with = "duration")]
+    pub batch_send_deadline: Duration,
+    /// First retry delay after a failed request, doubled on each retry. Default `30ms`.
+    #[serde(with = "duration")]
+    pub min_backoff: Duration,
+    /// Longest retry delay. Default `5s`.
+    #[serde(with = "duration")]
+    pub max_backoff: Duration,
+    /// Retry requests the receiver answered with 429 Too Many Requests. Default true.
+    pub retry_on_http_429: bool,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: 100_000,
+            max_shards: 4,
+            max_samples_per_send: 2000,
+            batch_send_deadline: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(30),
+            max_backoff: Duration::from_secs(5),
+            retry_on_http_429: true,
+        }
+    }
+}

@@ -1,1 +1,93 @@
-fn main() {}
+//! `surge`: one binary, one subcommand per job. Argument parsing and wiring only; the work lives in the
+//! library crates.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod scrape;
+
+#[derive(Parser)]
+#[command(name = "surge", version, about = "Metrics pipeline that makes Kubernetes scale before users feel a spike")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Agent + aggregator (+ engine) in one process; with no file, an embedded demo needing no cluster.
+    Run {
+        /// Config file; without it the embedded default scrapes the built-in demo workload.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Print log lines instead of the live terminal view.
+        #[arg(long)]
+        no_view: bool,
+    },
+    /// The per-node agent (DaemonSet): discover, scrape, relabel, ship.
+    Agent {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// The aggregator (Deployment): ingest, cache, query APIs.
+    Aggregator {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Replay a scenario through the engine offline and print the decision timeline.
+    Simulate {
+        scenario: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Scrape one URL (or read a file, `-` for stdin) once and print what the agent would ship.
+    Scrape {
+        /// `http(s)://` URL, file path, or `-` for stdin.
+        target: String,
+        /// Parser for files and stdin (URLs negotiate the format).
+        #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+        format: FormatArg,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Validate a config file; errors name file, line, column and field.
+    CheckConfig { file: PathBuf },
+    /// The scrape-to-decision latency benchmark.
+    Bench,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Text,
+    Openmetrics,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Scrape {
+            target,
+            format,
+            output,
+        } => scrape::main(&target, format, output),
+        Command::Run { .. }
+        | Command::Agent { .. }
+        | Command::Aggregator { .. }
+        | Command::CheckConfig { .. } => not_yet("this subcommand"),
+        Command::Simulate { .. } => not_yet("`surge simulate` (the autoscaling engine issue)"),
+        Command::Bench => not_yet("`surge bench` (the autoscaling engine issue)"),
+    }
+}
+
+fn not_yet(what: &str) -> ExitCode {
+    eprintln!("surge: {what} is not implemented yet");
+    ExitCode::from(2)
+}

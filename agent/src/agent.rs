@@ -1,0 +1,252 @@
+//! The agent as a process: wires discovery, the scrape loops, the senders and the own HTTP server, and
+//! shuts them down in order (stop scraping → write staleness markers → flush queues within the deadline).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+use surge_model::Labels;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::scrape::fetch::Fetcher;
+use crate::scrape::manager::TargetManager;
+use crate::scrape::run::ScrapeContext;
+use crate::scrape::target::{ScrapeJob, ScrapeTarget, TargetGroup, targets_for_job};
+use crate::sender::{RemoteWriteSender, SenderMetrics, SenderOptions};
+use crate::server::{ServerState, router};
+
+/// File-based target lists of one job.
+#[derive(Debug, Clone)]
+pub struct FileDiscovery {
+    /// Paths or globs (`*` in the last component).
+    pub patterns: Vec<String>,
+    /// Full re-read period even without a change; changes are picked up within a second.
+    pub refresh_interval: Duration,
+}
+
+/// One job and where its targets come from.
+pub struct JobSpec {
+    pub job: Arc<ScrapeJob>,
+    pub static_groups: Vec<TargetGroup>,
+    pub file_sd: Vec<FileDiscovery>,
+}
+
+/// Everything the agent needs, resolved from the config.
+pub struct AgentSpec {
+    pub listen: Option<SocketAddr>,
+    pub external_labels: Labels,
+    pub shutdown_timeout: Duration,
+    pub jobs: Vec<JobSpec>,
+    pub destinations: Vec<SenderOptions>,
+}
+
+/// A running agent.
+pub struct Agent {
+    cancel: CancellationToken,
+    discovery: JoinHandle<()>,
+    server: Option<JoinHandle<()>>,
+    manager: Arc<tokio::sync::Mutex<TargetManager>>,
+    senders: Vec<RemoteWriteSender>,
+    shutdown_timeout: Duration,
+    /// Address the own HTTP server is bound to, if any.
+    pub local_addr: Option<SocketAddr>,
+}
+
+/// Reads one file-SD file. Provided by the caller so that only the config crate reads files.
+pub type FileSdLoader = Arc<dyn Fn(&std::path::Path) -> Result<Vec<TargetGroup>, String> + Send + Sync>;
+/// Expands a file-SD pattern to paths.
+pub type GlobExpander = Arc<dyn Fn(&str) -> Vec<PathBuf> + Send + Sync>;
+
+impl Agent {
+    /// Starts everything; returns once the own server is bound and the first target set is running.
+    pub async fn start(
+        spec: AgentSpec,
+        registry: Arc<Mutex<Registry>>,
+        load_file_sd: FileSdLoader,
+        expand: GlobExpander,
+    ) -> std::io::Result<Agent> {
+        let client = crate::http_client().map_err(std::io::Error::other)?;
+        let (scrape_metrics, sender_metrics) = {
+            let mut r = registry.lock();
+            (crate::metrics::ScrapeMetrics::new(&mut r), SenderMetrics::new(&mut r))
+        };
+        let senders: Vec<RemoteWriteSender> = spec
+            .destinations
+            .into_iter()
+            .map(|o| RemoteWriteSender::start(o, client.clone(), &sender_metrics))
+            .collect();
+        let ctx = Arc::new(ScrapeContext {
+            fetcher: Fetcher::new(client),
+            senders: senders.clone(),
+            metrics: scrape_metrics,
+            external_labels: spec.external_labels,
+        });
+        let manager = Arc::new(tokio::sync::Mutex::new(TargetManager::new(ctx)));
+        let cancel = CancellationToken::new();
+
+        let mut discovery = Discovery {
+            jobs: spec.jobs,
+            file_state: Vec::new(),
+            load_file_sd,
+            expand,
+        };
+        let first = discovery.poll(true);
+        manager.lock().await.sync(first);
+        let discovery = tokio::spawn(discovery_loop(discovery, manager.clone(), cancel.clone()));
+
+        let state = Arc::new(ServerState {
+            registry,
+            targets: manager.clone(),
+            ready: Default::default(),
+        });
+        let (server, local_addr) = match spec.listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                let local = listener.local_addr()?;
+                let app = router(state.clone());
+                let c = cancel.clone();
+                let h = tokio::spawn(async move {
+                    let r = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned()).await;
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "agent HTTP server failed");
+                    }
+                });
+                (Some(h), Some(local))
+            }
+            None => (None, None),
+        };
+        state.ready.store(true, Ordering::Release);
+        tracing::info!(addr = ?local_addr, "agent started");
+        Ok(Agent {
+            cancel,
+            discovery,
+            server,
+            manager,
+            senders,
+            shutdown_timeout: spec.shutdown_timeout,
+            local_addr,
+        })
+    }
+
+    /// The current target health, for views and tests.
+    pub async fn targets(&self) -> Vec<crate::scrape::run::TargetHealth> {
+        self.manager.lock().await.health()
+    }
+
+    /// Stops scraping, writes staleness markers for every target, and flushes the queues within the
+    /// configured `shutdown_timeout`.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.discovery.await;
+        self.manager.lock().await.stop_all().await;
+        let deadline = self.shutdown_timeout;
+        let flushes = self.senders.into_iter().map(|s| s.shutdown(deadline));
+        for report in futures::future::join_all(flushes).await {
+            tracing::info!(?report, "remote-write queue flushed");
+        }
+        if let Some(s) = self.server {
+            let _ = s.await;
+        }
+    }
+}
+
+struct FileState {
+    path: PathBuf,
+    modified: Option<SystemTime>,
+    groups: Vec<TargetGroup>,
+}
+
+struct Discovery {
+    jobs: Vec<JobSpec>,
+    /// Per job, per file: the last read state.
+    file_state: Vec<Vec<FileState>>,
+    load_file_sd: FileSdLoader,
+    expand: GlobExpander,
+}
+
+impl Discovery {
+    /// Re-reads changed files (all of them when `force`) and returns the wanted targets of every job.
+    fn poll(&mut self, force: bool) -> Vec<ScrapeTarget> {
+        self.file_state.resize_with(self.jobs.len(), Vec::new);
+        let mut all = Vec::new();
+        for (i, job) in self.jobs.iter().enumerate() {
+            let mut paths: Vec<PathBuf> = job
+                .file_sd
+                .iter()
+                .flat_map(|f| f.patterns.iter().flat_map(|p| (self.expand)(p)))
+                .collect();
+            paths.sort();
+            paths.dedup();
+            let state = &mut self.file_state[i];
+            state.retain(|s| paths.contains(&s.path));
+            for p in paths {
+                let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+                let pos = state.iter().position(|s| s.path == p);
+                let changed = match pos {
+                    Some(j) => force || state[j].modified != modified,
+                    None => true,
+                };
+                if !changed {
+                    continue;
+                }
+                match (self.load_file_sd)(&p) {
+                    Ok(groups) => {
+                        let fresh = FileState { path: p.clone(), modified, groups };
+                        match pos {
+                            Some(j) => state[j] = fresh,
+                            None => state.push(fresh),
+                        }
+                    }
+                    // A broken file keeps its last good targets: losing targets on a half-written file
+                    // would write staleness markers for healthy series.
+                    Err(e) => tracing::warn!(file = %p.display(), error = %e, "file_sd: cannot read targets; keeping the last good list"),
+                }
+            }
+            let mut groups = job.static_groups.clone();
+            groups.extend(state.iter().flat_map(|s| s.groups.iter().cloned()));
+            all.extend(targets_for_job(&job.job, &groups));
+        }
+        all
+    }
+
+    fn refresh_every(&self) -> Duration {
+        self.jobs
+            .iter()
+            .flat_map(|j| j.file_sd.iter().map(|f| f.refresh_interval))
+            .min()
+            .unwrap_or(Duration::from_secs(300))
+    }
+}
+
+async fn discovery_loop(
+    mut d: Discovery,
+    manager: Arc<tokio::sync::Mutex<TargetManager>>,
+    cancel: CancellationToken,
+) {
+    if d.jobs.iter().all(|j| j.file_sd.is_empty()) {
+        return;
+    }
+    let full_every = d.refresh_every();
+    let mut last_full = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let force = last_full.elapsed() >= full_every;
+        if force {
+            last_full = tokio::time::Instant::now();
+        }
+        let wanted = d.poll(force);
+        let (started, stopped) = manager.lock().await.sync(wanted);
+        if started + stopped > 0 {
+            tracing::info!(started, stopped, "targets changed");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Fetches one scrape body over HTTP with a deadline and a hard size cap, so a target that sends 1 GB or
+//! never finishes costs bounded memory and time.
+
+use std::time::Duration;
+
+use surge_proto::exposition::{self, Format};
+
+/// Why a fetch failed. Each becomes the target's `up` = 0 reason.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum FetchError {
+    #[error("scrape timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("server returned HTTP status {0}")]
+    Status(u16),
+    #[error("body exceeds body_size_limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("request failed: {0}")]
+    Network(String),
+    #[error("cannot decode body: {0}")]
+    Decode(String),
+}
+
+/// A fetched, decoded body and the format its Content-Type announced.
+#[derive(Debug)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    pub format: Format,
+}
+
+/// Shared HTTP client for all scrapes of one agent.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+}
+
+impl Fetcher {
+    pub fn new(client: reqwest::Client) -> Self {
+        Fetcher { client }
+    }
+
+    /// GETs `url` with Prometheus's Accept header, within `timeout`, reading at most `limit` bytes (both on
+    /// the wire and after gzip decoding).
+    pub async fn fetch(&self, url: &str, timeout: Duration, limit: usize) -> Result<Fetched, FetchError> {
+        match tokio::time::timeout(timeout, self.fetch_inner(url, timeout, limit)).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(timeout)),
+        }
+    }
+
+    async fn fetch_inner(&self, url: &str, timeout: Duration, limit: usize) -> Result<Fetched, FetchError> {
+        let mut resp = self
+            .client
+            .get(url)
+            .header(http::header::ACCEPT, exposition::ACCEPT_HEADER)
+            .header(http::header::ACCEPT_ENCODING, "gzip")
+            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()))
+            .send()
+            .await
+            .map_err(|e| FetchError::Network(error_chain(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(FetchError::Status(status.as_u16()));
+        }
+        let headers = resp.headers();
+        let format = exposition::format_from_content_type(
+            headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        );
+        let encoding = headers
+            .get(http::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(FetchError::BodyTooLarge(limit));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Network(error_chain(&e)))? {
+            if body.len() + chunk.len() > limit {
+                return Err(FetchError::BodyTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = match exposition::decode_body(&body, encoding.as_deref(), limit) {
+            Ok(std::borrow::Cow::Borrowed(_)) => body,
+            Ok(std::borrow::Cow::Owned(decoded)) => decoded,
+            Err(e) => return Err(FetchError::Decode(e.to_string())),
+        };
+        Ok(Fetched { body, format })
+    }
+}
+
+/// The error and its sources on one line: reqwest hides the useful part ("connection refused") in a source.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

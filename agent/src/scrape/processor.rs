@@ -1,0 +1,472 @@
+//! Turns one scrape body into the samples to ship: parse → target labels → metric relabeling → limits →
+//! staleness. Pure and synchronous, so it is tested and benchmarked without sockets.
+//!
+//! The per-target series cache is what makes the steady state cheap: a series' final label set and its
+//! pre-encoded remote-write label block are computed once, the first time its exposition line is seen,
+//! and found again by a 128-bit hash of that line's `name{labels}` text on every later scrape.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use surge_model::{Labels, LabelsBuilder, Sample, is_valid_label_name, is_valid_metric_name, stale_nan};
+use surge_proto::exposition::{Entry, Format, Parser};
+
+use crate::relabel::Relabeler;
+use crate::sender::{SeriesMeta, SeriesSamples};
+
+/// Limits a scrape must stay within; a violation fails the whole scrape (`up` = 0), as in Prometheus.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrapeLimits {
+    /// Samples after metric relabeling; 0 = unlimited.
+    pub sample_limit: usize,
+    /// Labels per series; 0 = unlimited.
+    pub label_limit: usize,
+    pub label_name_length_limit: usize,
+    pub label_value_length_limit: usize,
+}
+
+/// How a target's samples get their labels and timestamps.
+#[derive(Debug, Clone)]
+pub struct SeriesRules {
+    /// The target's labels (`job`, `instance`, and whatever target relabeling left).
+    pub target_labels: Labels,
+    /// Labels added to every series that does not already have them.
+    pub external_labels: Labels,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub metric_relabel: Arc<Relabeler>,
+    pub limits: ScrapeLimits,
+}
+
+/// Why a scrape body was refused. The target is marked down with this reason.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ScrapeFailure {
+    /// The exposition is malformed; the message carries line and column.
+    #[error("parse error: {0}")]
+    Parse(String),
+    #[error("sample_limit exceeded: {got} samples > limit {limit}")]
+    SampleLimit { got: usize, limit: usize },
+    #[error("label_limit exceeded: series {series} has {got} labels > limit {limit}")]
+    LabelLimit {
+        series: String,
+        got: usize,
+        limit: usize,
+    },
+    #[error("label name length limit exceeded: {name:?} is {got} bytes > limit {limit}")]
+    LabelNameLength {
+        name: String,
+        got: usize,
+        limit: usize,
+    },
+    #[error("label value length limit exceeded: label {name} is {got} bytes > limit {limit}")]
+    LabelValueLength {
+        name: String,
+        got: usize,
+        limit: usize,
+    },
+}
+
+/// Counts of one scrape, reported as the synthetic series and in the agent's own metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrapeStats {
+    /// Samples in the body (`scrape_samples_scraped`).
+    pub scraped: usize,
+    /// Samples left after metric relabeling (`scrape_samples_post_metric_relabeling`).
+    pub post_relabel: usize,
+    /// Series seen for the first time (`scrape_series_added`).
+    pub series_added: usize,
+    /// Lines that repeated a series already seen in this scrape: dropped.
+    pub duplicates: usize,
+    /// Samples with a metric name or label set that is invalid after relabeling: dropped.
+    pub invalid: usize,
+    /// Staleness markers written for series that disappeared.
+    pub stale_markers: usize,
+}
+
+/// What one scrape produced.
+#[derive(Debug, Default)]
+pub struct ScrapeOutput {
+    pub series: Vec<SeriesSamples>,
+    pub stats: ScrapeStats,
+}
+
+/// Hashes in this map are already uniform 128-bit values: use their low bits directly.
+#[derive(Default)]
+struct PrehashedHasher(u64);
+
+impl Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+struct CacheEntry {
+    /// `None` when metric relabeling dropped the series: remembered so it is not relabeled again.
+    series: Option<Arc<SeriesMeta>>,
+    /// Scrape attempt that last saw this series (duplicate detection).
+    touched: u64,
+    /// Whether the series was written by the last successful scrape (and so needs a staleness marker
+    /// when it disappears).
+    live: bool,
+}
+
+/// One target's scrape state: series cache, liveness, and the rules that build labels.
+pub struct TargetProcessor {
+    rules: SeriesRules,
+    cache: HashMap<u128, CacheEntry, BuildHasherDefault<PrehashedHasher>>,
+    attempt: u64,
+}
+
+impl TargetProcessor {
+    pub fn new(rules: SeriesRules) -> Self {
+        TargetProcessor {
+            rules,
+            cache: HashMap::default(),
+            attempt: 0,
+        }
+    }
+
+    /// Number of series held in the cache (live and dropped).
+    pub fn cached_series(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Processes one successful response body scraped at `ts_ms`. On failure every series of the previous
+    /// scrape gets a staleness marker in the returned output's place: call [`Self::fail`].
+    pub fn process(
+        &mut self,
+        body: &[u8],
+        format: Format,
+        ts_ms: i64,
+    ) -> Result<ScrapeOutput, ScrapeFailure> {
+        self.attempt += 1;
+        let attempt = self.attempt;
+        let mut out = ScrapeOutput::default();
+        for entry in Parser::new(body, format) {
+            let sample = match entry {
+                Ok(Entry::Sample(s)) => s,
+                Ok(_) => continue,
+                Err(e) => return Err(ScrapeFailure::Parse(e.to_string())),
+            };
+            out.stats.scraped += 1;
+            let key = xxhash_rust::xxh3::xxh3_128(sample.series_key.as_bytes());
+            let t = match (self.rules.honor_timestamps, sample.timestamp_ms) {
+                (true, Some(t)) => t,
+                _ => ts_ms,
+            };
+            let s = Sample {
+                timestamp_ms: t,
+                value: sample.value,
+            };
+            if let Some(e) = self.cache.get_mut(&key) {
+                if e.touched == attempt {
+                    out.stats.duplicates += 1;
+                    continue;
+                }
+                e.touched = attempt;
+                if let Some(series) = &e.series {
+                    out.series.push(SeriesSamples {
+                        series: series.clone(),
+                        samples: vec![s],
+                    });
+                }
+                continue;
+            }
+            let series = match self.build_series(&sample)? {
+                SeriesBuild::Keep(meta) => Some(meta),
+                SeriesBuild::Dropped => None,
+                SeriesBuild::Invalid => {
+                    out.stats.invalid += 1;
+                    continue;
+                }
+            };
+            if let Some(meta) = &series {
+                out.stats.series_added += 1;
+                out.series.push(SeriesSamples {
+                    series: meta.clone(),
+                    samples: vec![s],
+                });
+            }
+            self.cache.insert(
+                key,
+                CacheEntry {
+                    series,
+                    touched: attempt,
+                    live: false,
+                },
+            );
+        }
+        out.stats.post_relabel = out.series.len();
+        let limit = self.rules.limits.sample_limit;
+        if limit > 0 && out.stats.post_relabel > limit {
+            return Err(ScrapeFailure::SampleLimit {
+                got: out.stats.post_relabel,
+                limit,
+            });
+        }
+        // Series of the previous scrape that are gone now get a staleness marker and leave the cache.
+        let stale_before = out.series.len();
+        self.cache.retain(|_, e| {
+            if e.touched == attempt {
+                e.live = e.series.is_some();
+                return true;
+            }
+            if e.live
+                && let Some(series) = &e.series
+            {
+                out.series.push(SeriesSamples {
+                    series: series.clone(),
+                    samples: vec![Sample {
+                        timestamp_ms: ts_ms,
+                        value: stale_nan(),
+                    }],
+                });
+            }
+            false
+        });
+        out.stats.stale_markers = out.series.len() - stale_before;
+        Ok(out)
+    }
+
+    /// Records a failed scrape at `ts_ms`: every series of the last successful scrape gets a staleness
+    /// marker, as Prometheus does when a target goes down, and the same happens when a target is removed.
+    pub fn fail(&mut self, ts_ms: i64) -> Vec<SeriesSamples> {
+        self.attempt += 1;
+        let mut out = Vec::new();
+        for e in self.cache.values_mut() {
+            if e.live
+                && let Some(series) = &e.series
+            {
+                out.push(SeriesSamples {
+                    series: series.clone(),
+                    samples: vec![Sample {
+                        timestamp_ms: ts_ms,
+                        value: stale_nan(),
+                    }],
+                });
+            }
+            e.live = false;
+        }
+        out
+    }
+
+    /// A series built from the target labels alone, for the synthetic `up`-family series.
+    pub fn synthetic_series(&self, name: &str) -> Arc<SeriesMeta> {
+        let mut b = LabelsBuilder::default();
+        for l in self.rules.target_labels.iter() {
+            b.set(l.name.clone(), l.value.clone());
+        }
+        b.set("__name__", name);
+        for l in self.rules.external_labels.iter() {
+            if b.get(&l.name).is_none() {
+                b.set(l.name.clone(), l.value.clone());
+            }
+        }
+        SeriesMeta::new(b.build())
+    }
+
+    fn build_series(
+        &self,
+        sample: &surge_proto::exposition::Sample<'_>,
+    ) -> Result<SeriesBuild, ScrapeFailure> {
+        let mut b = LabelsBuilder::default();
+        for (n, v) in sample.labels() {
+            b.set(n, v.as_ref());
+        }
+        b.set("__name__", sample.name);
+        for l in self.rules.target_labels.iter() {
+            if self.rules.honor_labels {
+                if b.get(&l.name).is_none() {
+                    b.set(l.name.clone(), l.value.clone());
+                }
+            } else {
+                if let Some(existing) = b.get(&l.name).map(Arc::<str>::from) {
+                    // Prometheus keeps the scraped value as `exported_<name>`, prefixing again on clashes.
+                    let mut exported = format!("exported_{}", l.name);
+                    while b.get(&exported).is_some() {
+                        exported.insert_str(0, "exported_");
+                    }
+                    b.set(exported, existing);
+                }
+                b.set(l.name.clone(), l.value.clone());
+            }
+        }
+        if !self.rules.metric_relabel.process(&mut b) {
+            return Ok(SeriesBuild::Dropped);
+        }
+        for l in self.rules.external_labels.iter() {
+            if b.get(&l.name).is_none() {
+                b.set(l.name.clone(), l.value.clone());
+            }
+        }
+        let labels = b.build();
+        match labels.metric_name() {
+            Some(n) if is_valid_metric_name(n) => {}
+            _ => return Ok(SeriesBuild::Invalid),
+        }
+        if labels.iter().any(|l| !is_valid_label_name(&l.name)) {
+            return Ok(SeriesBuild::Invalid);
+        }
+        let lim = &self.rules.limits;
+        if lim.label_limit > 0 && labels.len() > lim.label_limit {
+            return Err(ScrapeFailure::LabelLimit {
+                series: labels.to_string(),
+                got: labels.len(),
+                limit: lim.label_limit,
+            });
+        }
+        for l in labels.iter() {
+            if lim.label_name_length_limit > 0 && l.name.len() > lim.label_name_length_limit {
+                return Err(ScrapeFailure::LabelNameLength {
+                    name: l.name.to_string(),
+                    got: l.name.len(),
+                    limit: lim.label_name_length_limit,
+                });
+            }
+            if lim.label_value_length_limit > 0 && l.value.len() > lim.label_value_length_limit {
+                return Err(ScrapeFailure::LabelValueLength {
+                    name: l.name.to_string(),
+                    got: l.value.len(),
+                    limit: lim.label_value_length_limit,
+                });
+            }
+        }
+        Ok(SeriesBuild::Keep(SeriesMeta::new(labels)))
+    }
+}
+
+enum SeriesBuild {
+    Keep(Arc<SeriesMeta>),
+    Dropped,
+    Invalid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surge_config::RelabelConfig;
+
+    fn rules(honor_labels: bool, metric_relabel: &str) -> SeriesRules {
+        let relabel: Vec<RelabelConfig> = serde_yaml_ng::from_str(metric_relabel).unwrap();
+        SeriesRules {
+            target_labels: Labels::from_pairs([("job", "web"), ("instance", "10.0.0.1:80")]),
+            external_labels: Labels::from_pairs([("cluster", "c1")]),
+            honor_labels,
+            honor_timestamps: true,
+            metric_relabel: Arc::new(Relabeler::new(&relabel).unwrap()),
+            limits: ScrapeLimits::default(),
+        }
+    }
+
+    fn shown(out: &ScrapeOutput) -> Vec<String> {
+        out.series
+            .iter()
+            .map(|s| {
+                let v = s.samples[0].value;
+                let v = if surge_model::is_stale_nan(v) { "STALE".to_string() } else { v.to_string() };
+                format!("{} {v} @{}", s.series.labels, s.samples[0].timestamp_ms)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn target_labels_win_unless_honor_labels() {
+        let body = b"m{job=\"app\",a=\"1\"} 5\n";
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        let out = p.process(body, Format::Text, 1000).unwrap();
+        assert_eq!(
+            shown(&out),
+            [r#"m{a="1", cluster="c1", exported_job="app", instance="10.0.0.1:80", job="web"} 5 @1000"#]
+        );
+        let mut p = TargetProcessor::new(rules(true, "[]"));
+        let out = p.process(body, Format::Text, 1000).unwrap();
+        assert_eq!(shown(&out), [r#"m{a="1", cluster="c1", instance="10.0.0.1:80", job="app"} 5 @1000"#]);
+    }
+
+    #[test]
+    fn vanished_series_get_one_staleness_marker() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        let out = p.process(b"a 1\nb 2\n", Format::Text, 1000).unwrap();
+        assert_eq!(out.stats.series_added, 2);
+        let out = p.process(b"a 3\n", Format::Text, 2000).unwrap();
+        assert_eq!(out.stats.series_added, 0);
+        assert_eq!(out.stats.stale_markers, 1);
+        let s = shown(&out);
+        assert_eq!(s.len(), 2);
+        assert!(s[0].starts_with("a{") && s[0].ends_with(" 3 @2000"), "{s:?}");
+        assert!(s[1].starts_with("b{") && s[1].ends_with(" STALE @2000"), "{s:?}");
+        // Gone for good: no second marker.
+        let out = p.process(b"a 4\n", Format::Text, 3000).unwrap();
+        assert_eq!(out.stats.stale_markers, 0);
+    }
+
+    #[test]
+    fn a_failed_scrape_marks_everything_stale_once() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        p.process(b"a 1\nb 2\n", Format::Text, 1000).unwrap();
+        let err = p.process(b"a 1\nb{ 2\n", Format::Text, 2000).unwrap_err();
+        assert!(matches!(&err, ScrapeFailure::Parse(m) if m.contains("line 2")), "{err}");
+        assert_eq!(p.fail(2000).len(), 2);
+        assert_eq!(p.fail(3000).len(), 0);
+        // Back up: series come back as new.
+        let out = p.process(b"a 1\n", Format::Text, 4000).unwrap();
+        assert_eq!(out.series.len(), 1);
+    }
+
+    #[test]
+    fn metric_relabeling_drops_and_is_remembered() {
+        let mut p = TargetProcessor::new(rules(false, "[{source_labels: [__name__], regex: 'go_.*', action: drop}]"));
+        for ts in [1000, 2000] {
+            let out = p.process(b"go_gc 1\nhttp 2\n", Format::Text, ts).unwrap();
+            assert_eq!(out.stats.scraped, 2);
+            assert_eq!(out.stats.post_relabel, 1);
+        }
+        assert_eq!(p.cached_series(), 2);
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_counted() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        let out = p.process(b"a 1\na 2\n", Format::Text, 1000).unwrap();
+        assert_eq!(out.series.len(), 1);
+        assert_eq!(out.stats.duplicates, 1);
+    }
+
+    #[test]
+    fn limits_fail_the_scrape() {
+        let mut r = rules(false, "[]");
+        r.limits.sample_limit = 2;
+        let mut p = TargetProcessor::new(r);
+        assert!(p.process(b"a 1\nb 1\n", Format::Text, 1).is_ok());
+        assert_eq!(
+            p.process(b"a 1\nb 1\nc 1\n", Format::Text, 2).unwrap_err(),
+            ScrapeFailure::SampleLimit { got: 3, limit: 2 }
+        );
+        let mut r = rules(false, "[]");
+        r.limits.label_limit = 4;
+        let mut p = TargetProcessor::new(r);
+        let err = p.process(b"a{x=\"1\",y=\"2\"} 1\n", Format::Text, 1).unwrap_err();
+        assert!(matches!(err, ScrapeFailure::LabelLimit { got: 6, limit: 4, .. }), "{err}");
+    }
+
+    #[test]
+    fn timestamps_honoured_only_when_asked() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        let out = p.process(b"a 1 5000\n", Format::Text, 9000).unwrap();
+        assert_eq!(out.series[0].samples[0].timestamp_ms, 5000);
+        let mut r = rules(false, "[]");
+        r.honor_timestamps = false;
+        let mut p = TargetProcessor::new(r);
+        let out = p.process(b"a 1 5000\n", Format::Text, 9000).unwrap();
+        assert_eq!(out.series[0].samples[0].timestamp_ms, 9000);
+    }
+}

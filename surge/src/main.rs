@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod agent_cmd;
+mod process;
 mod scrape;
 
 #[derive(Parser)]
@@ -78,10 +80,9 @@ fn main() -> ExitCode {
             format,
             output,
         } => scrape::main(&target, format, output),
-        Command::Run { .. }
-        | Command::Agent { .. }
-        | Command::Aggregator { .. }
-        | Command::CheckConfig { .. } => not_yet("this subcommand"),
+        Command::Agent { config } => agent_cmd::main(&config),
+        Command::CheckConfig { file } => agent_cmd::check_config(&file),
+        Command::Run { .. } | Command::Aggregator { .. } => not_yet("this subcommand"),
         Command::Simulate { .. } => not_yet("`surge simulate` (the autoscaling engine issue)"),
         Command::Bench => not_yet("`surge bench` (the autoscaling engine issue)"),
     }

@@ -1,0 +1,512 @@
+//! The remote-write sender: ships scraped samples to one Prometheus remote-write 1.0 destination.
+//!
+//! Data flow, one stage per line:
+//!
+//! ```text
+//! scrape loop ──submit(Arc<Batch>)──▶ relabel (cached per series) ─▶ capacity check ─▶ shard = hash % shards
+//!   shard task: pending FIFO ─▶ request (≤ max_samples_per_send, one TimeSeries per series) ─▶ snappy
+//!     ─▶ timeout ─▶ retry with backoff ─▶ one request in flight ─▶ POST
+//! ```
+//!
+//! - [`RemoteWriteSender::submit`] never blocks and never awaits: it reserves room for the batch's samples in
+//!   the destination's capacity, splits them per shard and hands them over on unbounded channels (bounded in
+//!   effect by that capacity). What does not fit is dropped and counted (`reason="queue_full"`).
+//! - Each shard task owns a FIFO of pending series. Critical-tier samples are sent as soon as they arrive
+//!   (coalescing whatever is already queued); standard-tier samples wait for `max_samples_per_send` or
+//!   `batch_send_deadline`. See [`shard`].
+//! - The network call is a small stack (see [`service`]): per-attempt timeout, retry with exponential
+//!   backoff and jitter honouring `Retry-After`, and one request in flight per shard.
+//!
+//! Architecture invariant: a sample holds capacity from `submit` until it is delivered or dropped, so the
+//! queue-length gauge counts queued, batching *and* in-flight samples, and `capacity` bounds all of them.
+//! A sample that is retried and then delivered is never counted as dropped.
+
+mod events;
+mod metrics;
+mod request;
+mod service;
+mod shard;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use surge_model::{Labels, Sample, Tier};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::SenderMetrics;
+
+use events::{DropReason, SamplesDropped};
+use metrics::DestinationMetrics;
+use request::{PendingEntry, ShardMsg};
+use service::{HttpTransport, Transport};
+
+/// One series' identity, shared by every batch that carries it; created once per series by the scrape loop.
+#[derive(Debug)]
+pub struct SeriesMeta {
+    pub labels: Labels,
+    /// `labels.hash64()`: routes the series to a shard and keys the relabel cache.
+    pub hash: u64,
+    /// `surge_proto::remote_write::encode_label_block(&labels)`, reused for every request.
+    pub label_block: Box<[u8]>,
+}
+
+impl SeriesMeta {
+    /// Computes the hash and the encoded label block of `labels`, once per series.
+    pub fn new(labels: Labels) -> Arc<Self> {
+        let hash = labels.hash64();
+        let label_block = surge_proto::remote_write::encode_label_block(&labels).into_boxed_slice();
+        Arc::new(SeriesMeta {
+            labels,
+            hash,
+            label_block,
+        })
+    }
+}
+
+/// The samples of one series in one batch, in time order (usually exactly one).
+#[derive(Debug, Clone)]
+pub struct SeriesSamples {
+    pub series: Arc<SeriesMeta>,
+    pub samples: Vec<Sample>,
+}
+
+/// What one scrape (or ingest) produced for shipping.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub tier: Tier,
+    pub series: Vec<SeriesSamples>,
+    /// When the scrape finished (ms since the epoch); carried for latency accounting.
+    pub scrape_end_ms: i64,
+}
+
+impl Batch {
+    /// The number of samples in the batch.
+    pub fn sample_count(&self) -> usize {
+        self.series.iter().map(|s| s.samples.len()).sum()
+    }
+}
+
+/// A destination's `write_relabel_configs`, compiled by the caller: `None` drops the series, `Some` replaces
+/// its labels. Applied once per new series and cached by the series hash, so it may be slow-ish.
+pub type RelabelFn = Arc<dyn Fn(&Labels) -> Option<Labels> + Send + Sync>;
+
+/// Options of one remote-write destination; mirrors the `remote_write[]` config entry field by field.
+#[derive(Clone)]
+pub struct SenderOptions {
+    /// Names the destination in metrics (`destination` label) and logs.
+    pub name: String,
+    /// The remote-write endpoint, `http://` or `https://`.
+    pub url: String,
+    /// Time allowed for one attempt (connect, send, response). Default 5 s.
+    pub remote_timeout: Duration,
+    /// Extra request headers (e.g. `X-Scope-OrgID`). The remote-write protocol headers cannot be overridden.
+    pub headers: BTreeMap<String, String>,
+    pub queue_config: QueueOptions,
+    /// The destination's `write_relabel_configs`; `None` ships series unchanged.
+    pub write_relabel: Option<RelabelFn>,
+}
+
+/// `queue_config` of one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueOptions {
+    /// Samples buffered for this destination (queued, batching and in flight); beyond it new samples are
+    /// dropped and counted. Default 100 000.
+    pub capacity: usize,
+    /// Shards sending in parallel; one series always goes through the same shard. Default 4.
+    pub max_shards: usize,
+    /// Samples per request at most. Default 2000.
+    pub max_samples_per_send: usize,
+    /// The standard tier's longest batching delay (the critical tier is sent at once). Default 1 s.
+    pub batch_send_deadline: Duration,
+    /// First retry delay; doubles per failed attempt. Default 30 ms.
+    pub min_backoff: Duration,
+    /// Longest retry delay from backoff alone. Default 5 s.
+    pub max_backoff: Duration,
+    /// Whether HTTP 429 is retried (otherwise dropped like other 4xx). Default true.
+    pub retry_on_http_429: bool,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            capacity: 100_000,
+            max_shards: 4,
+            max_samples_per_send: 2000,
+            batch_send_deadline: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(30),
+            max_backoff: Duration::from_secs(5),
+            retry_on_http_429: true,
+        }
+    }
+}
+
+impl SenderOptions {
+    /// Options for `url` with every other field at its default.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        SenderOptions {
+            name: name.into(),
+            url: url.into(),
+            remote_timeout: Duration::from_secs(5),
+            headers: BTreeMap::new(),
+            queue_config: QueueOptions::default(),
+            write_relabel: None,
+        }
+    }
+
+    /// Checks every option and returns all problems at once.
+    pub fn validate(&self) -> Result<(), InvalidSenderOptions> {
+        service::RequestTemplate::new(self).map(|_| ())
+    }
+}
+
+impl fmt::Debug for SenderOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SenderOptions")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("remote_timeout", &self.remote_timeout)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("queue_config", &self.queue_config)
+            .field("write_relabel", &self.write_relabel.is_some())
+            .finish()
+    }
+}
+
+/// One problem with a destination's options.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SenderOptionError {
+    /// The URL does not parse or is not http(s).
+    #[error("url: {url:?} is not an http:// or https:// URL")]
+    Url { url: String },
+    /// A header name or value is not valid in HTTP.
+    #[error("headers: {name:?} is not a valid header name and value")]
+    Header { name: String },
+    /// A header the remote-write protocol sets itself.
+    #[error("headers: {name:?} is set by the remote-write protocol and cannot be overridden")]
+    ReservedHeader { name: String },
+    /// A count or duration that must be positive is zero.
+    #[error("{field}: must be greater than zero")]
+    Zero { field: &'static str },
+    /// `min_backoff` is above `max_backoff`.
+    #[error("queue_config.min_backoff: {min:?} is above max_backoff {max:?}")]
+    Backoff { min: Duration, max: Duration },
+}
+
+/// Every problem with one destination's options.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("remote_write {destination:?}: {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidSenderOptions {
+    pub destination: String,
+    pub problems: Vec<SenderOptionError>,
+}
+
+/// What [`RemoteWriteSender::shutdown`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Samples delivered while shutting down (the flush).
+    pub flushed_samples: u64,
+    /// Samples that could not be sent before the deadline; counted as dropped with `reason="shutdown"`.
+    pub dropped_samples: u64,
+    /// Whether every shard finished before the deadline.
+    pub completed: bool,
+}
+
+/// Sends batches to one remote-write destination. Cheap to clone; all clones feed the same shards.
+#[derive(Clone)]
+pub struct RemoteWriteSender {
+    inner: Arc<SenderInner>,
+}
+
+struct SenderInner {
+    shared: Arc<Shared>,
+    /// One channel per shard; `None` once shutdown has begun, which closes the channels.
+    shards: RwLock<Option<Vec<mpsc::UnboundedSender<ShardMsg>>>>,
+    /// Why samples are dropped when `shards` is `None`.
+    closed_reason: DropReason,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    relabel: Option<RelabelFn>,
+    /// Relabel results by original series hash; `None` = dropped by relabeling.
+    relabel_cache: Mutex<HashMap<u64, Option<Arc<SeriesMeta>>>>,
+}
+
+/// The relabel cache is cleared when it grows past this many series, so series churn cannot grow it
+/// forever; refilling costs one relabel call per live series.
+const RELABEL_CACHE_MAX: usize = 1 << 20;
+
+/// State shared by `submit`, the shard tasks and `shutdown`.
+pub(crate) struct Shared {
+    pub(crate) opts: QueueOptions,
+    pub(crate) remote_timeout: Duration,
+    pub(crate) metrics: DestinationMetrics,
+    /// Samples holding capacity: queued, batching or in flight.
+    queued: AtomicUsize,
+    /// Samples delivered since start (for the shutdown report).
+    pub(crate) delivered: AtomicU64,
+    /// Samples dropped because of shutdown (for the shutdown report).
+    pub(crate) shutdown_dropped: AtomicU64,
+    /// Fired when the shutdown deadline passes: shards stop retrying and count what is left as dropped.
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Shared {
+    fn new(opts: &SenderOptions, metrics: &SenderMetrics) -> Self {
+        Shared {
+            remote_timeout: opts.remote_timeout,
+            metrics: metrics.destination(&opts.name),
+            opts: opts.queue_config.clone(),
+            queued: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            shutdown_dropped: AtomicU64::new(0),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Reserves room for up to `n` samples; returns how many fit.
+    fn reserve(&self, n: usize) -> usize {
+        let cap = self.opts.capacity;
+        let mut cur = self.queued.load(Ordering::Relaxed);
+        loop {
+            let granted = n.min(cap.saturating_sub(cur));
+            if granted == 0 {
+                return 0;
+            }
+            match self.queued.compare_exchange_weak(
+                cur,
+                cur + granted,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    self.metrics.queue_samples.inc_by(granted as i64);
+                    return granted;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Returns room for `n` samples that were delivered, dropped, or never used.
+    pub(crate) fn release(&self, n: usize) {
+        if n > 0 {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            self.metrics.queue_samples.dec_by(n as i64);
+        }
+    }
+
+    /// Counts `n` samples as dropped for `reason` (logs, counts, and feeds the shutdown report).
+    pub(crate) fn dropped(&self, reason: DropReason, n: usize) {
+        self.dropped_because(reason, n, "");
+    }
+
+    /// Like [`Shared::dropped`], with the receiver's answer for the log.
+    pub(crate) fn dropped_because(&self, reason: DropReason, n: usize, detail: &str) {
+        if n == 0 {
+            return;
+        }
+        if reason == DropReason::Shutdown {
+            self.shutdown_dropped.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        SamplesDropped {
+            reason,
+            count: n,
+            detail,
+        }
+        .emit(&self.metrics);
+    }
+}
+
+impl RemoteWriteSender {
+    /// Spawns the shard tasks (needs a tokio runtime).
+    ///
+    /// Options should have passed [`SenderOptions::validate`] at config load. If they did not, the error
+    /// is logged and the sender drops (and counts, `reason="invalid_options"`) everything submitted, so
+    /// one bad destination cannot stop the agent; [`RemoteWriteSender::try_start`] reports it instead.
+    pub fn start(opts: SenderOptions, client: reqwest::Client, metrics: &SenderMetrics) -> Self {
+        match HttpTransport::new(&opts, client) {
+            Ok(transport) => Self::start_with_transport(opts, transport, metrics),
+            Err(e) => {
+                tracing::error!(error = %e, "remote-write destination disabled");
+                RemoteWriteSender {
+                    inner: Arc::new(SenderInner {
+                        shared: Arc::new(Shared::new(&opts, metrics)),
+                        shards: RwLock::new(None),
+                        closed_reason: DropReason::InvalidOptions,
+                        tasks: Mutex::new(Vec::new()),
+                        relabel: None,
+                        relabel_cache: Mutex::new(HashMap::new()),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Like [`RemoteWriteSender::start`], but invalid options are an error.
+    pub fn try_start(
+        opts: SenderOptions,
+        client: reqwest::Client,
+        metrics: &SenderMetrics,
+    ) -> Result<Self, InvalidSenderOptions> {
+        let transport = HttpTransport::new(&opts, client)?;
+        Ok(Self::start_with_transport(opts, transport, metrics))
+    }
+
+    /// Starts with any transport; tests use a scripted one under tokio's paused clock.
+    pub(crate) fn start_with_transport<T: Transport>(
+        opts: SenderOptions,
+        transport: T,
+        metrics: &SenderMetrics,
+    ) -> Self {
+        let shards = opts.queue_config.max_shards.max(1);
+        let shared = Arc::new(Shared::new(&opts, metrics));
+        let transport = Arc::new(transport);
+        let mut senders = Vec::with_capacity(shards);
+        let mut tasks = Vec::with_capacity(shards);
+        for id in 0..shards {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders.push(tx);
+            let shard = shard::Shard::new(id, rx, shared.clone(), transport.clone());
+            tasks.push(tokio::spawn(shard.run()));
+        }
+        RemoteWriteSender {
+            inner: Arc::new(SenderInner {
+                shared,
+                shards: RwLock::new(Some(senders)),
+                closed_reason: DropReason::Shutdown,
+                tasks: Mutex::new(tasks),
+                relabel: opts.write_relabel,
+                relabel_cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Enqueues `batch` for shipping. Never blocks and never awaits: samples that do not fit in the
+    /// destination's capacity are dropped and counted (`queue_full`); after shutdown, everything is
+    /// dropped and counted (`shutdown`).
+    pub fn submit(&self, batch: Arc<Batch>) {
+        let inner = &*self.inner;
+        let shared = &*inner.shared;
+        let guard = inner.shards.read();
+        let Some(senders) = guard.as_ref() else {
+            shared.dropped(inner.closed_reason, batch.sample_count());
+            return;
+        };
+
+        // Resolve each series' outgoing identity first, so samples relabeled away take no capacity.
+        let routed = inner.route(&batch);
+        let wanted: usize = routed
+            .iter()
+            .map(|(i, _)| batch.series[*i].samples.len())
+            .sum();
+        if wanted == 0 {
+            return;
+        }
+        let mut room = shared.reserve(wanted);
+        let now = tokio::time::Instant::now();
+        let mut per_shard: Vec<Vec<PendingEntry>> = vec![Vec::new(); senders.len()];
+        let mut full = 0;
+        for (idx, meta) in routed {
+            let n = batch.series[idx].samples.len();
+            // Whole series only: a series' samples in one batch stay together, so time order holds.
+            if n > room {
+                full += n;
+                continue;
+            }
+            room -= n;
+            let shard = shard_for(meta.hash, senders.len());
+            per_shard[shard].push(PendingEntry::new(batch.clone(), idx, meta, now));
+        }
+        shared.release(room);
+        for (tx, entries) in senders.iter().zip(per_shard) {
+            if entries.is_empty() {
+                continue;
+            }
+            let msg = ShardMsg::new(entries);
+            if let Err(mpsc::error::SendError(msg)) = tx.send(msg) {
+                // The shard task is gone (it only ends after shutdown or a panic): give the room back.
+                let n = msg.samples();
+                shared.release(n);
+                shared.dropped(DropReason::Shutdown, n);
+            }
+        }
+        shared.dropped(DropReason::QueueFull, full);
+    }
+
+    /// Stops accepting, flushes everything queued (the standard tier without waiting for its deadline)
+    /// and waits up to `deadline`. What is still unsent then is dropped and counted (`reason="shutdown"`).
+    pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        let inner = &*self.inner;
+        let shared = &*inner.shared;
+        let delivered_before = shared.delivered.load(Ordering::Relaxed);
+        let dropped_before = shared.shutdown_dropped.load(Ordering::Relaxed);
+        // Dropping the senders closes the channels: shards drain them, flush and end.
+        drop(inner.shards.write().take());
+        let tasks = std::mem::take(&mut *inner.tasks.lock());
+        let mut all = futures::future::join_all(tasks);
+        let completed = match tokio::time::timeout(deadline, &mut all).await {
+            Ok(_) => true,
+            Err(_) => {
+                shared.cancel.cancel();
+                all.await;
+                false
+            }
+        };
+        ShutdownReport {
+            flushed_samples: shared.delivered.load(Ordering::Relaxed) - delivered_before,
+            dropped_samples: shared.shutdown_dropped.load(Ordering::Relaxed) - dropped_before,
+            completed,
+        }
+    }
+
+    /// Samples currently holding capacity (queued, batching or in flight).
+    pub fn queued_samples(&self) -> usize {
+        self.inner.shared.queued.load(Ordering::Relaxed)
+    }
+}
+
+impl SenderInner {
+    /// The batch's non-empty series with their outgoing identity (after relabeling).
+    fn route(&self, batch: &Batch) -> Vec<(usize, Arc<SeriesMeta>)> {
+        let present = batch
+            .series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.samples.is_empty());
+        let Some(relabel) = &self.relabel else {
+            return present.map(|(i, s)| (i, s.series.clone())).collect();
+        };
+        let mut cache = self.relabel_cache.lock();
+        if cache.len() > RELABEL_CACHE_MAX {
+            cache.clear();
+        }
+        present
+            .filter_map(|(i, s)| {
+                let meta = cache
+                    .entry(s.series.hash)
+                    .or_insert_with(|| {
+                        relabel(&s.series.labels).map(|l| {
+                            if l == s.series.labels {
+                                s.series.clone()
+                            } else {
+                                SeriesMeta::new(l)
+                            }
+                        })
+                    })
+                    .clone()?;
+                Some((i, meta))
+            })
+            .collect()
+    }
+}
+
+/// The shard that carries series `hash`: one series always goes through one shard, so it stays in order.
+pub(crate) fn shard_for(hash: u64, shards: usize) -> usize {
+    (hash % shards.max(1) as u64) as usize
+}

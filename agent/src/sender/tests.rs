@@ -1,0 +1,628 @@
+//! Unit tests: the batcher (proptest), the retry policy, and the shard loop under tokio's paused clock with
+//! a scripted transport (exact timings). Real-HTTP scenarios live in `agent/tests/sender_http.rs`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+use proptest::prelude::*;
+use prost::Message;
+use surge_model::{Labels, Sample, Tier};
+use surge_proto::remote_write::WriteRequest;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::events::RetryReason;
+use super::request::{PendingEntry, PendingQueue, ShardMsg};
+use super::service::{AttemptResult, Backoff, Transport, Verdict, classify, parse_retry_after};
+use super::*;
+
+fn meta(i: usize) -> Arc<SeriesMeta> {
+    SeriesMeta::new(Labels::from_pairs([
+        ("instance", format!("i{i}")),
+        ("__name__", "m".to_owned()),
+    ]))
+}
+
+fn decode(raw: &[u8]) -> WriteRequest {
+    WriteRequest::decode(raw).expect("valid WriteRequest")
+}
+
+fn series_key(ts: &surge_proto::remote_write::TimeSeries) -> String {
+    ts.labels
+        .iter()
+        .map(|l| format!("{}={}", l.name, l.value))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batcher
+
+proptest! {
+    /// Random batches routed to shards and cut into requests: every sample leaves exactly once, each
+    /// series in time order and through one shard only, one TimeSeries per series per request, and no
+    /// request over `max_samples_per_send`.
+    #[test]
+    fn requests_keep_series_order_and_respect_the_size_limit(
+        batches in prop::collection::vec(prop::collection::vec((0usize..8, 1usize..4), 1..10), 1..25),
+        shards in 1usize..5,
+        max in 1usize..12,
+        cut_between in prop::collection::vec(any::<bool>(), 25),
+    ) {
+        let metas: Vec<_> = (0..8).map(meta).collect();
+        let mut next_ts = [0i64; 8];
+        let mut expected: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut queues: Vec<PendingQueue> = (0..shards).map(|_| PendingQueue::default()).collect();
+        let mut got: HashMap<String, Vec<i64>> = HashMap::new();
+        let mut shard_of: HashMap<String, usize> = HashMap::new();
+        let now = Instant::now();
+
+        let mut cut = |q: &mut PendingQueue, shard: usize, got: &mut HashMap<String, Vec<i64>>| {
+            let mut raw = Vec::new();
+            let stats = q.take_request(max, &mut raw);
+            let req = decode(&raw);
+            let n: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
+            assert_eq!(n, stats.samples);
+            assert!(n <= max, "{n} samples > {max}");
+            let mut in_req = std::collections::HashSet::new();
+            for ts in &req.timeseries {
+                let k = series_key(ts);
+                assert!(in_req.insert(k.clone()), "series twice in one request");
+                assert_eq!(*shard_of.entry(k.clone()).or_insert(shard), shard, "series moved shard");
+                got.entry(k).or_default().extend(ts.samples.iter().map(|s| s.timestamp));
+            }
+        };
+
+        for (bi, spec) in batches.iter().enumerate() {
+            let series: Vec<SeriesSamples> = spec
+                .iter()
+                .map(|&(id, n)| SeriesSamples {
+                    series: metas[id].clone(),
+                    samples: (0..n)
+                        .map(|_| {
+                            next_ts[id] += 1;
+                            Sample { timestamp_ms: next_ts[id], value: 1.0 }
+                        })
+                        .collect(),
+                })
+                .collect();
+            for s in &series {
+                let k = s.series.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect::<Vec<_>>().join(",");
+                expected.entry(k).or_default().extend(s.samples.iter().map(|x| x.timestamp_ms));
+            }
+            let tier = if bi % 2 == 0 { Tier::Critical } else { Tier::Standard };
+            let batch = Arc::new(Batch { tier, series, scrape_end_ms: 0 });
+            let mut per_shard: Vec<Vec<PendingEntry>> = vec![Vec::new(); shards];
+            for (idx, s) in batch.series.iter().enumerate() {
+                per_shard[shard_for(s.series.hash, shards)]
+                    .push(PendingEntry::new(batch.clone(), idx, s.series.clone(), now));
+            }
+            for (q, entries) in queues.iter_mut().zip(per_shard) {
+                q.push(ShardMsg::new(entries));
+            }
+            if cut_between[bi] {
+                let shard = bi % shards;
+                if !queues[shard].is_empty() {
+                    cut(&mut queues[shard], shard, &mut got);
+                }
+            }
+        }
+        for (shard, q) in queues.iter_mut().enumerate() {
+            while !q.is_empty() {
+                cut(q, shard, &mut got);
+            }
+            prop_assert!(!q.has_critical());
+        }
+        prop_assert_eq!(got, expected);
+    }
+}
+
+#[test]
+fn samples_of_one_series_merge_into_one_time_series_in_time_order() {
+    let m = meta(1);
+    let batch = |ts: &[i64]| {
+        Arc::new(Batch {
+            tier: Tier::Standard,
+            series: vec![SeriesSamples {
+                series: m.clone(),
+                samples: ts
+                    .iter()
+                    .map(|&t| Sample {
+                        timestamp_ms: t,
+                        value: 0.0,
+                    })
+                    .collect(),
+            }],
+            scrape_end_ms: 0,
+        })
+    };
+    let mut q = PendingQueue::default();
+    let now = Instant::now();
+    // A batch whose samples came out of order is still sent in time order.
+    for b in [batch(&[10]), batch(&[30, 20])] {
+        q.push(ShardMsg::new(vec![PendingEntry::new(b, 0, m.clone(), now)]));
+    }
+    let mut raw = Vec::new();
+    let stats = q.take_request(100, &mut raw);
+    assert_eq!((stats.samples, stats.series), (3, 1));
+    assert_eq!(stats.highest_timestamp_ms, Some(30));
+    let req = decode(&raw);
+    let ts: Vec<_> = req.timeseries[0]
+        .samples
+        .iter()
+        .map(|s| s.timestamp)
+        .collect();
+    assert_eq!(ts, [10, 20, 30]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retry policy
+
+#[test]
+fn classification_follows_remote_write_1_0() {
+    let status = |s| AttemptResult::Status {
+        status: s,
+        retry_after: None,
+        detail: String::new(),
+    };
+    // (result, retry_on_http_429, retried with reason / rejected with status / delivered)
+    let cases: [(AttemptResult, bool, &str); 9] = [
+        (status(200), true, "delivered"),
+        (status(204), true, "delivered"),
+        (status(500), true, "retry http_5xx"),
+        (status(503), false, "retry http_5xx"),
+        (status(429), true, "retry http_429"),
+        (status(429), false, "reject 429"),
+        (status(400), true, "reject 400"),
+        (AttemptResult::Timeout, true, "retry timeout"),
+        (
+            AttemptResult::Network("refused".into()),
+            true,
+            "retry network",
+        ),
+    ];
+    for (result, retry_429, want) in cases {
+        let got = match classify(result.clone(), retry_429) {
+            Verdict::Delivered => "delivered".to_owned(),
+            Verdict::Retry { reason, .. } => format!("retry {}", reason.as_str()),
+            Verdict::Rejected { status, .. } => format!("reject {status}"),
+        };
+        assert_eq!(got, want, "{result:?} retry_on_http_429={retry_429}");
+    }
+    assert!(matches!(
+        classify(status(302), true),
+        Verdict::Rejected { status: 302, .. }
+    ));
+    let _ = RetryReason::Network;
+}
+
+#[test]
+fn retry_after_accepts_seconds_and_http_dates() {
+    let now = UNIX_EPOCH + Duration::from_secs(784_111_767); // Sun, 06 Nov 1994 08:49:27 GMT
+    assert_eq!(parse_retry_after("1", now), Some(Duration::from_secs(1)));
+    assert_eq!(
+        parse_retry_after(" 120 ", now),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+        Some(Duration::from_secs(10))
+    );
+    // A date in the past means "now".
+    assert_eq!(
+        parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+        Some(Duration::ZERO)
+    );
+    for bad in [
+        "",
+        "-1",
+        "1.5",
+        "soon",
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun, 06 Nov 1994 08:49:37 UTC",
+        "Sun, 32 Nov 1994 08:49:37 GMT",
+    ] {
+        assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+    }
+    // Leap years: 29 Feb 2024 00:00:00 is 1709164800.
+    let now = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
+    assert_eq!(
+        parse_retry_after("Thu, 29 Feb 2024 00:00:05 GMT", now),
+        Some(Duration::from_secs(5))
+    );
+    let _ = SystemTime::now();
+}
+
+#[test]
+fn backoff_doubles_with_jitter_up_to_the_max_and_honours_retry_after() {
+    let opts = QueueOptions {
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(500),
+        ..QueueOptions::default()
+    };
+    for _ in 0..50 {
+        let mut b = Backoff::new(&opts);
+        for d in [100u64, 200, 400, 500, 500] {
+            let got = b.next_delay(None);
+            let d = Duration::from_millis(d);
+            assert!(
+                got >= d / 2 && got <= d,
+                "{got:?} not in [{:?}, {d:?}]",
+                d / 2
+            );
+        }
+    }
+    let mut b = Backoff::new(&opts);
+    assert_eq!(
+        b.next_delay(Some(Duration::from_secs(2))),
+        Duration::from_secs(2)
+    );
+    // Capped at max_backoff × 12.
+    assert_eq!(
+        b.next_delay(Some(Duration::from_secs(3600))),
+        Duration::from_secs(6)
+    );
+}
+
+#[test]
+fn validation_lists_every_problem() {
+    let mut o = SenderOptions::new("aggregator", "ftp://x");
+    o.headers.insert("Content-Type".into(), "text/plain".into());
+    o.headers.insert("bad header".into(), "v".into());
+    o.queue_config.max_shards = 0;
+    o.queue_config.min_backoff = Duration::from_secs(10);
+    let err = o.validate().unwrap_err();
+    assert_eq!(
+        err.problems,
+        [
+            SenderOptionError::Url {
+                url: "ftp://x".into()
+            },
+            SenderOptionError::ReservedHeader {
+                name: "Content-Type".into()
+            },
+            SenderOptionError::Header {
+                name: "bad header".into()
+            },
+            SenderOptionError::Zero {
+                field: "queue_config.max_shards"
+            },
+            SenderOptionError::Backoff {
+                min: Duration::from_secs(10),
+                max: Duration::from_secs(5)
+            },
+        ]
+    );
+    assert!(
+        err.to_string()
+            .starts_with("remote_write \"aggregator\": url: ")
+    );
+    assert!(
+        SenderOptions::new("a", "http://127.0.0.1:9091/api/v1/write")
+            .validate()
+            .is_ok()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shard loop under the paused clock
+
+#[derive(Debug, Clone)]
+enum Reply {
+    Status(u16, Option<Duration>),
+    Refused,
+    Hang,
+}
+
+/// A transport that records each attempt (decoded) with its time and answers from a script (204 when
+/// the script is empty).
+#[derive(Default)]
+struct Scripted {
+    script: Mutex<VecDeque<Reply>>,
+    attempts: Mutex<Vec<(Instant, WriteRequest)>>,
+    notify: Notify,
+}
+
+impl Transport for Arc<Scripted> {
+    async fn send(&self, body: bytes::Bytes) -> AttemptResult {
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        self.attempts.lock().push((Instant::now(), decode(&raw)));
+        self.notify.notify_one();
+        let reply = self.script.lock().pop_front();
+        match reply.unwrap_or(Reply::Status(204, None)) {
+            Reply::Status(status, retry_after) => AttemptResult::Status {
+                status,
+                retry_after,
+                detail: String::new(),
+            },
+            Reply::Refused => AttemptResult::Network("connection refused".into()),
+            Reply::Hang => std::future::pending().await,
+        }
+    }
+}
+
+impl Scripted {
+    fn new(script: impl IntoIterator<Item = Reply>) -> Arc<Self> {
+        let s = Arc::new(Scripted::default());
+        s.script.lock().extend(script);
+        s
+    }
+
+    async fn wait_attempts(&self, n: usize) {
+        while self.attempts.lock().len() < n {
+            self.notify.notified().await;
+        }
+    }
+
+    fn times(&self, since: Instant) -> Vec<Duration> {
+        self.attempts.lock().iter().map(|a| a.0 - since).collect()
+    }
+}
+
+struct Paused {
+    registry: Registry,
+    sender: RemoteWriteSender,
+    transport: Arc<Scripted>,
+}
+
+fn paused(queue: QueueOptions, script: impl IntoIterator<Item = Reply>) -> Paused {
+    let mut registry = Registry::default();
+    let metrics = SenderMetrics::new(&mut registry);
+    let transport = Scripted::new(script);
+    let mut opts = SenderOptions::new("d", "http://127.0.0.1:1/");
+    opts.queue_config = queue;
+    opts.remote_timeout = Duration::from_secs(5);
+    let sender = RemoteWriteSender::start_with_transport(opts, transport.clone(), &metrics);
+    Paused {
+        registry,
+        sender,
+        transport,
+    }
+}
+
+impl Paused {
+    fn submit(&self, tier: Tier, ts: i64, series: std::ops::Range<usize>) {
+        let series = series
+            .map(|i| SeriesSamples {
+                series: meta(i),
+                samples: vec![Sample {
+                    timestamp_ms: ts,
+                    value: 1.0,
+                }],
+            })
+            .collect();
+        self.sender.submit(Arc::new(Batch {
+            tier,
+            series,
+            scrape_end_ms: ts,
+        }));
+    }
+
+    fn metric(&self, series: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    fn dropped(&self, reason: &str) -> f64 {
+        self.metric(&format!(
+            "surge_remote_write_samples_dropped_total{{destination=\"d\",reason=\"{reason}\"}}"
+        ))
+    }
+}
+
+fn one_shard() -> QueueOptions {
+    QueueOptions {
+        max_shards: 1,
+        ..QueueOptions::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn critical_samples_are_sent_without_any_timer() {
+    let p = paused(one_shard(), []);
+    let t0 = Instant::now();
+    p.submit(Tier::Critical, 1, 0..3);
+    p.transport.wait_attempts(1).await;
+    assert_eq!(p.transport.times(t0), [Duration::ZERO]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn standard_samples_wait_exactly_for_the_batch_deadline() {
+    let p = paused(one_shard(), []);
+    let t0 = Instant::now();
+    p.submit(Tier::Standard, 1, 0..3);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.submit(Tier::Standard, 2, 0..3);
+    p.transport.wait_attempts(1).await;
+    // The deadline counts from the oldest pending sample; both scrapes share one request.
+    assert_eq!(p.transport.times(t0), [Duration::from_secs(1)]);
+    let req = &p.transport.attempts.lock()[0].1;
+    assert_eq!(req.timeseries.len(), 3);
+    assert!(req.timeseries.iter().all(|t| t.samples.len() == 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_critical_batch_takes_pending_standard_samples_along() {
+    let p = paused(one_shard(), []);
+    let t0 = Instant::now();
+    p.submit(Tier::Standard, 1, 0..3);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    p.submit(Tier::Critical, 2, 5..6);
+    p.transport.wait_attempts(1).await;
+    assert_eq!(p.transport.times(t0), [Duration::from_millis(100)]);
+    assert_eq!(p.transport.attempts.lock()[0].1.timeseries.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_exponentially_and_honour_retry_after() {
+    let q = QueueOptions {
+        max_shards: 1,
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(300),
+        ..QueueOptions::default()
+    };
+    let p = paused(
+        q,
+        [
+            Reply::Status(503, None),
+            Reply::Refused,
+            Reply::Status(500, None),
+            Reply::Status(429, Some(Duration::from_secs(2))),
+            Reply::Status(500, None),
+        ],
+    );
+    let t0 = Instant::now();
+    p.submit(Tier::Critical, 1, 0..2);
+    p.transport.wait_attempts(6).await;
+    let t = p.transport.times(t0);
+    let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
+    let ms = Duration::from_millis;
+    for (gap, d) in gaps.iter().zip([ms(100), ms(200), ms(300)]) {
+        assert!(*gap >= d / 2 && *gap <= d, "gap {gap:?} for backoff {d:?}");
+    }
+    assert_eq!(gaps[3], Duration::from_secs(2), "Retry-After is honoured");
+    assert!(gaps[4] >= ms(150) && gaps[4] <= ms(300));
+    assert_eq!(p.dropped("http_500") + p.dropped("queue_full"), 0.0);
+    assert_eq!(
+        p.metric("surge_remote_write_samples_sent_total{destination=\"d\"}"),
+        2.0
+    );
+    for (reason, n) in [("http_5xx", 3.0), ("network", 1.0), ("http_429", 1.0)] {
+        let m =
+            format!("surge_remote_write_retries_total{{destination=\"d\",reason=\"{reason}\"}}");
+        assert_eq!(p.metric(&m), n, "{reason}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_attempt_is_cut_by_remote_timeout() {
+    let p = paused(one_shard(), [Reply::Hang]);
+    let t0 = Instant::now();
+    p.submit(Tier::Critical, 1, 0..1);
+    p.transport.wait_attempts(2).await;
+    let t = p.transport.times(t0);
+    assert_eq!(t[0], Duration::ZERO);
+    // remote_timeout (5 s) plus the first backoff (15..30 ms).
+    assert!(t[1] >= Duration::from_millis(5015) && t[1] <= Duration::from_millis(5030));
+}
+
+#[tokio::test(start_paused = true)]
+async fn capacity_counts_in_flight_samples_and_shutdown_drops_the_rest_at_the_deadline() {
+    let q = QueueOptions {
+        capacity: 10,
+        max_shards: 3,
+        ..QueueOptions::default()
+    };
+    let p = paused(q, std::iter::repeat_n(Reply::Hang, 100));
+    for round in 0..5 {
+        p.submit(Tier::Critical, round, 0..5);
+    }
+    assert_eq!(p.dropped("queue_full"), 15.0);
+    assert_eq!(p.sender.queued_samples(), 10);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let t0 = Instant::now();
+    let report = p.sender.clone().shutdown(Duration::from_secs(2)).await;
+    assert_eq!(t0.elapsed(), Duration::from_secs(2));
+    assert_eq!(
+        report,
+        ShutdownReport {
+            flushed_samples: 0,
+            dropped_samples: 10,
+            completed: false
+        }
+    );
+    assert_eq!(p.dropped("shutdown"), 10.0);
+    assert_eq!(
+        p.metric("surge_remote_write_queue_samples{destination=\"d\"}"),
+        0.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn relabeling_runs_once_per_series_and_can_drop_or_rewrite() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let relabel: RelabelFn = Arc::new(move |l: &Labels| {
+        c.fetch_add(1, Ordering::Relaxed);
+        match l.get("instance") {
+            Some("i0") => None,
+            _ => Some(l.to_builder().set("env", "prod").clone().build()),
+        }
+    });
+    let mut registry = Registry::default();
+    let metrics = SenderMetrics::new(&mut registry);
+    let transport = Scripted::new([]);
+    let mut opts = SenderOptions::new("d", "http://127.0.0.1:1/");
+    opts.queue_config = one_shard();
+    opts.write_relabel = Some(relabel);
+    let sender = RemoteWriteSender::start_with_transport(opts, transport.clone(), &metrics);
+    let series: Vec<_> = (0..3).map(meta).collect();
+    for ts in 0..4 {
+        sender.submit(Arc::new(Batch {
+            tier: Tier::Critical,
+            series: series
+                .iter()
+                .map(|s| SeriesSamples {
+                    series: s.clone(),
+                    samples: vec![Sample {
+                        timestamp_ms: ts,
+                        value: 0.0,
+                    }],
+                })
+                .collect(),
+            scrape_end_ms: ts,
+        }));
+    }
+    let report = sender.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.flushed_samples, 8);
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        3,
+        "once per series, then cached"
+    );
+    let attempts = transport.attempts.lock();
+    let keys: std::collections::BTreeSet<String> = attempts
+        .iter()
+        .flat_map(|a| a.1.timeseries.iter().map(series_key))
+        .collect();
+    assert_eq!(
+        keys.into_iter().collect::<Vec<_>>(),
+        [
+            "__name__=m,env=prod,instance=i1",
+            "__name__=m,env=prod,instance=i2"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_options_disable_the_destination_and_count_drops() {
+    let mut registry = Registry::default();
+    let metrics = SenderMetrics::new(&mut registry);
+    // Building a client needs a crypto provider; the agent installs ring at startup.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let sender = RemoteWriteSender::start(SenderOptions::new("bad", "nope"), client, &metrics);
+    sender.submit(Arc::new(Batch {
+        tier: Tier::Critical,
+        series: vec![SeriesSamples {
+            series: meta(0),
+            samples: vec![Sample {
+                timestamp_ms: 1,
+                value: 1.0,
+            }],
+        }],
+        scrape_end_ms: 1,
+    }));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains(
+        "surge_remote_write_samples_dropped_total{destination=\"bad\",reason=\"invalid_options\"} 1"
+    ));
+}

@@ -1,0 +1,69 @@
+//! `surge agent -c FILE`: the DaemonSet process.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use surge_agent::agent::Agent;
+use surge_agent::from_config::{agent_spec, file_sd_loader, glob_expander};
+
+use crate::process;
+
+pub fn main(config: &Path) -> ExitCode {
+    process::init_logging();
+    let cfg = match process::load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let spec = match agent_spec(&cfg.agent) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("surge: {}: {e}", config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match process::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("surge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let registry = Arc::new(Mutex::new(prometheus_client::registry::Registry::default()));
+        let agent = match Agent::start(spec, registry, file_sd_loader(), glob_expander()).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("surge: agent: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        process::shutdown_signal().await;
+        tracing::info!("shutting down: writing staleness markers and flushing queues");
+        agent.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// `surge check-config FILE`.
+pub fn check_config(file: &Path) -> ExitCode {
+    match process::load_config(file) {
+        Ok(cfg) => match agent_spec(&cfg.agent) {
+            Ok(spec) => {
+                println!(
+                    "{}: ok ({} scrape job(s), {} remote-write destination(s))",
+                    file.display(),
+                    spec.jobs.len(),
+                    spec.destinations.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        Err(code) => code,
+    }
+}

@@ -1,0 +1,176 @@
+//! What an evaluation decided and why: the explanation the aggregator serves and `surge simulate` prints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hpa::MetricTarget;
+
+/// The outcome of one evaluation of one policy, with everything needed to explain it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// When the evaluation ran, in milliseconds since the Unix epoch (the caller's clock).
+    pub now_ms: i64,
+    /// Replicas of the target when the evaluation ran (`scale.spec.replicas`).
+    pub current_replicas: i32,
+    /// Replicas the target should have now. Equal to `current_replicas` when `scale` is false.
+    pub desired_replicas: i32,
+    /// Whether the target's replica count should be changed.
+    pub scale: bool,
+    /// The inputs the decision was made from.
+    pub inputs: DecisionInputs,
+    /// One entry per metric (HPA) or trigger (KEDA), in spec order.
+    pub metrics: Vec<MetricProposal>,
+    /// The maximum over the valid metric proposals, before stabilization and limits.
+    pub recommendation: Option<i32>,
+    /// The metric that gave `recommendation`.
+    pub recommended_by: Option<String>,
+    /// The recommendation after the stabilization window, when a window changed it.
+    pub stabilization: Option<Adjustment>,
+    /// The rule that clamped the stabilized recommendation (rate policy, scale-up limit, min or max), if any.
+    pub limit: Option<Adjustment>,
+    /// The status conditions upstream would record (`AbleToScale`, `ScalingActive`, `ScalingLimited`).
+    pub conditions: Vec<Condition>,
+    /// One line saying what happened and why.
+    pub reason: String,
+    /// Why the metrics could not be used, when they could not.
+    pub error: Option<String>,
+    /// KEDA-specific details, for ScaledObject decisions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keda: Option<KedaDetail>,
+}
+
+/// The inputs an evaluation used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionInputs {
+    /// `scale.spec.replicas`.
+    pub current_replicas: i32,
+    /// `scale.status.replicas`.
+    pub status_replicas: i32,
+    /// The effective minimum (after schedules).
+    pub min_replicas: i32,
+    /// The maximum.
+    pub max_replicas: i32,
+    /// Scale-up tolerance (ratio above `1 + this` scales up).
+    pub scale_up_tolerance: f64,
+    /// Scale-down tolerance (ratio below `1 - this` scales down).
+    pub scale_down_tolerance: f64,
+    /// Pods matched by the target's selector.
+    pub pods: usize,
+    /// Whether `behavior` rules (rather than the legacy scale-up limit) were applied.
+    pub behavior: bool,
+}
+
+/// One metric's proposal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricProposal {
+    /// The metric as upstream names it, e.g. `cpu resource utilization (percentage of request)`.
+    pub name: String,
+    /// The current value in milli-units (average per pod for per-pod targets, total otherwise).
+    pub current_milli: Option<i64>,
+    /// The current utilization percentage, for Utilization targets.
+    pub current_utilization: Option<i32>,
+    /// The target.
+    pub target: MetricTarget,
+    /// current / target (for Object/External AverageValue: total / (target · status replicas)).
+    pub ratio: Option<f64>,
+    /// The ratio after missing and unready pods were rebalanced, when they were.
+    pub rebalanced_ratio: Option<f64>,
+    /// The replica count this metric proposes.
+    pub proposal: Option<i32>,
+    /// Whether the proposal kept the current count because the ratio was within tolerance (or the
+    /// rebalanced ratio flipped direction).
+    pub within_tolerance: bool,
+    /// How the target's pods were classified, for per-pod metrics.
+    pub pods: Option<PodCounts>,
+    /// Why the metric could not be used.
+    pub error: Option<String>,
+}
+
+/// How pods were classified for one per-pod metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodCounts {
+    /// Pods whose metric was used.
+    pub ready: usize,
+    /// Pending pods, and (CPU only) pods still initializing.
+    pub unready: usize,
+    /// Pods without a sample.
+    pub missing: usize,
+    /// Deleting or Failed pods.
+    pub ignored: usize,
+}
+
+/// A step that changed the replica count: from, to, and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Adjustment {
+    /// The value before the step.
+    pub from: i32,
+    /// The value after the step.
+    pub to: i32,
+    /// Upstream's reason, e.g. `ScaleDownStabilized`, `ScaleUpLimit`, `TooFewReplicas`.
+    pub rule: String,
+    /// Upstream's message for that reason.
+    pub message: String,
+}
+
+/// A status condition as the HPA controller records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// `AbleToScale`, `ScalingActive` or `ScalingLimited` (KEDA: `Active`, `Fallback`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True` or `False`.
+    pub status: bool,
+    /// The CamelCase reason.
+    pub reason: String,
+    /// The human message.
+    pub message: String,
+}
+
+/// What the KEDA layer did on top of the HPA computation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KedaDetail {
+    /// Whether any trigger (or the formula) was above its activation threshold.
+    pub active: bool,
+    /// What the 0↔1 executor did: `ScaleFromZero`, `ScaleToZero`, `ScaleToIdle`, `ScaleToMin`,
+    /// `CoolingDown`, `Hpa` (left to the HPA computation), `NoChange`.
+    pub executor: String,
+    /// Triggers served their fallback value.
+    pub fallback_triggers: Vec<String>,
+    /// The formula value, when `scalingModifiers` is used.
+    pub formula_value: Option<f64>,
+}
+
+impl Condition {
+    pub(crate) fn new(kind: &str, status: bool, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Decision {
+    /// Serializes the decision as JSON (NaN or infinite ratios become `null`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// Sets (or replaces) a condition of the given type, as upstream's `setCondition` does.
+    pub(crate) fn set_condition(&mut self, condition: Condition) {
+        if let Some(existing) = self
+            .conditions
+            .iter_mut()
+            .find(|c| c.kind == condition.kind)
+        {
+            *existing = condition;
+        } else {
+            self.conditions.push(condition);
+        }
+    }
+
+    /// The condition of a type, if recorded.
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+}

@@ -1,0 +1,39 @@
+//! surge's autoscaling engine: the Kubernetes HPA algorithm computed exactly, KEDA ScaledObject semantics,
+//! and scheduled minimums, as pure functions.
+//!
+//! **Architecture invariant:** the engine does no I/O, reads no clock, spawns nothing and is not async.
+//! Time is an input (`now_ms`, milliseconds since the Unix epoch); everything an evaluation needs
+//! (replicas, pods, metric samples, past recommendations and scale events) is passed in, and the memory
+//! between evaluations lives in state structs the caller owns ([`HpaState`], [`KedaState`]).
+//!
+//! Entry points:
+//! - [`evaluate_hpa`]: one `reconcileAutoscaler` pass of kube-controller-manager for an `autoscaling/v2` HPA.
+//! - [`evaluate_scaled_object`]: KEDA's 0↔1 executor plus the HPA it generates for 1↔N.
+//! - [`parse_hpa`], [`parse_scaled_object`]: the manifests users write, validated.
+//! - [`Schedule`]: cron windows that raise `minReplicas`.
+//!
+//! Every evaluation returns a [`Decision`] that explains itself (inputs, per-metric proposals, the
+//! stabilization and limit steps, conditions, a one-line reason) and serializes to JSON.
+
+pub mod decision;
+pub mod formula;
+pub mod hpa;
+pub mod keda;
+pub mod manifest;
+pub mod quantity;
+pub mod schedule;
+
+pub use decision::{
+    Adjustment, Condition, Decision, DecisionInputs, KedaDetail, MetricProposal, PodCounts,
+};
+pub use hpa::{
+    Behavior, ConditionStatus, ContainerRequests, ControllerConfig, HpaInput, HpaSpec, HpaState,
+    MetricSample, MetricSource, MetricSpec, MetricTarget, PodInfo, PodMetric, PodPhase, PolicyKind,
+    ScalingPolicy, ScalingRules, SelectPolicy, evaluate_hpa, evaluate_hpa_with_min,
+};
+pub use keda::{
+    FallbackBehavior, FallbackSpec, KedaInput, KedaState, ScaledObjectSpec, ScalingModifiers,
+    TriggerMetricType, TriggerSpec, TriggerValue, evaluate_scaled_object,
+};
+pub use manifest::{ManifestError, parse_hpa, parse_scaled_object};
+pub use schedule::{Schedule, ScheduleError};

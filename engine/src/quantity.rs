@@ -1,0 +1,203 @@
+//! Kubernetes quantities (`"500m"`, `"2k"`, `"1.5"`, `"1Gi"`, `"1e3"`) as milli-units.
+//!
+//! The HPA works in milli-units (`Quantity.MilliValue()`), so the engine does too. A value finer than a
+//! milli-unit is rounded away from zero, as `MilliValue()` does.
+
+/// A quantity that could not be read or does not fit an `i64` of milli-units.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    /// The text is not of the quantity form (`<sign><digits>[.<digits>][<suffix>]`).
+    #[error("{0:?} is not a Kubernetes quantity (e.g. 500m, 10, 2k, 1.5, 1Gi)")]
+    Syntax(String),
+    /// The value, in milli-units, does not fit a signed 64-bit integer.
+    #[error("{0:?} is too large to hold in milli-units")]
+    Overflow(String),
+}
+
+/// Parses a Kubernetes quantity into milli-units.
+///
+/// ```
+/// use surge_engine::quantity::parse_milli;
+/// assert_eq!(parse_milli("500m"), Ok(500));
+/// assert_eq!(parse_milli("2k"), Ok(2_000_000));
+/// assert_eq!(parse_milli("1Gi"), Ok(1_073_741_824_000));
+/// ```
+pub fn parse_milli(text: &str) -> Result<i64, QuantityError> {
+    let syntax = || QuantityError::Syntax(text.to_owned());
+    let overflow = || QuantityError::Overflow(text.to_owned());
+    let s = text.trim();
+    let (negative, rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    // Split the number from the suffix.
+    let number_end = rest
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(rest.len(), |(i, _)| i);
+    let (number, suffix) = rest.split_at(number_end);
+    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        return Err(syntax());
+    }
+    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
+    // digits * 10^dec_exp * 2^bin_exp is the value in base units.
+    let mut digits: i128 = 0;
+    let mut dec_exp: i32 = -(frac_part.len() as i32);
+    for c in int_part.chars().chain(frac_part.chars()) {
+        let d = i128::from(c.to_digit(10).ok_or_else(syntax)?);
+        if digits > i128::MAX / 100 {
+            // Keep precision bounded: drop further digits but remember their magnitude.
+            dec_exp += 1;
+            continue;
+        }
+        digits = digits * 10 + d;
+    }
+    let mut bin_exp: u32 = 0;
+    match suffix {
+        "" => {}
+        "n" => dec_exp -= 9,
+        "u" => dec_exp -= 6,
+        "m" => dec_exp -= 3,
+        "k" => dec_exp += 3,
+        "M" => dec_exp += 6,
+        "G" => dec_exp += 9,
+        "T" => dec_exp += 12,
+        "P" => dec_exp += 15,
+        "E" => dec_exp += 18,
+        "Ki" => bin_exp = 10,
+        "Mi" => bin_exp = 20,
+        "Gi" => bin_exp = 30,
+        "Ti" => bin_exp = 40,
+        "Pi" => bin_exp = 50,
+        "Ei" => bin_exp = 60,
+        _ => {
+            let exp = suffix
+                .strip_prefix('e')
+                .or_else(|| suffix.strip_prefix('E'))
+                .ok_or_else(syntax)?;
+            let exp: i32 = exp.parse().map_err(|_| syntax())?;
+            if !(-1000..=1000).contains(&exp) {
+                return Err(overflow());
+            }
+            dec_exp += exp;
+        }
+    }
+    // To milli-units.
+    dec_exp += 3;
+    let mut value = digits;
+    if bin_exp > 0 {
+        value = value.checked_shl(bin_exp).ok_or_else(overflow)?;
+        if value >> bin_exp != digits {
+            return Err(overflow());
+        }
+    }
+    if dec_exp >= 0 {
+        for _ in 0..dec_exp {
+            value = value.checked_mul(10).ok_or_else(overflow)?;
+        }
+    } else {
+        // Divide, rounding away from zero as Quantity.MilliValue does.
+        for _ in 0..(-dec_exp).min(40) {
+            let rounded_up = value % 10 != 0;
+            value = value / 10 + i128::from(rounded_up);
+        }
+        if -dec_exp > 40 && value != 0 {
+            value = 1;
+        }
+    }
+    let value = if negative { -value } else { value };
+    i64::try_from(value).map_err(|_| overflow())
+}
+
+/// Formats milli-units as a Kubernetes quantity (`1500` → `"1500m"`, `2000` → `"2"`).
+pub fn format_milli(milli: i64) -> String {
+    if milli % 1000 == 0 {
+        format!("{}", milli / 1000)
+    } else {
+        format!("{milli}m")
+    }
+}
+
+/// Converts a sample value in base units to milli-units.
+///
+/// Non-finite values and values beyond the `i64` milli range are rejected: a NaN or an infinity from a
+/// scrape must fail the metric, never reach the arithmetic. A value within a millionth of a milli-unit of an
+/// integer is taken as that integer (so `0.3` is `300`, not `301` through binary rounding); otherwise it is
+/// rounded away from zero like `Quantity.MilliValue()`.
+pub fn milli_from_f64(value: f64) -> Option<i64> {
+    if !value.is_finite() {
+        return None;
+    }
+    let scaled = value * 1000.0;
+    let nearest = scaled.round();
+    let milli = if (scaled - nearest).abs() < 1e-6 {
+        nearest
+    } else if scaled > 0.0 {
+        scaled.ceil()
+    } else {
+        scaled.floor()
+    };
+    // 2^63 does not fit an i64 (i64::MAX as f64 rounds up to it): the range is half-open.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if !(-LIMIT..LIMIT).contains(&milli) {
+        return None;
+    }
+    Some(milli as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expect: Result<i64, ()>) {
+        assert_eq!(parse_milli(text).map_err(|_| ()), expect, "{text}");
+    }
+
+    #[test]
+    fn parses_the_forms_users_write() {
+        check("500m", Ok(500));
+        check("10", Ok(10_000));
+        check("2k", Ok(2_000_000));
+        check("1.5", Ok(1_500));
+        check("1Gi", Ok(1_073_741_824_000));
+        check("128Mi", Ok(134_217_728_000));
+        check("0.1", Ok(100));
+        check("1e3", Ok(1_000_000));
+        check("1E-3", Ok(1));
+        check("-2", Ok(-2_000));
+        check("+2", Ok(2_000));
+        check("1u", Ok(1)); // 0.001 milli rounds away from zero
+        check("100n", Ok(1));
+        check("0", Ok(0));
+        check(".5", Ok(500));
+        check("1500m", Ok(1_500));
+        check("", Err(()));
+        check("m", Err(()));
+        check("1x", Err(()));
+        check("1.2.3", Err(()));
+        check("1 k", Err(()));
+        check("9P", Ok(9_000_000_000_000_000_000)); // 9e18 milli fits in i64
+        check("10P", Err(()));
+        check("1E", Err(()));
+        check("9Ei", Err(()));
+        check("1e1000", Err(()));
+        check("1e5000", Err(()));
+    }
+
+    #[test]
+    fn formats_milli() {
+        assert_eq!(format_milli(1500), "1500m");
+        assert_eq!(format_milli(2000), "2");
+    }
+
+    #[test]
+    fn converts_floats_without_binary_noise() {
+        assert_eq!(milli_from_f64(0.3), Some(300));
+        assert_eq!(milli_from_f64(0.0004), Some(1));
+        assert_eq!(milli_from_f64(-0.0004), Some(-1));
+        assert_eq!(milli_from_f64(f64::NAN), None);
+        assert_eq!(milli_from_f64(f64::INFINITY), None);
+        assert_eq!(milli_from_f64(1e300), None);
+    }
+}

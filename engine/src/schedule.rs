@@ -1,0 +1,379 @@
+//! Scheduled minimums (the CronHPA case): from each firing of a 5-field cron expression, for a duration,
+//! the workload's minimum replica count is raised.
+//!
+//! Time zones are fixed UTC offsets (`UTC`, `+02:00`, `-0530`, `UTC+1`): IANA names (`Europe/Paris`)
+//! would need the tz database, which the engine does not embed, so daylight-saving shifts are the
+//! caller's to express (for example one schedule per season).
+
+use serde::{Deserialize, Serialize};
+
+/// The longest window a schedule may hold (31 days): bounds the work of one evaluation.
+pub const MAX_DURATION_MS: i64 = 31 * 24 * 3600 * 1000;
+
+/// Why a schedule was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// The cron expression is not five valid fields.
+    #[error("cron {expr:?}: {message}")]
+    Cron {
+        /// The expression.
+        expr: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The duration is not of the form `1h30m`, `90s`, `2d`, or is out of range.
+    #[error("duration {0:?} is not a duration between 1s and 31d (e.g. 30m, 1h30m, 2h)")]
+    Duration(String),
+    /// The time zone is not a fixed offset.
+    #[error(
+        "time zone {0:?} is not supported: use UTC or a fixed offset like +02:00 (IANA names need the tz database, which the engine does not embed)"
+    )]
+    TimeZone(String),
+    /// The minimum is negative.
+    #[error("minReplicas {0} must not be negative")]
+    MinReplicas(i32),
+}
+
+/// A parsed 5-field cron expression (minute hour day-of-month month day-of-week).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cron {
+    /// The text, for explanations.
+    pub expr: String,
+    minutes: u64,
+    hours: u32,
+    days_of_month: u32,
+    months: u16,
+    days_of_week: u8,
+    dom_restricted: bool,
+    dow_restricted: bool,
+}
+
+/// A window raising `minReplicas`: from every firing of `start`, for `duration_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// When windows open.
+    pub start: Cron,
+    /// How long each window stays open, ms.
+    pub duration_ms: i64,
+    /// The minimum while open.
+    pub min_replicas: i32,
+    /// The time zone of the cron fields, as minutes east of UTC.
+    pub utc_offset_minutes: i32,
+}
+
+impl Schedule {
+    /// Parses a schedule: `start` cron, `duration` (`1h30m`), minimum, time zone (`UTC`, `+02:00`).
+    pub fn parse(
+        start: &str,
+        duration: &str,
+        min_replicas: i32,
+        time_zone: &str,
+    ) -> Result<Self, ScheduleError> {
+        if min_replicas < 0 {
+            return Err(ScheduleError::MinReplicas(min_replicas));
+        }
+        Ok(Self {
+            start: Cron::parse(start)?,
+            duration_ms: parse_duration(duration)?,
+            min_replicas,
+            utc_offset_minutes: parse_offset(time_zone)?,
+        })
+    }
+
+    /// Whether a window is open at `now_ms`: the cron fired at some minute `t` with `t <= now < t + duration`.
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        let offset_ms = i64::from(self.utc_offset_minutes) * 60_000;
+        let local = now_ms.saturating_add(offset_ms);
+        let mut minute = local.div_euclid(60_000) * 60_000;
+        while local - minute < self.duration_ms {
+            if self.start.matches(minute) {
+                return true;
+            }
+            minute -= 60_000;
+        }
+        false
+    }
+
+    /// The minimum at `now_ms`: the highest of `base` and every open window's minimum.
+    pub fn effective_min(schedules: &[Schedule], base: i32, now_ms: i64) -> i32 {
+        schedules
+            .iter()
+            .filter(|s| s.is_active(now_ms))
+            .map(|s| s.min_replicas)
+            .fold(base, i32::max)
+    }
+}
+
+fn field_error(expr: &str, message: String) -> ScheduleError {
+    ScheduleError::Cron {
+        expr: expr.to_owned(),
+        message,
+    }
+}
+
+const MONTHS: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// Parses one field into a bit set over `lo..=hi`.
+fn parse_field(
+    expr: &str,
+    field: &str,
+    lo: u32,
+    hi: u32,
+    names: &[&str],
+    name_base: u32,
+) -> Result<u64, ScheduleError> {
+    let value = |s: &str| -> Result<u32, ScheduleError> {
+        if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
+            return Ok(i as u32 + name_base);
+        }
+        s.parse::<u32>()
+            .map_err(|_| field_error(expr, format!("{s:?} is not a number or name")))
+    };
+    let mut bits = 0u64;
+    for part in field.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => {
+                let step: u32 = s
+                    .parse()
+                    .map_err(|_| field_error(expr, format!("step {s:?} is not a number")))?;
+                if step == 0 {
+                    return Err(field_error(expr, "step must be at least 1".to_owned()));
+                }
+                (r, step)
+            }
+            None => (part, 1),
+        };
+        let (a, b) = if range == "*" {
+            (lo, hi)
+        } else if let Some((a, b)) = range.split_once('-') {
+            (value(a)?, value(b)?)
+        } else {
+            let a = value(range)?;
+            (a, if step > 1 { hi } else { a })
+        };
+        if a < lo || b > hi || a > b {
+            return Err(field_error(expr, format!("{part:?} is outside {lo}-{hi}")));
+        }
+        let mut v = a;
+        while v <= b {
+            bits |= 1 << v;
+            v += step;
+        }
+    }
+    Ok(bits)
+}
+
+impl Cron {
+    /// Parses `minute hour day-of-month month day-of-week` (`*`, lists, ranges, steps, names).
+    pub fn parse(expr: &str) -> Result<Self, ScheduleError> {
+        let fields: Vec<&str> = expr.split_whitespace().collect();
+        let [minute, hour, dom, month, dow] = fields[..] else {
+            return Err(field_error(
+                expr,
+                format!("has {} fields, expected 5", fields.len()),
+            ));
+        };
+        let mut days_of_week = parse_field(expr, dow, 0, 7, &DAYS, 0)?;
+        if days_of_week & (1 << 7) != 0 {
+            // 7 is Sunday too.
+            days_of_week = (days_of_week | 1) & 0x7f;
+        }
+        Ok(Self {
+            expr: expr.to_owned(),
+            minutes: parse_field(expr, minute, 0, 59, &[], 0)?,
+            hours: parse_field(expr, hour, 0, 23, &[], 0)? as u32,
+            days_of_month: parse_field(expr, dom, 1, 31, &[], 0)? as u32,
+            months: parse_field(expr, month, 1, 12, &MONTHS, 1)? as u16,
+            days_of_week: days_of_week as u8,
+            dom_restricted: !dom.starts_with('*'),
+            dow_restricted: !dow.starts_with('*'),
+        })
+    }
+
+    /// Whether the expression fires at the minute starting at `local_ms` (local time as ms since epoch).
+    pub fn matches(&self, local_ms: i64) -> bool {
+        let days = local_ms.div_euclid(86_400_000);
+        let in_day = local_ms.rem_euclid(86_400_000) / 60_000;
+        let (hour, minute) = (in_day / 60, in_day % 60);
+        let (_, month, day) = civil_from_days(days);
+        let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday.
+        let dom = self.days_of_month & (1 << day) != 0;
+        let dow = self.days_of_week & (1 << weekday) != 0;
+        // Standard cron: when both day fields are restricted, either may match.
+        let day_ok = if self.dom_restricted && self.dow_restricted {
+            dom || dow
+        } else {
+            dom && dow
+        };
+        self.minutes & (1 << minute) != 0
+            && self.hours & (1 << hour) != 0
+            && self.months & (1 << month) != 0
+            && day_ok
+    }
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31) (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Parses `1h30m`, `90s`, `2d`, `500ms` into ms (1 s to 31 days).
+pub fn parse_duration(text: &str) -> Result<i64, ScheduleError> {
+    let err = || ScheduleError::Duration(text.to_owned());
+    let mut total: i64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(err)?;
+    }
+    if !(1000..=MAX_DURATION_MS).contains(&total) {
+        return Err(err());
+    }
+    Ok(total)
+}
+
+/// Parses `UTC`, `Z`, `+02:00`, `-0530`, `+2`, `UTC+01:00` into minutes east of UTC.
+pub fn parse_offset(text: &str) -> Result<i32, ScheduleError> {
+    let err = || ScheduleError::TimeZone(text.to_owned());
+    let t = text.trim();
+    let t = t
+        .strip_prefix("UTC")
+        .or_else(|| t.strip_prefix("GMT"))
+        .unwrap_or(t);
+    if t.is_empty() || t == "Z" {
+        return Ok(0);
+    }
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => return Err(err()),
+    };
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h, m),
+        None if rest.len() == 4 => rest.split_at(2),
+        None => (rest, "0"),
+    };
+    let h: i32 = h.parse().map_err(|_| err())?;
+    let m: i32 = m.parse().map_err(|_| err())?;
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return Err(err());
+    }
+    Ok(sign * (h * 60 + m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2024-03-04 (a Monday) at hh:mm UTC, in ms.
+    fn monday(hh: i64, mm: i64) -> i64 {
+        // 2024-03-04 is day 19786 since the epoch.
+        19_786 * 86_400_000 + hh * 3_600_000 + mm * 60_000
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_786), (2024, 3, 4));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!((19_786 + 4) % 7, 1); // Monday
+    }
+
+    #[test]
+    fn weekday_morning_window() {
+        let s = Schedule::parse("0 8 * * MON-FRI", "2h", 10, "UTC").unwrap();
+        assert!(!s.is_active(monday(7, 59)));
+        assert!(s.is_active(monday(8, 0)));
+        assert!(s.is_active(monday(9, 59)));
+        assert!(!s.is_active(monday(10, 0)));
+        // Sunday 2024-03-03 08:30: not a weekday.
+        assert!(!s.is_active(monday(8, 30) - 86_400_000));
+        assert_eq!(
+            Schedule::effective_min(std::slice::from_ref(&s), 2, monday(9, 0)),
+            10
+        );
+        assert_eq!(Schedule::effective_min(&[s], 2, monday(11, 0)), 2);
+    }
+
+    #[test]
+    fn offsets_shift_the_window() {
+        // 08:00 at +02:00 is 06:00 UTC.
+        let s = Schedule::parse("0 8 * * *", "30m", 5, "+02:00").unwrap();
+        assert!(s.is_active(monday(6, 10)));
+        assert!(!s.is_active(monday(8, 10)));
+        let s = Schedule::parse("0 8 * * *", "30m", 5, "-0530").unwrap();
+        assert!(s.is_active(monday(13, 40)));
+    }
+
+    #[test]
+    fn windows_across_midnight_and_steps() {
+        let s = Schedule::parse("30 23 * * *", "1h", 3, "UTC").unwrap();
+        assert!(s.is_active(monday(0, 15)));
+        let s = Schedule::parse("*/15 * * * *", "5m", 3, "UTC").unwrap();
+        assert!(s.is_active(monday(10, 47)));
+        assert!(!s.is_active(monday(10, 50)));
+        let s = Schedule::parse("0 0 1 JAN,jul *", "1d", 3, "UTC").unwrap();
+        assert!(!s.is_active(monday(12, 0)));
+    }
+
+    #[test]
+    fn day_fields_either_match_when_both_restricted() {
+        // The 4th of the month or any Friday: 2024-03-04 matches by day of month.
+        let s = Schedule::parse("0 12 4 * FRI", "1h", 3, "UTC").unwrap();
+        assert!(s.is_active(monday(12, 30)));
+        let s = Schedule::parse("0 12 5 * 7", "1h", 3, "UTC").unwrap();
+        assert!(!s.is_active(monday(12, 30)));
+        assert!(s.is_active(monday(12, 30) - 86_400_000)); // Sunday
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(Schedule::parse("0 8 * *", "1h", 1, "UTC").is_err());
+        assert!(Schedule::parse("60 8 * * *", "1h", 1, "UTC").is_err());
+        assert!(Schedule::parse("*/0 8 * * *", "1h", 1, "UTC").is_err());
+        assert!(Schedule::parse("0 8 * * *", "1x", 1, "UTC").is_err());
+        assert!(Schedule::parse("0 8 * * *", "40d", 1, "UTC").is_err());
+        assert!(Schedule::parse("0 8 * * *", "1h", -1, "UTC").is_err());
+        let e = Schedule::parse("0 8 * * *", "1h", 1, "Europe/Paris").unwrap_err();
+        assert!(e.to_string().contains("fixed offset"));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_offset("UTC+1"), Ok(60));
+    }
+}

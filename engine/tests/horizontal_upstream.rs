@@ -1,0 +1,1289 @@
+//! Cases ported from kubernetes `pkg/controller/podautoscaler/horizontal_test.go`, one row per upstream
+//! case (its name in the comment). Upstream builds timestamps from `time.Now()`; here `NOW` is fixed.
+
+// Test helpers may unwrap (a panic is a failed test) and tables are wide tuples by design.
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
+use std::collections::BTreeMap;
+
+use surge_engine::hpa::rules::{
+    self, calculate_scale_down_limit_with_behaviors, calculate_scale_up_limit_with_scaling_rules,
+    convert_desired_replicas_with_behavior_rate, convert_desired_replicas_with_rules,
+    get_replicas_change_per_period, stabilize_recommendation,
+    stabilize_recommendation_with_behaviors,
+};
+use surge_engine::hpa::{
+    Behavior, HpaInput, HpaSpec, HpaState, MetricSample, MetricSource, MetricSpec, MetricTarget,
+    PodInfo, PodMetric, PolicyKind, ScaleEvent, ScalingPolicy, ScalingRules, SelectPolicy,
+    TimestampedRecommendation,
+};
+use surge_engine::{ControllerConfig, evaluate_hpa};
+
+const NOW: i64 = 1_700_000_000_000;
+const MIN: i64 = 60_000;
+
+/// Upstream `generateScalingRules(pods, podsPeriod, percent, percentPeriod, stabilizationWindow)`.
+fn rules(
+    pods: i32,
+    pods_period: i32,
+    percent: i32,
+    percent_period: i32,
+    window: i32,
+) -> ScalingRules {
+    let mut policies = Vec::new();
+    if pods != 0 {
+        policies.push(ScalingPolicy {
+            kind: PolicyKind::Pods,
+            value: pods,
+            period_seconds: pods_period,
+        });
+    }
+    if percent != 0 {
+        policies.push(ScalingPolicy {
+            kind: PolicyKind::Percent,
+            value: percent,
+            period_seconds: percent_period,
+        });
+    }
+    ScalingRules {
+        stabilization_window_seconds: Some(window),
+        select_policy: SelectPolicy::Max,
+        policies,
+        tolerance: None,
+    }
+}
+
+/// Upstream `generateEventsUniformDistribution`: events spread over the last `period` seconds.
+fn uniform(raw: &[i32], period: i32) -> Vec<ScaleEvent> {
+    let seg = f64::from(period) / raw.len() as f64;
+    raw.iter()
+        .enumerate()
+        .map(|(i, change)| {
+            // Go truncates the float seconds to an integer Duration before multiplying by time.Second.
+            let secs = (f64::from(period) - seg * (i as f64 + 1.0) + seg / 2.0) as i64;
+            ScaleEvent {
+                change: *change,
+                at_ms: NOW - secs * 1000,
+                outdated: false,
+            }
+        })
+        .collect()
+}
+
+fn rec(replicas: i32, ago_ms: i64) -> TimestampedRecommendation {
+    TimestampedRecommendation {
+        replicas,
+        at_ms: NOW - ago_ms,
+    }
+}
+
+#[test]
+fn test_convert_desired_replicas_with_rules() {
+    // (current, desired, min, max, expected, condition, upstream annotation)
+    let rows = [
+        (
+            5,
+            7,
+            3,
+            8,
+            7,
+            "DesiredWithinRange",
+            "prenormalized desired replicas within range",
+        ),
+        (
+            3,
+            1,
+            2,
+            8,
+            2,
+            "TooFewReplicas",
+            "prenormalized desired replicas < minReplicas",
+        ),
+        (
+            1,
+            0,
+            0,
+            10,
+            0,
+            "DesiredWithinRange",
+            "prenormalized desired zeroed replicas within range",
+        ),
+        (
+            20,
+            1000,
+            1,
+            10,
+            10,
+            "TooManyReplicas",
+            "maxReplicas is the limit because maxReplicas < scaleUpLimit",
+        ),
+        (
+            3,
+            1000,
+            1,
+            2000,
+            rules::calculate_scale_up_limit(3),
+            "ScaleUpLimit",
+            "scaleUpLimit is the limit because scaleUpLimit < maxReplicas",
+        ),
+    ];
+    for (current, desired, min, max, expected, condition, name) in rows {
+        let (r, c, _) = convert_desired_replicas_with_rules(current, desired, min, max);
+        assert_eq!((r, c), (expected, condition), "{name}");
+    }
+    assert_eq!(rules::calculate_scale_up_limit(3), 6);
+    assert_eq!(rules::calculate_scale_up_limit(1), 4);
+}
+
+#[test]
+fn test_calculate_scale_up_limit_with_scaling_rules() {
+    // TestCalculateScaleUpLimitWithScalingRules
+    let r = ScalingRules {
+        stabilization_window_seconds: Some(300),
+        select_policy: SelectPolicy::Min,
+        policies: vec![
+            ScalingPolicy {
+                kind: PolicyKind::Pods,
+                value: 2,
+                period_seconds: 60,
+            },
+            ScalingPolicy {
+                kind: PolicyKind::Percent,
+                value: 50,
+                period_seconds: 60,
+            },
+        ],
+        tolerance: None,
+    };
+    assert_eq!(
+        calculate_scale_up_limit_with_scaling_rules(NOW, 1, &[], &[], &r),
+        2
+    );
+    // TestCalculateScaleDownLimitWithBehaviors
+    assert_eq!(
+        calculate_scale_down_limit_with_behaviors(NOW, 5, &[], &[], &r),
+        3
+    );
+    // Disabled keeps the current count in both directions.
+    let disabled = ScalingRules {
+        select_policy: SelectPolicy::Disabled,
+        ..r
+    };
+    assert_eq!(
+        calculate_scale_up_limit_with_scaling_rules(NOW, 7, &[], &[], &disabled),
+        7
+    );
+    assert_eq!(
+        calculate_scale_down_limit_with_behaviors(NOW, 7, &[], &[], &disabled),
+        7
+    );
+}
+
+#[test]
+fn test_generate_default_rules() {
+    // GenerateHPAScaleUpRules(nil) / GenerateHPAScaleDownRules(nil), as TestGenerateScaleUpRules and
+    // TestGenerateScaleDownRules check for the nil input.
+    let up = ScalingRules::default_scale_up();
+    assert_eq!(up.stabilization_window_seconds, Some(0));
+    assert_eq!(up.select_policy, SelectPolicy::Max);
+    assert_eq!(
+        up.policies,
+        vec![
+            ScalingPolicy {
+                kind: PolicyKind::Pods,
+                value: 4,
+                period_seconds: 15
+            },
+            ScalingPolicy {
+                kind: PolicyKind::Percent,
+                value: 100,
+                period_seconds: 15
+            },
+        ]
+    );
+    let down = ScalingRules::default_scale_down();
+    assert_eq!(down.stabilization_window_seconds, None);
+    assert_eq!(
+        down.policies,
+        vec![ScalingPolicy {
+            kind: PolicyKind::Percent,
+            value: 100,
+            period_seconds: 15
+        }]
+    );
+}
+
+#[test]
+fn test_scaling_with_rules() {
+    type Row = (
+        &'static str,
+        Vec<ScaleEvent>,
+        Vec<ScaleEvent>,
+        i32,
+        i32,
+        Option<ScalingRules>,
+        Option<ScalingRules>,
+        i32,
+        i32,
+        i32,
+        &'static str,
+    );
+    // (name, up events, down events, min, max, up rules, down rules, current, desired, expected, condition)
+    let e = Vec::new;
+    let u = |r: &[i32]| uniform(r, 120);
+    let rows: Vec<Row> = vec![
+        (
+            "prenormalized desired replicas within range",
+            e(),
+            e(),
+            3,
+            8,
+            None,
+            None,
+            5,
+            7,
+            7,
+            "DesiredWithinRange",
+        ),
+        (
+            "prenormalized desired replicas < minReplicas",
+            e(),
+            e(),
+            2,
+            8,
+            None,
+            None,
+            3,
+            1,
+            2,
+            "TooFewReplicas",
+        ),
+        (
+            "prenormalized desired replicas within range when minReplicas is 0",
+            e(),
+            e(),
+            0,
+            10,
+            None,
+            None,
+            1,
+            0,
+            0,
+            "DesiredWithinRange",
+        ),
+        (
+            "maxReplicas is the limit because maxReplicas < scaleUpLimit",
+            e(),
+            e(),
+            1,
+            10,
+            None,
+            None,
+            20,
+            1000,
+            10,
+            "TooManyReplicas",
+        ),
+        (
+            "desired replica count is more than the maximum replica count",
+            e(),
+            e(),
+            100,
+            150,
+            None,
+            None,
+            100,
+            1000,
+            150,
+            "TooManyReplicas",
+        ),
+        (
+            "scaleUpLimit is the limit because scaleUpLimit < maxReplicas with user policies",
+            e(),
+            e(),
+            1,
+            2000,
+            Some(rules(0, 0, 1, 60, 0)),
+            None,
+            3,
+            1000,
+            4,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleUp with default behavior",
+            e(),
+            e(),
+            1,
+            1000,
+            None,
+            None,
+            10,
+            50,
+            20,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleUp with pods policy larger than percent policy",
+            e(),
+            e(),
+            1,
+            1000,
+            Some(rules(100, 60, 100, 60, 0)),
+            None,
+            10,
+            500,
+            110,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleUp with percent policy larger than pods policy",
+            e(),
+            e(),
+            1,
+            1000,
+            Some(rules(2, 60, 100, 60, 0)),
+            None,
+            10,
+            500,
+            20,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleUp with spec MaxReplicas limitation with large pod policy",
+            e(),
+            e(),
+            1,
+            1000,
+            Some(rules(100, 60, 0, 0, 0)),
+            None,
+            10,
+            50,
+            50,
+            "DesiredWithinRange",
+        ),
+        (
+            "scaleUp with spec MaxReplicas limitation with large percent policy",
+            e(),
+            e(),
+            1,
+            1000,
+            Some(rules(10000, 60, 0, 0, 0)),
+            None,
+            10,
+            50,
+            50,
+            "DesiredWithinRange",
+        ),
+        (
+            "scaleUp with pod policy limitation",
+            e(),
+            e(),
+            1,
+            1000,
+            Some(rules(30, 60, 0, 0, 0)),
+            None,
+            10,
+            50,
+            40,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleUp with percent policy limitation",
+            e(),
+            e(),
+            1,
+            1000,
+            Some(rules(0, 0, 200, 60, 0)),
+            None,
+            10,
+            50,
+            30,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleDown with percent policy larger than pod policy",
+            e(),
+            e(),
+            1,
+            1000,
+            None,
+            Some(rules(20, 60, 1, 60, 300)),
+            100,
+            2,
+            80,
+            "ScaleDownLimit",
+        ),
+        (
+            "scaleDown with pod policy larger than percent policy",
+            e(),
+            e(),
+            1,
+            1000,
+            None,
+            Some(rules(2, 60, 1, 60, 300)),
+            100,
+            2,
+            98,
+            "ScaleDownLimit",
+        ),
+        (
+            "scaleDown with spec MinReplicas=nil limitation with large pod policy",
+            e(),
+            e(),
+            1,
+            1000,
+            None,
+            Some(rules(100, 60, 0, 0, 300)),
+            10,
+            0,
+            1,
+            "TooFewReplicas",
+        ),
+        (
+            "scaleDown with spec MinReplicas limitation with large pod policy",
+            e(),
+            e(),
+            1,
+            1000,
+            None,
+            Some(rules(100, 60, 0, 0, 300)),
+            10,
+            0,
+            1,
+            "TooFewReplicas",
+        ),
+        (
+            "scaleDown with spec MinReplicas limitation with large percent policy",
+            e(),
+            e(),
+            5,
+            1000,
+            None,
+            Some(rules(0, 0, 100, 60, 300)),
+            10,
+            2,
+            5,
+            "TooFewReplicas",
+        ),
+        (
+            "scaleDown with pod policy limitation",
+            e(),
+            e(),
+            1,
+            1000,
+            None,
+            Some(rules(5, 60, 0, 0, 300)),
+            10,
+            2,
+            5,
+            "ScaleDownLimit",
+        ),
+        (
+            "scaleDown with percent policy limitation",
+            e(),
+            e(),
+            1,
+            1000,
+            None,
+            Some(rules(0, 0, 50, 60, 300)),
+            10,
+            5,
+            5,
+            "DesiredWithinRange",
+        ),
+        (
+            "scaleUp with spec MaxReplicas limitation with large pod policy and events",
+            u(&[1, 5, 9]),
+            e(),
+            1,
+            200,
+            Some(rules(300, 60, 0, 0, 0)),
+            None,
+            100,
+            500,
+            200,
+            "TooManyReplicas",
+        ),
+        (
+            "scaleUp with spec MaxReplicas limitation with large percent policy and events",
+            u(&[1, 5, 9]),
+            e(),
+            1,
+            200,
+            Some(rules(0, 0, 10000, 60, 0)),
+            None,
+            100,
+            500,
+            200,
+            "TooManyReplicas",
+        ),
+        (
+            "scaleUp with currentReplicas limitation with rate.PeriodSeconds with a lot of recent scale up events",
+            u(&[1, 5, 9]),
+            e(),
+            1,
+            1000,
+            Some(rules(5, 120, 0, 0, 0)),
+            None,
+            100,
+            500,
+            100,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleUp with pod policy and previous scale up events",
+            u(&[1, 5, 9]),
+            e(),
+            1,
+            1000,
+            Some(rules(150, 120, 0, 0, 0)),
+            None,
+            100,
+            500,
+            235,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleUp with percent policy and previous scale up events",
+            u(&[1, 5, 9]),
+            e(),
+            1,
+            1000,
+            Some(rules(0, 0, 200, 120, 0)),
+            None,
+            100,
+            500,
+            255,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleDown with default policy and previous events",
+            e(),
+            u(&[1, 5, 9]),
+            1,
+            1000,
+            None,
+            None,
+            10,
+            5,
+            5,
+            "DesiredWithinRange",
+        ),
+        (
+            "scaleDown with spec MinReplicas=nil limitation with large pod policy and previous events",
+            e(),
+            u(&[1, 5, 9]),
+            1,
+            1000,
+            None,
+            Some(rules(115, 120, 0, 0, 300)),
+            100,
+            0,
+            1,
+            "TooFewReplicas",
+        ),
+        (
+            "scaleDown with spec MinReplicas limitation with large pod policy and previous events",
+            e(),
+            u(&[1, 5, 9]),
+            5,
+            1000,
+            None,
+            Some(rules(130, 120, 0, 0, 300)),
+            100,
+            0,
+            5,
+            "TooFewReplicas",
+        ),
+        (
+            "scaleDown with spec MinReplicas limitation with large percent policy and previous events",
+            e(),
+            u(&[1, 5, 9]),
+            5,
+            1000,
+            None,
+            Some(rules(0, 0, 100, 120, 300)),
+            100,
+            2,
+            5,
+            "TooFewReplicas",
+        ),
+        (
+            "scaleDown with pod policy limitation and previous events",
+            e(),
+            u(&[1, 5, 9]),
+            1,
+            1000,
+            None,
+            Some(rules(5, 120, 0, 0, 300)),
+            100,
+            2,
+            100,
+            "ScaleDownLimit",
+        ),
+        (
+            "scaleDown with percent policy limitation and previous events",
+            e(),
+            u(&[2, 4, 6]),
+            1,
+            1000,
+            None,
+            Some(rules(0, 0, 50, 120, 300)),
+            100,
+            0,
+            56,
+            "ScaleDownLimit",
+        ),
+        (
+            "scaleDown with previous events preventing further scale down",
+            e(),
+            u(&[10, 10, 10]),
+            1,
+            1000,
+            None,
+            Some(rules(0, 0, 10, 120, 300)),
+            100,
+            0,
+            100,
+            "ScaleDownLimit",
+        ),
+        (
+            "scaleDown with with previous events still allowing more scale down",
+            e(),
+            u(&[10, 10, 10]),
+            1,
+            1000,
+            None,
+            Some(rules(0, 0, 1000, 120, 300)),
+            10,
+            5,
+            5,
+            "DesiredWithinRange",
+        ),
+        (
+            "check 'outdated' flag for events for one behavior for up",
+            u(&[8, 12, 9, 11]),
+            e(),
+            1,
+            1000,
+            Some(rules(1000, 60, 0, 0, 0)),
+            None,
+            100,
+            200,
+            200,
+            "DesiredWithinRange",
+        ),
+        (
+            "check that events were not marked 'outdated' for two different policies in the behavior for up",
+            u(&[8, 12, 9, 11]),
+            e(),
+            1,
+            1000,
+            Some(rules(1000, 120, 100, 60, 0)),
+            None,
+            100,
+            200,
+            200,
+            "DesiredWithinRange",
+        ),
+        (
+            "check that events were marked 'outdated' for two different policies in the behavior for up",
+            u(&[8, 12, 9, 11]),
+            e(),
+            1,
+            1000,
+            Some(rules(1000, 30, 100, 60, 0)),
+            None,
+            100,
+            200,
+            200,
+            "DesiredWithinRange",
+        ),
+        (
+            "check 'outdated' flag for events for one behavior for down",
+            e(),
+            u(&[8, 12, 9, 11]),
+            1,
+            1000,
+            None,
+            Some(rules(1000, 60, 0, 0, 300)),
+            100,
+            5,
+            5,
+            "DesiredWithinRange",
+        ),
+        (
+            "check that events were not marked 'outdated' for two different policies in the behavior for down",
+            e(),
+            u(&[8, 12, 9, 11]),
+            1,
+            1000,
+            None,
+            Some(rules(1000, 120, 100, 60, 300)),
+            100,
+            5,
+            5,
+            "DesiredWithinRange",
+        ),
+        (
+            "check that events were marked 'outdated' for two different policies in the behavior for down",
+            e(),
+            u(&[8, 12, 9, 11]),
+            1,
+            1000,
+            None,
+            Some(rules(1000, 30, 100, 60, 300)),
+            100,
+            5,
+            5,
+            "DesiredWithinRange",
+        ),
+    ];
+    assert!(rows.len() >= 39);
+    for (name, up_events, down_events, min, max, up, down, current, desired, expected, condition) in
+        rows
+    {
+        let state = HpaState {
+            scale_up_events: up_events,
+            scale_down_events: down_events,
+            ..HpaState::default()
+        };
+        let behavior = Behavior {
+            scale_up: up.unwrap_or_else(ScalingRules::default_scale_up),
+            scale_down: down.unwrap_or_else(ScalingRules::default_scale_down),
+        };
+        let (r, c, _) = convert_desired_replicas_with_behavior_rate(
+            &state, NOW, &behavior, current, desired, min, max,
+        );
+        assert_eq!((r, c), (expected, condition), "{name}");
+    }
+}
+
+#[test]
+fn test_normalize_desired_replicas() {
+    // TestNormalizeDesiredReplicas: (name, recommendations, desired, expected, expected log length)
+    let rows = [
+        ("empty log", vec![], 5, 5, 1),
+        ("stabilize", vec![rec(4, 2 * MIN), rec(5, MIN)], 3, 5, 3),
+        ("no stabilize", vec![rec(1, 2 * MIN), rec(2, MIN)], 3, 3, 3),
+        (
+            "no stabilize - old recommendations",
+            vec![rec(10, 10 * MIN), rec(9, 9 * MIN)],
+            3,
+            3,
+            2,
+        ),
+        (
+            "stabilize - old recommendations",
+            vec![
+                rec(10, 10 * MIN),
+                rec(4, MIN),
+                rec(5, 2 * MIN),
+                rec(9, 9 * MIN),
+            ],
+            3,
+            5,
+            4,
+        ),
+    ];
+    for (name, recs, desired, expected, len) in rows {
+        let mut state = HpaState {
+            recommendations: recs,
+            ..HpaState::default()
+        };
+        assert_eq!(
+            stabilize_recommendation(&mut state, NOW, 5 * MIN, desired),
+            expected,
+            "{name}"
+        );
+        assert_eq!(state.recommendations.len(), len, "{name}");
+    }
+}
+
+#[test]
+fn test_normalize_desired_replicas_with_behavior() {
+    // TestNormalizeDesiredReplicasWithBehavior:
+    // (name, recommendations, current, desired, expected, expected stored recommendations, up window, down window)
+    let rows: Vec<(
+        &str,
+        Vec<TimestampedRecommendation>,
+        i32,
+        i32,
+        i32,
+        Vec<i32>,
+        i32,
+        i32,
+    )> = vec![
+        (
+            "empty recommendations for scaling down",
+            vec![],
+            100,
+            5,
+            5,
+            vec![5],
+            0,
+            0,
+        ),
+        (
+            "simple scale down stabilization",
+            vec![rec(4, 2 * MIN), rec(5, MIN)],
+            100,
+            3,
+            5,
+            vec![4, 5, 3],
+            0,
+            180,
+        ),
+        (
+            "simple scale up stabilization",
+            vec![rec(4, 2 * MIN), rec(5, MIN)],
+            1,
+            7,
+            4,
+            vec![4, 5, 7],
+            300,
+            0,
+        ),
+        (
+            "no scale down stabilization",
+            vec![rec(1, 2 * MIN), rec(2, MIN)],
+            100,
+            3,
+            3,
+            vec![1, 2, 3],
+            300,
+            0,
+        ),
+        (
+            "no scale up stabilization",
+            vec![rec(4, 2 * MIN), rec(5, MIN)],
+            1,
+            3,
+            3,
+            vec![4, 5, 3],
+            0,
+            300,
+        ),
+        (
+            "no scale down stabilization, reuse recommendation element",
+            vec![rec(10, 10 * MIN), rec(9, 9 * MIN)],
+            100,
+            3,
+            3,
+            vec![10, 3],
+            0,
+            0,
+        ),
+        (
+            "no scale up stabilization, reuse recommendation element",
+            vec![rec(10, 10 * MIN), rec(9, 9 * MIN)],
+            1,
+            100,
+            100,
+            vec![10, 100],
+            0,
+            0,
+        ),
+        (
+            "scale down stabilization, reuse one of obsolete recommendation element",
+            vec![
+                rec(10, 10 * MIN),
+                rec(4, MIN),
+                rec(5, 2 * MIN),
+                rec(9, 9 * MIN),
+            ],
+            100,
+            3,
+            5,
+            vec![10, 4, 5, 3],
+            0,
+            180,
+        ),
+        (
+            "scale up stabilization, reuse one of obsolete recommendation element",
+            vec![
+                rec(10, 100 * MIN),
+                rec(6, MIN),
+                rec(5, 2 * MIN),
+                rec(9, 3 * MIN),
+            ],
+            1,
+            100,
+            5,
+            vec![100, 6, 5, 9],
+            300,
+            0,
+        ),
+    ];
+    for (name, recs, current, desired, expected, stored, up, down) in rows {
+        let mut state = HpaState {
+            recommendations: recs,
+            ..HpaState::default()
+        };
+        let (r, _, _) =
+            stabilize_recommendation_with_behaviors(&mut state, NOW, up, down, current, desired);
+        assert_eq!(r, expected, "{name}");
+        let got: Vec<i32> = state.recommendations.iter().map(|r| r.replicas).collect();
+        assert_eq!(got, stored, "{name}");
+    }
+}
+
+#[test]
+fn test_store_scale_events() {
+    let ev = |change, ago_s: i64, outdated| ScaleEvent {
+        change,
+        at_ms: NOW - ago_s * 1000,
+        outdated,
+    };
+    // TestStoreScaleEvents: (name, previous events, rules, expected (change, outdated) after storing +5,
+    // expected change over the last 60 s before storing)
+    let rows: Vec<(
+        &str,
+        Vec<ScaleEvent>,
+        Option<ScalingRules>,
+        Vec<(i32, bool)>,
+        i32,
+    )> = vec![
+        (
+            "empty entries with default behavior",
+            vec![],
+            None,
+            vec![],
+            0,
+        ),
+        (
+            "empty entries with two-policy-behavior",
+            vec![],
+            Some(rules(10, 60, 100, 60, 0)),
+            vec![(5, false)],
+            0,
+        ),
+        (
+            "one outdated entry to be kept untouched without behavior",
+            vec![ev(7, 61, false)],
+            None,
+            vec![(7, false)],
+            0,
+        ),
+        (
+            "one outdated entry to be replaced with behavior",
+            vec![ev(7, 61, false)],
+            Some(rules(10, 60, 100, 60, 0)),
+            vec![(5, false)],
+            0,
+        ),
+        (
+            "one actual entry to be not touched with behavior",
+            vec![ev(7, 58, false)],
+            Some(rules(10, 60, 100, 60, 0)),
+            vec![(7, false), (5, false)],
+            7,
+        ),
+        (
+            "two entries, one of them to be replaced",
+            vec![ev(7, 61, false), ev(6, 59, false)],
+            Some(rules(10, 60, 0, 0, 0)),
+            vec![(5, false), (6, false)],
+            6,
+        ),
+        (
+            "replace one entry, use policies with different periods",
+            vec![
+                ev(8, 29, false),
+                ev(6, 59, false),
+                ev(7, 61, false),
+                ev(9, 61, false),
+            ],
+            Some(rules(10, 60, 100, 30, 0)),
+            vec![(8, false), (6, false), (7, true), (5, false)],
+            14,
+        ),
+        (
+            "two entries, both actual",
+            vec![ev(7, 58, false), ev(6, 59, false)],
+            Some(rules(10, 120, 100, 30, 0)),
+            vec![(7, false), (6, false), (5, false)],
+            13,
+        ),
+    ];
+    for (name, prev, r, expected, change) in rows {
+        for up in [true, false] {
+            let mut state = HpaState::default();
+            if up {
+                state.scale_up_events = prev.clone();
+            } else {
+                state.scale_down_events = prev.clone();
+            }
+            let events = if up {
+                &state.scale_up_events
+            } else {
+                &state.scale_down_events
+            };
+            assert_eq!(
+                get_replicas_change_per_period(NOW, 60, events),
+                change,
+                "{name}"
+            );
+            let behavior = r.clone().map(|r| Behavior {
+                scale_up: r.clone(),
+                scale_down: r,
+            });
+            let new = if up { 15 } else { 5 };
+            rules::store_scale_event(&mut state, behavior.as_ref(), NOW, 10, new);
+            let events = if up {
+                &state.scale_up_events
+            } else {
+                &state.scale_down_events
+            };
+            let got: Vec<(i32, bool)> = events.iter().map(|e| (e.change, e.outdated)).collect();
+            assert_eq!(got, expected, "{name} (up={up})");
+        }
+    }
+}
+
+// ---- Whole reconcile passes (upstream `testCase` runs), through `evaluate_hpa`. ----
+
+fn cpu_pods(levels: &[i64]) -> (Vec<PodInfo>, MetricSample) {
+    let pods = (0..levels.len())
+        .map(|i| PodInfo::running(&format!("test-pod-{i}"), 1000))
+        .collect();
+    let samples = levels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                format!("test-pod-{i}"),
+                PodMetric {
+                    value: *l as f64 / 1000.0,
+                    timestamp_ms: NOW - 30_000,
+                    window_ms: 60_000,
+                },
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    (pods, MetricSample::PerPod(samples))
+}
+
+fn cpu_spec(min: i32, max: i32, target: i32, extra: Vec<MetricSpec>) -> HpaSpec {
+    let mut metrics = vec![MetricSpec {
+        source: MetricSource::Resource {
+            name: "cpu".to_owned(),
+        },
+        target: MetricTarget::Utilization(target),
+    }];
+    metrics.extend(extra);
+    HpaSpec {
+        min_replicas: min,
+        max_replicas: max,
+        metrics,
+        behavior: None,
+        controller: ControllerConfig::default(),
+    }
+}
+
+fn external_qps(target_milli: i64) -> MetricSpec {
+    MetricSpec {
+        source: MetricSource::External {
+            metric: "qps".to_owned(),
+        },
+        target: MetricTarget::Value(target_milli),
+    }
+}
+
+#[test]
+fn test_scale_up_one_metric_empty() {
+    // TestScaleUpOneMetricEmpty: CPU says 4, the external metric fails: scale up on the valid one.
+    let spec = cpu_spec(2, 6, 30, vec![external_qps(100)]);
+    let (pods, cpu) = cpu_pods(&[300, 400, 500]);
+    let input = HpaInput {
+        current_replicas: 3,
+        status_replicas: 3,
+        pods,
+        metrics: vec![cpu, MetricSample::Failed("something went wrong".to_owned())],
+    };
+    let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.scale);
+    assert_eq!(d.metrics[0].current_utilization, Some(40));
+    assert!(
+        d.error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("invalid metrics (1 invalid out of 2)")
+    );
+}
+
+#[test]
+fn test_no_scale_down_one_metric_invalid() {
+    // TestNoScaleDownOneMetricInvalid: CPU says 3 (< 5) and another metric is invalid: do not scale down.
+    let spec = cpu_spec(2, 6, 50, vec![external_qps(1000)]);
+    let (pods, cpu) = cpu_pods(&[100, 300, 500, 250, 250]);
+    let input = HpaInput {
+        current_replicas: 5,
+        status_replicas: 5,
+        pods,
+        metrics: vec![
+            cpu,
+            MetricSample::Failed("unknown metric source type \"CheddarCheese\"".to_owned()),
+        ],
+    };
+    let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
+    assert_eq!(d.desired_replicas, 5);
+    assert!(!d.scale);
+    assert_eq!(d.metrics[0].proposal, Some(3));
+    // TestNoScaleDownOneMetricEmpty: the same with an empty external metric list.
+    let input = HpaInput {
+        metrics: vec![input.metrics[0].clone(), MetricSample::External(vec![])],
+        ..input
+    };
+    let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
+    assert_eq!((d.desired_replicas, d.scale), (5, false));
+}
+
+#[test]
+fn test_all_metrics_invalid_is_an_error() {
+    let spec = cpu_spec(1, 10, 50, vec![]);
+    let input = HpaInput {
+        current_replicas: 3,
+        status_replicas: 3,
+        pods: vec![PodInfo::running("p", 1000)],
+        metrics: vec![MetricSample::Failed("metrics-server down".to_owned())],
+    };
+    let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
+    assert_eq!((d.desired_replicas, d.scale), (3, false));
+    assert_eq!(
+        d.condition("ScalingActive").map(|c| c.reason.as_str()),
+        Some("FailedGetResourceMetric")
+    );
+    assert_eq!(
+        d.error.as_deref(),
+        Some(
+            "invalid metrics (1 invalid out of 1), first error is: failed to get cpu resource metric value: metrics-server down"
+        )
+    );
+}
+
+#[test]
+fn test_scale_up_limit_without_behavior() {
+    // TestScaleUpCMExternal-style: 1 replica, external value far above target: scale-up limit 4.
+    let spec = HpaSpec {
+        min_replicas: 1,
+        max_replicas: 100,
+        metrics: vec![external_qps(1000)],
+        behavior: None,
+        controller: ControllerConfig::default(),
+    };
+    let input = HpaInput {
+        current_replicas: 1,
+        status_replicas: 1,
+        pods: vec![PodInfo::running("p", 1000)],
+        metrics: vec![MetricSample::External(vec![50.0])],
+    };
+    let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
+    assert_eq!(d.recommendation, Some(50));
+    assert_eq!(d.desired_replicas, 4);
+    assert_eq!(
+        d.limit.as_ref().map(|l| l.rule.as_str()),
+        Some("ScaleUpLimit")
+    );
+    assert_eq!(d.condition("ScalingLimited").map(|c| c.status), Some(true));
+}
+
+#[test]
+fn test_scaled_to_zero_disables_scaling() {
+    let spec = cpu_spec(1, 10, 50, vec![]);
+    let input = HpaInput {
+        current_replicas: 0,
+        ..HpaInput::default()
+    };
+    let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
+    assert_eq!((d.desired_replicas, d.scale), (0, false));
+    assert_eq!(
+        d.condition("ScalingActive").map(|c| c.reason.as_str()),
+        Some("ScalingDisabled")
+    );
+}
+
+#[test]
+fn test_downscale_stabilization_over_time() {
+    // Without behavior: a drop is held for 300 s by the highest recent recommendation.
+    let spec = HpaSpec {
+        min_replicas: 1,
+        max_replicas: 100,
+        metrics: vec![MetricSpec {
+            source: MetricSource::External {
+                metric: "queue".to_owned(),
+            },
+            target: MetricTarget::AverageValue(1000),
+        }],
+        behavior: None,
+        controller: ControllerConfig::default(),
+    };
+    let mut state = HpaState::default();
+    let input = |current, total: f64| HpaInput {
+        current_replicas: current,
+        status_replicas: current,
+        pods: (0..current)
+            .map(|i| PodInfo::running(&format!("p{i}"), 1000))
+            .collect(),
+        metrics: vec![MetricSample::External(vec![total])],
+    };
+    // t=0: 10 replicas, total 10 → ratio 1: keep.
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 10.0), NOW);
+    assert_eq!((d.desired_replicas, d.scale), (10, false));
+    assert!(d.metrics[0].within_tolerance);
+    // t=60s: total 4 → proposal 4, held at 10 by the window.
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 60_000);
+    assert_eq!(d.recommendation, Some(4));
+    assert_eq!(
+        d.stabilization
+            .as_ref()
+            .map(|s| (s.from, s.to, s.rule.as_str())),
+        Some((4, 10, "ScaleDownStabilized"))
+    );
+    assert_eq!((d.desired_replicas, d.scale), (10, false));
+    // t=200s: still held.
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 200_000);
+    assert_eq!((d.desired_replicas, d.scale), (10, false));
+    // t=301s: the recommendations of t=0 left the window: scale down to 4.
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 301_000);
+    assert_eq!((d.desired_replicas, d.scale), (4, true));
+    assert_eq!(d.reason, "scale 10→4: All metrics below target");
+    // Outdated slots are reused: the history does not grow.
+    assert_eq!(state.recommendations.len(), 4);
+    // The decision serializes for the aggregator.
+    let json: serde_json::Value = serde_json::from_str(&d.to_json()).unwrap();
+    assert_eq!(json["desired_replicas"], 4);
+    assert_eq!(json["metrics"][0]["proposal"], 4);
+}
+
+#[test]
+fn test_behavior_per_direction_tolerance() {
+    // HPAConfigurableTolerance: scale-up tolerance 0.01 reacts to a 5 % rise that 0.1 would ignore.
+    let mut behavior = Behavior::default();
+    behavior.scale_up.tolerance = Some(0.01);
+    let spec = HpaSpec {
+        min_replicas: 1,
+        max_replicas: 100,
+        metrics: vec![external_qps(1000)],
+        behavior: Some(behavior),
+        controller: ControllerConfig::default(),
+    };
+    let input = HpaInput {
+        current_replicas: 20,
+        status_replicas: 20,
+        pods: (0..20)
+            .map(|i| PodInfo::running(&format!("p{i}"), 1000))
+            .collect(),
+        metrics: vec![MetricSample::External(vec![1.05])],
+    };
+    let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
+    assert_eq!(d.desired_replicas, 21);
+    assert!(!d.metrics[0].within_tolerance);
+    let mut spec = spec;
+    spec.behavior = None;
+    let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
+    assert_eq!(d.desired_replicas, 20);
+    assert!(d.metrics[0].within_tolerance);
+}

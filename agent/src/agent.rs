@@ -58,7 +58,8 @@ pub struct Agent {
 }
 
 /// Reads one file-SD file. Provided by the caller so that only the config crate reads files.
-pub type FileSdLoader = Arc<dyn Fn(&std::path::Path) -> Result<Vec<TargetGroup>, String> + Send + Sync>;
+pub type FileSdLoader =
+    Arc<dyn Fn(&std::path::Path) -> Result<Vec<TargetGroup>, String> + Send + Sync>;
 /// Expands a file-SD pattern to paths.
 pub type GlobExpander = Arc<dyn Fn(&str) -> Vec<PathBuf> + Send + Sync>;
 
@@ -73,7 +74,10 @@ impl Agent {
         let client = crate::http_client().map_err(std::io::Error::other)?;
         let (scrape_metrics, sender_metrics) = {
             let mut r = registry.lock();
-            (crate::metrics::ScrapeMetrics::new(&mut r), SenderMetrics::new(&mut r))
+            (
+                crate::metrics::ScrapeMetrics::new(&mut r),
+                SenderMetrics::new(&mut r),
+            )
         };
         let senders: Vec<RemoteWriteSender> = spec
             .destinations
@@ -111,7 +115,9 @@ impl Agent {
                 let app = router(state.clone());
                 let c = cancel.clone();
                 let h = tokio::spawn(async move {
-                    let r = axum::serve(listener, app).with_graceful_shutdown(c.cancelled_owned()).await;
+                    let r = axum::serve(listener, app)
+                        .with_graceful_shutdown(c.cancelled_owned())
+                        .await;
                     if let Err(e) = r {
                         tracing::error!(error = %e, "agent HTTP server failed");
                     }
@@ -196,7 +202,11 @@ impl Discovery {
                 }
                 match (self.load_file_sd)(&p) {
                     Ok(groups) => {
-                        let fresh = FileState { path: p.clone(), modified, groups };
+                        let fresh = FileState {
+                            path: p.clone(),
+                            modified,
+                            groups,
+                        };
                         match pos {
                             Some(j) => state[j] = fresh,
                             None => state.push(fresh),
@@ -204,7 +214,9 @@ impl Discovery {
                     }
                     // A broken file keeps its last good targets: losing targets on a half-written file
                     // would write staleness markers for healthy series.
-                    Err(e) => tracing::warn!(file = %p.display(), error = %e, "file_sd: cannot read targets; keeping the last good list"),
+                    Err(e) => {
+                        tracing::warn!(file = %p.display(), error = %e, "file_sd: cannot read targets; keeping the last good list")
+                    }
                 }
             }
             let mut groups = job.static_groups.clone();

@@ -35,17 +35,25 @@ pub fn agent_spec(cfg: &AgentConfig) -> Result<AgentSpec, SpecError> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(AgentSpec {
         listen: Some(cfg.listen),
-        external_labels: Labels::from_pairs(cfg.external_labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        external_labels: Labels::from_pairs(
+            cfg.external_labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
         shutdown_timeout: cfg.shutdown_timeout,
         jobs,
         destinations,
     })
 }
 
-fn relabeler(rules: &[surge_config::RelabelConfig], what: String) -> Result<Arc<Relabeler>, SpecError> {
-    Relabeler::new(rules)
-        .map(Arc::new)
-        .map_err(|e| SpecError { what, detail: e.to_string() })
+fn relabeler(
+    rules: &[surge_config::RelabelConfig],
+    what: String,
+) -> Result<Arc<Relabeler>, SpecError> {
+    Relabeler::new(rules).map(Arc::new).map_err(|e| SpecError {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 fn job_spec(sc: &ScrapeConfig) -> Result<JobSpec, SpecError> {
@@ -70,7 +78,10 @@ fn job_spec(sc: &ScrapeConfig) -> Result<JobSpec, SpecError> {
             label_value_length_limit: to_usize(sc.label_value_length_limit),
         },
         body_size_limit: to_usize(sc.body_size_limit),
-        relabel: relabeler(&sc.relabel_configs, format!("job {}: relabel_configs", sc.job_name))?,
+        relabel: relabeler(
+            &sc.relabel_configs,
+            format!("job {}: relabel_configs", sc.job_name),
+        )?,
         metric_relabel: relabeler(
             &sc.metric_relabel_configs,
             format!("job {}: metric_relabel_configs", sc.job_name),
@@ -83,7 +94,11 @@ fn job_spec(sc: &ScrapeConfig) -> Result<JobSpec, SpecError> {
             .iter()
             .map(|g| TargetGroup {
                 targets: g.targets.clone(),
-                labels: g.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                labels: g
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 source: "static".into(),
             })
             .collect(),

@@ -45,7 +45,9 @@ impl ScrapeMetrics {
             scrapes: Family::default(),
             failures: Family::default(),
             duration: Family::new_with_constructor(|| {
-                Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0])
+                Histogram::new([
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                ])
             }),
             samples_scraped: Family::default(),
             samples_shipped: Family::default(),
@@ -66,7 +68,11 @@ impl ScrapeMetrics {
             "Time from scrape start to a processed body",
             m.duration.clone(),
         );
-        registry.register("surge_scrape_samples", "Samples read from targets", m.samples_scraped.clone());
+        registry.register(
+            "surge_scrape_samples",
+            "Samples read from targets",
+            m.samples_scraped.clone(),
+        );
         registry.register(
             "surge_scrape_samples_shipped",
             "Samples handed to the remote-write queues (incl. synthetic series and staleness markers)",
@@ -87,7 +93,11 @@ impl ScrapeMetrics {
             "Staleness markers written for series or targets that disappeared",
             m.stale_markers.clone(),
         );
-        registry.register("surge_targets", "Scrape targets by health", m.targets.clone());
+        registry.register(
+            "surge_targets",
+            "Scrape targets by health",
+            m.targets.clone(),
+        );
         registry.register(
             "surge_scrape_series_cached",
             "Series held in the per-target scrape caches",
@@ -97,6 +107,8 @@ impl ScrapeMetrics {
     }
 
     pub fn job(&self, job: &str) -> JobLabel {
-        JobLabel { job: job.to_owned() }
+        JobLabel {
+            job: job.to_owned(),
+        }
     }
 }

@@ -7,11 +7,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod agent_cmd;
+mod bench;
 mod process;
 mod scrape;
 
 #[derive(Parser)]
-#[command(name = "surge", version, about = "Metrics pipeline that makes Kubernetes scale before users feel a spike")]
+#[command(
+    name = "surge",
+    version,
+    about = "Metrics pipeline that makes Kubernetes scale before users feel a spike"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,8 +61,32 @@ enum Command {
     },
     /// Validate a config file; errors name file, line, column and field.
     CheckConfig { file: PathBuf },
-    /// The scrape-to-decision latency benchmark.
-    Bench,
+    /// Benchmarks: `surge bench agent` (the agent beside Prometheus agent mode and vmagent).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// N targets × M series at 1 s through the agent; CPU and RSS beside Prometheus (agent mode) and vmagent.
+    Agent {
+        #[arg(long, default_value_t = 200)]
+        targets: usize,
+        #[arg(long, default_value_t = 1000)]
+        series: usize,
+        /// Seconds measured per contender (after the warm-up).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 10)]
+        warmup_seconds: u64,
+        /// Measure surge alone.
+        #[arg(long)]
+        no_peers: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,7 +113,24 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => agent_cmd::check_config(&file),
         Command::Run { .. } | Command::Aggregator { .. } => not_yet("this subcommand"),
         Command::Simulate { .. } => not_yet("`surge simulate` (the autoscaling engine issue)"),
-        Command::Bench => not_yet("`surge bench` (the autoscaling engine issue)"),
+        Command::Bench {
+            what:
+                BenchCommand::Agent {
+                    targets,
+                    series,
+                    seconds,
+                    warmup_seconds,
+                    no_peers,
+                    output,
+                },
+        } => bench::main(bench::AgentBenchArgs {
+            targets,
+            series,
+            duration: std::time::Duration::from_secs(seconds),
+            warmup: std::time::Duration::from_secs(warmup_seconds),
+            peers: !no_peers,
+            json: matches!(output, Output::Json),
+        }),
     }
 }
 

@@ -42,8 +42,10 @@ pub fn main(target: &str, format: FormatArg, output: Output) -> ExitCode {
             let arr: Vec<Value> = samples
                 .iter()
                 .map(|s| {
-                    let labels: Map<String, Value> =
-                        s.labels().map(|(n, v)| (n.to_owned(), Value::String(v.into_owned()))).collect();
+                    let labels: Map<String, Value> = s
+                        .labels()
+                        .map(|(n, v)| (n.to_owned(), Value::String(v.into_owned())))
+                        .collect();
                     json!({
                         "name": s.name,
                         "labels": labels,
@@ -59,7 +61,13 @@ pub fn main(target: &str, format: FormatArg, output: Output) -> ExitCode {
         Output::Table => samples.iter().try_for_each(|s| {
             let labels: Vec<String> = s.labels().map(|(n, v)| format!("{n}={v:?}")).collect();
             let ts = s.timestamp_ms.map(|t| format!(" @{t}")).unwrap_or_default();
-            writeln!(out, "{}{{{}}} {}{ts}", s.name, labels.join(", "), fmt_value(s.value))
+            writeln!(
+                out,
+                "{}{{{}}} {}{ts}",
+                s.name,
+                labels.join(", "),
+                fmt_value(s.value)
+            )
         }),
     };
     match written {
@@ -75,7 +83,9 @@ pub fn main(target: &str, format: FormatArg, output: Output) -> ExitCode {
 /// JSON has no NaN or infinities: those become the strings Prometheus prints.
 fn json_value(v: f64) -> Value {
     if v.is_finite() {
-        serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     } else {
         Value::String(fmt_value(v))
     }
@@ -94,10 +104,14 @@ fn fmt_value(v: f64) -> String {
 }
 
 fn fetch_url(url: &str) -> anyhow::Result<(Vec<u8>, Format)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let fetcher = surge_agent::scrape::fetch::Fetcher::new(surge_agent::http_client()?);
-        let f = fetcher.fetch(url, Duration::from_secs(10), BODY_LIMIT).await?;
+        let f = fetcher
+            .fetch(url, Duration::from_secs(10), BODY_LIMIT)
+            .await?;
         Ok((f.body, f.format))
     })
 }
@@ -105,9 +119,14 @@ fn fetch_url(url: &str) -> anyhow::Result<(Vec<u8>, Format)> {
 fn read_file(path: &str, format: FormatArg) -> anyhow::Result<(Vec<u8>, Format)> {
     let mut raw = Vec::new();
     if path == "-" {
-        std::io::stdin().lock().take(BODY_LIMIT as u64 + 1).read_to_end(&mut raw)?;
+        std::io::stdin()
+            .lock()
+            .take(BODY_LIMIT as u64 + 1)
+            .read_to_end(&mut raw)?;
     } else {
-        std::fs::File::open(path)?.take(BODY_LIMIT as u64 + 1).read_to_end(&mut raw)?;
+        std::fs::File::open(path)?
+            .take(BODY_LIMIT as u64 + 1)
+            .read_to_end(&mut raw)?;
     }
     if raw.len() > BODY_LIMIT {
         anyhow::bail!("larger than {BODY_LIMIT} bytes");

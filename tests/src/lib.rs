@@ -65,7 +65,10 @@ fn spawn(bin: PathBuf, args: &[String], dir: tempfile::TempDir, port: u16) -> Re
 /// An HTTP client for tests (rustls with the ring provider, as surge itself uses).
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().no_proxy().build().unwrap_or_default()
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
 }
 
 /// Waits until `url` answers 200 (blocking; call from a blocking context or `spawn_blocking`).
@@ -92,13 +95,20 @@ pub async fn prometheus_receiver() -> Result<Peer> {
     std::fs::write(dir.path().join("prometheus.yml"), "global: {}\n")?;
     let port = free_port();
     let args = vec![
-        format!("--config.file={}", dir.path().join("prometheus.yml").display()),
+        format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ),
         format!("--web.listen-address=127.0.0.1:{port}"),
         format!("--storage.tsdb.path={}", dir.path().join("data").display()),
         "--web.enable-remote-write-receiver".into(),
     ];
     let peer = spawn(bin, &args, dir, port)?;
-    wait_ready(&format!("{}/-/ready", peer.base_url()), Duration::from_secs(30)).await?;
+    wait_ready(
+        &format!("{}/-/ready", peer.base_url()),
+        Duration::from_secs(30),
+    )
+    .await?;
     Ok(peer)
 }
 
@@ -109,7 +119,11 @@ pub async fn node_exporter() -> Result<Peer> {
     let port = free_port();
     let args = vec![format!("--web.listen-address=127.0.0.1:{port}")];
     let peer = spawn(bin, &args, dir, port)?;
-    wait_ready(&format!("{}/metrics", peer.base_url()), Duration::from_secs(30)).await?;
+    wait_ready(
+        &format!("{}/metrics", peer.base_url()),
+        Duration::from_secs(30),
+    )
+    .await?;
     Ok(peer)
 }
 

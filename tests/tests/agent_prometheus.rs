@@ -18,7 +18,9 @@ async fn start_agent(yaml: &str) -> Agent {
         .unwrap_or_else(|e| panic!("{e}"));
     let spec = agent_spec(&cfg.agent).unwrap();
     let registry = Arc::new(Mutex::new(prometheus_client::registry::Registry::default()));
-    Agent::start(spec, registry, file_sd_loader(), glob_expander()).await.unwrap()
+    Agent::start(spec, registry, file_sd_loader(), glob_expander())
+        .await
+        .unwrap()
 }
 
 /// Serves `/metrics` with whatever body the test sets.
@@ -77,7 +79,9 @@ agent:
 
     // Three scrapes at 1 s must be visible.
     let up = eventually(Duration::from_secs(15), "3 up samples", || async {
-        let r = query(&base, "count_over_time(up[1m])", unix_now()).await.ok()?;
+        let r = query(&base, "count_over_time(up[1m])", unix_now())
+            .await
+            .ok()?;
         (single_value(&r)? >= 3.0).then_some(r)
     })
     .await;
@@ -87,15 +91,28 @@ agent:
     assert_eq!(m["cluster"], "ci");
     assert_eq!(m["zone"], "z1");
     let t = unix_now() - 1.0;
-    assert_eq!(single_value(&query(&base, "up", t).await.unwrap()), Some(1.0));
+    assert_eq!(
+        single_value(&query(&base, "up", t).await.unwrap()),
+        Some(1.0)
+    );
 
     // Every sample the agent reported as shipped for the last scrape is in Prometheus, no more, no less.
-    let scraped = single_value(&query(&base, "scrape_samples_post_metric_relabeling", t).await.unwrap()).unwrap();
-    let landed = single_value(
-        &query(&base, r#"count({job="node", __name__!~"up|scrape_.*"})"#, t).await.unwrap(),
+    let scraped = single_value(
+        &query(&base, "scrape_samples_post_metric_relabeling", t)
+            .await
+            .unwrap(),
     )
     .unwrap();
-    assert!(scraped > 100.0, "node-exporter exposes hundreds of series, got {scraped}");
+    let landed = single_value(
+        &query(&base, r#"count({job="node", __name__!~"up|scrape_.*"})"#, t)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        scraped > 100.0,
+        "node-exporter exposes hundreds of series, got {scraped}"
+    );
     assert_eq!(landed, scraped);
     let build = query(&base, "node_exporter_build_info", t).await.unwrap();
     assert_eq!(single_value(&build), Some(1.0));
@@ -105,9 +122,22 @@ agent:
     agent.shutdown().await;
     let after = unix_now() + 0.5;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(query(&base, "up", after).await.unwrap().len(), 0, "up must be stale after shutdown");
-    assert_eq!(query(&base, r#"count({job="node"})"#, after).await.unwrap().len(), 0);
-    assert_eq!(single_value(&query(&base, "up", t).await.unwrap()), Some(1.0));
+    assert_eq!(
+        query(&base, "up", after).await.unwrap().len(),
+        0,
+        "up must be stale after shutdown"
+    );
+    assert_eq!(
+        query(&base, r#"count({job="node"})"#, after)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        single_value(&query(&base, "up", t).await.unwrap()),
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,12 +168,22 @@ agent:
     })
     .await;
     let t1 = unix_now();
-    assert_eq!(single_value(&query(&base, "scrape_samples_scraped", t1).await.unwrap()), Some(4.0));
     assert_eq!(
-        single_value(&query(&base, "scrape_samples_post_metric_relabeling", t1).await.unwrap()),
+        single_value(&query(&base, "scrape_samples_scraped", t1).await.unwrap()),
+        Some(4.0)
+    );
+    assert_eq!(
+        single_value(
+            &query(&base, "scrape_samples_post_metric_relabeling", t1)
+                .await
+                .unwrap()
+        ),
         Some(3.0)
     );
-    assert!(query(&base, "drop_me", t1).await.unwrap().is_empty(), "relabeled away");
+    assert!(
+        query(&base, "drop_me", t1).await.unwrap().is_empty(),
+        "relabeled away"
+    );
     let c = query(&base, "c", t1).await.unwrap();
     assert_eq!(c[0]["metric"]["job"], "app");
     assert_eq!(c[0]["metric"]["exported_job"], "app");
@@ -154,9 +194,19 @@ agent:
         query(&base, "b", now).await.ok()?.is_empty().then_some(now)
     })
     .await;
-    assert_eq!(single_value(&query(&base, r#"a_total{x="1"}"#, gone_at).await.unwrap()), Some(3.0));
-    assert_eq!(single_value(&query(&base, "b", t1).await.unwrap()), Some(2.0), "history is kept");
-    assert_eq!(single_value(&query(&base, "scrape_series_added", gone_at).await.unwrap()), Some(0.0));
+    assert_eq!(
+        single_value(&query(&base, r#"a_total{x="1"}"#, gone_at).await.unwrap()),
+        Some(3.0)
+    );
+    assert_eq!(
+        single_value(&query(&base, "b", t1).await.unwrap()),
+        Some(2.0),
+        "history is kept"
+    );
+    assert_eq!(
+        single_value(&query(&base, "scrape_series_added", gone_at).await.unwrap()),
+        Some(0.0)
+    );
     agent.shutdown().await;
 }
 
@@ -167,7 +217,8 @@ async fn endless_target() -> std::net::SocketAddr {
             "/huge",
             get(|| async {
                 let chunk = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
-                let s = futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                let s =
+                    futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
                 axum::body::Body::from_stream(s)
             }),
         )
@@ -210,10 +261,14 @@ async fn bad_targets_are_down_with_a_reason_and_cost_bounded_time_and_memory() {
         "agent:\n  listen: 127.0.0.1:0\n  scrape_configs:{jobs}\n  remote_write:\n    - url: {base}/api/v1/write\n"
     ))
     .await;
-    let health = eventually(Duration::from_secs(10), "all four targets scraped", || async {
-        let h = agent.targets().await;
-        h.iter().all(|t| t.health != "unknown").then_some(h)
-    })
+    let health = eventually(
+        Duration::from_secs(10),
+        "all four targets scraped",
+        || async {
+            let h = agent.targets().await;
+            h.iter().all(|t| t.health != "unknown").then_some(h)
+        },
+    )
     .await;
     let reason = |job: &str| {
         health
@@ -223,23 +278,43 @@ async fn bad_targets_are_down_with_a_reason_and_cost_bounded_time_and_memory() {
             .unwrap_or_default()
     };
     assert!(health.iter().all(|t| t.health == "down"), "{health:?}");
-    assert!(reason("huge").contains("body_size_limit"), "{}", reason("huge"));
+    assert!(
+        reason("huge").contains("body_size_limit"),
+        "{}",
+        reason("huge")
+    );
     assert!(reason("hang").contains("timed out"), "{}", reason("hang"));
-    assert!(reason("garbage").contains("line 1, column"), "{}", reason("garbage"));
-    assert!(reason("malformed").contains("line 2, column 12"), "{}", reason("malformed"));
+    assert!(
+        reason("garbage").contains("line 1, column"),
+        "{}",
+        reason("garbage")
+    );
+    assert!(
+        reason("malformed").contains("line 2, column 12"),
+        "{}",
+        reason("malformed")
+    );
     for job in ["huge", "hang", "garbage", "malformed"] {
         let r = eventually(Duration::from_secs(10), "up=0 in Prometheus", || async {
-            let r = query(&base, &format!("up{{job=\"{job}\"}}"), unix_now()).await.ok()?;
+            let r = query(&base, &format!("up{{job=\"{job}\"}}"), unix_now())
+                .await
+                .ok()?;
             (!r.is_empty()).then_some(r)
         })
         .await;
         assert_eq!(single_value(&r), Some(0.0), "{job}");
         // A failed scrape ships nothing but the synthetic series: the malformed body's first line is
         // not half-written.
-        assert!(query(&base, &format!("{{job=\"{job}\", __name__!~\"up|scrape_.*\"}}"), unix_now())
+        assert!(
+            query(
+                &base,
+                &format!("{{job=\"{job}\", __name__!~\"up|scrape_.*\"}}"),
+                unix_now()
+            )
             .await
             .unwrap()
-            .is_empty());
+            .is_empty()
+        );
     }
     agent.shutdown().await;
 }
@@ -252,7 +327,11 @@ async fn file_sd_changes_are_followed_within_seconds() {
     let base = prom.base_url();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("targets.yaml");
-    std::fs::write(&file, format!("- targets: ['{a}']\n  labels: {{team: x}}\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("- targets: ['{a}']\n  labels: {{team: x}}\n"),
+    )
+    .unwrap();
     let agent = start_agent(&format!(
         r#"
 agent:
@@ -273,7 +352,11 @@ agent:
     })
     .await;
     // Replace a by b: b appears, a's series end with a staleness marker.
-    std::fs::write(&file, format!("- targets: ['{b}']\n  labels: {{team: x}}\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("- targets: ['{b}']\n  labels: {{team: x}}\n"),
+    )
+    .unwrap();
     eventually(Duration::from_secs(10), "b replaces a", || async {
         let r = query(&base, r#"m{team="x"}"#, unix_now()).await.ok()?;
         (r.len() == 1 && single_value(&r)? == 2.0).then_some(())

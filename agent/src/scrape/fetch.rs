@@ -40,20 +40,33 @@ impl Fetcher {
 
     /// GETs `url` with Prometheus's Accept header, within `timeout`, reading at most `limit` bytes (both on
     /// the wire and after gzip decoding).
-    pub async fn fetch(&self, url: &str, timeout: Duration, limit: usize) -> Result<Fetched, FetchError> {
+    pub async fn fetch(
+        &self,
+        url: &str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Fetched, FetchError> {
         match tokio::time::timeout(timeout, self.fetch_inner(url, timeout, limit)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(timeout)),
         }
     }
 
-    async fn fetch_inner(&self, url: &str, timeout: Duration, limit: usize) -> Result<Fetched, FetchError> {
+    async fn fetch_inner(
+        &self,
+        url: &str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Fetched, FetchError> {
         let mut resp = self
             .client
             .get(url)
             .header(http::header::ACCEPT, exposition::ACCEPT_HEADER)
             .header(http::header::ACCEPT_ENCODING, "gzip")
-            .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()))
+            .header(
+                "X-Prometheus-Scrape-Timeout-Seconds",
+                format!("{}", timeout.as_secs_f64()),
+            )
             .send()
             .await
             .map_err(|e| FetchError::Network(error_chain(&e)))?;
@@ -63,7 +76,9 @@ impl Fetcher {
         }
         let headers = resp.headers();
         let format = exposition::format_from_content_type(
-            headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
         );
         let encoding = headers
             .get(http::header::CONTENT_ENCODING)
@@ -73,7 +88,11 @@ impl Fetcher {
             return Err(FetchError::BodyTooLarge(limit));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| FetchError::Network(error_chain(&e)))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Network(error_chain(&e)))?
+        {
             if body.len() + chunk.len() > limit {
                 return Err(FetchError::BodyTooLarge(limit));
             }

@@ -59,8 +59,20 @@ impl TargetManager {
                 ..Default::default()
             }));
             let cancel = CancellationToken::new();
-            let handle = tokio::spawn(run_target(target, self.ctx.clone(), health.clone(), cancel.clone()));
-            self.running.insert(key, Running { cancel, handle, health });
+            let handle = tokio::spawn(run_target(
+                target,
+                self.ctx.clone(),
+                health.clone(),
+                cancel.clone(),
+            ));
+            self.running.insert(
+                key,
+                Running {
+                    cancel,
+                    handle,
+                    health,
+                },
+            );
         }
         self.update_gauges();
         (started, stopped)
@@ -68,7 +80,11 @@ impl TargetManager {
 
     /// A snapshot of every target's health.
     pub fn health(&self) -> Vec<TargetHealth> {
-        let mut v: Vec<_> = self.running.values().map(|r| r.health.lock().clone()).collect();
+        let mut v: Vec<_> = self
+            .running
+            .values()
+            .map(|r| r.health.lock().clone())
+            .collect();
         v.sort_by(|a, b| (&a.job, &a.url).cmp(&(&b.job, &b.url)));
         v
     }
@@ -79,7 +95,10 @@ impl TargetManager {
         for r in self.running.values() {
             let h = r.health.lock();
             m.targets
-                .get_or_create(&crate::metrics::JobHealth { job: h.job.clone(), health: h.health })
+                .get_or_create(&crate::metrics::JobHealth {
+                    job: h.job.clone(),
+                    health: h.health,
+                })
                 .inc();
         }
     }

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use surge_model::{Labels, LabelsBuilder, Sample, is_valid_label_name, is_valid_metric_name, stale_nan};
+use surge_model::{
+    Labels, LabelsBuilder, Sample, is_valid_label_name, is_valid_metric_name, stale_nan,
+};
 use surge_proto::exposition::{Entry, Format, Parser};
 
 use crate::relabel::Relabeler;
@@ -372,7 +374,11 @@ mod tests {
             .iter()
             .map(|s| {
                 let v = s.samples[0].value;
-                let v = if surge_model::is_stale_nan(v) { "STALE".to_string() } else { v.to_string() };
+                let v = if surge_model::is_stale_nan(v) {
+                    "STALE".to_string()
+                } else {
+                    v.to_string()
+                };
                 format!("{} {v} @{}", s.series.labels, s.samples[0].timestamp_ms)
             })
             .collect()
@@ -385,11 +391,16 @@ mod tests {
         let out = p.process(body, Format::Text, 1000).unwrap();
         assert_eq!(
             shown(&out),
-            [r#"m{a="1", cluster="c1", exported_job="app", instance="10.0.0.1:80", job="web"} 5 @1000"#]
+            [
+                r#"m{a="1", cluster="c1", exported_job="app", instance="10.0.0.1:80", job="web"} 5 @1000"#
+            ]
         );
         let mut p = TargetProcessor::new(rules(true, "[]"));
         let out = p.process(body, Format::Text, 1000).unwrap();
-        assert_eq!(shown(&out), [r#"m{a="1", cluster="c1", instance="10.0.0.1:80", job="app"} 5 @1000"#]);
+        assert_eq!(
+            shown(&out),
+            [r#"m{a="1", cluster="c1", instance="10.0.0.1:80", job="app"} 5 @1000"#]
+        );
     }
 
     #[test]
@@ -402,8 +413,14 @@ mod tests {
         assert_eq!(out.stats.stale_markers, 1);
         let s = shown(&out);
         assert_eq!(s.len(), 2);
-        assert!(s[0].starts_with("a{") && s[0].ends_with(" 3 @2000"), "{s:?}");
-        assert!(s[1].starts_with("b{") && s[1].ends_with(" STALE @2000"), "{s:?}");
+        assert!(
+            s[0].starts_with("a{") && s[0].ends_with(" 3 @2000"),
+            "{s:?}"
+        );
+        assert!(
+            s[1].starts_with("b{") && s[1].ends_with(" STALE @2000"),
+            "{s:?}"
+        );
         // Gone for good: no second marker.
         let out = p.process(b"a 4\n", Format::Text, 3000).unwrap();
         assert_eq!(out.stats.stale_markers, 0);
@@ -414,7 +431,10 @@ mod tests {
         let mut p = TargetProcessor::new(rules(false, "[]"));
         p.process(b"a 1\nb 2\n", Format::Text, 1000).unwrap();
         let err = p.process(b"a 1\nb{ 2\n", Format::Text, 2000).unwrap_err();
-        assert!(matches!(&err, ScrapeFailure::Parse(m) if m.contains("line 2")), "{err}");
+        assert!(
+            matches!(&err, ScrapeFailure::Parse(m) if m.contains("line 2")),
+            "{err}"
+        );
         assert_eq!(p.fail(2000).len(), 2);
         assert_eq!(p.fail(3000).len(), 0);
         // Back up: series come back as new.
@@ -424,7 +444,10 @@ mod tests {
 
     #[test]
     fn metric_relabeling_drops_and_is_remembered() {
-        let mut p = TargetProcessor::new(rules(false, "[{source_labels: [__name__], regex: 'go_.*', action: drop}]"));
+        let mut p = TargetProcessor::new(rules(
+            false,
+            "[{source_labels: [__name__], regex: 'go_.*', action: drop}]",
+        ));
         for ts in [1000, 2000] {
             let out = p.process(b"go_gc 1\nhttp 2\n", Format::Text, ts).unwrap();
             assert_eq!(out.stats.scraped, 2);
@@ -454,8 +477,20 @@ mod tests {
         let mut r = rules(false, "[]");
         r.limits.label_limit = 4;
         let mut p = TargetProcessor::new(r);
-        let err = p.process(b"a{x=\"1\",y=\"2\"} 1\n", Format::Text, 1).unwrap_err();
-        assert!(matches!(err, ScrapeFailure::LabelLimit { got: 6, limit: 4, .. }), "{err}");
+        let err = p
+            .process(b"a{x=\"1\",y=\"2\"} 1\n", Format::Text, 1)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScrapeFailure::LabelLimit {
+                    got: 6,
+                    limit: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub async fn run_target(
         metric_relabel: job.metric_relabel.clone(),
         limits: job.limits,
     });
-    let synthetic: Vec<Arc<SeriesMeta>> = SYNTHETIC.iter().map(|n| proc.synthetic_series(n)).collect();
+    let synthetic: Vec<Arc<SeriesMeta>> =
+        SYNTHETIC.iter().map(|n| proc.synthetic_series(n)).collect();
 
     // Start at this target's slot: the next multiple of the interval plus its offset.
     let interval = job.interval;
@@ -98,12 +99,17 @@ pub async fn run_target(
             r = ctx.fetcher.fetch(&target.url, job.timeout, job.body_size_limit) => r,
         };
         let result = match fetched {
-            Ok(f) => proc.process(&f.body, f.format, ts).map_err(ScrapeError::Process),
+            Ok(f) => proc
+                .process(&f.body, f.format, ts)
+                .map_err(ScrapeError::Process),
             Err(e) => Err(ScrapeError::Fetch(e)),
         };
         let elapsed = started.elapsed();
         ctx.metrics.scrapes.get_or_create(&job_label).inc();
-        ctx.metrics.duration.get_or_create(&job_label).observe(elapsed.as_secs_f64());
+        ctx.metrics
+            .duration
+            .get_or_create(&job_label)
+            .observe(elapsed.as_secs_f64());
 
         let (mut series, up, stats, err) = match result {
             Ok(out) => (out.series, true, out.stats, None),
@@ -115,24 +121,46 @@ pub async fn run_target(
                         reason: e.reason(),
                     })
                     .inc();
-                (proc.fail(ts), false, Default::default(), Some(e.to_string()))
+                (
+                    proc.fail(ts),
+                    false,
+                    Default::default(),
+                    Some(e.to_string()),
+                )
             }
         };
         if up {
-            ctx.metrics.samples_scraped.get_or_create(&job_label).inc_by(stats.scraped as u64);
-            let relabeled = stats.scraped.saturating_sub(stats.post_relabel + stats.duplicates + stats.invalid);
-            ctx.metrics.samples_relabeled_away.get_or_create(&job_label).inc_by(relabeled as u64);
+            ctx.metrics
+                .samples_scraped
+                .get_or_create(&job_label)
+                .inc_by(stats.scraped as u64);
+            let relabeled = stats
+                .scraped
+                .saturating_sub(stats.post_relabel + stats.duplicates + stats.invalid);
+            ctx.metrics
+                .samples_relabeled_away
+                .get_or_create(&job_label)
+                .inc_by(relabeled as u64);
             for (reason, n) in [("duplicate", stats.duplicates), ("invalid", stats.invalid)] {
                 if n > 0 {
                     ctx.metrics
                         .samples_dropped
-                        .get_or_create(&crate::metrics::JobReason { job: job.name.to_string(), reason })
+                        .get_or_create(&crate::metrics::JobReason {
+                            job: job.name.to_string(),
+                            reason,
+                        })
                         .inc_by(n as u64);
                 }
             }
-            ctx.metrics.stale_markers.get_or_create(&job_label).inc_by(stats.stale_markers as u64);
+            ctx.metrics
+                .stale_markers
+                .get_or_create(&job_label)
+                .inc_by(stats.stale_markers as u64);
         } else {
-            ctx.metrics.stale_markers.get_or_create(&job_label).inc_by(series.len() as u64);
+            ctx.metrics
+                .stale_markers
+                .get_or_create(&job_label)
+                .inc_by(series.len() as u64);
         }
         let values = [
             if up { 1.0 } else { 0.0 },
@@ -144,18 +172,38 @@ pub async fn run_target(
         for (meta, v) in synthetic.iter().zip(values) {
             series.push(SeriesSamples {
                 series: meta.clone(),
-                samples: vec![Sample { timestamp_ms: ts, value: v }],
+                samples: vec![Sample {
+                    timestamp_ms: ts,
+                    value: v,
+                }],
             });
         }
-        ctx.metrics.samples_shipped.get_or_create(&job_label).inc_by(series.len() as u64);
-        ctx.metrics.series_cached.get_or_create(&job_label).set(proc.cached_series() as i64);
+        ctx.metrics
+            .samples_shipped
+            .get_or_create(&job_label)
+            .inc_by(series.len() as u64);
+        ctx.metrics
+            .series_cached
+            .get_or_create(&job_label)
+            .set(proc.cached_series() as i64);
         let samples = stats.scraped;
-        ship(&ctx, Batch { tier: job.tier, series, scrape_end_ms: now_ms() });
+        ship(
+            &ctx,
+            Batch {
+                tier: job.tier,
+                series,
+                scrape_end_ms: now_ms(),
+            },
+        );
 
         if was_up != Some(up) {
             match (&err, was_up) {
-                (Some(e), _) => tracing::warn!(job = %job.name, target = %target.url, reason = %e, "target down"),
-                (None, Some(false)) => tracing::info!(job = %job.name, target = %target.url, "target up again"),
+                (Some(e), _) => {
+                    tracing::warn!(job = %job.name, target = %target.url, reason = %e, "target down")
+                }
+                (None, Some(false)) => {
+                    tracing::info!(job = %job.name, target = %target.url, "target up again")
+                }
                 _ => {}
             }
             was_up = Some(up);
@@ -175,12 +223,25 @@ pub async fn run_target(
         for meta in &synthetic {
             series.push(SeriesSamples {
                 series: meta.clone(),
-                samples: vec![Sample { timestamp_ms: ts, value: surge_model::stale_nan() }],
+                samples: vec![Sample {
+                    timestamp_ms: ts,
+                    value: surge_model::stale_nan(),
+                }],
             });
         }
     }
-    ctx.metrics.stale_markers.get_or_create(&job_label).inc_by(series.len() as u64);
-    ship(&ctx, Batch { tier: job.tier, series, scrape_end_ms: ts });
+    ctx.metrics
+        .stale_markers
+        .get_or_create(&job_label)
+        .inc_by(series.len() as u64);
+    ship(
+        &ctx,
+        Batch {
+            tier: job.tier,
+            series,
+            scrape_end_ms: ts,
+        },
+    );
 }
 
 fn ship(ctx: &ScrapeContext, batch: Batch) {

@@ -73,7 +73,11 @@ pub fn targets_for_job(job: &Arc<ScrapeJob>, groups: &[TargetGroup]) -> Vec<Scra
     out
 }
 
-fn build_target(job: &Arc<ScrapeJob>, addr: &str, group_labels: &[(String, String)]) -> Option<ScrapeTarget> {
+fn build_target(
+    job: &Arc<ScrapeJob>,
+    addr: &str,
+    group_labels: &[(String, String)],
+) -> Option<ScrapeTarget> {
     let mut b = LabelsBuilder::default();
     b.set("job", &*job.name);
     b.set("__address__", addr);
@@ -122,14 +126,20 @@ fn build_target(job: &Arc<ScrapeJob>, addr: &str, group_labels: &[(String, Strin
 
 fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -1,0 +1,337 @@
+//! `surge bench agent`: the agent end to end (scrape → parse → relabel → queue → remote-write) on
+//! N synthetic targets × M series at 1 s, measured as a separate process (CPU from /proc, RSS), beside
+//! the same targets scraped by Prometheus in agent mode and by vmagent in the same run.
+//!
+//! Each contender runs alone (one after the other) so they do not steal each other's cores; the targets and
+//! the remote-write sink live in this process and are not counted.
+
+use std::io::Write as _;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::json;
+use surge_workload::BenchTargets;
+
+/// Options of `surge bench agent`.
+pub struct AgentBenchArgs {
+    pub targets: usize,
+    pub series: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub peers: bool,
+    pub json: bool,
+}
+
+#[derive(Default)]
+struct Sink {
+    samples: AtomicU64,
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+async fn sink_write(State(s): State<Arc<Sink>>, body: Bytes) -> axum::http::StatusCode {
+    let mut dec = snap::raw::Decoder::new();
+    let mut buf = Vec::new();
+    if surge_proto::remote_write::decompress(&body, 64 << 20, &mut dec, &mut buf).is_err() {
+        return axum::http::StatusCode::BAD_REQUEST;
+    }
+    let mut n = 0u64;
+    let r = surge_proto::remote_write::for_each_series(&buf, |s| {
+        n += s.samples().count() as u64;
+        Ok::<(), ()>(())
+    });
+    if r.is_err() {
+        return axum::http::StatusCode::BAD_REQUEST;
+    }
+    s.samples.fetch_add(n, Ordering::Relaxed);
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    s.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+/// One contender's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Figures {
+    name: String,
+    cpu_cores: f64,
+    rss_mib: f64,
+    peak_rss_mib: f64,
+    samples_per_s: f64,
+    requests_per_s: f64,
+    bytes_per_sample: f64,
+}
+
+pub fn main(args: AgentBenchArgs) -> ExitCode {
+    crate::process::init_logging();
+    let rt = match crate::process::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("surge bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("surge bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    let targets = BenchTargets::start(ip, args.targets, args.series).await?;
+    let sink = Arc::new(Sink::default());
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+    let sink_addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/api/v1/write", post(sink_write))
+        .with_state(sink.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir()?;
+    let scrape = scrape_configs_yaml(&targets);
+    let rw = format!("http://{sink_addr}/api/v1/write");
+
+    let mut results = Vec::new();
+    let surge_cfg = dir.path().join("surge.yaml");
+    std::fs::write(
+        &surge_cfg,
+        format!(
+            "agent:\n  listen: 127.0.0.1:0\n  scrape_configs:\n{}\n  remote_write:\n    - url: {rw}\n      queue_config: {{capacity: 1000000}}\n",
+            indent(&scrape, 4)
+        ),
+    )?;
+    let exe = std::env::current_exe()?;
+    results.push(
+        measure("surge agent", &args, &sink, || {
+            Command::new(&exe)
+                .arg("agent")
+                .arg("-c")
+                .arg(&surge_cfg)
+                .env("RUST_LOG", "warn")
+                .spawn()
+        })
+        .await?,
+    );
+    if args.peers {
+        let prom_cfg = dir.path().join("prometheus.yaml");
+        std::fs::write(
+            &prom_cfg,
+            format!(
+                "global: {{scrape_interval: 1s, scrape_timeout: 800ms}}\nscrape_configs:\n{}\nremote_write:\n  - url: {rw}\n",
+                indent(&scrape, 2)
+            ),
+        )?;
+        let data = dir.path().join("prom-agent");
+        let port = free_port();
+        results.push(
+            measure("prometheus --enable-feature=agent", &args, &sink, || {
+                Command::new("prometheus")
+                    .arg("--enable-feature=agent")
+                    .arg(format!("--config.file={}", prom_cfg.display()))
+                    .arg(format!("--storage.agent.path={}", data.display()))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .arg("--log.level=warn")
+                    .stderr(Stdio::null())
+                    .spawn()
+            })
+            .await?,
+        );
+        let vm_data = dir.path().join("vmagent");
+        let port = free_port();
+        results.push(
+            measure("vmagent", &args, &sink, || {
+                Command::new("vmagent")
+                    .arg(format!("-promscrape.config={}", prom_cfg.display()))
+                    .arg(format!("-remoteWrite.url={rw}"))
+                    .arg(format!("-remoteWrite.tmpDataPath={}", vm_data.display()))
+                    .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+                    .arg("-promscrape.config.strictParse=false")
+                    .arg("-loggerLevel=ERROR")
+                    .stdout(Stdio::null())
+                    .spawn()
+            })
+            .await?,
+        );
+    }
+    report(&args, &results)
+}
+
+fn report(args: &AgentBenchArgs, results: &[Figures]) -> anyhow::Result<()> {
+    let expected = (args.targets * (args.series + 5)) as f64;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let base = results.first();
+        let ratios: Vec<_> = results
+            .iter()
+            .skip(1)
+            .map(|r| {
+                json!({
+                    "peer": r.name,
+                    "cpu_ratio_peer_over_surge": base.map(|b| r.cpu_cores / b.cpu_cores.max(1e-9)),
+                    "rss_ratio_peer_over_surge": base.map(|b| r.rss_mib / b.rss_mib.max(1e-9)),
+                })
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"targets": args.targets, "series_per_target": args.series, "interval_s": 1,
+                   "expected_samples_per_s": expected, "results": results, "ratios": ratios})
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} targets × {} series at 1 s (expected ≈ {expected:.0} samples/s incl. synthetic series), {}s measured",
+        args.targets,
+        args.series,
+        args.duration.as_secs()
+    )?;
+    writeln!(
+        out,
+        "{:<36} {:>9} {:>9} {:>10} {:>12} {:>10} {:>8}",
+        "contender", "cpu", "rss MiB", "peak MiB", "samples/s", "requests/s", "B/sample"
+    )?;
+    for r in results {
+        writeln!(
+            out,
+            "{:<36} {:>9.3} {:>9.1} {:>10.1} {:>12.0} {:>10.1} {:>8.2}",
+            r.name,
+            r.cpu_cores,
+            r.rss_mib,
+            r.peak_rss_mib,
+            r.samples_per_s,
+            r.requests_per_s,
+            r.bytes_per_sample
+        )?;
+    }
+    if let Some(base) = results.first() {
+        for r in results.iter().skip(1) {
+            writeln!(
+                out,
+                "{} / surge: cpu ×{:.2}, rss ×{:.2}",
+                r.name,
+                r.cpu_cores / base.cpu_cores.max(1e-9),
+                r.rss_mib / base.rss_mib.max(1e-9)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The same scrape config for all contenders: one group per target, the path set through
+/// `__metrics_path__` as Prometheus allows.
+fn scrape_configs_yaml(t: &BenchTargets) -> String {
+    let mut s = String::from(
+        "- job_name: bench\n  scrape_interval: 1s\n  scrape_timeout: 800ms\n  static_configs:\n",
+    );
+    for i in 0..t.targets {
+        s.push_str(&format!(
+            "    - targets: ['{}']\n      labels: {{__metrics_path__: /t/{i}/metrics, slot: 't{i}'}}\n",
+            t.addr
+        ));
+    }
+    s
+}
+
+fn indent(s: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    s.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn measure(
+    name: &str,
+    args: &AgentBenchArgs,
+    sink: &Sink,
+    spawn: impl FnOnce() -> std::io::Result<Child>,
+) -> anyhow::Result<Figures> {
+    let mut child = Killed(spawn().map_err(|e| anyhow::anyhow!("starting {name}: {e}"))?);
+    let pid = child.0.id();
+    eprintln!("bench: {name} (pid {pid}): warming up {:?}", args.warmup);
+    tokio::time::sleep(args.warmup).await;
+    let cpu0 = cpu_seconds(pid)?;
+    let (s0, r0, b0) = (
+        sink.samples.load(Ordering::Relaxed),
+        sink.requests.load(Ordering::Relaxed),
+        sink.bytes.load(Ordering::Relaxed),
+    );
+    let t0 = Instant::now();
+    tokio::time::sleep(args.duration).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid)? - cpu0;
+    let (s1, r1, b1) = (
+        sink.samples.load(Ordering::Relaxed),
+        sink.requests.load(Ordering::Relaxed),
+        sink.bytes.load(Ordering::Relaxed),
+    );
+    let (rss, peak) = rss_mib(pid)?;
+    if let Ok(Some(status)) = child.0.try_wait() {
+        anyhow::bail!("{name} exited during the measurement ({status})");
+    }
+    drop(child);
+    // Let the sink drain what the stopped process had in flight before the next contender.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let samples = (s1 - s0) as f64;
+    Ok(Figures {
+        name: name.to_owned(),
+        cpu_cores: cpu / wall,
+        rss_mib: rss,
+        peak_rss_mib: peak,
+        samples_per_s: samples / wall,
+        requests_per_s: (r1 - r0) as f64 / wall,
+        bytes_per_sample: (b1 - b0) as f64 / samples.max(1.0),
+    })
+}
+
+/// User + system CPU seconds of `pid` (fields 14 and 15 of /proc/PID/stat, in clock ticks).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may contain spaces: fields start after the closing parenthesis.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After ')' the fields are numbered from 3 (state); utime is field 14 → index 11.
+    Ok((ticks(11) + ticks(12)) / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    // Linux's USER_HZ is 100 on every architecture surge targets.
+    100.0
+}
+
+fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0))
+}

@@ -1,0 +1,29 @@
+//! Any bytes, in both formats: the parser must return entries or an error, never panic, and every
+//! sample's labels must iterate. Run with `cargo +nightly fuzz run exposition` from `fuzz/`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use surge_proto::exposition::{Entry, Format, Parser};
+
+fuzz_target!(|data: &[u8]| {
+    for format in [Format::Text, Format::OpenMetrics] {
+        let mut errors = 0;
+        for entry in Parser::new(data, format) {
+            match entry {
+                Ok(Entry::Sample(s)) => {
+                    assert!(s.series_key.starts_with(s.name));
+                    for (name, value) in s.labels() {
+                        std::hint::black_box((name, value));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    assert!(e.line >= 1 && e.column >= 1);
+                    errors += 1;
+                }
+            }
+        }
+        // After an error the iterator ends.
+        assert!(errors <= 1);
+    }
+});

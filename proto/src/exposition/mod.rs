@@ -1,0 +1,485 @@
+//! Exposition parsing: Prometheus text 0.0.4 and OpenMetrics 1.0 text, zero-copy.
+//!
+//! Data enters as a response body ([`decode_body`] undoes `Content-Encoding`, [`format_from_content_type`]
+//! picks the dialect) and leaves as borrowed [`Entry`] values from [`Parser`]. The body is checked for
+//! UTF-8 once, up front; each line is then validated in a single pass as the iterator reaches it, and a
+//! [`Sample`] keeps its raw label text so [`Sample::labels`] can re-walk it without validating again.
+//!
+//! Architecture invariants:
+//! - nothing is allocated per sample unless a label value or HELP text holds an escape (and OpenMetrics
+//!   validation keeps a little per-family state);
+//! - the first error ends the iteration: a scrape is all or nothing, as in Prometheus.
+//!
+//! Text 0.0.4 follows Prometheus's own parser (`model/textparse/promparse.go`): what it rejects is
+//! rejected here. OpenMetrics follows the upstream conformance suite (see `examples/openmetrics_conformance.rs`).
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use memchr::memchr;
+
+mod openmetrics;
+mod scan;
+
+pub use scan::LabelIter;
+
+use scan::{Dialect, ScanError};
+
+/// Accept header exactly as Prometheus 2.x sends it when scraping (OpenMetrics preferred, then text 0.0.4).
+pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// Which exposition dialect a body is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+    Text,
+    /// OpenMetrics 1.0 text (`application/openmetrics-text`).
+    OpenMetrics,
+}
+
+/// The type a `# TYPE` line gives a metric family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    /// No `# TYPE` line, or `untyped` (text) / `unknown` (OpenMetrics).
+    Unknown,
+}
+
+impl MetricType {
+    /// The OpenMetrics spelling of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+            Self::Histogram => "histogram",
+            Self::GaugeHistogram => "gaugehistogram",
+            Self::Summary => "summary",
+            Self::Info => "info",
+            Self::StateSet => "stateset",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Types the text format knows (`untyped` is its name for unknown).
+    fn from_text(s: &str) -> Option<Self> {
+        Some(match s {
+            "counter" => Self::Counter,
+            "gauge" => Self::Gauge,
+            "histogram" => Self::Histogram,
+            "summary" => Self::Summary,
+            "untyped" => Self::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// Types OpenMetrics 1.0 knows (`untyped` is not one of them).
+    fn from_openmetrics(s: &str) -> Option<Self> {
+        Some(match s {
+            "counter" => Self::Counter,
+            "gauge" => Self::Gauge,
+            "histogram" => Self::Histogram,
+            "gaugehistogram" => Self::GaugeHistogram,
+            "summary" => Self::Summary,
+            "info" => Self::Info,
+            "stateset" => Self::StateSet,
+            "unknown" => Self::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+/// Picks the parser from a response `Content-Type` as Prometheus does: `application/openmetrics-text`
+/// (any parameters, any case) is OpenMetrics, anything else (or nothing) is the text format.
+pub fn format_from_content_type(content_type: Option<&str>) -> Format {
+    let media_type = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(str::trim)
+        .unwrap_or_default();
+    if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
+        Format::OpenMetrics
+    } else {
+        Format::Text
+    }
+}
+
+/// Why a response body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The `Content-Encoding` is neither `identity` nor `gzip`.
+    #[error("unsupported Content-Encoding {0:?}")]
+    UnsupportedEncoding(String),
+    /// The gzip stream is corrupt or truncated.
+    #[error("invalid gzip body")]
+    Gzip(#[source] std::io::Error),
+    /// The decompressed body is larger than the cap (a gzip bomb, or a target that grew too big).
+    #[error("decompressed body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+}
+
+/// Decodes a body sent with `Content-Encoding: gzip`, stopping as soon as the decompressed size would
+/// exceed `max_decoded_bytes`; an identity (or absent) encoding passes the body through untouched.
+pub fn decode_body<'b>(
+    body: &'b [u8],
+    content_encoding: Option<&str>,
+    max_decoded_bytes: usize,
+) -> Result<Cow<'b, [u8]>, BodyError> {
+    let encoding = content_encoding.map(str::trim).unwrap_or_default();
+    if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
+        return Ok(Cow::Borrowed(body));
+    }
+    if !(encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip")) {
+        return Err(BodyError::UnsupportedEncoding(encoding.to_owned()));
+    }
+    // Go's gzip reader (what Prometheus uses) reads concatenated members, so this does too.
+    let limit = u64::try_from(max_decoded_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let mut decoded = Vec::with_capacity(body.len().saturating_mul(4).min(max_decoded_bytes));
+    flate2::read::MultiGzDecoder::new(body)
+        .take(limit)
+        .read_to_end(&mut decoded)
+        .map_err(BodyError::Gzip)?;
+    if decoded.len() > max_decoded_bytes {
+        return Err(BodyError::TooLarge {
+            limit: max_decoded_bytes,
+        });
+    }
+    Ok(Cow::Owned(decoded))
+}
+
+/// A malformed body: where (1-based line, and column counted in bytes) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {reason}")]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub reason: String,
+}
+
+/// One meaningful line of exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry<'a> {
+    /// `# TYPE family kind`.
+    Type { family: &'a str, kind: MetricType },
+    /// `# HELP family text`, unescaped.
+    Help { family: &'a str, text: Cow<'a, str> },
+    /// `# UNIT family unit` (OpenMetrics only).
+    Unit { family: &'a str, unit: &'a str },
+    /// A sample line.
+    Sample(Sample<'a>),
+}
+
+/// One sample line, borrowed from the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<'a> {
+    /// Metric name of this line, e.g. `http_request_duration_seconds_bucket`.
+    pub name: &'a str,
+    /// The exact input slice `name{...labels...}` (or just `name`): the agent's per-target cache key.
+    pub series_key: &'a str,
+    pub value: f64,
+    /// Text: integer milliseconds. OpenMetrics: float seconds converted to milliseconds.
+    pub timestamp_ms: Option<i64>,
+    /// Type of the family this sample belongs to ([`MetricType::Unknown`] without a `# TYPE`).
+    pub kind: MetricType,
+    /// The validated text between the braces (empty without labels).
+    raw_labels: &'a str,
+}
+
+impl<'a> Sample<'a> {
+    /// The labels in the order written, as `(name, value)`; a value is unescaped (and allocated) only when
+    /// it holds a backslash.
+    #[inline]
+    pub fn labels(&self) -> LabelIter<'a> {
+        LabelIter::new(self.raw_labels)
+    }
+}
+
+/// Iterates the entries of a whole body. After an `Err` the iterator ends.
+pub struct Parser<'a> {
+    src: &'a str,
+    /// Offset of the next line.
+    pos: usize,
+    /// 1-based number of the next line.
+    line: usize,
+    format: Format,
+    done: bool,
+    /// Set when the body is not UTF-8: the first item is then this error.
+    invalid: Option<ParseError>,
+    /// Text format: the family of the last `# TYPE` line, which later samples may belong to.
+    text_family: Option<(&'a str, MetricType)>,
+    /// OpenMetrics: the per-family validation state.
+    om: openmetrics::Validator<'a>,
+}
+
+/// A failure inside one line, before the line number is attached.
+type LineResult<T> = Result<T, ScanError>;
+
+impl<'a> Parser<'a> {
+    /// Checks the body for UTF-8 (the only whole-body pass) and prepares to iterate it.
+    pub fn new(input: &'a [u8], format: Format) -> Self {
+        let (src, invalid) = match std::str::from_utf8(input) {
+            Ok(src) => (src, None),
+            Err(e) => {
+                let bad = e.valid_up_to();
+                let before = &input[..bad];
+                let line = 1 + memchr::memchr_iter(b'\n', before).count();
+                let line_start = memchr::memrchr(b'\n', before).map_or(0, |p| p + 1);
+                let err = ParseError {
+                    line,
+                    column: bad - line_start + 1,
+                    reason: "invalid UTF-8".to_owned(),
+                };
+                ("", Some(err))
+            }
+        };
+        Self {
+            src,
+            pos: 0,
+            line: 1,
+            format,
+            done: false,
+            invalid,
+            text_family: None,
+            om: openmetrics::Validator::default(),
+        }
+    }
+
+    /// The next line (without its `\n`) and its number, or `None` at the end of the body.
+    #[inline]
+    fn next_line(&mut self) -> Option<(&'a str, usize)> {
+        let bytes = self.src.as_bytes();
+        if self.pos >= bytes.len() {
+            return None;
+        }
+        let start = self.pos;
+        let end = memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p);
+        self.pos = end + 1;
+        let number = self.line;
+        self.line += 1;
+        Some((self.src.get(start..end)?, number))
+    }
+
+    #[inline]
+    fn next_text(&mut self) -> Option<Result<Entry<'a>, ParseError>> {
+        loop {
+            let (line, number) = self.next_line()?;
+            let at_error = |e: ScanError| ParseError {
+                line: number,
+                column: e.at + 1,
+                reason: e.reason,
+            };
+            let b = line.as_bytes();
+            let first = scan::skip_blanks(b, 0);
+            let entry = match b.get(first) {
+                None => continue,
+                Some(b'#') => match self.text_comment(line, first) {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => continue,
+                    Err(e) => return Some(Err(at_error(e))),
+                },
+                Some(_) => match self.text_sample(line, first) {
+                    Ok(sample) => Entry::Sample(sample),
+                    Err(e) => return Some(Err(at_error(e))),
+                },
+            };
+            return Some(Ok(entry));
+        }
+    }
+
+    /// `# HELP`, `# TYPE` or a plain comment (`None`). Prometheus's lexer wants a blank after `#` and
+    /// after the keyword; anything else is a comment.
+    fn text_comment(&mut self, line: &'a str, hash: usize) -> LineResult<Option<Entry<'a>>> {
+        let b = line.as_bytes();
+        if !b.get(hash + 1).is_some_and(|&c| scan::is_blank(c)) {
+            return Ok(None);
+        }
+        let kw = scan::skip_blanks(b, hash + 1);
+        let keyword = match b.get(kw..kw + 4) {
+            Some(b"HELP") => "HELP",
+            Some(b"TYPE") => "TYPE",
+            _ => return Ok(None),
+        };
+        if !b.get(kw + 4).is_some_and(|&c| scan::is_blank(c)) {
+            return Ok(None);
+        }
+        let name_start = scan::skip_blanks(b, kw + 4);
+        let name_end = scan::metric_name_end(b, name_start);
+        if name_end == name_start {
+            return Err(ScanError::new(
+                name_start,
+                format!("expected metric name after {keyword}"),
+            ));
+        }
+        let family = &line[name_start..name_end];
+        // Prometheus takes the rest of the line after exactly one separating blank.
+        let (text, text_at) = match b.get(name_end) {
+            None => ("", name_end),
+            Some(&c) if scan::is_blank(c) => (&line[name_end + 1..], name_end + 1),
+            Some(_) => {
+                return Err(ScanError::new(
+                    name_end,
+                    "expected a blank after the metric name",
+                ));
+            }
+        };
+        if keyword == "HELP" {
+            return Ok(Some(Entry::Help {
+                family,
+                text: scan::unescape_help(text),
+            }));
+        }
+        let Some(kind) = MetricType::from_text(text) else {
+            return Err(ScanError::new(
+                text_at,
+                format!("invalid metric type {text:?}"),
+            ));
+        };
+        self.text_family = Some((family, kind));
+        Ok(Some(Entry::Type { family, kind }))
+    }
+
+    #[inline]
+    fn text_sample(&self, line: &'a str, start: usize) -> LineResult<Sample<'a>> {
+        let b = line.as_bytes();
+        let name_end = scan::metric_name_end(b, start);
+        if name_end == start {
+            return Err(ScanError::new(start, "expected metric name"));
+        }
+        let mut key_end = name_end;
+        let mut raw_labels = "";
+        let mut i = scan::skip_blanks(b, name_end);
+        if b.get(i) == Some(&b'{') {
+            let close = scan::scan_labels(b, i, Dialect::Text)?;
+            raw_labels = &line[i + 1..close];
+            key_end = close + 1;
+            i = scan::skip_blanks(b, key_end);
+        } else if i == name_end && i < b.len() {
+            return Err(ScanError::new(
+                i,
+                "expected a blank or '{' after the metric name",
+            ));
+        }
+        if i >= b.len() {
+            return Err(ScanError::new(i, "expected value"));
+        }
+        let value_end = scan::token_end(b, i);
+        let token = &line[i..value_end];
+        let value = match scan::parse_number(token) {
+            Some(v) if !scan::overflowed(token, v) => v,
+            _ => return Err(ScanError::new(i, format!("invalid value {token:?}"))),
+        };
+        let mut timestamp_ms = None;
+        let ts = scan::skip_blanks(b, value_end);
+        if ts < b.len() {
+            let ts_end = scan::token_end(b, ts);
+            let token = &line[ts..ts_end];
+            let Some(t) = scan::parse_millis(token) else {
+                return Err(ScanError::new(ts, format!("invalid timestamp {token:?}")));
+            };
+            timestamp_ms = Some(t);
+            let rest = scan::skip_blanks(b, ts_end);
+            if rest < b.len() {
+                return Err(ScanError::new(rest, "unexpected data after timestamp"));
+            }
+        }
+        let name = &line[start..name_end];
+        Ok(Sample {
+            name,
+            series_key: &line[start..key_end],
+            value,
+            timestamp_ms,
+            kind: self.text_kind(name),
+            raw_labels,
+        })
+    }
+
+    /// The type of the family `name` belongs to: the last `# TYPE` family, if `name` is it or one of its
+    /// children (`_bucket`, `_sum`, `_count` of a histogram; `_sum`, `_count` of a summary).
+    #[inline]
+    fn text_kind(&self, name: &str) -> MetricType {
+        let Some((family, kind)) = self.text_family else {
+            return MetricType::Unknown;
+        };
+        let Some(suffix) = name.strip_prefix(family) else {
+            return MetricType::Unknown;
+        };
+        let belongs = matches!(
+            (suffix, kind),
+            ("", _)
+                | (
+                    "_sum" | "_count",
+                    MetricType::Histogram | MetricType::Summary
+                )
+                | ("_bucket", MetricType::Histogram)
+        );
+        if belongs { kind } else { MetricType::Unknown }
+    }
+
+    fn next_openmetrics(&mut self) -> Option<Result<Entry<'a>, ParseError>> {
+        loop {
+            let at_line = self.line;
+            let Some((line, number)) = self.next_line() else {
+                if self.om.saw_eof() {
+                    return None;
+                }
+                return Some(Err(ParseError {
+                    line: at_line,
+                    column: 1,
+                    reason: "missing # EOF at the end".to_owned(),
+                }));
+            };
+            if self.om.saw_eof() {
+                return Some(Err(ParseError {
+                    line: number,
+                    column: 1,
+                    reason: "unexpected data after # EOF".to_owned(),
+                }));
+            }
+            match self.om.line(line) {
+                Ok(Some(entry)) => return Some(Ok(entry)),
+                Ok(None) => continue,
+                Err(e) => {
+                    return Some(Err(ParseError {
+                        line: number,
+                        column: e.at + 1,
+                        reason: e.reason,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+impl<'a> Iterator for Parser<'a> {
+    type Item = Result<Entry<'a>, ParseError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let Some(e) = self.invalid.take() {
+            self.done = true;
+            return Some(Err(e));
+        }
+        let item = match self.format {
+            Format::Text => self.next_text(),
+            Format::OpenMetrics => self.next_openmetrics(),
+        };
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
+
+impl std::iter::FusedIterator for Parser<'_> {}
+
+#[cfg(test)]
+mod tests;

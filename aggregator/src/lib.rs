@@ -1,0 +1,168 @@
+//! The surge aggregator: remote-write ingest → TTL cache of recent samples → PromQL subset and the
+//! Prometheus HTTP API (and, later, the autoscaling engine on every ingest).
+//!
+//! # Map
+//!
+//! - [`cache`]: series id → interned labels + a compressed ring of recent samples ([`block`]), a postings
+//!   index, idle eviction by [`SeriesCache::sweep`]. One writer path, many cheap readers.
+//! - [`ingest`]: `POST /api/v1/write`; tells registered [`IngestObserver`]s which series each request
+//!   touched.
+//! - [`promql`]: lexer, parser (AST with byte positions) and evaluator with Prometheus 2.42 semantics.
+//! - [`api`]: the HTTP surface; [`router`] builds it without a socket, so tests call it in-process.
+//! - [`options`]: plain option structs (`CacheOptions`, `QueryOptions`, `IngestOptions`).
+//!
+//! Architecture invariant: the cache reads no clock. Every time-dependent call takes `now_ms`; only the HTTP
+//! handlers read the wall clock, through [`now_ms`].
+
+pub mod api;
+pub mod block;
+pub mod cache;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod options;
+pub mod promql;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
+use prometheus_client::registry::Registry;
+
+pub use api::router;
+pub use cache::{Current, MatchOp, Matcher, Series, SeriesCache, SeriesId, SweepStats};
+pub use error::HttpError;
+pub use ingest::{IngestObserver, IngestSummary, RejectReason, Sender};
+pub use options::{CacheOptions, IngestOptions, QueryOptions};
+pub use promql::EvalOptions;
+
+use metrics::{IngestMetrics, QueryMetrics};
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Everything the aggregator's handlers share.
+pub struct AggregatorState {
+    cache: Arc<SeriesCache>,
+    query_opts: QueryOptions,
+    ingest_opts: IngestOptions,
+    ingest_metrics: IngestMetrics,
+    query_metrics: QueryMetrics,
+    observers: RwLock<Vec<Arc<dyn IngestObserver>>>,
+    ready: AtomicBool,
+    registry: OnceLock<Arc<Registry>>,
+}
+
+impl std::fmt::Debug for AggregatorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregatorState")
+            .field("series", &self.cache.len())
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AggregatorState {
+    /// Builds the state and registers its metrics in `registry`. `/metrics` serves the registry once it is
+    /// handed back with [`AggregatorState::publish_registry`] (after every component has registered).
+    pub fn new(
+        cache_opts: CacheOptions,
+        query_opts: QueryOptions,
+        ingest_opts: IngestOptions,
+        registry: &mut Registry,
+    ) -> AggregatorState {
+        let cache = Arc::new(SeriesCache::new(cache_opts));
+        cache.register(registry);
+        let ingest_metrics = IngestMetrics::default();
+        ingest_metrics.register(registry);
+        let query_metrics = QueryMetrics::default();
+        query_metrics.register(registry);
+        AggregatorState {
+            cache,
+            query_opts,
+            ingest_opts,
+            ingest_metrics,
+            query_metrics,
+            observers: RwLock::new(Vec::new()),
+            ready: AtomicBool::new(false),
+            registry: OnceLock::new(),
+        }
+    }
+
+    /// A state with its own registry, already published and ready: for tests, benches and tools.
+    pub fn standalone(
+        cache_opts: CacheOptions,
+        query_opts: QueryOptions,
+        ingest_opts: IngestOptions,
+    ) -> Arc<AggregatorState> {
+        let mut registry = Registry::default();
+        let st = AggregatorState::new(cache_opts, query_opts, ingest_opts, &mut registry);
+        st.publish_registry(Arc::new(registry));
+        st.set_ready(true);
+        Arc::new(st)
+    }
+
+    /// Hands the finished registry to `/metrics`. Only the first call has an effect; returns whether it did.
+    pub fn publish_registry(&self, registry: Arc<Registry>) -> bool {
+        self.registry.set(registry).is_ok()
+    }
+
+    pub fn registry(&self) -> Option<&Registry> {
+        self.registry.get().map(|r| &**r)
+    }
+
+    pub fn cache(&self) -> &Arc<SeriesCache> {
+        &self.cache
+    }
+
+    pub fn query_options(&self) -> &QueryOptions {
+        &self.query_opts
+    }
+
+    pub fn ingest_options(&self) -> &IngestOptions {
+        &self.ingest_opts
+    }
+
+    /// Registers an observer called after every ingest with the series it touched.
+    pub fn add_observer(&self, observer: Arc<dyn IngestObserver>) {
+        self.observers.write().push(observer);
+    }
+
+    /// Readiness is explicit: `/readyz` answers 503 until this is set (by [`serve`], or by the lead once
+    /// the cache holds enough history for its policies).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Evaluation options of the Prometheus API (lookback only, no freshness rule).
+    pub fn eval_options(&self) -> EvalOptions {
+        EvalOptions::prometheus(&self.query_opts)
+    }
+
+    /// Evaluation options of the autoscaling path (freshness = `stale_after`).
+    pub fn autoscaling_eval_options(&self) -> EvalOptions {
+        EvalOptions::autoscaling(&self.query_opts, self.cache.options())
+    }
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes; marks the state ready once serving.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AggregatorState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    state.set_ready(true);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,345 @@
+//! The numeric cores of PromQL functions, transcribed from Prometheus 2.42 (`promql/functions.go`,
+//! `promql/quantile.go`) so results agree to the last bit where the arithmetic order is the same.
+
+use surge_model::Sample;
+
+/// `extrapolatedRate` of Prometheus 2.x: `rate`, `increase` (counters) and `delta` (gauges).
+///
+/// `points` are the non-stale samples with `range_start <= t <= range_end` (both ends inclusive in 2.x).
+/// Needs at least two points.
+pub fn extrapolated_rate(
+    points: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let first = points[0];
+    let last = points[points.len() - 1];
+    let mut result = last.value - first.value;
+    if is_counter {
+        let mut prev = first.value;
+        for p in &points[1..] {
+            if p.value < prev {
+                result += prev;
+            }
+            prev = p.value;
+        }
+    }
+    // Duration between first/last samples and boundary of range.
+    let mut duration_to_start = (first.timestamp_ms - range_start) as f64 / 1000.0;
+    let duration_to_end = (range_end - last.timestamp_ms) as f64 / 1000.0;
+    let sampled_interval = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
+    let average_duration_between_samples = sampled_interval / (points.len() - 1) as f64;
+
+    if is_counter && result > 0.0 && first.value >= 0.0 {
+        // Counters cannot be negative: if extrapolating to the start would go below zero, start at the
+        // zero point instead.
+        let duration_to_zero = sampled_interval * (first.value / result);
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+
+    // Extrapolate to a boundary only when the samples come close to it (within 110% of the average
+    // interval); otherwise assume the series starts/ends half an interval beyond its first/last sample.
+    let extrapolation_threshold = average_duration_between_samples * 1.1;
+    let mut extrapolate_to_interval = sampled_interval;
+    if duration_to_start < extrapolation_threshold {
+        extrapolate_to_interval += duration_to_start;
+    } else {
+        extrapolate_to_interval += average_duration_between_samples / 2.0;
+    }
+    if duration_to_end < extrapolation_threshold {
+        extrapolate_to_interval += duration_to_end;
+    } else {
+        extrapolate_to_interval += average_duration_between_samples / 2.0;
+    }
+    let mut factor = extrapolate_to_interval / sampled_interval;
+    if is_rate {
+        factor /= range_ms as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `instantValue` of Prometheus: `irate` (`is_rate`) and `idelta` from the last two points.
+pub fn instant_value(points: &[Sample], is_rate: bool) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let last = points[points.len() - 1];
+    let prev = points[points.len() - 2];
+    let mut result = if is_rate && last.value < prev.value {
+        // Counter reset.
+        last.value
+    } else {
+        last.value - prev.value
+    };
+    let sampled_interval = last.timestamp_ms - prev.timestamp_ms;
+    if sampled_interval == 0 {
+        return None;
+    }
+    if is_rate {
+        result /= sampled_interval as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// `avg_over_time`: the incremental mean of Prometheus 2.x, which avoids overflow and handles infinities.
+pub fn avg_over_time(points: &[Sample]) -> f64 {
+    let mut mean = 0.0f64;
+    let mut count = 0.0f64;
+    for p in points {
+        count += 1.0;
+        if mean.is_infinite() {
+            if p.value.is_infinite() && (mean > 0.0) == (p.value > 0.0) {
+                continue;
+            }
+            if !p.value.is_infinite() && !p.value.is_nan() {
+                continue;
+            }
+        }
+        mean += p.value / count - mean / count;
+    }
+    mean
+}
+
+pub fn sum_over_time(points: &[Sample]) -> f64 {
+    points.iter().map(|p| p.value).sum()
+}
+
+pub fn max_over_time(points: &[Sample]) -> f64 {
+    let mut max = points.first().map_or(f64::NAN, |p| p.value);
+    for p in points {
+        if p.value > max || max.is_nan() {
+            max = p.value;
+        }
+    }
+    max
+}
+
+pub fn min_over_time(points: &[Sample]) -> f64 {
+    let mut min = points.first().map_or(f64::NAN, |p| p.value);
+    for p in points {
+        if p.value < min || min.is_nan() {
+            min = p.value;
+        }
+    }
+    min
+}
+
+/// Go's `math.Max`: NaN wins over finite values, +Inf over NaN, and +0 over -0.
+pub fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        return f64::INFINITY;
+    }
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        return if x.is_sign_negative() { y } else { x };
+    }
+    if x > y { x } else { y }
+}
+
+/// Go's `math.Min`: NaN wins over finite values, -Inf over NaN, and -0 over +0.
+pub fn go_min(x: f64, y: f64) -> f64 {
+    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        return if x.is_sign_negative() { x } else { y };
+    }
+    if x < y { x } else { y }
+}
+
+/// One classic histogram bucket: upper bound (`le`) and cumulative count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub upper_bound: f64,
+    pub count: f64,
+}
+
+/// `bucketQuantile` of Prometheus 2.42: sorts, requires a `+Inf` bucket, merges equal bounds, forces
+/// monotonic counts, then interpolates linearly inside the bucket holding the rank.
+pub fn bucket_quantile(q: f64, buckets: &mut Vec<Bucket>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.upper_bound.total_cmp(&b.upper_bound));
+    match buckets.last() {
+        Some(b) if b.upper_bound == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    coalesce_buckets(buckets);
+    ensure_monotonic(buckets);
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].count;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    // sort.Search over all but the last bucket.
+    let n = buckets.len() - 1;
+    let b = buckets[..n].partition_point(|x| x.count < rank);
+    if b == buckets.len() - 1 {
+        return buckets[buckets.len() - 2].upper_bound;
+    }
+    if b == 0 && buckets[0].upper_bound <= 0.0 {
+        return buckets[0].upper_bound;
+    }
+    let mut bucket_start = 0.0;
+    let bucket_end = buckets[b].upper_bound;
+    let mut count = buckets[b].count;
+    if b > 0 {
+        bucket_start = buckets[b - 1].upper_bound;
+        count -= buckets[b - 1].count;
+        rank -= buckets[b - 1].count;
+    }
+    bucket_start + (bucket_end - bucket_start) * (rank / count)
+}
+
+fn coalesce_buckets(buckets: &mut Vec<Bucket>) {
+    let mut out: Vec<Bucket> = Vec::with_capacity(buckets.len());
+    for b in buckets.iter() {
+        match out.last_mut() {
+            Some(last) if last.upper_bound == b.upper_bound => last.count += b.count,
+            _ => out.push(*b),
+        }
+    }
+    *buckets = out;
+}
+
+fn ensure_monotonic(buckets: &mut [Bucket]) {
+    let mut max = f64::NEG_INFINITY;
+    for b in buckets.iter_mut() {
+        if b.count > max {
+            max = b.count;
+        } else if b.count < max {
+            b.count = max;
+        }
+    }
+}
+
+/// Parses an `le` value as Go's `strconv.ParseFloat` does for the forms exporters write.
+pub fn parse_go_float(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pts(v: &[(i64, f64)]) -> Vec<Sample> {
+        v.iter()
+            .map(|&(t, v)| Sample {
+                timestamp_ms: t,
+                value: v,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rate_extrapolates_to_the_window_edges() {
+        // Samples every 10 s at t=5..55 over [0, 60]: 5 s to each edge < 1.1 × 10 s, so extrapolate fully.
+        let p = pts(&[
+            (5_000, 10.0),
+            (15_000, 20.0),
+            (25_000, 30.0),
+            (35_000, 40.0),
+            (45_000, 50.0),
+            (55_000, 60.0),
+        ]);
+        let r = extrapolated_rate(&p, 0, 60_000, 60_000, true, true).unwrap();
+        // increase 50 over 50 s sampled; extrapolated by 5 s each side → 60/50 × 50 = 60 → 1/s.
+        assert!((r - 1.0).abs() < 1e-12, "{r}");
+        // Counter reset: 10, 20, 5 → increase 20 - 10 + 20... = (5 - 10) + 20 = 15 over 20 s.
+        let p = pts(&[(0, 10.0), (10_000, 20.0), (20_000, 5.0)]);
+        let inc = extrapolated_rate(&p, 0, 20_000, 20_000, true, false).unwrap();
+        assert_eq!(inc, 15.0);
+        // Zero-point clamp: counter starting at 1 rising 10/s; would extrapolate below zero.
+        let p = pts(&[(10_000, 1.0), (20_000, 101.0)]);
+        let inc = extrapolated_rate(&p, 0, 20_000, 20_000, true, false).unwrap();
+        // durationToZero = 10 × 1/100 = 0.1 s < threshold 11 s → interval 10.1 s → 100 × 10.1/10.
+        assert!((inc - 101.0).abs() < 1e-9, "{inc}");
+        // Gauges are not clamped and may go down.
+        let p = pts(&[(0, 10.0), (10_000, 5.0)]);
+        assert_eq!(
+            extrapolated_rate(&p, 0, 10_000, 10_000, false, false),
+            Some(-5.0)
+        );
+    }
+
+    #[test]
+    fn irate_and_reset() {
+        let p = pts(&[(0, 10.0), (2_000, 4.0)]);
+        assert_eq!(instant_value(&p, true), Some(2.0));
+        assert_eq!(instant_value(&p, false), Some(-6.0));
+        assert_eq!(instant_value(&p[..1], true), None);
+    }
+
+    #[test]
+    fn quantile_matches_prometheus_cases() {
+        let b = |v: &[(f64, f64)]| -> Vec<Bucket> {
+            v.iter()
+                .map(|&(u, c)| Bucket {
+                    upper_bound: u,
+                    count: c,
+                })
+                .collect()
+        };
+        let mut h = b(&[
+            (0.1, 10.0),
+            (0.5, 50.0),
+            (1.0, 90.0),
+            (f64::INFINITY, 100.0),
+        ]);
+        assert!((bucket_quantile(0.5, &mut h) - 0.5).abs() < 1e-12);
+        let mut h = b(&[
+            (0.1, 10.0),
+            (0.5, 50.0),
+            (1.0, 90.0),
+            (f64::INFINITY, 100.0),
+        ]);
+        // rank 95 falls in +Inf: the answer is the largest finite bound.
+        assert_eq!(bucket_quantile(0.95, &mut h), 1.0);
+        let mut h = b(&[(1.0, 10.0), (2.0, 5.0), (f64::INFINITY, 10.0)]);
+        // Non-monotonic counts are fixed up: [10, 10, 10] → rank 5 in the first bucket.
+        assert_eq!(bucket_quantile(0.5, &mut h), 0.5);
+        let mut h = b(&[(1.0, 10.0)]);
+        assert!(bucket_quantile(0.5, &mut h).is_nan(), "no +Inf bucket");
+        let mut h = b(&[(1.0, 0.0), (f64::INFINITY, 0.0)]);
+        assert!(bucket_quantile(0.5, &mut h).is_nan(), "no observations");
+        let mut h = b(&[(1.0, 1.0), (f64::INFINITY, 1.0)]);
+        assert_eq!(bucket_quantile(-1.0, &mut h), f64::NEG_INFINITY);
+        assert_eq!(bucket_quantile(2.0, &mut h), f64::INFINITY);
+    }
+
+    #[test]
+    fn go_min_max_nan_rules() {
+        assert!(go_max(f64::NAN, 1.0).is_nan());
+        assert_eq!(go_max(f64::NAN, f64::INFINITY), f64::INFINITY);
+        assert_eq!(go_min(f64::NAN, f64::NEG_INFINITY), f64::NEG_INFINITY);
+        assert!(go_max(-0.0, 0.0).is_sign_positive());
+        assert!(go_min(-0.0, 0.0).is_sign_negative());
+    }
+}

@@ -17,8 +17,8 @@ use crate::scrape::fetch::Fetcher;
 use crate::scrape::manager::TargetManager;
 use crate::scrape::run::ScrapeContext;
 use crate::scrape::target::{ScrapeJob, ScrapeTarget, TargetGroup, targets_for_job};
-use crate::sender::{RemoteWriteSender, SenderMetrics, SenderOptions};
 use crate::server::{ServerState, router};
+use surge_sender::{RemoteWriteSender, SenderMetrics, SenderOptions};
 
 /// File-based target lists of one job.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use crate::agent::{AgentSpec, FileDiscovery, JobSpec};
 use crate::relabel::Relabeler;
 use crate::scrape::processor::ScrapeLimits;
 use crate::scrape::target::{ScrapeJob, TargetGroup};
-use crate::sender::{QueueOptions, SenderOptions};
+use surge_sender::{QueueOptions, SenderOptions};
 
 /// A config that passed validation but cannot be turned into a running agent.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +123,7 @@ pub fn sender_options(rw: &RemoteWriteConfig) -> Result<SenderOptions, SpecError
             &rw.write_relabel_configs,
             format!("remote_write {}: write_relabel_configs", rw.name),
         )?;
-        let f: crate::sender::RelabelFn = Arc::new(move |l: &Labels| r.process_labels(l));
+        let f: surge_sender::RelabelFn = Arc::new(move |l: &Labels| r.process_labels(l));
         Some(f)
     };
     Ok(SenderOptions {

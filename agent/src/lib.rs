@@ -3,7 +3,6 @@
 //! - [`scrape`]: targets, the per-target loop (written once: interval, slot, deadline, shutdown), fetching
 //!   with size and time bounds, and the processor that turns a body into samples with staleness.
 //! - [`relabel`]: Prometheus relabeling, for targets, metrics and remote-write.
-//! - [`sender`]: remote-write 1.0 to each destination: bounded queue, shards, retries.
 //! - [`server`]: the agent's own `/metrics`, `/healthz`, `/readyz`, `/api/v1/targets`.
 //!
 //! Architecture invariant: nothing on the scrape path waits for a shipper. A full queue drops and counts;
@@ -14,7 +13,6 @@ pub mod from_config;
 pub mod metrics;
 pub mod relabel;
 pub mod scrape;
-pub mod sender;
 pub mod server;
 
 /// The HTTP client used for scraping and shipping: rustls with the ring provider (no OpenSSL, no

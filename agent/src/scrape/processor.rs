@@ -15,7 +15,7 @@ use surge_model::{
 use surge_proto::exposition::{Entry, Format, Parser};
 
 use crate::relabel::Relabeler;
-use crate::sender::{SeriesMeta, SeriesSamples};
+use surge_sender::{SeriesMeta, SeriesSamples};
 
 /// Limits a scrape must stay within; a violation fails the whole scrape (`up` = 0), as in Prometheus.
 #[derive(Debug, Clone, Copy, Default)]

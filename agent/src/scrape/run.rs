@@ -13,7 +13,7 @@ use super::fetch::{FetchError, Fetcher};
 use super::processor::{ScrapeFailure, SeriesRules, TargetProcessor};
 use super::target::ScrapeTarget;
 use crate::metrics::ScrapeMetrics;
-use crate::sender::{Batch, RemoteWriteSender, SeriesMeta, SeriesSamples};
+use surge_sender::{Batch, RemoteWriteSender, SeriesMeta, SeriesSamples};
 
 /// Where a target stands, for `/api/v1/targets` and logs.
 #[derive(Debug, Clone, Default, serde::Serialize)]

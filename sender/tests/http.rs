@@ -22,11 +22,11 @@ use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use prost::Message;
-use surge_agent::sender::{
-    Batch, QueueOptions, RemoteWriteSender, SenderMetrics, SenderOptions, SeriesMeta, SeriesSamples,
-};
 use surge_model::{Labels, Sample, Tier};
 use surge_proto::remote_write::WriteRequest;
+use surge_sender::{
+    Batch, QueueOptions, RemoteWriteSender, SenderMetrics, SenderOptions, SeriesMeta, SeriesSamples,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The receiver

@@ -40,6 +40,10 @@ pub trait IngestObserver: Send + Sync {
     /// `touched` holds each series that accepted at least one sample, once; `latest_sample_ts_ms` is the
     /// newest accepted sample timestamp of the request.
     fn on_ingest(&self, touched: &[SeriesId], latest_sample_ts_ms: i64);
+
+    /// Called with every decompressed `WriteRequest` that was applied, for observers that need the
+    /// samples themselves (the onward remote-write). The default ignores it.
+    fn on_write_request(&self, _decompressed: &[u8]) {}
 }
 
 /// Who sent a request: the product token of `User-Agent`, from a closed set so metric labels stay bounded.
@@ -349,13 +353,18 @@ impl AggregatorState {
                 now_ms,
                 &mut scratch.touched,
             )?;
+            let observers = self.observers.read();
             if let Some(newest) = sum.newest_ms
                 && !scratch.touched.is_empty()
             {
-                for o in self.observers.read().iter() {
+                for o in observers.iter() {
                     o.on_ingest(&scratch.touched, newest);
                 }
             }
+            for o in observers.iter() {
+                o.on_write_request(&scratch.buf);
+            }
+            drop(observers);
             if scratch.buf.capacity() > KEEP_BUFFER_BYTES {
                 scratch.buf = Vec::new();
             }

@@ -20,6 +20,7 @@ pub mod cache;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod onward;
 pub mod options;
 pub mod promql;
 

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod agent_cmd;
+mod aggregator_cmd;
 mod bench;
 mod process;
+mod run;
 mod scrape;
 
 #[derive(Parser)]
@@ -111,7 +113,8 @@ fn main() -> ExitCode {
         } => scrape::main(&target, format, output),
         Command::Agent { config } => agent_cmd::main(&config),
         Command::CheckConfig { file } => agent_cmd::check_config(&file),
-        Command::Run { .. } | Command::Aggregator { .. } => not_yet("this subcommand"),
+        Command::Run { config, no_view } => run::main(config.as_deref(), no_view),
+        Command::Aggregator { config } => aggregator_cmd::main(&config),
         Command::Simulate { .. } => not_yet("`surge simulate` (the autoscaling engine issue)"),
         Command::Bench {
             what:

@@ -1,0 +1,95 @@
+//! Onward remote-write: what the aggregator ingests is also shipped to long-term stores (Mimir, Thanos
+//! Receive, VictoriaMetrics, Prometheus) through the same sender the agent uses, so history lives in an
+//! existing distributed store while the aggregator keeps only the hot window.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use surge_model::{Labels, Tier};
+use surge_proto::remote_write::for_each_series;
+use surge_sender::{Batch, RemoteWriteSender, SeriesMeta, SeriesSamples};
+
+use crate::ingest::IngestObserver;
+use crate::{SeriesId, now_ms};
+
+/// Series identities kept for re-encoding; beyond this the map is cleared (a cache, not state).
+const MAX_CACHED_SERIES: usize = 1 << 20;
+
+/// Forwards every applied write request to the onward destinations.
+pub struct Onward {
+    senders: Vec<RemoteWriteSender>,
+    series: Mutex<HashMap<u64, Arc<SeriesMeta>>>,
+}
+
+impl Onward {
+    pub fn new(senders: Vec<RemoteWriteSender>) -> Self {
+        Onward {
+            senders,
+            series: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The senders, for an orderly shutdown.
+    pub fn senders(&self) -> &[RemoteWriteSender] {
+        &self.senders
+    }
+
+    fn meta(&self, raw_hash: u64, labels: impl FnOnce() -> Labels) -> Arc<SeriesMeta> {
+        let mut map = self.series.lock();
+        if let Some(m) = map.get(&raw_hash) {
+            return m.clone();
+        }
+        if map.len() >= MAX_CACHED_SERIES {
+            map.clear();
+        }
+        let m = SeriesMeta::new(labels());
+        map.insert(raw_hash, m.clone());
+        m
+    }
+}
+
+impl IngestObserver for Onward {
+    fn on_ingest(&self, _touched: &[SeriesId], _latest_sample_ts_ms: i64) {}
+
+    fn on_write_request(&self, decompressed: &[u8]) {
+        if self.senders.is_empty() {
+            return;
+        }
+        let mut series = Vec::new();
+        // The body was validated by ingest already; a failure here only means nothing is forwarded.
+        let _ = for_each_series(decompressed, |s| {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for (n, v) in s.labels() {
+                h.update(n.as_bytes());
+                h.update(&[0xff]);
+                h.update(v.as_bytes());
+                h.update(&[0xff]);
+            }
+            let meta = self.meta(h.digest(), || Labels::from_pairs(s.labels()));
+            if meta.labels.metric_name().is_none() {
+                return Ok::<(), ()>(());
+            }
+            let samples: Vec<_> = s.samples().collect();
+            if !samples.is_empty() {
+                series.push(SeriesSamples {
+                    series: meta,
+                    samples,
+                });
+            }
+            Ok(())
+        });
+        if series.is_empty() {
+            return;
+        }
+        // History stores do not need sub-second delivery: the standard tier batches efficiently.
+        let batch = Arc::new(Batch {
+            tier: Tier::Standard,
+            series,
+            scrape_end_ms: now_ms(),
+        });
+        for s in &self.senders {
+            s.submit(batch.clone());
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! `surge aggregator -c FILE`: the Deployment process. Also used by `surge run`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use surge_aggregator::onward::Onward;
+use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions};
+use surge_config::AggregatorConfig;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::process;
+
+/// A running aggregator: HTTP server, idle-series sweeper and onward senders.
+pub struct RunningAggregator {
+    pub state: Arc<AggregatorState>,
+    pub addr: std::net::SocketAddr,
+    onward: Arc<Onward>,
+    server: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+    cancel: CancellationToken,
+}
+
+/// Maps the config onto the aggregator's options.
+fn options(cfg: &AggregatorConfig) -> (CacheOptions, QueryOptions, IngestOptions) {
+    let cache = CacheOptions {
+        retention: cfg.cache.retention,
+        idle_ttl: cfg.cache.idle_ttl,
+        stale_after: cfg.cache.stale_after,
+        max_series: cfg.cache.max_series,
+    };
+    let query = QueryOptions {
+        max_series: cfg.query.max_series,
+        lookback_delta: cfg.query.lookback_delta,
+    };
+    let ingest = IngestOptions {
+        max_body_bytes: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
+        ..IngestOptions::default()
+    };
+    (cache, query, ingest)
+}
+
+/// Binds and starts the aggregator described by `cfg`, plus `extra` routes (e.g. decisions).
+pub async fn start(
+    cfg: &AggregatorConfig,
+    extra: Option<axum::Router>,
+) -> anyhow::Result<RunningAggregator> {
+    let (cache, query, ingest) = options(cfg);
+    let mut registry = Registry::default();
+    let state = Arc::new(AggregatorState::new(cache, query, ingest, &mut registry));
+    let client = surge_agent::http_client()?;
+    let sender_metrics = surge_sender::SenderMetrics::new(&mut registry);
+    let mut senders = Vec::new();
+    for rw in &cfg.remote_write {
+        let opts = surge_agent::from_config::sender_options(rw)?;
+        senders.push(surge_sender::RemoteWriteSender::try_start(
+            opts,
+            client.clone(),
+            &sender_metrics,
+        )?);
+    }
+    let onward = Arc::new(Onward::new(senders));
+    state.add_observer(onward.clone());
+    state.publish_registry(Arc::new(registry));
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let cancel = CancellationToken::new();
+    let mut app = surge_aggregator::api::router(state.clone());
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
+    let c = cancel.clone();
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(c.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "aggregator HTTP server failed");
+        }
+    });
+    // Idle series are evicted by a periodic sweep; a tenth of the idle TTL keeps memory close to the bound.
+    let sweep_every =
+        (cfg.cache.idle_ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let (st, c) = (state.clone(), cancel.clone());
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sweep_every);
+        loop {
+            tokio::select! {
+                _ = c.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let stats = st.cache().sweep(surge_aggregator::now_ms());
+            if stats.evicted > 0 {
+                tracing::debug!(
+                    evicted = stats.evicted,
+                    remaining = stats.remaining,
+                    "swept idle series"
+                );
+            }
+        }
+    });
+    state.set_ready(true);
+    tracing::info!(%addr, "aggregator started");
+    Ok(RunningAggregator {
+        state,
+        addr,
+        onward,
+        server,
+        sweeper,
+        cancel,
+    })
+}
+
+impl RunningAggregator {
+    /// Stops serving and flushes the onward queues within `deadline`.
+    pub async fn shutdown(self, deadline: Duration) {
+        self.state.set_ready(false);
+        self.cancel.cancel();
+        let _ = self.server.await;
+        let _ = self.sweeper.await;
+        let flushes = self
+            .onward
+            .senders()
+            .iter()
+            .cloned()
+            .map(|s| s.shutdown(deadline));
+        futures::future::join_all(flushes).await;
+    }
+}
+
+pub fn main(config: &Path) -> ExitCode {
+    process::init_logging();
+    let cfg = match process::load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match process::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("surge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let agg = match start(&cfg.aggregator, None).await {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("surge: aggregator: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        process::shutdown_signal().await;
+        tracing::info!("shutting down: flushing onward queues");
+        agg.shutdown(Duration::from_secs(5)).await;
+        ExitCode::SUCCESS
+    })
+}

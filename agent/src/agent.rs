@@ -34,6 +34,9 @@ pub struct JobSpec {
     pub job: Arc<ScrapeJob>,
     pub static_groups: Vec<TargetGroup>,
     pub file_sd: Vec<FileDiscovery>,
+    /// Target groups pushed by a live discovery (e.g. Kubernetes pods of this node); each receiver holds
+    /// the complete current list of its source. The agent re-syncs as soon as one changes.
+    pub dynamic: Vec<tokio::sync::watch::Receiver<Vec<TargetGroup>>>,
 }
 
 /// Everything the agent needs, resolved from the config.
@@ -221,6 +224,9 @@ impl Discovery {
             }
             let mut groups = job.static_groups.clone();
             groups.extend(state.iter().flat_map(|s| s.groups.iter().cloned()));
+            for rx in &job.dynamic {
+                groups.extend(rx.borrow().iter().cloned());
+            }
             all.extend(targets_for_job(&job.job, &groups));
         }
         all
@@ -240,16 +246,27 @@ async fn discovery_loop(
     manager: Arc<tokio::sync::Mutex<TargetManager>>,
     cancel: CancellationToken,
 ) {
-    if d.jobs.iter().all(|j| j.file_sd.is_empty()) {
+    if d.jobs.iter().all(|j| j.file_sd.is_empty() && j.dynamic.is_empty()) {
         return;
     }
     let full_every = d.refresh_every();
     let mut last_full = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut dynamic: Vec<_> = d.jobs.iter().flat_map(|j| j.dynamic.iter().cloned()).collect();
     loop {
+        // A live source's change is applied at once (pod churn is followed within a second), files are
+        // polled every second.
+        let changed = async {
+            if dynamic.is_empty() {
+                return std::future::pending::<()>().await;
+            }
+            let waits = dynamic.iter_mut().map(|rx| Box::pin(rx.changed()));
+            let _ = futures::future::select_all(waits).await;
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            _ = changed => {}
         }
         let force = last_full.elapsed() >= full_every;
         if force {

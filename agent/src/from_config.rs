@@ -110,6 +110,7 @@ fn job_spec(sc: &ScrapeConfig) -> Result<JobSpec, SpecError> {
                 refresh_interval: f.refresh_interval,
             })
             .collect(),
+        dynamic: Vec::new(),
     })
 }
 

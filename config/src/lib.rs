@@ -39,6 +39,7 @@ mod fields;
 mod file_sd;
 mod load;
 mod path;
+mod policy;
 mod relabel;
 mod remote_write;
 pub mod size;
@@ -62,6 +63,7 @@ pub use relabel::{
     DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, RelabelAction, RelabelConfig,
     RelabelProblem, RelabelRegex,
 };
+pub use policy::{ActuationMode, PolicyConfig};
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use size::{SizeError, format_size, parse_size};
 
@@ -73,9 +75,47 @@ pub struct Config {
     pub agent: AgentConfig,
     /// The aggregator (`surge aggregator`, and the aggregator half of `surge run`).
     pub aggregator: AggregatorConfig,
+    /// Autoscaling policies the aggregator's engine evaluates on every ingest.
+    pub policies: Vec<PolicyConfig>,
+    /// Positions of this config's fields in its file, for errors found after loading.
+    #[serde(skip)]
+    pub locator: Locator,
+}
+
+/// Turns a field path of a loaded config into a located error (`file:line:column: path: message`).
+#[derive(Clone, Default)]
+pub struct Locator(Option<std::sync::Arc<dyn Fn(FieldPath, String) -> ConfigError + Send + Sync>>);
+
+impl std::fmt::Debug for Locator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Locator")
+    }
+}
+
+impl PartialEq for Locator {
+    /// Positions are not part of a config's value.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Locator {
+    pub(crate) fn new(f: impl Fn(FieldPath, String) -> ConfigError + Send + Sync + 'static) -> Self {
+        Locator(Some(std::sync::Arc::new(f)))
+    }
 }
 
 impl Config {
+    /// An error about the field at `path`, located in the file this config was loaded from (for checks
+    /// other crates make after loading, e.g. a policy's query that does not parse).
+    pub fn error_at(&self, path: FieldPath, message: impl Into<String>) -> ConfigError {
+        let message = message.into();
+        match &self.locator.0 {
+            Some(f) => f(path, message),
+            None => ConfigError::new("<config>", path, ConfigErrorKind::Invalid { message }),
+        }
+    }
+
     /// Fills in what defaults to other values: each scrape job's interval and timeout from its tier,
     /// each remote-write destination's name from its URL. Loading does this; call it on a config built
     /// in code.

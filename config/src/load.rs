@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::Config;
+use crate::policy::PolicyConfig;
+use crate::{Config, Locator};
 use crate::agent::{AgentConfig, ScrapeConfig};
 use crate::aggregator::AggregatorConfig;
 use crate::env::Env;
@@ -25,6 +26,8 @@ struct ConfigShape {
     agent: Option<IgnoredAny>,
     #[serde(default)]
     aggregator: Option<IgnoredAny>,
+    #[serde(default)]
+    policies: Option<IgnoredAny>,
 }
 
 /// A parsed document: its source, position index and YAML value.
@@ -295,13 +298,25 @@ pub(crate) fn load_str(text: &str, origin: &str, env: &dyn Env) -> Result<Config
     aggregator.remote_write =
         doc.read_list::<RemoteWriteConfig>(aggregator_rw, &at.key("remote_write"), &mut errors);
 
+    let policies_value = take(&mut value, "policies");
+    let policies = doc.read_list::<PolicyConfig>(policies_value, &root.key("policies"), &mut errors);
+
     // Validation needs every item: with reading errors, an item is missing and indexes would shift.
     if !errors.is_empty() {
         return Err(finish(errors));
     }
-    let mut config = Config { agent, aggregator };
+    let mut config = Config {
+        agent,
+        aggregator,
+        policies,
+        locator: Locator::default(),
+    };
     config.resolve_defaults();
     let errors = doc.problems(validate::validate(&config));
+    let doc = std::sync::Arc::new(doc);
+    config.locator = Locator::new(move |path, message| {
+        doc.error(path, false, ConfigErrorKind::Invalid { message })
+    });
     match ConfigErrors::from_vec(sorted(errors)) {
         Some(e) => Err(e),
         None => Ok(config),

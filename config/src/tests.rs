@@ -230,7 +230,7 @@ fn unknown_fields_name_the_mapping_and_point_at_the_key() {
     assert_eq!(
         errors("agnet: {}\n"),
         [
-            r#"surge.yaml:1:1: unknown field "agnet", expected one of "agent", "aggregator" (did you mean "agent"?)"#
+            r#"surge.yaml:1:1: unknown field "agnet", expected one of "agent", "aggregator", "policies" (did you mean "agent"?)"#
         ]
     );
     assert_eq!(

@@ -1,0 +1,69 @@
+//! `policies:`: what the aggregator's engine scales and how it reads its metrics.
+//!
+//! A policy is written the way users already write autoscaling: a real `autoscaling/v2`
+//! HorizontalPodAutoscaler or a KEDA `ScaledObject` manifest, plus the PromQL each of its metrics resolves
+//! to against the aggregator's cache. The manifests and queries are checked by the aggregator when it builds
+//! the policies (with this file's positions, through [`crate::Config::error_at`]); this crate checks shape.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a decision takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActuationMode {
+    /// Decisions are computed, logged, exported and shown, and applied to a virtual replica count only.
+    #[default]
+    DryRun,
+    /// Patch the target's `/scale` subresource (only the Lease leader does).
+    Scale,
+    /// Only serve the metric values to a real HPA through the external/custom metrics APIs.
+    Hpa,
+}
+
+/// One autoscaling policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Unique name; decisions and `surge explain` use it. Defaults to the manifest's `namespace/name`.
+    #[serde(default)]
+    pub name: String,
+    /// `dry-run` (default), `scale` or `hpa`.
+    #[serde(default)]
+    pub mode: ActuationMode,
+    /// A real `autoscaling/v2` HorizontalPodAutoscaler manifest (YAML text). Exactly one of `hpa` and
+    /// `scaled_object` is set.
+    #[serde(default)]
+    pub hpa: Option<String>,
+    /// A real KEDA `ScaledObject` manifest (YAML text).
+    #[serde(default)]
+    pub scaled_object: Option<String>,
+    /// PromQL per metric: HPA metric name (External, Pods, Object; `cpu`/`memory` for Resource metrics)
+    /// or KEDA trigger name. A KEDA `prometheus` trigger's own `metadata.query` is used when not listed.
+    /// Per-pod metrics must return one series per pod with a `pod` label.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, String>,
+    /// At most one evaluation per this interval; ingest triggers evaluations, so this bounds thrash.
+    #[serde(default = "default_min_interval", with = "crate::duration")]
+    pub min_interval: Duration,
+    /// Re-evaluate at least this often even without new samples (so stale inputs are noticed).
+    #[serde(default = "default_fallback_interval", with = "crate::duration")]
+    pub fallback_interval: Duration,
+    /// Dry-run only: the replica count the virtual workload starts with (it then follows the decisions).
+    #[serde(default = "default_replicas")]
+    pub initial_replicas: i32,
+}
+
+fn default_min_interval() -> Duration {
+    Duration::from_millis(200)
+}
+
+fn default_fallback_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_replicas() -> i32 {
+    1
+}

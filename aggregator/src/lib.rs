@@ -15,6 +15,7 @@
 //! handlers read the wall clock, through [`now_ms`].
 
 pub mod api;
+pub mod autoscaler;
 pub mod block;
 pub mod cache;
 pub mod error;

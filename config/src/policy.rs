@@ -45,7 +45,8 @@ pub struct PolicyConfig {
     /// Per-pod metrics must return one series per pod with a `pod` label.
     #[serde(default)]
     pub metrics: BTreeMap<String, String>,
-    /// At most one evaluation per this interval; ingest triggers evaluations, so this bounds thrash.
+    /// At most one evaluation per this interval; ingest triggers evaluations, so this bounds thrash. It is
+    /// also the longest a sample waits for its decision, so keep it well under the scrape interval.
     #[serde(default = "default_min_interval", with = "crate::duration")]
     pub min_interval: Duration,
     /// Re-evaluate at least this often even without new samples (so stale inputs are noticed).
@@ -57,7 +58,7 @@ pub struct PolicyConfig {
 }
 
 fn default_min_interval() -> Duration {
-    Duration::from_millis(200)
+    Duration::from_millis(20)
 }
 
 fn default_fallback_interval() -> Duration {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
+use surge_aggregator::autoscaler::{Autoscaler, VirtualWorkloads, build_policies};
 use surge_aggregator::onward::Onward;
 use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions};
-use surge_config::AggregatorConfig;
+use surge_config::{AggregatorConfig, Config};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,10 +18,12 @@ use crate::process;
 /// A running aggregator: HTTP server, idle-series sweeper and onward senders.
 pub struct RunningAggregator {
     pub state: Arc<AggregatorState>,
+    pub autoscaler: Arc<Autoscaler>,
     pub addr: std::net::SocketAddr,
     onward: Arc<Onward>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    engine: JoinHandle<()>,
     cancel: CancellationToken,
 }
 
@@ -43,11 +46,10 @@ fn options(cfg: &AggregatorConfig) -> (CacheOptions, QueryOptions, IngestOptions
     (cache, query, ingest)
 }
 
-/// Binds and starts the aggregator described by `cfg`, plus `extra` routes (e.g. decisions).
-pub async fn start(
-    cfg: &AggregatorConfig,
-    extra: Option<axum::Router>,
-) -> anyhow::Result<RunningAggregator> {
+/// Binds and starts the aggregator described by `config` (its `aggregator` section and its policies).
+pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
+    let cfg = &config.aggregator;
+    let policies = build_policies(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (cache, query, ingest) = options(cfg);
     let mut registry = Registry::default();
     let state = Arc::new(AggregatorState::new(cache, query, ingest, &mut registry));
@@ -64,15 +66,23 @@ pub async fn start(
     }
     let onward = Arc::new(Onward::new(senders));
     state.add_observer(onward.clone());
+    // Dry-run until a Kubernetes actuator is configured: decisions drive a virtual replica count.
+    let autoscaler = Autoscaler::new(
+        state.clone(),
+        policies,
+        Arc::new(VirtualWorkloads::default()),
+        &mut registry,
+    );
+    state.add_observer(autoscaler.clone());
     state.publish_registry(Arc::new(registry));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let cancel = CancellationToken::new();
-    let mut app = surge_aggregator::api::router(state.clone());
-    if let Some(extra) = extra {
-        app = app.merge(extra);
-    }
+    let app = surge_aggregator::api::router(state.clone()).merge(
+        surge_aggregator::autoscaler::decisions_router(autoscaler.clone()),
+    );
+    let engine = tokio::spawn(autoscaler.clone().run(cancel.clone()));
     let c = cancel.clone();
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
@@ -107,6 +117,8 @@ pub async fn start(
     tracing::info!(%addr, "aggregator started");
     Ok(RunningAggregator {
         state,
+        autoscaler,
+        engine,
         addr,
         onward,
         server,
@@ -122,6 +134,7 @@ impl RunningAggregator {
         self.cancel.cancel();
         let _ = self.server.await;
         let _ = self.sweeper.await;
+        let _ = self.engine.await;
         let flushes = self
             .onward
             .senders()
@@ -146,7 +159,7 @@ pub fn main(config: &Path) -> ExitCode {
         }
     };
     rt.block_on(async {
-        let agg = match start(&cfg.aggregator, None).await {
+        let agg = match start(&cfg).await {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("surge: aggregator: {e:#}");

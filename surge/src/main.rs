@@ -12,6 +12,7 @@ mod bench;
 mod process;
 mod run;
 mod scrape;
+mod simulate;
 
 #[derive(Parser)]
 #[command(
@@ -115,7 +116,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => agent_cmd::check_config(&file),
         Command::Run { config, no_view } => run::main(config.as_deref(), no_view),
         Command::Aggregator { config } => aggregator_cmd::main(&config),
-        Command::Simulate { .. } => not_yet("`surge simulate` (the autoscaling engine issue)"),
+        Command::Simulate { scenario, output } => simulate::main(&scenario, output),
         Command::Bench {
             what:
                 BenchCommand::Agent {
@@ -135,9 +136,4 @@ fn main() -> ExitCode {
             json: matches!(output, Output::Json),
         }),
     }
-}
-
-fn not_yet(what: &str) -> ExitCode {
-    eprintln!("surge: {what} is not implemented yet");
-    ExitCode::from(2)
 }

@@ -76,7 +76,7 @@ pub fn main(config: Option<&Path>, no_view: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        let agg = match aggregator_cmd::start(&cfg.aggregator, None).await {
+        let agg = match aggregator_cmd::start(&cfg).await {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("surge: aggregator on {}: {e:#}", cfg.aggregator.listen);
@@ -101,6 +101,7 @@ pub fn main(config: Option<&Path>, no_view: bool) -> ExitCode {
             );
         }
         let state = agg.state.clone();
+        let autoscaler = agg.autoscaler.clone();
         let started = Instant::now();
         let live = async {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -122,6 +123,7 @@ pub fn main(config: Option<&Path>, no_view: bool) -> ExitCode {
                     targets_up: up,
                     targets: targets.len(),
                     rows: key_series(&state),
+                    decisions: autoscaler.decisions(None, 6),
                 };
                 if view {
                     frame.draw();
@@ -204,6 +206,7 @@ struct Frame {
     targets_up: usize,
     targets: usize,
     rows: Vec<Row>,
+    decisions: Vec<Arc<surge_aggregator::autoscaler::DecisionRecord>>,
 }
 
 impl Frame {
@@ -222,8 +225,18 @@ impl Frame {
             .iter()
             .map(|r| format!("{}={}", r.label, Self::value(r)))
             .collect();
+        let last = self
+            .decisions
+            .first()
+            .map(|d| {
+                format!(
+                    "; decision {}: {} → {} ({})",
+                    d.policy, d.replicas_before, d.replicas_after, d.decision.reason
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "targets {}/{} up, {} series, {:.0} series/s ingested, {}",
+            "targets {}/{} up, {} series, {:.0} series/s ingested, {}{last}",
             self.targets_up,
             self.targets,
             self.series,
@@ -255,9 +268,43 @@ impl Frame {
                 r.query
             ));
         }
+        out.push_str("\n\x1b[1mdecisions\x1b[0m (newest first; sample → decision latency)\n");
+        if self.decisions.is_empty() {
+            out.push_str("  (none yet: the engine decides when the first samples land)\n");
+        }
+        for d in &self.decisions {
+            let latency = d
+                .trigger_sample_ms
+                .map(|t| format!("{:>5} ms", d.decided_at_ms - t))
+                .unwrap_or_else(|| "    -   ".into());
+            let inputs: Vec<String> = d
+                .inputs
+                .iter()
+                .map(|i| match (i.value, &i.error) {
+                    (Some(v), _) => format!("{}={v:.1}", i.metric),
+                    (None, Some(e)) => format!("{}: {e}", i.metric),
+                    _ => format!("{}: {} pods", i.metric, i.per_pod.len()),
+                })
+                .collect();
+            out.push_str(&format!(
+                "  {} {:<6} {:>2} → {:<2} {latency}  {}  [{}]\n",
+                format_clock(d.decided_at_ms),
+                d.policy,
+                d.replicas_before,
+                d.replicas_after,
+                d.decision.reason,
+                inputs.join(", ")
+            ));
+        }
         out.push_str("\nPrometheus API: http://127.0.0.1:9091/api/v1/query   own metrics: :9091/metrics, :9092/metrics\n");
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(out.as_bytes());
         let _ = stdout.flush();
     }
+}
+
+/// `HH:MM:SS` (UTC) of a Unix-ms timestamp.
+fn format_clock(ms: i64) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }

@@ -123,10 +123,3 @@ fn check_config_lists_every_problem_with_position() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-
-#[test]
-fn unfinished_subcommands_say_so_and_exit_2() {
-    let out = surge(&["simulate", "x.yaml"], None);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
-}

@@ -1,0 +1,600 @@
+//! The embedded autoscaling engine's loop: decisions the moment a sample lands.
+//!
+//! ```text
+//! ingest ─on_ingest(touched ids)─▶ index: series → policies reading it ─▶ mark dirty + wake
+//!   evaluator task: for each dirty policy past its min_interval: queries over the cache (freshness rule)
+//!     ─▶ engine (pure) ─▶ decision record (inputs, sample time, latency) ─▶ actuator ─▶ /api/v1/decisions
+//! ```
+//!
+//! Polling is only the fallback: a policy with no new samples is re-evaluated every `fallback_interval`, so
+//! stale inputs lead to the HPA's missing-metric rules or KEDA's fallback instead of silence.
+//!
+//! Architecture invariant: the ingest path only marks policies dirty (a map lookup and an atomic store per
+//! touched series); it never evaluates, so a slow policy cannot slow ingest.
+
+pub mod policy;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use surge_config::ActuationMode;
+use surge_engine::{
+    Decision, HpaInput, HpaState, KedaInput, KedaState, MetricSample, PodInfo, PodMetric,
+    TriggerValue,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use policy::{EnginePolicy, MetricInput, PolicyDef, Workload, build_policies};
+
+use crate::promql::{self, Value};
+use crate::{AggregatorState, IngestObserver, SeriesId, now_ms};
+
+/// Decisions kept per policy for `/api/v1/decisions` and `surge explain`.
+const KEPT_DECISIONS: usize = 64;
+
+/// What the value of one input was when the engine read it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputValue {
+    pub metric: String,
+    pub query: String,
+    /// The summed value (External, Object, triggers), or the per-pod values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_pod: BTreeMap<String, f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One decision with everything needed to explain it and to measure how fast it came.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionRecord {
+    pub policy: String,
+    pub workload: String,
+    pub mode: &'static str,
+    /// When the engine decided (ms since the epoch).
+    pub decided_at_ms: i64,
+    /// `ingest` (a sample of an input landed) or `fallback` (periodic re-evaluation).
+    pub trigger: &'static str,
+    /// Timestamp of the newest sample that triggered this evaluation (the scrape's time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_sample_ms: Option<i64>,
+    /// When that sample was ingested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingested_at_ms: Option<i64>,
+    pub replicas_before: i32,
+    pub replicas_after: i32,
+    pub inputs: Vec<InputValue>,
+    /// What the actuator did: `dry-run: 3 → 5`, `patched /scale 3 → 5`, `not the leader`, …
+    pub actuation: String,
+    pub decision: Decision,
+}
+
+/// Where the replica count comes from and where decisions go. Dry-run keeps a virtual replica count that
+/// follows the decisions; the Kubernetes implementation (Lease leader only) lives in `surge-k8s`.
+pub trait Actuator: Send + Sync {
+    /// Current `(spec.replicas, status.replicas, pods)` of the workload, or `None` when unknown.
+    fn observe(&self, policy: &PolicyDef) -> Option<(i32, i32, Vec<PodInfo>)>;
+    /// Applies a decision; returns a short description of what happened.
+    fn apply(&self, policy: &PolicyDef, decision: &Decision) -> String;
+}
+
+/// The dry-run actuator: a virtual replica count per policy, all pods running and ready.
+#[derive(Default)]
+pub struct VirtualWorkloads {
+    replicas: DashMap<String, i32>,
+}
+
+impl Actuator for VirtualWorkloads {
+    fn observe(&self, policy: &PolicyDef) -> Option<(i32, i32, Vec<PodInfo>)> {
+        let n = *self
+            .replicas
+            .entry(policy.name.clone())
+            .or_insert(policy.initial_replicas);
+        let pods = (0..n)
+            .map(|i| PodInfo::running(&format!("{}-{i}", policy.workload.name), 0))
+            .collect();
+        Some((n, n, pods))
+    }
+
+    fn apply(&self, policy: &PolicyDef, decision: &Decision) -> String {
+        let before = decision.current_replicas;
+        if decision.scale {
+            self.replicas
+                .insert(policy.name.clone(), decision.desired_replicas);
+            format!("dry-run: {before} → {}", decision.desired_replicas)
+        } else {
+            format!("dry-run: stays at {before}")
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabel {
+    trigger: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabel {
+    policy: String,
+}
+
+#[derive(Clone)]
+struct EngineMetrics {
+    scrape_to_decision: Histogram,
+    ingest_to_decision: Histogram,
+    evaluations: Family<TriggerLabel, Counter>,
+    evaluation_seconds: Histogram,
+    desired: Family<PolicyLabel, Gauge>,
+}
+
+impl EngineMetrics {
+    fn new(registry: &mut Registry) -> Self {
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 15.0, 60.0,
+        ];
+        let m = EngineMetrics {
+            scrape_to_decision: Histogram::new(buckets),
+            ingest_to_decision: Histogram::new(buckets),
+            evaluations: Family::default(),
+            evaluation_seconds: Histogram::new([
+                1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1,
+            ]),
+            desired: Family::default(),
+        };
+        registry.register(
+            "surge_scrape_to_decision_seconds",
+            "From the triggering sample's timestamp (its scrape) to the decision",
+            m.scrape_to_decision.clone(),
+        );
+        registry.register(
+            "surge_ingest_to_decision_seconds",
+            "From the triggering sample's ingest to the decision",
+            m.ingest_to_decision.clone(),
+        );
+        registry.register(
+            "surge_engine_evaluations",
+            "Policy evaluations by trigger",
+            m.evaluations.clone(),
+        );
+        registry.register(
+            "surge_engine_evaluation_seconds",
+            "Time to evaluate one policy (queries + engine)",
+            m.evaluation_seconds.clone(),
+        );
+        registry.register(
+            "surge_engine_desired_replicas",
+            "Replicas the latest decision asked for",
+            m.desired.clone(),
+        );
+        m
+    }
+}
+
+struct PolicySlot {
+    def: PolicyDef,
+    dirty: AtomicBool,
+    /// Newest triggering sample timestamp and its ingest time since the last evaluation (0 = none).
+    trigger_sample_ms: AtomicI64,
+    ingested_at_ms: AtomicI64,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    hpa: HpaState,
+    keda: KedaState,
+    last_eval_ms: i64,
+    decisions: VecDeque<Arc<DecisionRecord>>,
+}
+
+/// The engine loop of one aggregator.
+pub struct Autoscaler {
+    state: Arc<AggregatorState>,
+    slots: Vec<PolicySlot>,
+    index: DashMap<SeriesId, Arc<[u32]>>,
+    wake: Notify,
+    actuator: Arc<dyn Actuator>,
+    metrics: EngineMetrics,
+}
+
+impl Autoscaler {
+    /// Builds the loop for `policies`; register it as an ingest observer and spawn [`Autoscaler::run`].
+    pub fn new(
+        state: Arc<AggregatorState>,
+        policies: Vec<PolicyDef>,
+        actuator: Arc<dyn Actuator>,
+        registry: &mut Registry,
+    ) -> Arc<Self> {
+        let slots = policies
+            .into_iter()
+            .map(|def| PolicySlot {
+                def,
+                dirty: AtomicBool::new(true),
+                trigger_sample_ms: AtomicI64::new(0),
+                ingested_at_ms: AtomicI64::new(0),
+                state: Mutex::new(SlotState::default()),
+            })
+            .collect();
+        Arc::new(Autoscaler {
+            state,
+            slots,
+            index: DashMap::new(),
+            wake: Notify::new(),
+            actuator,
+            metrics: EngineMetrics::new(registry),
+        })
+    }
+
+    pub fn policies(&self) -> impl Iterator<Item = &PolicyDef> + '_ {
+        self.slots.iter().map(|s| &s.def)
+    }
+
+    /// The policies that read series `id` (computed once per series from its labels).
+    fn policies_of(&self, id: SeriesId) -> Arc<[u32]> {
+        if let Some(p) = self.index.get(&id) {
+            return p.clone();
+        }
+        let found: Arc<[u32]> = match self.state.cache().get(id) {
+            Some(series) => {
+                let labels = series.labels();
+                self.slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        s.def.inputs.iter().any(|i| {
+                            i.selectors.iter().any(|sel| {
+                                sel.iter()
+                                    .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+                            })
+                        })
+                    })
+                    .map(|(i, _)| i as u32)
+                    .collect()
+            }
+            None => Arc::from([]),
+        };
+        // The index is a cache over live series: bound it by the cache's size.
+        if self.index.len() > 2 * self.state.cache().len() + 1024 {
+            self.index.clear();
+        }
+        self.index.insert(id, found.clone());
+        found
+    }
+
+    /// The latest decisions, newest first, optionally for one policy or workload.
+    pub fn decisions(&self, filter: Option<&str>, limit: usize) -> Vec<Arc<DecisionRecord>> {
+        let mut all: Vec<Arc<DecisionRecord>> = self
+            .slots
+            .iter()
+            .filter(|s| {
+                filter.is_none_or(|f| {
+                    s.def.name == f || s.def.workload.key() == f || s.def.workload.name == f
+                })
+            })
+            .flat_map(|s| s.state.lock().decisions.iter().cloned().collect::<Vec<_>>())
+            .collect();
+        all.sort_by(|a, b| b.decided_at_ms.cmp(&a.decided_at_ms));
+        all.truncate(limit);
+        all
+    }
+
+    /// Evaluates dirty policies as they become due, and every policy at its fallback interval, until
+    /// `cancel` fires.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let now = now_ms();
+            let mut next_due = now + 1000;
+            for slot in &self.slots {
+                let last = slot.state.lock().last_eval_ms;
+                let dirty = slot.dirty.load(Ordering::Acquire);
+                let due_dirty = last + slot.def.min_interval_ms;
+                let due_fallback = last + slot.def.fallback_interval_ms;
+                if dirty && now >= due_dirty {
+                    self.evaluate(slot, "ingest", now);
+                } else if now >= due_fallback {
+                    self.evaluate(slot, "fallback", now);
+                } else {
+                    next_due = next_due.min(if dirty { due_dirty } else { due_fallback });
+                }
+            }
+            let wait = (next_due - now_ms()).clamp(0, 1000) as u64;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+            }
+        }
+    }
+
+    /// Evaluates one policy now (also used by tests and `surge simulate`-style tools).
+    fn evaluate(&self, slot: &PolicySlot, trigger: &'static str, now: i64) {
+        let started = std::time::Instant::now();
+        let was_dirty = slot.dirty.swap(false, Ordering::AcqRel);
+        let sample_ms = slot.trigger_sample_ms.swap(0, Ordering::AcqRel);
+        let ingested_ms = slot.ingested_at_ms.swap(0, Ordering::AcqRel);
+        let trigger = if was_dirty && sample_ms > 0 {
+            trigger
+        } else {
+            "fallback"
+        };
+        let def = &slot.def;
+        let opts = self.state.autoscaling_eval_options();
+        let mut inputs = Vec::with_capacity(def.inputs.len());
+        let mut samples = Vec::with_capacity(def.inputs.len());
+        for input in &def.inputs {
+            let (value, sample) = read_input(&self.state, input, now, &opts);
+            inputs.push(value);
+            samples.push(sample);
+        }
+        let (current, status, mut pods) = self.actuator.observe(def).unwrap_or((
+            def.initial_replicas,
+            def.initial_replicas,
+            Vec::new(),
+        ));
+        let mut st = slot.state.lock();
+        let decision = match &def.engine {
+            EnginePolicy::Hpa(spec) => {
+                // Per-pod inputs name the pods that exist; without a cluster they stand in for the pod list.
+                if pods.iter().all(|p| {
+                    p.containers
+                        .iter()
+                        .all(|c| c.requests.values().all(|v| *v == 0))
+                }) && let Some(names) = per_pod_names(&samples)
+                    && names.len() as i32 == current
+                {
+                    pods = names.iter().map(|n| PodInfo::running(n, 0)).collect();
+                }
+                let metrics = samples.into_iter().map(|s| s.into_hpa()).collect();
+                let input = HpaInput {
+                    current_replicas: current,
+                    status_replicas: status,
+                    pods,
+                    metrics,
+                };
+                surge_engine::evaluate_hpa(spec, &mut st.hpa, &input, now)
+            }
+            EnginePolicy::ScaledObject(spec) => {
+                let input = KedaInput {
+                    current_replicas: current,
+                    status_replicas: status,
+                    pods,
+                    triggers: samples.into_iter().map(|s| s.into_trigger()).collect(),
+                };
+                surge_engine::evaluate_scaled_object(spec, &mut st.keda, &input, now)
+            }
+        };
+        let actuation = self.actuator.apply(def, &decision);
+        let decided_at = now_ms();
+        self.metrics
+            .evaluations
+            .get_or_create(&TriggerLabel { trigger })
+            .inc();
+        self.metrics
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .desired
+            .get_or_create(&PolicyLabel {
+                policy: def.name.clone(),
+            })
+            .set(i64::from(decision.desired_replicas));
+        let (trigger_sample_ms, ingested_at_ms) = if trigger == "ingest" {
+            self.metrics
+                .scrape_to_decision
+                .observe(((decided_at - sample_ms) as f64 / 1000.0).max(0.0));
+            if ingested_ms > 0 {
+                self.metrics
+                    .ingest_to_decision
+                    .observe(((decided_at - ingested_ms) as f64 / 1000.0).max(0.0));
+            }
+            (Some(sample_ms), (ingested_ms > 0).then_some(ingested_ms))
+        } else {
+            (None, None)
+        };
+        let record = Arc::new(DecisionRecord {
+            policy: def.name.clone(),
+            workload: def.workload.key(),
+            mode: match def.mode {
+                ActuationMode::DryRun => "dry-run",
+                ActuationMode::Scale => "scale",
+                ActuationMode::Hpa => "hpa",
+            },
+            decided_at_ms: decided_at,
+            trigger,
+            trigger_sample_ms,
+            ingested_at_ms,
+            replicas_before: decision.current_replicas,
+            replicas_after: if decision.scale {
+                decision.desired_replicas
+            } else {
+                decision.current_replicas
+            },
+            inputs,
+            actuation,
+            decision,
+        });
+        if record.decision.scale {
+            tracing::info!(
+                policy = %def.name,
+                from = record.replicas_before,
+                to = record.replicas_after,
+                reason = %record.decision.reason,
+                "scaling decision"
+            );
+        }
+        st.last_eval_ms = now;
+        if st.decisions.len() == KEPT_DECISIONS {
+            st.decisions.pop_front();
+        }
+        st.decisions.push_back(record);
+    }
+}
+
+impl IngestObserver for Autoscaler {
+    fn on_ingest(&self, touched: &[SeriesId], latest_sample_ts_ms: i64) {
+        let now = now_ms();
+        let mut woke = false;
+        for id in touched {
+            for &p in self.policies_of(*id).iter() {
+                let Some(slot) = self.slots.get(p as usize) else {
+                    continue;
+                };
+                slot.trigger_sample_ms
+                    .fetch_max(latest_sample_ts_ms, Ordering::AcqRel);
+                let _ = slot.ingested_at_ms.compare_exchange(
+                    0,
+                    now,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+                if !slot.dirty.swap(true, Ordering::AcqRel) {
+                    woke = true;
+                }
+            }
+        }
+        if woke {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// One input's value as read from the cache.
+enum InputSample {
+    PerPod(BTreeMap<String, f64>, i64),
+    Total(f64),
+    Object(f64),
+    Failed(String),
+}
+
+impl InputSample {
+    fn into_hpa(self) -> MetricSample {
+        match self {
+            InputSample::PerPod(m, ts) => MetricSample::PerPod(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            PodMetric {
+                                value: v,
+                                timestamp_ms: ts,
+                                window_ms: 30_000,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            InputSample::Total(v) => MetricSample::External(vec![v]),
+            InputSample::Object(v) => MetricSample::Object(v),
+            InputSample::Failed(e) => MetricSample::Failed(e),
+        }
+    }
+
+    fn into_trigger(self) -> TriggerValue {
+        match self {
+            InputSample::PerPod(m, _) => TriggerValue::Value(m.values().sum()),
+            InputSample::Total(v) | InputSample::Object(v) => TriggerValue::Value(v),
+            InputSample::Failed(e) => TriggerValue::Failed(e),
+        }
+    }
+}
+
+fn per_pod_names(samples: &[InputSample]) -> Option<Vec<String>> {
+    samples.iter().find_map(|s| match s {
+        InputSample::PerPod(m, _) if !m.is_empty() => Some(m.keys().cloned().collect()),
+        _ => None,
+    })
+}
+
+fn read_input(
+    state: &AggregatorState,
+    input: &MetricInput,
+    now: i64,
+    opts: &promql::EvalOptions,
+) -> (InputValue, InputSample) {
+    let mut shown = InputValue {
+        metric: input.key.clone(),
+        query: input.query.clone(),
+        value: None,
+        per_pod: BTreeMap::new(),
+        error: None,
+    };
+    let sample = match promql::eval_instant(state.cache(), &input.expr, now, opts) {
+        Err(e) => InputSample::Failed(e.to_string()),
+        Ok(Value::Scalar(v)) if input.per_pod => InputSample::Failed(format!(
+            "per-pod metric needs one series per pod, got the scalar {v}"
+        )),
+        Ok(Value::Scalar(v)) => InputSample::Total(v),
+        Ok(Value::Vector(v)) if v.is_empty() => InputSample::Failed(
+            "no fresh samples (stale or absent): treated as a missing metric".into(),
+        ),
+        Ok(Value::Vector(v)) if input.per_pod => {
+            let mut m = BTreeMap::new();
+            for s in &v {
+                match s.metric.get("pod") {
+                    Some(pod) => {
+                        *m.entry(pod.to_owned()).or_insert(0.0) += s.value;
+                    }
+                    None => {}
+                }
+            }
+            if m.is_empty() {
+                InputSample::Failed("per-pod metric: no series has a `pod` label".into())
+            } else {
+                InputSample::PerPod(m, now)
+            }
+        }
+        Ok(Value::Vector(v)) => {
+            let total: f64 = v.iter().map(|s| s.value).sum();
+            if input.object {
+                InputSample::Object(total)
+            } else {
+                InputSample::Total(total)
+            }
+        }
+        Ok(other) => InputSample::Failed(format!(
+            "query must return a vector or scalar, got {other:?}"
+        )),
+    };
+    match &sample {
+        InputSample::PerPod(m, _) => shown.per_pod = m.clone(),
+        InputSample::Total(v) | InputSample::Object(v) => shown.value = Some(*v),
+        InputSample::Failed(e) => shown.error = Some(e.clone()),
+    }
+    (shown, sample)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct DecisionsQuery {
+    /// A policy name, a workload `namespace/name`, or a workload name.
+    policy: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/decisions?policy=<policy or ns/workload>&limit=N`: the latest decisions, newest first.
+pub fn decisions_router(autoscaler: Arc<Autoscaler>) -> axum::Router {
+    use axum::extract::{Query, State};
+    axum::Router::new()
+        .route(
+            "/api/v1/decisions",
+            axum::routing::get(
+                |State(a): State<Arc<Autoscaler>>, Query(q): Query<DecisionsQuery>| async move {
+                    let limit = q.limit.unwrap_or(20).min(1000);
+                    let decisions = a.decisions(q.policy.as_deref(), limit);
+                    axum::Json(serde_json::json!({"status": "success", "data": decisions}))
+                },
+            ),
+        )
+        .with_state(autoscaler)
+}

@@ -1,0 +1,269 @@
+//! Building policies from the config: the manifests users write, and the PromQL each metric reads.
+
+use std::collections::BTreeMap;
+
+use surge_config::{ActuationMode, Config, ConfigError, ConfigErrors, FieldPath, PolicyConfig};
+use surge_engine::{HpaSpec, MetricSource, ScaledObjectSpec};
+
+use crate::cache::Matcher;
+use crate::promql::ast::ExprKind;
+use crate::promql::{self, Expr};
+
+/// The object a policy scales.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Workload {
+    pub namespace: String,
+    pub name: String,
+    pub kind: String,
+    pub api_version: String,
+}
+
+impl Workload {
+    /// `namespace/name`, as `surge explain` and the decisions API name it.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Which engine entry point a policy uses.
+#[derive(Debug, Clone)]
+pub enum EnginePolicy {
+    Hpa(Box<HpaSpec>),
+    ScaledObject(Box<ScaledObjectSpec>),
+}
+
+/// One metric (HPA) or trigger (KEDA) and the query that feeds it, in the engine's order.
+#[derive(Debug, Clone)]
+pub struct MetricInput {
+    pub key: String,
+    pub query: String,
+    pub expr: Expr,
+    /// Resource, ContainerResource and Pods metrics: one value per pod (by the `pod` label).
+    pub per_pod: bool,
+    /// Object metrics take one value; External and triggers sum every series.
+    pub object: bool,
+    /// The vector selectors of `expr`: a series matching one of them touches this policy.
+    pub selectors: Vec<Vec<Matcher>>,
+}
+
+/// A policy ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct PolicyDef {
+    pub name: String,
+    pub workload: Workload,
+    pub mode: ActuationMode,
+    pub engine: EnginePolicy,
+    pub inputs: Vec<MetricInput>,
+    pub min_interval_ms: i64,
+    pub fallback_interval_ms: i64,
+    pub initial_replicas: i32,
+}
+
+/// Builds every policy of `cfg`, collecting every problem with its position in the config file.
+pub fn build_policies(cfg: &Config) -> Result<Vec<PolicyDef>, ConfigErrors> {
+    let mut out = Vec::new();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let root = FieldPath::root().key("policies");
+    for (i, p) in cfg.policies.iter().enumerate() {
+        let at = root.index(i);
+        match build_one(p, &at) {
+            Ok(def) => out.push(def),
+            Err(problems) => {
+                errors.extend(
+                    problems
+                        .into_iter()
+                        .map(|(path, msg)| cfg.error_at(path, msg)),
+                );
+            }
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for (i, d) in out.iter().enumerate() {
+        if let Some(first) = seen.insert(d.name.clone(), i) {
+            errors.push(cfg.error_at(
+                root.index(i).key("name"),
+                format!(
+                    "policy name {:?} is already used by policies[{first}]",
+                    d.name
+                ),
+            ));
+        }
+    }
+    match ConfigErrors::from_vec(errors) {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+type Problems = Vec<(FieldPath, String)>;
+
+fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
+    let mut problems: Problems = Vec::new();
+    let (engine, manifest, manifest_key) = match (&p.hpa, &p.scaled_object) {
+        (Some(text), None) => match surge_engine::parse_hpa(text) {
+            Ok(spec) => (Some(EnginePolicy::Hpa(Box::new(spec))), text, "hpa"),
+            Err(e) => {
+                problems.push((
+                    at.key("hpa"),
+                    format!("invalid HorizontalPodAutoscaler: {e}"),
+                ));
+                (None, text, "hpa")
+            }
+        },
+        (None, Some(text)) => match surge_engine::parse_scaled_object(text) {
+            Ok(spec) => (
+                Some(EnginePolicy::ScaledObject(Box::new(spec))),
+                text,
+                "scaled_object",
+            ),
+            Err(e) => {
+                problems.push((
+                    at.key("scaled_object"),
+                    format!("invalid ScaledObject: {e}"),
+                ));
+                (None, text, "scaled_object")
+            }
+        },
+        _ => {
+            problems.push((
+                at.clone(),
+                "set exactly one of `hpa` and `scaled_object`".into(),
+            ));
+            return Err(problems);
+        }
+    };
+    let raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(manifest).unwrap_or_default();
+    let workload = workload_of(&raw);
+    if workload.name.is_empty() {
+        problems.push((
+            at.key(manifest_key),
+            "the manifest has no spec.scaleTargetRef.name".into(),
+        ));
+    }
+    let Some(engine) = engine else {
+        return Err(problems);
+    };
+    // (metric key, per_pod, object, query from the manifest)
+    let wanted: Vec<(String, bool, bool, Option<String>)> = match &engine {
+        EnginePolicy::Hpa(spec) => spec
+            .metrics
+            .iter()
+            .map(|m| match &m.source {
+                MetricSource::Resource { name } | MetricSource::ContainerResource { name, .. } => {
+                    (name.clone(), true, false, None)
+                }
+                MetricSource::Pods { metric } => (metric.clone(), true, false, None),
+                MetricSource::Object { metric, .. } => (metric.clone(), false, true, None),
+                MetricSource::External { metric } => (metric.clone(), false, false, None),
+            })
+            .collect(),
+        EnginePolicy::ScaledObject(spec) => spec
+            .triggers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let q = raw["spec"]["triggers"][i]["metadata"]["query"]
+                    .as_str()
+                    .map(str::to_owned);
+                (t.name.clone(), false, false, q)
+            })
+            .collect(),
+    };
+    let mut inputs = Vec::new();
+    for (key, per_pod, object, manifest_query) in wanted {
+        let Some(query) = p.metrics.get(&key).cloned().or(manifest_query) else {
+            problems.push((
+                at.key("metrics"),
+                format!("no query for metric {key:?}: add `{key}: <PromQL>` under metrics"),
+            ));
+            continue;
+        };
+        match promql::parse(&query) {
+            Ok(expr) => {
+                let mut selectors = Vec::new();
+                collect_selectors(&expr, &mut selectors);
+                inputs.push(MetricInput {
+                    key,
+                    query,
+                    expr,
+                    per_pod,
+                    object,
+                    selectors,
+                });
+            }
+            Err(e) => problems.push((
+                at.key("metrics").key(key.as_str()),
+                format!("query does not parse: {e}"),
+            )),
+        }
+    }
+    for key in p.metrics.keys() {
+        if !inputs.iter().any(|i| &i.key == key)
+            && !problems.iter().any(|(_, m)| m.contains(key.as_str()))
+        {
+            problems.push((
+                at.key("metrics").key(key.as_str()),
+                format!("{key:?} is not a metric or trigger of the manifest"),
+            ));
+        }
+    }
+    if p.initial_replicas < 0 {
+        problems.push((at.key("initial_replicas"), "must be 0 or more".into()));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let name = if p.name.is_empty() {
+        workload.key()
+    } else {
+        p.name.clone()
+    };
+    Ok(PolicyDef {
+        name,
+        workload,
+        mode: p.mode,
+        engine,
+        inputs,
+        min_interval_ms: p.min_interval.as_millis() as i64,
+        fallback_interval_ms: p.fallback_interval.as_millis().max(1) as i64,
+        initial_replicas: p.initial_replicas,
+    })
+}
+
+fn workload_of(raw: &serde_yaml_ng::Value) -> Workload {
+    let s = |v: &serde_yaml_ng::Value| v.as_str().unwrap_or_default().to_owned();
+    let target = &raw["spec"]["scaleTargetRef"];
+    let namespace = s(&raw["metadata"]["namespace"]);
+    Workload {
+        namespace: if namespace.is_empty() {
+            "default".into()
+        } else {
+            namespace
+        },
+        name: s(&target["name"]),
+        kind: match s(&target["kind"]) {
+            k if k.is_empty() => "Deployment".into(),
+            k => k,
+        },
+        api_version: match s(&target["apiVersion"]) {
+            v if v.is_empty() => "apps/v1".into(),
+            v => v,
+        },
+    }
+}
+
+/// Every vector selector's matchers in `e`.
+pub fn collect_selectors(e: &Expr, out: &mut Vec<Vec<Matcher>>) {
+    match &e.kind {
+        ExprKind::Selector(sel) | ExprKind::Matrix { sel, .. } => out.push(sel.matchers.clone()),
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| collect_selectors(a, out)),
+        ExprKind::Aggregate { expr, .. } | ExprKind::Neg(expr) | ExprKind::Paren(expr) => {
+            collect_selectors(expr, out)
+        }
+        ExprKind::Binary { lhs, rhs, .. } => {
+            collect_selectors(lhs, out);
+            collect_selectors(rhs, out);
+        }
+        ExprKind::Number(_) | ExprKind::String(_) => {}
+    }
+}

@@ -1,0 +1,84 @@
+//! `surge simulate SCENARIO [--output table|json]`: read a scenario file, replay it through the engine
+//! (`surge_engine::scenario`), print one line (table) or one object (JSON) per evaluation.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use surge_engine::scenario::{self, Step};
+
+use crate::Output;
+
+/// Runs the subcommand: exit 0 after printing the steps, 1 when the file cannot be read or is invalid
+/// (every problem printed as `file:line:column: field: message`).
+pub fn main(path: &Path, output: Output) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read the scenario: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let scenario = match scenario::parse(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{}:{p}", path.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let steps = scenario::simulate(&scenario);
+    let printed = match output {
+        Output::Json => print_json(&steps),
+        Output::Table => print_table(&steps),
+    };
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is not worth a message.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("surge simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(steps: &[Step]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, &serde_json::json!({ "steps": steps }))?;
+    writeln!(out)
+}
+
+fn print_table(steps: &[Step]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if let Some(first) = steps.first() {
+        writeln!(out, "workload {}", first.workload)?;
+    }
+    writeln!(
+        out,
+        "{:>9}  {:>9}  {:>7}  {:<32}  reason",
+        "time", "replicas", "desired", "metrics (current/target→proposal)"
+    )?;
+    for s in steps {
+        let replicas = if s.replicas == s.replicas_before {
+            format!("{}", s.replicas)
+        } else {
+            format!("{}→{}", s.replicas_before, s.replicas)
+        };
+        let metrics = s
+            .metrics
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Times are whole milliseconds, so the rounding is exact.
+        let time = scenario::format_offset((s.time_s * 1000.0).round() as i64);
+        writeln!(
+            out,
+            "{time:>9}  {replicas:>9}  {:>7}  {metrics:<32}  {}",
+            s.desired, s.reason
+        )?;
+    }
+    Ok(())
+}

@@ -246,13 +246,20 @@ async fn discovery_loop(
     manager: Arc<tokio::sync::Mutex<TargetManager>>,
     cancel: CancellationToken,
 ) {
-    if d.jobs.iter().all(|j| j.file_sd.is_empty() && j.dynamic.is_empty()) {
+    if d.jobs
+        .iter()
+        .all(|j| j.file_sd.is_empty() && j.dynamic.is_empty())
+    {
         return;
     }
     let full_every = d.refresh_every();
     let mut last_full = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut dynamic: Vec<_> = d.jobs.iter().flat_map(|j| j.dynamic.iter().cloned()).collect();
+    let mut dynamic: Vec<_> = d
+        .jobs
+        .iter()
+        .flat_map(|j| j.dynamic.iter().cloned())
+        .collect();
     loop {
         // A live source's change is applied at once (pod churn is followed within a second), files are
         // polled every second.

@@ -180,7 +180,8 @@ impl LabelsBuilder {
 
     pub fn build(mut self) -> Labels {
         self.labels.sort_by(|a, b| a.name.cmp(&b.name));
-        self.labels.dedup_by(|later, earlier| later.name == earlier.name);
+        self.labels
+            .dedup_by(|later, earlier| later.name == earlier.name);
         Labels {
             labels: self.labels,
         }
@@ -192,7 +193,9 @@ pub fn is_valid_label_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// Whether `name` is a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.

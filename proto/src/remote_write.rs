@@ -197,7 +197,10 @@ impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or_else(|| self.err("truncated varint"))?;
+            let b = *self
+                .buf
+                .get(self.pos)
+                .ok_or_else(|| self.err("truncated varint"))?;
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b < 0x80 {
@@ -484,7 +487,12 @@ mod tests {
         decompress(&body, 10_000, &mut dec, &mut buf).unwrap();
         assert_eq!(buf.len(), 10_000);
         assert!(matches!(
-            decompress(b"\xff\xff\xff\xff\x0fgarbage", usize::MAX, &mut dec, &mut buf),
+            decompress(
+                b"\xff\xff\xff\xff\x0fgarbage",
+                usize::MAX,
+                &mut dec,
+                &mut buf
+            ),
             Err(DecodeError::Snappy(_)) | Err(DecodeError::TooLarge { .. })
         ));
     }

@@ -63,14 +63,19 @@ pub fn render_demo_pod(pod: usize, pods: usize, t: f64) -> String {
     let median = 0.02 + 0.18 * ((load - 40.0) / 360.0).clamp(0.0, 1.0);
     let mut s = String::with_capacity(2048);
     let pod_name = format!("web-{pod}");
-    s.push_str("# HELP http_requests_total Requests handled.\n# TYPE http_requests_total counter\n");
+    s.push_str(
+        "# HELP http_requests_total Requests handled.\n# TYPE http_requests_total counter\n",
+    );
     let errors = (total * 0.01).floor();
     let _ = writeln!(
         s,
         "http_requests_total{{service=\"web\",pod=\"{pod_name}\",code=\"200\"}} {}",
         (total - errors).floor()
     );
-    let _ = writeln!(s, "http_requests_total{{service=\"web\",pod=\"{pod_name}\",code=\"500\"}} {errors}");
+    let _ = writeln!(
+        s,
+        "http_requests_total{{service=\"web\",pod=\"{pod_name}\",code=\"500\"}} {errors}"
+    );
     s.push_str("# HELP http_request_duration_seconds Request latency.\n# TYPE http_request_duration_seconds histogram\n");
     let count = total.floor();
     for le in BUCKETS {
@@ -91,11 +96,17 @@ pub fn render_demo_pod(pod: usize, pods: usize, t: f64) -> String {
         "http_request_duration_seconds_sum{{service=\"web\",pod=\"{pod_name}\"}} {:.3}",
         count * median * 1.1
     );
-    let _ = writeln!(s, "http_request_duration_seconds_count{{service=\"web\",pod=\"{pod_name}\"}} {count}");
+    let _ = writeln!(
+        s,
+        "http_request_duration_seconds_count{{service=\"web\",pod=\"{pod_name}\"}} {count}"
+    );
     s.push_str("# HELP queue_depth Jobs waiting.\n# TYPE queue_depth gauge\n");
     // The queue builds up once load passes what the pods drain (250 rps).
     let depth = ((load - 250.0).max(0.0) * 2.0 * share).round();
-    let _ = writeln!(s, "queue_depth{{service=\"web\",pod=\"{pod_name}\",queue=\"jobs\"}} {depth}");
+    let _ = writeln!(
+        s,
+        "queue_depth{{service=\"web\",pod=\"{pod_name}\",queue=\"jobs\"}} {depth}"
+    );
     s.push_str("# TYPE inflight_requests gauge\n");
     let _ = writeln!(
         s,
@@ -120,11 +131,19 @@ struct DemoPod {
 impl DemoWorkload {
     /// Binds `pods` listeners on `ip` starting at `first_port` (0 = any free port) and serves until the
     /// runtime stops.
-    pub async fn start(ip: std::net::IpAddr, first_port: u16, pods: usize) -> std::io::Result<Self> {
+    pub async fn start(
+        ip: std::net::IpAddr,
+        first_port: u16,
+        pods: usize,
+    ) -> std::io::Result<Self> {
         let start = Instant::now();
         let mut addrs = Vec::new();
         for pod in 0..pods {
-            let port = if first_port == 0 { 0 } else { first_port + pod as u16 };
+            let port = if first_port == 0 {
+                0
+            } else {
+                first_port + pod as u16
+            };
             let listener = tokio::net::TcpListener::bind((ip, port)).await?;
             addrs.push(listener.local_addr()?);
             let app = Router::new()
@@ -142,7 +161,10 @@ impl DemoWorkload {
 
 async fn demo_metrics(State(p): State<DemoPod>) -> impl IntoResponse {
     let t = p.start.elapsed().as_secs_f64();
-    ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], render_demo_pod(p.pod, p.pods, t))
+    (
+        [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
+        render_demo_pod(p.pod, p.pods, t),
+    )
 }
 
 /// Synthetic targets for benchmarks: `targets` × `series` gauges and counters behind one listener.
@@ -162,7 +184,11 @@ struct BenchState {
 }
 
 impl BenchTargets {
-    pub async fn start(ip: std::net::IpAddr, targets: usize, series: usize) -> std::io::Result<Self> {
+    pub async fn start(
+        ip: std::net::IpAddr,
+        targets: usize,
+        series: usize,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(BenchState {
@@ -171,13 +197,19 @@ impl BenchTargets {
             step_at_ms: AtomicU64::new(0),
             scrapes: AtomicU64::new(0),
         });
-        let app = Router::new().route("/t/{i}/metrics", get(bench_metrics)).with_state(state.clone());
+        let app = Router::new()
+            .route("/t/{i}/metrics", get(bench_metrics))
+            .with_state(state.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "bench targets server stopped");
             }
         });
-        Ok(BenchTargets { addr, targets, state })
+        Ok(BenchTargets {
+            addr,
+            targets,
+            state,
+        })
     }
 
     /// `host:port` and path of target `i`.
@@ -223,10 +255,16 @@ pub fn render_bench_target(i: usize, series: usize, load: f64, tick: u64) -> Str
     s
 }
 
-async fn bench_metrics(State(st): State<Arc<BenchState>>, Path(i): Path<usize>) -> impl IntoResponse {
+async fn bench_metrics(
+    State(st): State<Arc<BenchState>>,
+    Path(i): Path<usize>,
+) -> impl IntoResponse {
     let tick = st.scrapes.fetch_add(1, Ordering::Relaxed);
     let load = f64::from_bits(st.load.load(Ordering::SeqCst));
-    ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], render_bench_target(i, st.series, load, tick))
+    (
+        [(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)],
+        render_bench_target(i, st.series, load, tick),
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,225 @@
+//! The event-driven engine loop in-process: a sample lands, the policies reading it decide at once, with
+//! the HPA's exact numbers, the sample's timestamp, and nothing for unrelated series.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use surge_aggregator::autoscaler::{Autoscaler, VirtualWorkloads, build_policies};
+use surge_aggregator::{
+    AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
+};
+use surge_model::{Labels, Sample};
+use surge_proto::remote_write::{compress, encode_label_block, encode_series};
+use tokio_util::sync::CancellationToken;
+
+const POLICY: &str = r#"
+policies:
+  - name: web
+    initial_replicas: 2
+    hpa: |
+      apiVersion: autoscaling/v2
+      kind: HorizontalPodAutoscaler
+      metadata: {name: web, namespace: shop}
+      spec:
+        scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+        minReplicas: 2
+        maxReplicas: 20
+        metrics:
+          - type: External
+            external:
+              metric: {name: rps}
+              target: {type: AverageValue, averageValue: "50"}
+    metrics:
+      rps: sum(web_rps{service="web"})
+"#;
+
+fn body(series: &[(&[(&str, &str)], f64, i64)]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for (labels, v, t) in series {
+        let l = Labels::from_pairs(labels.iter().copied());
+        encode_series(
+            &mut raw,
+            &encode_label_block(&l),
+            &[Sample {
+                timestamp_ms: *t,
+                value: *v,
+            }],
+        );
+    }
+    compress(&raw, &mut snap::raw::Encoder::new())
+}
+
+async fn setup(yaml: &str) -> (Arc<AggregatorState>, Arc<Autoscaler>, CancellationToken) {
+    let cfg = surge_config::load_str(yaml, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
+    let policies = build_policies(&cfg).unwrap();
+    let state = AggregatorState::standalone(
+        CacheOptions::default(),
+        QueryOptions::default(),
+        IngestOptions::default(),
+    );
+    let a = Autoscaler::new(
+        state.clone(),
+        policies,
+        Arc::new(VirtualWorkloads::default()),
+        &mut Registry::default(),
+    );
+    state.add_observer(a.clone());
+    let cancel = CancellationToken::new();
+    tokio::spawn(a.clone().run(cancel.clone()));
+    (state, a, cancel)
+}
+
+async fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 2 s");
+}
+
+#[tokio::test]
+async fn a_sample_triggers_an_hpa_exact_decision_at_once() {
+    let (state, a, cancel) = setup(POLICY).await;
+    // The first evaluation finds no data: a failed metric never scales.
+    let first = wait_for(|| a.decisions(Some("web"), 1).pop()).await;
+    assert!(!first.decision.scale);
+    assert!(first.decision.error.is_some(), "{:?}", first.decision);
+
+    let t = now_ms();
+    let labels: &[(&str, &str)] = &[("__name__", "web_rps"), ("service", "web")];
+    state
+        .ingest_body(&body(&[(labels, 400.0, t)]), Sender::SurgeAgent, now_ms())
+        .unwrap();
+    let d = wait_for(|| {
+        a.decisions(Some("shop/web"), 1)
+            .pop()
+            .filter(|d| d.trigger == "ingest")
+    })
+    .await;
+    // AverageValue 50 at 400 → ceil(400/50) = 8; without `behavior` the HPA limits a scale-up to
+    // max(2 × current, 4) = 4.
+    assert_eq!(d.decision.recommendation, Some(8));
+    assert_eq!((d.replicas_before, d.replicas_after), (2, 4));
+    assert_eq!(d.trigger_sample_ms, Some(t));
+    assert!(
+        d.decided_at_ms - t < 1000,
+        "decided {} ms after the sample",
+        d.decided_at_ms - t
+    );
+    assert_eq!(d.inputs[0].value, Some(400.0));
+    assert_eq!(d.actuation, "dry-run: 2 → 4");
+    assert_eq!(d.workload, "shop/web");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn unrelated_series_do_not_wake_the_policy() {
+    let (state, a, cancel) = setup(POLICY).await;
+    wait_for(|| a.decisions(None, 1).pop()).await;
+    let before = a.decisions(None, 100).len();
+    let other: &[(&str, &str)] = &[("__name__", "web_rps"), ("service", "checkout")];
+    let other2: &[(&str, &str)] = &[("__name__", "queue_depth"), ("service", "web")];
+    state
+        .ingest_body(
+            &body(&[(other, 1.0, now_ms()), (other2, 5.0, now_ms())]),
+            Sender::Other,
+            now_ms(),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.decisions(None, 100).len(),
+        before,
+        "no evaluation for series no policy reads"
+    );
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn stale_input_is_a_missing_metric_not_an_old_value() {
+    let (state, a, cancel) = setup(POLICY).await;
+    let labels: &[(&str, &str)] = &[("__name__", "web_rps"), ("service", "web")];
+    // A sample older than stale_after (5 s): present in the cache, never reported as current.
+    let old = now_ms() - 20_000;
+    state
+        .ingest_body(&body(&[(labels, 900.0, old)]), Sender::Other, now_ms())
+        .unwrap();
+    let d = wait_for(|| {
+        a.decisions(Some("web"), 1)
+            .pop()
+            .filter(|d| d.trigger == "ingest")
+    })
+    .await;
+    assert!(!d.decision.scale, "{:?}", d.decision);
+    assert_eq!(d.replicas_after, 2);
+    assert!(
+        d.inputs[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no fresh samples"),
+        "{:?}",
+        d.inputs
+    );
+    cancel.cancel();
+}
+
+#[test]
+fn invalid_policies_are_rejected_with_file_line_and_field() {
+    let yaml = r#"
+policies:
+  - name: a
+    hpa: |
+      apiVersion: autoscaling/v2
+      kind: HorizontalPodAutoscaler
+      metadata: {name: a}
+      spec:
+        scaleTargetRef: {kind: Deployment, name: a}
+        minReplicas: 5
+        maxReplicas: 2
+        metrics:
+          - type: External
+            external:
+              metric: {name: rps}
+              target: {type: Value, value: "10"}
+    metrics:
+      rps: sum(rate(x[30s])
+  - name: b
+    hpa: |
+      apiVersion: autoscaling/v2
+      kind: HorizontalPodAutoscaler
+      metadata: {name: b}
+      spec:
+        scaleTargetRef: {kind: Deployment, name: b}
+        maxReplicas: 3
+        metrics:
+          - type: External
+            external:
+              metric: {name: rps}
+              target: {type: Value, value: "10"}
+    metrics:
+      rsp: sum(x)
+"#;
+    let cfg = surge_config::load_str(yaml, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
+    let errors = build_policies(&cfg).unwrap_err().to_lines();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_eq!(
+        errors[0],
+        "surge.yaml:5:7: policies[0].hpa: invalid HorizontalPodAutoscaler: invalid manifest: spec.minReplicas: 5 is greater than spec.maxReplicas (2)"
+    );
+    assert!(
+        errors[1].starts_with("surge.yaml:33:7: policies[1].metrics: no query for metric \"rps\""),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].starts_with("surge.yaml:33:12: policies[1].metrics.rsp: \"rsp\" is not a metric"),
+        "{}",
+        errors[2]
+    );
+}

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod agent_cmd;
 mod aggregator_cmd;
 mod bench;
+mod explain;
 mod process;
 mod run;
 mod scrape;
@@ -62,6 +63,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Explain the latest decisions for a workload or policy, from a running aggregator.
+    Explain {
+        /// Policy name, `namespace/name` of the workload, or the workload's name.
+        workload: String,
+        /// The aggregator's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:9091")]
+        aggregator: String,
+        /// How many decisions to show in the history.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
     /// Validate a config file; errors name file, line, column and field.
     CheckConfig { file: PathBuf },
     /// Benchmarks: `surge bench agent` (the agent beside Prometheus agent mode and vmagent).
@@ -113,6 +125,11 @@ fn main() -> ExitCode {
             output,
         } => scrape::main(&target, format, output),
         Command::Agent { config } => agent_cmd::main(&config),
+        Command::Explain {
+            workload,
+            aggregator,
+            limit,
+        } => explain::main(&workload, &aggregator, limit),
         Command::CheckConfig { file } => agent_cmd::check_config(&file),
         Command::Run { config, no_view } => run::main(config.as_deref(), no_view),
         Command::Aggregator { config } => aggregator_cmd::main(&config),

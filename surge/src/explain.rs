@@ -1,0 +1,213 @@
+//! `surge explain WORKLOAD`: the latest decisions of a policy from a running aggregator, laid out like a far
+//! clearer `kubectl describe hpa`: inputs, per-metric proposals, tolerance, the stabilization window's
+//! effect, the limit that clamped it, and how fast the decision followed its sample.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub fn main(workload: &str, aggregator: &str, limit: usize) -> ExitCode {
+    let url = format!("{}/api/v1/decisions", aggregator.trim_end_matches('/'));
+    let fetched = (|| -> anyhow::Result<Value> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let client = surge_agent::http_client()?;
+            let resp = client
+                .get(&url)
+                .query(&[("policy", workload), ("limit", &limit.max(1).to_string())])
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await?
+                .error_for_status()?;
+            let bytes = resp.bytes().await?;
+            Ok(serde_json::from_slice::<Value>(&bytes)?)
+        })
+    })();
+    let body = match fetched {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("surge explain: {url}: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let decisions = body["data"].as_array().cloned().unwrap_or_default();
+    if decisions.is_empty() {
+        eprintln!(
+            "surge explain: no decisions for {workload:?} (a policy name, namespace/name or workload name)"
+        );
+        return ExitCode::FAILURE;
+    }
+    print!("{}", render(&decisions));
+    ExitCode::SUCCESS
+}
+
+fn clock(ms: i64) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+fn milli(v: &Value) -> String {
+    v.as_i64()
+        .map(|m| {
+            if m % 1000 == 0 {
+                format!("{}", m / 1000)
+            } else {
+                format!("{:.3}", m as f64 / 1000.0)
+            }
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Renders the newest decision in full and the rest as a history table.
+pub fn render(decisions: &[Value]) -> String {
+    let mut o = String::new();
+    let d = &decisions[0];
+    let dec = &d["decision"];
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let _ = writeln!(
+        o,
+        "Policy:          {} ({})",
+        s(&d["policy"]),
+        s(&d["mode"])
+    );
+    let _ = writeln!(o, "Workload:        {}", s(&d["workload"]));
+    let _ = writeln!(
+        o,
+        "Replicas:        {} → {}   (min {}, max {})",
+        d["replicas_before"],
+        d["replicas_after"],
+        dec["inputs"]["min_replicas"],
+        dec["inputs"]["max_replicas"]
+    );
+    let decided = d["decided_at_ms"].as_i64().unwrap_or(0);
+    let mut when = format!("{} (trigger: {})", clock(decided), s(&d["trigger"]));
+    if let Some(t) = d["trigger_sample_ms"].as_i64() {
+        let _ = write!(when, ", {} ms after the sample's scrape", decided - t);
+    }
+    if let Some(t) = d["ingested_at_ms"].as_i64() {
+        let _ = write!(when, ", {} ms after its ingest", decided - t);
+    }
+    let _ = writeln!(o, "Decided:         {when}");
+    let _ = writeln!(o, "Reason:          {}", s(&dec["reason"]));
+    let _ = writeln!(o, "Actuation:       {}", s(&d["actuation"]));
+    if let Some(e) = dec["error"].as_str() {
+        let _ = writeln!(o, "Error:           {e}");
+    }
+    let _ = writeln!(o, "Inputs:");
+    for i in d["inputs"].as_array().into_iter().flatten() {
+        let value = if let Some(e) = i["error"].as_str() {
+            format!("unavailable: {e}")
+        } else if let Some(v) = i["value"].as_f64() {
+            format!("{v}")
+        } else {
+            let pods = i["per_pod"].as_object().map(|m| m.len()).unwrap_or(0);
+            format!("{pods} pods")
+        };
+        let _ = writeln!(
+            o,
+            "  {:<22} = {value}\n  {:<22}   from {}",
+            s(&i["metric"]),
+            "",
+            s(&i["query"])
+        );
+    }
+    let tol_up = dec["inputs"]["scale_up_tolerance"].as_f64().unwrap_or(0.1);
+    let tol_down = dec["inputs"]["scale_down_tolerance"]
+        .as_f64()
+        .unwrap_or(0.1);
+    let _ = writeln!(
+        o,
+        "Metrics:         (tolerance: keep when {:.2} ≤ ratio ≤ {:.2})",
+        1.0 - tol_down,
+        1.0 + tol_up
+    );
+    for m in dec["metrics"].as_array().into_iter().flatten() {
+        let target = &m["target"];
+        let ratio = m["ratio"]
+            .as_f64()
+            .map(|r| format!("{r:.3}"))
+            .unwrap_or_else(|| "-".into());
+        let proposal = m["proposal"]
+            .as_i64()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "  {}: current {} / target {} {} → ratio {ratio}{} → proposes {proposal}",
+            s(&m["name"]),
+            milli(&m["current_milli"]),
+            milli(&target["value"]),
+            s(&target["type"]),
+            if m["within_tolerance"].as_bool() == Some(true) {
+                " (within tolerance: keep)"
+            } else {
+                ""
+            },
+        );
+        if let Some(e) = m["error"].as_str() {
+            let _ = writeln!(o, "    error: {e}");
+        }
+    }
+    if let Some(r) = dec["recommendation"].as_i64() {
+        let _ = writeln!(
+            o,
+            "Recommendation:  {r} (highest proposal, from {})",
+            s(&dec["recommended_by"])
+        );
+    }
+    for (label, key) in [
+        ("Stabilization:", "stabilization"),
+        ("Limited by:", "limit"),
+    ] {
+        let a = &dec[key];
+        if a.is_object() {
+            let _ = writeln!(
+                o,
+                "{label:<16} {} {} → {}: {}",
+                s(&a["rule"]),
+                a["from"],
+                a["to"],
+                s(&a["message"])
+            );
+        }
+    }
+    let _ = writeln!(o, "Conditions:");
+    for c in dec["conditions"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "  {:<15} {:<6} {:<28} {}",
+            s(&c["type"]),
+            if c["status"].as_bool() == Some(true) {
+                "True"
+            } else {
+                "False"
+            },
+            s(&c["reason"]),
+            s(&c["message"])
+        );
+    }
+    if decisions.len() > 1 {
+        let _ = writeln!(o, "History:         (newest first)");
+        for h in decisions {
+            let _ = writeln!(
+                o,
+                "  {}  {:>3} → {:<3} {}",
+                clock(h["decided_at_ms"].as_i64().unwrap_or(0)),
+                h["replicas_before"],
+                h["replicas_after"],
+                s(&h["decision"]["reason"])
+            );
+        }
+    }
+    o
+}

@@ -21,6 +21,7 @@ pub mod hpa;
 pub mod keda;
 pub mod manifest;
 pub mod quantity;
+pub mod scenario;
 pub mod schedule;
 
 pub use decision::{

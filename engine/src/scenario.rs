@@ -1,0 +1,2070 @@
+//! What-if scenarios: a policy, an initial state and a timeline, replayed through the engine.
+//!
+//! [`parse`] reads a scenario file (YAML, unknown fields rejected) into a [`Scenario`]; [`simulate`]
+//! replays it and returns one [`Step`] per evaluation. `surge simulate` prints the steps; the aggregator
+//! can run the same code for what-if questions, since nothing here does I/O or reads a clock.
+//!
+//! The user-facing format is the [`ScenarioFile`] type and the types it holds: their doc comments are the
+//! documentation of every field. In short:
+//!
+//! ```yaml
+//! policy:
+//!   hpa: |                       # or `scaledObject: |`: a real manifest, as a block string
+//!     apiVersion: autoscaling/v2
+//!     kind: HorizontalPodAutoscaler
+//!     ...
+//! schedules: [{start: "0 9 * * MON-FRI", duration: 8h, min_replicas: 10}]
+//! sync_period: 15s
+//! start: 2026-01-05T08:55:00Z
+//! initial: {replicas: 3, pod_template: {requests: {cpu: 500m}}}
+//! new_pods: {ready_after: 20s}
+//! timeline:
+//!   - at: 0s
+//!     metrics: {cpu: 450m}
+//! end: 10m
+//! ```
+//!
+//! **Simulation model** (what the engine does not decide, the simulator must; each choice is documented
+//! where it is made):
+//! - Evaluations run at `0, sync_period, 2·sync_period, … ≤ end`, and also at every timeline entry when
+//!   `evaluate_on_change` is set (surge's evaluate-on-ingest mode). Timeline entries at or before an
+//!   evaluation's time are applied before it.
+//! - A decision is applied at once, like a ReplicaSet: a scale-up creates pods (Pending, then Running and
+//!   Ready after `new_pods` delays), a scale-down removes pods at once, least valuable first (Pending,
+//!   then unready, then the newest), as the ReplicaSet controller ranks them.
+//! - Per-pod samples are stamped with the evaluation time and a 30 s window (metrics-server's), which the
+//!   HPA's CPU readiness rules compare with the pods' readiness transitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::decision::Decision;
+use crate::hpa::{
+    self, ConditionStatus, ContainerRequests, HpaInput, HpaSpec, HpaState, MetricSample,
+    MetricSource, MetricTarget, PodInfo, PodMetric, PodPhase,
+};
+use crate::keda::{self, KedaInput, KedaState, ScaledObjectSpec, TriggerValue};
+use crate::manifest::{self, ManifestError};
+use crate::quantity::{QuantityError, milli_from_f64, parse_milli};
+use crate::schedule::{Schedule, ScheduleError};
+
+/// The most evaluations one scenario may ask for (`end / sync_period`): bounds the work of a replay.
+pub const MAX_EVALUATIONS: i64 = 100_000;
+/// The most replicas a scenario may reach: the simulator holds one pod per replica.
+pub const MAX_SIMULATED_REPLICAS: i32 = 10_000;
+/// The window stamped on simulated per-pod samples (metrics-server's resolution).
+pub const SAMPLE_WINDOW_MS: i64 = 30_000;
+/// When initial pods started, unless they say otherwise: long enough ago that no CPU initialization rule
+/// applies to them.
+pub const DEFAULT_INITIAL_START_MS: i64 = -3_600_000;
+
+// ---- The scenario file, as users write it ----
+
+/// A scenario file. Every time in it is scenario time: an offset from the start of the replay (`0s`),
+/// written as a duration (`30s`, `-2m`, `1m30s`, `500ms`, or `0`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// The autoscaling policy replayed.
+    pub policy: PolicyConfig,
+    /// Cron windows that raise the minimum replica count (the CronHPA case).
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
+    /// How often the engine evaluates (default `15s`, the HPA controller's sync period).
+    pub sync_period: Option<Offset>,
+    /// Also evaluate at every timeline entry, as surge's aggregator does on ingest (default `false`:
+    /// evaluate on the sync period only, as kube-controller-manager does).
+    #[serde(default)]
+    pub evaluate_on_change: bool,
+    /// The wall-clock time of `0s`, RFC 3339 (`2026-01-05T08:55:00Z`); cron schedules are matched against
+    /// it. Default: the Unix epoch.
+    pub start: Option<Timestamp>,
+    /// kube-controller-manager flags, when the scenario needs other than the defaults.
+    pub controller: Option<ControllerFlags>,
+    /// The target's state at `0s`.
+    pub initial: InitialConfig,
+    /// How pods created by a scale-up behave.
+    #[serde(default)]
+    pub new_pods: NewPodsConfig,
+    /// Metric values and pod changes, applied at their time, in time order. A metric value holds until a
+    /// later entry changes it; before its first value a metric is failing.
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
+    /// When the replay stops (inclusive).
+    pub end: Offset,
+}
+
+/// The policy: exactly one of `hpa` or `scaledObject`.
+///
+/// surge has no policy form of its own yet (the engine's inputs are the two manifests), so there is no
+/// `surge:` variant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// An `autoscaling/v2` `HorizontalPodAutoscaler` manifest, as a YAML block string (`hpa: |`).
+    pub hpa: Option<String>,
+    /// A KEDA `ScaledObject` manifest, as a YAML block string (`scaledObject: |`; `scaled_object`, the
+    /// spelling of surge's config file, is accepted too).
+    #[serde(rename = "scaledObject", alias = "scaled_object")]
+    pub scaled_object: Option<String>,
+}
+
+/// A scheduled minimum: from every firing of `start`, for `duration`, at least `min_replicas`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// A 5-field cron expression (`minute hour day-of-month month day-of-week`), e.g. `0 9 * * MON-FRI`.
+    pub start: String,
+    /// How long each window stays open, e.g. `8h`, `1h30m`.
+    pub duration: String,
+    /// The minimum while a window is open.
+    pub min_replicas: i32,
+    /// The cron fields' time zone: `UTC` (default) or a fixed offset such as `+02:00`.
+    pub time_zone: Option<String>,
+}
+
+/// kube-controller-manager flags; each defaults to upstream's default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerFlags {
+    /// `--horizontal-pod-autoscaler-tolerance` (0.1).
+    pub tolerance: Option<f64>,
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period` (`5m`).
+    pub cpu_initialization_period: Option<Offset>,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay` (`30s`).
+    pub initial_readiness_delay: Option<Offset>,
+    /// `--horizontal-pod-autoscaler-downscale-stabilization` (`5m`).
+    pub downscale_stabilization: Option<Offset>,
+}
+
+/// The target at `0s`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitialConfig {
+    /// `scale.spec.replicas`. Default: the number of `pods`.
+    pub replicas: Option<i32>,
+    /// Explicit pods (any number: upstream's test tables often list fewer or more pods than replicas).
+    pub pods: Option<Vec<PodConfig>>,
+    /// A template for `replicas` identical pods named `<target>-0`, `<target>-1`, … (`name` not allowed).
+    /// Without `pods` or `pod_template`, `replicas` pods are made from an empty template.
+    pub pod_template: Option<PodConfig>,
+}
+
+/// A pod, or a change to one (in the timeline, only the fields given change).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodConfig {
+    /// The pod's name: the key of per-pod metric values.
+    pub name: Option<String>,
+    /// `status.phase`: `Pending`, `Running` (default), `Succeeded`, `Failed`, `Unknown`.
+    pub phase: Option<PodPhase>,
+    /// The `Ready` condition: `true` (default for Running pods), `false`, `Unknown`, or `none` (no
+    /// condition at all).
+    pub ready: Option<Readiness>,
+    /// The `Ready` condition's last transition. Default: `started` for a new pod, the change's time when a
+    /// timeline entry flips `ready`.
+    pub ready_since: Option<Offset>,
+    /// `status.startTime`, or `none` for a pod not started. Default: `-1h` for initial pods, the entry's
+    /// time for pods a timeline entry creates.
+    pub started: Option<StartTime>,
+    /// `metadata.deletionTimestamp` is set (the HPA ignores the pod).
+    pub deleting: Option<bool>,
+    /// Resource requests of the pod's single container `main`, e.g. `{cpu: 500m, memory: 1Gi}`.
+    pub requests: Option<BTreeMap<String, Quantity>>,
+    /// Containers with their requests, for ContainerResource metrics (instead of `requests`).
+    pub containers: Option<Vec<ContainerConfig>>,
+}
+
+/// One container of a pod.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// Container name.
+    pub name: String,
+    /// Resource requests, e.g. `{cpu: 250m}`.
+    #[serde(default)]
+    pub requests: BTreeMap<String, Quantity>,
+}
+
+/// How pods created by a scale-up behave. They are Pending from their creation, then Running (not ready),
+/// then Running and Ready.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPodsConfig {
+    /// Delay from creation to Running and Ready (`0`, the default, is at once: the next evaluation sees a
+    /// ready pod).
+    pub ready_after: Option<Offset>,
+    /// Delay from creation to Running (its `startTime`); default `ready_after`.
+    pub running_after: Option<Offset>,
+    /// Requests of the single container `main`. Default: those of the pod template, else of the first
+    /// initial pod.
+    pub requests: Option<BTreeMap<String, Quantity>>,
+    /// Containers with their requests (instead of `requests`).
+    pub containers: Option<Vec<ContainerConfig>>,
+}
+
+/// Changes at one time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineEntry {
+    /// When the changes apply.
+    pub at: Offset,
+    /// Metric values by key. The key is the metric's name in the policy: `cpu`/`memory` for
+    /// Resource and ContainerResource metrics, `metric.name` for Pods, Object and External metrics, a
+    /// KEDA trigger's `name` (or its index, `0`, `1`, …).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricValue>,
+    /// Pods to create or change (matched by name; only the given fields change).
+    #[serde(default)]
+    pub pods: Vec<PodConfig>,
+    /// Pods that disappear.
+    #[serde(default)]
+    pub deletes: Vec<String>,
+    /// Sets `scale.spec.replicas` by hand (as `kubectl scale` does); pods follow.
+    pub replicas: Option<i32>,
+}
+
+/// A metric's value from a timeline entry on. Numbers and Kubernetes quantities (`450m`, `2k`) are both
+/// accepted; values are in the metric's base unit (cores for `cpu`, bytes for `memory`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricValue {
+    /// `450m`: for a per-pod metric, every running pod's value; otherwise the metric's value.
+    Scalar(i64),
+    /// `[10, 20]`: the series of an External metric (the HPA sums them; `[]` is an error, as upstream).
+    Series(Vec<i64>),
+    /// `{web-0: 400m, web-1: 450m, "*": 300m}`: per-pod values; `*` gives every other running pod a
+    /// value; pods without one are missing, in the HPA's terms.
+    PerPod {
+        /// Values by pod name, milli-units.
+        values: BTreeMap<String, i64>,
+        /// The `*` value, milli-units.
+        default: Option<i64>,
+    },
+    /// `{total: 2700m}`: a per-pod metric's total load, shared evenly by the running, ready pods (as a
+    /// Service spreads requests); other pods report nothing.
+    Total(i64),
+    /// `error` or `"error: message"`: the metric source fails.
+    Error(String),
+}
+
+/// A signed duration in milliseconds, written `30s`, `-2m`, `1h30m`, `500ms`, or `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Offset(pub i64);
+
+/// A pod's start time: a scenario time, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTime {
+    /// Started at this scenario time (ms).
+    At(i64),
+    /// `status.startTime` unset.
+    Unset,
+}
+
+/// A `Ready` condition: its status, or `None` for no condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness(pub Option<ConditionStatus>);
+
+/// A quantity in milli-units, written as a number or a Kubernetes quantity string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity(pub i64);
+
+/// An RFC 3339 timestamp, ms since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub i64);
+
+// ---- The scenario, validated ----
+
+/// A validated scenario: absolute times in ms since the Unix epoch, durations in ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// The policy.
+    pub policy: Policy,
+    /// `<namespace>/<scaleTargetRef.name>`.
+    pub workload: String,
+    /// The prefix of generated pod names (`scaleTargetRef.name`).
+    pub pod_prefix: String,
+    /// Scheduled minimums.
+    pub schedules: Vec<Schedule>,
+    /// Evaluation period, ms.
+    pub sync_period_ms: i64,
+    /// Evaluate at timeline entries too.
+    pub evaluate_on_change: bool,
+    /// Wall-clock time of scenario time 0, ms since the epoch.
+    pub start_ms: i64,
+    /// Replicas at 0.
+    pub initial_replicas: i32,
+    /// Pods at 0 (absolute times).
+    pub initial_pods: Vec<PodInfo>,
+    /// How created pods behave.
+    pub new_pods: NewPods,
+    /// Changes, in time order (`at` is scenario time, ms).
+    pub timeline: Vec<Change>,
+    /// Last scenario time evaluated, ms.
+    pub end_ms: i64,
+}
+
+/// The policy replayed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Policy {
+    /// An HPA.
+    Hpa(HpaSpec),
+    /// A KEDA ScaledObject.
+    ScaledObject(ScaledObjectSpec),
+}
+
+/// How created pods behave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPods {
+    /// Creation to Running, ms.
+    pub running_after_ms: i64,
+    /// Creation to Ready, ms.
+    pub ready_after_ms: i64,
+    /// Their containers.
+    pub containers: Vec<ContainerRequests>,
+}
+
+/// One timeline entry, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Scenario time, ms.
+    pub at_ms: i64,
+    /// New metric values by key.
+    pub metrics: BTreeMap<String, MetricValue>,
+    /// Pod upserts.
+    pub pods: Vec<PodConfig>,
+    /// Pod deletions.
+    pub deletes: Vec<String>,
+    /// Manual replica count.
+    pub replicas: Option<i32>,
+}
+
+/// One evaluation of the replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// Scenario time, seconds.
+    pub time_s: f64,
+    /// `<namespace>/<name>` of the target.
+    pub workload: String,
+    /// Replicas before the step.
+    pub replicas_before: i32,
+    /// Replicas after the step.
+    pub replicas: i32,
+    /// What the metrics asked for, before stabilization, rate limits and min/max. When the metrics were
+    /// not consulted or could not be used, the decided count: the KEDA executor's, min or max when the
+    /// current count was outside them, the current count when every metric failed.
+    pub desired: i32,
+    /// The effective minimum (after schedules).
+    pub min_replicas: i32,
+    /// One line saying what happened and why.
+    pub reason: String,
+    /// Per metric of the policy: current value against target.
+    pub metrics: Vec<MetricReading>,
+    /// The engine's full decision.
+    pub decision: Decision,
+}
+
+/// One metric's reading in a step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricReading {
+    /// The scenario's key for the metric.
+    pub metric: String,
+    /// The current value (`90%` for utilization, else a decimal number: the per-pod average for per-pod
+    /// and AverageValue targets), when known.
+    pub current: Option<String>,
+    /// The target (`50%`, `10`, `0.5 per pod`).
+    pub target: String,
+    /// The replica count this metric proposed.
+    pub proposal: Option<i32>,
+    /// Why the metric could not be used.
+    pub error: Option<String>,
+}
+
+/// Why a scenario was rejected: every problem found, each with its place in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", display_problems(.problems))]
+pub struct ScenarioError {
+    /// The problems, in file order where known.
+    pub problems: Vec<Problem>,
+}
+
+/// One problem in a scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the scenario file (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// The field, e.g. `timeline[2].metrics.cpu` (empty for the document itself).
+    pub field: String,
+    /// What is wrong, with the offending input.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+fn display_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---- Scalar forms ----
+
+/// Parses a signed duration (`-1m30s`, `500ms`, `0`) into ms.
+pub fn parse_offset(text: &str) -> Result<i64, String> {
+    let err = || format!("{text:?} is not a duration (e.g. 30s, -2m, 1m30s, 500ms)");
+    let t = text.trim();
+    let (negative, mut rest) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(err());
+    }
+    let mut total: i64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(err)?;
+    }
+    Ok(if negative { -total } else { total })
+}
+
+/// Parses an RFC 3339 timestamp (`2026-01-05T08:55:00Z`, `2026-01-05T10:55:00.5+02:00`) into ms since
+/// the Unix epoch.
+pub fn parse_timestamp(text: &str) -> Result<i64, String> {
+    let err = || format!("{text:?} is not an RFC 3339 time (e.g. 2026-01-05T08:55:00Z)");
+    let t = text.trim();
+    let num = |s: &str| -> Result<i64, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        s.parse().map_err(|_| err())
+    };
+    let (date, time) = t.split_once(['T', 't', ' ']).ok_or_else(err)?;
+    let mut d = date.splitn(3, '-');
+    let (Some(y), Some(mo), Some(da)) = (d.next(), d.next(), d.next()) else {
+        return Err(err());
+    };
+    let (year, month, day) = (num(y)?, num(mo)?, num(da)?);
+    let (clock, offset_minutes) = if let Some(c) = time.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else {
+        let i = time.rfind(['+', '-']).ok_or_else(err)?;
+        let (c, off) = time.split_at(i);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off[1..].split_once(':').ok_or_else(err)?;
+        (c, sign * (num(oh)? * 60 + num(om)?))
+    };
+    let mut c = clock.splitn(3, ':');
+    let (Some(h), Some(mi), Some(s)) = (c.next(), c.next(), c.next()) else {
+        return Err(err());
+    };
+    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
+    let (hour, minute, second) = (num(h)?, num(mi)?, num(sec)?);
+    let millis = if frac.is_empty() {
+        0
+    } else {
+        let f = format!("{frac:0<3}");
+        num(&f[..3])?
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(err());
+    }
+    let days = days_from_civil(year, month, day);
+    Ok(((days * 24 + hour) * 60 + minute - offset_minutes) * 60_000 + second * 1000 + millis)
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+struct OffsetVisitor;
+
+impl Visitor<'_> for OffsetVisitor {
+    type Value = Offset;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as 30s, -2m, 1m30s, 500ms")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Offset, E> {
+        if v == 0 {
+            Ok(Offset(0))
+        } else {
+            Err(E::custom(format!(
+                "{v} has no unit: write a duration such as {v}s"
+            )))
+        }
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Offset, E> {
+        self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Offset, E> {
+        parse_offset(v).map(Offset).map_err(E::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for Offset {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OffsetVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for StartTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = StartTime;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as -2m, or none")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StartTime, E> {
+                OffsetVisitor.visit_i64(v).map(|o| StartTime::At(o.0))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StartTime, E> {
+                OffsetVisitor.visit_u64(v).map(|o| StartTime::At(o.0))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StartTime, E> {
+                if v.eq_ignore_ascii_case("none") {
+                    return Ok(StartTime::Unset);
+                }
+                OffsetVisitor.visit_str(v).map(|o| StartTime::At(o.0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Readiness {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Readiness;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false, Unknown or none")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Readiness, E> {
+                Ok(Readiness(Some(if v {
+                    ConditionStatus::True
+                } else {
+                    ConditionStatus::False
+                })))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Readiness, E> {
+                match v.to_ascii_lowercase().as_str() {
+                    "true" => self.visit_bool(true),
+                    "false" => self.visit_bool(false),
+                    "unknown" => Ok(Readiness(Some(ConditionStatus::Unknown))),
+                    "none" => Ok(Readiness(None)),
+                    _ => Err(E::custom(format!(
+                        "{v:?} is not a readiness (true, false, Unknown or none)"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn quantity_from_i64<E: de::Error>(v: i64) -> Result<i64, E> {
+    v.checked_mul(1000)
+        .ok_or_else(|| E::custom(format!("{v} is too large to hold in milli-units")))
+}
+
+fn quantity_from_f64<E: de::Error>(v: f64) -> Result<i64, E> {
+    milli_from_f64(v).ok_or_else(|| E::custom(format!("{v} is not a finite quantity")))
+}
+
+fn quantity_from_str<E: de::Error>(v: &str) -> Result<i64, E> {
+    parse_milli(v).map_err(|e: QuantityError| E::custom(e))
+}
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Quantity;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number or a Kubernetes quantity (e.g. 500m, 10, 2k, 1Gi)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Quantity, E> {
+                quantity_from_i64(v).map(Quantity)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Quantity, E> {
+                let v = i64::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is too large to hold in milli-units")))?;
+                self.visit_i64(v)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Quantity, E> {
+                quantity_from_f64(v).map(Quantity)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Quantity, E> {
+                quantity_from_str(v).map(Quantity)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // The check runs inside the visitor, so the parser places its error on this node.
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 time such as 2026-01-05T08:55:00Z")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                parse_timestamp(v).map(Timestamp).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MetricValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a quantity (450m), a list of quantities, a map of pod name to quantity, {total: <quantity>}, or error",
+                )
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MetricValue, E> {
+                Quantity::deserialize(de::value::I64Deserializer::<E>::new(v))
+                    .map(|q| MetricValue::Scalar(q.0))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MetricValue, E> {
+                Quantity::deserialize(de::value::U64Deserializer::<E>::new(v))
+                    .map(|q| MetricValue::Scalar(q.0))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<MetricValue, E> {
+                quantity_from_f64(v).map(MetricValue::Scalar)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MetricValue, E> {
+                let t = v.trim();
+                if t == "error" {
+                    return Ok(MetricValue::Error(
+                        "the metric source failed (scenario)".to_owned(),
+                    ));
+                }
+                if let Some(message) = t.strip_prefix("error:") {
+                    return Ok(MetricValue::Error(message.trim().to_owned()));
+                }
+                quantity_from_str(t).map(MetricValue::Scalar)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MetricValue, A::Error> {
+                let mut values = Vec::new();
+                while let Some(q) = seq.next_element::<Quantity>()? {
+                    values.push(q.0);
+                }
+                Ok(MetricValue::Series(values))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MetricValue, A::Error> {
+                let mut values = BTreeMap::new();
+                let mut default = None;
+                let mut total = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let q = map.next_value::<Quantity>()?.0;
+                    match key.as_str() {
+                        "total" => total = Some(q),
+                        "*" => default = Some(q),
+                        _ => {
+                            values.insert(key, q);
+                        }
+                    }
+                }
+                match total {
+                    Some(t) if values.is_empty() && default.is_none() => Ok(MetricValue::Total(t)),
+                    Some(_) => Err(de::Error::custom(
+                        "`total` shares a value among the pods: it cannot be mixed with per-pod values",
+                    )),
+                    None => Ok(MetricValue::PerPod { values, default }),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---- Locating fields in the text ----
+
+/// One step of a path into a YAML document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_owned())
+}
+
+fn render_path(path: &[Seg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// Parses `spec.metrics[0].resource.target` into segments.
+fn parse_path(text: &str) -> Vec<Seg> {
+    let mut out = Vec::new();
+    for part in text.split('.') {
+        let mut rest = part;
+        let name_end = rest.find('[').unwrap_or(rest.len());
+        if name_end > 0 {
+            out.push(key(&rest[..name_end]));
+        }
+        rest = &rest[name_end..];
+        while let Some(inner) = rest.strip_prefix('[') {
+            let Some(close) = inner.find(']') else {
+                break;
+            };
+            if let Ok(i) = inner[..close].parse() {
+                out.push(Seg::Index(i));
+            }
+            rest = &inner[close + 1..];
+        }
+    }
+    out
+}
+
+/// A position in a text: 1-based line and column (in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pos {
+    line: usize,
+    column: usize,
+}
+
+/// Where the node at `path` starts in `text`, or where its longest existing ancestor starts.
+///
+/// serde_yaml_ng exposes positions only on errors, so this walks the document with a visitor that
+/// fails on purpose at the node wanted; the error carries that node's position.
+fn locate(text: &str, path: &[Seg]) -> Option<Pos> {
+    (0..=path.len())
+        .rev()
+        .find_map(|n| locate_exact(text, &path[..n]))
+}
+
+fn locate_exact(text: &str, path: &[Seg]) -> Option<Pos> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    match (Walk { path }).deserialize(de) {
+        Ok(()) => None,
+        Err(e) => e.location().map(|l| Pos {
+            line: l.line(),
+            column: l.column(),
+        }),
+    }
+}
+
+struct Walk<'a> {
+    path: &'a [Seg],
+}
+
+/// Fails on any node: its error carries the node's position.
+struct Here;
+
+impl Visitor<'_> for Here {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("nothing (locating a field)")
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.path.is_empty() {
+            d.deserialize_any(Here)
+        } else {
+            d.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (first, rest) = match self.path.split_first() {
+            Some((Seg::Key(k), rest)) => (k, rest),
+            _ => {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(());
+            }
+        };
+        while let Some(k) = map.next_key::<String>()? {
+            if &k == first {
+                map.next_value_seed(Walk { path: rest })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        loop {
+            let found = match self.path.split_first() {
+                Some((Seg::Index(want), rest)) if *want == i => {
+                    seq.next_element_seed(Walk { path: rest })?
+                }
+                _ => seq.next_element::<IgnoredAny>()?.map(|_| ()),
+            };
+            if found.is_none() {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Collects problems, each located in the scenario text.
+struct Problems<'a> {
+    text: &'a str,
+    list: Vec<Problem>,
+}
+
+impl Problems<'_> {
+    fn push(&mut self, path: &[Seg], message: impl Into<String>) {
+        let pos = locate(self.text, path);
+        self.list.push(Problem {
+            line: pos.map_or(0, |p| p.line),
+            column: pos.map_or(0, |p| p.column),
+            field: render_path(path),
+            message: message.into(),
+        });
+    }
+
+    /// A manifest's problems, placed at their line in the scenario file when the manifest is a block
+    /// string, and always with the manifest's own line and column.
+    fn manifest(&mut self, path: &[Seg], manifest: &str, error: ManifestError) {
+        let scalar = locate(self.text, path);
+        let origin = scalar.and_then(|p| block_origin(self.text, p));
+        let mut place = |line: usize, column: usize, message: String| {
+            let (abs_line, abs_column) = match (origin, line) {
+                (Some((l, c)), 1..) => (l + line - 1, c + column.max(1) - 1),
+                _ => scalar.map_or((0, 0), |p| (p.line, p.column)),
+            };
+            let at = if line > 0 {
+                format!("manifest line {line}, column {column}: ")
+            } else {
+                String::new()
+            };
+            self.list.push(Problem {
+                line: abs_line,
+                column: abs_column,
+                field: render_path(path),
+                message: format!("{at}{message}"),
+            });
+        };
+        match error {
+            ManifestError::Yaml {
+                line,
+                column,
+                message,
+            } => place(line, column, message),
+            ManifestError::Invalid(messages) => {
+                for m in messages {
+                    let field = m.split(": ").next().unwrap_or("");
+                    let pos = locate(manifest, &parse_path(field));
+                    let (line, column) = pos.map_or((0, 0), |p| (p.line, p.column));
+                    place(line, column, m);
+                }
+            }
+        }
+    }
+}
+
+/// For a block scalar (`|` or `>`) starting at `pos`: the scenario line and column of its content's first
+/// line and column.
+fn block_origin(text: &str, pos: Pos) -> Option<(usize, usize)> {
+    // The parser's columns count characters (its byte index does not count bytes either), so find the
+    // indicator by line and column.
+    let mut lines = text.lines().skip(pos.line.checked_sub(1)?);
+    let indicator = lines.next()?.chars().nth(pos.column.checked_sub(1)?)?;
+    if !matches!(indicator, '|' | '>') {
+        return None;
+    }
+    // Manifest line 1 is the line after the indicator (blank leading lines belong to the content); its
+    // column 1 is the content's indentation, which the first non-blank line sets.
+    let indent = lines
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start_matches(' ').len())?;
+    Some((pos.line + 1, indent + 1))
+}
+
+fn serde_problem(e: &serde_yaml_ng::Error) -> Problem {
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let text = e.to_string();
+    let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
+    // serde_yaml_ng prefixes the path (`timeline[0].at: ...`) unless the error is at the top.
+    let (field, message) = match text.split_once(": ") {
+        Some((p, m))
+            if !p.is_empty()
+                && p.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_' | '-' | '*')
+                }) =>
+        {
+            (p.to_owned(), m.to_owned())
+        }
+        _ => (String::new(), text),
+    };
+    Problem {
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+// ---- Parsing and validation ----
+
+/// How the policy reads each metric key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetricShape {
+    /// Resource, ContainerResource, Pods.
+    PerPod,
+    /// Object.
+    Object,
+    /// External.
+    External,
+    /// A KEDA trigger.
+    Trigger,
+}
+
+/// The scenario key of each HPA metric, in spec order.
+fn hpa_metric_keys(spec: &HpaSpec) -> Vec<(String, MetricShape)> {
+    spec.metrics
+        .iter()
+        .map(|m| match &m.source {
+            MetricSource::Resource { name } | MetricSource::ContainerResource { name, .. } => {
+                (name.clone(), MetricShape::PerPod)
+            }
+            MetricSource::Pods { metric } => (metric.clone(), MetricShape::PerPod),
+            MetricSource::Object { metric, .. } => (metric.clone(), MetricShape::Object),
+            MetricSource::External { metric } => (metric.clone(), MetricShape::External),
+        })
+        .collect()
+}
+
+impl Policy {
+    /// The scenario keys the policy reads, with their shapes (KEDA triggers answer to their index too).
+    fn keys(&self) -> Vec<(String, MetricShape)> {
+        match self {
+            Policy::Hpa(spec) => hpa_metric_keys(spec),
+            Policy::ScaledObject(so) => so
+                .triggers
+                .iter()
+                .enumerate()
+                .flat_map(|(i, t)| {
+                    [
+                        (t.name.clone(), MetricShape::Trigger),
+                        (i.to_string(), MetricShape::Trigger),
+                    ]
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Where the manifest says the target is.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TargetDoc {
+    metadata: Option<TargetMeta>,
+    spec: Option<TargetSpec>,
+}
+
+#[derive(Deserialize)]
+struct TargetMeta {
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TargetSpec {
+    scale_target_ref: Option<TargetRef>,
+}
+
+#[derive(Deserialize)]
+struct TargetRef {
+    name: Option<String>,
+}
+
+/// The target's namespace and name, from `metadata.namespace` and `spec.scaleTargetRef.name`.
+fn target_of(manifest: &str) -> (String, Option<String>) {
+    let doc: Option<TargetDoc> = serde_yaml_ng::from_str(manifest).ok();
+    let namespace = doc
+        .as_ref()
+        .and_then(|d| d.metadata.as_ref())
+        .and_then(|m| m.namespace.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    let name = doc
+        .and_then(|d| d.spec)
+        .and_then(|s| s.scale_target_ref)
+        .and_then(|r| r.name);
+    (namespace, name)
+}
+
+fn containers_of(
+    requests: Option<&BTreeMap<String, Quantity>>,
+    containers: Option<&Vec<ContainerConfig>>,
+) -> Option<Vec<ContainerRequests>> {
+    let reqs = |m: &BTreeMap<String, Quantity>| m.iter().map(|(k, q)| (k.clone(), q.0)).collect();
+    match (containers, requests) {
+        (Some(cs), _) => Some(
+            cs.iter()
+                .map(|c| ContainerRequests {
+                    name: c.name.clone(),
+                    requests: reqs(&c.requests),
+                })
+                .collect(),
+        ),
+        (None, Some(r)) => Some(vec![ContainerRequests {
+            name: "main".to_owned(),
+            requests: reqs(r),
+        }]),
+        (None, None) => None,
+    }
+}
+
+/// Builds a pod from its configuration. `created` is the absolute time a pod without `started` started;
+/// `origin` is the absolute time of scenario time 0.
+fn build_pod(
+    name: &str,
+    cfg: &PodConfig,
+    origin: i64,
+    created: i64,
+    default_containers: &[ContainerRequests],
+) -> PodInfo {
+    let start_ms = match cfg.started {
+        Some(StartTime::At(o)) => Some(origin.saturating_add(o)),
+        Some(StartTime::Unset) => None,
+        None => Some(created),
+    };
+    let phase = cfg.phase.unwrap_or(PodPhase::Running);
+    let ready = match cfg.ready {
+        Some(r) => r.0,
+        None if phase == PodPhase::Running => Some(ConditionStatus::True),
+        None => Some(ConditionStatus::False),
+    };
+    PodInfo {
+        name: name.to_owned(),
+        phase,
+        ready,
+        ready_transition_ms: cfg
+            .ready_since
+            .map(|o| origin.saturating_add(o.0))
+            .or(start_ms)
+            .unwrap_or(created),
+        start_ms,
+        deleting: cfg.deleting.unwrap_or(false),
+        containers: containers_of(cfg.requests.as_ref(), cfg.containers.as_ref())
+            .unwrap_or_else(|| default_containers.to_vec()),
+    }
+}
+
+/// Applies a timeline change to an existing pod at absolute time `at`.
+fn patch_pod(pod: &mut PodInfo, cfg: &PodConfig, origin: i64, at: i64) {
+    if let Some(phase) = cfg.phase {
+        if phase == PodPhase::Running && pod.start_ms.is_none() {
+            pod.start_ms = Some(at);
+        }
+        pod.phase = phase;
+    }
+    if let Some(r) = cfg.ready {
+        if pod.ready != r.0 {
+            pod.ready_transition_ms = at;
+        }
+        pod.ready = r.0;
+    }
+    if let Some(o) = cfg.ready_since {
+        pod.ready_transition_ms = origin.saturating_add(o.0);
+    }
+    match cfg.started {
+        Some(StartTime::At(o)) => pod.start_ms = Some(origin.saturating_add(o)),
+        Some(StartTime::Unset) => pod.start_ms = None,
+        None => {}
+    }
+    if let Some(d) = cfg.deleting {
+        pod.deleting = d;
+    }
+    if let Some(c) = containers_of(cfg.requests.as_ref(), cfg.containers.as_ref()) {
+        pod.containers = c;
+    }
+}
+
+/// Parses and validates a scenario. Errors list every problem found, each with its line, column and field;
+/// a file that is not YAML of the scenario's shape yields the parser's first error.
+pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    let file: ScenarioFile = serde_yaml_ng::from_str(text).map_err(|e| ScenarioError {
+        problems: vec![serde_problem(&e)],
+    })?;
+    let mut p = Problems {
+        text,
+        list: Vec::new(),
+    };
+
+    // The policy.
+    let flags = file.controller.clone().unwrap_or_default();
+    let (policy, workload, pod_prefix) = match (&file.policy.hpa, &file.policy.scaled_object) {
+        (Some(m), None) => {
+            let path = [key("policy"), key("hpa")];
+            let (ns, name) = target_of(m);
+            match manifest::parse_hpa(m) {
+                Ok(mut spec) => {
+                    apply_flags(&mut spec.controller, &flags);
+                    (Some(Policy::Hpa(spec)), ns, name)
+                }
+                Err(e) => {
+                    p.manifest(&path, m, e);
+                    (None, ns, name)
+                }
+            }
+        }
+        (None, Some(m)) => {
+            let path = [key("policy"), key(scaled_object_key(text))];
+            let (ns, name) = target_of(m);
+            match manifest::parse_scaled_object(m) {
+                Ok(mut spec) => {
+                    apply_flags(&mut spec.controller, &flags);
+                    (Some(Policy::ScaledObject(spec)), ns, name)
+                }
+                Err(e) => {
+                    p.manifest(&path, m, e);
+                    (None, ns, name)
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            p.push(
+                &[key("policy")],
+                "give exactly one of hpa or scaledObject, not both",
+            );
+            (None, String::new(), None)
+        }
+        (None, None) => {
+            p.push(
+                &[key("policy")],
+                "give exactly one of hpa (an autoscaling/v2 HorizontalPodAutoscaler manifest) or scaledObject (a KEDA ScaledObject manifest)",
+            );
+            (None, String::new(), None)
+        }
+    };
+    let pod_prefix = match pod_prefix {
+        Some(n) => n,
+        None => {
+            if policy.is_some() {
+                let field = if matches!(policy, Some(Policy::Hpa(_))) {
+                    "hpa"
+                } else {
+                    scaled_object_key(text)
+                };
+                p.push(
+                    &[key("policy"), key(field)],
+                    "spec.scaleTargetRef.name: missing (the simulated target's name)",
+                );
+            }
+            "pod".to_owned()
+        }
+    };
+    let workload = format!("{workload}/{pod_prefix}");
+    if let Some(Policy::Hpa(spec)) = &policy
+        && spec.max_replicas > MAX_SIMULATED_REPLICAS
+    {
+        p.push(
+            &[key("policy"), key("hpa")],
+            format!(
+                "spec.maxReplicas: {} is more than the simulator holds ({MAX_SIMULATED_REPLICAS} pods)",
+                spec.max_replicas
+            ),
+        );
+    }
+    if let Some(Policy::ScaledObject(spec)) = &policy
+        && spec.max_replica_count > MAX_SIMULATED_REPLICAS
+    {
+        p.push(
+            &[key("policy"), key(scaled_object_key(text))],
+            format!(
+                "spec.maxReplicaCount: {} is more than the simulator holds ({MAX_SIMULATED_REPLICAS} pods)",
+                spec.max_replica_count
+            ),
+        );
+    }
+
+    // Schedules.
+    let mut schedules = Vec::new();
+    for (i, s) in file.schedules.iter().enumerate() {
+        match Schedule::parse(
+            &s.start,
+            &s.duration,
+            s.min_replicas,
+            s.time_zone.as_deref().unwrap_or("UTC"),
+        ) {
+            Ok(s) => schedules.push(s),
+            Err(e) => {
+                let field = match e {
+                    ScheduleError::Cron { .. } => "start",
+                    ScheduleError::Duration(_) => "duration",
+                    ScheduleError::TimeZone(_) => "time_zone",
+                    ScheduleError::MinReplicas(_) => "min_replicas",
+                };
+                p.push(
+                    &[key("schedules"), Seg::Index(i), key(field)],
+                    e.to_string(),
+                );
+            }
+        }
+    }
+
+    // Times.
+    let sync_period_ms = file.sync_period.map_or(15_000, |o| o.0);
+    if sync_period_ms <= 0 {
+        p.push(&[key("sync_period")], "must be greater than 0");
+    }
+    let end_ms = file.end.0;
+    if end_ms < 0 {
+        p.push(&[key("end")], "must not be negative");
+    }
+    if sync_period_ms > 0 && end_ms / sync_period_ms >= MAX_EVALUATIONS {
+        p.push(
+            &[key("end")],
+            format!(
+                "end / sync_period is {} evaluations, more than {MAX_EVALUATIONS}",
+                end_ms / sync_period_ms
+            ),
+        );
+    }
+    let start_ms = file.start.map_or(0, |t| t.0);
+
+    // New pods, and the initial state.
+    let np = &file.new_pods;
+    let ready_after_ms = np.ready_after.map_or(0, |o| o.0);
+    let running_after_ms = np.running_after.map_or(ready_after_ms, |o| o.0);
+    if ready_after_ms < 0 {
+        p.push(
+            &[key("new_pods"), key("ready_after")],
+            "must not be negative",
+        );
+    }
+    if running_after_ms < 0 || running_after_ms > ready_after_ms {
+        p.push(
+            &[key("new_pods"), key("running_after")],
+            "must be between 0 and ready_after",
+        );
+    }
+    if np.requests.is_some() && np.containers.is_some() {
+        p.push(
+            &[key("new_pods"), key("containers")],
+            "give requests or containers, not both",
+        );
+    }
+    let init = &file.initial;
+    let template = init.pod_template.clone().unwrap_or_default();
+    let new_containers = containers_of(np.requests.as_ref(), np.containers.as_ref())
+        .or_else(|| containers_of(template.requests.as_ref(), template.containers.as_ref()))
+        .or_else(|| {
+            init.pods.as_ref().and_then(|pods| {
+                pods.first()
+                    .and_then(|f| containers_of(f.requests.as_ref(), f.containers.as_ref()))
+            })
+        })
+        .unwrap_or_default();
+    let initial_replicas = match (init.replicas, &init.pods) {
+        (Some(r), _) => r,
+        (None, Some(pods)) => i32::try_from(pods.len()).unwrap_or(i32::MAX),
+        (None, None) => {
+            p.push(
+                &[key("initial"), key("replicas")],
+                "missing (or list the pods)",
+            );
+            0
+        }
+    };
+    if !(0..=MAX_SIMULATED_REPLICAS).contains(&initial_replicas) {
+        p.push(
+            &[key("initial"), key("replicas")],
+            format!("{initial_replicas} must be between 0 and {MAX_SIMULATED_REPLICAS}"),
+        );
+    }
+    let default_start = start_ms.saturating_add(DEFAULT_INITIAL_START_MS);
+    let mut initial_pods = Vec::new();
+    if init.pods.is_some() && init.pod_template.is_some() {
+        p.push(
+            &[key("initial"), key("pod_template")],
+            "give pods or pod_template, not both",
+        );
+    }
+    match (&init.pods, &init.pod_template) {
+        (Some(pods), _) => {
+            let mut names = BTreeSet::new();
+            for (i, pod) in pods.iter().enumerate() {
+                let path = [key("initial"), key("pods"), Seg::Index(i)];
+                check_pod(&mut p, &path, pod);
+                let Some(name) = &pod.name else {
+                    p.push(&path, "name: missing");
+                    continue;
+                };
+                if !names.insert(name.clone()) {
+                    p.push(
+                        &[&path[..], &[key("name")]].concat(),
+                        format!("pod {name:?} is listed twice"),
+                    );
+                }
+                initial_pods.push(build_pod(
+                    name,
+                    pod,
+                    start_ms,
+                    default_start,
+                    &new_containers,
+                ));
+            }
+        }
+        (None, template_cfg) => {
+            if let Some(t) = template_cfg {
+                let path = [key("initial"), key("pod_template")];
+                check_pod(&mut p, &path, t);
+                if t.name.is_some() {
+                    p.push(
+                        &[&path[..], &[key("name")]].concat(),
+                        "a template's pods are named <target>-<index>: remove name",
+                    );
+                }
+            }
+            for i in 0..initial_replicas.clamp(0, MAX_SIMULATED_REPLICAS) {
+                initial_pods.push(build_pod(
+                    &format!("{pod_prefix}-{i}"),
+                    &template,
+                    start_ms,
+                    default_start,
+                    &new_containers,
+                ));
+            }
+        }
+    }
+
+    // The timeline.
+    let keys: Vec<(String, MetricShape)> = policy.as_ref().map(Policy::keys).unwrap_or_default();
+    let mut timeline = Vec::new();
+    let mut last_at = i64::MIN;
+    for (i, entry) in file.timeline.iter().enumerate() {
+        let path = [key("timeline"), Seg::Index(i)];
+        let at = entry.at.0;
+        if at < 0 || at > end_ms {
+            p.push(
+                &[&path[..], &[key("at")]].concat(),
+                format!("{} is outside 0s..end", format_offset(at)),
+            );
+        }
+        if at < last_at {
+            p.push(
+                &[&path[..], &[key("at")]].concat(),
+                format!(
+                    "{} comes before the previous entry's {}: keep the timeline in time order",
+                    format_offset(at),
+                    format_offset(last_at)
+                ),
+            );
+        }
+        last_at = last_at.max(at);
+        for (k, value) in &entry.metrics {
+            let mpath = [&path[..], &[key("metrics"), key(k)]].concat();
+            let shapes: Vec<MetricShape> = keys
+                .iter()
+                .filter(|(name, _)| name == k)
+                .map(|(_, s)| *s)
+                .collect();
+            if shapes.is_empty() {
+                if policy.is_some() {
+                    let mut known: Vec<&str> = keys.iter().map(|(n, _)| n.as_str()).collect();
+                    known.dedup();
+                    p.push(
+                        &mpath,
+                        format!(
+                            "the policy has no metric {k:?} (its metrics: {})",
+                            known.join(", ")
+                        ),
+                    );
+                }
+                continue;
+            }
+            for shape in shapes {
+                let fits = matches!(
+                    (shape, value),
+                    (_, MetricValue::Scalar(_) | MetricValue::Error(_))
+                        | (
+                            MetricShape::PerPod,
+                            MetricValue::PerPod { .. } | MetricValue::Total(_)
+                        )
+                        | (MetricShape::External, MetricValue::Series(_))
+                );
+                if !fits {
+                    let want = match shape {
+                        MetricShape::PerPod => {
+                            "a per-pod metric takes a quantity, a map of pod name to quantity, {total: <quantity>} or error"
+                        }
+                        MetricShape::External => {
+                            "an External metric takes a quantity, a list of quantities or error"
+                        }
+                        MetricShape::Object | MetricShape::Trigger => {
+                            "this metric takes one quantity or error"
+                        }
+                    };
+                    p.push(&mpath, want);
+                }
+            }
+        }
+        for (j, pod) in entry.pods.iter().enumerate() {
+            let ppath = [&path[..], &[key("pods"), Seg::Index(j)]].concat();
+            check_pod(&mut p, &ppath, pod);
+            if pod.name.is_none() {
+                p.push(&ppath, "name: missing");
+            }
+        }
+        if let Some(r) = entry.replicas
+            && !(0..=MAX_SIMULATED_REPLICAS).contains(&r)
+        {
+            p.push(
+                &[&path[..], &[key("replicas")]].concat(),
+                format!("{r} must be between 0 and {MAX_SIMULATED_REPLICAS}"),
+            );
+        }
+        timeline.push(Change {
+            at_ms: at,
+            metrics: entry.metrics.clone(),
+            pods: entry.pods.clone(),
+            deletes: entry.deletes.clone(),
+            replicas: entry.replicas,
+        });
+    }
+
+    match policy {
+        Some(policy) if p.list.is_empty() => Ok(Scenario {
+            policy,
+            workload,
+            pod_prefix,
+            schedules,
+            sync_period_ms,
+            evaluate_on_change: file.evaluate_on_change,
+            start_ms,
+            initial_replicas,
+            initial_pods,
+            new_pods: NewPods {
+                running_after_ms,
+                ready_after_ms,
+                containers: new_containers,
+            },
+            timeline,
+            end_ms,
+        }),
+        _ => {
+            p.list.sort_by_key(|pr| (pr.line == 0, pr.line, pr.column));
+            Err(ScenarioError { problems: p.list })
+        }
+    }
+}
+
+/// How the file spells `policy.scaledObject` (`scaled_object` is accepted too), for locating it.
+fn scaled_object_key(text: &str) -> &'static str {
+    if locate_exact(text, &[key("policy"), key("scaled_object")]).is_some() {
+        "scaled_object"
+    } else {
+        "scaledObject"
+    }
+}
+
+fn check_pod(p: &mut Problems<'_>, path: &[Seg], pod: &PodConfig) {
+    if pod.requests.is_some() && pod.containers.is_some() {
+        p.push(
+            &[path, &[key("containers")]].concat(),
+            "give requests or containers, not both",
+        );
+    }
+}
+
+fn apply_flags(c: &mut hpa::ControllerConfig, flags: &ControllerFlags) {
+    if let Some(t) = flags.tolerance {
+        c.tolerance = t;
+    }
+    if let Some(o) = flags.cpu_initialization_period {
+        c.cpu_initialization_period_ms = o.0;
+    }
+    if let Some(o) = flags.initial_readiness_delay {
+        c.delay_of_initial_readiness_status_ms = o.0;
+    }
+    if let Some(o) = flags.downscale_stabilization {
+        c.downscale_stabilization_window_ms = o.0;
+    }
+}
+
+/// `90s` → `1m30s`, for messages and tables.
+pub fn format_offset(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    let sign = if ms < 0 { "-" } else { "" };
+    let mut rest = ms.unsigned_abs();
+    let mut s = String::from(sign);
+    for (unit, size) in [("h", 3_600_000u64), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+        if rest >= size {
+            s.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    s
+}
+
+// ---- Simulation ----
+
+/// A simulated pod: its state, and for pods the simulator created, when they become Running and Ready.
+#[derive(Debug, Clone)]
+struct SimPod {
+    info: PodInfo,
+    /// Creation time (absolute ms); orders scale-down victims.
+    created_ms: i64,
+    /// `(running_ms, ready_ms)`: absolute times of an automatic lifecycle, until a timeline change
+    /// overrides it.
+    lifecycle: Option<(i64, i64)>,
+}
+
+impl SimPod {
+    fn at(&self, now: i64) -> PodInfo {
+        let mut p = self.info.clone();
+        if let Some((running, ready)) = self.lifecycle {
+            if now < running {
+                p.phase = PodPhase::Pending;
+                p.ready = Some(ConditionStatus::False);
+                p.ready_transition_ms = self.created_ms;
+                p.start_ms = None;
+            } else if now < ready {
+                p.phase = PodPhase::Running;
+                p.ready = Some(ConditionStatus::False);
+                p.ready_transition_ms = running;
+                p.start_ms = Some(running);
+            } else {
+                p.phase = PodPhase::Running;
+                p.ready = Some(ConditionStatus::True);
+                p.ready_transition_ms = ready;
+                p.start_ms = Some(running);
+            }
+        }
+        p
+    }
+}
+
+fn is_active(p: &PodInfo) -> bool {
+    !p.deleting && !matches!(p.phase, PodPhase::Failed | PodPhase::Succeeded)
+}
+
+/// The world the replay evolves.
+struct World<'a> {
+    scenario: &'a Scenario,
+    replicas: i32,
+    pods: Vec<SimPod>,
+    metrics: BTreeMap<String, MetricValue>,
+    next_index: u64,
+}
+
+impl World<'_> {
+    fn pods_at(&self, now: i64) -> Vec<PodInfo> {
+        self.pods.iter().map(|p| p.at(now)).collect()
+    }
+
+    fn apply(&mut self, change: &Change) {
+        let origin = self.scenario.start_ms;
+        let at = origin.saturating_add(change.at_ms);
+        for (k, v) in &change.metrics {
+            self.metrics.insert(k.clone(), v.clone());
+        }
+        for cfg in &change.pods {
+            let Some(name) = &cfg.name else { continue };
+            match self.pods.iter_mut().find(|p| &p.info.name == name) {
+                Some(pod) => {
+                    pod.info = pod.at(at);
+                    pod.lifecycle = None;
+                    patch_pod(&mut pod.info, cfg, origin, at);
+                }
+                None => self.pods.push(SimPod {
+                    info: build_pod(name, cfg, origin, at, &self.scenario.new_pods.containers),
+                    created_ms: at,
+                    lifecycle: None,
+                }),
+            }
+        }
+        self.pods
+            .retain(|p| !change.deletes.iter().any(|d| d == &p.info.name));
+        if let Some(r) = change.replicas {
+            self.scale_to(r, at);
+        }
+    }
+
+    /// Sets the replica count and makes the pods follow, as a ReplicaSet would.
+    fn scale_to(&mut self, replicas: i32, now: i64) {
+        let replicas = replicas.clamp(0, MAX_SIMULATED_REPLICAS);
+        let delta = i64::from(replicas) - i64::from(self.replicas);
+        self.replicas = replicas;
+        if delta > 0 {
+            let np = &self.scenario.new_pods;
+            for _ in 0..delta {
+                let name = self.fresh_name();
+                self.pods.push(SimPod {
+                    info: PodInfo {
+                        name,
+                        phase: PodPhase::Pending,
+                        ready: Some(ConditionStatus::False),
+                        ready_transition_ms: now,
+                        start_ms: None,
+                        deleting: false,
+                        containers: np.containers.clone(),
+                    },
+                    created_ms: now,
+                    lifecycle: Some((
+                        now.saturating_add(np.running_after_ms),
+                        now.saturating_add(np.ready_after_ms),
+                    )),
+                });
+            }
+        } else if delta < 0 {
+            // The ReplicaSet controller's ranking: Pending before running, unready before ready,
+            // newer before older.
+            let mut victims: Vec<(u8, u8, i64, usize)> = self
+                .pods
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let info = p.at(now);
+                    is_active(&info).then(|| {
+                        (
+                            u8::from(info.phase != PodPhase::Pending),
+                            u8::from(info.ready == Some(ConditionStatus::True)),
+                            -p.created_ms,
+                            usize::MAX - i,
+                        )
+                    })
+                })
+                .collect();
+            victims.sort_unstable();
+            let remove: BTreeSet<usize> = victims
+                .iter()
+                .take(usize::try_from(-delta).unwrap_or(0))
+                .map(|v| usize::MAX - v.3)
+                .collect();
+            let mut i = 0;
+            self.pods.retain(|_| {
+                let keep = !remove.contains(&i);
+                i += 1;
+                keep
+            });
+        }
+    }
+
+    fn fresh_name(&mut self) -> String {
+        loop {
+            let name = format!("{}-{}", self.scenario.pod_prefix, self.next_index);
+            self.next_index += 1;
+            if !self.pods.iter().any(|p| p.info.name == name) {
+                return name;
+            }
+        }
+    }
+
+    /// The sample for a per-pod metric at `now`.
+    fn per_pod(&self, key: &str, pods: &[PodInfo], now: i64) -> MetricSample {
+        let sample = |milli: i64| PodMetric {
+            value: milli as f64 / 1000.0,
+            timestamp_ms: now,
+            window_ms: SAMPLE_WINDOW_MS,
+        };
+        let running = |p: &&PodInfo| p.phase == PodPhase::Running && !p.deleting;
+        match self.metrics.get(key) {
+            None => no_value(key),
+            Some(MetricValue::Error(e)) => MetricSample::Failed(e.clone()),
+            Some(MetricValue::Scalar(v)) => MetricSample::PerPod(
+                pods.iter()
+                    .filter(running)
+                    .map(|p| (p.name.clone(), sample(*v)))
+                    .collect(),
+            ),
+            Some(MetricValue::PerPod { values, default }) => {
+                let mut m: BTreeMap<String, PodMetric> = values
+                    .iter()
+                    .map(|(n, v)| (n.clone(), sample(*v)))
+                    .collect();
+                if let Some(d) = default {
+                    for p in pods.iter().filter(running) {
+                        m.entry(p.name.clone()).or_insert_with(|| sample(*d));
+                    }
+                }
+                MetricSample::PerPod(m)
+            }
+            Some(MetricValue::Total(total)) => {
+                let ready: Vec<&PodInfo> = pods
+                    .iter()
+                    .filter(running)
+                    .filter(|p| p.ready == Some(ConditionStatus::True))
+                    .collect();
+                let n = i64::try_from(ready.len()).unwrap_or(i64::MAX).max(1);
+                MetricSample::PerPod(
+                    ready
+                        .iter()
+                        .map(|p| (p.name.clone(), sample(total / n)))
+                        .collect(),
+                )
+            }
+            Some(MetricValue::Series(_)) => MetricSample::Failed(format!(
+                "metric {key:?}: a list of values is only for External metrics"
+            )),
+        }
+    }
+
+    fn single(&self, key: &str, external: bool) -> MetricSample {
+        match self.metrics.get(key) {
+            None => no_value(key),
+            Some(MetricValue::Error(e)) => MetricSample::Failed(e.clone()),
+            Some(MetricValue::Scalar(v)) if external => {
+                MetricSample::External(vec![*v as f64 / 1000.0])
+            }
+            Some(MetricValue::Scalar(v)) => MetricSample::Object(*v as f64 / 1000.0),
+            Some(MetricValue::Series(vs)) if external => {
+                MetricSample::External(vs.iter().map(|v| *v as f64 / 1000.0).collect())
+            }
+            Some(_) => MetricSample::Failed(format!(
+                "metric {key:?}: per-pod values given for a single-valued metric"
+            )),
+        }
+    }
+
+    fn trigger(&self, name: &str, index: usize) -> TriggerValue {
+        let value = self
+            .metrics
+            .get(name)
+            .or_else(|| self.metrics.get(&index.to_string()));
+        match value {
+            None => {
+                TriggerValue::Failed(format!("no value for trigger {name:?} in the scenario yet"))
+            }
+            Some(MetricValue::Error(e)) => TriggerValue::Failed(e.clone()),
+            Some(MetricValue::Scalar(v)) => TriggerValue::Value(*v as f64 / 1000.0),
+            Some(_) => TriggerValue::Failed(format!("trigger {name:?} takes one value")),
+        }
+    }
+}
+
+fn no_value(key: &str) -> MetricSample {
+    MetricSample::Failed(format!("no value for metric {key:?} in the scenario yet"))
+}
+
+/// The evaluation times (scenario ms): the sync period's ticks, plus timeline entries when asked.
+fn evaluation_times(s: &Scenario) -> Vec<i64> {
+    let mut times = BTreeSet::new();
+    let period = s.sync_period_ms.max(1);
+    let mut t = 0;
+    while t <= s.end_ms {
+        times.insert(t);
+        t += period;
+    }
+    if s.evaluate_on_change {
+        times.extend(
+            s.timeline
+                .iter()
+                .map(|c| c.at_ms)
+                .filter(|t| (0..=s.end_ms).contains(t)),
+        );
+    }
+    times.into_iter().collect()
+}
+
+/// Replays a scenario: one [`Step`] per evaluation, in time order.
+pub fn simulate(s: &Scenario) -> Vec<Step> {
+    let mut world = World {
+        scenario: s,
+        replicas: s.initial_replicas,
+        pods: s
+            .initial_pods
+            .iter()
+            .map(|p| SimPod {
+                info: p.clone(),
+                created_ms: p.start_ms.unwrap_or(s.start_ms),
+                lifecycle: None,
+            })
+            .collect(),
+        metrics: BTreeMap::new(),
+        next_index: u64::try_from(s.initial_pods.len()).unwrap_or(0),
+    };
+    let mut hpa_state = HpaState::default();
+    let mut keda_state = KedaState::default();
+    let mut next_change = 0;
+    let mut steps = Vec::new();
+    for t in evaluation_times(s) {
+        while let Some(c) = s.timeline.get(next_change).filter(|c| c.at_ms <= t) {
+            world.apply(c);
+            next_change += 1;
+        }
+        let now = s.start_ms.saturating_add(t);
+        let pods = world.pods_at(now);
+        let status_replicas =
+            i32::try_from(pods.iter().filter(|p| is_active(p)).count()).unwrap_or(i32::MAX);
+        let before = world.replicas;
+        let (decision, min_replicas, keys) = match &s.policy {
+            Policy::Hpa(spec) => {
+                let keys = hpa_metric_keys(spec);
+                let metrics = keys
+                    .iter()
+                    .map(|(k, shape)| match shape {
+                        MetricShape::PerPod => world.per_pod(k, &pods, now),
+                        MetricShape::Object => world.single(k, false),
+                        MetricShape::External | MetricShape::Trigger => world.single(k, true),
+                    })
+                    .collect();
+                let input = HpaInput {
+                    current_replicas: before,
+                    status_replicas,
+                    pods,
+                    metrics,
+                };
+                let min = Schedule::effective_min(&s.schedules, spec.min_replicas, now);
+                let d = hpa::evaluate_hpa_with_min(spec, &mut hpa_state, &input, now, min);
+                (d, min, keys.into_iter().map(|(k, _)| k).collect::<Vec<_>>())
+            }
+            Policy::ScaledObject(so) => {
+                let mut spec = so.clone();
+                spec.min_replica_count =
+                    Schedule::effective_min(&s.schedules, so.min_replica_count, now);
+                let input = KedaInput {
+                    current_replicas: before,
+                    status_replicas,
+                    pods,
+                    triggers: so
+                        .triggers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| world.trigger(&t.name, i))
+                        .collect(),
+                };
+                let d = keda::evaluate_scaled_object(&spec, &mut keda_state, &input, now);
+                let keys = if so.scaling_modifiers.is_some() {
+                    vec![keda::COMPOSITE_METRIC_NAME.to_owned()]
+                } else {
+                    so.triggers.iter().map(|t| t.name.clone()).collect()
+                };
+                (d, spec.min_replica_count, keys)
+            }
+        };
+        let after = decision.desired_replicas;
+        if after != before {
+            world.scale_to(after, now);
+        }
+        steps.push(Step {
+            time_s: t as f64 / 1000.0,
+            workload: s.workload.clone(),
+            replicas_before: before,
+            replicas: world.replicas,
+            desired: decision.recommendation.unwrap_or(decision.desired_replicas),
+            min_replicas,
+            reason: decision.reason.clone(),
+            metrics: readings(&decision, &keys),
+            decision,
+        });
+    }
+    steps
+}
+
+fn readings(d: &Decision, keys: &[String]) -> Vec<MetricReading> {
+    d.metrics
+        .iter()
+        .zip(keys)
+        .map(|(m, k)| MetricReading {
+            metric: k.clone(),
+            current: match (m.current_utilization, m.current_milli) {
+                (Some(u), _) => Some(format!("{u}%")),
+                (None, Some(v)) => Some(decimal(v)),
+                (None, None) => None,
+            },
+            target: match m.target {
+                MetricTarget::Utilization(u) => format!("{u}%"),
+                MetricTarget::AverageValue(v) => format!("{} per pod", decimal(v)),
+                MetricTarget::Value(v) => decimal(v),
+            },
+            proposal: m.proposal,
+            error: m.error.clone(),
+        })
+        .collect()
+}
+
+/// Milli-units as a plain decimal: `12500` → `12.5`, `900` → `0.9`.
+fn decimal(milli: i64) -> String {
+    let text = format!("{}.{:03}", milli / 1000, (milli % 1000).unsigned_abs());
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if milli < 0 && milli > -1000 {
+        format!("-{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+impl fmt::Display for MetricReading {
+    /// `cpu 90%/50%→6`, `queue 120/10 per pod→12`, or `queue error`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.current, &self.error) {
+            (_, Some(_)) => write!(f, "{} error", self.metric),
+            (Some(c), None) => {
+                write!(f, "{} {c}/{}", self.metric, self.target)?;
+                if let Some(p) = self.proposal {
+                    write!(f, "→{p}")?;
+                }
+                Ok(())
+            }
+            (None, None) => write!(f, "{} -/{}", self.metric, self.target),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets() {
+        for (text, ms) in [
+            ("0", 0),
+            ("30s", 30_000),
+            ("-2m", -120_000),
+            ("1m30s", 90_000),
+            ("500ms", 500),
+            ("+1h", 3_600_000),
+        ] {
+            assert_eq!(parse_offset(text), Ok(ms), "{text}");
+        }
+        for bad in ["", "-", "1x", "s", "1.5s"] {
+            assert!(parse_offset(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format_offset(90_500), "1m30s500ms");
+        assert_eq!(format_offset(-60_000), "-1m");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(
+            parse_timestamp("2024-03-04T00:00:00Z"),
+            Ok(19_786 * 86_400_000)
+        );
+        assert_eq!(
+            parse_timestamp("2024-03-04T02:00:00.5+02:00"),
+            Ok(19_786 * 86_400_000 + 500)
+        );
+        assert!(parse_timestamp("2024-13-04T00:00:00Z").is_err());
+        assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            parse_path("spec.metrics[0].resource"),
+            vec![key("spec"), key("metrics"), Seg::Index(0), key("resource")]
+        );
+        assert_eq!(render_path(&parse_path("a[1][2].b")), "a[1][2].b");
+    }
+
+    #[test]
+    fn locate_finds_nodes_and_falls_back_to_ancestors() {
+        let text = "a:\n  b: [1, {c: 2}]\n  d: |\n    x: 1\n";
+        let at = |path: &[Seg]| locate(text, path).map(|p| (p.line, p.column));
+        assert_eq!(at(&[key("a"), key("b")]), Some((2, 6)));
+        assert_eq!(
+            at(&[key("a"), key("b"), Seg::Index(1), key("c")]),
+            Some((2, 14))
+        );
+        assert_eq!(at(&[key("a"), key("zz")]), Some((2, 3)));
+        let d = locate(text, &[key("a"), key("d")]).unwrap();
+        assert_eq!((d.line, d.column), (3, 6));
+        assert_eq!(block_origin(text, d), Some((4, 5)));
+    }
+}

@@ -247,14 +247,14 @@ fn indent(s: &str, n: usize) -> String {
     s.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or(0)
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(pub Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -308,7 +308,7 @@ async fn measure(
 }
 
 /// User + system CPU seconds of `pid` (fields 14 and 15 of /proc/PID/stat, in clock ticks).
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may contain spaces: fields start after the closing parenthesis.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -323,7 +323,7 @@ fn clock_ticks() -> f64 {
     100.0
 }
 
-fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb = |key: &str| {
         status

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod agent_cmd;
 mod aggregator_cmd;
 mod bench;
+mod bench_latency;
 mod explain;
 mod process;
 mod run;
@@ -76,15 +77,28 @@ enum Command {
     },
     /// Validate a config file; errors name file, line, column and field.
     CheckConfig { file: PathBuf },
-    /// Benchmarks: `surge bench agent` (the agent beside Prometheus agent mode and vmagent).
+    /// Benchmarks: with no subcommand, scrape → decision latency (`surge bench latency`);
+    /// `surge bench agent` measures the agent beside Prometheus agent mode and vmagent.
     Bench {
         #[command(subcommand)]
-        what: BenchCommand,
+        what: Option<BenchCommand>,
     },
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// N targets × M series, agent and aggregator as processes, load steps: scrape → decision and
+    /// load step → decision percentiles, CPU and RSS.
+    Latency {
+        #[arg(long, default_value_t = 500)]
+        targets: usize,
+        #[arg(long, default_value_t = 200)]
+        series: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// N targets × M series at 1 s through the agent; CPU and RSS beside Prometheus (agent mode) and vmagent.
     Agent {
         #[arg(long, default_value_t = 200)]
@@ -134,16 +148,36 @@ fn main() -> ExitCode {
         Command::Run { config, no_view } => run::main(config.as_deref(), no_view),
         Command::Aggregator { config } => aggregator_cmd::main(&config),
         Command::Simulate { scenario, output } => simulate::main(&scenario, output),
+        Command::Bench { what: None } => bench_latency::main(bench_latency::LatencyBenchArgs {
+            targets: 500,
+            series: 200,
+            steps: 10,
+            json: false,
+        }),
         Command::Bench {
             what:
-                BenchCommand::Agent {
+                Some(BenchCommand::Latency {
+                    targets,
+                    series,
+                    steps,
+                    output,
+                }),
+        } => bench_latency::main(bench_latency::LatencyBenchArgs {
+            targets,
+            series,
+            steps,
+            json: matches!(output, Output::Json),
+        }),
+        Command::Bench {
+            what:
+                Some(BenchCommand::Agent {
                     targets,
                     series,
                     seconds,
                     warmup_seconds,
                     no_peers,
                     output,
-                },
+                }),
         } => bench::main(bench::AgentBenchArgs {
             targets,
             series,

@@ -127,7 +127,7 @@ pub fn main(config: Option<&Path>, no_view: bool) -> ExitCode {
                 };
                 if view {
                     frame.draw();
-                } else if frame.uptime.as_secs() % 10 == 0 {
+                } else if frame.uptime.as_secs().is_multiple_of(10) {
                     tracing::info!("{}", frame.one_line());
                 }
             }

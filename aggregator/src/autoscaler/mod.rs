@@ -41,7 +41,7 @@ use crate::promql::{self, Value};
 use crate::{AggregatorState, IngestObserver, SeriesId, now_ms};
 
 /// Decisions kept per policy for `/api/v1/decisions` and `surge explain`.
-const KEPT_DECISIONS: usize = 64;
+const KEPT_DECISIONS: usize = 256;
 
 /// What the value of one input was when the engine read it.
 #[derive(Debug, Clone, Serialize)]

@@ -285,7 +285,7 @@ impl Autoscaler {
             })
             .flat_map(|s| s.state.lock().decisions.iter().cloned().collect::<Vec<_>>())
             .collect();
-        all.sort_by(|a, b| b.decided_at_ms.cmp(&a.decided_at_ms));
+        all.sort_by_key(|d| std::cmp::Reverse(d.decided_at_ms));
         all.truncate(limit);
         all
     }
@@ -542,11 +542,8 @@ fn read_input(
         Ok(Value::Vector(v)) if input.per_pod => {
             let mut m = BTreeMap::new();
             for s in &v {
-                match s.metric.get("pod") {
-                    Some(pod) => {
-                        *m.entry(pod.to_owned()).or_insert(0.0) += s.value;
-                    }
-                    None => {}
+                if let Some(pod) = s.metric.get("pod") {
+                    *m.entry(pod.to_owned()).or_insert(0.0) += s.value;
                 }
             }
             if m.is_empty() {

@@ -6,8 +6,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use surge_engine::{
-    ControllerConfig, HpaInput, HpaSpec, HpaState, MetricSample, MetricSource, MetricSpec, MetricTarget, PodInfo,
-    PodMetric, evaluate_hpa,
+    ControllerConfig, HpaInput, HpaSpec, HpaState, MetricSample, MetricSource, MetricSpec,
+    MetricTarget, PodInfo, PodMetric, evaluate_hpa,
 };
 
 const NOW: i64 = 1_800_000_000_000;
@@ -80,12 +80,21 @@ fn bench(c: &mut Criterion) {
     };
     g.bench_function("hpa_cpu_utilization_1000_pods", |b| {
         let mut state = HpaState::default();
-        b.iter(|| black_box(evaluate_hpa(&cpu_spec, &mut state, black_box(&cpu_input), NOW)))
+        b.iter(|| {
+            black_box(evaluate_hpa(
+                &cpu_spec,
+                &mut state,
+                black_box(&cpu_input),
+                NOW,
+            ))
+        })
     });
 
     let ext_spec = HpaSpec {
         metrics: vec![MetricSpec {
-            source: MetricSource::External { metric: "queue".into() },
+            source: MetricSource::External {
+                metric: "queue".into(),
+            },
             target: MetricTarget::AverageValue(50_000),
         }],
         ..spec.clone()
@@ -96,7 +105,14 @@ fn bench(c: &mut Criterion) {
     };
     g.bench_function("hpa_external_1000_pods", |b| {
         let mut state = HpaState::default();
-        b.iter(|| black_box(evaluate_hpa(&ext_spec, &mut state, black_box(&ext_input), NOW)))
+        b.iter(|| {
+            black_box(evaluate_hpa(
+                &ext_spec,
+                &mut state,
+                black_box(&ext_input),
+                NOW,
+            ))
+        })
     });
     g.finish();
 }

@@ -318,7 +318,15 @@ impl Autoscaler {
         }
     }
 
-    /// Evaluates one policy now (also used by tests and `surge simulate`-style tools).
+    /// Evaluates every policy once at `now` (benchmarks and tools; the loop in [`Autoscaler::run`] is what
+    /// serves traffic).
+    pub fn evaluate_all(&self, now: i64) {
+        for slot in &self.slots {
+            self.evaluate(slot, "fallback", now);
+        }
+    }
+
+    /// Evaluates one policy now.
     fn evaluate(&self, slot: &PolicySlot, trigger: &'static str, now: i64) {
         let started = std::time::Instant::now();
         let was_dirty = slot.dirty.swap(false, Ordering::AcqRel);

@@ -51,19 +51,23 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use agent::{
-    AgentConfig, FileSdConfig, Scheme, ScrapeConfig, TargetGroupConfig, TierConfig, TiersConfig,
+    AgentConfig, FileSdConfig, KUBERNETES_SD_TARGET_LABELS, KubernetesRole, KubernetesSdConfig,
+    Scheme, ScrapeConfig, TargetGroupConfig, TierConfig, TiersConfig,
 };
-pub use aggregator::{AggregatorConfig, CacheConfig, QueryConfig};
+pub use aggregator::{
+    AggregatorConfig, CacheConfig, CustomMetricConfig, ExternalMetricConfig, ForwardTlsConfig,
+    KubernetesApiConfig, KubernetesApiTlsConfig, QueryConfig, RequestHeaderConfig,
+};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Position};
 pub use file_sd::{expand_file_sd_globs, load_file_sd, parse_file_sd};
 pub use path::{FieldPath, PathSegment};
+pub use policy::{ActuationMode, PolicyConfig};
 pub use relabel::{
     DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, RelabelAction, RelabelConfig,
     RelabelProblem, RelabelRegex,
 };
-pub use policy::{ActuationMode, PolicyConfig};
 pub use remote_write::{QueueConfig, RemoteWriteConfig};
 pub use size::{SizeError, format_size, parse_size};
 
@@ -100,7 +104,9 @@ impl PartialEq for Locator {
 }
 
 impl Locator {
-    pub(crate) fn new(f: impl Fn(FieldPath, String) -> ConfigError + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(
+        f: impl Fn(FieldPath, String) -> ConfigError + Send + Sync + 'static,
+    ) -> Self {
         Locator(Some(std::sync::Arc::new(f)))
     }
 }

@@ -6,16 +6,16 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::policy::PolicyConfig;
-use crate::{Config, Locator};
 use crate::agent::{AgentConfig, ScrapeConfig};
 use crate::aggregator::AggregatorConfig;
 use crate::env::Env;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors};
 use crate::path::{FieldPath, PathSegment};
+use crate::policy::PolicyConfig;
 use crate::remote_write::RemoteWriteConfig;
 use crate::source::{PositionIndex, Source};
 use crate::validate::{self, Problem};
+use crate::{Config, Locator};
 
 /// The keys allowed at the top level; only read to report unknown ones.
 #[derive(Deserialize)]
@@ -299,7 +299,8 @@ pub(crate) fn load_str(text: &str, origin: &str, env: &dyn Env) -> Result<Config
         doc.read_list::<RemoteWriteConfig>(aggregator_rw, &at.key("remote_write"), &mut errors);
 
     let policies_value = take(&mut value, "policies");
-    let policies = doc.read_list::<PolicyConfig>(policies_value, &root.key("policies"), &mut errors);
+    let policies =
+        doc.read_list::<PolicyConfig>(policies_value, &root.key("policies"), &mut errors);
 
     // Validation needs every item: with reading errors, an item is missing and indexes would shift.
     if !errors.is_empty() {

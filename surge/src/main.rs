@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod agent_cmd;
 mod aggregator_cmd;
 mod bench;
+mod bench_ingest;
 mod bench_latency;
 mod explain;
 mod process;
@@ -87,6 +88,19 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Remote-write ingest over HTTP and instant-query latency: the aggregator beside VictoriaMetrics.
+    Ingest {
+        #[arg(long, default_value_t = 10_000)]
+        series: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// N targets × M series, agent and aggregator as processes, load steps: scrape → decision and
     /// load step → decision percentiles, CPU and RSS.
     Latency {
@@ -153,6 +167,22 @@ fn main() -> ExitCode {
             series: 200,
             steps: 10,
             json: false,
+        }),
+        Command::Bench {
+            what:
+                Some(BenchCommand::Ingest {
+                    series,
+                    seconds,
+                    connections,
+                    queries,
+                    output,
+                }),
+        } => bench_ingest::main(bench_ingest::IngestBenchArgs {
+            series,
+            seconds,
+            connections,
+            queries,
+            json: matches!(output, Output::Json),
         }),
         Command::Bench {
             what:

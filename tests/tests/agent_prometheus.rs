@@ -118,6 +118,32 @@ agent:
     assert_eq!(single_value(&build), Some(1.0));
     assert_eq!(build[0]["metric"]["job"], "node");
 
+    // The agent's own metrics count what it did.
+    let own = surge_tests::client()
+        .get(format!("http://{}/metrics", agent.local_addr.unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "surge_scrapes_total{job=\"node\"}",
+        "surge_scrape_duration_seconds_bucket{",
+        "surge_remote_write_samples_sent_total{destination=",
+        "surge_remote_write_queue_samples{destination=",
+        "surge_targets{job=\"node\",health=\"up\"} 1",
+    ] {
+        assert!(own.contains(needle), "agent /metrics lacks {needle}:\n{own}");
+    }
+    let sent: f64 = own
+        .lines()
+        .find(|l| l.starts_with("surge_remote_write_samples_sent_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(sent >= 3.0 * scraped, "sent {sent} samples for 3+ scrapes of {scraped}");
+
     // Shutdown writes staleness markers: the series end at once instead of lingering for 5 minutes.
     agent.shutdown().await;
     let after = unix_now() + 0.5;

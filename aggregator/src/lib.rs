@@ -20,6 +20,7 @@ pub mod block;
 pub mod cache;
 pub mod error;
 pub mod ingest;
+pub mod k8s_api;
 pub mod metrics;
 pub mod onward;
 pub mod options;

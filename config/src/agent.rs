@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use surge_model::Tier;
+use surge_model::{Tier, is_valid_label_name};
 
+use crate::path::FieldPath;
 use crate::relabel::RelabelConfig;
 use crate::remote_write::RemoteWriteConfig;
 use crate::{duration, fields, size};
@@ -192,6 +193,9 @@ pub struct ScrapeConfig {
     pub static_configs: Vec<TargetGroupConfig>,
     /// Targets read from JSON or YAML files, re-read when they change.
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Targets discovered through the Kubernetes API: the annotated pods of the agent's own node,
+    /// followed by watch (a created pod is scraped within about a second). See [`KubernetesSdConfig`].
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     /// Rules applied to each target's labels before it is scraped; they can drop targets.
     pub relabel_configs: Vec<RelabelConfig>,
     /// Rules applied to each scraped series; they can drop series.
@@ -217,6 +221,7 @@ impl Default for ScrapeConfig {
             body_size_limit: 64 << 20,
             static_configs: Vec::new(),
             file_sd_configs: Vec::new(),
+            kubernetes_sd_configs: Vec::new(),
             relabel_configs: Vec::new(),
             metric_relabel_configs: Vec::new(),
         }
@@ -296,5 +301,294 @@ impl Default for FileSdConfig {
             files: Vec::new(),
             refresh_interval: Duration::from_secs(300),
         }
+    }
+}
+
+/// Pods discovered through the Kubernetes API, as the agent's DaemonSet sees them: only the pods bound to
+/// `node_name`, watched (not polled), so pod churn reaches the scrape loops within about a second.
+///
+/// A pod is a target when it is annotated `prometheus.io/scrape: "true"`, is `Running`, is not being
+/// deleted, has a pod IP, and names its port: the annotation `prometheus.io/port`, else its first
+/// container port named `metrics` or `http-metrics`. Its address is `<pod IP>:<port>`. Other annotations:
+/// `prometheus.io/path` sets `__metrics_path__` (else the job's `metrics_path`), `prometheus.io/scheme`
+/// sets `__scheme__` (`http` or `https`), and `surge.dev/tier` (`critical` or `standard`, the default)
+/// sets `__meta_surge_tier`.
+///
+/// Target labels: `namespace`, `pod`, `node`, `container` (when a named container port is used), and
+/// the pod labels listed in `attach_labels`. Meta labels for `relabel_configs`, as Prometheus names them:
+/// `__meta_kubernetes_namespace`, `__meta_kubernetes_pod_name`, `__meta_kubernetes_pod_ip`,
+/// `__meta_kubernetes_pod_node_name`, `__meta_kubernetes_pod_ready`, `__meta_kubernetes_pod_phase`,
+/// `__meta_kubernetes_pod_uid`, `__meta_kubernetes_pod_host_ip`,
+/// `__meta_kubernetes_pod_controller_kind`/`_name`, `__meta_kubernetes_pod_label_<name>` and
+/// `__meta_kubernetes_pod_annotation_<name>` (with `..._labelpresent_<name>` and
+/// `..._annotationpresent_<name>` set to `true`), and `__meta_surge_tier`. Names are sanitized: every
+/// character outside `[a-zA-Z0-9_]` becomes `_`.
+///
+/// The tier is a property of the job, so a config that scrapes both tiers has two jobs with the same
+/// discovery, each keeping its tier: `relabel_configs: [{source_labels: [__meta_surge_tier], regex:
+/// critical, action: keep}]` (see `examples/kubernetes-agent.yaml`). Jobs with equal
+/// `kubernetes_sd_configs` entries share one watch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesSdConfig {
+    /// What is discovered. Only `pod` (the default): the pods of `node_name`.
+    pub role: KubernetesRole,
+    /// The node whose pods are discovered (field selector `spec.nodeName`); in the DaemonSet,
+    /// `${NODE_NAME}` set from the downward API (`fieldRef: spec.nodeName`). Required.
+    pub node_name: String,
+    /// Namespaces to watch; empty (the default) watches all of them.
+    pub namespaces: Vec<String>,
+    /// Pod labels copied onto the targets, e.g. `[app, app.kubernetes.io/name]`; the target label's name
+    /// is the pod label's with every character outside `[a-zA-Z0-9_]` replaced by `_`
+    /// (`app_kubernetes_io_name`). A pod without the label gets no such target label.
+    pub attach_labels: Vec<String>,
+    /// A kubeconfig file to reach the API server with. Default: the in-cluster service account, else
+    /// the file named by `$KUBECONFIG`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+}
+
+impl Default for KubernetesSdConfig {
+    fn default() -> Self {
+        KubernetesSdConfig {
+            role: KubernetesRole::Pod,
+            node_name: String::new(),
+            namespaces: Vec::new(),
+            attach_labels: Vec::new(),
+            kubeconfig: None,
+        }
+    }
+}
+
+/// The kind of object `kubernetes_sd_configs` turns into targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesRole {
+    /// The pods of one node.
+    #[default]
+    Pod,
+}
+
+/// Target labels set by Kubernetes pod discovery itself; `attach_labels` may not map onto them.
+pub const KUBERNETES_SD_TARGET_LABELS: [&str; 6] =
+    ["namespace", "pod", "node", "container", "job", "instance"];
+
+impl KubernetesSdConfig {
+    /// Each `attach_labels` entry with the target label it becomes, in order.
+    pub fn attached_labels(&self) -> Vec<(String, String)> {
+        self.attach_labels
+            .iter()
+            .map(|l| (l.clone(), sanitize_label_name(l)))
+            .collect()
+    }
+
+    /// Problems with this entry, each with its field relative to the entry.
+    pub(crate) fn problems(&self) -> Vec<(FieldPath, String)> {
+        let mut out = Vec::new();
+        let f = |name: &str| FieldPath::root().key(name);
+        if self.node_name.is_empty() {
+            out.push((
+                FieldPath::root(),
+                "node_name is required (in the DaemonSet, ${NODE_NAME} from fieldRef spec.nodeName)"
+                    .to_owned(),
+            ));
+        } else if !is_dns_subdomain(&self.node_name) {
+            out.push((
+                f("node_name"),
+                format!("{:?} is not a node name", self.node_name),
+            ));
+        }
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            if !is_dns_label(ns) {
+                out.push((
+                    f("namespaces").index(i),
+                    format!("{ns:?} is not a namespace name (lowercase letters, digits and -)"),
+                ));
+            }
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (i, (pod_label, target)) in self.attached_labels().into_iter().enumerate() {
+            let at = f("attach_labels").index(i);
+            if pod_label.is_empty() {
+                out.push((at, "a label name cannot be empty".to_owned()));
+            } else if target.starts_with("__") || !is_valid_label_name(&target) {
+                out.push((
+                    at,
+                    format!("{pod_label:?} would become target label {target:?}, which is not a usable label name"),
+                ));
+            } else if KUBERNETES_SD_TARGET_LABELS.contains(&target.as_str()) {
+                out.push((
+                    at,
+                    format!("{pod_label:?} would become target label {target:?}, which discovery sets itself"),
+                ));
+            } else if seen.contains(&target) {
+                out.push((
+                    at,
+                    format!("{pod_label:?} would become target label {target:?}, as an earlier entry does"),
+                ));
+            }
+            seen.push(target);
+        }
+        if self.kubeconfig.as_deref() == Some("") {
+            out.push((
+                f("kubeconfig"),
+                "an empty path (omit kubeconfig to use the in-cluster service account)".to_owned(),
+            ));
+        }
+        out
+    }
+}
+
+/// Replaces every character outside `[a-zA-Z0-9_]` with `_`, as Prometheus does for Kubernetes label and
+/// annotation names.
+fn sanitize_label_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A DNS-1123 subdomain: what node names are.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// A DNS-1123 label: what namespace names are.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, MapEnv, load_str};
+
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, crate::ConfigErrors> {
+        load_str(text, "surge.yaml", &MapEnv::new().with("NODE_NAME", "n1"))
+    }
+
+    #[test]
+    fn kubernetes_sd_loads_with_defaults_and_substitution() {
+        let c = load(
+            r#"
+agent:
+  scrape_configs:
+    - job_name: pods
+      kubernetes_sd_configs:
+        - node_name: ${NODE_NAME}
+        - role: pod
+          node_name: ip-10-0-0-1.ec2.internal
+          namespaces: [default, shop]
+          attach_labels: [app, app.kubernetes.io/name]
+          kubeconfig: /etc/surge/kubeconfig
+"#,
+        )
+        .unwrap();
+        let k = &c.agent.scrape_configs[0].kubernetes_sd_configs;
+        assert_eq!(
+            k[0],
+            KubernetesSdConfig {
+                node_name: "n1".into(),
+                ..KubernetesSdConfig::default()
+            }
+        );
+        assert_eq!(k[1].role, KubernetesRole::Pod);
+        assert_eq!(k[1].namespaces, ["default", "shop"]);
+        assert_eq!(k[1].kubeconfig.as_deref(), Some("/etc/surge/kubeconfig"));
+        assert_eq!(
+            k[1].attached_labels(),
+            [
+                ("app".to_owned(), "app".to_owned()),
+                (
+                    "app.kubernetes.io/name".to_owned(),
+                    "app_kubernetes_io_name".to_owned()
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn kubernetes_sd_problems_are_all_reported() {
+        let e = load(
+            r#"
+agent:
+  scrape_configs:
+    - job_name: pods
+      kubernetes_sd_configs:
+        - namespaces: [default]
+        - node_name: N1
+          namespaces: ["Shop", ""]
+          attach_labels: [app, "app", pod, "1x", "a.b", "a/b", ""]
+          kubeconfig: ""
+"#,
+        )
+        .unwrap_err()
+        .to_lines();
+        let s = "surge.yaml";
+        assert_eq!(
+            e,
+            [
+                format!(
+                    "{s}:6:11: agent.scrape_configs[0].kubernetes_sd_configs[0]: node_name is required (in the DaemonSet, ${{NODE_NAME}} from fieldRef spec.nodeName)"
+                ),
+                format!(
+                    r#"{s}:7:22: agent.scrape_configs[0].kubernetes_sd_configs[1].node_name: "N1" is not a node name"#
+                ),
+                format!(
+                    r#"{s}:8:24: agent.scrape_configs[0].kubernetes_sd_configs[1].namespaces[0]: "Shop" is not a namespace name (lowercase letters, digits and -)"#
+                ),
+                format!(
+                    r#"{s}:8:32: agent.scrape_configs[0].kubernetes_sd_configs[1].namespaces[1]: "" is not a namespace name (lowercase letters, digits and -)"#
+                ),
+                format!(
+                    r#"{s}:9:32: agent.scrape_configs[0].kubernetes_sd_configs[1].attach_labels[1]: "app" would become target label "app", as an earlier entry does"#
+                ),
+                format!(
+                    r#"{s}:9:39: agent.scrape_configs[0].kubernetes_sd_configs[1].attach_labels[2]: "pod" would become target label "pod", which discovery sets itself"#
+                ),
+                format!(
+                    r#"{s}:9:44: agent.scrape_configs[0].kubernetes_sd_configs[1].attach_labels[3]: "1x" would become target label "1x", which is not a usable label name"#
+                ),
+                format!(
+                    r#"{s}:9:57: agent.scrape_configs[0].kubernetes_sd_configs[1].attach_labels[5]: "a/b" would become target label "a_b", as an earlier entry does"#
+                ),
+                format!(
+                    r#"{s}:9:64: agent.scrape_configs[0].kubernetes_sd_configs[1].attach_labels[6]: a label name cannot be empty"#
+                ),
+                format!(
+                    r#"{s}:10:23: agent.scrape_configs[0].kubernetes_sd_configs[1].kubeconfig: an empty path (omit kubeconfig to use the in-cluster service account)"#
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_role_and_fields_are_errors() {
+        let e = load(
+            r#"
+agent:
+  scrape_configs:
+    - job_name: pods
+      kubernetes_sd_configs: [{role: node, node_name: n1}]
+    - job_name: b
+      kubernetes_sd_configs: [{node_name: n1, selectors: []}]
+"#,
+        )
+        .unwrap_err()
+        .to_lines();
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(e[0].contains("kubernetes_sd_configs[0].role"), "{}", e[0]);
+        assert!(e[1].contains("unknown field \"selectors\""), "{}", e[1]);
     }
 }

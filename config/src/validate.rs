@@ -150,6 +150,13 @@ fn scrape(p: &mut Problems, at: &FieldPath, s: &ScrapeConfig) {
     for (i, f) in s.file_sd_configs.iter().enumerate() {
         file_sd(p, &at.key("file_sd_configs").index(i), f);
     }
+    // Kubernetes pod discovery: the checks live beside the type in agent.rs.
+    for (i, k) in s.kubernetes_sd_configs.iter().enumerate() {
+        let at = at.key("kubernetes_sd_configs").index(i);
+        for (field, message) in k.problems() {
+            p.add(at.join(&field), message);
+        }
+    }
     relabels(p, &at.key("relabel_configs"), &s.relabel_configs);
     relabels(
         p,
@@ -361,6 +368,13 @@ fn aggregator(p: &mut Problems, at: &FieldPath, a: &AggregatorConfig) {
     p.nonzero(at.key("query").key("max_series"), q.max_series as u64);
     p.positive(at.key("query").key("lookback_delta"), q.lookback_delta);
     remote_writes(p, &at.key("remote_write"), &a.remote_write);
+    // The Kubernetes metrics APIs: the checks live beside the type in aggregator.rs.
+    if let Some(k) = &a.kubernetes_api {
+        let at = at.key("kubernetes_api");
+        for (field, message) in k.problems() {
+            p.add(at.join(&field), message);
+        }
+    }
 }
 
 #[cfg(test)]

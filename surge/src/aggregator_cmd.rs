@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use surge_aggregator::autoscaler::{Autoscaler, VirtualWorkloads, build_policies};
+use surge_aggregator::k8s_api::{self, MetricsApi, MetricsApiOptions};
 use surge_aggregator::onward::Onward;
 use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions};
-use surge_config::{AggregatorConfig, Config};
+use surge_config::{AggregatorConfig, Config, KubernetesApiConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +47,57 @@ fn options(cfg: &AggregatorConfig) -> (CacheOptions, QueryOptions, IngestOptions
     (cache, query, ingest)
 }
 
+/// Maps `aggregator.kubernetes_api` onto the metrics APIs' options.
+fn k8s_api_options(k: &KubernetesApiConfig) -> MetricsApiOptions {
+    let t = &k.forward_external_tls;
+    MetricsApiOptions {
+        listen: k.listen,
+        tls: k.tls.as_ref().map(|t| k8s_api::TlsFiles {
+            cert_file: t.cert_file.clone(),
+            key_file: t.key_file.clone(),
+            reload_interval: t.reload_interval,
+        }),
+        requestheader: k
+            .requestheader
+            .as_ref()
+            .map(|r| k8s_api::RequestHeaderOptions {
+                client_ca_file: r.client_ca_file.clone(),
+                allowed_names: r.allowed_names.clone(),
+            }),
+        insecure_dev_no_auth: k.insecure_dev_no_auth,
+        forward_external: k
+            .forward_external_url
+            .as_ref()
+            .map(|url| k8s_api::ForwardOptions {
+                url: url.clone(),
+                ca_file: t.ca_file.clone(),
+                client_cert: t.cert_file.clone().zip(t.key_file.clone()),
+                insecure_skip_verify: t.insecure_skip_verify,
+                timeout: t.timeout,
+            }),
+        external_metrics: k
+            .external_metrics
+            .iter()
+            .map(|m| k8s_api::ExternalMetricRule {
+                name: m.name.clone(),
+                query: m.query.clone(),
+            })
+            .collect(),
+        custom_metrics: k
+            .custom_metrics
+            .iter()
+            .map(|m| k8s_api::CustomMetricRule {
+                name: m.name.clone(),
+                resource: m.resource.clone(),
+                query: m.query.clone(),
+                object_label: m.object_label.clone(),
+                window: m.window,
+                ignore_label_selector: m.ignore_label_selector,
+            })
+            .collect(),
+    }
+}
+
 /// Binds and starts the aggregator described by `config` (its `aggregator` section and its policies).
 pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     let cfg = &config.aggregator;
@@ -74,6 +126,12 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
         &mut registry,
     );
     state.add_observer(autoscaler.clone());
+    // The Kubernetes metrics APIs: rules and certificates are checked before any port is bound.
+    let metrics_api = cfg
+        .kubernetes_api
+        .as_ref()
+        .map(|k| MetricsApi::new(state.clone(), &k8s_api_options(k), &mut registry))
+        .transpose()?;
     state.publish_registry(Arc::new(registry));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
@@ -83,6 +141,16 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
         surge_aggregator::autoscaler::decisions_router(autoscaler.clone()),
     );
     let engine = tokio::spawn(autoscaler.clone().run(cancel.clone()));
+    if let Some(api) = metrics_api {
+        let listener = tokio::net::TcpListener::bind(api.listen()).await?;
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if let Err(e) = k8s_api::serve_https(listener, Arc::new(api), c.cancelled_owned()).await
+            {
+                tracing::error!(error = %e, "kubernetes metrics API server failed");
+            }
+        });
+    }
     let c = cancel.clone();
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)

@@ -3,6 +3,8 @@
 //!
 //! A missing peer binary is a test failure with an install hint, never a skip: `.ci/run` installs them.
 
+pub mod k8s;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -157,4 +159,20 @@ pub fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Debian's VictoriaMetrics single-node: a second remote-write receiver (and the ingest/query peer).
+pub async fn victoria_metrics() -> Result<Peer> {
+    let bin = peer_binary("victoria-metrics", "victoria-metrics")?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let args = vec![
+        format!("-httpListenAddr=127.0.0.1:{port}"),
+        format!("-storageDataPath={}", dir.path().join("data").display()),
+        "-retentionPeriod=1d".into(),
+        "-search.latencyOffset=0s".into(),
+    ];
+    let peer = spawn(bin, &args, dir, port)?;
+    wait_ready(&format!("{}/health", peer.base_url()), Duration::from_secs(30)).await?;
+    Ok(peer)
 }

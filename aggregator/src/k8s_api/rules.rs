@@ -1,0 +1,424 @@
+//! Metric rules compiled at start-up, and their evaluation under the freshness rule.
+//!
+//! A request narrows a rule's query by adding label matchers to **every** vector selector (from the
+//! request's selectors, its namespace and object name), evaluates it at now with
+//! [`crate::AggregatorState::autoscaling_eval_options`], and then applies the freshness rule to the result:
+//!
+//! - the query's selectors match no series at all → the metric is known but idle (the caller decides:
+//!   external metrics answer one item of value 0);
+//! - they match series but none has a sample newer than `stale_after` → [`ApiError::Unavailable`]: the
+//!   metric is treated as missing, never answered with an old value;
+//! - otherwise a result sample is kept only if some fresh input series is consistent with its labels
+//!   (carries all of them), so an object whose own series went stale is missing, not old.
+//!
+//! Instant selectors already drop stale series inside the evaluator; range functions (`rate`) read the
+//! samples in their window, which is why the last two checks exist here.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use surge_model::{Labels, is_stale_nan};
+
+use super::options::{CustomMetricRule, ExternalMetricRule};
+use super::status::ApiError;
+use crate::AggregatorState;
+use crate::cache::{Matcher, Series};
+use crate::options::millis;
+use crate::promql::ast::{ExprKind, VectorSelector};
+use crate::promql::{self, Expr, Value};
+
+/// Why a rule could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The query does not parse (the parser's message names line and column).
+    #[error("{api} metric {name:?}: query {query:?}: {message}")]
+    Query {
+        api: &'static str,
+        name: String,
+        query: String,
+        message: String,
+    },
+    /// Two rules of one API with the same name (and resource).
+    #[error("{api} metric {name:?} is defined twice")]
+    Duplicate { api: &'static str, name: String },
+    /// A name the API cannot serve (empty, or containing `/`).
+    #[error("{api} metric name {name:?} is not a valid path segment")]
+    BadName { api: &'static str, name: String },
+}
+
+/// What the API knows about a resource: how to describe its objects and which result label names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceKind {
+    /// As written in paths: `pods`, `deployments.apps`.
+    pub resource: String,
+    pub kind: String,
+    /// `/v1` for the core group (as the reference implementations write it), else `group/v1`.
+    pub api_version: String,
+    pub namespaced: bool,
+}
+
+/// Cluster-scoped resources among the common ones; anything else is taken as namespaced.
+const CLUSTER_SCOPED: &[&str] = &[
+    "namespaces",
+    "nodes",
+    "persistentvolumes",
+    "storageclasses.storage.k8s.io",
+    "clusterroles.rbac.authorization.k8s.io",
+    "customresourcedefinitions.apiextensions.k8s.io",
+];
+
+fn singular(plural: &str) -> String {
+    if let Some(s) = plural.strip_suffix("sses") {
+        format!("{s}ss")
+    } else if let Some(s) = plural.strip_suffix("ies") {
+        format!("{s}y")
+    } else if let Some(s) = plural.strip_suffix('s') {
+        s.to_owned()
+    } else {
+        plural.to_owned()
+    }
+}
+
+impl ResourceKind {
+    /// Describes a group-resource (`pods`, `deployments.apps`, `widgets.example.com`).
+    pub fn of(resource: &str) -> ResourceKind {
+        let (res, group) = resource.split_once('.').unwrap_or((resource, ""));
+        let known = match res {
+            "pods" => Some("Pod"),
+            "namespaces" => Some("Namespace"),
+            "nodes" => Some("Node"),
+            "services" => Some("Service"),
+            "persistentvolumeclaims" => Some("PersistentVolumeClaim"),
+            "persistentvolumes" => Some("PersistentVolume"),
+            "deployments" => Some("Deployment"),
+            "statefulsets" => Some("StatefulSet"),
+            "replicasets" => Some("ReplicaSet"),
+            "daemonsets" => Some("DaemonSet"),
+            "replicationcontrollers" => Some("ReplicationController"),
+            "jobs" => Some("Job"),
+            "cronjobs" => Some("CronJob"),
+            "ingresses" => Some("Ingress"),
+            _ => None,
+        };
+        let kind = known.map(str::to_owned).unwrap_or_else(|| {
+            let s = singular(res);
+            let mut c = s.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        });
+        ResourceKind {
+            resource: resource.to_owned(),
+            kind,
+            api_version: format!("{group}/v1"),
+            namespaced: !CLUSTER_SCOPED.contains(&resource),
+        }
+    }
+
+    /// The default result label naming an object of this resource (`deployments.apps` → `deployment`).
+    pub fn default_object_label(&self) -> String {
+        singular(self.resource.split('.').next().unwrap_or_default())
+    }
+
+    /// Whether a request's resource segment names this resource (`deployments` also names
+    /// `deployments.apps`).
+    pub fn matches(&self, requested: &str) -> bool {
+        self.resource == requested
+            || (!requested.contains('.') && self.resource.split('.').next() == Some(requested))
+    }
+}
+
+/// A compiled external metric.
+#[derive(Debug)]
+pub struct ExternalRule {
+    pub name: String,
+    pub expr: Expr,
+}
+
+/// A compiled custom metric.
+#[derive(Debug)]
+pub struct CustomRule {
+    pub name: String,
+    pub resource: ResourceKind,
+    pub object_label: String,
+    pub window_s: u64,
+    pub expr: Expr,
+    pub ignore_label_selector: bool,
+}
+
+fn check_name(api: &'static str, name: &str) -> Result<(), RuleError> {
+    if name.is_empty() || name.contains(['/', '?', '#', ' ']) || name == "." || name == ".." {
+        return Err(RuleError::BadName {
+            api,
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn parse(api: &'static str, name: &str, query: &str) -> Result<Expr, RuleError> {
+    promql::parse(query).map_err(|e| RuleError::Query {
+        api,
+        name: name.to_owned(),
+        query: query.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Compiles the external rules; names are unique.
+pub fn compile_external(rules: &[ExternalMetricRule]) -> Result<Vec<ExternalRule>, RuleError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(rules.len());
+    for r in rules {
+        check_name("external", &r.name)?;
+        if !seen.insert(r.name.as_str()) {
+            return Err(RuleError::Duplicate {
+                api: "external",
+                name: r.name.clone(),
+            });
+        }
+        out.push(ExternalRule {
+            name: r.name.clone(),
+            expr: parse("external", &r.name, &r.query)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Compiles the custom rules; (resource, name) pairs are unique.
+pub fn compile_custom(rules: &[CustomMetricRule]) -> Result<Vec<CustomRule>, RuleError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(rules.len());
+    for r in rules {
+        check_name("custom", &r.name)?;
+        if !seen.insert((r.resource.as_str(), r.name.as_str())) {
+            return Err(RuleError::Duplicate {
+                api: "custom",
+                name: format!("{}/{}", r.resource, r.name),
+            });
+        }
+        let expr = parse("custom", &r.name, &r.query)?;
+        let resource = ResourceKind::of(&r.resource);
+        let window_s = match r.window {
+            Some(w) => w.as_secs(),
+            None => {
+                let longest = longest_range_ms(&expr);
+                if longest > 0 {
+                    u64::try_from(longest / 1000).unwrap_or(60)
+                } else {
+                    60
+                }
+            }
+        };
+        out.push(CustomRule {
+            name: r.name.clone(),
+            object_label: r
+                .object_label
+                .clone()
+                .unwrap_or_else(|| resource.default_object_label()),
+            resource,
+            window_s,
+            expr,
+            ignore_label_selector: r.ignore_label_selector,
+        });
+    }
+    Ok(out)
+}
+
+fn walk<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a VectorSelector, i64)) {
+    match &e.kind {
+        ExprKind::Selector(s) => f(s, 0),
+        ExprKind::Matrix { sel, range_ms } => f(sel, *range_ms),
+        ExprKind::Call { args, .. } => args.iter().for_each(|a| walk(a, f)),
+        ExprKind::Aggregate { expr, .. } => walk(expr, f),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            walk(lhs, f);
+            walk(rhs, f);
+        }
+        ExprKind::Neg(e) | ExprKind::Paren(e) => walk(e, f),
+        ExprKind::Number(_) | ExprKind::String(_) => {}
+    }
+}
+
+fn walk_mut(e: &mut Expr, f: &mut dyn FnMut(&mut VectorSelector)) {
+    match &mut e.kind {
+        ExprKind::Selector(s) => f(s),
+        ExprKind::Matrix { sel, .. } => f(sel),
+        ExprKind::Call { args, .. } => args.iter_mut().for_each(|a| walk_mut(a, f)),
+        ExprKind::Aggregate { expr, .. } => walk_mut(expr, f),
+        ExprKind::Binary { lhs, rhs, .. } => {
+            walk_mut(lhs, f);
+            walk_mut(rhs, f);
+        }
+        ExprKind::Neg(e) | ExprKind::Paren(e) => walk_mut(e, f),
+        ExprKind::Number(_) | ExprKind::String(_) => {}
+    }
+}
+
+fn longest_range_ms(e: &Expr) -> i64 {
+    let mut longest = 0;
+    walk(e, &mut |_, r| longest = longest.max(r));
+    longest
+}
+
+/// `expr` with `extra` added to every vector selector.
+pub fn narrow(expr: &Expr, extra: &[Matcher]) -> Expr {
+    let mut e = expr.clone();
+    if !extra.is_empty() {
+        walk_mut(&mut e, &mut |sel| {
+            sel.matchers.extend(extra.iter().cloned())
+        });
+    }
+    e
+}
+
+/// One result sample: its labels (without `__name__`) and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultSample {
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// The outcome of evaluating a narrowed query under the freshness rule.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The fresh result samples.
+    pub samples: Vec<ResultSample>,
+    /// Whether the selectors matched any series at all.
+    pub had_series: bool,
+}
+
+/// Evaluates `expr` at `now_ms` and applies the freshness rule (module docs). `what` names the metric in
+/// the stale error.
+pub fn evaluate(
+    state: &AggregatorState,
+    expr: &Expr,
+    now_ms: i64,
+    what: &str,
+) -> Result<Evaluation, ApiError> {
+    let opts = state.autoscaling_eval_options();
+    let value = promql::eval_instant(state.cache(), expr, now_ms, &opts)
+        .map_err(|e| ApiError::Internal(format!("evaluating {what}: {e}")))?;
+    let samples: Vec<ResultSample> = match value {
+        Value::Scalar(v) => vec![ResultSample {
+            labels: Labels::default(),
+            value: v,
+        }],
+        Value::Vector(v) => v
+            .into_iter()
+            .map(|s| ResultSample {
+                labels: s.metric.without_name().to_labels(),
+                value: s.value,
+            })
+            .collect(),
+        Value::String(_) | Value::Matrix(_) => Vec::new(),
+    };
+    // The inputs, each with its freshness.
+    let stale_after = state.cache().options().stale_after;
+    let oldest_fresh = now_ms.saturating_sub(millis(stale_after));
+    let mut seen = HashSet::new();
+    let mut inputs: Vec<(Arc<Series>, bool)> = Vec::new();
+    let mut select_error = None;
+    walk(
+        expr,
+        &mut |sel, _| match state.cache().select(&sel.matchers, opts.max_series) {
+            Ok(series) => {
+                for s in series {
+                    if seen.insert(s.id()) {
+                        let fresh = s.latest_at(now_ms).is_some_and(|p| {
+                            p.timestamp_ms >= oldest_fresh && !is_stale_nan(p.value)
+                        });
+                        inputs.push((s, fresh));
+                    }
+                }
+            }
+            Err(e) => select_error = Some(e),
+        },
+    );
+    if let Some(e) = select_error {
+        return Err(ApiError::Internal(format!("evaluating {what}: {e}")));
+    }
+    if inputs.is_empty() {
+        return Ok(Evaluation {
+            samples,
+            had_series: false,
+        });
+    }
+    if !inputs.iter().any(|(_, fresh)| *fresh) {
+        return Err(ApiError::Unavailable(format!(
+            "the data for {what} is stale: no sample newer than {}s (aggregator.cache.stale_after); the metric is missing, not old",
+            stale_after.as_secs_f64()
+        )));
+    }
+    let consistent = |labels: &Labels, s: &Series| {
+        labels
+            .iter()
+            .all(|l| s.labels().get(&l.name) == Some(&*l.value))
+    };
+    let samples = samples
+        .into_iter()
+        .filter(|r| {
+            let mut any_consistent = false;
+            for (s, fresh) in &inputs {
+                if consistent(&r.labels, s) {
+                    if *fresh {
+                        return true;
+                    }
+                    any_consistent = true;
+                }
+            }
+            // A sample no input explains (a constant, a renamed label) follows the query as a whole.
+            !any_consistent
+        })
+        .collect();
+    Ok(Evaluation {
+        samples,
+        had_series: true,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_kinds() {
+        let p = ResourceKind::of("pods");
+        assert_eq!(
+            (p.kind.as_str(), p.api_version.as_str(), p.namespaced),
+            ("Pod", "/v1", true)
+        );
+        assert_eq!(p.default_object_label(), "pod");
+        let d = ResourceKind::of("deployments.apps");
+        assert_eq!(
+            (d.kind.as_str(), d.api_version.as_str()),
+            ("Deployment", "apps/v1")
+        );
+        assert_eq!(d.default_object_label(), "deployment");
+        assert!(d.matches("deployments") && d.matches("deployments.apps"));
+        assert!(!ResourceKind::of("namespaces").namespaced);
+        assert_eq!(
+            ResourceKind::of("ingresses.networking.k8s.io").default_object_label(),
+            "ingress"
+        );
+        let w = ResourceKind::of("widgets.example.com");
+        assert_eq!(
+            (w.kind.as_str(), w.api_version.as_str()),
+            ("Widget", "example.com/v1")
+        );
+    }
+
+    #[test]
+    fn narrowing_reaches_every_selector() {
+        let e = promql::parse("sum(rate(a[1m])) / on() max(b) + c").unwrap();
+        let m = Matcher::new(crate::MatchOp::Equal, "x", "1").unwrap();
+        let n = narrow(&e, &[m]);
+        let mut count = 0;
+        walk(&n, &mut |sel, _| {
+            assert!(sel.matchers.iter().any(|m| m.name == "x"));
+            count += 1;
+        });
+        assert_eq!(count, 3);
+        assert_eq!(longest_range_ms(&n), 60_000);
+    }
+}

@@ -265,15 +265,25 @@ async fn discovery_loop(
         // polled every second.
         let changed = async {
             if dynamic.is_empty() {
-                return std::future::pending::<()>().await;
+                return std::future::pending::<Option<usize>>().await;
             }
             let waits = dynamic.iter_mut().map(|rx| Box::pin(rx.changed()));
-            let _ = futures::future::select_all(waits).await;
+            match futures::future::select_all(waits).await {
+                (Ok(()), _, _) => None,
+                // The source is gone: keep its last list (the receiver still holds it) but stop waiting
+                // on it, or this loop would spin.
+                (Err(_), i, _) => Some(i),
+            }
         };
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
-            _ = changed => {}
+            closed = changed => {
+                if let Some(i) = closed {
+                    dynamic.swap_remove(i);
+                    tracing::warn!("a live target source closed; keeping its last target list");
+                }
+            }
         }
         let force = last_full.elapsed() >= full_every;
         if force {

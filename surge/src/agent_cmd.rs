@@ -16,7 +16,7 @@ pub fn main(config: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let spec = match agent_spec(&cfg.agent) {
+    let mut spec = match agent_spec(&cfg.agent) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("surge: {}: {e}", config.display());
@@ -31,6 +31,15 @@ pub fn main(config: &Path) -> ExitCode {
         }
     };
     rt.block_on(async {
+        // Kubernetes pod discovery feeds the jobs that ask for it; it lives as long as the agent.
+        let discovery_cancel = tokio_util::sync::CancellationToken::new();
+        let mut k8s = surge_k8s::discovery::PodDiscoveries::new(discovery_cancel.clone());
+        if let Err(e) = k8s.attach(&mut spec.jobs, &cfg.agent.scrape_configs).await {
+            eprintln!("surge: kubernetes_sd_configs: {e}");
+            return ExitCode::FAILURE;
+        }
+        // Start with the complete target list when discovery answers quickly; never wait forever.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), k8s.synced()).await;
         let registry = Arc::new(Mutex::new(prometheus_client::registry::Registry::default()));
         let agent = match Agent::start(spec, registry, file_sd_loader(), glob_expander()).await {
             Ok(a) => a,
@@ -42,6 +51,8 @@ pub fn main(config: &Path) -> ExitCode {
         process::shutdown_signal().await;
         tracing::info!("shutting down: writing staleness markers and flushing queues");
         agent.shutdown().await;
+        discovery_cancel.cancel();
+        drop(k8s);
         ExitCode::SUCCESS
     })
 }

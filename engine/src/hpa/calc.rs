@@ -237,10 +237,15 @@ pub fn compute_replicas_for_metric(
     }
 }
 
-fn per_pod_samples(sample: Option<&MetricSample>, what: &str) -> Result<PodSamples, String> {
+/// Per-pod samples converted to milli-units, in name order (the order of the input map), borrowing the
+/// names. The first non-finite value (in name order) is the error, as upstream's conversion reports it.
+fn per_pod_samples<'a>(
+    sample: Option<&'a MetricSample>,
+    what: &str,
+) -> Result<Vec<(&'a str, PodSample)>, String> {
     match sample {
         Some(MetricSample::PerPod(map)) => {
-            let mut out = PodSamples::new();
+            let mut out = Vec::with_capacity(map.len());
             for (pod, m) in map {
                 let value = milli_from_f64(m.value).ok_or_else(|| {
                     format!(
@@ -248,14 +253,14 @@ fn per_pod_samples(sample: Option<&MetricSample>, what: &str) -> Result<PodSampl
                         m.value
                     )
                 })?;
-                out.insert(
-                    pod.clone(),
+                out.push((
+                    pod.as_str(),
                     PodSample {
                         value,
                         timestamp_ms: m.timestamp_ms,
                         window_ms: m.window_ms,
                     },
-                );
+                ));
             }
             Ok(out)
         }
@@ -329,14 +334,22 @@ fn compute(
             match target {
                 MetricTarget::Utilization(t) => {
                     invalid_target(i64::from(t))?;
-                    get_resource_replicas(
-                        current, t, name, container, tolerances, &input.pods, samples, config, now_ms,
+                    resource_replicas(
+                        current,
+                        t,
+                        name,
+                        container,
+                        tolerances,
+                        &input.pods,
+                        &samples,
+                        config,
+                        now_ms,
                     )
                 }
                 MetricTarget::AverageValue(t) => {
                     invalid_target(t)?;
-                    calc_plain_metric_replicas(
-                        samples,
+                    plain_metric_replicas(
+                        &samples,
                         current,
                         t,
                         tolerances,
@@ -360,8 +373,8 @@ fn compute(
                     "unable to get metric {metric}: no metrics returned from custom metrics API"
                 ));
             }
-            calc_plain_metric_replicas(
-                samples,
+            plain_metric_replicas(
+                &samples,
                 current,
                 t,
                 tolerances,
@@ -451,6 +464,57 @@ pub struct PodGroups {
     pub ignored: BTreeSet<String>,
 }
 
+/// How `groupPods` classifies one pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PodClass {
+    Ready,
+    Unready,
+    Missing,
+    Ignored,
+}
+
+/// `groupPods` for one pod, given its sample. `cpu`: the CPU readiness rules apply.
+fn classify_pod(
+    pod: &PodInfo,
+    metric: Option<&PodSample>,
+    cpu: bool,
+    config: &ControllerConfig,
+    now_ms: i64,
+) -> PodClass {
+    if pod.deleting || pod.phase == PodPhase::Failed {
+        return PodClass::Ignored;
+    }
+    if pod.phase == PodPhase::Pending {
+        return PodClass::Unready;
+    }
+    let Some(metric) = metric else {
+        return PodClass::Missing;
+    };
+    if cpu {
+        let unready = match (pod.ready, pod.start_ms) {
+            (None, _) | (_, None) => true,
+            (Some(status), Some(start)) => {
+                let transition = pod.ready_transition_ms;
+                if start.saturating_add(config.cpu_initialization_period_ms) > now_ms {
+                    // Still initializing: ignore the sample if the pod is unready, or if no full
+                    // metric window has passed since the last readiness transition.
+                    status == ConditionStatus::False
+                        || metric.timestamp_ms < transition.saturating_add(metric.window_ms)
+                } else {
+                    // Ignore the sample if the pod is unready and has never been ready.
+                    status == ConditionStatus::False
+                        && start.saturating_add(config.delay_of_initial_readiness_status_ms)
+                            > transition
+                }
+            }
+        };
+        if unready {
+            return PodClass::Unready;
+        }
+    }
+    PodClass::Ready
+}
+
 /// `groupPods`: classify pods as ready, unready, missing or ignored. The CPU readiness rules apply when
 /// `resource` is `cpu`.
 pub fn group_pods(
@@ -460,55 +524,32 @@ pub fn group_pods(
     config: &ControllerConfig,
     now_ms: i64,
 ) -> PodGroups {
+    let cpu = resource == Some("cpu");
     let mut g = PodGroups::default();
     for pod in pods {
-        if pod.deleting || pod.phase == PodPhase::Failed {
-            g.ignored.insert(pod.name.clone());
-            continue;
-        }
-        if pod.phase == PodPhase::Pending {
-            g.unready.insert(pod.name.clone());
-            continue;
-        }
-        let Some(metric) = metrics.get(&pod.name) else {
-            g.missing.insert(pod.name.clone());
-            continue;
-        };
-        if resource == Some("cpu") {
-            let unready = match (pod.ready, pod.start_ms) {
-                (None, _) | (_, None) => true,
-                (Some(status), Some(start)) => {
-                    let transition = pod.ready_transition_ms;
-                    if start.saturating_add(config.cpu_initialization_period_ms) > now_ms {
-                        // Still initializing: ignore the sample if the pod is unready, or if no full
-                        // metric window has passed since the last readiness transition.
-                        status == ConditionStatus::False
-                            || metric.timestamp_ms < transition.saturating_add(metric.window_ms)
-                    } else {
-                        // Ignore the sample if the pod is unready and has never been ready.
-                        status == ConditionStatus::False
-                            && start.saturating_add(config.delay_of_initial_readiness_status_ms)
-                                > transition
-                    }
-                }
-            };
-            if unready {
-                g.unready.insert(pod.name.clone());
-                continue;
+        match classify_pod(pod, metrics.get(&pod.name), cpu, config, now_ms) {
+            PodClass::Ignored => {
+                g.ignored.insert(pod.name.clone());
             }
+            PodClass::Unready => {
+                g.unready.insert(pod.name.clone());
+            }
+            PodClass::Missing => {
+                g.missing.insert(pod.name.clone());
+            }
+            PodClass::Ready => g.ready_count += 1,
         }
-        g.ready_count += 1;
     }
     g
 }
 
-/// `calculateRequests`: each pod's request for `resource`, summed over containers (or one container).
-pub fn calculate_requests(
+/// `calculateRequests` per pod, in `pods` order; the first error in pod order, as upstream.
+fn pod_requests(
     pods: &[PodInfo],
     container: Option<&str>,
     resource: &str,
-) -> Result<BTreeMap<String, i64>, String> {
-    let mut requests = BTreeMap::new();
+) -> Result<Vec<i64>, String> {
+    let mut requests = Vec::with_capacity(pods.len());
     for pod in pods {
         let mut request: i64 = 0;
         let mut found = false;
@@ -530,9 +571,44 @@ pub fn calculate_requests(
         if let (Some(name), false) = (container, found) {
             return Err(format!("container {name} not found in Pod {}", pod.name));
         }
+        requests.push(request);
+    }
+    Ok(requests)
+}
+
+/// `calculateRequests`: each pod's request for `resource`, summed over containers (or one container).
+pub fn calculate_requests(
+    pods: &[PodInfo],
+    container: Option<&str>,
+    resource: &str,
+) -> Result<BTreeMap<String, i64>, String> {
+    let per_pod = pod_requests(pods, container, resource)?;
+    let mut requests = BTreeMap::new();
+    for (pod, request) in pods.iter().zip(per_pod) {
         requests.insert(pod.name.clone(), request);
     }
     Ok(requests)
+}
+
+/// The end of `GetResourceUtilizationRatio` from its sums: (ratio, utilization %, raw average milli).
+fn utilization_from_totals(
+    metrics_total: i128,
+    requests_total: i128,
+    entries: i128,
+    target_utilization: i32,
+) -> Result<(f64, i32, i64), String> {
+    if requests_total == 0 {
+        return Err("no metrics returned matched known pods".to_owned());
+    }
+    let percentage = metrics_total * 100 / requests_total;
+    let utilization = i32::try_from(percentage)
+        .map_err(|_| format!("resource utilization {percentage} is outside the int32 range"))?;
+    let raw = i128_to_i64(metrics_total / entries.max(1));
+    Ok((
+        f64::from(utilization) / f64::from(target_utilization),
+        utilization,
+        raw,
+    ))
 }
 
 /// `GetResourceUtilizationRatio`: (ratio, utilization %, raw average milli).
@@ -553,26 +629,20 @@ pub fn resource_utilization_ratio(
         requests_total += i128::from(*request);
         entries += 1;
     }
-    if requests_total == 0 {
-        return Err("no metrics returned matched known pods".to_owned());
-    }
-    let percentage = metrics_total * 100 / requests_total;
-    let utilization = i32::try_from(percentage)
-        .map_err(|_| format!("resource utilization {percentage} is outside the int32 range"))?;
-    let raw = i128_to_i64(metrics_total / entries.max(1));
-    Ok((
-        f64::from(utilization) / f64::from(target_utilization),
-        utilization,
-        raw,
-    ))
+    utilization_from_totals(metrics_total, requests_total, entries, target_utilization)
+}
+
+/// The end of `GetMetricUsageRatio` from its sum over `count` samples: (ratio, average milli).
+fn usage_from_totals(total: i128, count: usize, target_usage: i64) -> (f64, i64) {
+    let n = i128::try_from(count).unwrap_or(i128::MAX).max(1);
+    let usage = i128_to_i64(total / n);
+    (usage as f64 / target_usage as f64, usage)
 }
 
 /// `GetMetricUsageRatio`: (ratio, average milli).
 pub fn metric_usage_ratio(metrics: &PodSamples, target_usage: i64) -> (f64, i64) {
     let total: i128 = metrics.values().map(|m| i128::from(m.value)).sum();
-    let n = i128::try_from(metrics.len()).unwrap_or(i128::MAX).max(1);
-    let usage = i128_to_i64(total / n);
-    (usage as f64 / target_usage as f64, usage)
+    usage_from_totals(total, metrics.len(), target_usage)
 }
 
 fn counts(g: &PodGroups) -> PodCounts {
@@ -584,9 +654,364 @@ fn counts(g: &PodGroups) -> PodCounts {
     }
 }
 
+// ---- The per-pod calculators over pods matched to samples once. ----
+//
+// Upstream keys everything by pod name (`PodMetricsInfo`, sets of names, a map of requests). With unique
+// pod names that is a one-to-one match of pods to samples, computed here once by merging the name-sorted
+// pods with the name-sorted samples; the groups, sums and rebalancing then run over indices. When two pods
+// share a name the name-keyed sets merge them, so that (odd) input takes the name-keyed path below.
+
+/// `sample_of` entry of a pod without a sample.
+const NO_SAMPLE: usize = usize::MAX;
+
+/// The length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Sixteen bytes of a name, big-endian and zero-padded: a key whose order agrees with the names' order
+/// whenever two keys differ.
+fn name_key(bytes: &[u8]) -> u128 {
+    let mut key = [0u8; 16];
+    for (k, b) in key.iter_mut().zip(bytes) {
+        *k = *b;
+    }
+    u128::from_be_bytes(key)
+}
+
+/// Pod indices in name order; `None` when two pods share a name. Sorts by a 16-byte key taken after the
+/// names' common prefix (pod names share their workload's prefix), comparing whole names only on ties.
+fn sorted_pod_order(pods: &[PodInfo]) -> Option<Vec<usize>> {
+    let first = pods.first().map(|p| p.name.as_bytes()).unwrap_or_default();
+    let mut lcp = first.len();
+    for pod in pods {
+        let name = pod.name.as_bytes();
+        if !name.starts_with(first.get(..lcp).unwrap_or_default()) {
+            lcp = common_prefix(first.get(..lcp).unwrap_or_default(), name);
+        }
+    }
+    let mut keyed: Vec<(u128, usize)> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                name_key(p.name.as_bytes().get(lcp..).unwrap_or_default()),
+                i,
+            )
+        })
+        .collect();
+    let name = |i: usize| pods.get(i).map(|p| p.name.as_str());
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(&name(b.1))));
+    for w in keyed.windows(2) {
+        if let [a, b] = w
+            && a.0 == b.0
+            && name(a.1) == name(b.1)
+        {
+            return None;
+        }
+    }
+    Some(keyed.into_iter().map(|(_, i)| i).collect())
+}
+
+/// Merges pods given in name order with the name-sorted samples, recording each pod's sample index.
+fn merge_sorted<'a>(
+    sorted_pods: impl Iterator<Item = (usize, &'a PodInfo)>,
+    samples: &[(&str, PodSample)],
+    sample_of: &mut [usize],
+) {
+    let mut j = 0;
+    for (i, pod) in sorted_pods {
+        let name = pod.name.as_str();
+        while let Some((sample_name, _)) = samples.get(j) {
+            match (*sample_name).cmp(name) {
+                std::cmp::Ordering::Less => j += 1,
+                std::cmp::Ordering::Equal => {
+                    if let Some(slot) = sample_of.get_mut(i) {
+                        *slot = j;
+                    }
+                    j += 1;
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        if j >= samples.len() {
+            break;
+        }
+    }
+}
+
+/// Merges `pods` with the samples assuming both are in name order, recording each pod's sample index;
+/// `false` as soon as two consecutive pods are not in strictly increasing name order. Two consecutive pods
+/// that both matched are in order (their samples are), so only pods next to an unmatched one are compared.
+fn merge_if_sorted(
+    pods: &[PodInfo],
+    samples: &[(&str, PodSample)],
+    sample_of: &mut [usize],
+) -> bool {
+    let mut j = 0;
+    let mut prev: Option<(&str, bool)> = None;
+    for (pod, slot) in pods.iter().zip(sample_of.iter_mut()) {
+        let name = pod.name.as_str();
+        let mut matched = false;
+        while let Some((sample_name, _)) = samples.get(j) {
+            match (*sample_name).cmp(name) {
+                std::cmp::Ordering::Less => j += 1,
+                std::cmp::Ordering::Equal => {
+                    *slot = j;
+                    j += 1;
+                    matched = true;
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        if let Some((prev_name, prev_matched)) = prev
+            && !(prev_matched && matched)
+            && prev_name >= name
+        {
+            return false;
+        }
+        prev = Some((name, matched));
+    }
+    true
+}
+
+/// For each pod (in `pods` order), the index of its sample in `samples` (name-sorted, unique names), or
+/// [`NO_SAMPLE`]. `None` when two pods share a name. Pods in name order (as the API server lists them)
+/// merge with the samples directly; others are sorted first.
+fn match_samples(pods: &[PodInfo], samples: &[(&str, PodSample)]) -> Option<Vec<usize>> {
+    let mut sample_of = vec![NO_SAMPLE; pods.len()];
+    if !merge_if_sorted(pods, samples, &mut sample_of) {
+        sample_of.fill(NO_SAMPLE);
+        let order = sorted_pod_order(pods)?;
+        merge_sorted(
+            order
+                .into_iter()
+                .filter_map(|i| pods.get(i).map(|p| (i, p))),
+            samples,
+            &mut sample_of,
+        );
+    }
+    Some(sample_of)
+}
+
+/// `groupPods` over matched pods, with the sums the calculators need.
+struct Tally {
+    /// Each pod's class, in `pods` order.
+    classes: Vec<PodClass>,
+    /// How many of each.
+    counts: PodCounts,
+    /// Samples left once those of ignored and unready pods are removed (extraneous samples stay).
+    remaining: usize,
+    /// Their total.
+    remaining_total: i128,
+    /// The total of the ready pods' samples.
+    ready_total: i128,
+}
+
+fn tally(
+    pods: &[PodInfo],
+    samples: &[(&str, PodSample)],
+    sample_of: &[usize],
+    resource: Option<&str>,
+    config: &ControllerConfig,
+    now_ms: i64,
+) -> Tally {
+    let cpu = resource == Some("cpu");
+    let mut t = Tally {
+        classes: Vec::with_capacity(pods.len()),
+        counts: PodCounts::default(),
+        remaining: samples.len(),
+        remaining_total: samples.iter().map(|(_, s)| i128::from(s.value)).sum(),
+        ready_total: 0,
+    };
+    for (pod, &j) in pods.iter().zip(sample_of) {
+        let sample = samples.get(j).map(|(_, s)| s);
+        let class = classify_pod(pod, sample, cpu, config, now_ms);
+        match class {
+            PodClass::Ready => {
+                t.counts.ready += 1;
+                t.ready_total += sample.map_or(0, |s| i128::from(s.value));
+            }
+            PodClass::Unready => t.counts.unready += 1,
+            PodClass::Missing => t.counts.missing += 1,
+            PodClass::Ignored => t.counts.ignored += 1,
+        }
+        if let (PodClass::Unready | PodClass::Ignored, Some(s)) = (class, sample) {
+            t.remaining -= 1;
+            t.remaining_total -= i128::from(s.value);
+        }
+        t.classes.push(class);
+    }
+    t
+}
+
+fn to_pod_samples(samples: &[(&str, PodSample)]) -> PodSamples {
+    samples
+        .iter()
+        .map(|(name, s)| ((*name).to_owned(), *s))
+        .collect()
+}
+
+fn borrow_pod_samples(metrics: &PodSamples) -> Vec<(&str, PodSample)> {
+    metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+}
+
+/// The rebalanced step shared by both calculators: keep `p` when the rebalanced ratio is within tolerance,
+/// flips direction, or its replica count would move against it; else propose that count.
+fn settle_rebalanced(
+    mut p: Proposal,
+    current: i32,
+    tolerances: Tolerances,
+    new_ratio: f64,
+    len: usize,
+) -> Proposal {
+    let ratio = p.ratio;
+    p.rebalanced_ratio = Some(new_ratio);
+    if tolerances.is_within(new_ratio)
+        || (ratio < 1.0 && new_ratio > 1.0)
+        || (ratio > 1.0 && new_ratio < 1.0)
+    {
+        p.within_tolerance = true;
+        return p;
+    }
+    let new_replicas = ceil_i32(new_ratio * len as f64);
+    if (new_ratio < 1.0 && new_replicas > current) || (new_ratio > 1.0 && new_replicas < current) {
+        return p;
+    }
+    p.replicas = new_replicas;
+    p
+}
+
+/// [`get_resource_replicas`] over name-sorted samples.
+#[allow(clippy::too_many_arguments)]
+fn resource_replicas(
+    current: i32,
+    target_utilization: i32,
+    resource: &str,
+    container: Option<&str>,
+    tolerances: Tolerances,
+    pods: &[PodInfo],
+    samples: &[(&str, PodSample)],
+    config: &ControllerConfig,
+    now_ms: i64,
+) -> Result<Proposal, String> {
+    if pods.is_empty() {
+        return Err("no pods returned by selector while calculating replica count".to_owned());
+    }
+    let Some(sample_of) = match_samples(pods, samples) else {
+        return get_resource_replicas_by_name(
+            current,
+            target_utilization,
+            resource,
+            container,
+            tolerances,
+            pods,
+            to_pod_samples(samples),
+            config,
+            now_ms,
+        );
+    };
+    let t = tally(pods, samples, &sample_of, Some(resource), config, now_ms);
+    if t.remaining == 0 {
+        return Err("did not receive metrics for targeted pods (pods might be unready)".to_owned());
+    }
+    let requests = pod_requests(pods, container, resource)?;
+    let (mut ready_requests, mut missing_requests, mut unready_requests) = (0i128, 0i128, 0i128);
+    for (class, r) in t.classes.iter().zip(&requests) {
+        match class {
+            PodClass::Ready => ready_requests += i128::from(*r),
+            PodClass::Missing => missing_requests += i128::from(*r),
+            PodClass::Unready => unready_requests += i128::from(*r),
+            PodClass::Ignored => {}
+        }
+    }
+    let (ratio, utilization, raw) = utilization_from_totals(
+        t.ready_total,
+        ready_requests,
+        t.counts.ready as i128,
+        target_utilization,
+    )?;
+    let mut p = Proposal {
+        replicas: current,
+        usage: raw,
+        utilization: Some(utilization),
+        ratio,
+        rebalanced_ratio: None,
+        within_tolerance: false,
+        pods: Some(t.counts),
+    };
+
+    let scale_up_with_unready = t.counts.unready > 0 && ratio > 1.0;
+    if !scale_up_with_unready && t.counts.missing == 0 {
+        if tolerances.is_within(ratio) {
+            p.within_tolerance = true;
+            return Ok(p);
+        }
+        p.replicas = ceil_i32(ratio * t.counts.ready as f64);
+        return Ok(p);
+    }
+
+    // The samples after rebalancing: the ready pods', the extraneous ones, and the stand-ins below.
+    let mut metrics_total = t.ready_total;
+    let mut requests_total = ready_requests;
+    let mut len = t.remaining;
+    if t.counts.missing > 0 {
+        if ratio < 1.0 {
+            // Scale-down: missing pods use 100 % of their request, or the target if it is higher.
+            let fallback = i128::from(target_utilization.max(100));
+            for (class, r) in t.classes.iter().zip(&requests) {
+                if *class == PodClass::Missing {
+                    metrics_total += i128::from(i128_to_i64(i128::from(*r) * fallback / 100));
+                }
+            }
+            requests_total += missing_requests;
+            len += t.counts.missing;
+        } else if ratio > 1.0 {
+            // Scale-up: missing pods use 0 %.
+            requests_total += missing_requests;
+            len += t.counts.missing;
+        }
+    }
+    if scale_up_with_unready {
+        requests_total += unready_requests;
+        len += t.counts.unready;
+    }
+    let (new_ratio, _, _) =
+        utilization_from_totals(metrics_total, requests_total, 1, target_utilization)?;
+    Ok(settle_rebalanced(p, current, tolerances, new_ratio, len))
+}
+
 /// `GetResourceReplicas` (Utilization target).
 #[allow(clippy::too_many_arguments)]
 pub fn get_resource_replicas(
+    current: i32,
+    target_utilization: i32,
+    resource: &str,
+    container: Option<&str>,
+    tolerances: Tolerances,
+    pods: &[PodInfo],
+    metrics: PodSamples,
+    config: &ControllerConfig,
+    now_ms: i64,
+) -> Result<Proposal, String> {
+    resource_replicas(
+        current,
+        target_utilization,
+        resource,
+        container,
+        tolerances,
+        pods,
+        &borrow_pod_samples(&metrics),
+        config,
+        now_ms,
+    )
+}
+
+/// `GetResourceReplicas` keyed by pod name, as upstream computes it (pods sharing a name are one).
+#[allow(clippy::too_many_arguments)]
+fn get_resource_replicas_by_name(
     current: i32,
     target_utilization: i32,
     resource: &str,
@@ -653,20 +1078,13 @@ pub fn get_resource_replicas(
     }
 
     let (new_ratio, _, _) = resource_utilization_ratio(&metrics, &requests, target_utilization)?;
-    p.rebalanced_ratio = Some(new_ratio);
-    if tolerances.is_within(new_ratio)
-        || (ratio < 1.0 && new_ratio > 1.0)
-        || (ratio > 1.0 && new_ratio < 1.0)
-    {
-        p.within_tolerance = true;
-        return Ok(p);
-    }
-    let new_replicas = ceil_i32(new_ratio * metrics.len() as f64);
-    if (new_ratio < 1.0 && new_replicas > current) || (new_ratio > 1.0 && new_replicas < current) {
-        return Ok(p);
-    }
-    p.replicas = new_replicas;
-    Ok(p)
+    Ok(settle_rebalanced(
+        p,
+        current,
+        tolerances,
+        new_ratio,
+        metrics.len(),
+    ))
 }
 
 fn zero_sample(value: i64) -> PodSample {
@@ -677,10 +1095,102 @@ fn zero_sample(value: i64) -> PodSample {
     }
 }
 
+/// [`calc_plain_metric_replicas`] over name-sorted samples.
+#[allow(clippy::too_many_arguments)]
+fn plain_metric_replicas(
+    samples: &[(&str, PodSample)],
+    current: i32,
+    target_usage: i64,
+    tolerances: Tolerances,
+    pods: &[PodInfo],
+    resource: Option<&str>,
+    config: &ControllerConfig,
+    now_ms: i64,
+) -> Result<Proposal, String> {
+    if pods.is_empty() {
+        return Err("no pods returned by selector while calculating replica count".to_owned());
+    }
+    let Some(sample_of) = match_samples(pods, samples) else {
+        return calc_plain_metric_replicas_by_name(
+            to_pod_samples(samples),
+            current,
+            target_usage,
+            tolerances,
+            pods,
+            resource,
+            config,
+            now_ms,
+        );
+    };
+    let t = tally(pods, samples, &sample_of, resource, config, now_ms);
+    if t.remaining == 0 {
+        return Err("did not receive metrics for targeted pods (pods might be unready)".to_owned());
+    }
+    let (ratio, usage) = usage_from_totals(t.remaining_total, t.remaining, target_usage);
+    let mut p = Proposal {
+        replicas: current,
+        usage,
+        utilization: None,
+        ratio,
+        rebalanced_ratio: None,
+        within_tolerance: false,
+        pods: Some(t.counts),
+    };
+    let scale_up_with_unready = t.counts.unready > 0 && ratio > 1.0;
+    if !scale_up_with_unready && t.counts.missing == 0 {
+        if tolerances.is_within(ratio) {
+            p.within_tolerance = true;
+            return Ok(p);
+        }
+        p.replicas = ceil_i32(ratio * t.counts.ready as f64);
+        return Ok(p);
+    }
+    let mut total = t.remaining_total;
+    let mut len = t.remaining;
+    if t.counts.missing > 0 {
+        if ratio < 1.0 {
+            // Scale-down: missing pods use exactly the target.
+            total += i128::from(target_usage) * t.counts.missing as i128;
+            len += t.counts.missing;
+        } else if ratio > 1.0 {
+            len += t.counts.missing;
+        }
+    }
+    if scale_up_with_unready {
+        len += t.counts.unready;
+    }
+    let (new_ratio, _) = usage_from_totals(total, len, target_usage);
+    Ok(settle_rebalanced(p, current, tolerances, new_ratio, len))
+}
+
 /// `calcPlainMetricReplicas` (AverageValue of a resource, or a Pods metric). `resource` is the resource
 /// name for Resource metrics (the CPU readiness rules need it), `None` for Pods metrics.
 #[allow(clippy::too_many_arguments)]
 pub fn calc_plain_metric_replicas(
+    metrics: PodSamples,
+    current: i32,
+    target_usage: i64,
+    tolerances: Tolerances,
+    pods: &[PodInfo],
+    resource: Option<&str>,
+    config: &ControllerConfig,
+    now_ms: i64,
+) -> Result<Proposal, String> {
+    plain_metric_replicas(
+        &borrow_pod_samples(&metrics),
+        current,
+        target_usage,
+        tolerances,
+        pods,
+        resource,
+        config,
+        now_ms,
+    )
+}
+
+/// `calcPlainMetricReplicas` keyed by pod name, as upstream computes it (pods sharing a name are one).
+#[allow(clippy::too_many_arguments)]
+fn calc_plain_metric_replicas_by_name(
     mut metrics: PodSamples,
     current: i32,
     target_usage: i64,
@@ -737,20 +1247,13 @@ pub fn calc_plain_metric_replicas(
         }
     }
     let (new_ratio, _) = metric_usage_ratio(&metrics, target_usage);
-    p.rebalanced_ratio = Some(new_ratio);
-    if tolerances.is_within(new_ratio)
-        || (ratio < 1.0 && new_ratio > 1.0)
-        || (ratio > 1.0 && new_ratio < 1.0)
-    {
-        p.within_tolerance = true;
-        return Ok(p);
-    }
-    let new_replicas = ceil_i32(new_ratio * metrics.len() as f64);
-    if (new_ratio < 1.0 && new_replicas > current) || (new_ratio > 1.0 && new_replicas < current) {
-        return Ok(p);
-    }
-    p.replicas = new_replicas;
-    Ok(p)
+    Ok(settle_rebalanced(
+        p,
+        current,
+        tolerances,
+        new_ratio,
+        metrics.len(),
+    ))
 }
 
 /// `getReadyPodsCount`: Running pods whose Ready condition is True.
@@ -820,5 +1323,275 @@ pub fn per_pod_total_replicas(
         rebalanced_ratio: None,
         within_tolerance: within,
         pods: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The index-based calculators against the name-keyed ones (upstream's shape), on inputs with
+    //! unsorted, duplicate, prefix-sharing and extraneous names.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::hpa::ContainerRequests;
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0..14usize).prop_map(|i| format!("p{i}")),
+            (0..14usize).prop_map(|i| format!("pod-aaaaaaaaaaaaaaaaaaaa-{i}")),
+            (0..14usize).prop_map(|i| format!("pod-aaaaaaaaaaaaaaaaaaaa-{i}x")),
+            Just(String::new()),
+        ]
+    }
+
+    fn requests() -> impl Strategy<Value = BTreeMap<String, i64>> {
+        (
+            prop_oneof![
+                Just(None),
+                (-5..5_000i64).prop_map(Some),
+                Just(Some(0)),
+                Just(Some(i64::MAX))
+            ],
+            prop_oneof![Just(None), (0..5_000i64).prop_map(Some)],
+        )
+            .prop_map(|(cpu, memory)| {
+                let mut m = BTreeMap::new();
+                if let Some(v) = cpu {
+                    m.insert("cpu".to_owned(), v);
+                }
+                if let Some(v) = memory {
+                    m.insert("memory".to_owned(), v);
+                }
+                m
+            })
+    }
+
+    fn pod() -> impl Strategy<Value = PodInfo> {
+        (
+            name(),
+            prop_oneof![
+                4 => Just(PodPhase::Running),
+                1 => Just(PodPhase::Pending),
+                1 => Just(PodPhase::Failed),
+                1 => Just(PodPhase::Succeeded),
+                1 => Just(PodPhase::Unknown),
+            ],
+            prop_oneof![
+                Just(None),
+                Just(Some(ConditionStatus::True)),
+                Just(Some(ConditionStatus::False)),
+                Just(Some(ConditionStatus::Unknown))
+            ],
+            prop_oneof![4 => Just(false), 1 => Just(true)],
+            prop_oneof![
+                Just(None),
+                Just(Some(0i64)),
+                Just(Some(NOW - 60_000)),
+                Just(Some(i64::MAX))
+            ],
+            prop_oneof![Just(0i64), Just(NOW - 50_000), Just(NOW - 1_000)],
+            proptest::collection::vec((prop_oneof![Just("a"), Just("b")], requests()), 1..3),
+        )
+            .prop_map(
+                |(name, phase, ready, deleting, start_ms, ready_transition_ms, containers)| {
+                    PodInfo {
+                        name,
+                        phase,
+                        ready,
+                        ready_transition_ms,
+                        start_ms,
+                        deleting,
+                        containers: containers
+                            .into_iter()
+                            .map(|(name, requests)| ContainerRequests {
+                                name: name.to_owned(),
+                                requests,
+                            })
+                            .collect(),
+                    }
+                },
+            )
+    }
+
+    fn samples() -> impl Strategy<Value = PodSamples> {
+        proptest::collection::btree_map(
+            name(),
+            (
+                prop_oneof![
+                    8 => 0..40_000i64,
+                    1 => Just(-7i64),
+                    1 => Just(i64::MAX / 4),
+                ],
+                prop_oneof![Just(0i64), Just(NOW - 30_000), Just(NOW)],
+            )
+                .prop_map(|(value, timestamp_ms)| PodSample {
+                    value,
+                    timestamp_ms,
+                    window_ms: 60_000,
+                }),
+            0..12,
+        )
+    }
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn config() -> ControllerConfig {
+        ControllerConfig {
+            cpu_initialization_period_ms: 2 * 60_000,
+            delay_of_initial_readiness_status_ms: 10_000,
+            ..ControllerConfig::default()
+        }
+    }
+
+    fn tolerances(t: f64) -> Tolerances {
+        Tolerances {
+            scale_down: t,
+            scale_up: t,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn resource_replicas_match_the_name_keyed_path(
+            pods in proptest::collection::vec(pod(), 0..12),
+            metrics in samples(),
+            current in 0..30i32,
+            target in 1..200i32,
+            resource in prop_oneof![Just("cpu"), Just("memory")],
+            container in prop_oneof![Just(None), Just(Some("a")), Just(Some("c"))],
+            tol in prop_oneof![Just(0.1f64), Just(0.0)],
+        ) {
+            let fast = get_resource_replicas(
+                current, target, resource, container, tolerances(tol), &pods, metrics.clone(),
+                &config(), NOW,
+            );
+            let by_name = get_resource_replicas_by_name(
+                current, target, resource, container, tolerances(tol), &pods, metrics,
+                &config(), NOW,
+            );
+            prop_assert_eq!(format!("{fast:?}"), format!("{by_name:?}"));
+        }
+
+        #[test]
+        fn plain_replicas_match_the_name_keyed_path(
+            pods in proptest::collection::vec(pod(), 0..12),
+            metrics in samples(),
+            current in 0..30i32,
+            target in 1..20_000i64,
+            resource in prop_oneof![Just(None), Just(Some("cpu")), Just(Some("memory"))],
+            tol in prop_oneof![Just(0.1f64), Just(0.0)],
+        ) {
+            let fast = calc_plain_metric_replicas(
+                metrics.clone(), current, target, tolerances(tol), &pods, resource, &config(), NOW,
+            );
+            let by_name = calc_plain_metric_replicas_by_name(
+                metrics, current, target, tolerances(tol), &pods, resource, &config(), NOW,
+            );
+            prop_assert_eq!(format!("{fast:?}"), format!("{by_name:?}"));
+        }
+
+        #[test]
+        fn sorted_pod_order_sorts_by_name(names in proptest::collection::vec(name(), 0..20)) {
+            let pods: Vec<PodInfo> = names.iter().map(|n| PodInfo::running(n, 1)).collect();
+            let mut expected: Vec<&str> = names.iter().map(String::as_str).collect();
+            expected.sort_unstable();
+            let unique = expected.windows(2).all(|w| w[0] < w[1]);
+            match sorted_pod_order(&pods) {
+                Some(order) => {
+                    prop_assert!(unique);
+                    let got: Vec<&str> = order.iter().map(|&i| pods[i].name.as_str()).collect();
+                    prop_assert_eq!(got, expected);
+                }
+                None => prop_assert!(!unique),
+            }
+        }
+    }
+
+    /// Many pods, in name order and not: the merge must pair every pod with its own sample.
+    #[test]
+    fn large_inputs_match_the_name_keyed_path() {
+        for shuffled in [false, true] {
+            let mut pods: Vec<PodInfo> = (0..1500)
+                .map(|i| {
+                    let mut p = PodInfo::running(&format!("web-7d9f8c6b5-{i}"), 100 + i % 7);
+                    p.start_ms = Some(NOW - 3_600_000);
+                    if i % 97 == 0 {
+                        p.phase = PodPhase::Pending;
+                    }
+                    if i % 101 == 0 {
+                        p.deleting = true;
+                    }
+                    p
+                })
+                .collect();
+            if shuffled {
+                pods.reverse();
+                pods.rotate_left(333);
+            }
+            let metrics: PodSamples = (0..1600)
+                .filter(|i| i % 89 != 0)
+                .map(|i| {
+                    (
+                        format!("web-7d9f8c6b5-{i}"),
+                        PodSample {
+                            value: 50 + (i as i64 % 13) * 7,
+                            timestamp_ms: NOW - 10_000,
+                            window_ms: 30_000,
+                        },
+                    )
+                })
+                .collect();
+            for target in [30, 60, 90, 150] {
+                let fast = get_resource_replicas(
+                    1500,
+                    target,
+                    "cpu",
+                    None,
+                    tolerances(0.1),
+                    &pods,
+                    metrics.clone(),
+                    &config(),
+                    NOW,
+                );
+                let by_name = get_resource_replicas_by_name(
+                    1500,
+                    target,
+                    "cpu",
+                    None,
+                    tolerances(0.1),
+                    &pods,
+                    metrics.clone(),
+                    &config(),
+                    NOW,
+                );
+                assert_eq!(format!("{fast:?}"), format!("{by_name:?}"));
+            }
+            for target in [50, 80, 120] {
+                let fast = calc_plain_metric_replicas(
+                    metrics.clone(),
+                    1500,
+                    target,
+                    tolerances(0.1),
+                    &pods,
+                    None,
+                    &config(),
+                    NOW,
+                );
+                let by_name = calc_plain_metric_replicas_by_name(
+                    metrics.clone(),
+                    1500,
+                    target,
+                    tolerances(0.1),
+                    &pods,
+                    None,
+                    &config(),
+                    NOW,
+                );
+                assert_eq!(format!("{fast:?}"), format!("{by_name:?}"));
+            }
+        }
     }
 }

@@ -1,0 +1,665 @@
+//! [`KubeActuator`]: the engine's [`Actuator`] on a real cluster.
+//!
+//! ```text
+//! engine loop (sync, up to 50×/s per policy)
+//!   observe ─▶ cached /scale (scale.rs) + pods of the namespace (reflector) filtered by its selector
+//!   apply   ─▶ dry-run: VirtualWorkloads · hpa: nothing · scale: leader? ─▶ desired ─▶ patch task
+//! ```
+//!
+//! Architecture invariant: neither `observe` nor `apply` waits for the network. Both read caches that
+//! watches keep current and hand work to tasks; the engine loop is never blocked by the API server.
+//!
+//! Pods: one reflector per namespace (a watch of every pod, managed fields and annotations dropped to
+//! save memory), shared by the policies of that namespace. Its staleness is one watch delivery; after a
+//! watch error the reflector relists (with backoff) and keeps serving the last complete list meanwhile.
+//! The `PodInfo` list of a selector is recomputed only when a pod event arrived since.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::core::{Expression, Selector, SelectorExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+use surge_aggregator::autoscaler::{Actuator, PolicyDef, VirtualWorkloads, Workload};
+use surge_config::ActuationMode;
+use surge_engine::{ConditionStatus, ContainerRequests, Decision, PodInfo, PodPhase};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::{LeaderElector, LeaderHandle, LeaseConfig, LeaseConfigError};
+use crate::scale::{Desired, PatchContext, ScaleMetrics, ScaleTarget};
+
+/// Tuning of [`KubeActuator`]; the defaults suit an engine that evaluates many times a second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeActuatorConfig {
+    /// Re-read each target's `/scale` at least this often, even when its watch is quiet.
+    pub scale_resync: Duration,
+    /// Do not serve a cached `/scale` older than this (the API server has been unreachable).
+    pub max_scale_age: Duration,
+    /// Longest a `/scale` PATCH may take; it is also cut short when leadership would end sooner.
+    pub patch_timeout: Duration,
+    /// Record a `SuccessfulRescale` Event on each patch.
+    pub events: bool,
+    /// How long [`KubeActuator::start`] waits for the caches of the configured policies.
+    pub initial_sync_timeout: Duration,
+}
+
+impl Default for KubeActuatorConfig {
+    fn default() -> Self {
+        KubeActuatorConfig {
+            scale_resync: Duration::from_secs(10),
+            max_scale_age: Duration::from_secs(60),
+            patch_timeout: Duration::from_secs(5),
+            events: true,
+            initial_sync_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the Kubernetes actuation could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No Kubernetes client: neither in a cluster nor a usable kubeconfig (`$KUBECONFIG`).
+    #[error(
+        "no Kubernetes client for /scale actuation (not in a cluster and no usable kubeconfig)"
+    )]
+    Client(#[source] kube::Error),
+    /// The Lease settings from the environment do not work.
+    #[error("invalid leader election settings")]
+    Lease(#[source] LeaseConfigError),
+}
+
+/// Actuation on a real cluster: reads `/scale` and pods, and patches `/scale` when this replica is the
+/// Lease leader. Dry-run policies go to a [`VirtualWorkloads`]; `hpa` policies are observed but never
+/// actuated (a real HPA reads surge's metrics API).
+pub struct KubeActuator {
+    ctx: Arc<PatchContext>,
+    dry_run: VirtualWorkloads,
+    runtime: tokio::runtime::Handle,
+    cancel: CancellationToken,
+    /// By `apiVersion/kind/namespace/name`.
+    targets: Mutex<HashMap<String, Arc<ScaleTarget>>>,
+    /// By namespace.
+    pods: Mutex<HashMap<String, Arc<PodCache>>>,
+}
+
+impl KubeActuator {
+    /// Starts following the workloads (and their namespaces' pods) of every policy that is not dry-run,
+    /// and waits up to `cfg.initial_sync_timeout` for those caches. Workloads of policies not given here
+    /// are followed from their first `observe`. Everything stops on `cancel`.
+    pub async fn start(
+        client: Client,
+        leader: LeaderHandle,
+        cfg: KubeActuatorConfig,
+        policies: &[PolicyDef],
+        registry: &mut Registry,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        let metrics = ScaleMetrics::new(registry);
+        let gauge = metrics.leader.clone();
+        let mut leading = leader.subscribe();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                gauge.set(i64::from(*leading.borrow_and_update()));
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    changed = leading.changed() => if changed.is_err() { return },
+                }
+            }
+        });
+        let actuator = Arc::new(KubeActuator {
+            ctx: Arc::new(PatchContext {
+                client,
+                leader,
+                metrics,
+                patch_timeout: cfg.patch_timeout,
+                scale_resync: cfg.scale_resync,
+                max_scale_age: cfg.max_scale_age,
+                events: cfg.events,
+            }),
+            dry_run: VirtualWorkloads::default(),
+            runtime: tokio::runtime::Handle::current(),
+            cancel,
+            targets: Mutex::new(HashMap::new()),
+            pods: Mutex::new(HashMap::new()),
+        });
+        let followed: Vec<_> = policies
+            .iter()
+            .filter(|p| p.mode != ActuationMode::DryRun)
+            .map(|p| {
+                (
+                    actuator.target(&p.workload),
+                    actuator.pod_cache(&p.workload.namespace),
+                )
+            })
+            .collect();
+        let synced = futures::future::join_all(followed.iter().map(|(t, p)| async move {
+            t.wait_synced().await;
+            p.wait_ready().await;
+        }));
+        if tokio::time::timeout(cfg.initial_sync_timeout, synced)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                timeout = ?cfg.initial_sync_timeout,
+                "workload caches not synced yet: their policies see \"unknown\" until they are"
+            );
+        }
+        actuator
+    }
+
+    /// Whether the `/scale` and pod caches of `workload` have been filled once.
+    pub fn is_synced(&self, workload: &Workload) -> bool {
+        let target = self.targets.lock().get(&target_key(workload)).cloned();
+        let pods = self.pods.lock().get(&workload.namespace).cloned();
+        target.is_some_and(|t| t.is_synced()) && pods.is_some_and(|p| p.is_ready())
+    }
+
+    /// The outcome of the latest patch task run for `workload` (`patched /scale 3 → 5`, `patch failed:
+    /// …`, `not the leader: skipped`, `already at 5`); `apply` itself can only say it was queued.
+    pub fn last_outcome(&self, workload: &Workload) -> Option<String> {
+        self.targets
+            .lock()
+            .get(&target_key(workload))
+            .and_then(|t| t.last_outcome())
+    }
+
+    /// The leader election this actuator obeys.
+    pub fn leader(&self) -> &LeaderHandle {
+        &self.ctx.leader
+    }
+
+    fn target(&self, w: &Workload) -> Arc<ScaleTarget> {
+        self.targets
+            .lock()
+            .entry(target_key(w))
+            .or_insert_with(|| {
+                ScaleTarget::start(
+                    w.clone(),
+                    self.ctx.clone(),
+                    &self.runtime,
+                    self.cancel.clone(),
+                )
+            })
+            .clone()
+    }
+
+    fn pod_cache(&self, namespace: &str) -> Arc<PodCache> {
+        self.pods
+            .lock()
+            .entry(namespace.to_owned())
+            .or_insert_with(|| {
+                PodCache::start(
+                    self.ctx.client.clone(),
+                    namespace,
+                    &self.runtime,
+                    self.cancel.clone(),
+                )
+            })
+            .clone()
+    }
+}
+
+impl Actuator for KubeActuator {
+    fn observe(&self, policy: &PolicyDef) -> Option<(i32, i32, Vec<PodInfo>)> {
+        if policy.mode == ActuationMode::DryRun {
+            return self.dry_run.observe(policy);
+        }
+        let scale = self.target(&policy.workload).observed()?;
+        let pods = match scale.selector.as_deref() {
+            Some(selector) => self.pod_cache(&policy.workload.namespace).pods(selector)?,
+            // The HPA refuses a target without a selector; no pod can be attributed to it.
+            None => Vec::new(),
+        };
+        Some((scale.spec_replicas, scale.status_replicas, pods))
+    }
+
+    fn apply(&self, policy: &PolicyDef, decision: &Decision) -> String {
+        match policy.mode {
+            ActuationMode::DryRun => return self.dry_run.apply(policy, decision),
+            ActuationMode::Hpa => return "hpa mode: served to the HPA, no patch".into(),
+            ActuationMode::Scale => {}
+        }
+        let before = decision.current_replicas;
+        if !decision.scale {
+            return format!("stays at {before}");
+        }
+        if !self.ctx.leader.is_leader() {
+            self.ctx.metrics.count("not_leader");
+            return "not the leader: skipped".into();
+        }
+        let target = self.target(&policy.workload);
+        let Some(observed) = target.observed() else {
+            return "target not observed yet: skipped".into();
+        };
+        if observed.spec_replicas == decision.desired_replicas {
+            return format!("already at {}", decision.desired_replicas);
+        }
+        target.request(Desired {
+            replicas: decision.desired_replicas,
+            from: observed.spec_replicas,
+            reason: decision.reason.clone(),
+            queued_at: Instant::now(),
+        });
+        format!(
+            "/scale patch queued {} → {}",
+            observed.spec_replicas, decision.desired_replicas
+        )
+    }
+}
+
+fn target_key(w: &Workload) -> String {
+    format!("{}/{}/{}/{}", w.api_version, w.kind, w.namespace, w.name)
+}
+
+/// Starts Kubernetes actuation when any policy has mode `scale`: a client (in-cluster, else
+/// `$KUBECONFIG`), the Lease election (see [`LeaseConfig::from_env`]), and a [`KubeActuator`]. `None`
+/// when no policy needs it, so a dry-run setup needs no cluster.
+pub async fn start_for_policies(
+    policies: &[PolicyDef],
+    registry: &mut Registry,
+    cancel: CancellationToken,
+) -> Result<Option<Arc<KubeActuator>>, StartError> {
+    if !policies.iter().any(|p| p.mode == ActuationMode::Scale) {
+        return Ok(None);
+    }
+    let client = Client::try_default().await.map_err(StartError::Client)?;
+    let lease = LeaseConfig::from_env();
+    tracing::info!(lease = %format!("{}/{}", lease.namespace, lease.name), identity = %lease.identity,
+        "starting leader election for /scale actuation");
+    let leader =
+        LeaderElector::start(client.clone(), lease, cancel.clone()).map_err(StartError::Lease)?;
+    let actuator = KubeActuator::start(
+        client,
+        leader,
+        KubeActuatorConfig::default(),
+        policies,
+        registry,
+        cancel,
+    )
+    .await;
+    Ok(Some(actuator))
+}
+
+/// The pods of one selector, and the cache generation they were computed at.
+type MemoizedPods = (u64, Arc<Vec<PodInfo>>);
+
+/// Every pod of one namespace, kept by a reflector.
+struct PodCache {
+    store: Store<Pod>,
+    ready: Arc<AtomicBool>,
+    /// Bumped after each event the store applied: memoized lists older than this are recomputed.
+    generation: Arc<AtomicU64>,
+    /// Per selector string: the generation it was computed at, and the pods.
+    memo: Mutex<HashMap<String, MemoizedPods>>,
+    ready_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl PodCache {
+    fn start(
+        client: Client,
+        namespace: &str,
+        runtime: &tokio::runtime::Handle,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        let (store, writer) = reflector::store();
+        let cache = Arc::new(PodCache {
+            store,
+            ready: Arc::new(AtomicBool::new(false)),
+            generation: Arc::new(AtomicU64::new(0)),
+            memo: Mutex::new(HashMap::new()),
+            ready_tx: tokio::sync::watch::channel(false).0,
+        });
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let ns = namespace.to_owned();
+        let c = cache.clone();
+        runtime.spawn(async move {
+            let events = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(|pod: &mut Pod| {
+                    pod.managed_fields_mut().clear();
+                    pod.annotations_mut().clear();
+                })
+                .reflect(writer);
+            futures::pin_mut!(events);
+            loop {
+                let ev = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    ev = events.next() => ev,
+                };
+                match ev {
+                    None => return,
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        c.generation.fetch_add(1, Ordering::AcqRel);
+                        if !c.ready.swap(true, Ordering::AcqRel) {
+                            c.ready_tx.send_replace(true);
+                        }
+                    }
+                    Some(Ok(_)) => {
+                        c.generation.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(namespace = %ns, error = %e, "pod watch error (relisting)");
+                    }
+                }
+            }
+        });
+        cache
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    async fn wait_ready(&self) {
+        let mut rx = self.ready_tx.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// The pods matching `selector`; `None` until the first list completed.
+    fn pods(&self, selector: &str) -> Option<Vec<PodInfo>> {
+        if !self.is_ready() {
+            return None;
+        }
+        // Read the generation before the store: a list computed from a newer store under an older
+        // generation is only recomputed once more, never served stale.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((g, pods)) = self.memo.lock().get(selector)
+            && *g == generation
+        {
+            return Some(pods.as_ref().clone());
+        }
+        let pods: Vec<PodInfo> = match parse_selector(selector) {
+            Ok(sel) => self
+                .store
+                .state()
+                .iter()
+                .filter(|p| sel.matches(p.labels()))
+                .map(|p| pod_info(p))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(selector, error = %e, "cannot parse the /scale selector: no pods");
+                Vec::new()
+            }
+        };
+        let pods = Arc::new(pods);
+        self.memo
+            .lock()
+            .insert(selector.to_owned(), (generation, pods.clone()));
+        Some(pods.as_ref().clone())
+    }
+}
+
+/// A pod as the engine sees it: phase, Ready condition, start time, deletion, container requests.
+pub fn pod_info(p: &Pod) -> PodInfo {
+    let status = p.status.as_ref();
+    let phase = match status.and_then(|s| s.phase.as_deref()) {
+        Some("Running") => PodPhase::Running,
+        Some("Succeeded") => PodPhase::Succeeded,
+        Some("Failed") => PodPhase::Failed,
+        Some("Unknown") => PodPhase::Unknown,
+        // "Pending", and a pod so new it has no phase yet.
+        _ => PodPhase::Pending,
+    };
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    let spec = p.spec.as_ref();
+    // Restartable init containers (sidecars) run alongside the app: their requests count, as upstream.
+    let sidecars = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let containers = spec
+        .map(|s| s.containers.iter())
+        .into_iter()
+        .flatten()
+        .chain(sidecars)
+        .map(container_requests)
+        .collect();
+    PodInfo {
+        name: p.name_any(),
+        phase,
+        ready: ready.map(|c| match c.status.as_str() {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        }),
+        ready_transition_ms: ready
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map_or(0, |t| t.0.as_millisecond()),
+        start_ms: status
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.as_millisecond()),
+        deleting: p.metadata.deletion_timestamp.is_some(),
+        containers,
+    }
+}
+
+fn container_requests(c: &Container) -> ContainerRequests {
+    let requests = c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| matches!(name.as_str(), "cpu" | "memory"))
+        .filter_map(|(name, q)| {
+            surge_engine::quantity::parse_milli(&q.0)
+                .ok()
+                .map(|v| (name.clone(), v))
+        })
+        .collect();
+    ContainerRequests {
+        name: c.name.clone(),
+        requests,
+    }
+}
+
+/// A label selector string that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid label selector requirement {requirement:?}")]
+pub struct SelectorError {
+    /// The offending requirement.
+    pub requirement: String,
+}
+
+/// Parses a label selector string as `/scale`'s `status.selector` carries it (`metav1.FormatLabelSelector`):
+/// comma-separated `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`.
+pub fn parse_selector(text: &str) -> Result<Selector, SelectorError> {
+    let mut requirements = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, ch) in text.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                requirements.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    requirements.push(&text[start..]);
+    let mut exprs = Vec::new();
+    for r in requirements {
+        let r = r.trim();
+        if r.is_empty() {
+            continue;
+        }
+        exprs.push(parse_requirement(r).ok_or_else(|| SelectorError {
+            requirement: r.to_owned(),
+        })?);
+    }
+    Ok(exprs.into_iter().collect())
+}
+
+fn parse_requirement(r: &str) -> Option<Expression> {
+    if let Some(key) = r.strip_prefix('!') {
+        let key = key.trim();
+        return valid_key(key).then(|| Expression::DoesNotExist(key.to_owned()));
+    }
+    let end = r
+        .find(|c: char| c.is_whitespace() || c == '=' || c == '!' || c == '(')
+        .unwrap_or(r.len());
+    let (key, rest) = r.split_at(end);
+    if !valid_key(key) {
+        return None;
+    }
+    let key = key.to_owned();
+    let rest = rest.trim_start();
+    if rest.is_empty() {
+        return Some(Expression::Exists(key));
+    }
+    if let Some(v) = rest.strip_prefix("!=") {
+        return Some(Expression::NotEqual(key, v.trim().to_owned()));
+    }
+    if let Some(v) = rest.strip_prefix("==").or_else(|| rest.strip_prefix('=')) {
+        return Some(Expression::Equal(key, v.trim().to_owned()));
+    }
+    let set = |s: &str| -> Option<std::collections::BTreeSet<String>> {
+        let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
+        Some(
+            inner
+                .split(',')
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .collect(),
+        )
+    };
+    if let Some(s) = rest.strip_prefix("notin") {
+        return Some(Expression::NotIn(key, set(s)?));
+    }
+    if let Some(s) = rest.strip_prefix("in") {
+        return Some(Expression::In(key, set(s)?));
+    }
+    None
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selectors_parse_and_match() {
+        // (selector, labels, matches)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
+            ("app=web", &[("app", "web")], true),
+            ("app=web", &[("app", "api")], false),
+            (
+                "app==web,tier=front",
+                &[("app", "web"), ("tier", "front")],
+                true,
+            ),
+            ("app=web,tier=front", &[("app", "web")], false),
+            ("app!=web", &[("app", "api")], true),
+            ("app!=web", &[], true),
+            ("tier in (a, b),app", &[("tier", "b"), ("app", "x")], true),
+            ("tier in (a,b)", &[("tier", "c")], false),
+            ("tier notin (a,b)", &[("tier", "c")], true),
+            ("tier notin (a,b)", &[], true),
+            ("!canary", &[("app", "web")], true),
+            ("!canary", &[("canary", "1")], false),
+            (
+                "app.kubernetes.io/name=web",
+                &[("app.kubernetes.io/name", "web")],
+                true,
+            ),
+            ("", &[("app", "web")], true),
+        ];
+        for (text, l, want) in cases {
+            let sel = parse_selector(text).unwrap();
+            assert_eq!(sel.matches(&labels(l)), *want, "{text:?} on {l:?}");
+        }
+        for bad in ["app in a,b", "=x", "app ~ x", "a b"] {
+            assert!(parse_selector(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pods_convert_to_engine_pods() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "labels": {"app": "web"}, "deletionTimestamp": "2026-01-01T00:00:10Z"},
+            "spec": {
+                "containers": [
+                    {"name": "app", "resources": {"requests": {"cpu": "250m", "memory": "64Mi", "nvidia.com/gpu": "1"}}},
+                    {"name": "plain"}
+                ],
+                "initContainers": [
+                    {"name": "init", "resources": {"requests": {"cpu": "1"}}},
+                    {"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"cpu": "100m"}}}
+                ]
+            },
+            "status": {
+                "phase": "Running",
+                "startTime": "2026-01-01T00:00:00Z",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:05Z"}
+                ]
+            }
+        }))
+        .unwrap();
+        let info = pod_info(&pod);
+        assert_eq!(info.name, "web-1");
+        assert_eq!(info.phase, PodPhase::Running);
+        assert_eq!(info.ready, Some(ConditionStatus::True));
+        assert_eq!(info.ready_transition_ms, 1_767_225_605_000);
+        assert_eq!(info.start_ms, Some(1_767_225_600_000));
+        assert!(info.deleting);
+        let reqs: Vec<_> = info
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.requests.clone()))
+            .collect();
+        assert_eq!(
+            reqs,
+            vec![
+                (
+                    "app",
+                    BTreeMap::from([
+                        ("cpu".to_owned(), 250),
+                        ("memory".to_owned(), 64 * 1024 * 1024 * 1000)
+                    ])
+                ),
+                ("plain", BTreeMap::new()),
+                ("proxy", BTreeMap::from([("cpu".to_owned(), 100)])),
+            ]
+        );
+        let pending: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}})).unwrap();
+        let info = pod_info(&pending);
+        assert_eq!(
+            (info.phase, info.ready, info.start_ms, info.deleting),
+            (PodPhase::Pending, None, None, false)
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! A workload's `/scale` subresource: a watch-fed cache of its replica counts and selector, and one
+//! task per workload that patches it.
+//!
+//! ```text
+//! watch the target object (metadata.name=<name>) ─any event─▶ GET …/{plural}/{name}/scale ─▶ cache
+//!   (and at least every `scale_resync`, and from each PATCH response)
+//! engine: apply(decision) ─▶ desired (watch channel: the last desired wins) ─▶ patch task (one per
+//!   workload, so two decisions never race) ─leader?─▶ PATCH …/scale {"spec":{"replicas":N}} ─▶ Event
+//! ```
+//!
+//! Staleness: the cached `/scale` lags the API server by one watch delivery plus one GET (milliseconds);
+//! a watch that stalls silently is covered by the periodic resync, so the cache is never older than
+//! `scale_resync` plus one request while the API server answers. A value older than `max_scale_age`
+//! (the API server has been unreachable) is not served at all: the engine then sees "unknown" and no
+//! patch is sent. Our own patches update the cache from the PATCH response at once.
+//!
+//! The engine-facing [`Actuator`](surge_aggregator::autoscaler::Actuator) is [`KubeActuator`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use parking_lot::{Mutex, RwLock};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use surge_aggregator::autoscaler::Workload;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::actuator::{KubeActuator, KubeActuatorConfig};
+use crate::lease::LeaderHandle;
+/// The engine types the [`Actuator`](surge_aggregator::autoscaler::Actuator) trait speaks.
+pub use surge_engine::{Decision, PodInfo};
+
+/// The field manager our patches are recorded under (`kubectl get -o yaml --show-managed-fields`).
+const FIELD_MANAGER: &str = "surge";
+/// How often `/scale` is read when the target object cannot be watched.
+const POLL_WITHOUT_WATCH: Duration = Duration::from_secs(2);
+/// `reason` of the Event on each patch, as the HPA controller writes it.
+pub const RESCALE_REASON: &str = "SuccessfulRescale";
+
+/// What `/scale` said, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedScale {
+    /// `spec.replicas`.
+    pub spec_replicas: i32,
+    /// `status.replicas`.
+    pub status_replicas: i32,
+    /// `status.selector`: the pods of the workload, as a label selector string.
+    pub selector: Option<String>,
+    /// The workload's uid (the Scale carries its parent's), for Events.
+    pub uid: Option<String>,
+    /// When it was read (or returned by our PATCH).
+    pub at: Instant,
+}
+
+impl ObservedScale {
+    fn from_scale(scale: &k8s_openapi::api::autoscaling::v1::Scale) -> Self {
+        ObservedScale {
+            spec_replicas: scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+            status_replicas: scale.status.as_ref().map_or(0, |s| s.replicas),
+            selector: scale
+                .status
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .filter(|s| !s.is_empty()),
+            uid: scale.metadata.uid.clone(),
+            at: Instant::now(),
+        }
+    }
+}
+
+/// The API resource of a workload kind: group and version from `apiVersion`, the plural from the kind
+/// (`Deployment` → `deployments`, `StatefulSet` → `statefulsets`, `ReplicaSet` → `replicasets`,
+/// `ReplicationController` → `replicationcontrollers`; any other kind, such as a custom resource with
+/// a scale subresource, is lower-cased with an `s` appended).
+pub fn api_resource(w: &Workload) -> ApiResource {
+    let (group, version) = match w.api_version.split_once('/') {
+        Some((g, v)) => (g.to_owned(), v.to_owned()),
+        None => (String::new(), w.api_version.clone()),
+    };
+    let plural = match w.kind.as_str() {
+        "Deployment" => "deployments".to_owned(),
+        "StatefulSet" => "statefulsets".to_owned(),
+        "ReplicaSet" => "replicasets".to_owned(),
+        "ReplicationController" => "replicationcontrollers".to_owned(),
+        other => format!("{}s", other.to_ascii_lowercase()),
+    };
+    ApiResource {
+        group,
+        version,
+        api_version: w.api_version.clone(),
+        kind: w.kind.clone(),
+        plural,
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// The actuation metrics, registered once per actuator.
+#[derive(Clone)]
+pub(crate) struct ScaleMetrics {
+    patches: Family<ResultLabel, Counter>,
+    decision_to_patch: Histogram,
+    pub(crate) leader: Gauge,
+}
+
+impl ScaleMetrics {
+    pub(crate) fn new(registry: &mut Registry) -> Self {
+        let m = ScaleMetrics {
+            patches: Family::default(),
+            decision_to_patch: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            leader: Gauge::default(),
+        };
+        registry.register(
+            "surge_scale_actuations",
+            "Scale decisions by outcome (patched, failed, unchanged, not_leader)",
+            m.patches.clone(),
+        );
+        registry.register(
+            "surge_decision_to_patch_seconds",
+            "From a scale decision to the API server's answer to its /scale PATCH",
+            m.decision_to_patch.clone(),
+        );
+        registry.register(
+            "surge_leader",
+            "1 while this replica holds the Lease and may actuate",
+            m.leader.clone(),
+        );
+        m
+    }
+
+    pub(crate) fn count(&self, result: &'static str) {
+        self.patches.get_or_create(&ResultLabel { result }).inc();
+    }
+}
+
+/// A replica count to set, and why.
+#[derive(Debug, Clone)]
+pub(crate) struct Desired {
+    pub(crate) replicas: i32,
+    /// The engine's `current_replicas`, shown when the cache has no better value.
+    pub(crate) from: i32,
+    pub(crate) reason: String,
+    pub(crate) queued_at: Instant,
+}
+
+/// What the patch tasks share.
+pub(crate) struct PatchContext {
+    pub(crate) client: Client,
+    pub(crate) leader: LeaderHandle,
+    pub(crate) metrics: ScaleMetrics,
+    pub(crate) patch_timeout: Duration,
+    pub(crate) scale_resync: Duration,
+    pub(crate) max_scale_age: Duration,
+    pub(crate) events: bool,
+}
+
+/// One workload's `/scale`: the cache, the desired count and the last outcome.
+pub(crate) struct ScaleTarget {
+    pub(crate) workload: Workload,
+    api: Api<DynamicObject>,
+    scale: RwLock<Option<ObservedScale>>,
+    /// Set after the first GET answered (found or not).
+    synced: watch::Sender<bool>,
+    desired: watch::Sender<Option<Desired>>,
+    last_outcome: Mutex<Option<String>>,
+    ctx: Arc<PatchContext>,
+}
+
+impl ScaleTarget {
+    /// Starts following `workload`'s `/scale` and its patch task on `runtime`.
+    pub(crate) fn start(
+        workload: Workload,
+        ctx: Arc<PatchContext>,
+        runtime: &tokio::runtime::Handle,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        let resource = api_resource(&workload);
+        if !matches!(
+            workload.kind.as_str(),
+            "Deployment" | "StatefulSet" | "ReplicaSet" | "ReplicationController"
+        ) {
+            tracing::warn!(workload = %workload.key(), kind = %workload.kind, plural = %resource.plural,
+                "unknown kind: guessing its resource plural");
+        }
+        let api = Api::<DynamicObject>::namespaced_with(
+            ctx.client.clone(),
+            &workload.namespace,
+            &resource,
+        );
+        let (desired, desired_rx) = watch::channel(None);
+        let target = Arc::new(ScaleTarget {
+            workload,
+            api,
+            scale: RwLock::new(None),
+            synced: watch::channel(false).0,
+            desired,
+            last_outcome: Mutex::new(None),
+            ctx,
+        });
+        runtime.spawn(target.clone().follow(cancel.clone()));
+        runtime.spawn(target.clone().patch_loop(desired_rx, cancel));
+        target
+    }
+
+    /// The cached `/scale`, unless it is older than `max_scale_age`.
+    pub(crate) fn observed(&self) -> Option<ObservedScale> {
+        self.scale
+            .read()
+            .as_ref()
+            .filter(|s| s.at.elapsed() <= self.ctx.max_scale_age)
+            .cloned()
+    }
+
+    pub(crate) fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    pub(crate) async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Hands `d` to the patch task; a desired count not yet patched is replaced (the last one wins).
+    pub(crate) fn request(&self, d: Desired) {
+        self.desired.send_replace(Some(d));
+    }
+
+    pub(crate) fn last_outcome(&self) -> Option<String> {
+        self.last_outcome.lock().clone()
+    }
+
+    /// Re-reads `/scale` on every change of the target object, and every `scale_resync` regardless.
+    /// Without permission to watch the object (RBAC that grants `/scale` only), it polls `/scale` every
+    /// [`POLL_WITHOUT_WATCH`] instead.
+    async fn follow(self: Arc<Self>, cancel: CancellationToken) {
+        let config =
+            watcher::Config::default().fields(&format!("metadata.name={}", self.workload.name));
+        let events = watcher(self.api.clone(), config).default_backoff();
+        futures::pin_mut!(events);
+        let mut resync = tokio::time::interval(self.ctx.scale_resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = resync.tick() => {}
+                ev = events.next(), if watching => match ev {
+                    Some(Ok(_)) => {
+                        // Coalesce a burst (the initial list, a rollout's status updates) into one GET.
+                        while let Some(Some(_)) = events.next().now_or_never() {}
+                    }
+                    Some(Err(e)) if is_forbidden(&e) => {
+                        let poll = POLL_WITHOUT_WATCH.min(self.ctx.scale_resync);
+                        tracing::warn!(workload = %self.workload.key(), every = ?poll,
+                            "not allowed to watch the scale target (grant list/watch on it for prompt updates): polling /scale");
+                        watching = false;
+                        resync = tokio::time::interval(poll);
+                        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(workload = %self.workload.key(), error = %e, "workload watch error");
+                        continue;
+                    }
+                    None => {
+                        watching = false;
+                        continue;
+                    }
+                },
+            }
+            self.refresh().await;
+        }
+    }
+
+    async fn refresh(&self) {
+        match self.api.get_scale(&self.workload.name).await {
+            Ok(scale) => {
+                *self.scale.write() = Some(ObservedScale::from_scale(&scale));
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                if self.scale.write().take().is_some() {
+                    tracing::warn!(workload = %self.workload.key(), "scale target not found");
+                }
+            }
+            Err(e) => {
+                // Keep the last value: `observed` stops serving it once it is too old.
+                tracing::warn!(workload = %self.workload.key(), error = %e, "reading /scale failed");
+                return;
+            }
+        }
+        self.synced
+            .send_if_modified(|s| !std::mem::replace(s, true));
+    }
+
+    /// One patch at a time for this workload, always toward the latest desired count.
+    async fn patch_loop(
+        self: Arc<Self>,
+        mut rx: watch::Receiver<Option<Desired>>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = rx.changed() => if changed.is_err() { return },
+            }
+            let Some(desired) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let outcome = self.patch(&desired).await;
+            *self.last_outcome.lock() = Some(outcome);
+        }
+    }
+
+    async fn patch(&self, d: &Desired) -> String {
+        let key = self.workload.key();
+        let Some(left) = self.ctx.leader.remaining() else {
+            self.ctx.metrics.count("not_leader");
+            return "not the leader: skipped".into();
+        };
+        let from = self
+            .scale
+            .read()
+            .as_ref()
+            .map_or(d.from, |s| s.spec_replicas);
+        if from == d.replicas {
+            self.ctx.metrics.count("unchanged");
+            return format!("already at {from}");
+        }
+        // Never let a patch land long after this replica may have stopped leading.
+        let limit = self.ctx.patch_timeout.min(left);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let body = Patch::Merge(serde_json::json!({"spec": {"replicas": d.replicas}}));
+        let answer = tokio::time::timeout(
+            limit,
+            self.api.patch_scale(&self.workload.name, &params, &body),
+        )
+        .await;
+        match answer {
+            Ok(Ok(scale)) => {
+                let observed = ObservedScale::from_scale(&scale);
+                let uid = observed.uid.clone();
+                *self.scale.write() = Some(observed);
+                self.ctx.metrics.count("patched");
+                self.ctx
+                    .metrics
+                    .decision_to_patch
+                    .observe(d.queued_at.elapsed().as_secs_f64());
+                tracing::info!(workload = %key, from, to = d.replicas, reason = %d.reason, "patched /scale");
+                if self.ctx.events {
+                    let event = rescale_event(&self.workload, uid, d, self.ctx.leader.identity());
+                    let client = self.ctx.client.clone();
+                    let ns = self.workload.namespace.clone();
+                    // Off the patch path: the next patch does not wait for the Event.
+                    tokio::spawn(async move {
+                        let api: Api<Event> = Api::namespaced(client, &ns);
+                        if let Err(e) = api.create(&PostParams::default(), &event).await {
+                            tracing::warn!(workload = %key, error = %e, "recording the rescale Event failed");
+                        }
+                    });
+                }
+                format!("patched /scale {from} → {}", d.replicas)
+            }
+            Ok(Err(e)) => {
+                self.ctx.metrics.count("failed");
+                tracing::warn!(workload = %key, from, to = d.replicas, error = %e, "patching /scale failed");
+                format!("patch failed: {e}")
+            }
+            Err(_) => {
+                self.ctx.metrics.count("failed");
+                tracing::warn!(workload = %key, from, to = d.replicas, timeout = ?limit, "patching /scale timed out");
+                format!("patch failed: no answer within {limit:?}")
+            }
+        }
+    }
+}
+
+fn is_forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
+    }
+}
+
+/// A core/v1 Event like the HPA controller's: `SuccessfulRescale`, "New size: N; reason: …".
+fn rescale_event(w: &Workload, uid: Option<String>, d: &Desired, instance: &str) -> Event {
+    let now = Timestamp::now();
+    Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", w.name, now.as_nanosecond())),
+            namespace: Some(w.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some(w.api_version.clone()),
+            kind: Some(w.kind.clone()),
+            name: Some(w.name.clone()),
+            namespace: Some(w.namespace.clone()),
+            uid,
+            ..ObjectReference::default()
+        },
+        reason: Some(RESCALE_REASON.into()),
+        message: Some(format!("New size: {}; reason: {}", d.replicas, d.reason)),
+        type_: Some("Normal".into()),
+        source: Some(EventSource {
+            component: Some("surge".into()),
+            host: None,
+        }),
+        reporting_component: Some("surge".into()),
+        reporting_instance: Some(instance.to_owned()),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        count: Some(1),
+        ..Event::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(kind: &str, api_version: &str) -> Workload {
+        Workload {
+            namespace: "ns".into(),
+            name: "web".into(),
+            kind: kind.into(),
+            api_version: api_version.into(),
+        }
+    }
+
+    #[test]
+    fn kinds_map_to_resources() {
+        let r = api_resource(&workload("Deployment", "apps/v1"));
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str(), r.plural.as_str()),
+            ("apps", "v1", "deployments")
+        );
+        let r = api_resource(&workload("StatefulSet", "apps/v1"));
+        assert_eq!(r.plural, "statefulsets");
+        let r = api_resource(&workload("ReplicaSet", "apps/v1"));
+        assert_eq!(r.plural, "replicasets");
+        let r = api_resource(&workload("ReplicationController", "v1"));
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str(), r.plural.as_str()),
+            ("", "v1", "replicationcontrollers")
+        );
+        let r = api_resource(&workload("Rollout", "argoproj.io/v1alpha1"));
+        assert_eq!(
+            (r.group.as_str(), r.plural.as_str()),
+            ("argoproj.io", "rollouts")
+        );
+    }
+
+    #[test]
+    fn event_reads_like_the_hpa() {
+        let d = Desired {
+            replicas: 5,
+            from: 3,
+            reason: "external metric rps above target".into(),
+            queued_at: Instant::now(),
+        };
+        let e = rescale_event(
+            &workload("Deployment", "apps/v1"),
+            Some("u-1".into()),
+            &d,
+            "agg-0",
+        );
+        assert_eq!(e.reason.as_deref(), Some("SuccessfulRescale"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("New size: 5; reason: external metric rps above target")
+        );
+        assert_eq!(e.involved_object.uid.as_deref(), Some("u-1"));
+        assert_eq!(e.involved_object.kind.as_deref(), Some("Deployment"));
+        assert!(e.metadata.name.unwrap().starts_with("web."));
+    }
+}

@@ -4,6 +4,8 @@
 //! picks the dialect) and leaves as borrowed [`Entry`] values from [`Parser`]. The body is checked for
 //! UTF-8 once, up front; each line is then validated in a single pass as the iterator reaches it, and a
 //! [`Sample`] keeps its raw label text so [`Sample::labels`] can re-walk it without validating again.
+//! Validation also records the label set's shape: for the usual plain `name="value",...` set of up to
+//! eight labels it notes where each `=` and closing quote is, so `labels()` only slices.
 //!
 //! Architecture invariants:
 //! - nothing is allocated per sample unless a label value or HELP text holds an escape (and OpenMetrics
@@ -23,7 +25,7 @@ mod scan;
 
 pub use scan::LabelIter;
 
-use scan::{Dialect, ScanError};
+use scan::{Dialect, ScanError, Shape};
 
 /// Accept header exactly as Prometheus 2.x sends it when scraping (OpenMetrics preferred, then text 0.0.4).
 pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -189,6 +191,8 @@ pub struct Sample<'a> {
     pub kind: MetricType,
     /// The validated text between the braces (empty without labels).
     raw_labels: &'a str,
+    /// What validation learned about the label set, so [`Sample::labels`] can take the quickest way.
+    shape: Shape,
 }
 
 impl<'a> Sample<'a> {
@@ -196,7 +200,7 @@ impl<'a> Sample<'a> {
     /// it holds a backslash.
     #[inline]
     pub fn labels(&self) -> LabelIter<'a> {
-        LabelIter::new(self.raw_labels)
+        LabelIter::with_shape(self.raw_labels, self.shape)
     }
 }
 
@@ -216,9 +220,6 @@ pub struct Parser<'a> {
     /// OpenMetrics: the per-family validation state.
     om: openmetrics::Validator<'a>,
 }
-
-/// A failure inside one line, before the line number is attached.
-type LineResult<T> = Result<T, ScanError>;
 
 impl<'a> Parser<'a> {
     /// Checks the body for UTF-8 (the only whole-body pass) and prepares to iterate it.
@@ -265,56 +266,75 @@ impl<'a> Parser<'a> {
         Some((self.src.get(start..end)?, number))
     }
 
+    /// Text format: the next entry. Sets `done` itself on an error, so that a sample goes straight from
+    /// [`Parser::text_sample`] to the caller, built in place.
     #[inline]
     fn next_text(&mut self) -> Option<Result<Entry<'a>, ParseError>> {
         loop {
             let (line, number) = self.next_line()?;
-            let at_error = |e: ScanError| ParseError {
-                line: number,
-                column: e.at + 1,
-                reason: e.reason,
-            };
             let b = line.as_bytes();
             let first = scan::skip_blanks(b, 0);
-            let entry = match b.get(first) {
+            match b.get(first) {
                 None => continue,
-                Some(b'#') => match self.text_comment(line, first) {
-                    Ok(Some(entry)) => entry,
-                    Ok(None) => continue,
-                    Err(e) => return Some(Err(at_error(e))),
+                Some(b'#') => match Self::text_keyword(b, first) {
+                    Some((kw, help)) => return self.text_metadata(line, kw, help, number),
+                    None => continue,
                 },
-                Some(_) => match self.text_sample(line, first) {
-                    Ok(sample) => Entry::Sample(sample),
-                    Err(e) => return Some(Err(at_error(e))),
-                },
-            };
-            return Some(Ok(entry));
+                Some(_) => return self.text_sample(line, first, number),
+            }
         }
     }
 
-    /// `# HELP`, `# TYPE` or a plain comment (`None`). Prometheus's lexer wants a blank after `#` and
-    /// after the keyword; anything else is a comment.
-    fn text_comment(&mut self, line: &'a str, hash: usize) -> LineResult<Option<Entry<'a>>> {
-        let b = line.as_bytes();
+    /// Ends the iteration with the error `e` on line `number`.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, number: usize, e: ScanError) -> Option<Result<Entry<'a>, ParseError>> {
+        self.done = true;
+        Some(Err(ParseError {
+            line: number,
+            column: e.at + 1,
+            reason: e.reason,
+        }))
+    }
+
+    /// Where the keyword of a `# HELP` or `# TYPE` line starts, and whether it is HELP; `None` for a plain
+    /// comment. Prometheus's lexer wants a blank after `#` and after the keyword; anything else is a
+    /// comment.
+    #[inline]
+    fn text_keyword(b: &[u8], hash: usize) -> Option<(usize, bool)> {
         if !b.get(hash + 1).is_some_and(|&c| scan::is_blank(c)) {
-            return Ok(None);
+            return None;
         }
         let kw = scan::skip_blanks(b, hash + 1);
-        let keyword = match b.get(kw..kw + 4) {
-            Some(b"HELP") => "HELP",
-            Some(b"TYPE") => "TYPE",
-            _ => return Ok(None),
+        let help = match b.get(kw..kw + 4) {
+            Some(b"HELP") => true,
+            Some(b"TYPE") => false,
+            _ => return None,
         };
         if !b.get(kw + 4).is_some_and(|&c| scan::is_blank(c)) {
-            return Ok(None);
+            return None;
         }
+        Some((kw, help))
+    }
+
+    /// The `# HELP` or `# TYPE` line whose keyword is at `kw` (see [`Parser::text_keyword`]).
+    #[inline]
+    fn text_metadata(
+        &mut self,
+        line: &'a str,
+        kw: usize,
+        help: bool,
+        number: usize,
+    ) -> Option<Result<Entry<'a>, ParseError>> {
+        let b = line.as_bytes();
+        let keyword = if help { "HELP" } else { "TYPE" };
         let name_start = scan::skip_blanks(b, kw + 4);
         let name_end = scan::metric_name_end(b, name_start);
         if name_end == name_start {
-            return Err(ScanError::new(
-                name_start,
-                format!("expected metric name after {keyword}"),
-            ));
+            return self.fail(
+                number,
+                ScanError::new(name_start, format!("expected metric name after {keyword}")),
+            );
         }
         let family = &line[name_start..name_end];
         // Prometheus takes the rest of the line after exactly one separating blank.
@@ -322,57 +342,81 @@ impl<'a> Parser<'a> {
             None => ("", name_end),
             Some(&c) if scan::is_blank(c) => (&line[name_end + 1..], name_end + 1),
             Some(_) => {
-                return Err(ScanError::new(
-                    name_end,
-                    "expected a blank after the metric name",
-                ));
+                return self.fail(
+                    number,
+                    ScanError::new(name_end, "expected a blank after the metric name"),
+                );
             }
         };
-        if keyword == "HELP" {
-            return Ok(Some(Entry::Help {
+        if help {
+            return Some(Ok(Entry::Help {
                 family,
                 text: scan::unescape_help(text),
             }));
         }
         let Some(kind) = MetricType::from_text(text) else {
-            return Err(ScanError::new(
-                text_at,
-                format!("invalid metric type {text:?}"),
-            ));
+            return self.fail(
+                number,
+                ScanError::new(text_at, format!("invalid metric type {text:?}")),
+            );
         };
         self.text_family = Some((family, kind));
-        Ok(Some(Entry::Type { family, kind }))
+        Some(Ok(Entry::Type { family, kind }))
     }
 
     #[inline]
-    fn text_sample(&self, line: &'a str, start: usize) -> LineResult<Sample<'a>> {
+    fn text_sample(
+        &mut self,
+        line: &'a str,
+        start: usize,
+        number: usize,
+    ) -> Option<Result<Entry<'a>, ParseError>> {
         let b = line.as_bytes();
-        let name_end = scan::metric_name_end(b, start);
+        // Samples mostly follow their `# TYPE` line: a name starting with that (validated) family name
+        // needs only the rest checked, and the prefix test is the one `text_kind` needs.
+        let family = self
+            .text_family
+            .filter(|(family, _)| scan::has_prefix(b, start, family.as_bytes()));
+        let name_end = match family {
+            Some((family, _)) => scan::metric_name_rest_end(b, start + family.len()),
+            None => scan::metric_name_end(b, start),
+        };
         if name_end == start {
-            return Err(ScanError::new(start, "expected metric name"));
+            return self.fail(number, ScanError::new(start, "expected metric name"));
         }
         let mut key_end = name_end;
         let mut raw_labels = "";
+        let mut shape = Shape::EMPTY;
         let mut i = scan::skip_blanks(b, name_end);
         if b.get(i) == Some(&b'{') {
-            let close = scan::scan_labels(b, i, Dialect::Text)?;
+            let set = match scan::scan_labels(b, i, Dialect::Text) {
+                Ok(set) => set,
+                Err(e) => return self.fail(number, e),
+            };
+            let close = set.close;
+            shape = set.shape;
             raw_labels = &line[i + 1..close];
             key_end = close + 1;
             i = scan::skip_blanks(b, key_end);
         } else if i == name_end && i < b.len() {
-            return Err(ScanError::new(
-                i,
-                "expected a blank or '{' after the metric name",
-            ));
+            return self.fail(
+                number,
+                ScanError::new(i, "expected a blank or '{' after the metric name"),
+            );
         }
         if i >= b.len() {
-            return Err(ScanError::new(i, "expected value"));
+            return self.fail(number, ScanError::new(i, "expected value"));
         }
         let value_end = scan::token_end(b, i);
         let token = &line[i..value_end];
         let value = match scan::parse_number(token) {
             Some(v) if !scan::overflowed(token, v) => v,
-            _ => return Err(ScanError::new(i, format!("invalid value {token:?}"))),
+            _ => {
+                return self.fail(
+                    number,
+                    ScanError::new(i, format!("invalid value {token:?}")),
+                );
+            }
         };
         let mut timestamp_ms = None;
         let ts = scan::skip_blanks(b, value_end);
@@ -380,35 +424,39 @@ impl<'a> Parser<'a> {
             let ts_end = scan::token_end(b, ts);
             let token = &line[ts..ts_end];
             let Some(t) = scan::parse_millis(token) else {
-                return Err(ScanError::new(ts, format!("invalid timestamp {token:?}")));
+                return self.fail(
+                    number,
+                    ScanError::new(ts, format!("invalid timestamp {token:?}")),
+                );
             };
             timestamp_ms = Some(t);
             let rest = scan::skip_blanks(b, ts_end);
             if rest < b.len() {
-                return Err(ScanError::new(rest, "unexpected data after timestamp"));
+                return self.fail(
+                    number,
+                    ScanError::new(rest, "unexpected data after timestamp"),
+                );
             }
         }
         let name = &line[start..name_end];
-        Ok(Sample {
+        Some(Ok(Entry::Sample(Sample {
             name,
             series_key: &line[start..key_end],
             value,
             timestamp_ms,
-            kind: self.text_kind(name),
+            kind: family.map_or(MetricType::Unknown, |(family, kind)| {
+                Self::text_kind(name.get(family.len()..).unwrap_or_default(), kind)
+            }),
             raw_labels,
-        })
+            shape,
+        })))
     }
 
-    /// The type of the family `name` belongs to: the last `# TYPE` family, if `name` is it or one of its
-    /// children (`_bucket`, `_sum`, `_count` of a histogram; `_sum`, `_count` of a summary).
+    /// The type of a sample whose name is the last `# TYPE` family (of type `kind`) followed by `suffix`:
+    /// `kind` if the sample is the family itself or one of its children (`_bucket`, `_sum`, `_count` of
+    /// a histogram; `_sum`, `_count` of a summary).
     #[inline]
-    fn text_kind(&self, name: &str) -> MetricType {
-        let Some((family, kind)) = self.text_family else {
-            return MetricType::Unknown;
-        };
-        let Some(suffix) = name.strip_prefix(family) else {
-            return MetricType::Unknown;
-        };
+    fn text_kind(suffix: &str, kind: MetricType) -> MetricType {
         let belongs = matches!(
             (suffix, kind),
             ("", _)
@@ -468,14 +516,17 @@ impl<'a> Iterator for Parser<'a> {
             self.done = true;
             return Some(Err(e));
         }
-        let item = match self.format {
+        match self.format {
+            // Sets `done` on an error itself; its end (`None`) repeats.
             Format::Text => self.next_text(),
-            Format::OpenMetrics => self.next_openmetrics(),
-        };
-        if !matches!(item, Some(Ok(_))) {
-            self.done = true;
+            Format::OpenMetrics => {
+                let item = self.next_openmetrics();
+                if !matches!(item, Some(Ok(_))) {
+                    self.done = true;
+                }
+                item
+            }
         }
-        item
     }
 }
 

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use super::scan::{self, Dialect, LabelIter, ScanError};
+use super::scan::{self, Dialect, LabelIter, ScanError, Shape};
 use super::{Entry, MetricType, Sample};
 
 type LineResult<T> = Result<T, ScanError>;
@@ -571,8 +571,11 @@ fn parse_sample_line(line: &str) -> LineResult<SampleLine<'_>> {
     }
     let mut key_end = name_end;
     let mut raw_labels = "";
+    let mut shape = Shape::EMPTY;
     if b.get(name_end) == Some(&b'{') {
-        let close = scan::scan_labels(b, name_end, Dialect::OpenMetrics)?;
+        let set = scan::scan_labels(b, name_end, Dialect::OpenMetrics)?;
+        let close = set.close;
+        shape = set.shape;
         raw_labels = &line[name_end + 1..close];
         key_end = close + 1;
     }
@@ -609,6 +612,7 @@ fn parse_sample_line(line: &str) -> LineResult<SampleLine<'_>> {
             timestamp_ms: timestamp_s.map(scan::seconds_to_millis),
             kind: MetricType::Unknown,
             raw_labels,
+            shape,
         },
         timestamp_s,
         exemplar_at,
@@ -645,7 +649,7 @@ fn exemplar(line: &str, at: usize) -> LineResult<()> {
         return Err(ScanError::new(at, "expected '# {' to start an exemplar"));
     }
     let open = at + 2;
-    let close = scan::scan_labels(b, open, Dialect::OpenMetrics)?;
+    let close = scan::scan_labels(b, open, Dialect::OpenMetrics)?.close;
     let chars: usize = LabelIter::new(&line[open + 1..close])
         .map(|(n, v)| n.chars().count() + v.chars().count())
         .sum();

@@ -4,6 +4,7 @@
 //! ASCII bytes, so every offset it returns is a char boundary.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// Byte classes, one bit per role.
 const METRIC_START: u8 = 1; // [a-zA-Z_:]
@@ -61,34 +62,116 @@ pub(super) enum Dialect {
 
 /// End of the metric name `[a-zA-Z_:][a-zA-Z0-9_:]*` starting at `i` (`i` itself when there is none).
 #[inline]
-pub(super) fn metric_name_end(b: &[u8], mut i: usize) -> usize {
+pub(super) fn metric_name_end(b: &[u8], i: usize) -> usize {
     match b.get(i) {
-        Some(&c) if CLASS[c as usize] & METRIC_START != 0 => i += 1,
-        _ => return i,
+        Some(&c) if CLASS[c as usize] & METRIC_START != 0 => name_run_end::<true>(b, i + 1),
+        _ => i,
     }
-    while let Some(&c) = b.get(i) {
-        if CLASS[c as usize] & METRIC_CONT == 0 {
-            break;
+}
+
+/// End of a metric name whose first `i - start` bytes are known to be a valid metric name: the rest of
+/// `[a-zA-Z0-9_:]*` from `i`.
+#[inline]
+pub(super) fn metric_name_rest_end(b: &[u8], i: usize) -> usize {
+    name_run_end::<true>(b, i)
+}
+
+/// Whether `b[at..]` starts with `prefix` (compared a word at a time).
+#[inline]
+pub(super) fn has_prefix(b: &[u8], at: usize, prefix: &[u8]) -> bool {
+    let n = prefix.len();
+    let Some(head) = b.get(at..at + n) else {
+        return false;
+    };
+    if n < 8 {
+        return head == prefix;
+    }
+    // Whole words, then the last eight bytes (which may overlap the last whole word).
+    let mut k = 0;
+    while k + 8 <= n {
+        if word_at(head, k) != word_at(prefix, k) {
+            return false;
         }
-        i += 1;
+        k += 8;
     }
-    i
+    word_at(head, n - 8) == word_at(prefix, n - 8)
 }
 
 /// End of the label name `[a-zA-Z_][a-zA-Z0-9_]*` starting at `i` (`i` itself when there is none).
 #[inline]
-fn label_name_end(b: &[u8], mut i: usize) -> usize {
+fn label_name_end(b: &[u8], i: usize) -> usize {
     match b.get(i) {
-        Some(&c) if CLASS[c as usize] & LABEL_START != 0 => i += 1,
-        _ => return i,
+        Some(&c) if CLASS[c as usize] & LABEL_START != 0 => name_run_end::<false>(b, i + 1),
+        _ => i,
     }
-    while let Some(&c) = b.get(i) {
-        if CLASS[c as usize] & LABEL_CONT == 0 {
-            break;
+}
+
+/// End of the run of name bytes (`[a-zA-Z0-9_]`, plus `:` when `COLON`) starting at `i`, eight bytes at
+/// a time.
+#[inline(always)]
+fn name_run_end<const COLON: bool>(b: &[u8], i: usize) -> usize {
+    let mut offset = i;
+    while let Some(w) = word_at(b, offset) {
+        let bad = !name_bytes::<COLON>(w) & HI;
+        if bad != 0 {
+            return offset + (bad.trailing_zeros() / 8) as usize;
         }
-        i += 1;
+        offset += 8;
     }
-    i
+    let class = if COLON { METRIC_CONT } else { LABEL_CONT };
+    let rest = b.get(offset..).unwrap_or_default();
+    offset
+        + rest
+            .iter()
+            .position(|&c| CLASS[c as usize] & class == 0)
+            .unwrap_or(rest.len())
+}
+
+/// The high bit of each byte of `w` that is a name byte: `[a-zA-Z0-9_]`, plus `:` when `COLON`. Exact
+/// per byte (no carry crosses bytes).
+#[inline(always)]
+fn name_bytes<const COLON: bool>(w: u64) -> u64 {
+    let ascii = !w & HI;
+    let x = w & !HI;
+    // `x + (0x80 - lo)` has its high bit set exactly when `x >= lo` (x < 0x80, so nothing carries out).
+    let at_least = |lo: u8| x + LO * u64::from(0x80 - lo);
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let folded = x | (LO * 0x20);
+    let folded_at_least = |lo: u8| folded + LO * u64::from(0x80 - lo);
+    let alpha = folded_at_least(b'a') & !folded_at_least(b'z' + 1);
+    let mut ok = digit | alpha | exact_eq(x, b'_');
+    if COLON {
+        ok |= exact_eq(x, b':');
+    }
+    ok & ascii & HI
+}
+
+/// The high bit of each byte of `x` (all bytes below 0x80) equal to `c`. Exact per byte.
+#[inline(always)]
+fn exact_eq(x: u64, c: u8) -> u64 {
+    let t = x ^ (LO * u64::from(c));
+    // A byte of `t` is below 0x80; adding 0x7f sets its high bit exactly when it is not zero.
+    !(t + LO * 0x7f) & HI
+}
+
+/// The offset of the `=` after a valid label name starting at `i`, when the eight bytes at `i` hold
+/// both (the common case, decided without a loop); `None` otherwise, valid or not.
+#[inline(always)]
+fn short_label_name(b: &[u8], i: usize) -> Option<usize> {
+    let w = word_at(b, i)?;
+    let eq = exact_eq(w & !HI, b'=') & !w;
+    let first_eq = eq & eq.wrapping_neg();
+    // The high bits of the bytes before the first `=`: the name, which must be all name bytes, not
+    // empty, and not start with a digit.
+    let name = first_eq.wrapping_sub(1) & HI;
+    if first_eq == 0
+        || name == 0
+        || name & !name_bytes::<false>(w) != 0
+        || (w as u8).is_ascii_digit()
+    {
+        return None;
+    }
+    Some(i + (first_eq.trailing_zeros() / 8) as usize)
 }
 
 /// Whether `s` as a whole is a valid metric name.
@@ -122,32 +205,60 @@ pub(super) fn token_end(b: &[u8], i: usize) -> usize {
     }
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The eight bytes at `i` as a little-endian word, if there are eight.
+#[inline(always)]
+fn word_at(hay: &[u8], i: usize) -> Option<u64> {
+    let chunk = hay.get(i..i + 8)?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    Some(u64::from_le_bytes(word))
+}
+
+/// High bit set in every byte of `w` equal to the byte splatted in `pattern` (the lowest flagged byte is
+/// exact; flags above it may be false positives, so only `trailing_zeros` of the result is meaningful).
+#[inline(always)]
+fn eq_mask(w: u64, pattern: u64) -> u64 {
+    let x = w ^ pattern;
+    x.wrapping_sub(LO) & !x & HI
+}
+
 /// Offset of the first `a` or `b` at or after `i`, eight bytes at a time (SWAR: label values and names
 /// are mostly shorter than `memchr`'s vector setup pays for).
 #[inline]
 fn find2(hay: &[u8], i: usize, a: u8, b: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let rest = hay.get(i..)?;
     let (pa, pb) = (LO * u64::from(a), LO * u64::from(b));
-    let mut chunks = rest.chunks_exact(8);
     let mut offset = i;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let (xa, xb) = (w ^ pa, w ^ pb);
-        // A zero byte in xa or xb marks a match; the lowest flagged byte is exact.
-        let found = ((xa.wrapping_sub(LO) & !xa) | (xb.wrapping_sub(LO) & !xb)) & HI;
+    while let Some(w) = word_at(hay, offset) {
+        let found = eq_mask(w, pa) | eq_mask(w, pb);
         if found != 0 {
             return Some(offset + (found.trailing_zeros() / 8) as usize);
         }
         offset += 8;
     }
-    chunks
-        .remainder()
+    hay.get(offset..)?
         .iter()
         .position(|&c| c == a || c == b)
+        .map(|p| offset + p)
+}
+
+/// Offset of the first `a` at or after `i`, eight bytes at a time.
+#[inline]
+fn find1(hay: &[u8], i: usize, a: u8) -> Option<usize> {
+    let pa = LO * u64::from(a);
+    let mut offset = i;
+    while let Some(w) = word_at(hay, offset) {
+        let found = eq_mask(w, pa);
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    hay.get(offset..)?
+        .iter()
+        .position(|&c| c == a)
         .map(|p| offset + p)
 }
 
@@ -162,7 +273,7 @@ fn quote_or_backslash(b: &[u8], i: usize) -> Option<usize> {
 fn closing_quote(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
         let p = quote_or_backslash(b, i)?;
-        if b[p] == b'"' {
+        if b.get(p) == Some(&b'"') {
             return Some(p);
         }
         // A backslash escapes whatever follows it; the pair is unescaped later (or kept as is).
@@ -173,49 +284,222 @@ fn closing_quote(b: &[u8], mut i: usize) -> Option<usize> {
 /// Label sets up to this size are checked for duplicate names on the stack; larger ones re-scan.
 const INLINE_NAMES: usize = 32;
 
-/// Validates the label set whose `{` is at `open` and returns the offset of its `}`.
+/// The label names of one set seen so far, for the duplicate check. Each name is kept with its
+/// [`fingerprint`], so that telling two names apart is one integer comparison; only equal fingerprints
+/// compare the names themselves.
+struct SeenNames<'a> {
+    fingerprints: [u64; INLINE_NAMES],
+    names: [&'a [u8]; INLINE_NAMES],
+    count: usize,
+}
+
+impl<'a> SeenNames<'a> {
+    #[inline(always)]
+    fn new() -> Self {
+        Self {
+            fingerprints: [0; INLINE_NAMES],
+            names: [&[]; INLINE_NAMES],
+            count: 0,
+        }
+    }
+
+    /// Records the name `b[start..end]`, failing if an earlier name of the set (among the first
+    /// [`INLINE_NAMES`]) is the same.
+    #[inline(always)]
+    fn add(&mut self, b: &'a [u8], start: usize, end: usize) -> Result<(), ScanError> {
+        let name = b.get(start..end).unwrap_or_default();
+        let fingerprint = fingerprint(b, start, end);
+        let count = self.count;
+        if count <= INLINE_NAMES {
+            let seen = &self.fingerprints[..count.min(INLINE_NAMES)];
+            if seen.contains(&fingerprint) {
+                let names = &self.names[..count.min(INLINE_NAMES)];
+                if seen
+                    .iter()
+                    .zip(names)
+                    .any(|(&f, &n)| f == fingerprint && n == name)
+                {
+                    return Err(duplicate(start, name));
+                }
+            }
+        }
+        if count < INLINE_NAMES {
+            self.fingerprints[count] = fingerprint;
+            self.names[count] = name;
+        }
+        self.count = count + 1;
+        Ok(())
+    }
+}
+
+/// A validated label set: the offset of its `}`, and its shape.
+#[derive(Clone, Copy)]
+pub(super) struct LabelSet {
+    pub close: usize,
+    pub shape: Shape,
+}
+
+/// How [`LabelIter`] can walk a validated label set.
 ///
-/// Label names must be unique. While names arrive sorted (as most exposition writes them) one comparison
-/// with the previous name proves it; otherwise each name is compared with the earlier ones, kept in a
-/// small array on the stack.
+/// Plain means exactly `name="value"` pairs joined by single commas (a trailing comma allowed), with no
+/// blank anywhere and no backslash in a value: the shape nearly every exporter writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// Anything valid: walk it token by token.
+    General,
+    /// Plain: labels are found from the quotes alone.
+    Plain,
+    /// Plain, and small enough that validation noted where each label's `=` and closing quote are.
+    Indexed(Spans),
+}
+
+impl Shape {
+    /// The shape of an empty label set.
+    pub(super) const EMPTY: Self = Self::Indexed(Spans {
+        count: 0,
+        eq: 0,
+        close: 0,
+    });
+}
+
+/// Most labels an indexed set holds.
+const SPAN_SLOTS: usize = 8;
+
+/// Offsets within a plain label set's text of each label's `=` and closing quote, one byte per label
+/// (so at most [`SPAN_SLOTS`] labels, within the first 256 bytes), packed into words: built and read in
+/// registers rather than as byte arrays in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Spans {
+    count: u8,
+    eq: u64,
+    close: u64,
+}
+
+/// Label sets up to this size may be validated by the quick pass.
+const QUICK_NAMES: usize = 16;
+
+/// A label name's fingerprint: its first eight bytes, zero-padded, mixed with its length. Names are
+/// never empty and hold no zero byte, so names of up to eight bytes have distinct fingerprints, and no
+/// fingerprint is zero.
+#[inline(always)]
+fn fingerprint(b: &[u8], start: usize, end: usize) -> u64 {
+    let len = end - start;
+    let prefix = match word_at(b, start) {
+        Some(w) if len >= 8 => w,
+        Some(w) => w & ((1u64 << (8 * len)) - 1),
+        None => {
+            let name = b.get(start..end).unwrap_or_default();
+            let mut word = [0u8; 8];
+            let n = name.len().min(8);
+            word[..n].copy_from_slice(&name[..n]);
+            u64::from_le_bytes(word)
+        }
+    };
+    prefix ^ ((len as u64) << 58)
+}
+
+/// Validates the label set whose `{` is at `open`.
+///
+/// A plain set (see [`LabelSet`]) of up to [`QUICK_NAMES`] labels whose names have distinct
+/// fingerprints is checked in one quick pass; anything else (blanks, escapes, a possible duplicate,
+/// errors) is re-checked from the start by the general scanner, which alone reports errors.
 #[inline]
-pub(super) fn scan_labels(b: &[u8], open: usize, dialect: Dialect) -> Result<usize, ScanError> {
+pub(super) fn scan_labels(b: &[u8], open: usize, dialect: Dialect) -> Result<LabelSet, ScanError> {
+    let mut i = open + 1;
+    if b.get(i) == Some(&b'}') {
+        return Ok(LabelSet {
+            close: i,
+            shape: Shape::EMPTY,
+        });
+    }
+    let base = open + 1;
+    let mut seen = [0u64; QUICK_NAMES];
+    let mut spans = Spans {
+        count: 0,
+        eq: 0,
+        close: 0,
+    };
+    let mut count = 0;
+    loop {
+        let name_end = match short_label_name(b, i) {
+            Some(end) => end,
+            None => {
+                let end = label_name_end(b, i);
+                if end == i || b.get(end) != Some(&b'=') {
+                    break;
+                }
+                end
+            }
+        };
+        if b.get(name_end + 1) != Some(&b'"') || count == QUICK_NAMES {
+            break;
+        }
+        let fp = fingerprint(b, i, name_end);
+        if seen[..count].contains(&fp) {
+            break;
+        }
+        seen[count] = fp;
+        count += 1;
+        let Some(close) = quote_or_backslash(b, name_end + 2) else {
+            break;
+        };
+        let end = match (b.get(close), b.get(close + 1)) {
+            (Some(b'"'), Some(b'}')) => close + 1,
+            (Some(b'"'), Some(b',')) => {
+                i = close + 2;
+                if b.get(i) == Some(&b'}') && dialect == Dialect::Text {
+                    i
+                } else {
+                    0
+                }
+            }
+            _ => break,
+        };
+        // Offsets fit a byte while `close` does; past that (or past the slots) `count` stops below
+        // the number of labels, which marks the spans as unusable.
+        let slot = usize::from(spans.count);
+        if slot + 1 == count && slot < SPAN_SLOTS && close - base < 256 {
+            let shift = 8 * slot;
+            spans.eq |= ((name_end - base) as u64) << shift;
+            spans.close |= ((close - base) as u64) << shift;
+            spans.count += 1;
+        }
+        if end != 0 {
+            let shape = if usize::from(spans.count) == count {
+                Shape::Indexed(spans)
+            } else {
+                Shape::Plain
+            };
+            return Ok(LabelSet { close: end, shape });
+        }
+    }
+    scan_labels_general(b, open, dialect).map(|close| LabelSet {
+        close,
+        shape: Shape::General,
+    })
+}
+
+/// Validates any label set whose `{` is at `open` and returns the offset of its `}`.
+///
+/// Label names must be unique: each is compared with the earlier ones, kept in a small array on the
+/// stack; a set with more names than that is re-scanned once it is known to be well formed.
+#[cold]
+#[inline(never)]
+fn scan_labels_general(b: &[u8], open: usize, dialect: Dialect) -> Result<usize, ScanError> {
     let text = dialect == Dialect::Text;
     let skip = |i| if text { skip_blanks(b, i) } else { i };
     let mut i = skip(open + 1);
     if b.get(i) == Some(&b'}') {
         return Ok(i);
     }
-    let mut names: [&[u8]; INLINE_NAMES] = [&[]; INLINE_NAMES];
-    let mut count = 0usize;
-    let mut sorted = true;
-    let mut prev: &[u8] = &[];
+    let mut seen = SeenNames::new();
     loop {
         let name_start = i;
         let name_end = label_name_end(b, i);
         if name_end == name_start {
             return Err(ScanError::new(i, "expected label name"));
         }
-        let name = &b[name_start..name_end];
-        if count > 0 {
-            // Names nearly always differ in their first byte: decide on it before comparing the rest.
-            if sorted && !first_byte_greater(name, prev) && name <= prev {
-                sorted = false;
-            }
-            if !sorted
-                && count <= INLINE_NAMES
-                && names[..count]
-                    .iter()
-                    .any(|n| n.first() == name.first() && *n == name)
-            {
-                return Err(duplicate(name_start, name));
-            }
-        }
-        if count < INLINE_NAMES {
-            names[count] = name;
-        }
-        prev = name;
-        count += 1;
+        seen.add(b, name_start, name_end)?;
         i = skip(name_end);
         if b.get(i) != Some(&b'=') {
             return Err(ScanError::new(i, "expected '=' after label name"));
@@ -241,17 +525,13 @@ pub(super) fn scan_labels(b: &[u8], open: usize, dialect: Dialect) -> Result<usi
             }
         }
     }
-    if !sorted && count > INLINE_NAMES {
+    if seen.count > INLINE_NAMES {
         check_unique(b, open + 1, i)?;
     }
     Ok(i)
 }
 
-#[inline]
-fn first_byte_greater(a: &[u8], b: &[u8]) -> bool {
-    matches!((a.first(), b.first()), (Some(x), Some(y)) if x > y)
-}
-
+#[cold]
 fn duplicate(at: usize, name: &[u8]) -> ScanError {
     ScanError::new(
         at,
@@ -260,109 +540,180 @@ fn duplicate(at: usize, name: &[u8]) -> ScanError {
 }
 
 /// Quadratic uniqueness check over an already validated label set `b[start..end]`.
+#[cold]
 fn check_unique(b: &[u8], start: usize, end: usize) -> Result<(), ScanError> {
     let Some(raw) = b.get(start..end) else {
         return Ok(());
     };
-    let mut outer = RawLabels::new(raw);
-    while let Some((name, _)) = outer.next_bytes() {
-        let mut inner = outer.clone();
-        while let Some((other, _)) = inner.next_bytes() {
-            if other == name {
-                let at = start + (other.as_ptr() as usize - raw.as_ptr() as usize);
-                return Err(duplicate(at, other));
+    let mut outer = 0;
+    while let Some((name, _, _)) = next_general(raw, &mut outer) {
+        let mut inner = outer;
+        while let Some((other, _, _)) = next_general(raw, &mut inner) {
+            let other_name = raw.get(other.clone()).unwrap_or_default();
+            if other_name == raw.get(name.clone()).unwrap_or_default() {
+                return Err(duplicate(start + other.start, other_name));
             }
         }
     }
     Ok(())
 }
 
-/// Iterates the `(name, escaped value)` pairs of an already validated label set (the text between the
-/// braces). Stops quietly on anything unexpected, which validation has ruled out.
-#[derive(Clone)]
-pub(super) struct RawLabels<'a> {
-    raw: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> RawLabels<'a> {
-    pub(super) fn new(raw: &'a [u8]) -> Self {
-        Self { raw, pos: 0 }
+/// The next `(name, escaped value, value holds a backslash)` of an already validated label set (the
+/// text between the braces) from `*pos`, as byte ranges. Stops quietly on anything unexpected, which
+/// validation has ruled out.
+#[inline]
+fn next_general(b: &[u8], pos: &mut usize) -> Option<(Range<usize>, Range<usize>, bool)> {
+    let mut i = *pos;
+    while b.get(i).is_some_and(|&c| is_blank(c) || c == b',') {
+        i += 1;
     }
-
-    /// Next pair as bytes, plus whether the value holds a backslash.
-    #[inline]
-    fn next_pair(&mut self) -> Option<(&'a [u8], &'a [u8], bool)> {
-        let b = self.raw;
-        let mut i = self.pos;
-        while b.get(i).is_some_and(|&c| is_blank(c) || c == b',') {
-            i += 1;
-        }
-        // Validated already: the name runs to '=' (minus blanks before it in the text dialect).
-        let Some(eq) = find2(b, i, b'=', b'=') else {
-            self.pos = b.len();
-            return None;
-        };
-        let mut name_end = eq;
-        while name_end > i && is_blank(b[name_end - 1]) {
-            name_end -= 1;
-        }
-        if name_end == i {
-            self.pos = b.len();
-            return None;
-        }
-        let name = &b[i..name_end];
-        i = skip_blanks(b, eq + 1);
-        if b.get(i) != Some(&b'"') {
-            self.pos = b.len();
-            return None;
-        }
-        let start = i + 1;
-        // Fast path: no backslash before the closing quote.
-        let first = quote_or_backslash(b, start)?;
-        let (close, escaped) = if b[first] == b'"' {
-            (first, false)
-        } else {
-            (closing_quote(b, first)?, true)
-        };
-        self.pos = close + 1;
-        Some((name, &b[start..close], escaped))
+    // Validated already: the name runs to '=' (minus blanks before it in the text dialect).
+    let Some(eq) = find1(b, i, b'=') else {
+        *pos = b.len();
+        return None;
+    };
+    let mut name_end = eq;
+    while name_end > i && b.get(name_end - 1).is_some_and(|&c| is_blank(c)) {
+        name_end -= 1;
     }
-
-    fn next_bytes(&mut self) -> Option<(&'a [u8], &'a [u8])> {
-        self.next_pair().map(|(n, v, _)| (n, v))
+    if name_end == i {
+        *pos = b.len();
+        return None;
     }
+    let name = i..name_end;
+    i = skip_blanks(b, eq + 1);
+    if b.get(i) != Some(&b'"') {
+        *pos = b.len();
+        return None;
+    }
+    let start = i + 1;
+    // Fast path: no backslash before the closing quote.
+    let first = quote_or_backslash(b, start)?;
+    let (close, escaped) = if b.get(first) == Some(&b'"') {
+        (first, false)
+    } else {
+        (closing_quote(b, first)?, true)
+    };
+    *pos = close + 1;
+    Some((name, start..close, escaped))
 }
 
 /// Iterates a sample's labels as `(name, value)`, unescaping a value only when it holds a backslash.
 #[derive(Clone)]
 pub struct LabelIter<'a> {
     raw: &'a str,
-    inner: RawLabels<'a>,
+    /// Offset of the next label.
+    pos: usize,
+    shape: Shape,
+    /// Indexed sets: the index of the next label.
+    slot: usize,
+    /// Plain sets: offset of the eight-byte block `quotes` describes.
+    block: usize,
+    /// Plain sets: the high bit of each byte of that block that is a `"` not yet consumed.
+    quotes: u64,
 }
 
 impl<'a> LabelIter<'a> {
+    /// Iterates any validated label set (the text between the braces).
     #[inline]
     pub(super) fn new(raw: &'a str) -> Self {
+        Self::with_shape(raw, Shape::General)
+    }
+
+    /// Iterates a validated label set of the given shape.
+    #[inline]
+    pub(super) fn with_shape(raw: &'a str, shape: Shape) -> Self {
+        let quotes = if shape == Shape::Plain {
+            quote_bits(raw.as_bytes(), 0)
+        } else {
+            0
+        };
         Self {
             raw,
-            inner: RawLabels::new(raw.as_bytes()),
+            pos: 0,
+            shape,
+            slot: 0,
+            block: 0,
+            quotes,
         }
     }
 
     /// Next label with its value still escaped, as it appears on the wire.
     #[inline]
     pub(super) fn next_raw(&mut self) -> Option<(&'a str, &'a str, bool)> {
-        let (name, value, escaped) = self.inner.next_pair()?;
-        Some((self.slice(name)?, self.slice(value)?, escaped))
+        match self.shape {
+            Shape::Indexed(spans) => {
+                let (name, value) = self.next_indexed(&spans)?;
+                Some((name, value, false))
+            }
+            Shape::Plain => {
+                let (name, value) = self.next_plain()?;
+                Some((name, value, false))
+            }
+            Shape::General => {
+                let (name, value, escaped) = next_general(self.raw.as_bytes(), &mut self.pos)?;
+                Some((self.raw.get(name)?, self.raw.get(value)?, escaped))
+            }
+        }
     }
 
-    /// Re-borrows a sub-slice of `raw` as `&str` (the boundaries are ASCII, so this never fails).
-    #[inline]
-    fn slice(&self, part: &'a [u8]) -> Option<&'a str> {
-        let start = part.as_ptr() as usize - self.raw.as_ptr() as usize;
-        self.raw.get(start..start + part.len())
+    /// Next label of an indexed set.
+    #[inline(always)]
+    fn next_indexed(&mut self, spans: &Spans) -> Option<(&'a str, &'a str)> {
+        if self.slot >= usize::from(spans.count) {
+            return None;
+        }
+        let shift = 8 * self.slot;
+        let eq = usize::from((spans.eq >> shift) as u8);
+        let close = usize::from((spans.close >> shift) as u8);
+        self.slot += 1;
+        let name = self.raw.get(self.pos..eq)?;
+        let value = self.raw.get(eq + 2..close)?;
+        // Skip the closing quote and the comma after it.
+        self.pos = close + 2;
+        Some((name, value))
     }
+
+    /// Offset of the next `"` of a plain set.
+    #[inline(always)]
+    fn next_quote(&mut self) -> Option<usize> {
+        while self.quotes == 0 {
+            self.block += 8;
+            if self.block >= self.raw.len() {
+                return None;
+            }
+            self.quotes = quote_bits(self.raw.as_bytes(), self.block);
+        }
+        let at = self.block + (self.quotes.trailing_zeros() / 8) as usize;
+        self.quotes &= self.quotes - 1;
+        Some(at)
+    }
+
+    /// Next label of a plain set, `name="value"`: every label holds exactly two quotes.
+    #[inline(always)]
+    fn next_plain(&mut self) -> Option<(&'a str, &'a str)> {
+        let open = self.next_quote()?;
+        let close = self.next_quote()?;
+        let name = self.raw.get(self.pos..open.checked_sub(1)?)?;
+        let value = self.raw.get(open + 1..close)?;
+        // Skip the closing quote and the comma after it.
+        self.pos = close + 2;
+        Some((name, value))
+    }
+}
+
+/// The high bit of each byte of the (zero-padded) eight-byte block at `at` that is a `"`.
+#[inline(always)]
+fn quote_bits(b: &[u8], at: usize) -> u64 {
+    let w = word_at(b, at).unwrap_or_else(|| {
+        let rest = b.get(at..).unwrap_or_default();
+        let mut word = [0u8; 8];
+        let n = rest.len().min(8);
+        word[..n].copy_from_slice(&rest[..n]);
+        u64::from_le_bytes(word)
+    });
+    // Exact per byte: a byte with its high bit set is never a quote, and the rest cannot carry.
+    exact_eq(w & !HI, b'"') & !w
 }
 
 impl<'a> Iterator for LabelIter<'a> {
@@ -640,6 +991,141 @@ mod tests {
             "0.3",
         ] {
             assert_eq!(parse_number(s), s.parse::<f64>().ok(), "{s}");
+        }
+    }
+
+    /// The word-at-a-time name scan agrees with the byte table, for every byte at every position.
+    #[test]
+    fn name_scan_matches_table() {
+        let reference = |b: &[u8], mut i: usize, class: u8| {
+            while b.get(i).is_some_and(|&c| CLASS[c as usize] & class != 0) {
+                i += 1;
+            }
+            i
+        };
+        for byte in 0..=255u8 {
+            for at in 0..20 {
+                for len in [at + 1, 20, 27] {
+                    let mut b = vec![b'a'; len];
+                    if let Some(slot) = b.get_mut(at) {
+                        *slot = byte;
+                    }
+                    for start in [0, 1, 3] {
+                        assert_eq!(
+                            name_run_end::<true>(&b, start),
+                            reference(&b, start, METRIC_CONT),
+                            "{byte:#x} at {at} of {len}"
+                        );
+                        assert_eq!(
+                            name_run_end::<false>(&b, start),
+                            reference(&b, start, LABEL_CONT),
+                            "{byte:#x} at {at} of {len}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The one-word label name check only ever answers what the byte scan would.
+    #[test]
+    fn short_label_names() {
+        for byte in 0..=255u8 {
+            for at in 0..9 {
+                for eq_at in 0..9 {
+                    let mut b = b"abcdefgh\"x\"".to_vec();
+                    if let Some(slot) = b.get_mut(eq_at) {
+                        *slot = b'=';
+                    }
+                    if let Some(slot) = b.get_mut(at) {
+                        *slot = byte;
+                    }
+                    let scanned = label_name_end(&b, 0);
+                    let expected =
+                        (scanned > 0 && b.get(scanned) == Some(&b'=')).then_some(scanned);
+                    if let Some(end) = short_label_name(&b, 0) {
+                        assert_eq!(Some(end), expected, "{:?}", String::from_utf8_lossy(&b));
+                    } else if eq_at < 8 && at != eq_at {
+                        assert_eq!(expected, None, "{:?}", String::from_utf8_lossy(&b));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prefix_test() {
+        let line = b"node_network_receive_bytes_total{device=\"eth0\"} 1";
+        for n in 0..line.len() {
+            assert!(has_prefix(line, 0, &line[..n]));
+            assert!(has_prefix(line, 5, &line[5..5 + n.min(line.len() - 5)]));
+            let mut other = line[..n].to_vec();
+            if let Some(last) = other.last_mut() {
+                *last ^= 1;
+                assert!(!has_prefix(line, 0, &other), "{n}");
+            }
+        }
+        assert!(!has_prefix(b"abc", 0, b"abcd"));
+        assert!(!has_prefix(b"abc", 4, b""));
+    }
+
+    /// Everything `Sample::labels` can yield, or the error, for the label set `{...}` of `line`.
+    fn walk(line: &str, quick: bool, dialect: Dialect) -> Result<Vec<(String, String)>, String> {
+        let b = line.as_bytes();
+        let result = if quick {
+            scan_labels(b, 0, dialect)
+        } else {
+            scan_labels_general(b, 0, dialect).map(|close| LabelSet {
+                close,
+                shape: Shape::General,
+            })
+        };
+        match result {
+            Ok(set) => {
+                let raw = &line[1..set.close];
+                Ok(LabelIter::with_shape(raw, set.shape)
+                    .map(|(n, v)| (n.to_owned(), v.into_owned()))
+                    .collect())
+            }
+            Err(e) => Err(format!("{} {}", e.at, e.reason)),
+        }
+    }
+
+    /// The quick pass and the iterators it enables agree with the general scanner and iterator.
+    #[test]
+    fn quick_labels_match_general() {
+        let many: String = (0..40).map(|i| format!("l{i}=\"{i}\",")).collect();
+        let many_dup = format!("{many}l3=\"x\"");
+        let long_value = format!("a=\"{}\",b=\"c\"", "v".repeat(300));
+        let cases = [
+            "{}".to_owned(),
+            "{a=\"b\"}".to_owned(),
+            "{a=\"b\",}".to_owned(),
+            "{a=\"b\",c=\"\",d=\"e\"}".to_owned(),
+            "{a=\"b\",a=\"c\"}".to_owned(),
+            "{abcdefghij=\"1\",abcdefghik=\"2\",abcdefghij=\"3\"}".to_owned(),
+            "{abcdefgh=\"1\",abcdefghX=\"2\"}".to_owned(),
+            "{a=\"b\\\"c\",d=\"e\"}".to_owned(),
+            "{a = \"b\" , c=\"d\"}".to_owned(),
+            "{a=\"b\",c=\"d}".to_owned(),
+            "{a=\"b\"c=\"d\"}".to_owned(),
+            "{1a=\"b\"}".to_owned(),
+            "{a=b}".to_owned(),
+            "{a=\"é\",b=\"#\\\"\"}".to_owned(),
+            format!("{{{many}}}"),
+            format!("{{{many_dup}}}"),
+            format!("{{{long_value}}}"),
+            "{a=\"1\",b=\"2\",c=\"3\",d=\"4\",e=\"5\",f=\"6\",g=\"7\",h=\"8\",i=\"9\"}".to_owned(),
+            "{a=\"1\",b=\"2\",c=\"3\",d=\"4\",e=\"5\",f=\"6\",g=\"7\",h=\"8\"}".to_owned(),
+        ];
+        for case in &cases {
+            for dialect in [Dialect::Text, Dialect::OpenMetrics] {
+                assert_eq!(
+                    walk(case, true, dialect),
+                    walk(case, false, dialect),
+                    "{case}"
+                );
+            }
         }
     }
 

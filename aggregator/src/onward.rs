@@ -19,7 +19,7 @@ const MAX_CACHED_SERIES: usize = 1 << 20;
 /// Forwards every applied write request to the onward destinations.
 pub struct Onward {
     senders: Vec<RemoteWriteSender>,
-    series: Mutex<HashMap<u64, Arc<SeriesMeta>>>,
+    series: Mutex<HashMap<u64, Option<SeriesMeta>>>,
 }
 
 impl Onward {
@@ -35,7 +35,8 @@ impl Onward {
         &self.senders
     }
 
-    fn meta(&self, raw_hash: u64, labels: impl FnOnce() -> Labels) -> Arc<SeriesMeta> {
+    /// The series' identity, built once; `None` for a label set without a metric name (never forwarded).
+    fn meta(&self, raw_hash: u64, labels: impl FnOnce() -> Labels) -> Option<SeriesMeta> {
         let mut map = self.series.lock();
         if let Some(m) = map.get(&raw_hash) {
             return m.clone();
@@ -43,7 +44,11 @@ impl Onward {
         if map.len() >= MAX_CACHED_SERIES {
             map.clear();
         }
-        let m = SeriesMeta::new(labels());
+        let labels = labels();
+        let m = labels
+            .metric_name()
+            .is_some()
+            .then(|| SeriesMeta::new(labels));
         map.insert(raw_hash, m.clone());
         m
     }
@@ -66,11 +71,10 @@ impl IngestObserver for Onward {
                 h.update(v.as_bytes());
                 h.update(&[0xff]);
             }
-            let meta = self.meta(h.digest(), || Labels::from_pairs(s.labels()));
-            if meta.labels.metric_name().is_none() {
+            let Some(meta) = self.meta(h.digest(), || Labels::from_pairs(s.labels())) else {
                 return Ok::<(), ()>(());
-            }
-            let samples: Vec<_> = s.samples().collect();
+            };
+            let samples: surge_sender::Samples = s.samples().collect();
             if !samples.is_empty() {
                 series.push(SeriesSamples {
                     series: meta,

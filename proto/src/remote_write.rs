@@ -106,6 +106,23 @@ pub fn encode_label_block(labels: &Labels) -> Vec<u8> {
     out
 }
 
+/// Decodes a block made by [`encode_label_block`] back into a label set (used off the hot path, e.g. for
+/// per-destination relabeling of a new series).
+pub fn decode_label_block(block: &[u8]) -> Result<Labels, DecodeError> {
+    let mut r = Reader::new(block, 0);
+    let mut pairs = Vec::new();
+    while !r.done() {
+        let key = r.varint()?;
+        if key != 0x0a {
+            r.skip(key & 7)?;
+            continue;
+        }
+        let (b, off) = r.bytes()?;
+        pairs.push(decode_label(b, off)?);
+    }
+    Ok(Labels::from_pairs(pairs))
+}
+
 /// Size of one encoded `Sample` message body.
 fn sample_body_len(s: &Sample) -> usize {
     // value: tag + 8 bytes; timestamp: tag + varint (0 is omitted by proto3, but writing it is legal
@@ -400,6 +417,7 @@ mod tests {
         encode_series(&mut raw, &block, &samples[..1]);
         let req = WriteRequest::decode(raw.as_slice()).unwrap();
         assert_eq!(req.timeseries.len(), 2);
+        assert_eq!(decode_label_block(&block).unwrap(), labels());
         let ts = &req.timeseries[0];
         let names: Vec<_> = ts.labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["__name__", "instance", "job"]);

@@ -49,33 +49,47 @@ use request::{PendingEntry, ShardMsg};
 use service::{HttpTransport, Transport};
 
 /// One series' identity, shared by every batch that carries it; created once per series by the scrape loop.
-#[derive(Debug)]
-pub struct SeriesMeta {
-    pub labels: Labels,
-    /// `labels.hash64()`: routes the series to a shard and keys the relabel cache.
-    pub hash: u64,
-    /// `surge_proto::remote_write::encode_label_block(&labels)`, reused for every request.
-    pub label_block: Box<[u8]>,
-}
+///
+/// One allocation holds the encoded label block: an agent keeps one of these per live series, so its size
+/// is the agent's memory. Cloning is a reference-count increment. [`SeriesMeta::labels`] decodes the block
+/// when a label set is needed (relabeling, tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesMeta(Arc<[u8]>);
 
 impl SeriesMeta {
-    /// Computes the hash and the encoded label block of `labels`, once per series.
-    pub fn new(labels: Labels) -> Arc<Self> {
-        let hash = labels.hash64();
-        let label_block = surge_proto::remote_write::encode_label_block(&labels).into_boxed_slice();
-        Arc::new(SeriesMeta {
-            labels,
-            hash,
-            label_block,
-        })
+    /// Encodes the label block of `labels`, once per series.
+    pub fn new(labels: Labels) -> Self {
+        SeriesMeta(Arc::from(surge_proto::remote_write::encode_label_block(
+            &labels,
+        )))
+    }
+
+    /// A hash of the series' identity (its label block): routes the series to a shard and keys the
+    /// relabel cache. Computed on use (~15 ns) rather than stored, to keep the per-series footprint small.
+    pub fn hash(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.0)
+    }
+
+    /// `surge_proto::remote_write::encode_label_block(&labels)`, reused for every request.
+    pub fn label_block(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The series' labels, decoded from the label block (which this crate wrote, so it always decodes).
+    pub fn labels(&self) -> Labels {
+        surge_proto::remote_write::decode_label_block(self.label_block()).unwrap_or_default()
     }
 }
+
+/// Samples of one series, inline up to one.
+pub type Samples = smallvec::SmallVec<[Sample; 1]>;
 
 /// The samples of one series in one batch, in time order (usually exactly one).
 #[derive(Debug, Clone)]
 pub struct SeriesSamples {
-    pub series: Arc<SeriesMeta>,
-    pub samples: Vec<Sample>,
+    pub series: SeriesMeta,
+    /// Inline for the usual single sample: no allocation per sample on the scrape path.
+    pub samples: Samples,
 }
 
 /// What one scrape (or ingest) produced for shipping.
@@ -234,7 +248,7 @@ struct SenderInner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     relabel: Option<RelabelFn>,
     /// Relabel results by original series hash; `None` = dropped by relabeling.
-    relabel_cache: Mutex<HashMap<u64, Option<Arc<SeriesMeta>>>>,
+    relabel_cache: Mutex<HashMap<u64, Option<SeriesMeta>>>,
 }
 
 /// The relabel cache is cleared when it grows past this many series, so series churn cannot grow it
@@ -420,7 +434,7 @@ impl RemoteWriteSender {
                 continue;
             }
             room -= n;
-            let shard = shard_for(meta.hash, senders.len());
+            let shard = shard_for(meta.hash(), senders.len());
             per_shard[shard].push(PendingEntry::new(batch.clone(), idx, meta, now));
         }
         shared.release(room);
@@ -473,7 +487,7 @@ impl RemoteWriteSender {
 
 impl SenderInner {
     /// The batch's non-empty series with their outgoing identity (after relabeling).
-    fn route(&self, batch: &Batch) -> Vec<(usize, Arc<SeriesMeta>)> {
+    fn route(&self, batch: &Batch) -> Vec<(usize, SeriesMeta)> {
         let present = batch
             .series
             .iter()
@@ -489,10 +503,10 @@ impl SenderInner {
         present
             .filter_map(|(i, s)| {
                 let meta = cache
-                    .entry(s.series.hash)
+                    .entry(s.series.hash())
                     .or_insert_with(|| {
-                        relabel(&s.series.labels).map(|l| {
-                            if l == s.series.labels {
+                        relabel(&s.series.labels()).map(|l| {
+                            if l == s.series.labels() {
                                 s.series.clone()
                             } else {
                                 SeriesMeta::new(l)

@@ -20,7 +20,7 @@ pub(crate) struct PendingEntry {
     /// Index of the series in `batch.series` (its samples are read from there, never copied).
     idx: usize,
     /// The outgoing identity (after relabeling).
-    series: Arc<SeriesMeta>,
+    series: SeriesMeta,
     /// Samples of this entry already put into a request.
     taken: usize,
     enqueued_at: Instant,
@@ -30,7 +30,7 @@ impl PendingEntry {
     pub(crate) fn new(
         batch: Arc<Batch>,
         idx: usize,
-        series: Arc<SeriesMeta>,
+        series: SeriesMeta,
         enqueued_at: Instant,
     ) -> Self {
         PendingEntry {
@@ -88,7 +88,7 @@ pub(crate) struct PendingQueue {
     samples: usize,
     critical: usize,
     /// Scratch space reused across requests: series in first-seen order and their samples.
-    groups: Vec<(Arc<SeriesMeta>, Vec<Sample>)>,
+    groups: Vec<(SeriesMeta, Vec<Sample>)>,
     group_of: HashMap<u64, usize>,
 }
 
@@ -145,11 +145,11 @@ impl PendingQueue {
             };
             let avail = front.remaining();
             let k = avail.len().min(budget);
-            let group = match self.group_of.get(&front.series.hash) {
+            let group = match self.group_of.get(&front.series.hash()) {
                 // Equal hashes with different labels (a 64-bit collision) must not merge.
-                Some(&g) if self.groups[g].0.label_block == front.series.label_block => g,
+                Some(&g) if self.groups[g].0.label_block() == front.series.label_block() => g,
                 _ => {
-                    self.group_of.insert(front.series.hash, self.groups.len());
+                    self.group_of.insert(front.series.hash(), self.groups.len());
                     self.groups.push((front.series.clone(), Vec::new()));
                     self.groups.len() - 1
                 }
@@ -172,7 +172,7 @@ impl PendingQueue {
             // Arrival order is time order when the scrape loop behaves; a stable sort makes it certain
             // within the request without reordering equal timestamps.
             samples.sort_by_key(|s| s.timestamp_ms);
-            surge_proto::remote_write::encode_series(out, &series.label_block, &samples);
+            surge_proto::remote_write::encode_series(out, series.label_block(), &samples);
             stats.samples += samples.len();
             stats.series += 1;
             let newest = samples.last().map(|s| s.timestamp_ms);

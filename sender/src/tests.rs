@@ -20,7 +20,7 @@ use super::request::{PendingEntry, PendingQueue, ShardMsg};
 use super::service::{AttemptResult, Backoff, Transport, Verdict, classify, parse_retry_after};
 use super::*;
 
-fn meta(i: usize) -> Arc<SeriesMeta> {
+fn meta(i: usize) -> SeriesMeta {
     SeriesMeta::new(Labels::from_pairs([
         ("instance", format!("i{i}")),
         ("__name__", "m".to_owned()),
@@ -91,14 +91,14 @@ proptest! {
                 })
                 .collect();
             for s in &series {
-                let k = s.series.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect::<Vec<_>>().join(",");
+                let k = s.series.labels().iter().map(|l| format!("{}={}", l.name, l.value)).collect::<Vec<_>>().join(",");
                 expected.entry(k).or_default().extend(s.samples.iter().map(|x| x.timestamp_ms));
             }
             let tier = if bi % 2 == 0 { Tier::Critical } else { Tier::Standard };
             let batch = Arc::new(Batch { tier, series, scrape_end_ms: 0 });
             let mut per_shard: Vec<Vec<PendingEntry>> = vec![Vec::new(); shards];
             for (idx, s) in batch.series.iter().enumerate() {
-                per_shard[shard_for(s.series.hash, shards)]
+                per_shard[shard_for(s.series.hash(), shards)]
                     .push(PendingEntry::new(batch.clone(), idx, s.series.clone(), now));
             }
             for (q, entries) in queues.iter_mut().zip(per_shard) {
@@ -389,7 +389,7 @@ impl Paused {
         let series = series
             .map(|i| SeriesSamples {
                 series: meta(i),
-                samples: vec![Sample {
+                samples: smallvec::smallvec![Sample {
                     timestamp_ms: ts,
                     value: 1.0,
                 }],
@@ -571,7 +571,7 @@ async fn relabeling_runs_once_per_series_and_can_drop_or_rewrite() {
                 .iter()
                 .map(|s| SeriesSamples {
                     series: s.clone(),
-                    samples: vec![Sample {
+                    samples: smallvec::smallvec![Sample {
                         timestamp_ms: ts,
                         value: 0.0,
                     }],
@@ -613,7 +613,7 @@ async fn invalid_options_disable_the_destination_and_count_drops() {
         tier: Tier::Critical,
         series: vec![SeriesSamples {
             series: meta(0),
-            samples: vec![Sample {
+            samples: smallvec::smallvec![Sample {
                 timestamp_ms: 1,
                 value: 1.0,
             }],

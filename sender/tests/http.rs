@@ -189,7 +189,7 @@ fn queue() -> QueueOptions {
 struct Harness {
     registry: Registry,
     sender: RemoteWriteSender,
-    series: Vec<Arc<SeriesMeta>>,
+    series: Vec<SeriesMeta>,
 }
 
 fn start(opts: SenderOptions, n_series: usize) -> Harness {
@@ -224,7 +224,7 @@ impl Harness {
                 .iter()
                 .map(|s| SeriesSamples {
                     series: s.clone(),
-                    samples: vec![Sample {
+                    samples: smallvec::smallvec![Sample {
                         timestamp_ms: ts,
                         value: ts as f64,
                     }],
@@ -319,7 +319,7 @@ fn assert_delivered(rx: &Receiver, expected: &HashMap<String, Vec<i64>>, max: us
 
 fn key(h: &Harness, i: usize) -> String {
     let labels: Vec<(String, String)> = h.series[i]
-        .labels
+        .labels()
         .iter()
         .map(|l| (l.name.to_string(), l.value.to_string()))
         .collect();

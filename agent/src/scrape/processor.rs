@@ -5,8 +5,6 @@
 //! pre-encoded remote-write label block are computed once, the first time its exposition line is seen,
 //! and found again by a 128-bit hash of that line's `name{labels}` text on every later scrape.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use surge_model::{
@@ -93,46 +91,106 @@ pub struct ScrapeOutput {
     pub stats: ScrapeStats,
 }
 
-/// Hashes in this map are already uniform 128-bit values: use their low bits directly.
-#[derive(Default)]
-struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
-}
-
 struct CacheEntry {
     /// `None` when metric relabeling dropped the series: remembered so it is not relabeled again.
-    series: Option<Arc<SeriesMeta>>,
-    /// Scrape attempt that last saw this series (duplicate detection).
-    touched: u64,
+    series: Option<SeriesMeta>,
+    /// Scrape attempt that last saw this series (duplicate detection). 32 bits: one entry per live series
+    /// is the agent's memory, and equality is all that is asked of it.
+    touched: u32,
     /// Whether the series was written by the last successful scrape (and so needs a staleness marker
     /// when it disappears).
     live: bool,
 }
 
+/// A 128-bit hash as two words: `u128` would align entries to 16 bytes and pad each by 8.
+type Key = [u64; 2];
+
+/// The per-target series cache: entries sorted by key (a 128-bit hash of the exposition line's
+/// `name{labels}` text), looked up by binary search.
+///
+/// A sorted `Vec` rather than a hash map because one entry per live series is most of the agent's memory:
+/// it holds exactly `len` entries of 40 bytes (16-byte key, 24-byte entry), where a hash map holds up to twice that in empty buckets.
+/// Series first seen in a scrape go to `fresh` and are merged in when the scrape ends.
+#[derive(Default)]
+struct SeriesCache {
+    sorted: Vec<(Key, CacheEntry)>,
+    /// New entries of the current scrape, with the index of their sample in the scrape's output.
+    fresh: Vec<(Key, CacheEntry, Option<usize>)>,
+}
+
+impl SeriesCache {
+    fn len(&self) -> usize {
+        self.sorted.len() + self.fresh.len()
+    }
+
+    fn get_mut(&mut self, key: Key) -> Option<&mut CacheEntry> {
+        match self.sorted.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => Some(&mut self.sorted[i].1),
+            Err(_) => None,
+        }
+    }
+
+    fn insert_fresh(&mut self, key: Key, entry: CacheEntry, out_index: Option<usize>) {
+        self.fresh.push((key, entry, out_index));
+    }
+
+    /// Merges the fresh entries in. A series new in this scrape that repeated within it keeps its first
+    /// line; the output indexes of the repeats are returned so their samples can be dropped.
+    fn merge(&mut self) -> Vec<usize> {
+        let mut repeats = Vec::new();
+        if self.fresh.is_empty() {
+            return repeats;
+        }
+        let mut fresh = std::mem::take(&mut self.fresh);
+        fresh.sort_by_key(|(k, _, idx)| (*k, idx.unwrap_or(usize::MAX)));
+        let mut merged = Vec::with_capacity(self.sorted.len() + fresh.len());
+        let mut old = std::mem::take(&mut self.sorted).into_iter().peekable();
+        let mut last: Option<Key> = None;
+        for (k, e, idx) in fresh {
+            if last == Some(k) {
+                repeats.extend(idx);
+                continue;
+            }
+            last = Some(k);
+            while let Some((ok, _)) = old.peek() {
+                if *ok < k {
+                    merged.extend(old.next());
+                } else {
+                    break;
+                }
+            }
+            merged.push((k, e));
+        }
+        merged.extend(old);
+        self.sorted = merged;
+        repeats
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&mut CacheEntry) -> bool) {
+        self.sorted.retain_mut(|(_, e)| keep(e));
+        // Give memory back after a target shrinks a lot, without reallocating on small changes.
+        if self.sorted.capacity() > 64 && self.sorted.capacity() > self.sorted.len() * 2 {
+            self.sorted.shrink_to_fit();
+        }
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut CacheEntry> + '_ {
+        self.sorted.iter_mut().map(|(_, e)| e)
+    }
+}
+
 /// One target's scrape state: series cache, liveness, and the rules that build labels.
 pub struct TargetProcessor {
     rules: SeriesRules,
-    cache: HashMap<u128, CacheEntry, BuildHasherDefault<PrehashedHasher>>,
-    attempt: u64,
+    cache: SeriesCache,
+    attempt: u32,
 }
 
 impl TargetProcessor {
     pub fn new(rules: SeriesRules) -> Self {
         TargetProcessor {
             rules,
-            cache: HashMap::default(),
+            cache: SeriesCache::default(),
             attempt: 0,
         }
     }
@@ -150,7 +208,8 @@ impl TargetProcessor {
         format: Format,
         ts_ms: i64,
     ) -> Result<ScrapeOutput, ScrapeFailure> {
-        self.attempt += 1;
+        self.cache.merge();
+        self.attempt = self.attempt.wrapping_add(1);
         let attempt = self.attempt;
         let mut out = ScrapeOutput::default();
         for entry in Parser::new(body, format) {
@@ -160,7 +219,8 @@ impl TargetProcessor {
                 Err(e) => return Err(ScrapeFailure::Parse(e.to_string())),
             };
             out.stats.scraped += 1;
-            let key = xxhash_rust::xxh3::xxh3_128(sample.series_key.as_bytes());
+            let h = xxhash_rust::xxh3::xxh3_128(sample.series_key.as_bytes());
+            let key: Key = [(h >> 64) as u64, h as u64];
             let t = match (self.rules.honor_timestamps, sample.timestamp_ms) {
                 (true, Some(t)) => t,
                 _ => ts_ms,
@@ -169,7 +229,7 @@ impl TargetProcessor {
                 timestamp_ms: t,
                 value: sample.value,
             };
-            if let Some(e) = self.cache.get_mut(&key) {
+            if let Some(e) = self.cache.get_mut(key) {
                 if e.touched == attempt {
                     out.stats.duplicates += 1;
                     continue;
@@ -178,7 +238,7 @@ impl TargetProcessor {
                 if let Some(series) = &e.series {
                     out.series.push(SeriesSamples {
                         series: series.clone(),
-                        samples: vec![s],
+                        samples: smallvec::smallvec![s],
                     });
                 }
                 continue;
@@ -191,21 +251,33 @@ impl TargetProcessor {
                     continue;
                 }
             };
-            if let Some(meta) = &series {
+            let out_index = series.as_ref().map(|meta| {
                 out.stats.series_added += 1;
                 out.series.push(SeriesSamples {
                     series: meta.clone(),
-                    samples: vec![s],
+                    samples: smallvec::smallvec![s],
                 });
-            }
-            self.cache.insert(
+                out.series.len() - 1
+            });
+            self.cache.insert_fresh(
                 key,
                 CacheEntry {
                     series,
                     touched: attempt,
                     live: false,
                 },
+                out_index,
             );
+        }
+        let mut repeats = self.cache.merge();
+        if !repeats.is_empty() {
+            // A series new in this scrape appeared more than once: keep its first sample only.
+            out.stats.duplicates += repeats.len();
+            out.stats.series_added -= repeats.len();
+            repeats.sort_unstable();
+            for i in repeats.into_iter().rev() {
+                out.series.remove(i);
+            }
         }
         out.stats.post_relabel = out.series.len();
         let limit = self.rules.limits.sample_limit;
@@ -217,7 +289,7 @@ impl TargetProcessor {
         }
         // Series of the previous scrape that are gone now get a staleness marker and leave the cache.
         let stale_before = out.series.len();
-        self.cache.retain(|_, e| {
+        self.cache.retain(|e| {
             if e.touched == attempt {
                 e.live = e.series.is_some();
                 return true;
@@ -227,7 +299,7 @@ impl TargetProcessor {
             {
                 out.series.push(SeriesSamples {
                     series: series.clone(),
-                    samples: vec![Sample {
+                    samples: smallvec::smallvec![Sample {
                         timestamp_ms: ts_ms,
                         value: stale_nan(),
                     }],
@@ -242,7 +314,8 @@ impl TargetProcessor {
     /// Records a failed scrape at `ts_ms`: every series of the last successful scrape gets a staleness
     /// marker, as Prometheus does when a target goes down, and the same happens when a target is removed.
     pub fn fail(&mut self, ts_ms: i64) -> Vec<SeriesSamples> {
-        self.attempt += 1;
+        self.cache.merge();
+        self.attempt = self.attempt.wrapping_add(1);
         let mut out = Vec::new();
         for e in self.cache.values_mut() {
             if e.live
@@ -250,7 +323,7 @@ impl TargetProcessor {
             {
                 out.push(SeriesSamples {
                     series: series.clone(),
-                    samples: vec![Sample {
+                    samples: smallvec::smallvec![Sample {
                         timestamp_ms: ts_ms,
                         value: stale_nan(),
                     }],
@@ -262,7 +335,7 @@ impl TargetProcessor {
     }
 
     /// A series built from the target labels alone, for the synthetic `up`-family series.
-    pub fn synthetic_series(&self, name: &str) -> Arc<SeriesMeta> {
+    pub fn synthetic_series(&self, name: &str) -> SeriesMeta {
         let mut b = LabelsBuilder::default();
         for l in self.rules.target_labels.iter() {
             b.set(l.name.clone(), l.value.clone());
@@ -347,7 +420,7 @@ impl TargetProcessor {
 }
 
 enum SeriesBuild {
-    Keep(Arc<SeriesMeta>),
+    Keep(SeriesMeta),
     Dropped,
     Invalid,
 }
@@ -379,7 +452,7 @@ mod tests {
                 } else {
                     v.to_string()
                 };
-                format!("{} {v} @{}", s.series.labels, s.samples[0].timestamp_ms)
+                format!("{} {v} @{}", s.series.labels(), s.samples[0].timestamp_ms)
             })
             .collect()
     }
@@ -459,9 +532,34 @@ mod tests {
     #[test]
     fn duplicates_are_dropped_and_counted() {
         let mut p = TargetProcessor::new(rules(false, "[]"));
-        let out = p.process(b"a 1\na 2\n", Format::Text, 1000).unwrap();
-        assert_eq!(out.series.len(), 1);
+        // New in this scrape and repeated: the first line wins.
+        let out = p.process(b"a 1\nb 5\na 2\n", Format::Text, 1000).unwrap();
+        assert_eq!(shown(&out).len(), 2);
+        assert!(shown(&out)[0].starts_with("a{") && shown(&out)[0].ends_with(" 1 @1000"));
+        assert_eq!((out.stats.duplicates, out.stats.series_added), (1, 2));
+        // Known and repeated.
+        let out = p.process(b"a 3\na 4\nb 6\n", Format::Text, 2000).unwrap();
+        assert_eq!(out.series.len(), 2);
         assert_eq!(out.stats.duplicates, 1);
+        assert!(shown(&out)[0].ends_with(" 3 @2000"));
+    }
+
+    #[test]
+    fn the_cache_stays_sorted_through_churn() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        for round in 0..20u32 {
+            let body: String = (round..round + 50)
+                .map(|i| format!("m{{i=\"{i}\"}} {i}\n"))
+                .collect();
+            let out = p
+                .process(body.as_bytes(), Format::Text, i64::from(round) * 1000)
+                .unwrap();
+            assert_eq!(out.stats.scraped, 50);
+            assert_eq!(out.stats.series_added, if round == 0 { 50 } else { 1 });
+            assert_eq!(out.stats.stale_markers, usize::from(round > 0));
+            assert_eq!(p.cached_series(), 50);
+            assert!(p.cache.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+        }
     }
 
     #[test]

@@ -70,8 +70,7 @@ pub async fn run_target(
         metric_relabel: job.metric_relabel.clone(),
         limits: job.limits,
     });
-    let synthetic: Vec<Arc<SeriesMeta>> =
-        SYNTHETIC.iter().map(|n| proc.synthetic_series(n)).collect();
+    let synthetic: Vec<SeriesMeta> = SYNTHETIC.iter().map(|n| proc.synthetic_series(n)).collect();
 
     // Start at this target's slot: the next multiple of the interval plus its offset.
     let interval = job.interval;
@@ -99,9 +98,13 @@ pub async fn run_target(
             r = ctx.fetcher.fetch(&target.url, job.timeout, job.body_size_limit) => r,
         };
         let result = match fetched {
-            Ok(f) => proc
-                .process(&f.body, f.format, ts)
-                .map_err(ScrapeError::Process),
+            Ok(f) => {
+                let r = proc
+                    .process(&f.body, f.format, ts)
+                    .map_err(ScrapeError::Process);
+                ctx.fetcher.recycle(f.body);
+                r
+            }
             Err(e) => Err(ScrapeError::Fetch(e)),
         };
         let elapsed = started.elapsed();
@@ -172,7 +175,7 @@ pub async fn run_target(
         for (meta, v) in synthetic.iter().zip(values) {
             series.push(SeriesSamples {
                 series: meta.clone(),
-                samples: vec![Sample {
+                samples: smallvec::smallvec![Sample {
                     timestamp_ms: ts,
                     value: v,
                 }],
@@ -223,7 +226,7 @@ pub async fn run_target(
         for meta in &synthetic {
             series.push(SeriesSamples {
                 series: meta.clone(),
-                samples: vec![Sample {
+                samples: smallvec::smallvec![Sample {
                     timestamp_ms: ts,
                     value: surge_model::stale_nan(),
                 }],

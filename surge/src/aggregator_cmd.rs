@@ -20,6 +20,7 @@ use crate::process;
 pub struct RunningAggregator {
     pub state: Arc<AggregatorState>,
     pub autoscaler: Arc<Autoscaler>,
+    leader: Option<surge_k8s::lease::LeaderHandle>,
     pub addr: std::net::SocketAddr,
     onward: Arc<Onward>,
     server: JoinHandle<()>,
@@ -118,13 +119,18 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     }
     let onward = Arc::new(Onward::new(senders));
     state.add_observer(onward.clone());
-    // Dry-run until a Kubernetes actuator is configured: decisions drive a virtual replica count.
-    let autoscaler = Autoscaler::new(
-        state.clone(),
-        policies,
-        Arc::new(VirtualWorkloads::default()),
-        &mut registry,
-    );
+    let cancel = CancellationToken::new();
+    // A policy in `scale` mode needs the cluster: a Lease elects the one replica that patches `/scale`.
+    // Without one, decisions drive a virtual replica count (dry-run).
+    let kube = surge_k8s::actuator::start_for_policies(&policies, &mut registry, cancel.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("kubernetes actuation: {e}"))?;
+    let leader = kube.as_ref().map(|k| k.leader().clone());
+    let actuator: Arc<dyn surge_aggregator::autoscaler::Actuator> = match kube {
+        Some(k) => k,
+        None => Arc::new(VirtualWorkloads::default()),
+    };
+    let autoscaler = Autoscaler::new(state.clone(), policies, actuator, &mut registry);
     state.add_observer(autoscaler.clone());
     // The Kubernetes metrics APIs: rules and certificates are checked before any port is bound.
     let metrics_api = cfg
@@ -136,7 +142,6 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let cancel = CancellationToken::new();
     let app = surge_aggregator::api::router(state.clone()).merge(
         surge_aggregator::autoscaler::decisions_router(autoscaler.clone()),
     );
@@ -186,6 +191,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     Ok(RunningAggregator {
         state,
         autoscaler,
+        leader,
         engine,
         addr,
         onward,
@@ -203,6 +209,10 @@ impl RunningAggregator {
         let _ = self.server.await;
         let _ = self.sweeper.await;
         let _ = self.engine.await;
+        // Release the Lease so a successor takes over at once rather than after the lease duration.
+        if let Some(l) = &self.leader {
+            l.stopped().await;
+        }
         let flushes = self
             .onward
             .senders()

@@ -578,6 +578,8 @@ fn check_rbac_rules(objs: &[Value]) {
                     &["deployments/scale", "statefulsets/scale"],
                     &["get", "patch", "update"],
                 ),
+                rule(&[""], &["pods"], &["get", "list", "watch"]),
+                rule(&["apps"], &["deployments", "statefulsets"], &["get", "list", "watch"]),
                 rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
             ]),
         ),
@@ -742,7 +744,9 @@ fn check_grants(cp: &ControlPlane) {
             true,
         ),
         (&["patch", "deployments.apps", "-n", "app"], false),
-        (&["get", "deployments.apps", "-n", "app"], false),
+        (&["get", "deployments.apps", "-n", "app"], true),
+        (&["watch", "deployments.apps", "-n", "app"], true),
+        (&["delete", "deployments.apps", "-n", "app"], false),
         (
             &["create", "leases.coordination.k8s.io", "-n", "surge"],
             true,
@@ -778,7 +782,9 @@ fn check_grants(cp: &ControlPlane) {
         (&["create", "events.events.k8s.io", "-n", "app"], true),
         (&["delete", "events", "-n", "app"], false),
         (&["get", "secrets", "-n", "surge"], false),
-        (&["list", "pods"], false),
+        (&["list", "pods"], true),
+        (&["delete", "pods"], false),
+        (&["create", "pods"], false),
     ] {
         assert_eq!(cp.can_i(agg, args), allowed, "aggregator: {args:?}");
     }

@@ -6,27 +6,37 @@
 //!
 //! | word | content |
 //! |---|---|
-//! | 0 | first timestamp `t0` (ms) |
-//! | 1 | bits of the first value `v0` |
-//! | 2 | `stride` (u32, ms) · `n` (u8) · `wt` (u8) · `wv` (u8) · `shift` (u8, `0xff` = integer mode) |
-//! | 3 | integer mode only: `slope` (i64 per sample) |
-//! | .. | `n` timestamp deviations of `wt` bits each, then `n` value residues of `wv` bits each |
+//! | 0 | timestamp base `t0` (ms): the first timestamp minus the largest jitter below the stride line |
+//! | 1 | XOR and Gorilla modes: bits of the first value `v0`; scaled mode: the line's base `k0` |
+//! | 2 | `stride` (u32, ms) · `n` (7 bits) + `clean` flag · `wt` (u8) · `wv` (u8) · `mode` (u8) |
+//! | 3 | scaled mode: `slope` (i64 per sample); Gorilla mode: bit length of the value stream |
+//! | .. | `n` timestamp deviations of `wt` bits each, then the values |
 //!
-//! Timestamp `i` is `t0 + i·stride + unzigzag(dev_i)`: scrapes are regular, so with a 1 s interval and a few
-//! ms of jitter a timestamp costs 0 to 4 bits. Value `i` is `v0 XOR (residue_i << shift)`: the block-wide
-//! XOR residues share their leading and trailing zero bits, so only the `wv` bits that vary are kept
-//! (0 bits for a constant gauge, ~8-12 for a counter growing steadily within a minute).
+//! Timestamp `i` is `t0 + i·stride + dev_i` (`dev_i` ≥ 0, `wt` bits): scrapes are regular, so with a 1 s
+//! interval and a few ms of jitter a timestamp costs 0 to 3 bits. Each block picks the smallest of three value encodings:
 //!
-//! When every value of a block is an integer (counters, most gauges), the residue is instead the zigzag
-//! difference from a line, `value - (v0 + i·slope)` (integer mode): a counter growing at a steady rate costs
-//! only the bits of its noise, and crossing a power of two (which changes XOR's exponent bits) costs nothing.
+//! - **XOR** (`mode` < 64, the shift): value `i` is `v0 XOR (residue_i << shift)` with `wv`-bit residues:
+//!   the block-wide XOR residues share their leading and trailing zero bits, so only the bits that vary are
+//!   kept (0 bits for a constant gauge).
+//! - **Scaled** (`mode` = `0x80 | d`, `d` ≤ 4): every value is an exact decimal with at most `d` fraction
+//!   digits (`d` = 0: integers, as counters and most gauges are), i.e. `v = k / 10^d` bit for bit. The
+//!   integers `k` are stored as `wv`-bit residues above a line, `k - (k0 + i·slope)` ≥ 0 (the line through
+//!   the first and last values, or a level, whichever needs fewer bits): a counter growing at a steady rate
+//!   costs only the bits of its noise, and a latency like `0.183` costs the bits of `183`'s variation
+//!   instead of a 52-bit mantissa.
+//! - **Gorilla** (`mode` = `0xc0`): Facebook Gorilla's XOR with the *previous* value, with leading/trailing
+//!   zero windows (variable width), for floats that no fixed-width form captures (e.g. a gauge that is
+//!   constant for a while then steps, or a slowly varying ratio).
+//!
+//! The `clean` flag says the block holds no staleness marker and no decrease between consecutive values
+//! (no counter reset): `rate`/`increase`/`delta`/`irate` over a window of clean blocks need only its first
+//! and last samples and its length ([`SampleRing::summarize`]), not every sample.
 //!
 //! All blocks of a series live in one `Vec<u64>` (sealed blocks, then the open one), so a series owns one
 //! allocation for its samples however many blocks it holds.
 //!
-//! Unlike Gorilla's bit stream, every field has a fixed width, so sample `i` is decoded in O(1) without
-//! touching samples `0..i`: a range query binary-searches the window start and decodes only the samples it
-//! needs. The price is a few bits per sample on data whose variation changes within a block.
+//! Timestamps always have a fixed width, so finding the window of a query is O(1)/O(log n) per block. XOR and
+//! scaled values decode in O(1); a Gorilla block decodes its values sequentially (at most 64 of them).
 //!
 //! # Appending
 //!
@@ -35,35 +45,40 @@
 //! samples, a few hundred nanoseconds every [`TAIL_SAMPLES`] samples); a block that reaches
 //! [`BLOCK_SAMPLES`] is sealed, and sealed blocks older than the retention are dropped whole.
 
-use surge_model::Sample;
+use surge_model::{Sample, is_stale_nan};
 
 /// Samples per sealed block.
 pub const BLOCK_SAMPLES: usize = 64;
 /// Raw samples kept uncompressed at the head of each series.
 pub const TAIL_SAMPLES: usize = 4;
 const HEADER_WORDS: usize = 3;
-/// `shift` value marking integer mode: residues are zigzag `value - v0` of integer-valued samples, which
-/// suits counters better than XOR (a counter crossing a power of two changes its exponent bits).
-const INT_MODE: u32 = 0xff;
+/// `mode` of scaled blocks, or'ed with the number of fraction digits.
+const MODE_SCALED: u32 = 0x80;
+/// Flag of scaled blocks whose line has a slope (in word 3); a level needs no fourth header word.
+const SCALED_SLOPE: u32 = 0x08;
+/// `mode` of Gorilla blocks.
+const MODE_GORILLA: u32 = 0xc0;
+/// Most fraction digits of the scaled mode.
+const MAX_DIGITS: usize = 4;
+const POW10: [f64; MAX_DIGITS + 1] = [1.0, 10.0, 100.0, 1000.0, 10000.0];
+/// Bit of word 2 flagging a clean block (see the module docs).
+const CLEAN_BIT: u64 = 1 << 39;
 
 /// A view of one encoded block.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockRef<'a> {
     words: &'a [u64],
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
+    /// Word 2, read once.
+    meta: u64,
+    /// The words after the header.
+    data: &'a [u64],
 }
 
 fn width_of(max: u64) -> u32 {
     64 - max.leading_zeros()
 }
 
+#[inline]
 fn put_bits(words: &mut [u64], off: usize, width: u32, value: u64) {
     if width == 0 {
         return;
@@ -76,6 +91,7 @@ fn put_bits(words: &mut [u64], off: usize, width: u32, value: u64) {
     }
 }
 
+#[inline]
 fn get_bits(words: &[u64], off: usize, width: u32) -> u64 {
     if width == 0 {
         return 0;
@@ -93,10 +109,123 @@ fn get_bits(words: &[u64], off: usize, width: u32) -> u64 {
     }
 }
 
-/// Integer value of `v` if it is an integer that round-trips through `i64` bit for bit.
-fn as_int(v: f64) -> Option<i64> {
-    let i = v as i64;
-    ((i as f64).to_bits() == v.to_bits() && i.unsigned_abs() < (1 << 53)).then_some(i)
+/// `k` such that `k / 10^d` is `v` bit for bit (`|k| < 2^53`), if there is one.
+#[inline]
+fn scaled(v: f64, d: usize) -> Option<i64> {
+    let k = v * POW10[d];
+    if k.is_nan() || k.abs() >= (1u64 << 53) as f64 {
+        return None;
+    }
+    // Rounds half away from zero without libm's `round` (a call on baseline x86-64); a wrong candidate
+    // only fails the check below.
+    let ki = if k >= 0.0 {
+        (k + 0.5) as i64
+    } else {
+        (k - 0.5) as i64
+    };
+    (unscale(ki, d).to_bits() == v.to_bits()).then_some(ki)
+}
+
+/// The value of scaled integer `k` with `d` fraction digits; the encoder checked it round-trips.
+#[inline]
+fn unscale(k: i64, d: usize) -> f64 {
+    // Dividing by 1 is exact: skip the division's latency for integers.
+    if d == 0 {
+        k as f64
+    } else {
+        k as f64 / POW10[d]
+    }
+}
+
+/// Writes (`out` = `Some`) or sizes (`None`) the Gorilla stream of `values[1..]` against `values[0]`;
+/// returns its length in bits.
+///
+/// Per value: `0` = same as the previous; `10` + the meaningful bits within the previous window;
+/// `11` + 5 bits of leading zeros + 6 bits of (length - 1) + the meaningful bits.
+fn gorilla(values: impl Iterator<Item = u64>, mut out: Option<(&mut [u64], usize)>) -> usize {
+    let mut bits = 0usize;
+    let mut put = |width: u32, v: u64, bits: &mut usize| {
+        if let Some((words, off)) = out.as_mut() {
+            put_bits(words, *off + *bits, width, v);
+        }
+        *bits += width as usize;
+    };
+    let mut prev: Option<u64> = None;
+    // Current window: leading zeros and meaningful length (0 = none yet).
+    let (mut lz, mut mlen) = (0u32, 0u32);
+    for v in values {
+        let Some(p) = prev.replace(v) else {
+            continue;
+        };
+        let x = v ^ p;
+        if x == 0 {
+            put(1, 0, &mut bits);
+            continue;
+        }
+        let xlz = x.leading_zeros().min(31);
+        let xtz = x.trailing_zeros();
+        if mlen > 0 && xlz >= lz && xtz >= 64 - lz - mlen {
+            put(2, 0b01, &mut bits);
+            put(mlen, x >> (64 - lz - mlen), &mut bits);
+        } else {
+            lz = xlz;
+            mlen = 64 - xlz - xtz;
+            put(2, 0b11, &mut bits);
+            put(5, u64::from(lz), &mut bits);
+            put(6, u64::from(mlen - 1), &mut bits);
+            put(mlen, x >> xtz, &mut bits);
+        }
+    }
+    bits
+}
+
+/// Sequential decoder of a Gorilla value stream.
+struct GorillaCursor<'a> {
+    data: &'a [u64],
+    pos: usize,
+    prev: u64,
+    lz: u32,
+    mlen: u32,
+    /// Whether `prev` is still the first value, not yet returned.
+    fresh: bool,
+}
+
+impl<'a> GorillaCursor<'a> {
+    fn new(data: &'a [u64], pos: usize, v0: u64) -> Self {
+        GorillaCursor {
+            data,
+            pos,
+            prev: v0,
+            lz: 0,
+            mlen: 0,
+            fresh: true,
+        }
+    }
+
+    /// Bits of the next value.
+    fn next_bits(&mut self) -> u64 {
+        if self.fresh {
+            self.fresh = false;
+            return self.prev;
+        }
+        // One bit at a time: the stream may end in the last bit of the block.
+        if get_bits(self.data, self.pos, 1) == 0 {
+            self.pos += 1;
+            return self.prev;
+        }
+        let new_window = get_bits(self.data, self.pos + 1, 1) == 1;
+        self.pos += 2;
+        if new_window {
+            self.lz = get_bits(self.data, self.pos, 5) as u32;
+            self.mlen = get_bits(self.data, self.pos + 5, 6) as u32 + 1;
+            self.pos += 11;
+        }
+        let m = get_bits(self.data, self.pos, self.mlen);
+        self.pos += self.mlen as usize;
+        // `lz + mlen` ≤ 64 by construction; `checked_shl` keeps a corrupt block from panicking.
+        self.prev ^= m.checked_shl(64 - self.lz - self.mlen).unwrap_or(0);
+        self.prev
+    }
 }
 
 /// Encodes `samples` (1 to [`BLOCK_SAMPLES`] of them, timestamps increasing) and appends the words to `out`.
@@ -116,155 +245,326 @@ pub fn encode_block(samples: &[Sample], out: &mut Vec<u64>) {
     } else {
         0
     };
-    let dev = |i: usize, t: i64| -> u64 {
-        zigzag(
-            t.wrapping_sub(t0)
-                .wrapping_sub((i as i64).wrapping_mul(i64::from(stride))),
-        )
+    // Deviation from the stride line; stored minus the smallest one, so all are ≥ 0.
+    let dev = |i: usize, t: i64| -> i64 {
+        t.wrapping_sub(t0)
+            .wrapping_sub((i as i64).wrapping_mul(i64::from(stride)))
     };
-    // Integer mode's line through the first and last values.
-    let int_line = match (as_int(first.value), as_int(last.value)) {
-        (Some(a), Some(b)) if n > 1 => Some((a, (b - a) / (n as i64 - 1))),
-        (Some(a), Some(_)) => Some((a, 0)),
-        _ => None,
-    };
-    let int_residue = |i: usize, v: f64| -> Option<u64> {
-        let (a, slope) = int_line?;
-        let x = as_int(v)?;
-        Some(zigzag(
-            x.wrapping_sub(a).wrapping_sub(slope.wrapping_mul(i as i64)),
-        ))
-    };
-    let mut max_dev = 0u64;
+    let (mut min_dev, mut max_dev) = (0i64, 0i64);
     let mut xor_or = 0u64;
-    let mut int_or = Some(0u64);
+    let mut clean = true;
+    // Fewest fraction digits that make every value an exact decimal, if ≤ MAX_DIGITS.
+    let mut digits = Some(0usize);
+    // Scaled integers at `digits` digits; those before `ks_stale_before` were computed at fewer digits.
+    let mut ks = [0i64; BLOCK_SAMPLES];
+    let mut ks_stale_before = 0;
+    let mut prev = first.value;
     for (i, s) in samples.iter().enumerate() {
-        max_dev |= dev(i, s.timestamp_ms);
+        let d = dev(i, s.timestamp_ms);
+        min_dev = min_dev.min(d);
+        max_dev = max_dev.max(d);
         xor_or |= s.value.to_bits() ^ v0;
-        int_or = int_or.and_then(|acc| int_residue(i, s.value).map(|r| acc | r));
+        // Exactly `rate`'s reset test (false for NaNs).
+        let decrease = s.value < prev;
+        clean &= !is_stale_nan(s.value) && !decrease;
+        prev = s.value;
+        while let Some(d) = digits {
+            if let Some(k) = scaled(s.value, d) {
+                ks[i] = k;
+                break;
+            }
+            digits = (d < MAX_DIGITS).then_some(d + 1);
+            ks_stale_before = i;
+        }
     }
-    let wt = width_of(max_dev);
-    let (mut shift, mut wv) = if xor_or == 0 {
+    let wt = width_of(max_dev.wrapping_sub(min_dev) as u64);
+    // XOR mode: bits per value.
+    let (xor_shift, xor_wv) = if xor_or == 0 {
         (0, 0)
     } else {
         let shift = xor_or.trailing_zeros();
         (shift, 64 - xor_or.leading_zeros() - shift)
     };
-    let int_mode = matches!(int_or, Some(acc) if width_of(acc) < wv);
-    if let (true, Some(acc)) = (int_mode, int_or) {
-        shift = INT_MODE;
-        wv = width_of(acc);
+    // Scaled mode: the line through the first and last scaled values, and the residues' width.
+    let scaled_line = digits.and_then(|d| {
+        for (k, s) in ks.iter_mut().zip(samples).take(ks_stale_before) {
+            *k = scaled(s.value, d)?;
+        }
+        let ks = &ks[..n];
+        // The line through the first and last values (counters), or a level (noisy gauges): residues
+        // are stored minus the smallest one, with the width of their range. Both in one pass.
+        let through_ends = if n > 1 {
+            ks[n - 1].wrapping_sub(ks[0]) / (n as i64 - 1)
+        } else {
+            0
+        };
+        let (mut lo0, mut hi0, mut lo1, mut hi1) = (i64::MAX, i64::MIN, i64::MAX, i64::MIN);
+        for (i, k) in ks.iter().enumerate() {
+            lo0 = lo0.min(*k);
+            hi0 = hi0.max(*k);
+            let r = k.wrapping_sub(through_ends.wrapping_mul(i as i64));
+            lo1 = lo1.min(r);
+            hi1 = hi1.max(r);
+        }
+        let fit = |slope: i64| {
+            let (lo, hi) = if slope == 0 { (lo0, hi0) } else { (lo1, hi1) };
+            (lo, slope, width_of(hi.wrapping_sub(lo) as u64))
+        };
+        // Bits of residues plus the slope's header word, if any.
+        let cost =
+            |(_, slope, w): (i64, i64, u32)| n * w as usize + if slope == 0 { 0 } else { 64 };
+        let (a, slope, w) = [fit(0), fit(through_ends)]
+            .into_iter()
+            .min_by_key(|f| cost(*f))?;
+        Some((d, a, slope, w))
+    });
+    // Value bits (header words beyond the first three included) of each mode; the smallest wins, fixed
+    // widths on ties (they decode in O(1)).
+    let xor_cost = n * xor_wv as usize;
+    let scaled_cost =
+        scaled_line.map(|(_, _, slope, w)| n * w as usize + if slope == 0 { 0 } else { 64 });
+    let fixed_best = scaled_cost.map_or(xor_cost, |c| c.min(xor_cost));
+    // Gorilla costs at least a bit per value: not worth sizing when a fixed width does that well.
+    let gorilla_bits = if fixed_best > n {
+        Some(gorilla(samples.iter().map(|s| s.value.to_bits()), None))
+    } else {
+        None
+    };
+    enum Mode {
+        Xor,
+        Scaled(usize, i64, i64, u32),
+        Gorilla(usize),
     }
-    let header = HEADER_WORDS + usize::from(int_mode);
-    let bits = n * (wt + wv) as usize;
+    let mode = match (scaled_line, gorilla_bits) {
+        (_, Some(g)) if 64 + g < fixed_best => Mode::Gorilla(g),
+        (Some((d, a, slope, w)), _) if scaled_cost.is_some_and(|c| c <= xor_cost) => {
+            Mode::Scaled(d, a, slope, w)
+        }
+        _ => Mode::Xor,
+    };
+    let (mode_byte, wv, value_bits, header) = match mode {
+        Mode::Xor => (xor_shift, xor_wv, xor_cost, HEADER_WORDS),
+        Mode::Scaled(d, _, slope, w) => {
+            let (flag, words) = if slope == 0 {
+                (0, HEADER_WORDS)
+            } else {
+                (SCALED_SLOPE, HEADER_WORDS + 1)
+            };
+            (MODE_SCALED | flag | d as u32, w, n * w as usize, words)
+        }
+        Mode::Gorilla(g) => (MODE_GORILLA, 0, g, HEADER_WORDS + 1),
+    };
+    let bits = n * wt as usize + value_bits;
     let start = out.len();
     let len = header + bits.div_ceil(64);
     // Grow exactly: a doubling Vec would waste up to half of a series' memory.
     out.reserve_exact(len);
     out.resize(start + len, 0);
     let words = &mut out[start..];
-    words[0] = t0 as u64;
-    words[1] = v0;
+    words[0] = t0.wrapping_add(min_dev) as u64;
+    words[1] = match mode {
+        Mode::Scaled(_, a, _, _) => a as u64,
+        _ => v0,
+    };
     words[2] = u64::from(stride)
         | (n as u64) << 32
+        | if clean { CLEAN_BIT } else { 0 }
         | u64::from(wt) << 40
         | u64::from(wv) << 48
-        | u64::from(shift) << 56;
-    if int_mode {
-        words[3] = int_line.map_or(0, |(_, slope)| slope) as u64;
+        | u64::from(mode_byte) << 56;
+    match mode {
+        Mode::Scaled(_, _, slope, _) if slope != 0 => words[3] = slope as u64,
+        Mode::Scaled(..) => {}
+        Mode::Gorilla(g) => words[3] = g as u64,
+        Mode::Xor => {}
     }
     let data = &mut words[header..];
     let values_off = n * wt as usize;
     for (i, s) in samples.iter().enumerate() {
-        put_bits(data, i * wt as usize, wt, dev(i, s.timestamp_ms));
-        let residue = if int_mode {
-            int_residue(i, s.value).unwrap_or(0)
-        } else {
-            (s.value.to_bits() ^ v0) >> shift
-        };
-        put_bits(data, values_off + i * wv as usize, wv, residue);
+        let d = dev(i, s.timestamp_ms).wrapping_sub(min_dev) as u64;
+        put_bits(data, i * wt as usize, wt, d);
     }
+    match mode {
+        Mode::Xor => {
+            for (i, s) in samples.iter().enumerate() {
+                let r = (s.value.to_bits() ^ v0) >> xor_shift;
+                put_bits(data, values_off + i * wv as usize, wv, r);
+            }
+        }
+        Mode::Scaled(_, a, slope, _) => {
+            for (i, k) in ks[..n].iter().enumerate() {
+                let r = k.wrapping_sub(slope.wrapping_mul(i as i64)).wrapping_sub(a) as u64;
+                put_bits(data, values_off + i * wv as usize, wv, r);
+            }
+        }
+        Mode::Gorilla(_) => {
+            gorilla(
+                samples.iter().map(|s| s.value.to_bits()),
+                Some((data, values_off)),
+            );
+        }
+    }
+}
+
+/// How a block's values decode, with its fields read once.
+#[derive(Clone, Copy)]
+enum ValueCodec {
+    Xor { v0: u64, shift: u32 },
+    Scaled { k0: i64, slope: i64, digits: usize },
+    Gorilla { v0: u64 },
 }
 
 impl<'a> BlockRef<'a> {
     /// The block starting at `words[0]`; `words` may run past its end.
+    #[inline]
     pub fn new(words: &'a [u64]) -> BlockRef<'a> {
-        let b = BlockRef { words };
+        let mut b = BlockRef {
+            words,
+            meta: words[2],
+            data: &[],
+        };
         let len = b.words_len().min(words.len());
-        BlockRef {
-            words: &words[..len],
-        }
+        b.words = &words[..len];
+        b.data = &b.words[b.header().min(len)..];
+        b
     }
 
+    #[inline]
     fn meta(&self) -> u64 {
-        self.words[2]
+        self.meta
     }
 
+    #[inline]
     fn stride(&self) -> i64 {
         i64::from(self.meta() as u32)
     }
 
     /// Number of samples.
+    #[inline]
     pub fn len(&self) -> usize {
-        ((self.meta() >> 32) & 0xff) as usize
+        ((self.meta() >> 32) & 0x7f) as usize
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// No staleness marker and no decrease between consecutive values.
+    #[inline]
+    pub fn is_clean(&self) -> bool {
+        self.meta() & CLEAN_BIT != 0
+    }
+
+    #[inline]
     fn wt(&self) -> u32 {
         ((self.meta() >> 40) & 0xff) as u32
     }
 
+    #[inline]
     fn wv(&self) -> u32 {
         ((self.meta() >> 48) & 0xff) as u32
     }
 
-    fn shift(&self) -> u32 {
+    #[inline]
+    fn mode(&self) -> u32 {
         ((self.meta() >> 56) & 0xff) as u32
     }
 
+    #[inline]
     fn header(&self) -> usize {
-        HEADER_WORDS + usize::from(self.shift() == INT_MODE)
+        let mode = self.mode();
+        HEADER_WORDS
+            + usize::from(mode == MODE_GORILLA || mode == mode | MODE_SCALED | SCALED_SLOPE)
+    }
+
+    #[inline]
+    fn value_bits(&self) -> usize {
+        if self.mode() == MODE_GORILLA {
+            self.words.get(3).map_or(0, |w| *w as usize)
+        } else {
+            self.len() * self.wv() as usize
+        }
     }
 
     /// Words this block occupies.
+    #[inline]
     pub fn words_len(&self) -> usize {
-        self.header() + (self.len() * (self.wt() + self.wv()) as usize).div_ceil(64)
+        self.header() + (self.len() * self.wt() as usize + self.value_bits()).div_ceil(64)
     }
 
+    #[inline]
     fn data(&self) -> &'a [u64] {
-        &self.words[self.header()..]
+        self.data
+    }
+
+    #[inline]
+    fn codec(&self) -> ValueCodec {
+        let mode = self.mode();
+        if mode == MODE_GORILLA {
+            ValueCodec::Gorilla { v0: self.words[1] }
+        } else if mode >= MODE_SCALED {
+            ValueCodec::Scaled {
+                k0: self.words[1] as i64,
+                slope: if mode & SCALED_SLOPE != 0 {
+                    self.words[3] as i64
+                } else {
+                    0
+                },
+                digits: ((mode & 0x7) as usize).min(MAX_DIGITS),
+            }
+        } else {
+            ValueCodec::Xor {
+                v0: self.words[1],
+                shift: mode,
+            }
+        }
     }
 
     /// Timestamp of sample `i` (`i < len`).
+    #[inline]
     pub fn timestamp(&self, i: usize) -> i64 {
         let wt = self.wt();
-        let dev = unzigzag(get_bits(self.data(), i * wt as usize, wt));
+        let dev = get_bits(self.data(), i * wt as usize, wt) as i64;
         (self.words[0] as i64)
             .wrapping_add((i as i64).wrapping_mul(self.stride()))
             .wrapping_add(dev)
     }
 
-    /// Value of sample `i` (`i < len`).
+    /// Value of sample `i` (`i < len`): O(1), except in Gorilla blocks (O(i)).
+    #[inline]
     pub fn value(&self, i: usize) -> f64 {
         let wv = self.wv();
-        let off = self.len() * self.wt() as usize + i * wv as usize;
-        let residue = get_bits(self.data(), off, wv);
-        let shift = self.shift();
-        if shift == INT_MODE {
-            let a = f64::from_bits(self.words[1]) as i64;
-            let slope = self.words[3] as i64;
-            return a
-                .wrapping_add(slope.wrapping_mul(i as i64))
-                .wrapping_add(unzigzag(residue)) as f64;
+        let values_off = self.len() * self.wt() as usize;
+        match self.codec() {
+            ValueCodec::Xor { v0, shift } => {
+                // `shift` < 64 whenever `wv` > 0; a zero residue needs no shift.
+                let residue = get_bits(self.data(), values_off + i * wv as usize, wv);
+                let x = if wv == 0 { 0 } else { residue << shift };
+                f64::from_bits(v0 ^ x)
+            }
+            ValueCodec::Scaled { k0, slope, digits } => {
+                let residue = get_bits(self.data(), values_off + i * wv as usize, wv);
+                unscale(
+                    k0.wrapping_add(slope.wrapping_mul(i as i64))
+                        .wrapping_add(residue as i64),
+                    digits,
+                )
+            }
+            ValueCodec::Gorilla { v0 } => self.gorilla_value(v0, values_off, i),
         }
-        // `shift` < 64 whenever `wv` > 0; a zero residue needs no shift.
-        let x = if wv == 0 { 0 } else { residue << shift };
-        f64::from_bits(self.words[1] ^ x)
     }
 
+    #[inline(never)]
+    fn gorilla_value(&self, v0: u64, values_off: usize, i: usize) -> f64 {
+        let mut c = GorillaCursor::new(self.data(), values_off, v0);
+        let mut bits = v0;
+        for _ in 0..=i {
+            bits = c.next_bits();
+        }
+        f64::from_bits(bits)
+    }
+
+    #[inline]
     pub fn sample(&self, i: usize) -> Sample {
         Sample {
             timestamp_ms: self.timestamp(i),
@@ -272,17 +572,42 @@ impl<'a> BlockRef<'a> {
         }
     }
 
+    #[inline]
     pub fn first_timestamp(&self) -> i64 {
-        self.words[0] as i64
+        self.timestamp(0)
     }
 
+    #[inline]
     pub fn last_timestamp(&self) -> i64 {
         self.timestamp(self.len().saturating_sub(1))
     }
 
-    /// Index of the first sample with timestamp ≥ `t` (or `len`).
+    /// Index of the first sample with timestamp ≥ `t` (or `len`). Scrapes are regular, so the stride gives a
+    /// guess that is right or one off; a binary search covers the rest.
     pub fn lower_bound(&self, t: i64) -> usize {
-        let (mut lo, mut hi) = (0, self.len());
+        let n = self.len();
+        let stride = self.stride();
+        let t0 = self.first_timestamp();
+        if t <= t0 {
+            return 0;
+        }
+        if stride > 0 {
+            let guess = ((t - t0).saturating_add(stride - 1) / stride).clamp(0, n as i64) as usize;
+            // `guess` is the answer when sample `guess - 1` is before `t` and sample `guess` is not.
+            let before = |i: usize| i == 0 || self.timestamp(i - 1) < t;
+            let at_or_after = |i: usize| i == n || self.timestamp(i) >= t;
+            if before(guess) {
+                if at_or_after(guess) {
+                    return guess;
+                }
+                if at_or_after(guess + 1) {
+                    return guess + 1;
+                }
+            } else if guess > 0 && before(guess - 1) {
+                return guess - 1;
+            }
+        }
+        let (mut lo, mut hi) = (0, n);
         while lo < hi {
             let mid = (lo + hi) / 2;
             if self.timestamp(mid) < t {
@@ -297,45 +622,79 @@ impl<'a> BlockRef<'a> {
     /// Appends samples `from..` with timestamps ≤ `maxt` to `out`; returns whether it stopped at `maxt`.
     /// The hot loop of range queries: the block's fields are decoded once, not per sample.
     pub fn decode_range(&self, from: usize, maxt: i64, out: &mut Vec<Sample>) -> bool {
-        let (n, wt, wv, shift) = (self.len(), self.wt(), self.wv(), self.shift());
+        self.decode_with(from, maxt, |s| out.push(s))
+    }
+
+    /// [`Self::decode_range`] into any sink.
+    #[inline]
+    fn decode_with(&self, from: usize, maxt: i64, mut sink: impl FnMut(Sample)) -> bool {
+        let (n, wt, wv) = (self.len(), self.wt(), self.wv());
         let t0 = self.words[0] as i64;
-        let v0 = self.words[1];
         let stride = self.stride();
         let data = self.data();
         let values_off = n * wt as usize;
-        let int_mode = shift == INT_MODE;
-        let (a, slope) = if int_mode {
-            (f64::from_bits(v0) as i64, self.words[3] as i64)
-        } else {
-            (0, 0)
+        let ts = |i: usize| {
+            t0.wrapping_add((i as i64).wrapping_mul(stride))
+                .wrapping_add(get_bits(data, i * wt as usize, wt) as i64)
         };
-        for i in from..n {
-            let t = t0
-                .wrapping_add((i as i64).wrapping_mul(stride))
-                .wrapping_add(unzigzag(get_bits(data, i * wt as usize, wt)));
-            if t > maxt {
-                return true;
+        let fixed = |i: usize| get_bits(data, values_off + i * wv as usize, wv);
+        match self.codec() {
+            ValueCodec::Xor { v0, shift } => {
+                for i in from..n {
+                    let t = ts(i);
+                    if t > maxt {
+                        return true;
+                    }
+                    let value = if wv == 0 {
+                        f64::from_bits(v0)
+                    } else {
+                        f64::from_bits(v0 ^ (fixed(i) << shift))
+                    };
+                    sink(Sample {
+                        timestamp_ms: t,
+                        value,
+                    });
+                }
             }
-            let residue = get_bits(data, values_off + i * wv as usize, wv);
-            let value = if int_mode {
-                a.wrapping_add(slope.wrapping_mul(i as i64))
-                    .wrapping_add(unzigzag(residue)) as f64
-            } else if wv == 0 {
-                f64::from_bits(v0)
-            } else {
-                f64::from_bits(v0 ^ (residue << shift))
-            };
-            out.push(Sample {
-                timestamp_ms: t,
-                value,
-            });
+            ValueCodec::Scaled { k0, slope, digits } => {
+                for i in from..n {
+                    let t = ts(i);
+                    if t > maxt {
+                        return true;
+                    }
+                    let k = k0
+                        .wrapping_add(slope.wrapping_mul(i as i64))
+                        .wrapping_add(fixed(i) as i64);
+                    sink(Sample {
+                        timestamp_ms: t,
+                        value: unscale(k, digits),
+                    });
+                }
+            }
+            ValueCodec::Gorilla { v0 } => {
+                let mut c = GorillaCursor::new(data, values_off, v0);
+                for i in 0..n {
+                    let bits = c.next_bits();
+                    if i < from {
+                        continue;
+                    }
+                    let t = ts(i);
+                    if t > maxt {
+                        return true;
+                    }
+                    sink(Sample {
+                        timestamp_ms: t,
+                        value: f64::from_bits(bits),
+                    });
+                }
+            }
         }
         false
     }
 
     /// Appends every sample to `out`.
     pub fn decode_into(&self, out: &mut Vec<Sample>) {
-        out.extend((0..self.len()).map(|i| self.sample(i)));
+        self.decode_range(0, i64::MAX, out);
     }
 }
 
@@ -348,6 +707,30 @@ pub enum AppendError {
     DuplicateTimestamp,
 }
 
+/// What `rate`, `increase`, `delta`, `irate`, `idelta`, `count_over_time` and `last_over_time` need of a
+/// window: its first, second-to-last and last samples, its length, and whether a value decreases.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowSummary {
+    pub first: Sample,
+    /// The sample before `last` (`first` when `count` is 1).
+    pub penultimate: Sample,
+    pub last: Sample,
+    pub count: usize,
+    /// Some value is lower than the one before it (a counter reset).
+    pub decreases: bool,
+}
+
+/// [`SampleRing::summarize`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Window {
+    /// No sample in the window.
+    Empty,
+    Summary(WindowSummary),
+    /// The window touches a block with a staleness marker or a decrease, or a staleness marker in the tail:
+    /// decode the samples instead.
+    Unsupported,
+}
+
 /// The recent samples of one series, oldest to newest: sealed blocks and the open block in one word
 /// vector, then a raw tail.
 #[derive(Debug, Clone)]
@@ -355,6 +738,9 @@ pub struct SampleRing {
     words: Vec<u64>,
     /// Word offset of the open block (`words.len()` when there is none).
     open_at: u32,
+    /// Word offset of the newest sealed block (0 when unknown: scanning from any block start is correct),
+    /// so that reads of recent windows skip the older blocks.
+    sealed_at: u32,
     tail: [Sample; TAIL_SAMPLES],
     tail_len: u8,
 }
@@ -388,11 +774,45 @@ impl<'a> Iterator for Blocks<'a> {
     }
 }
 
+/// Accumulates a [`WindowSummary`] from runs of consecutive samples.
+#[derive(Default)]
+struct SummaryBuilder {
+    s: Option<WindowSummary>,
+}
+
+impl SummaryBuilder {
+    /// Adds a run `first, …, penultimate, last` of `count` samples with no decrease inside.
+    fn run(&mut self, first: Sample, penultimate: Option<Sample>, last: Sample, count: usize) {
+        match &mut self.s {
+            None => {
+                self.s = Some(WindowSummary {
+                    first,
+                    penultimate: penultimate.unwrap_or(first),
+                    last,
+                    count,
+                    decreases: false,
+                });
+            }
+            Some(w) => {
+                w.decreases |= first.value < w.last.value;
+                w.penultimate = penultimate.unwrap_or(w.last);
+                w.last = last;
+                w.count += count;
+            }
+        }
+    }
+
+    fn finish(self) -> Window {
+        self.s.map_or(Window::Empty, Window::Summary)
+    }
+}
+
 impl SampleRing {
     pub fn new() -> Self {
         SampleRing {
             words: Vec::new(),
             open_at: 0,
+            sealed_at: 0,
             tail: [ZERO; TAIL_SAMPLES],
             tail_len: 0,
         }
@@ -406,6 +826,27 @@ impl SampleRing {
         Blocks {
             words: &self.words,
             pos: 0,
+        }
+    }
+
+    /// The blocks from the newest one that starts at or before `t`: together with the tail, they hold every
+    /// sample with timestamp ≥ `t`, and the newest sample ≤ `t` if any.
+    fn blocks_from(&self, t: i64) -> Blocks<'_> {
+        let starts_before = |at: u32| {
+            let at = at as usize;
+            at + HEADER_WORDS <= self.words.len()
+                && BlockRef::new(&self.words[at..]).first_timestamp() <= t
+        };
+        let pos = if starts_before(self.open_at) {
+            self.open_at
+        } else if self.sealed_at < self.open_at && starts_before(self.sealed_at) {
+            self.sealed_at
+        } else {
+            0
+        };
+        Blocks {
+            words: &self.words,
+            pos: pos as usize,
         }
     }
 
@@ -457,22 +898,28 @@ impl SampleRing {
     /// Merges the tail into the open block (re-encoding it), seals it when full, and drops sealed blocks
     /// ending before `cutoff_ms`.
     fn flush_tail(&mut self, cutoff_ms: i64) {
-        let mut buf: [Sample; BLOCK_SAMPLES] = [ZERO; BLOCK_SAMPLES];
+        // The open block holds a multiple of TAIL_SAMPLES below BLOCK_SAMPLES samples: the tail fits.
+        let mut buf = [ZERO; BLOCK_SAMPLES];
         let mut n = 0;
         if let Some(b) = self.open() {
-            for i in 0..b.len() {
-                buf[n] = b.sample(i);
-                n += 1;
-            }
+            b.decode_with(0, i64::MAX, |s| {
+                if let Some(slot) = buf.get_mut(n) {
+                    *slot = s;
+                    n += 1;
+                }
+            });
         }
         for s in self.tail() {
-            buf[n] = *s;
-            n += 1;
+            if let Some(slot) = buf.get_mut(n) {
+                *slot = *s;
+                n += 1;
+            }
         }
         self.tail_len = 0;
         self.words.truncate(self.open_at as usize);
         encode_block(&buf[..n], &mut self.words);
-        if n == BLOCK_SAMPLES {
+        if n >= BLOCK_SAMPLES {
+            self.sealed_at = self.open_at;
             self.open_at = u32::try_from(self.words.len()).unwrap_or(u32::MAX);
         }
         self.trim(cutoff_ms);
@@ -489,7 +936,9 @@ impl SampleRing {
         }
         if drop > 0 {
             self.words.drain(..drop);
-            self.open_at -= u32::try_from(drop).unwrap_or(0);
+            let drop = u32::try_from(drop).unwrap_or(0);
+            self.open_at -= drop;
+            self.sealed_at = self.sealed_at.saturating_sub(drop);
             if self.words.capacity() > self.words.len() + 64 {
                 self.words.shrink_to_fit();
             }
@@ -498,7 +947,7 @@ impl SampleRing {
 
     /// Appends the samples with `mint <= t <= maxt` to `out`, oldest first (staleness markers included).
     pub fn range_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        for b in self.blocks() {
+        for b in self.blocks_from(mint) {
             if b.last_timestamp() < mint {
                 continue;
             }
@@ -524,13 +973,57 @@ impl SampleRing {
         }
     }
 
+    /// Summarizes the samples with `mint <= t <= maxt` from the window's edges, decoding a few samples per
+    /// block instead of all of them. Staleness markers would have to be skipped sample by sample, so a window
+    /// touching one (or a block holding one) is [`Window::Unsupported`]; so is one touching a block with a
+    /// decrease, since `rate` must then add the counter resets in order.
+    pub fn summarize(&self, mint: i64, maxt: i64) -> Window {
+        let mut acc = SummaryBuilder::default();
+        for b in self.blocks_from(mint) {
+            if b.last_timestamp() < mint {
+                continue;
+            }
+            if b.first_timestamp() > maxt {
+                return acc.finish();
+            }
+            if !b.is_clean() {
+                return Window::Unsupported;
+            }
+            let from = b.lower_bound(mint);
+            let to = if b.last_timestamp() <= maxt {
+                b.len()
+            } else {
+                b.lower_bound(maxt.saturating_add(1))
+            };
+            if from < to {
+                let penultimate = (to - from >= 2).then(|| b.sample(to - 2));
+                acc.run(b.sample(from), penultimate, b.sample(to - 1), to - from);
+            }
+            if to < b.len() {
+                return acc.finish();
+            }
+        }
+        for s in self.tail() {
+            if s.timestamp_ms > maxt {
+                break;
+            }
+            if s.timestamp_ms >= mint {
+                if is_stale_nan(s.value) {
+                    return Window::Unsupported;
+                }
+                acc.run(*s, None, *s, 1);
+            }
+        }
+        acc.finish()
+    }
+
     /// The newest sample with timestamp ≤ `t`.
     pub fn latest_at(&self, t: i64) -> Option<Sample> {
         if let Some(s) = self.tail().iter().rev().find(|s| s.timestamp_ms <= t) {
             return Some(*s);
         }
         let mut found = None;
-        for b in self.blocks() {
+        for b in self.blocks_from(t) {
             if b.first_timestamp() > t {
                 break;
             }
@@ -615,7 +1108,160 @@ mod tests {
         assert_eq!(out.last(), Some(&s(999_000, 999.0)));
     }
 
+    /// Encodes `v`, checks every decoding path against it and returns the block's words.
+    fn round_trip(v: &[Sample]) -> Vec<u64> {
+        let mut words = Vec::new();
+        encode_block(v, &mut words);
+        let b = BlockRef::new(&words);
+        assert_eq!(b.words_len(), words.len());
+        let mut out = Vec::new();
+        b.decode_into(&mut out);
+        assert!(same(&out, v));
+        for (i, x) in v.iter().enumerate() {
+            assert_eq!(b.value(i).to_bits(), x.value.to_bits(), "value {i}");
+            let mut tail = Vec::new();
+            b.decode_range(i, i64::MAX, &mut tail);
+            assert!(same(&tail, &v[i..]));
+        }
+        words
+    }
+
+    fn mode_of(words: &[u64]) -> u32 {
+        BlockRef::new(words).mode()
+    }
+
+    #[test]
+    fn decimal_gauges_use_scaled_integers() {
+        // Latencies with 3 decimals, as a scrape parses "0.183".
+        let v: Vec<_> = (0..64)
+            .map(|i| s(i * 1000, (150 + (i * 37) % 100) as f64 / 1000.0))
+            .collect();
+        let words = round_trip(&v);
+        assert_eq!(mode_of(&words), MODE_SCALED | 3);
+        assert_eq!(BlockRef::new(&words).header(), HEADER_WORDS);
+        // 64 residues of ≤ 8 bits, after 4 header words.
+        assert!(words.len() <= HEADER_WORDS + 8, "{}", words.len());
+        // Percentages with one decimal, negative values, and integers (d = 0).
+        let v: Vec<_> = (0..64)
+            .map(|i| s(i * 1000, (i - 125) as f64 / 10.0))
+            .collect();
+        let words = round_trip(&v);
+        assert!(mode_of(&words) >= MODE_SCALED && mode_of(&words) != MODE_GORILLA);
+        let v: Vec<_> = (0..64).map(|i| s(i * 1000, (i * i) as f64)).collect();
+        assert_eq!(mode_of(&round_trip(&v)), MODE_SCALED | SCALED_SLOPE);
+        // -0.0 is not an integer bit for bit.
+        let v: Vec<_> = (0..8)
+            .map(|i| s(i * 1000, if i == 3 { -0.0 } else { 1.0 }))
+            .collect();
+        round_trip(&v);
+    }
+
+    #[test]
+    fn stepping_floats_use_gorilla() {
+        // A ratio that holds for a while, then steps.
+        let v: Vec<_> = (0..64)
+            .map(|i| s(i * 1000, 1.0 / (3.0 + (i / 16) as f64)))
+            .collect();
+        let words = round_trip(&v);
+        assert_eq!(mode_of(&words), MODE_GORILLA);
+        assert!(words.len() < HEADER_WORDS + 1 + 8, "{}", words.len());
+    }
+
+    #[test]
+    fn clean_flag_tracks_resets_and_markers() {
+        let up: Vec<_> = (0..10).map(|i| s(i * 1000, i as f64)).collect();
+        let mut words = Vec::new();
+        encode_block(&up, &mut words);
+        assert!(BlockRef::new(&words).is_clean());
+        for bad in [0.5, surge_model::stale_nan()] {
+            let mut v = up.clone();
+            v[5].value = bad;
+            let mut words = Vec::new();
+            encode_block(&v, &mut words);
+            assert!(!BlockRef::new(&words).is_clean());
+        }
+    }
+
+    /// The window `[mint, maxt]` of `r` through `range_into` (markers dropped) and through `summarize`
+    /// must agree on everything the summary reports.
+    fn check_summary(r: &SampleRing, mint: i64, maxt: i64) {
+        let mut all = Vec::new();
+        r.range_into(mint, maxt, &mut all);
+        let has_marker = all.iter().any(|x| is_stale_nan(x.value));
+        match r.summarize(mint, maxt) {
+            Window::Empty => assert!(all.is_empty()),
+            Window::Unsupported => {}
+            Window::Summary(w) => {
+                assert!(!has_marker);
+                assert!(same(&[w.first], &all[..1]));
+                assert!(same(&[w.last], &all[all.len() - 1..]));
+                let pen = all[all.len().saturating_sub(2)];
+                assert!(same(&[w.penultimate], &[pen]));
+                assert_eq!(w.count, all.len());
+                let dec = all.windows(2).any(|p| p[1].value < p[0].value);
+                assert_eq!(w.decreases, dec);
+            }
+        }
+    }
+
+    #[test]
+    fn summaries_of_clean_counters_are_exact() {
+        let mut r = SampleRing::new();
+        for i in 0..300 {
+            r.push(s(i * 1000 + (i * 7 % 5), (i * 3) as f64), 120_000)
+                .unwrap();
+        }
+        for (mint, maxt) in [(250_000, 280_000), (0, 400_000), (239_500, 299_003), (1, 2)] {
+            check_summary(&r, mint, maxt);
+            assert!(!matches!(r.summarize(mint, maxt), Window::Unsupported));
+        }
+    }
+
     proptest! {
+        #[test]
+        fn summaries_agree_with_decoding(
+            deltas in proptest::collection::vec(1i64..3_000, 1..300),
+            steps in proptest::collection::vec(-2i64..20, 300),
+            marker in proptest::option::of(0usize..300),
+            windows in proptest::collection::vec((0i64..600_000, 0i64..120_000), 8),
+        ) {
+            let mut r = SampleRing::new();
+            let mut t = 0;
+            let mut v = 0i64;
+            for (i, d) in deltas.iter().enumerate() {
+                t += d;
+                v += steps[i];
+                let value = if marker == Some(i) { surge_model::stale_nan() } else { v as f64 };
+                r.push(s(t, value), 300_000).unwrap();
+            }
+            for (maxt, range) in windows {
+                check_summary(&r, maxt - range, maxt);
+            }
+        }
+
+        #[test]
+        fn decimal_and_float_blocks_round_trip(
+            digits in 0u32..7,
+            base in -1_000_000i64..1_000_000,
+            noise in proptest::collection::vec(-300i64..300, 1..BLOCK_SAMPLES),
+            ratio in proptest::bool::ANY,
+        ) {
+            let scale = 10f64.powi(digits as i32);
+            let v: Vec<_> = noise
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let x = if ratio {
+                        (base + n) as f64 / (7.0 + (i / 8) as f64)
+                    } else {
+                        (base + n) as f64 / scale
+                    };
+                    s(i as i64 * 1000, x)
+                })
+                .collect();
+            round_trip(&v);
+        }
+
         #[test]
         fn block_round_trips(
             start in any::<i64>(),

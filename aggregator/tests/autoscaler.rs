@@ -36,7 +36,10 @@ policies:
       rps: sum(web_rps{service="web"})
 "#;
 
-fn body(series: &[(&[(&str, &str)], f64, i64)]) -> Vec<u8> {
+/// One series' labels, value and timestamp.
+type Point<'a> = (&'a [(&'a str, &'a str)], f64, i64);
+
+fn body(series: &[Point<'_>]) -> Vec<u8> {
     let mut raw = Vec::new();
     for (labels, v, t) in series {
         let l = Labels::from_pairs(labels.iter().copied());

@@ -20,7 +20,8 @@ use surge_model::{Labels, METRIC_NAME, Sample, is_stale_nan};
 use super::ast::*;
 use super::functions::{self as f, Bucket};
 use super::value::*;
-use crate::cache::{SelectError, Series, SeriesCache};
+use crate::block::{SampleRing, Window};
+use crate::cache::{SelectError, Series, SeriesCache, range_without_markers};
 use crate::options::{CacheOptions, QueryOptions, millis};
 
 /// Options of one evaluation.
@@ -311,6 +312,9 @@ impl<'a> Evaluator<'a> {
                 grouping,
                 without,
             } => {
+                if let Some(v) = self.aggregate_range_function(*op, expr, grouping, *without, t)? {
+                    return Ok(Value::Vector(v));
+                }
                 let v = self.vector(expr, t)?;
                 Value::Vector(aggregate(*op, v, grouping, *without))
             }
@@ -445,6 +449,25 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Touches the series `sel` selects with `f`, counting them against `max_series`.
+    fn select_each(
+        cache: &SeriesCache,
+        opts: &EvalOptions,
+        touched: &mut usize,
+        sel: &VectorSelector,
+        f: impl FnMut(&Arc<Series>),
+    ) -> Result<(), EvalError> {
+        let limit = opts.max_series.saturating_sub(*touched);
+        let n =
+            cache
+                .select_each(&sel.matchers, limit, f)
+                .map_err(|_| EvalError::TooManySeries {
+                    limit: opts.max_series,
+                })?;
+        *touched += n;
+        Ok(())
+    }
+
     fn range_function(
         &mut self,
         func: Func,
@@ -454,30 +477,10 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Value, EvalError> {
         let maxt = t - sel.offset_ms;
         let mint = maxt - range_ms;
-        let series = self.select(sel)?;
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            self.buf.clear();
-            s.range_into(mint, maxt, &mut self.buf);
-            let p = &self.buf[..];
-            if p.is_empty() {
-                continue;
-            }
-            let v = match func {
-                Func::Rate => f::extrapolated_rate(p, mint, maxt, range_ms, true, true),
-                Func::Increase => f::extrapolated_rate(p, mint, maxt, range_ms, true, false),
-                Func::Delta => f::extrapolated_rate(p, mint, maxt, range_ms, false, false),
-                Func::Irate => f::instant_value(p, true),
-                Func::Idelta => f::instant_value(p, false),
-                Func::AvgOverTime => Some(f::avg_over_time(p)),
-                Func::SumOverTime => Some(f::sum_over_time(p)),
-                Func::MaxOverTime => Some(f::max_over_time(p)),
-                Func::MinOverTime => Some(f::min_over_time(p)),
-                Func::CountOverTime => Some(p.len() as f64),
-                Func::LastOverTime => p.last().map(|s| s.value),
-                _ => None,
-            };
-            if let Some(value) = v {
+        let mut out = Vec::new();
+        let buf = &mut self.buf;
+        Self::select_each(self.cache, self.opts, &mut self.touched, sel, |s| {
+            if let Some(value) = s.read(|r| range_value(func, r, mint, maxt, range_ms, buf)) {
                 let metric = Metric::of_series(s.clone());
                 let metric = if func == Func::LastOverTime {
                     metric
@@ -486,11 +489,67 @@ impl<'a> Evaluator<'a> {
                 };
                 out.push(VectorSample { metric, value });
             }
-        }
+        })?;
         if func != Func::LastOverTime && !has_name_equality(sel) {
             check_unique(&out)?;
         }
         Ok(Value::Vector(out))
+    }
+
+    /// `op(func(sel[range]))` without materializing the inner vector, when it cannot hold duplicate label
+    /// sets (which would be an error): each series' value goes straight into its group. `None` when `expr` is
+    /// not such a call.
+    fn aggregate_range_function(
+        &mut self,
+        op: AggOp,
+        expr: &Expr,
+        grouping: &[String],
+        without: bool,
+        t: i64,
+    ) -> Result<Option<Vec<VectorSample>>, EvalError> {
+        let ExprKind::Call { func, args } = &unwrap_parens(expr).kind else {
+            return Ok(None);
+        };
+        let func = *func;
+        if func.signature().0.first() != Some(&ValueType::Matrix) {
+            return Ok(None);
+        }
+        let Some(ExprKind::Matrix { sel, range_ms }) = args.first().map(|a| &unwrap_parens(a).kind)
+        else {
+            return Ok(None);
+        };
+        if func != Func::LastOverTime && !has_name_equality(sel) {
+            return Ok(None);
+        }
+        let range_ms = *range_ms;
+        let maxt = t - sel.offset_ms;
+        let mint = maxt - range_ms;
+        let drop_name = func != Func::LastOverTime;
+        let mut agg = Aggregation::new(op, grouping, without);
+        // Large selections are scanned by two threads, each recording (group, value) in scan order, and
+        // replayed here in that order: the same result as one thread, bit for bit.
+        let limit = self.opts.max_series.saturating_sub(self.touched);
+        let parts = self
+            .cache
+            .select_each_split(
+                &sel.matchers,
+                limit,
+                PartialAggregation::new,
+                |p: &mut PartialAggregation, s, ring| {
+                    p.selected += 1;
+                    if let Some(value) = range_value(func, ring, mint, maxt, range_ms, &mut p.buf) {
+                        p.push(&agg, s.labels(), drop_name, value);
+                    }
+                },
+            )
+            .map_err(|_| EvalError::TooManySeries {
+                limit: self.opts.max_series,
+            })?;
+        for p in parts {
+            self.touched += p.selected;
+            agg.replay(p);
+        }
+        Ok(Some(agg.finish()))
     }
 
     fn binary(
@@ -569,6 +628,81 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The value of range function `func` over the samples of `s` in `[mint, maxt]`, if any: from the window's
+/// summary when the function needs no more, else from the decoded samples (into `buf`).
+fn range_value(
+    func: Func,
+    ring: &SampleRing,
+    mint: i64,
+    maxt: i64,
+    range_ms: i64,
+    buf: &mut Vec<Sample>,
+) -> Option<f64> {
+    let summarized = matches!(
+        func,
+        Func::Rate
+            | Func::Increase
+            | Func::Delta
+            | Func::Irate
+            | Func::Idelta
+            | Func::CountOverTime
+            | Func::LastOverTime
+    );
+    if summarized {
+        match ring.summarize(mint, maxt) {
+            Window::Empty => return None,
+            Window::Summary(w) => {
+                let counter = matches!(func, Func::Rate | Func::Increase);
+                // Counter resets must be added one by one, in order: decode those windows.
+                if !(counter && w.decreases) {
+                    return match func {
+                        Func::Rate | Func::Increase | Func::Delta => (w.count >= 2).then(|| {
+                            f::extrapolate(
+                                w.last.value - w.first.value,
+                                w.first,
+                                w.last,
+                                w.count,
+                                mint,
+                                maxt,
+                                range_ms,
+                                counter,
+                                func == Func::Rate,
+                            )
+                        }),
+                        Func::Irate | Func::Idelta if w.count >= 2 => {
+                            f::instant_value_of(w.penultimate, w.last, func == Func::Irate)
+                        }
+                        Func::CountOverTime => Some(w.count as f64),
+                        Func::LastOverTime => Some(w.last.value),
+                        _ => None,
+                    };
+                }
+            }
+            Window::Unsupported => {}
+        }
+    }
+    buf.clear();
+    range_without_markers(ring, mint, maxt, buf);
+    let p = &buf[..];
+    if p.is_empty() {
+        return None;
+    }
+    match func {
+        Func::Rate => f::extrapolated_rate(p, mint, maxt, range_ms, true, true),
+        Func::Increase => f::extrapolated_rate(p, mint, maxt, range_ms, true, false),
+        Func::Delta => f::extrapolated_rate(p, mint, maxt, range_ms, false, false),
+        Func::Irate => f::instant_value(p, true),
+        Func::Idelta => f::instant_value(p, false),
+        Func::AvgOverTime => Some(f::avg_over_time(p)),
+        Func::SumOverTime => Some(f::sum_over_time(p)),
+        Func::MaxOverTime => Some(f::max_over_time(p)),
+        Func::MinOverTime => Some(f::min_over_time(p)),
+        Func::CountOverTime => Some(p.len() as f64),
+        Func::LastOverTime => p.last().map(|s| s.value),
+        _ => None,
+    }
+}
+
 fn match_group(m: &Metric, matching: Option<&VectorMatching>) -> String {
     let labels = m.to_labels();
     let mut b = labels.to_builder();
@@ -632,12 +766,18 @@ struct Group {
     count: f64,
 }
 
+/// The labels of a metric (`labels`, with `__name__` hidden when `drop_name`) that a grouping keeps: `by`
+/// keeps the listed labels, `without` drops them and `__name__`.
 fn grouped<'m>(
-    m: &'m Metric,
+    labels: &'m Labels,
+    drop_name: bool,
     grouping: &'m [String],
     without: bool,
 ) -> impl Iterator<Item = &'m surge_model::Label> + 'm {
-    m.iter().filter(move |l| {
+    labels.iter().filter(move |l| {
+        if drop_name && &*l.name == METRIC_NAME {
+            return false;
+        }
         let listed = grouping.iter().any(|g| *g == *l.name);
         if without {
             !listed && &*l.name != METRIC_NAME
@@ -647,11 +787,204 @@ fn grouped<'m>(
     })
 }
 
-/// Grouping labels of `m`: `by` keeps the listed labels, `without` drops them and `__name__`.
-fn group_labels(m: &Metric, grouping: &[String], without: bool) -> (u64, Labels) {
-    let sig = group_labels_sig(m, grouping, without).0;
-    let pairs = grouped(m, grouping, without).map(|l| (l.name.clone(), l.value.clone()));
-    (sig, Labels::from_pairs(pairs))
+/// An aggregation fed one element at a time.
+struct Aggregation<'g> {
+    op: AggOp,
+    grouping: &'g [String],
+    without: bool,
+    single: bool,
+    index: HashMap<u64, usize>,
+    groups: Vec<Group>,
+}
+
+impl<'g> Aggregation<'g> {
+    fn new(op: AggOp, grouping: &'g [String], without: bool) -> Self {
+        Aggregation {
+            op,
+            grouping,
+            without,
+            single: grouping.is_empty() && !without,
+            index: HashMap::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Adds an element whose labels are `labels` (with `__name__` hidden when `drop_name`).
+    fn push(&mut self, labels: &Labels, drop_name: bool, value: f64) {
+        let sig = self.signature(labels, drop_name);
+        match self.group_of(sig) {
+            Some(gi) => self.accumulate(gi, value),
+            None => {
+                let metric = self.group_metric(labels, drop_name);
+                self.new_group(sig, metric, value);
+            }
+        }
+    }
+
+    /// The group signature of an element (0 when there is a single group).
+    fn signature(&self, labels: &Labels, drop_name: bool) -> u64 {
+        if self.single {
+            return 0;
+        }
+        hash_labels(
+            grouped(labels, drop_name, self.grouping, self.without).map(|l| (&*l.name, &*l.value)),
+        )
+    }
+
+    /// The labels of the group of an element.
+    fn group_metric(&self, labels: &Labels, drop_name: bool) -> Metric {
+        if self.single {
+            return Metric::from_labels(Labels::default());
+        }
+        let pairs = grouped(labels, drop_name, self.grouping, self.without)
+            .map(|l| (l.name.clone(), l.value.clone()));
+        Metric::from_labels(Labels::from_pairs(pairs))
+    }
+
+    fn group_of(&self, sig: u64) -> Option<usize> {
+        if self.single {
+            (!self.groups.is_empty()).then_some(0)
+        } else {
+            self.index.get(&sig).copied()
+        }
+    }
+
+    /// Starts a group with its first element.
+    fn new_group(&mut self, sig: u64, metric: Metric, value: f64) -> usize {
+        if !self.single {
+            self.index.insert(sig, self.groups.len());
+        }
+        self.groups.push(Group {
+            metric,
+            value,
+            mean: value,
+            count: 1.0,
+        });
+        self.groups.len() - 1
+    }
+
+    /// Adds a further element to group `gi`.
+    fn accumulate(&mut self, gi: usize, value: f64) {
+        let Some(g) = self.groups.get_mut(gi) else {
+            return;
+        };
+        match self.op {
+            AggOp::Sum => g.value += value,
+            AggOp::Avg => {
+                g.count += 1.0;
+                if g.mean.is_infinite() {
+                    if value.is_infinite() && (g.mean > 0.0) == (value > 0.0) {
+                        return;
+                    }
+                    if !value.is_infinite() && !value.is_nan() {
+                        return;
+                    }
+                }
+                g.mean += value / g.count - g.mean / g.count;
+            }
+            AggOp::Max => {
+                if g.value < value || g.value.is_nan() {
+                    g.value = value;
+                }
+            }
+            AggOp::Min => {
+                if g.value > value || g.value.is_nan() {
+                    g.value = value;
+                }
+            }
+            AggOp::Count => g.count += 1.0,
+        }
+    }
+
+    /// Replays a [`PartialAggregation`]'s elements in order, exactly as if they had been pushed here.
+    fn replay(&mut self, p: PartialAggregation) {
+        let mut global: Vec<Option<usize>> = vec![None; p.groups.len()];
+        let mut metrics: Vec<Option<Metric>> = p.groups.iter().map(|_| None).collect();
+        let mut sigs = Vec::with_capacity(p.groups.len());
+        for (i, (sig, metric)) in p.groups.into_iter().enumerate() {
+            sigs.push(sig);
+            metrics[i] = Some(metric);
+        }
+        for (local, value) in p.values {
+            let local = local as usize;
+            match global.get(local).copied().flatten() {
+                Some(gi) => self.accumulate(gi, value),
+                None => {
+                    let sig = sigs.get(local).copied().unwrap_or(0);
+                    let gi = match self.group_of(sig) {
+                        Some(gi) => {
+                            self.accumulate(gi, value);
+                            gi
+                        }
+                        None => {
+                            let metric = metrics
+                                .get_mut(local)
+                                .and_then(Option::take)
+                                .unwrap_or_else(|| Metric::from_labels(Labels::default()));
+                            self.new_group(sig, metric, value)
+                        }
+                    };
+                    if let Some(slot) = global.get_mut(local) {
+                        *slot = Some(gi);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<VectorSample> {
+        let op = self.op;
+        self.groups
+            .into_iter()
+            .map(|g| VectorSample {
+                value: match op {
+                    AggOp::Avg => g.mean,
+                    AggOp::Count => g.count,
+                    _ => g.value,
+                },
+                metric: g.metric,
+            })
+            .collect()
+    }
+}
+
+/// One thread's share of a split aggregation: each element's value and group, in scan order, to be
+/// replayed into an [`Aggregation`] (so the result is the sequential one bit for bit).
+struct PartialAggregation {
+    /// Signature and labels of each group, in order of first appearance.
+    groups: Vec<(u64, Metric)>,
+    index: HashMap<u64, u32>,
+    /// (index into `groups`, value) per element.
+    values: Vec<(u32, f64)>,
+    /// Series scanned (with a value or not), for `max_series`.
+    selected: usize,
+    buf: Vec<Sample>,
+}
+
+impl PartialAggregation {
+    fn new() -> Self {
+        PartialAggregation {
+            groups: Vec::new(),
+            index: HashMap::new(),
+            values: Vec::new(),
+            selected: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, agg: &Aggregation<'_>, labels: &Labels, drop_name: bool, value: f64) {
+        let sig = agg.signature(labels, drop_name);
+        let local = match self.index.get(&sig) {
+            Some(i) => *i,
+            None => {
+                let i = u32::try_from(self.groups.len()).unwrap_or(u32::MAX);
+                self.groups.push((sig, agg.group_metric(labels, drop_name)));
+                self.index.insert(sig, i);
+                i
+            }
+        };
+        self.values.push((local, value));
+    }
 }
 
 fn aggregate(
@@ -660,79 +993,12 @@ fn aggregate(
     grouping: &[String],
     without: bool,
 ) -> Vec<VectorSample> {
-    let mut index: HashMap<u64, usize> = HashMap::new();
-    let mut groups: Vec<Group> = Vec::new();
-    let single = grouping.is_empty() && !without;
-    for s in v {
-        let gi = if single {
-            if groups.is_empty() { None } else { Some(0) }
-        } else {
-            let (sig, _) = group_labels_sig(&s.metric, grouping, without);
-            index.get(&sig).copied()
-        };
-        let Some(gi) = gi else {
-            let metric = if single {
-                Metric::from_labels(Labels::default())
-            } else {
-                let (sig, labels) = group_labels(&s.metric, grouping, without);
-                index.insert(sig, groups.len());
-                Metric::from_labels(labels)
-            };
-            groups.push(Group {
-                metric,
-                value: s.value,
-                mean: s.value,
-                count: 1.0,
-            });
-            continue;
-        };
-        let g = &mut groups[gi];
-        match op {
-            AggOp::Sum => g.value += s.value,
-            AggOp::Avg => {
-                g.count += 1.0;
-                if g.mean.is_infinite() {
-                    if s.value.is_infinite() && (g.mean > 0.0) == (s.value > 0.0) {
-                        continue;
-                    }
-                    if !s.value.is_infinite() && !s.value.is_nan() {
-                        continue;
-                    }
-                }
-                g.mean += s.value / g.count - g.mean / g.count;
-            }
-            AggOp::Max => {
-                if g.value < s.value || g.value.is_nan() {
-                    g.value = s.value;
-                }
-            }
-            AggOp::Min => {
-                if g.value > s.value || g.value.is_nan() {
-                    g.value = s.value;
-                }
-            }
-            AggOp::Count => g.count += 1.0,
-        }
+    let mut agg = Aggregation::new(op, grouping, without);
+    for s in &v {
+        let (labels, drop_name) = s.metric.parts();
+        agg.push(labels, drop_name, s.value);
     }
-    groups
-        .into_iter()
-        .map(|g| VectorSample {
-            value: match op {
-                AggOp::Avg => g.mean,
-                AggOp::Count => g.count,
-                _ => g.value,
-            },
-            metric: g.metric,
-        })
-        .collect()
-}
-
-/// The grouping signature alone, without building labels (the common case of an existing group).
-fn group_labels_sig(m: &Metric, grouping: &[String], without: bool) -> (u64, ()) {
-    (
-        hash_labels(grouped(m, grouping, without).map(|l| (&*l.name, &*l.value))),
-        (),
-    )
+    agg.finish()
 }
 
 fn histogram_quantile(q: f64, v: Vec<VectorSample>) -> Vec<VectorSample> {
@@ -994,6 +1260,105 @@ mod tests {
             run(&c, "sum(c) + sum(g)", 120.0, &o),
             "error: query touches more than 2 series (the aggregator's query max_series limit)"
         );
+    }
+
+    /// Aggregations of range functions over large selections are fused, summarized and split across two
+    /// threads; they must equal the plain path (here forced by a no-op `+ 0`) bit for bit.
+    #[test]
+    fn fused_split_aggregation_matches_plain_path() {
+        let c = SeriesCache::new(CacheOptions {
+            retention: Duration::from_secs(3600),
+            ..CacheOptions::default()
+        });
+        let n = crate::cache::SPLIT_MIN_SERIES + 500;
+        for k in 0..n {
+            let l = Labels::from_pairs([
+                ("__name__", "x".to_string()),
+                ("job", format!("j{}", k % 7)),
+                ("pod", format!("p{k}")),
+            ]);
+            let mut v = 0.0;
+            for i in 0..200i64 {
+                v += ((i as usize * 31 + k * 17) % 13) as f64 * 0.25;
+                // Some series reset, some end with a staleness marker, some are float gauges.
+                let value = if k % 11 == 0 && i == 150 {
+                    0.0
+                } else if k % 13 == 0 && i == 190 {
+                    stale_nan()
+                } else if k % 17 == 0 {
+                    (i as f64 * 0.37 + k as f64).sin()
+                } else {
+                    v
+                };
+                if k % 11 == 0 && i == 150 {
+                    v = 0.0;
+                }
+                c.append(
+                    &l,
+                    Sample {
+                        timestamp_ms: i * 1000 + (i * 7 % 5),
+                        value,
+                    },
+                    0,
+                )
+                .unwrap();
+            }
+        }
+        let o = EvalOptions::default();
+        // Two scan threads where the machine has two cores (one otherwise), then one.
+        for threads in [2, 1] {
+            c.set_scan_threads(threads);
+            check_fused(&c, &o);
+        }
+        let limited = EvalOptions {
+            max_series: n - 1,
+            ..EvalOptions::default()
+        };
+        for threads in [2, 1] {
+            c.set_scan_threads(threads);
+            assert!(matches!(
+                eval_instant(&c, &parse("sum(rate(x[1m]))").unwrap(), 199_000, &limited),
+                Err(EvalError::TooManySeries { .. })
+            ));
+        }
+    }
+
+    fn check_fused(c: &SeriesCache, o: &EvalOptions) {
+        let bits = |q: &str, t: i64| -> Vec<(String, u64)> {
+            match eval_instant(c, &parse(q).unwrap(), t, o).unwrap() {
+                Value::Vector(v) => v
+                    .iter()
+                    .map(|s| (s.metric.to_labels().to_string(), s.value.to_bits()))
+                    .collect(),
+                other => panic!("{q}: {other:?}"),
+            }
+        };
+        for f in [
+            "rate",
+            "increase",
+            "delta",
+            "irate",
+            "idelta",
+            "count_over_time",
+        ] {
+            for agg in [
+                "sum",
+                "avg",
+                "max",
+                "min",
+                "count",
+                "sum by (job)",
+                "avg by (job)",
+            ] {
+                for (range, t) in [("30s", 199_000), ("1m", 195_500), ("10s", 150_000)] {
+                    let fused = format!("{agg} ({f}(x[{range}]))");
+                    let plain = format!("{agg} ({f}(x[{range}]) + 0)");
+                    let (a, b) = (bits(&fused, t), bits(&plain, t));
+                    assert!(!a.is_empty(), "{fused}");
+                    assert_eq!(a, b, "{fused} @ {t}");
+                }
+            }
+        }
     }
 
     #[test]

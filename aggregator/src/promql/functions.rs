@@ -30,11 +30,38 @@ pub fn extrapolated_rate(
             prev = p.value;
         }
     }
+    Some(extrapolate(
+        result,
+        first,
+        last,
+        points.len(),
+        range_start,
+        range_end,
+        range_ms,
+        is_counter,
+        is_rate,
+    ))
+}
+
+/// The extrapolation of [`extrapolated_rate`] once `result` (the increase with counter resets added, or
+/// the delta) is known: needs only the window's first and last samples and its length (≥ 2).
+#[allow(clippy::too_many_arguments)]
+pub fn extrapolate(
+    result: f64,
+    first: Sample,
+    last: Sample,
+    count: usize,
+    range_start: i64,
+    range_end: i64,
+    range_ms: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> f64 {
     // Duration between first/last samples and boundary of range.
     let mut duration_to_start = (first.timestamp_ms - range_start) as f64 / 1000.0;
     let duration_to_end = (range_end - last.timestamp_ms) as f64 / 1000.0;
     let sampled_interval = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
-    let average_duration_between_samples = sampled_interval / (points.len() - 1) as f64;
+    let average_duration_between_samples = sampled_interval / (count - 1) as f64;
 
     if is_counter && result > 0.0 && first.value >= 0.0 {
         // Counters cannot be negative: if extrapolating to the start would go below zero, start at the
@@ -63,7 +90,7 @@ pub fn extrapolated_rate(
     if is_rate {
         factor /= range_ms as f64 / 1000.0;
     }
-    Some(result * factor)
+    result * factor
 }
 
 /// `instantValue` of Prometheus: `irate` (`is_rate`) and `idelta` from the last two points.
@@ -71,8 +98,11 @@ pub fn instant_value(points: &[Sample], is_rate: bool) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
-    let last = points[points.len() - 1];
-    let prev = points[points.len() - 2];
+    instant_value_of(points[points.len() - 2], points[points.len() - 1], is_rate)
+}
+
+/// [`instant_value`] of the last two points `prev` and `last`.
+pub fn instant_value_of(prev: Sample, last: Sample, is_rate: bool) -> Option<f64> {
     let mut result = if is_rate && last.value < prev.value {
         // Counter reset.
         last.value

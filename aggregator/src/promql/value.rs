@@ -43,6 +43,11 @@ impl Metric {
         }
     }
 
+    /// The underlying labels and whether `__name__` is hidden.
+    pub(crate) fn parts(&self) -> (&Labels, bool) {
+        (self.labels(), self.drop_name)
+    }
+
     /// The same labels without `__name__`.
     pub fn without_name(mut self) -> Metric {
         self.drop_name = true;

@@ -173,6 +173,10 @@ pub async fn victoria_metrics() -> Result<Peer> {
         "-search.latencyOffset=0s".into(),
     ];
     let peer = spawn(bin, &args, dir, port)?;
-    wait_ready(&format!("{}/health", peer.base_url()), Duration::from_secs(30)).await?;
+    wait_ready(
+        &format!("{}/health", peer.base_url()),
+        Duration::from_secs(30),
+    )
+    .await?;
     Ok(peer)
 }

@@ -134,7 +134,10 @@ agent:
         "surge_remote_write_queue_samples{destination=",
         "surge_targets{job=\"node\",health=\"up\"} 1",
     ] {
-        assert!(own.contains(needle), "agent /metrics lacks {needle}:\n{own}");
+        assert!(
+            own.contains(needle),
+            "agent /metrics lacks {needle}:\n{own}"
+        );
     }
     let sent: f64 = own
         .lines()
@@ -142,7 +145,10 @@ agent:
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(sent >= 3.0 * scraped, "sent {sent} samples for 3+ scrapes of {scraped}");
+    assert!(
+        sent >= 3.0 * scraped,
+        "sent {sent} samples for 3+ scrapes of {scraped}"
+    );
 
     // Shutdown writes staleness markers: the series end at once instead of lingering for 5 minutes.
     agent.shutdown().await;

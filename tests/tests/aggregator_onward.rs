@@ -21,7 +21,11 @@ async fn ingested_samples_are_forwarded_to_victoria_metrics() {
     let mut opts = SenderOptions::new("vm", &format!("{}/api/v1/write", vm.base_url()));
     opts.queue_config.batch_send_deadline = Duration::from_millis(100);
     let sender = RemoteWriteSender::try_start(opts, client(), &metrics).unwrap();
-    let state = AggregatorState::standalone(CacheOptions::default(), QueryOptions::default(), IngestOptions::default());
+    let state = AggregatorState::standalone(
+        CacheOptions::default(),
+        QueryOptions::default(),
+        IngestOptions::default(),
+    );
     let onward = Arc::new(Onward::new(vec![sender.clone()]));
     state.add_observer(onward);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -34,9 +38,17 @@ async fn ingested_samples_are_forwarded_to_victoria_metrics() {
     let mut raw = Vec::new();
     for s in 0..3 {
         let series = s.to_string();
-        let l = Labels::from_pairs([("__name__", "onward_total"), ("s", series.as_str()), ("job", "t")]);
-        let samples: Vec<Sample> =
-            (0..5).map(|k| Sample { timestamp_ms: now + k * 1000, value: (s * 100 + k) as f64 }).collect();
+        let l = Labels::from_pairs([
+            ("__name__", "onward_total"),
+            ("s", series.as_str()),
+            ("job", "t"),
+        ]);
+        let samples: Vec<Sample> = (0..5)
+            .map(|k| Sample {
+                timestamp_ms: now + k * 1000,
+                value: (s * 100 + k) as f64,
+            })
+            .collect();
         encode_series(&mut raw, &encode_label_block(&l), &samples);
     }
     let body = compress(&raw, &mut snap::raw::Encoder::new());
@@ -62,8 +74,15 @@ async fn ingested_samples_are_forwarded_to_victoria_metrics() {
             .text()
             .await
             .unwrap();
-        exported = text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).collect();
-        if exported.len() == 3 && exported.iter().all(|e| e["values"].as_array().map(Vec::len) == Some(5)) {
+        exported = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect();
+        if exported.len() == 3
+            && exported
+                .iter()
+                .all(|e| e["values"].as_array().map(Vec::len) == Some(5))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -72,9 +91,22 @@ async fn ingested_samples_are_forwarded_to_victoria_metrics() {
     for e in &exported {
         let s: i64 = e["metric"]["s"].as_str().unwrap().parse().unwrap();
         assert_eq!(e["metric"]["job"], "t");
-        let values: Vec<f64> = e["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let stamps: Vec<i64> = e["timestamps"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-        assert_eq!(values, (0..5).map(|k| (s * 100 + k) as f64).collect::<Vec<_>>());
+        let values: Vec<f64> = e["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let stamps: Vec<i64> = e["timestamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            (0..5).map(|k| (s * 100 + k) as f64).collect::<Vec<_>>()
+        );
         assert_eq!(stamps, (0..5).map(|k| now + k * 1000).collect::<Vec<_>>());
     }
     let report = sender.shutdown(Duration::from_secs(2)).await;

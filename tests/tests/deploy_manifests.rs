@@ -579,7 +579,11 @@ fn check_rbac_rules(objs: &[Value]) {
                     &["get", "patch", "update"],
                 ),
                 rule(&[""], &["pods"], &["get", "list", "watch"]),
-                rule(&["apps"], &["deployments", "statefulsets"], &["get", "list", "watch"]),
+                rule(
+                    &["apps"],
+                    &["deployments", "statefulsets"],
+                    &["get", "list", "watch"],
+                ),
                 rule(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
             ]),
         ),

@@ -18,7 +18,7 @@ async fn ingested_samples_are_forwarded_to_victoria_metrics() {
     let vm = victoria_metrics().await.unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = SenderMetrics::new(&mut registry);
-    let mut opts = SenderOptions::new("vm", &format!("{}/api/v1/write", vm.base_url()));
+    let mut opts = SenderOptions::new("vm", format!("{}/api/v1/write", vm.base_url()));
     opts.queue_config.batch_send_deadline = Duration::from_millis(100);
     let sender = RemoteWriteSender::try_start(opts, client(), &metrics).unwrap();
     let state = AggregatorState::standalone(

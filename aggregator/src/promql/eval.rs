@@ -9,7 +9,9 @@
 //! - **Freshness (surge rule):** with [`EvalOptions::freshness`] set, an instant selector also drops a
 //!   series whose newest sample is older than `t - freshness` (counted as a stale read). The autoscaling path
 //!   sets it to `stale_after` so a scaling rule never acts on a value from a dead target; the Prometheus API
-//!   leaves it unset, so Grafana and `query_range` see exactly what Prometheus would show.
+//!   leaves it unset, so Grafana and `query_range` see exactly what Prometheus would show. Range functions
+//!   (`rate(x[30s])`, …) apply the same rule to the series they read: a target that stopped reporting
+//!   `freshness` ago no longer adds its old rate to a sum.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -479,8 +481,17 @@ impl<'a> Evaluator<'a> {
         let mint = maxt - range_ms;
         let mut out = Vec::new();
         let buf = &mut self.buf;
+        let fresh_after = self.freshness_ms.map(|f| maxt - f);
+        let mut stale: u64 = 0;
         Self::select_each(self.cache, self.opts, &mut self.touched, sel, |s| {
-            if let Some(value) = s.read(|r| range_value(func, r, mint, maxt, range_ms, buf)) {
+            let value = s.read(|r| {
+                if is_stale_at(r, maxt, fresh_after) {
+                    stale += 1;
+                    return None;
+                }
+                range_value(func, r, mint, maxt, range_ms, buf)
+            });
+            if let Some(value) = value {
                 let metric = Metric::of_series(s.clone());
                 let metric = if func == Func::LastOverTime {
                     metric
@@ -490,6 +501,7 @@ impl<'a> Evaluator<'a> {
                 out.push(VectorSample { metric, value });
             }
         })?;
+        self.stale_reads += stale;
         if func != Func::LastOverTime && !has_name_equality(sel) {
             check_unique(&out)?;
         }
@@ -525,6 +537,7 @@ impl<'a> Evaluator<'a> {
         let maxt = t - sel.offset_ms;
         let mint = maxt - range_ms;
         let drop_name = func != Func::LastOverTime;
+        let fresh_after = self.freshness_ms.map(|f| maxt - f);
         let mut agg = Aggregation::new(op, grouping, without);
         // Large selections are scanned by two threads, each recording (group, value) in scan order, and
         // replayed here in that order: the same result as one thread, bit for bit.
@@ -537,6 +550,10 @@ impl<'a> Evaluator<'a> {
                 PartialAggregation::new,
                 |p: &mut PartialAggregation, s, ring| {
                     p.selected += 1;
+                    if is_stale_at(ring, maxt, fresh_after) {
+                        p.stale += 1;
+                        return;
+                    }
                     if let Some(value) = range_value(func, ring, mint, maxt, range_ms, &mut p.buf) {
                         p.push(&agg, s.labels(), drop_name, value);
                     }
@@ -547,6 +564,7 @@ impl<'a> Evaluator<'a> {
             })?;
         for p in parts {
             self.touched += p.selected;
+            self.stale_reads += p.stale;
             agg.replay(p);
         }
         Ok(Some(agg.finish()))
@@ -626,6 +644,12 @@ impl<'a> Evaluator<'a> {
             _ => Value::Vector(Vec::new()),
         })
     }
+}
+
+/// Whether the freshness rule drops this series at `maxt`: its newest sample at or before `maxt` is older
+/// than `fresh_after` (or it has none). Always false without the rule.
+fn is_stale_at(ring: &SampleRing, maxt: i64, fresh_after: Option<i64>) -> bool {
+    fresh_after.is_some_and(|cut| ring.latest_at(maxt).is_none_or(|s| s.timestamp_ms < cut))
 }
 
 /// The value of range function `func` over the samples of `s` in `[mint, maxt]`, if any: from the window's
@@ -958,6 +982,8 @@ struct PartialAggregation {
     values: Vec<(u32, f64)>,
     /// Series scanned (with a value or not), for `max_series`.
     selected: usize,
+    /// Series skipped by the freshness rule.
+    stale: u64,
     buf: Vec<Sample>,
 }
 
@@ -968,6 +994,7 @@ impl PartialAggregation {
             index: HashMap::new(),
             values: Vec::new(),
             selected: 0,
+            stale: 0,
             buf: Vec::new(),
         }
     }
@@ -1246,6 +1273,13 @@ mod tests {
             "g{job=\"a\"} 9"
         );
         assert!(c.metrics().stale_reads.get() >= 1);
+        // Range functions too: a series that stopped reporting no longer adds its old rate, in both the
+        // plain and the aggregating paths; without the rule Prometheus's answer is kept.
+        let lenient = run(&c, "rate(g[60s])", 126.0, &EvalOptions::default());
+        assert!(!lenient.is_empty());
+        assert_eq!(run(&c, "rate(g[60s])", 126.0, &strict), "");
+        assert_eq!(run(&c, "sum(rate(g[60s]))", 126.0, &strict), "");
+        assert_ne!(run(&c, "sum(rate(g[60s]))", 124.0, &strict), "");
     }
 
     #[test]

@@ -226,3 +226,44 @@ policies:
         errors[2]
     );
 }
+
+#[tokio::test]
+async fn a_schedule_raises_the_floor_while_its_window_is_open() {
+    // A window that opened at the start of this minute and lasts an hour: always open during the test.
+    let yaml = POLICY.replace(
+        "    metrics:\n      rps:",
+        "    schedules:\n      - {start: '* * * * *', duration: 1h, min_replicas: 7}\n    metrics:\n      rps:",
+    );
+    let (state, a, cancel) = setup(&yaml).await;
+    let labels: &[(&str, &str)] = &[("__name__", "web_rps"), ("service", "web")];
+    state
+        .ingest_body(&body(&[(labels, 40.0, now_ms())]), Sender::Other, now_ms())
+        .unwrap();
+    let d = wait_for(|| {
+        a.decisions(Some("web"), 1)
+            .pop()
+            .filter(|d| d.trigger == "ingest")
+    })
+    .await;
+    assert_eq!(d.decision.inputs.min_replicas, 7);
+    assert_eq!(
+        (d.replicas_before, d.replicas_after),
+        (2, 7),
+        "{}",
+        d.decision.reason
+    );
+    cancel.cancel();
+}
+
+#[test]
+fn an_invalid_schedule_is_located() {
+    let yaml = POLICY.replace(
+        "    metrics:\n      rps:",
+        "    schedules:\n      - {start: '61 * * * *', duration: 1h, min_replicas: 3}\n    metrics:\n      rps:",
+    );
+    let cfg =
+        surge_config::load_str(&yaml, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
+    let errors = build_policies(&cfg).unwrap_err().to_lines();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("surge.yaml:19:9: policies[0].schedules[0]: invalid schedule: cron \"61 * * * *\": \"61\" is outside 0-59"), "{}", errors[0]);
+}

@@ -63,7 +63,7 @@ pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Position};
 pub use file_sd::{expand_file_sd_globs, load_file_sd, parse_file_sd};
 pub use path::{FieldPath, PathSegment};
-pub use policy::{ActuationMode, PolicyConfig};
+pub use policy::{ActuationMode, PolicyConfig, ScheduleConfig};
 pub use relabel::{
     DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, RelabelAction, RelabelConfig,
     RelabelProblem, RelabelRegex,

@@ -52,6 +52,9 @@ pub struct PolicyConfig {
     /// Re-evaluate at least this often even without new samples (so stale inputs are noticed).
     #[serde(default = "default_fallback_interval", with = "crate::duration")]
     pub fallback_interval: Duration,
+    /// Windows that raise the minimum before known peaks (CronHPA-style); the highest open window wins.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
     /// Dry-run only: the replica count the virtual workload starts with (it then follows the decisions).
     #[serde(default = "default_replicas")]
     pub initial_replicas: i32,
@@ -67,4 +70,24 @@ fn default_fallback_interval() -> Duration {
 
 fn default_replicas() -> i32 {
     1
+}
+
+/// A scheduled floor: from each time the cron `start` fires, for `duration`, the policy's minimum is at
+/// least `min_replicas`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// 5-field cron (`minute hour day-of-month month day-of-week`), e.g. `"45 8 * * 1-5"`.
+    pub start: String,
+    /// How long the window stays open, e.g. `2h` or `90m`.
+    pub duration: String,
+    /// The minimum while the window is open.
+    pub min_replicas: i32,
+    /// `UTC` (default) or a fixed offset such as `+02:00`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }

@@ -371,7 +371,9 @@ impl Autoscaler {
                     pods,
                     metrics,
                 };
-                surge_engine::evaluate_hpa(spec, &mut st.hpa, &input, now)
+                let min =
+                    surge_engine::Schedule::effective_min(&def.schedules, spec.min_replicas, now);
+                surge_engine::evaluate_hpa_with_min(spec, &mut st.hpa, &input, now, min)
             }
             EnginePolicy::ScaledObject(spec) => {
                 let input = KedaInput {
@@ -380,7 +382,17 @@ impl Autoscaler {
                     pods,
                     triggers: samples.into_iter().map(|s| s.into_trigger()).collect(),
                 };
-                surge_engine::evaluate_scaled_object(spec, &mut st.keda, &input, now)
+                if def.schedules.is_empty() {
+                    surge_engine::evaluate_scaled_object(spec, &mut st.keda, &input, now)
+                } else {
+                    let mut spec = (**spec).clone();
+                    spec.min_replica_count = surge_engine::Schedule::effective_min(
+                        &def.schedules,
+                        spec.min_replica_count,
+                        now,
+                    );
+                    surge_engine::evaluate_scaled_object(&spec, &mut st.keda, &input, now)
+                }
             }
         };
         let actuation = self.actuator.apply(def, &decision);

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use surge_config::{ActuationMode, Config, ConfigError, ConfigErrors, FieldPath, PolicyConfig};
-use surge_engine::{HpaSpec, MetricSource, ScaledObjectSpec};
+use surge_engine::{HpaSpec, MetricSource, ScaledObjectSpec, Schedule};
 
 use crate::cache::Matcher;
 use crate::promql::ast::ExprKind;
@@ -57,6 +57,8 @@ pub struct PolicyDef {
     pub min_interval_ms: i64,
     pub fallback_interval_ms: i64,
     pub initial_replicas: i32,
+    /// Scheduled floors; empty for most policies.
+    pub schedules: Vec<Schedule>,
 }
 
 /// Builds every policy of `cfg`, collecting every problem with its position in the config file.
@@ -207,6 +209,16 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
             ));
         }
     }
+    let mut schedules = Vec::new();
+    for (j, sc) in p.schedules.iter().enumerate() {
+        match Schedule::parse(&sc.start, &sc.duration, sc.min_replicas, &sc.time_zone) {
+            Ok(s) => schedules.push(s),
+            Err(e) => problems.push((
+                at.key("schedules").index(j),
+                format!("invalid schedule: {e}"),
+            )),
+        }
+    }
     if p.initial_replicas < 0 {
         problems.push((at.key("initial_replicas"), "must be 0 or more".into()));
     }
@@ -227,6 +239,7 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
         min_interval_ms: p.min_interval.as_millis() as i64,
         fallback_interval_ms: p.fallback_interval.as_millis().max(1) as i64,
         initial_replicas: p.initial_replicas,
+        schedules,
     })
 }
 

@@ -235,7 +235,7 @@ fn scrape_configs_yaml(t: &BenchTargets) -> String {
     );
     for i in 0..t.targets {
         s.push_str(&format!(
-            "    - targets: ['{}']\n      labels: {{__metrics_path__: /t/{i}/metrics, slot: 't{i}'}}\n",
+            "    - targets: ['{}']\n      labels: {{__metrics_path__: /t/{i}/metrics}}\n",
             t.addr
         ));
     }

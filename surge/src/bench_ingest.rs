@@ -66,7 +66,10 @@ async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
     let cfg = dir.path().join("agg.yaml");
     // The clients write an hour or two of history in seconds: the cache must hold it (the default keeps
     // 5 minutes and would reject the older samples as too old, which is a different, cheaper path).
-    std::fs::write(&cfg, format!("aggregator:\n  listen: 127.0.0.1:{port}\n  cache: {{retention: 3h}}\n"))?;
+    std::fs::write(
+        &cfg,
+        format!("aggregator:\n  listen: 127.0.0.1:{port}\n  cache: {{retention: 3h}}\n"),
+    )?;
     let exe = std::env::current_exe()?;
     let surge = Killed(
         Command::new(&exe)

@@ -123,7 +123,7 @@ pub fn main(config: Option<&Path>, no_view: bool) -> ExitCode {
                     targets_up: up,
                     targets: targets.len(),
                     rows: key_series(&state),
-                    decisions: autoscaler.decisions(None, 6),
+                    decisions: shown_decisions(&autoscaler),
                 };
                 if view {
                     frame.draw();
@@ -268,7 +268,7 @@ impl Frame {
                 r.query
             ));
         }
-        out.push_str("\n\x1b[1mdecisions\x1b[0m (newest first; sample → decision latency)\n");
+        out.push_str("\n\x1b[1mdecisions\x1b[0m (the latest, then the latest changes; sample → decision latency)\n");
         if self.decisions.is_empty() {
             out.push_str("  (none yet: the engine decides when the first samples land)\n");
         }
@@ -307,4 +307,21 @@ impl Frame {
 fn format_clock(ms: i64) -> String {
     let s = ms.div_euclid(1000).rem_euclid(86_400);
     format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// The latest decision, then the five latest that changed the replica count: every sample triggers an
+/// evaluation, so most decisions only confirm the current count.
+fn shown_decisions(
+    a: &surge_aggregator::autoscaler::Autoscaler,
+) -> Vec<Arc<surge_aggregator::autoscaler::DecisionRecord>> {
+    let all = a.decisions(None, 256);
+    let mut shown: Vec<_> = all.first().cloned().into_iter().collect();
+    shown.extend(
+        all.iter()
+            .skip(1)
+            .filter(|d| d.replicas_before != d.replicas_after)
+            .take(5)
+            .cloned(),
+    );
+    shown
 }

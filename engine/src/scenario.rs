@@ -427,7 +427,7 @@ fn display_problems(problems: &[Problem]) -> String {
 pub fn parse_offset(text: &str) -> Result<i64, String> {
     let err = || format!("{text:?} is not a duration (e.g. 30s, -2m, 1m30s, 500ms)");
     let t = text.trim();
-    let (negative, mut rest) = match t.as_bytes().first() {
+    let (negative, rest) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
         _ => (false, t),
@@ -435,36 +435,7 @@ pub fn parse_offset(text: &str) -> Result<i64, String> {
     if rest == "0" {
         return Ok(0);
     }
-    if rest.is_empty() {
-        return Err(err());
-    }
-    let mut total: i64 = 0;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(err());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(err()),
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(err)?;
-    }
+    let total = crate::schedule::duration_ms(rest).ok_or_else(err)?;
     Ok(if negative { -total } else { total })
 }
 

@@ -232,19 +232,29 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Parses `1h30m`, `90s`, `2d`, `500ms` into ms (1 s to 31 days).
 pub fn parse_duration(text: &str) -> Result<i64, ScheduleError> {
     let err = || ScheduleError::Duration(text.to_owned());
-    let mut total: i64 = 0;
-    let mut rest = text.trim();
-    if rest.is_empty() {
+    let total = duration_ms(text.trim()).ok_or_else(err)?;
+    if !(1000..=MAX_DURATION_MS).contains(&total) {
         return Err(err());
+    }
+    Ok(total)
+}
+
+/// The unsigned sum of `<digits><unit>` terms (`ms`, `s`, `m`, `h`, `d`) in ms; `None` when malformed or
+/// overflowing. Shared by schedules and scenario offsets.
+pub(crate) fn duration_ms(text: &str) -> Option<i64> {
+    let mut total: i64 = 0;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
     }
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(err());
+            return None;
         }
-        let n: i64 = rest[..digits].parse().map_err(|_| err())?;
+        let n: i64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
@@ -255,18 +265,12 @@ pub fn parse_duration(text: &str) -> Result<i64, ScheduleError> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            _ => return Err(err()),
+            _ => return None,
         };
         rest = &rest[unit_len..];
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(err)?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v))?;
     }
-    if !(1000..=MAX_DURATION_MS).contains(&total) {
-        return Err(err());
-    }
-    Ok(total)
+    Some(total)
 }
 
 /// Parses `UTC`, `Z`, `+02:00`, `-0530`, `+2`, `UTC+01:00` into minutes east of UTC.

@@ -1,29 +1,24 @@
 //! Metric rules compiled at start-up, and their evaluation under the freshness rule.
 //!
 //! A request narrows a rule's query by adding label matchers to **every** vector selector (from the
-//! request's selectors, its namespace and object name), evaluates it at now with
-//! [`crate::AggregatorState::autoscaling_eval_options`], and then applies the freshness rule to the result:
+//! request's selectors, its namespace and object name) and evaluates it at now with
+//! [`crate::AggregatorState::autoscaling_eval_options`]. The evaluator itself drops series whose newest
+//! sample is older than `stale_after` or is a staleness marker, for instant and range selectors alike, so
+//! a result only ever holds fresh data. An empty result is then told apart:
 //!
 //! - the query's selectors match no series at all → the metric is known but idle (the caller decides:
 //!   external metrics answer one item of value 0);
-//! - they match series but none has a sample newer than `stale_after` → [`ApiError::Unavailable`]: the
-//!   metric is treated as missing, never answered with an old value;
-//! - otherwise a result sample is kept only if some fresh input series is consistent with its labels
-//!   (carries all of them), so an object whose own series went stale is missing, not old.
-//!
-//! Instant selectors already drop stale series inside the evaluator; range functions (`rate`) read the
-//! samples in their window, which is why the last two checks exist here.
+//! - they match series, all stale → [`ApiError::Unavailable`]: the metric is treated as missing, never
+//!   answered with an old value.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use surge_model::{Labels, is_stale_nan};
+use surge_model::Labels;
 
 use super::options::{CustomMetricRule, ExternalMetricRule};
 use super::status::ApiError;
 use crate::AggregatorState;
-use crate::cache::{Matcher, Series};
-use crate::options::millis;
+use crate::cache::Matcher;
 use crate::promql::ast::{ExprKind, VectorSelector};
 use crate::promql::{self, Expr, Value};
 
@@ -313,67 +308,37 @@ pub fn evaluate(
             .collect(),
         Value::String(_) | Value::Matrix(_) => Vec::new(),
     };
-    // The inputs, each with its freshness.
+    // The evaluator already applies the freshness rule to every selector (instant and range), so a
+    // non-empty result holds only fresh data. Only an empty result needs a look at the inputs, to tell an
+    // idle metric (no series: value 0) from one whose data went stale (an error, never an old value).
+    if !samples.is_empty() {
+        return Ok(Evaluation {
+            samples,
+            had_series: true,
+        });
+    }
     let stale_after = state.cache().options().stale_after;
-    let oldest_fresh = now_ms.saturating_sub(millis(stale_after));
-    let mut seen = HashSet::new();
-    let mut inputs: Vec<(Arc<Series>, bool)> = Vec::new();
+    let mut had_series = false;
     let mut select_error = None;
     walk(
         expr,
         &mut |sel, _| match state.cache().select(&sel.matchers, opts.max_series) {
-            Ok(series) => {
-                for s in series {
-                    if seen.insert(s.id()) {
-                        let fresh = s.latest_at(now_ms).is_some_and(|p| {
-                            p.timestamp_ms >= oldest_fresh && !is_stale_nan(p.value)
-                        });
-                        inputs.push((s, fresh));
-                    }
-                }
-            }
+            Ok(series) => had_series |= !series.is_empty(),
             Err(e) => select_error = Some(e),
         },
     );
     if let Some(e) = select_error {
         return Err(ApiError::Internal(format!("evaluating {what}: {e}")));
     }
-    if inputs.is_empty() {
-        return Ok(Evaluation {
-            samples,
-            had_series: false,
-        });
-    }
-    if !inputs.iter().any(|(_, fresh)| *fresh) {
+    if had_series {
         return Err(ApiError::Unavailable(format!(
             "the data for {what} is stale: no sample newer than {}s (aggregator.cache.stale_after); the metric is missing, not old",
             stale_after.as_secs_f64()
         )));
     }
-    let consistent = |labels: &Labels, s: &Series| {
-        labels
-            .iter()
-            .all(|l| s.labels().get(&l.name) == Some(&*l.value))
-    };
-    let samples = samples
-        .into_iter()
-        .filter(|r| {
-            let mut any_consistent = false;
-            for (s, fresh) in &inputs {
-                if consistent(&r.labels, s) {
-                    if *fresh {
-                        return true;
-                    }
-                    any_consistent = true;
-                }
-            }
-            // A sample no input explains (a constant, a renamed label) follows the query as a whole.
-            !any_consistent
-        })
-        .collect();
     Ok(Evaluation {
         samples,
-        had_series: true,
+        had_series: false,
     })
 }
 

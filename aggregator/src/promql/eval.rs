@@ -647,9 +647,13 @@ impl<'a> Evaluator<'a> {
 }
 
 /// Whether the freshness rule drops this series at `maxt`: its newest sample at or before `maxt` is older
-/// than `fresh_after` (or it has none). Always false without the rule.
+/// than `fresh_after`, is a staleness marker (the target went away), or does not exist. Always false
+/// without the rule.
 fn is_stale_at(ring: &SampleRing, maxt: i64, fresh_after: Option<i64>) -> bool {
-    fresh_after.is_some_and(|cut| ring.latest_at(maxt).is_none_or(|s| s.timestamp_ms < cut))
+    fresh_after.is_some_and(|cut| {
+        ring.latest_at(maxt)
+            .is_none_or(|s| s.timestamp_ms < cut || is_stale_nan(s.value))
+    })
 }
 
 /// The value of range function `func` over the samples of `s` in `[mint, maxt]`, if any: from the window's

@@ -18,8 +18,10 @@
 //! - **XOR** (`mode` < 64, the shift): value `i` is `v0 XOR (residue_i << shift)` with `wv`-bit residues:
 //!   the block-wide XOR residues share their leading and trailing zero bits, so only the bits that vary are
 //!   kept (0 bits for a constant gauge).
-//! - **Scaled** (`mode` = `0x80 | d`, `d` ≤ 4): every value is an exact decimal with at most `d` fraction
-//!   digits (`d` = 0: integers, as counters and most gauges are), i.e. `v = k / 10^d` bit for bit. The
+//! - **Scaled** (`mode` = `0x80 | slope flag 0x10 | d`, `d` ≤ 9): every value is an exact decimal with at
+//!   most `d` fraction digits (`d` = 0: integers, as counters and most gauges are; `d` = 9: durations a Go
+//!   program measured in nanoseconds and printed in seconds, such as node-exporter's
+//!   `node_scrape_collector_duration_seconds`), i.e. `v = k / 10^d` bit for bit. The
 //!   integers `k` are stored as `wv`-bit residues above a line, `k - (k0 + i·slope)` ≥ 0 (the line through
 //!   the first and last values, or a level, whichever needs fewer bits): a counter growing at a steady rate
 //!   costs only the bits of its noise, and a latency like `0.183` costs the bits of `183`'s variation
@@ -55,12 +57,12 @@ const HEADER_WORDS: usize = 3;
 /// `mode` of scaled blocks, or'ed with the number of fraction digits.
 const MODE_SCALED: u32 = 0x80;
 /// Flag of scaled blocks whose line has a slope (in word 3); a level needs no fourth header word.
-const SCALED_SLOPE: u32 = 0x08;
+const SCALED_SLOPE: u32 = 0x10;
 /// `mode` of Gorilla blocks.
 const MODE_GORILLA: u32 = 0xc0;
 /// Most fraction digits of the scaled mode.
-const MAX_DIGITS: usize = 4;
-const POW10: [f64; MAX_DIGITS + 1] = [1.0, 10.0, 100.0, 1000.0, 10000.0];
+const MAX_DIGITS: usize = 9;
+const POW10: [f64; MAX_DIGITS + 1] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 /// Bit of word 2 flagging a clean block (see the module docs).
 const CLEAN_BIT: u64 = 1 << 39;
 
@@ -510,7 +512,7 @@ impl<'a> BlockRef<'a> {
                 } else {
                     0
                 },
-                digits: ((mode & 0x7) as usize).min(MAX_DIGITS),
+                digits: ((mode & 0xf) as usize).min(MAX_DIGITS),
             }
         } else {
             ValueCodec::Xor {
@@ -775,19 +777,29 @@ impl<'a> Iterator for Blocks<'a> {
 }
 
 /// Accumulates a [`WindowSummary`] from runs of consecutive samples.
+/// Accumulates a [`WindowSummary`] from runs of consecutive samples. The penultimate sample, which only
+/// `irate` and `idelta` read, is decoded once at the end, from where the last run of two or more left it.
 #[derive(Default)]
-struct SummaryBuilder {
+struct SummaryBuilder<'a> {
     s: Option<WindowSummary>,
+    penultimate_at: Option<(BlockRef<'a>, usize)>,
 }
 
-impl SummaryBuilder {
-    /// Adds a run `first, …, penultimate, last` of `count` samples with no decrease inside.
-    fn run(&mut self, first: Sample, penultimate: Option<Sample>, last: Sample, count: usize) {
+impl<'a> SummaryBuilder<'a> {
+    /// Adds a run `first, …, last` of `count` samples with no decrease inside; `penultimate` locates the
+    /// sample before `last` when the run has two or more.
+    fn run(
+        &mut self,
+        first: Sample,
+        penultimate: Option<(BlockRef<'a>, usize)>,
+        last: Sample,
+        count: usize,
+    ) {
         match &mut self.s {
             None => {
                 self.s = Some(WindowSummary {
                     first,
-                    penultimate: penultimate.unwrap_or(first),
+                    penultimate: first,
                     last,
                     count,
                     decreases: false,
@@ -795,15 +807,24 @@ impl SummaryBuilder {
             }
             Some(w) => {
                 w.decreases |= first.value < w.last.value;
-                w.penultimate = penultimate.unwrap_or(w.last);
+                w.penultimate = w.last;
                 w.last = last;
                 w.count += count;
             }
         }
+        self.penultimate_at = penultimate;
     }
 
-    fn finish(self) -> Window {
-        self.s.map_or(Window::Empty, Window::Summary)
+    fn finish(self, penultimate: bool) -> Window {
+        match self.s {
+            None => Window::Empty,
+            Some(mut w) => {
+                if let (true, Some((b, i))) = (penultimate, self.penultimate_at) {
+                    w.penultimate = b.sample(i);
+                }
+                Window::Summary(w)
+            }
+        }
     }
 }
 
@@ -978,13 +999,19 @@ impl SampleRing {
     /// touching one (or a block holding one) is [`Window::Unsupported`]; so is one touching a block with a
     /// decrease, since `rate` must then add the counter resets in order.
     pub fn summarize(&self, mint: i64, maxt: i64) -> Window {
+        self.summarize_with(mint, maxt, true)
+    }
+
+    /// [`Self::summarize`], leaving [`WindowSummary::penultimate`] unset (equal to `last` or another sample
+    /// of the window) unless `penultimate`: only `irate` and `idelta` read it, and it costs a decode.
+    pub fn summarize_with(&self, mint: i64, maxt: i64, penultimate: bool) -> Window {
         let mut acc = SummaryBuilder::default();
         for b in self.blocks_from(mint) {
             if b.last_timestamp() < mint {
                 continue;
             }
             if b.first_timestamp() > maxt {
-                return acc.finish();
+                return acc.finish(penultimate);
             }
             if !b.is_clean() {
                 return Window::Unsupported;
@@ -996,11 +1023,11 @@ impl SampleRing {
                 b.lower_bound(maxt.saturating_add(1))
             };
             if from < to {
-                let penultimate = (to - from >= 2).then(|| b.sample(to - 2));
-                acc.run(b.sample(from), penultimate, b.sample(to - 1), to - from);
+                let before_last = (to - from >= 2).then_some((b, to - 2));
+                acc.run(b.sample(from), before_last, b.sample(to - 1), to - from);
             }
             if to < b.len() {
-                return acc.finish();
+                return acc.finish(penultimate);
             }
         }
         for s in self.tail() {
@@ -1014,7 +1041,7 @@ impl SampleRing {
                 acc.run(*s, None, *s, 1);
             }
         }
-        acc.finish()
+        acc.finish(penultimate)
     }
 
     /// The newest sample with timestamp ≤ `t`.
@@ -1149,6 +1176,17 @@ mod tests {
         assert!(mode_of(&words) >= MODE_SCALED && mode_of(&words) != MODE_GORILLA);
         let v: Vec<_> = (0..64).map(|i| s(i * 1000, (i * i) as f64)).collect();
         assert_eq!(mode_of(&round_trip(&v)), MODE_SCALED | SCALED_SLOPE);
+        // Durations measured in nanoseconds and printed in seconds ("0.000123456"): 9 digits, ~17-bit
+        // residues instead of Gorilla's ~50 bits a value.
+        let v: Vec<_> = (0..64)
+            .map(|i| {
+                let text = format!("{}", (100_000 + (i * 7919) % 60_000) as f64 / 1e9);
+                s(i * 1000, text.parse::<f64>().unwrap())
+            })
+            .collect();
+        let words = round_trip(&v);
+        assert_eq!(mode_of(&words), MODE_SCALED | 9);
+        assert!(words.len() <= HEADER_WORDS + 16, "{}", words.len());
         // -0.0 is not an integer bit for bit.
         let v: Vec<_> = (0..8)
             .map(|i| s(i * 1000, if i == 3 { -0.0 } else { 1.0 }))
@@ -1241,7 +1279,7 @@ mod tests {
 
         #[test]
         fn decimal_and_float_blocks_round_trip(
-            digits in 0u32..7,
+            digits in 0u32..12,
             base in -1_000_000i64..1_000_000,
             noise in proptest::collection::vec(-300i64..300, 1..BLOCK_SAMPLES),
             ratio in proptest::bool::ANY,

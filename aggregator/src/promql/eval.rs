@@ -23,7 +23,7 @@ use super::ast::*;
 use super::functions::{self as f, Bucket};
 use super::value::*;
 use crate::block::{SampleRing, Window};
-use crate::cache::{SelectError, Series, SeriesCache, range_without_markers};
+use crate::cache::{IdBuildHasher, SelectError, Series, SeriesCache, range_without_markers};
 use crate::options::{CacheOptions, QueryOptions, millis};
 
 /// Options of one evaluation.
@@ -677,7 +677,7 @@ fn range_value(
             | Func::LastOverTime
     );
     if summarized {
-        match ring.summarize(mint, maxt) {
+        match ring.summarize_with(mint, maxt, matches!(func, Func::Irate | Func::Idelta)) {
             Window::Empty => return None,
             Window::Summary(w) => {
                 let counter = matches!(func, Func::Rate | Func::Increase);
@@ -981,7 +981,11 @@ impl<'g> Aggregation<'g> {
 struct PartialAggregation {
     /// Signature and labels of each group, in order of first appearance.
     groups: Vec<(u64, Metric)>,
-    index: HashMap<u64, u32>,
+    /// Signatures are hashes already: the identity hasher.
+    index: HashMap<u64, u32, IdBuildHasher>,
+    /// The last element's signature and group: consecutive elements usually share a group (always,
+    /// without grouping), and this skips the lookup.
+    last: Option<(u64, u32)>,
     /// (index into `groups`, value) per element.
     values: Vec<(u32, f64)>,
     /// Series scanned (with a value or not), for `max_series`.
@@ -995,7 +999,8 @@ impl PartialAggregation {
     fn new() -> Self {
         PartialAggregation {
             groups: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
+            last: None,
             values: Vec::new(),
             selected: 0,
             stale: 0,
@@ -1005,12 +1010,19 @@ impl PartialAggregation {
 
     fn push(&mut self, agg: &Aggregation<'_>, labels: &Labels, drop_name: bool, value: f64) {
         let sig = agg.signature(labels, drop_name);
-        let local = match self.index.get(&sig) {
-            Some(i) => *i,
-            None => {
-                let i = u32::try_from(self.groups.len()).unwrap_or(u32::MAX);
-                self.groups.push((sig, agg.group_metric(labels, drop_name)));
-                self.index.insert(sig, i);
+        let local = match self.last {
+            Some((last, i)) if last == sig => i,
+            _ => {
+                let i = match self.index.get(&sig) {
+                    Some(i) => *i,
+                    None => {
+                        let i = u32::try_from(self.groups.len()).unwrap_or(u32::MAX);
+                        self.groups.push((sig, agg.group_metric(labels, drop_name)));
+                        self.index.insert(sig, i);
+                        i
+                    }
+                };
+                self.last = Some((sig, i));
                 i
             }
         };

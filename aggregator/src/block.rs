@@ -45,7 +45,8 @@
 //! [`SampleRing`] keeps the freshest samples raw in a small inline tail (the fast path for instant queries and
 //! `irate`). When the tail is full, its samples are merged into the open block by re-encoding it (at most 64
 //! samples, a few hundred nanoseconds every [`TAIL_SAMPLES`] samples); a block that reaches
-//! [`BLOCK_SAMPLES`] is sealed, and sealed blocks older than the retention are dropped whole.
+//! [`BLOCK_SAMPLES`] is sealed, sealed blocks older than the retention are dropped whole, and the oldest
+//! block is re-encoded without its expired samples once 32 of them have expired.
 
 use surge_model::{Sample, is_stale_nan};
 
@@ -53,6 +54,9 @@ use surge_model::{Sample, is_stale_nan};
 pub const BLOCK_SAMPLES: usize = 64;
 /// Raw samples kept uncompressed at the head of each series.
 pub const TAIL_SAMPLES: usize = 4;
+/// Expired samples the oldest block must hold before it is re-encoded without them: once every 32
+/// samples, at most half a block past the retention.
+const TRIM_MIN: usize = 32;
 const HEADER_WORDS: usize = 3;
 /// `mode` of scaled blocks, or'ed with the number of fraction digits.
 const MODE_SCALED: u32 = 0x80;
@@ -944,6 +948,39 @@ impl SampleRing {
             self.open_at = u32::try_from(self.words.len()).unwrap_or(u32::MAX);
         }
         self.trim(cutoff_ms);
+        self.trim_oldest(cutoff_ms);
+    }
+
+    /// Re-encodes the oldest sealed block without its samples older than `cutoff_ms` once at least
+    /// [`TRIM_MIN`] of them are (whole expired blocks are [`Self::trim`]'s): without it a ring holds up to a
+    /// block of expired samples, 11% more than the retention on average with 5 min of 1 s samples.
+    fn trim_oldest(&mut self, cutoff_ms: i64) {
+        if self.open_at == 0 || self.words.len() < HEADER_WORDS {
+            return;
+        }
+        let b = BlockRef::new(&self.words);
+        let from = b.lower_bound(cutoff_ms);
+        if from < TRIM_MIN || from >= b.len() {
+            return;
+        }
+        let old_len = b.words_len();
+        let mut buf = [ZERO; BLOCK_SAMPLES];
+        let mut n = 0;
+        b.decode_with(from, i64::MAX, |s| {
+            if let Some(slot) = buf.get_mut(n) {
+                *slot = s;
+                n += 1;
+            }
+        });
+        let mut kept = Vec::new();
+        encode_block(&buf[..n], &mut kept);
+        let Some(saved) = old_len.checked_sub(kept.len()) else {
+            return;
+        };
+        self.words.splice(..old_len, kept);
+        let saved = u32::try_from(saved).unwrap_or(0);
+        self.open_at -= saved;
+        self.sealed_at = self.sealed_at.saturating_sub(saved);
     }
 
     /// Drops sealed blocks whose newest sample is older than `cutoff_ms`.

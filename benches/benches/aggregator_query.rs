@@ -1,6 +1,6 @@
 //! Instant query `sum(rate(x[30s]))` over 10,000 series holding 5 min of 1 s samples each. Before the
 //! criterion run, a plain loop prints p50/p99/max of 1,000 evaluations with one and with two scan threads
-//! (`SeriesCache::set_scan_threads`; criterion reports the mean, with the default of two).
+//! (`SeriesCache::set_scan_threads`; criterion reports the mean, with the default of one).
 
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,7 @@ fn main() {
             percentiles(&cache, q, now, threads);
         }
     }
-    cache.set_scan_threads(2);
+    cache.set_scan_threads(1);
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("aggregator_query");
     g.throughput(Throughput::Elements(SERIES as u64));

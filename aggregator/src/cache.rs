@@ -1036,6 +1036,48 @@ mod tests {
         Matcher::new(MatchOp::Equal, n, v).unwrap()
     }
 
+    /// Deterministic pseudo-random bits of (i, k).
+    fn mix(i: i64, k: usize) -> u64 {
+        let mut z = (i as u64) ^ ((k as u64) << 32);
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A cache for the memory tests, the time they fill it up to, and append bounds accepting everything.
+    fn memory_test_cache() -> (SeriesCache, i64, AppendBounds) {
+        let now = 1_700_000_600_000i64;
+        let bounds = AppendBounds {
+            min_ms: 0,
+            max_ms: i64::MAX,
+            now_ms: now,
+        };
+        (SeriesCache::new(CacheOptions::default()), now, bounds)
+    }
+
+    /// Sweeps `c` and prints its bytes per series, whole and by part; returns the whole.
+    fn memory_report(c: &SeriesCache, now: i64, what: &str) -> usize {
+        let st = c.sweep(now);
+        let n = st.remaining.max(1);
+        let all = c.select(&[], usize::MAX).unwrap();
+        let series: usize = all.iter().map(|s| s.estimated_bytes()).sum();
+        let ring: usize = all.iter().map(|s| s.read(|r| r.heap_bytes())).sum();
+        let held: usize = all.iter().map(|s| s.read(|r| r.len())).sum();
+        let postings = c.postings.read().heap_bytes();
+        let per = st.estimated_bytes / n;
+        println!(
+            "{what}, whole cache incl. postings and maps: {per} bytes/series (sample words {}, series \
+             struct/labels/allocations {}, postings {}, maps {}; {} samples held/series)",
+            ring / n,
+            (series - ring) / n,
+            postings / n,
+            (st.estimated_bytes - series - postings) / n,
+            held / n,
+        );
+        per
+    }
+
     #[test]
     fn out_of_order_and_duplicates_are_counted_not_fatal() {
         let c = SeriesCache::new(CacheOptions::default());
@@ -1161,14 +1203,6 @@ mod tests {
         let c = SeriesCache::new(CacheOptions::default());
         let now = 1_700_000_600_000i64;
         let n = 1000;
-        /// Deterministic pseudo-random bits of (i, k).
-        fn mix(i: i64, k: usize) -> u64 {
-            let mut z = (i as u64) ^ ((k as u64) << 32);
-            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
         type Shape = fn(i64, usize) -> f64;
         let shapes: [(&str, Shape, bool); 7] = [
             // A counter growing by a pseudo-random 0..=20 per second.
@@ -1272,20 +1306,7 @@ mod tests {
     /// asserts the figure reached so far (see the README), so that a regression fails.
     #[test]
     fn whole_cache_bytes_per_series_realistic_targets() {
-        let c = SeriesCache::new(CacheOptions::default());
-        let now = 1_700_000_600_000i64;
-        let bounds = AppendBounds {
-            min_ms: 0,
-            max_ms: i64::MAX,
-            now_ms: now,
-        };
-        fn mix(i: i64, k: usize) -> u64 {
-            let mut z = (i as u64) ^ ((k as u64) << 32);
-            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
+        let (c, now, bounds) = memory_test_cache();
         let les = [
             "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf",
         ];
@@ -1362,22 +1383,8 @@ mod tests {
                 add("app_limit", &[("kind", d)], &|_, k| (k % 7) as f64 * 1024.0);
             }
         }
-        let st = c.sweep(now);
-        assert_eq!(st.remaining, 10_000);
-        let n = st.remaining;
-        let all = c.select(&[], usize::MAX).unwrap();
-        let series: usize = all.iter().map(|s| s.estimated_bytes()).sum();
-        let ring: usize = all.iter().map(|s| s.read(|r| r.heap_bytes())).sum();
-        let postings = c.postings.read().heap_bytes();
-        let per = st.estimated_bytes / n;
-        println!(
-            "100 pods x 100 series, whole cache incl. postings and maps: {per} bytes/series (sample words {}, \
-             series struct/labels/allocations {}, postings {}, maps {})",
-            ring / n,
-            (series - ring) / n,
-            postings / n,
-            (st.estimated_bytes - series - postings) / n,
-        );
+        assert_eq!(c.len(), 10_000);
+        let per = memory_report(&c, now, "100 pods x 100 series");
         assert!(per <= 1280, "{per} bytes/series");
     }
 
@@ -1385,13 +1392,7 @@ mod tests {
     /// a mix of 40% counters, 30% integer gauges, 20% 3-decimal gauges and 10% full-precision ratios.
     #[test]
     fn whole_cache_bytes_per_series_10k() {
-        let c = SeriesCache::new(CacheOptions::default());
-        let now = 1_700_000_600_000i64;
-        let bounds = AppendBounds {
-            min_ms: 0,
-            max_ms: i64::MAX,
-            now_ms: now,
-        };
+        let (c, now, bounds) = memory_test_cache();
         for k in 0..10_000usize {
             let labels = l(&[
                 (
@@ -1418,21 +1419,6 @@ mod tests {
                 series.append(std::iter::once(s(t, v)), bounds, c.retention_ms());
             }
         }
-        let st = c.sweep(now);
-        let n = st.remaining;
-        let all = c.select(&[], usize::MAX).unwrap();
-        let series: usize = all.iter().map(|s| s.estimated_bytes()).sum();
-        let ring: usize = all.iter().map(|s| s.read(|r| r.heap_bytes())).sum();
-        let held: usize = all.iter().map(|s| s.read(|r| r.len())).sum();
-        println!(
-            "10k mixed series, whole cache incl. postings and maps: {} bytes/series (sample words {}, \
-             series struct/labels/allocations {}, postings {}, maps {}; {} samples held/series)",
-            st.estimated_bytes / n,
-            ring / n,
-            (series - ring) / n,
-            c.postings.read().heap_bytes() / n,
-            (st.estimated_bytes - series - c.postings.read().heap_bytes()) / n,
-            held / n,
-        );
+        memory_report(&c, now, "10k mixed series");
     }
 }

@@ -4,7 +4,11 @@
 //! aggregator and engine all speak these types, so they stay small and cheap to clone.
 
 use std::fmt;
-use std::sync::Arc;
+
+/// The string type of label names and values: a reference-counted string behind one thin pointer (8
+/// bytes, where `Arc<str>` takes 16), so a label is 16 bytes and a series of 7 labels holds 112 bytes of
+/// them instead of 224. Equal interned strings compare by pointer first.
+pub use arcstr::ArcStr;
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -32,12 +36,12 @@ pub struct Sample {
 /// One label: name and value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {
-    pub name: Arc<str>,
-    pub value: Arc<str>,
+    pub name: ArcStr,
+    pub value: ArcStr,
 }
 
 impl Label {
-    pub fn new(name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> Self {
+    pub fn new(name: impl Into<ArcStr>, value: impl Into<ArcStr>) -> Self {
         Label {
             name: name.into(),
             value: value.into(),
@@ -50,7 +54,8 @@ impl Label {
 /// Invariant: `labels` is sorted by name, names are unique, values are non-empty. Every constructor keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Labels {
-    labels: Vec<Label>,
+    /// A boxed slice: no spare capacity, and 16 bytes where a `Vec` takes 24.
+    labels: Box<[Label]>,
 }
 
 impl Labels {
@@ -58,8 +63,8 @@ impl Labels {
     /// dropped, as Prometheus treats an empty value as an absent label.
     pub fn from_pairs<N, V>(pairs: impl IntoIterator<Item = (N, V)>) -> Self
     where
-        N: Into<Arc<str>>,
-        V: Into<Arc<str>>,
+        N: Into<ArcStr>,
+        V: Into<ArcStr>,
     {
         let mut b = LabelsBuilder::default();
         for (n, v) in pairs {
@@ -108,7 +113,7 @@ impl Labels {
     /// A builder that starts from this label set.
     pub fn to_builder(&self) -> LabelsBuilder {
         LabelsBuilder {
-            labels: self.labels.clone(),
+            labels: self.labels.to_vec(),
         }
     }
 }
@@ -140,7 +145,7 @@ pub struct LabelsBuilder {
 
 impl LabelsBuilder {
     /// Sets `name` to `value`; an empty value deletes the label.
-    pub fn set(&mut self, name: impl Into<Arc<str>>, value: impl Into<Arc<str>>) -> &mut Self {
+    pub fn set(&mut self, name: impl Into<ArcStr>, value: impl Into<ArcStr>) -> &mut Self {
         let name = name.into();
         let value = value.into();
         match self.labels.iter().position(|l| l.name == name) {
@@ -183,7 +188,7 @@ impl LabelsBuilder {
         self.labels
             .dedup_by(|later, earlier| later.name == earlier.name);
         Labels {
-            labels: self.labels,
+            labels: self.labels.into_boxed_slice(),
         }
     }
 }

@@ -16,14 +16,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
+use surge_tests::k8s::{ControlPlane, start_plane};
 
-const APISERVER_PORT: &str = "46443";
-const ETCD_PORT: &str = "53790";
+/// This file's control plane ports (other suites use others).
+const APISERVER_PORT: u16 = 46443;
+const ETCD_PORT: u16 = 53790;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,127 +32,25 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-fn k8s_scripts() -> PathBuf {
-    workspace().join("../shared/k8s")
+/// Runs kubectl with `stdin`; returns (success, stdout, stderr).
+fn kubectl_status(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    cp.status("kubectl", args, stdin).unwrap()
 }
 
-/// The control plane of `up.sh`, stopped with `down.sh` when dropped.
-struct ControlPlane {
-    dir: tempfile::TempDir,
-    kubeconfig: String,
-    kubectl: PathBuf,
-}
-
-impl ControlPlane {
-    fn start() -> ControlPlane {
-        surge_tests::peer_binary("etcd", "etcd-server").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(k8s_scripts().join("up.sh"))
-            .arg(dir.path())
-            .env("APISERVER_PORT", APISERVER_PORT)
-            .env("ETCD_PORT", ETCD_PORT)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let cp = ControlPlane {
-            kubeconfig: String::new(),
-            kubectl: PathBuf::new(),
-            dir,
-        };
-        if !out.status.success() {
-            let log = std::fs::read_to_string(cp.dir.path().join("kube-apiserver.log"))
-                .unwrap_or_default();
-            let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
-            panic!(
-                "up.sh failed: {}\n{}\nkube-apiserver.log (last lines, newest first):\n{tail}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        // `export KUBECONFIG="..."` and `export PATH="<bin>:$PATH"`.
-        let env = std::fs::read_to_string(cp.dir.path().join("env")).unwrap();
-        let var = |name: &str| -> String {
-            let prefix = format!("export {name}=\"");
-            let line = env
-                .lines()
-                .find_map(|l| l.strip_prefix(&prefix))
-                .unwrap_or_else(|| panic!("{name} not in the env file:\n{env}"));
-            line.trim_end_matches('"').to_owned()
-        };
-        let kubeconfig = var("KUBECONFIG");
-        let bin = var("PATH").split(':').next().unwrap().to_owned();
-        let mut cp = cp;
-        cp.kubeconfig = kubeconfig;
-        cp.kubectl = Path::new(&bin).join("kubectl");
-        cp
-    }
-
-    /// Runs kubectl with `stdin`; returns (success, stdout, stderr).
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut child = Command::new(&self.kubectl)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .current_dir(workspace())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// kubectl that must succeed; returns stdout.
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, out, err) = self.kubectl(args, stdin);
-        assert!(ok, "kubectl {}: failed\n{err}\n{out}", args.join(" "));
-        out
-    }
-
-    /// `kubectl auth can-i VERB RESOURCE... --as=system:serviceaccount:NS:NAME`: "yes" or "no".
-    fn can_i(&self, sa: &str, args: &[&str]) -> bool {
-        let who = format!("--as=system:serviceaccount:{sa}");
-        let mut all = vec!["auth", "can-i", who.as_str()];
-        all.extend_from_slice(args);
-        // can-i exits 1 for "no": read the answer, not the status.
-        let (_, out, err) = self.kubectl(&all, None);
-        match out.trim() {
-            "yes" => true,
-            "no" => false,
-            other => panic!(
-                "kubectl {}: unexpected answer {other:?}\n{err}",
-                all.join(" ")
-            ),
-        }
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(k8s_scripts().join("down.sh"))
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+/// `kubectl auth can-i VERB RESOURCE... --as=system:serviceaccount:NS:NAME`: "yes" or "no".
+fn can_i(cp: &ControlPlane, sa: &str, args: &[&str]) -> bool {
+    let who = format!("--as=system:serviceaccount:{sa}");
+    let mut all = vec!["auth", "can-i", who.as_str()];
+    all.extend_from_slice(args);
+    // can-i exits 1 for "no": read the answer, not the status.
+    let (_, out, err) = kubectl_status(cp, &all, None);
+    match out.as_str() {
+        "yes" => true,
+        "no" => false,
+        other => panic!(
+            "kubectl {}: unexpected answer {other:?}\n{err}",
+            all.join(" ")
+        ),
     }
 }
 
@@ -235,12 +133,15 @@ fn binding(b: &Value) -> (String, BTreeSet<String>) {
 }
 
 fn render(cp: &ControlPlane, dir: &str) -> String {
-    cp.ok(&["kustomize", dir], None)
+    cp.kubectl(
+        &["kustomize", workspace().join(dir).to_str().unwrap()],
+        None,
+    )
 }
 
 /// The objects as the client would send them (no server state), as JSON.
 fn client_objects(cp: &ControlPlane, yaml: &str) -> Vec<Value> {
-    items(&cp.ok(
+    items(&cp.kubectl(
         &["apply", "--dry-run=client", "-o", "json", "-f", "-"],
         Some(yaml),
     ))
@@ -261,7 +162,7 @@ fn identity(o: &Value) -> Value {
 
 #[test]
 fn deploy_manifests_against_a_real_apiserver() {
-    let cp = ControlPlane::start();
+    let cp = start_plane(APISERVER_PORT, ETCD_PORT, None).unwrap();
     let rendered = render(&cp, "deploy/kustomize/base");
 
     // RBAC (and its namespace) for real: server dry-run of namespaced objects needs the namespace, and
@@ -281,10 +182,11 @@ fn deploy_manifests_against_a_real_apiserver() {
         .cloned()
         .collect();
     let rbac_list = json!({"apiVersion": "v1", "kind": "List", "items": rbac}).to_string();
-    cp.ok(&["apply", "-f", "-"], Some(&rbac_list));
+    cp.kubectl(&["apply", "-f", "-"], Some(&rbac_list));
 
     // Everything, validated and admitted by the server.
-    let (ok, out, err) = cp.kubectl(
+    let (ok, out, err) = kubectl_status(
+        &cp,
         &["apply", "--dry-run=server", "-o", "json", "-f", "-"],
         Some(&rendered),
     );
@@ -712,7 +614,7 @@ fn check_grants(cp: &ControlPlane) {
         (&["get", "configmaps", "-n", "surge"], false),
         (&["patch", "deployments.apps", "--subresource=scale"], false),
     ] {
-        assert_eq!(cp.can_i(agent, args), allowed, "agent: {args:?}");
+        assert_eq!(can_i(cp, agent, args), allowed, "agent: {args:?}");
     }
 
     let agg = "surge:surge-aggregator";
@@ -790,7 +692,7 @@ fn check_grants(cp: &ControlPlane) {
         (&["delete", "pods"], false),
         (&["create", "pods"], false),
     ] {
-        assert_eq!(cp.can_i(agg, args), allowed, "aggregator: {args:?}");
+        assert_eq!(can_i(cp, agg, args), allowed, "aggregator: {args:?}");
     }
 
     // The HPA controller may read the metrics APIs. kubectl cannot name a resource of an APIService
@@ -805,7 +707,7 @@ fn check_grants(cp: &ControlPlane) {
                 "resourceAttributes": {"group": group, "resource": "http_requests", "verb": "get", "namespace": "default"},
             },
         });
-        let out = cp.ok(&["create", "-o", "json", "-f", "-"], Some(&sar.to_string()));
+        let out = cp.kubectl(&["create", "-o", "json", "-f", "-"], Some(&sar.to_string()));
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["status"]["allowed"], true, "HPA reads {group}: {v}");
     }

@@ -8,9 +8,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,6 +26,7 @@ use surge_aggregator::autoscaler::{Actuator, PolicyDef, build_policies};
 use surge_config::ActuationMode;
 use surge_k8s::lease::{LeaderElector, LeaderHandle, LeaseConfig};
 use surge_k8s::scale::{Decision, KubeActuator, KubeActuatorConfig, PodInfo};
+use surge_tests::k8s::{ControlPlane, start_plane};
 use tokio_util::sync::CancellationToken;
 
 /// This file's control plane ports (other suites use 26443/36443/46443).
@@ -39,78 +37,34 @@ const NS: &str = "act";
 
 /// One test at a time: they share the control plane and the Deployment.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-static PLANE: OnceLock<Plane> = OnceLock::new();
+static PLANE: OnceLock<ControlPlane> = OnceLock::new();
 
 // ---------------------------------------------------------------------------------------------------
 // The control plane
 // ---------------------------------------------------------------------------------------------------
 
-struct Plane {
-    dir: PathBuf,
-    env: HashMap<String, String>,
+/// The plane, started on first use: up.sh (with its watchdog), node n1, ready-pods.sh, namespace `act`
+/// and Deployment `web` with one replica.
+fn plane() -> &'static ControlPlane {
+    PLANE.get_or_init(start)
 }
 
-impl Plane {
-    /// Starts the plane on first use: up.sh, the watchdog, node n1, ready-pods.sh, namespace `act` and
-    /// Deployment `web` with one replica.
-    fn get() -> &'static Plane {
-        PLANE.get_or_init(Plane::start)
-    }
-
-    fn start() -> Plane {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "surge_k8s=info".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let scripts = scripts();
-        wait_ports_free(&[APISERVER_PORT, ETCD_PORT, ETCD_PORT + 1]);
-        let dir = std::env::temp_dir().join(format!("surge-k8s-actuation-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // The watchdog first, so a failed start is cleaned up too.
-        watchdog(&scripts, &dir);
-        let out = Command::new(scripts.join("up.sh"))
-            .arg(&dir)
-            .env("APISERVER_PORT", APISERVER_PORT.to_string())
-            .env("ETCD_PORT", ETCD_PORT.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "up.sh failed (is etcd installed? apt-get install -y etcd-server): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let plane = Plane {
-            env: read_env(&dir.join("env")),
-            dir,
-        };
-        plane.run(
-            &scripts.join("fake-node.sh"),
-            &["n1", "8", "32Gi", "110"],
-            None,
-        );
-        // ready-pods.sh plays the kubelet; down.sh (from the watchdog) kills it through its pid file.
-        let mut child = Command::new("setsid")
-            .arg(scripts.join("ready-pods.sh"))
-            .arg("0")
-            .envs(&plane.env)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::fs::write(plane.dir.join("ready-pods.pid"), child.id().to_string()).unwrap();
-        // Reaped whenever it ends (down.sh kills it after this process exits).
-        std::thread::spawn(move || child.wait());
-        plane.kubectl(&["create", "namespace", NS], None);
-        plane.kubectl(
-            &["apply", "-f", "-"],
-            Some(&format!(
-                r#"apiVersion: apps/v1
+fn start() -> ControlPlane {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "surge_k8s=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let plane = start_plane(APISERVER_PORT, ETCD_PORT, None).unwrap();
+    plane.script("fake-node.sh", &["n1", "8", "32Gi", "110"]);
+    plane.ready_pods().unwrap();
+    plane.kubectl(&["create", "namespace", NS], None);
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: web, namespace: {NS}}}
 spec:
@@ -124,118 +78,18 @@ spec:
           image: registry.k8s.io/pause:3.10
           resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}
 "#
-            )),
-        );
-        plane
-    }
-
-    fn run(&self, program: &Path, args: &[&str], stdin: Option<&str>) -> String {
-        let mut child = Command::new(program)
-            .args(args)
-            .envs(&self.env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{} {args:?}: {}",
-            program.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        self.run(Path::new("kubectl"), args, stdin)
-    }
-
-    /// A client with the admin's certificate.
-    async fn client(&self) -> kube::Client {
-        let kc = Kubeconfig::read_from(&self.env["KUBECONFIG"]).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        kube::Client::try_from(config).unwrap()
-    }
-}
-
-fn scripts() -> PathBuf {
-    std::env::var_os("SURGE_K8S_SCRIPTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/k8s"))
-        .canonicalize()
-        .unwrap()
-}
-
-fn wait_ports_free(ports: &[u16]) {
-    let start = Instant::now();
-    loop {
-        let busy: Vec<u16> = ports
-            .iter()
-            .copied()
-            .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err())
-            .collect();
-        if busy.is_empty() {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "ports {busy:?} still in use (a previous run's control plane still stopping?)"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// A detached shell that waits for this process to exit, then runs `down.sh DIR` and removes DIR.
-fn watchdog(scripts: &Path, dir: &Path) {
-    let keep = std::env::var_os("KEEP_K8S_LOGS").is_some();
-    let script = format!(
-        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; '{down}' '{dir}' >/dev/null 2>&1; {rm}",
-        pid = std::process::id(),
-        down = scripts.join("down.sh").display(),
-        dir = dir.display(),
-        rm = if keep {
-            String::new()
-        } else {
-            format!("rm -rf '{}'", dir.display())
-        },
+        )),
     );
-    let mut child = Command::new("setsid")
-        .args(["sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::spawn(move || child.wait());
+    plane
 }
 
-fn read_env(path: &Path) -> HashMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let path_now = std::env::var("PATH").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_owned(),
-                v.trim_matches('"').replace("$PATH", &path_now),
-            )
-        })
-        .collect()
+/// A client with the admin's certificate.
+async fn admin_client(plane: &ControlPlane) -> kube::Client {
+    let kc = Kubeconfig::read_from(&plane.env["KUBECONFIG"]).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -438,7 +292,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_handover_after_a_crash_and_a_release() {
     let _serial = SERIAL.lock().await;
-    let client = Plane::get().client().await;
+    let client = admin_client(plane()).await;
     let cfg_a = lease("handover", "a", false);
     let (a, _ca) = elect(&client, cfg_a.clone());
     let (b, cb) = elect(&client, lease("handover", "b", false));
@@ -524,7 +378,7 @@ async fn leader_handover_after_a_crash_and_a_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_patches_each_decision_once() {
     let _serial = SERIAL.lock().await;
-    let client = Plane::get().client().await;
+    let client = admin_client(plane()).await;
     set_replicas(&client, 1).await;
     let p = policy("scale");
     let (la, ca) = elect(&client, lease("actuation", "replica-a", true));
@@ -642,7 +496,7 @@ async fn rescale_events(api: &Api<Event>) -> Vec<Event> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_returns_real_replicas_and_ready_pods() {
     let _serial = SERIAL.lock().await;
-    let client = Plane::get().client().await;
+    let client = admin_client(plane()).await;
     set_replicas(&client, 2).await;
     let p = policy("hpa");
     let (leader, cancel) = elect(&client, lease("observe", "o", true));
@@ -705,7 +559,7 @@ async fn observe_returns_real_replicas_and_ready_pods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_holder_is_taken_over_live_holder_is_not() {
     let _serial = SERIAL.lock().await;
-    let client = Plane::get().client().await;
+    let client = admin_client(plane()).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
     let ago = |s: i64| {
         MicroTime(
@@ -796,7 +650,7 @@ async fn dead_holder_is_taken_over_live_holder_is_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decision_to_patch_latency() {
     let _serial = SERIAL.lock().await;
-    let client = Plane::get().client().await;
+    let client = admin_client(plane()).await;
     set_replicas(&client, 2).await;
     let p = policy("scale");
     let (leader, cancel) = elect(&client, lease("latency", "l", true));
@@ -860,8 +714,8 @@ async fn decision_to_patch_latency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_with_scale_only_rbac() {
     let _serial = SERIAL.lock().await;
-    let plane = Plane::get();
-    let admin = plane.client().await;
+    let plane = plane();
+    let admin = admin_client(plane).await;
     set_replicas(&admin, 1).await;
     plane.kubectl(
         &["apply", "-f", "-"],

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Deref;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +27,7 @@ use serde_json::json;
 use surge_agent::agent::Agent;
 use surge_agent::from_config::{agent_spec, file_sd_loader, glob_expander};
 use surge_k8s::discovery::PodDiscoveries;
+use surge_tests::k8s::{ControlPlane, start_plane};
 use tokio_util::sync::CancellationToken;
 
 /// This file's control plane ports (other test files use others).
@@ -45,116 +47,30 @@ static PLANE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A control plane started by `up.sh`, with `fake-node.sh n1` and `n2` and `ready-pods.sh 0` running;
 /// stopped (with `down.sh`) when dropped.
 struct Plane {
-    dir: tempfile::TempDir,
-    scripts: PathBuf,
-    /// What `up.sh` wrote to `DIR/env`: KUBECONFIG, PATH, K8S_API, K8S_PKI.
-    env: BTreeMap<String, String>,
-    ready_pods: Option<Child>,
+    plane: ControlPlane,
+    /// API servers started by [`Plane::start_apiserver`].
     extra: Vec<Child>,
+}
+
+impl Deref for Plane {
+    type Target = ControlPlane;
+
+    fn deref(&self) -> &ControlPlane {
+        &self.plane
+    }
 }
 
 impl Plane {
     fn up() -> Plane {
-        let scripts = std::env::var_os("SURGE_K8S_SCRIPTS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/k8s"));
-        let dir = tempfile::Builder::new()
-            .prefix("surge-k8s-discovery-")
-            .tempdir()
-            .unwrap();
-        let out = Command::new(scripts.join("up.sh"))
-            .arg(dir.path())
-            .env("APISERVER_PORT", APISERVER_PORT.to_string())
-            .env("ETCD_PORT", ETCD_PORT.to_string())
-            .output()
-            .unwrap();
-        let mut plane = Plane {
-            env: BTreeMap::new(),
-            dir,
-            scripts,
-            ready_pods: None,
-            extra: Vec::new(),
-        };
-        assert!(
-            out.status.success(),
-            "up.sh failed (is etcd installed? apt-get install -y etcd-server): {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        plane.env = read_env_file(&plane.dir.path().join("env"));
+        let plane = start_plane(APISERVER_PORT, ETCD_PORT, None).unwrap();
         for node in ["n1", "n2"] {
             plane.script("fake-node.sh", &[node, "4", "16Gi", "110"]);
         }
-        let log = std::fs::File::create(plane.dir.path().join("ready-pods.log")).unwrap();
-        plane.ready_pods = Some(
-            plane
-                .command(plane.scripts.join("ready-pods.sh"))
-                .arg("0")
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .process_group(0)
-                .spawn()
-                .unwrap(),
-        );
-        plane
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new(program);
-        c.envs(&self.env);
-        c
-    }
-
-    fn script(&self, name: &str, args: &[&str]) -> String {
-        let out = self
-            .command(self.scripts.join(name))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs kubectl as the admin; `stdin` is piped in when given. Panics unless it succeeds.
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, out, err) = self.kubectl_status(args, stdin);
-        assert!(ok, "kubectl {args:?}: {err}");
-        out
-    }
-
-    fn kubectl_status(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut child = self
-            .command("kubectl")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
+        plane.ready_pods().unwrap();
+        Plane {
+            plane,
+            extra: Vec::new(),
         }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        )
     }
 
     /// A client with the admin's certificate: for test setup only.
@@ -170,7 +86,9 @@ impl Plane {
     /// with that token and the cluster CA: what the DaemonSet's agent has, and nothing more.
     fn agent_kubeconfig(&self) -> PathBuf {
         let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac-agent.yaml");
-        let (ok, _, err) = self.kubectl_status(&["create", "namespace", "surge"], None);
+        let (ok, _, err) = self
+            .status("kubectl", &["create", "namespace", "surge"], None)
+            .unwrap();
         assert!(ok || err.contains("AlreadyExists"), "{err}");
         self.kubectl(&["apply", "-f", rbac.to_str().unwrap()], None);
         let token = self.kubectl(
@@ -185,7 +103,7 @@ impl Plane {
             ],
             None,
         );
-        let path = self.dir().join("agent.kubeconfig");
+        let path = self.dir.join("agent.kubeconfig");
         std::fs::write(
             &path,
             format!(
@@ -237,7 +155,7 @@ current-context: local
 
     /// Kills kube-apiserver (its pid is in `DIR/kube-apiserver.pid`) and returns its command line.
     fn kill_apiserver(&self) -> Vec<String> {
-        let pid_file = self.dir().join("kube-apiserver.pid");
+        let pid_file = self.dir.join("kube-apiserver.pid");
         let pid = std::fs::read_to_string(&pid_file)
             .unwrap()
             .trim()
@@ -274,7 +192,7 @@ current-context: local
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir().join(format!("{pid_name}.log")))
+            .open(self.dir.join(format!("{pid_name}.log")))
             .unwrap();
         let child = Command::new(&args[0])
             .args(&args[1..])
@@ -285,7 +203,7 @@ current-context: local
             .spawn()
             .unwrap();
         std::fs::write(
-            self.dir().join(format!("{pid_name}.pid")),
+            self.dir.join(format!("{pid_name}.pid")),
             child.id().to_string(),
         )
         .unwrap();
@@ -294,41 +212,16 @@ current-context: local
 }
 
 impl Drop for Plane {
+    /// Kills the extra API servers; then the [`ControlPlane`] runs `down.sh` as it drops.
     fn drop(&mut self) {
-        for child in self.ready_pods.iter_mut().chain(self.extra.iter_mut()) {
-            // Each was started in its own process group: kill the group (ready-pods.sh runs kubectl).
+        for child in &mut self.extra {
+            // Each was started in its own process group: kill the group.
             let _ = Command::new("kill")
                 .args(["--", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
         }
-        let _ = Command::new(self.scripts.join("down.sh"))
-            .arg(self.dir.path())
-            .status();
-        if std::env::var_os("KEEP_K8S_LOGS").is_some() {
-            let kept = self.dir.path().with_extension("kept");
-            let _ = Command::new("cp")
-                .arg("-r")
-                .arg(self.dir.path())
-                .arg(&kept)
-                .status();
-            eprintln!("control plane logs kept in {}", kept.display());
-        }
     }
-}
-
-/// Reads `export NAME="value"` lines; `$PATH` in a value is the current PATH.
-fn read_env_file(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let path_now = std::env::var("PATH").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim_matches('"').replace("$PATH", &path_now);
-            (k.to_owned(), v)
-        })
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -610,8 +503,13 @@ async fn annotated_pods_of_this_node_are_scraped_on_their_pod_ips_with_least_pri
         ("get", "secrets", "no"),
         ("list", "services", "no"),
     ] {
-        let (_, out, _) =
-            plane.kubectl_status(&["auth", "can-i", verb, resource, "-A", "--as", sa], None);
+        let (_, out, _) = plane
+            .status(
+                "kubectl",
+                &["auth", "can-i", verb, resource, "-A", "--as", sa],
+                None,
+            )
+            .unwrap();
         assert_eq!(out, allowed, "{sa} {verb} {resource}");
     }
     // ... and discovery uses that identity: the same client cannot list nodes.

@@ -155,7 +155,7 @@ fn setup() -> Result<Env> {
         feed,
     };
     register(&env)?;
-    plane.script(
+    plane.try_script(
         "fake-node.sh",
         &[
             "n1",
@@ -173,15 +173,18 @@ fn register(env: &Env) -> Result<()> {
     let port = env.port.to_string();
     let mut args = vec![port.as_str()];
     args.extend(GROUP_VERSIONS);
-    env.plane.script("expose-local.sh", &args)?;
+    env.plane.try_script("expose-local.sh", &args)?;
     for gv in GROUP_VERSIONS {
         let (group, version) = gv.split_once('/').unwrap_or_default();
-        env.plane.kubectl(&[
-            "wait",
-            "--for=condition=Available",
-            &format!("apiservice/{version}.{group}"),
-            "--timeout=90s",
-        ])?;
+        env.plane.try_kubectl(
+            &[
+                "wait",
+                "--for=condition=Available",
+                &format!("apiservice/{version}.{group}"),
+                "--timeout=90s",
+            ],
+            None,
+        )?;
     }
     Ok(())
 }
@@ -195,7 +198,12 @@ impl Env {
     }
 
     fn kubectl(&self, args: &[&str]) -> Result<String> {
-        self.plane.kubectl(args)
+        self.plane.try_kubectl(args, None)
+    }
+
+    /// `kubectl apply -f -` with `yaml`.
+    fn apply(&self, yaml: &str) -> Result<String> {
+        self.plane.try_kubectl(&["apply", "-f", "-"], Some(yaml))
     }
 
     /// `kubectl get --raw PATH` through kube-apiserver, parsed.
@@ -271,7 +279,7 @@ impl Env {
 
     fn deployment(&self, ns: &str, name: &str, replicas: i64) -> Result<()> {
         let _ = self.kubectl(&["create", "namespace", ns]);
-        self.plane.apply(&format!(
+        self.apply(&format!(
             r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -290,7 +298,7 @@ spec:
 
     /// An HPA with immediate scale-up and scale-down (no stabilization, generous 1 s policies).
     fn hpa(&self, ns: &str, name: &str, max: i64, metric: &str) -> Result<()> {
-        self.plane.apply(&format!(
+        self.apply(&format!(
             r#"
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use surge_aggregator::autoscaler::{Autoscaler, VirtualWorkloads, build_policies};
+use surge_aggregator::autoscaler::{Actuator, Autoscaler, VirtualWorkloads, build_policies};
 use surge_aggregator::{
     AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
 };
@@ -266,4 +266,25 @@ fn an_invalid_schedule_is_located() {
     let errors = build_policies(&cfg).unwrap_err().to_lines();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].starts_with("surge.yaml:19:9: policies[0].schedules[0]: invalid schedule: cron \"61 * * * *\": \"61\" is outside 0-59"), "{}", errors[0]);
+}
+
+/// Without a cluster, the pods are the ones the per-pod metrics name when there are as many as the
+/// virtual replica count, and stand-ins otherwise.
+#[test]
+fn dry_run_pods_are_the_ones_the_metrics_name_when_the_counts_agree() {
+    let cfg =
+        surge_config::load_str(POLICY, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
+    let p = &build_policies(&cfg).unwrap()[0];
+    let v = VirtualWorkloads::default();
+    let names =
+        |pods: Vec<surge_engine::PodInfo>| pods.into_iter().map(|p| p.name).collect::<Vec<_>>();
+    let (spec, status, pods) = v.observe(p, &[]).unwrap();
+    assert_eq!((spec, status), (2, 2));
+    assert_eq!(names(pods), ["web-0", "web-1"]);
+    let named = ["web-7d9f-abcde".to_owned(), "web-7d9f-fghij".to_owned()];
+    assert_eq!(names(v.observe(p, &named).unwrap().2), named);
+    assert_eq!(
+        names(v.observe(p, &named[..1]).unwrap().2),
+        ["web-0", "web-1"]
+    );
 }

@@ -210,9 +210,13 @@ impl KubeActuator {
 }
 
 impl Actuator for KubeActuator {
-    fn observe(&self, policy: &PolicyDef) -> Option<(i32, i32, Vec<PodInfo>)> {
+    fn observe(
+        &self,
+        policy: &PolicyDef,
+        metric_pods: &[String],
+    ) -> Option<(i32, i32, Vec<PodInfo>)> {
         if policy.mode == ActuationMode::DryRun {
-            return self.dry_run.observe(policy);
+            return self.dry_run.observe(policy, metric_pods);
         }
         let scale = self.target(&policy.workload).observed()?;
         let pods = match scale.selector.as_deref() {

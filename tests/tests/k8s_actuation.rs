@@ -390,7 +390,7 @@ async fn only_the_leader_patches_each_decision_once() {
     })
     .await;
     wait_for("observed 1 replica", Duration::from_secs(10), || {
-        a.observe(&p).is_some_and(|o| o.0 == 1) && b.observe(&p).is_some_and(|o| o.0 == 1)
+        a.observe(&p, &[]).is_some_and(|o| o.0 == 1) && b.observe(&p, &[]).is_some_and(|o| o.0 == 1)
     })
     .await;
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
@@ -432,7 +432,7 @@ async fn only_the_leader_patches_each_decision_once() {
     })
     .await;
     wait_for("both observe 2", Duration::from_secs(5), || {
-        follower.observe(&p).is_some_and(|o| o.0 == 2)
+        follower.observe(&p, &[]).is_some_and(|o| o.0 == 2)
     })
     .await;
     let d = decision(2, 3, "external metric rps above target");
@@ -508,11 +508,11 @@ async fn observe_returns_real_replicas_and_ready_pods() {
             })
     };
     let waited = wait_for("2 ready pods", Duration::from_secs(30), || {
-        act.observe(&p)
+        act.observe(&p, &[])
             .is_some_and(|(spec, status, pods)| spec == 2 && status == 2 && ready(&pods))
     })
     .await;
-    let (spec, status, pods) = act.observe(&p).unwrap();
+    let (spec, status, pods) = act.observe(&p, &[]).unwrap();
     eprintln!("observe: {spec}/{status} replicas, pods ready after {waited:?}");
     for pod in &pods {
         assert!(pod.name.starts_with("web-"), "{}", pod.name);
@@ -528,7 +528,7 @@ async fn observe_returns_real_replicas_and_ready_pods() {
     // A change made by someone else shows up through the watch, without any PATCH of ours.
     set_replicas(&client, 3).await;
     let waited = wait_for("3 replicas observed", Duration::from_secs(5), || {
-        act.observe(&p).is_some_and(|o| o.0 == 3)
+        act.observe(&p, &[]).is_some_and(|o| o.0 == 3)
     })
     .await;
     eprintln!(
@@ -542,9 +542,9 @@ async fn observe_returns_real_replicas_and_ready_pods() {
     let mut dry = p.clone();
     dry.mode = ActuationMode::DryRun;
     dry.name = "web-dry".into();
-    assert_eq!(act.observe(&dry).unwrap().0, dry.initial_replicas);
+    assert_eq!(act.observe(&dry, &[]).unwrap().0, dry.initial_replicas);
     assert_eq!(act.apply(&dry, &decision(1, 4, "test")), "dry-run: 1 → 4");
-    assert_eq!(act.observe(&dry).unwrap().0, 4);
+    assert_eq!(act.observe(&dry, &[]).unwrap().0, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         deployment_replicas(&client).await,
@@ -657,7 +657,7 @@ async fn decision_to_patch_latency() {
     let act = actuator(&client, leader.clone(), std::slice::from_ref(&p)).await;
     wait_for("leader", Duration::from_secs(10), || leader.is_leader()).await;
     wait_for("observed 2", Duration::from_secs(10), || {
-        act.observe(&p).is_some_and(|o| o.0 == 2)
+        act.observe(&p, &[]).is_some_and(|o| o.0 == 2)
     })
     .await;
     let changes = ReplicaChanges::start(&client).await;
@@ -675,7 +675,7 @@ async fn decision_to_patch_latency() {
         took.push(changes.first_at(desired, decided).unwrap() - decided);
         current = desired;
         wait_for("observed", Duration::from_secs(5), || {
-            act.observe(&p).is_some_and(|o| o.0 == desired)
+            act.observe(&p, &[]).is_some_and(|o| o.0 == desired)
         })
         .await;
     }
@@ -697,7 +697,7 @@ async fn decision_to_patch_latency() {
         act.apply(&p, &decision(from, to, "burst"));
     }
     wait_for("web at 6", Duration::from_secs(5), || {
-        act.observe(&p).is_some_and(|o| o.0 == 6)
+        act.observe(&p, &[]).is_some_and(|o| o.0 == 6)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -779,14 +779,14 @@ current-context: local
     let act = actuator(&client, leader.clone(), std::slice::from_ref(&p)).await;
     wait_for("leader", Duration::from_secs(10), || leader.is_leader()).await;
     wait_for("observed 1 ready pod", Duration::from_secs(30), || {
-        act.observe(&p)
+        act.observe(&p, &[])
             .is_some_and(|(spec, _, pods)| spec == 1 && pods.len() == 1)
     })
     .await;
     // An outside change: seen by polling within about 2 s.
     set_replicas(&admin, 2).await;
     let waited = wait_for("2 observed by polling", Duration::from_secs(5), || {
-        act.observe(&p).is_some_and(|o| o.0 == 2)
+        act.observe(&p, &[]).is_some_and(|o| o.0 == 2)
     })
     .await;
     eprintln!(

@@ -85,26 +85,43 @@ pub struct DecisionRecord {
 /// follows the decisions; the Kubernetes implementation (Lease leader only) lives in `surge-k8s`.
 pub trait Actuator: Send + Sync {
     /// Current `(spec.replicas, status.replicas, pods)` of the workload, or `None` when unknown.
-    fn observe(&self, policy: &PolicyDef) -> Option<(i32, i32, Vec<PodInfo>)>;
+    /// `metric_pods` are the pods the policy's per-pod inputs name (empty when it has none): an actuator
+    /// without a cluster (dry-run) takes them as its pod list; one with a cluster reads the real pods.
+    fn observe(
+        &self,
+        policy: &PolicyDef,
+        metric_pods: &[String],
+    ) -> Option<(i32, i32, Vec<PodInfo>)>;
     /// Applies a decision; returns a short description of what happened.
     fn apply(&self, policy: &PolicyDef, decision: &Decision) -> String;
 }
 
-/// The dry-run actuator: a virtual replica count per policy, all pods running and ready.
+/// The dry-run actuator: a virtual replica count per policy, all pods running and ready. The pods are
+/// the ones the per-pod metrics name when there are as many as the virtual count (the workload's real
+/// pods, seen through their metrics), else stand-ins named `WORKLOAD-i`.
 #[derive(Default)]
 pub struct VirtualWorkloads {
     replicas: DashMap<String, i32>,
 }
 
 impl Actuator for VirtualWorkloads {
-    fn observe(&self, policy: &PolicyDef) -> Option<(i32, i32, Vec<PodInfo>)> {
+    fn observe(
+        &self,
+        policy: &PolicyDef,
+        metric_pods: &[String],
+    ) -> Option<(i32, i32, Vec<PodInfo>)> {
         let n = *self
             .replicas
             .entry(policy.name.clone())
             .or_insert(policy.initial_replicas);
-        let pods = (0..n)
-            .map(|i| PodInfo::running(&format!("{}-{i}", policy.workload.name), 0))
-            .collect();
+        let pods = if !metric_pods.is_empty() && usize::try_from(n).ok() == Some(metric_pods.len())
+        {
+            metric_pods.iter().map(|p| PodInfo::running(p, 0)).collect()
+        } else {
+            (0..n)
+                .map(|i| PodInfo::running(&format!("{}-{i}", policy.workload.name), 0))
+                .collect()
+        };
         Some((n, n, pods))
     }
 
@@ -346,7 +363,8 @@ impl Autoscaler {
             inputs.push(value);
             samples.push(sample);
         }
-        let (current, status, mut pods) = self.actuator.observe(def).unwrap_or((
+        let metric_pods = per_pod_names(&samples).unwrap_or_default();
+        let (current, status, pods) = self.actuator.observe(def, &metric_pods).unwrap_or((
             def.initial_replicas,
             def.initial_replicas,
             Vec::new(),
@@ -354,16 +372,6 @@ impl Autoscaler {
         let mut st = slot.state.lock();
         let decision = match &def.engine {
             EnginePolicy::Hpa(spec) => {
-                // Per-pod inputs name the pods that exist; without a cluster they stand in for the pod list.
-                if pods.iter().all(|p| {
-                    p.containers
-                        .iter()
-                        .all(|c| c.requests.values().all(|v| *v == 0))
-                }) && let Some(names) = per_pod_names(&samples)
-                    && names.len() as i32 == current
-                {
-                    pods = names.iter().map(|n| PodInfo::running(n, 0)).collect();
-                }
                 let metrics = samples.into_iter().map(|s| s.into_hpa()).collect();
                 let input = HpaInput {
                     current_replicas: current,

@@ -68,21 +68,7 @@ struct Figures {
 }
 
 pub fn main(args: AgentBenchArgs) -> ExitCode {
-    crate::process::init_logging();
-    let rt = match crate::process::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("surge bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("surge bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::process::block_on_main("surge bench", run(args))
 }
 
 async fn run(args: AgentBenchArgs) -> anyhow::Result<()> {

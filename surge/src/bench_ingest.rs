@@ -26,21 +26,7 @@ pub struct IngestBenchArgs {
 }
 
 pub fn main(args: IngestBenchArgs) -> ExitCode {
-    crate::process::init_logging();
-    let rt = match crate::process::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("surge bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("surge bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::process::block_on_main("surge bench", run(args))
 }
 
 const BATCH: usize = 2000;

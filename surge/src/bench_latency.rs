@@ -28,21 +28,7 @@ pub struct LatencyBenchArgs {
 }
 
 pub fn main(args: LatencyBenchArgs) -> ExitCode {
-    crate::process::init_logging();
-    let rt = match crate::process::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("surge bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("surge bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::process::block_on_main("surge bench", run(args))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -54,3 +54,26 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
+
+/// Runs a command's async body on a fresh runtime with logging set up: exit 0 on `Ok`, else the error
+/// (with its causes) on stderr after `what: ` and exit 1.
+pub fn block_on_main(
+    what: &str,
+    body: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    init_logging();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(body) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -281,7 +281,7 @@ fn dry_run_pods_are_the_ones_the_metrics_name_when_the_counts_agree() {
     let (spec, status, pods) = v.observe(p, &[]).unwrap();
     assert_eq!((spec, status), (2, 2));
     assert_eq!(names(pods), ["web-0", "web-1"]);
-    let named = ["web-7d9f-abcde".to_owned(), "web-7d9f-fghij".to_owned()];
+    let named = ["web-7d9f-abcde", "web-7d9f-fghij"];
     assert_eq!(names(v.observe(p, &named).unwrap().2), named);
     assert_eq!(
         names(v.observe(p, &named[..1]).unwrap().2),

@@ -213,7 +213,7 @@ impl Actuator for KubeActuator {
     fn observe(
         &self,
         policy: &PolicyDef,
-        metric_pods: &[String],
+        metric_pods: &[&str],
     ) -> Option<(i32, i32, Vec<PodInfo>)> {
         if policy.mode == ActuationMode::DryRun {
             return self.dry_run.observe(policy, metric_pods);

@@ -87,11 +87,8 @@ pub trait Actuator: Send + Sync {
     /// Current `(spec.replicas, status.replicas, pods)` of the workload, or `None` when unknown.
     /// `metric_pods` are the pods the policy's per-pod inputs name (empty when it has none): an actuator
     /// without a cluster (dry-run) takes them as its pod list; one with a cluster reads the real pods.
-    fn observe(
-        &self,
-        policy: &PolicyDef,
-        metric_pods: &[String],
-    ) -> Option<(i32, i32, Vec<PodInfo>)>;
+    fn observe(&self, policy: &PolicyDef, metric_pods: &[&str])
+    -> Option<(i32, i32, Vec<PodInfo>)>;
     /// Applies a decision; returns a short description of what happened.
     fn apply(&self, policy: &PolicyDef, decision: &Decision) -> String;
 }
@@ -108,7 +105,7 @@ impl Actuator for VirtualWorkloads {
     fn observe(
         &self,
         policy: &PolicyDef,
-        metric_pods: &[String],
+        metric_pods: &[&str],
     ) -> Option<(i32, i32, Vec<PodInfo>)> {
         let n = *self
             .replicas
@@ -363,7 +360,7 @@ impl Autoscaler {
             inputs.push(value);
             samples.push(sample);
         }
-        let metric_pods = per_pod_names(&samples).unwrap_or_default();
+        let metric_pods = per_pod_names(&samples);
         let (current, status, pods) = self.actuator.observe(def, &metric_pods).unwrap_or((
             def.initial_replicas,
             def.initial_replicas,
@@ -538,11 +535,17 @@ impl InputSample {
     }
 }
 
-fn per_pod_names(samples: &[InputSample]) -> Option<Vec<String>> {
-    samples.iter().find_map(|s| match s {
-        InputSample::PerPod(m, _) if !m.is_empty() => Some(m.keys().cloned().collect()),
-        _ => None,
-    })
+/// The pods the first per-pod input names (borrowed: most evaluations never turn them into pods).
+fn per_pod_names(samples: &[InputSample]) -> Vec<&str> {
+    samples
+        .iter()
+        .find_map(|s| match s {
+            InputSample::PerPod(m, _) if !m.is_empty() => {
+                Some(m.keys().map(String::as_str).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 fn read_input(

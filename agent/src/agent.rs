@@ -1,5 +1,5 @@
-//! The agent as a process: wires discovery, the scrape loops, the senders and the own HTTP server, and
-//! shuts them down in order (stop scraping → write staleness markers → flush queues within the deadline).
+//! The agent as a process: wires discovery, the scrape loops, the outputs and the own HTTP server, and
+//! shuts them down in order (stop scraping → write staleness markers → flush outputs within the deadline).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use crate::scrape::manager::TargetManager;
 use crate::scrape::run::ScrapeContext;
 use crate::scrape::target::{ScrapeJob, ScrapeTarget, TargetGroup, targets_for_job};
 use crate::server::{ServerState, router};
-use surge_sender::{RemoteWriteSender, SenderMetrics, SenderOptions};
+use surge_sender::{Output, Outputs, RemoteWriteSender, SenderMetrics, SenderOptions};
 
 /// File-based target lists of one job.
 #[derive(Debug, Clone)]
@@ -45,7 +45,12 @@ pub struct AgentSpec {
     pub external_labels: Labels,
     pub shutdown_timeout: Duration,
     pub jobs: Vec<JobSpec>,
+    /// Remote-write destinations; the agent starts one sender per entry.
     pub destinations: Vec<SenderOptions>,
+    /// Outputs the caller built itself, fed exactly like the remote-write destinations (every batch goes
+    /// to every output, and each is flushed at shutdown): where a destination that is not remote-write
+    /// plugs in without an edit to the agent. Usually empty.
+    pub outputs: Vec<Arc<dyn Output>>,
 }
 
 /// A running agent.
@@ -54,7 +59,7 @@ pub struct Agent {
     discovery: JoinHandle<()>,
     server: Option<JoinHandle<()>>,
     manager: Arc<tokio::sync::Mutex<TargetManager>>,
-    senders: Vec<RemoteWriteSender>,
+    outputs: Outputs,
     shutdown_timeout: Duration,
     /// Address the own HTTP server is bound to, if any.
     pub local_addr: Option<SocketAddr>,
@@ -82,14 +87,18 @@ impl Agent {
                 SenderMetrics::new(&mut r),
             )
         };
-        let senders: Vec<RemoteWriteSender> = spec
+        let outputs: Outputs = spec
             .destinations
             .into_iter()
-            .map(|o| RemoteWriteSender::start(o, client.clone(), &sender_metrics))
+            .map(|o| {
+                let sender = RemoteWriteSender::start(o, client.clone(), &sender_metrics);
+                Arc::new(sender) as Arc<dyn Output>
+            })
+            .chain(spec.outputs)
             .collect();
         let ctx = Arc::new(ScrapeContext {
             fetcher: Fetcher::new(client),
-            senders: senders.clone(),
+            outputs: outputs.clone(),
             metrics: scrape_metrics,
             external_labels: spec.external_labels,
         });
@@ -136,7 +145,7 @@ impl Agent {
             discovery,
             server,
             manager,
-            senders,
+            outputs,
             shutdown_timeout: spec.shutdown_timeout,
             local_addr,
         })
@@ -147,16 +156,14 @@ impl Agent {
         self.manager.lock().await.health()
     }
 
-    /// Stops scraping, writes staleness markers for every target, and flushes the queues within the
+    /// Stops scraping, writes staleness markers for every target, and flushes the outputs within the
     /// configured `shutdown_timeout`.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.discovery.await;
         self.manager.lock().await.stop_all().await;
-        let deadline = self.shutdown_timeout;
-        let flushes = self.senders.into_iter().map(|s| s.shutdown(deadline));
-        for report in futures::future::join_all(flushes).await {
-            tracing::info!(?report, "remote-write queue flushed");
+        for (destination, report) in self.outputs.shutdown(self.shutdown_timeout).await {
+            tracing::info!(destination, ?report, "output flushed");
         }
         if let Some(s) = self.server {
             let _ = s.await;

@@ -43,6 +43,7 @@ pub fn agent_spec(cfg: &AgentConfig) -> Result<AgentSpec, SpecError> {
         shutdown_timeout: cfg.shutdown_timeout,
         jobs,
         destinations,
+        outputs: Vec::new(),
     })
 }
 

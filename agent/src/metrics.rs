@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::scrape::processor::{ScrapeReport, ScrapeStats};
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabel {
     pub job: String,
@@ -109,6 +111,89 @@ impl ScrapeMetrics {
     pub fn job(&self, job: &str) -> JobLabel {
         JobLabel {
             job: job.to_owned(),
+        }
+    }
+
+    /// The counters one job's scrape loops keep.
+    pub fn for_job(&self, job: &str) -> JobScrapeMetrics {
+        JobScrapeMetrics {
+            metrics: self.clone(),
+            job: self.job(job),
+        }
+    }
+}
+
+/// [`ScrapeMetrics`] as a scrape loop of one job uses them: one method per event, so the loop itself
+/// does no counter bookkeeping. Series are created on first use, so a job that never failed shows no
+/// failure series and a target that never came up shows no sample counts.
+#[derive(Clone)]
+pub struct JobScrapeMetrics {
+    metrics: ScrapeMetrics,
+    job: JobLabel,
+}
+
+impl JobScrapeMetrics {
+    /// Counts one finished scrape: the attempt and its duration, the failure reason or where the samples
+    /// went, the staleness markers, what is shipped and how many series the target's cache holds.
+    pub fn scraped(&self, report: &ScrapeReport, cached_series: usize) {
+        let m = &self.metrics;
+        m.scrapes.get_or_create(&self.job).inc();
+        m.duration
+            .get_or_create(&self.job)
+            .observe(report.duration.as_secs_f64());
+        match &report.error {
+            Some(e) => {
+                m.failures.get_or_create(&self.reason(e.reason())).inc();
+            }
+            None => self.samples(&report.stats),
+        }
+        self.stale_markers(report.stats.stale_markers);
+        m.samples_shipped
+            .get_or_create(&self.job)
+            .inc_by(report.series.len() as u64);
+        m.series_cached
+            .get_or_create(&self.job)
+            .set(cached_series as i64);
+    }
+
+    /// Counts the staleness markers written when a target goes away.
+    pub fn stopped(&self, stale_markers: usize) {
+        self.stale_markers(stale_markers);
+    }
+
+    /// Where a good scrape's samples went: read, relabeled away on purpose, or dropped as duplicate or
+    /// invalid (the rest are shipped).
+    fn samples(&self, stats: &ScrapeStats) {
+        let m = &self.metrics;
+        m.samples_scraped
+            .get_or_create(&self.job)
+            .inc_by(stats.scraped as u64);
+        let relabeled = stats
+            .scraped
+            .saturating_sub(stats.post_relabel + stats.duplicates + stats.invalid);
+        m.samples_relabeled_away
+            .get_or_create(&self.job)
+            .inc_by(relabeled as u64);
+        for (reason, n) in [("duplicate", stats.duplicates), ("invalid", stats.invalid)] {
+            if n > 0 {
+                m.samples_dropped
+                    .get_or_create(&self.reason(reason))
+                    .inc_by(n as u64);
+            }
+        }
+    }
+
+    fn stale_markers(&self, n: usize) {
+        self.metrics
+            .stale_markers
+            .get_or_create(&self.job)
+            .inc_by(n as u64);
+    }
+
+    fn reason(&self, reason: &'static str) -> JobReason {
+        JobReason {
+            job: self.job.job.clone(),
+            reason,
         }
     }
 }

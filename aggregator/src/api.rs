@@ -17,12 +17,13 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use surge_model::Labels;
 
+use surge_promql::lexer::parse_duration;
+use surge_promql::{self as promql, Value, format_timestamp, format_value};
+use surge_store::{Matcher, Series};
+
 use crate::AggregatorState;
-use crate::cache::{Matcher, Series};
 use crate::error::HttpError;
 use crate::ingest::write_handler;
-use crate::promql::lexer::parse_duration;
-use crate::promql::{self, Value, format_timestamp, format_value};
 
 /// The aggregator's routes. Extend with `router(state).merge(other)`.
 pub fn router(state: Arc<AggregatorState>) -> Router {
@@ -99,62 +100,12 @@ pub fn parse_time(s: &str) -> Option<i64> {
     parse_rfc3339(s)
 }
 
-/// RFC 3339 (`2024-01-02T03:04:05.678Z`, `…+02:00`) to milliseconds.
+/// RFC 3339 (`2024-01-02T03:04:05.678Z`, `…+02:00`) to milliseconds. A timestamp needs its offset
+/// (`Z` or `±hh:mm`), as Go's `time.RFC3339Nano` does.
 fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        if !t.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        t.parse().ok()
-    };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let digits = &s[start..i.min(start + 3)];
-        ms = digits.parse::<i64>().ok()? * 10i64.pow(3 - digits.len() as u32);
-    }
-    let offset_min = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(c @ (b'+' | b'-')) if i + 6 == b.len() && b[i + 3] == b':' => {
-            let m = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
-            if *c == b'-' { -m } else { m }
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y2, m2) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60;
-    Some(secs * 1000 + ms)
+    s.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
 }
 
 /// Parses a Prometheus API duration: float seconds or a duration string, to milliseconds.
@@ -508,6 +459,9 @@ mod tests {
         );
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_time("yesterday"), None);
+        // An offset is required; a date alone is not a time.
+        assert_eq!(parse_time("2023-11-14T22:13:20"), None);
+        assert_eq!(parse_time("2023-11-14"), None);
         assert_eq!(parse_step("15s"), Some(15_000));
         assert_eq!(parse_step("0.5"), Some(500));
         assert_eq!(parse_step("1m30s"), Some(90_000));

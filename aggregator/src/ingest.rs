@@ -30,21 +30,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use surge_model::{Labels, METRIC_NAME, is_valid_label_name, is_valid_metric_name};
 use surge_proto::remote_write::{DecodeError, SeriesRef, decompress, for_each_series};
 
+use surge_store::cache::{AppendBounds, CreateError};
+use surge_store::{SeriesCache, SeriesId, Touched, dedup_touched, millis};
+
 use crate::AggregatorState;
-use crate::cache::{AppendBounds, CreateError, SeriesCache, SeriesId};
 use crate::error::HttpError;
-use crate::options::{IngestOptions, millis};
-
-/// Told which series an ingest touched, so the engine re-evaluates only the policies reading them.
-pub trait IngestObserver: Send + Sync {
-    /// `touched` holds each series that accepted at least one sample, once; `latest_sample_ts_ms` is the
-    /// newest accepted sample timestamp of the request.
-    fn on_ingest(&self, touched: &[SeriesId], latest_sample_ts_ms: i64);
-
-    /// Called with every decompressed `WriteRequest` that was applied, for observers that need the
-    /// samples themselves (the onward remote-write). The default ignores it.
-    fn on_write_request(&self, _decompressed: &[u8]) {}
-}
+use crate::options::IngestOptions;
 
 /// Who sent a request: the product token of `User-Agent`, from a closed set so metric labels stay bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,7 +203,7 @@ impl IngestSummary {
 struct Scratch {
     decoder: snap::raw::Decoder,
     buf: Vec<u8>,
-    touched: Vec<SeriesId>,
+    touched: Vec<Touched>,
 }
 
 thread_local! {
@@ -228,7 +219,7 @@ const KEEP_BUFFER_BYTES: usize = 8 << 20;
 
 /// Hashes wire label pairs exactly as [`Labels::hash64`] hashes the same sorted set.
 fn raw_hash(series: &SeriesRef<'_>) -> u64 {
-    crate::promql::value::hash_labels(series.labels())
+    surge_store::hash_labels(series.labels())
 }
 
 /// Validates wire labels and builds the canonical label set.
@@ -258,14 +249,15 @@ fn build_labels(series: &SeriesRef<'_>) -> Result<Labels, RejectReason> {
     ))
 }
 
-/// Applies a decompressed `WriteRequest` to the cache, appending touched series ids to `touched`.
-/// Independent of HTTP, so the engine's tests and the benches can call it.
+/// Applies a decompressed `WriteRequest` to the cache; `touched` is appended each series that accepted a
+/// sample, once, with its newest accepted timestamp. Independent of HTTP, so the engine's tests and the
+/// benches can call it.
 pub fn apply_write_request(
     cache: &SeriesCache,
     opts: &IngestOptions,
     raw: &[u8],
     now_ms: i64,
-    touched: &mut Vec<SeriesId>,
+    touched: &mut Vec<Touched>,
 ) -> Result<IngestSummary, DecodeError> {
     let bounds = AppendBounds {
         min_ms: now_ms.saturating_sub(cache.retention_ms()),
@@ -306,24 +298,16 @@ pub fn apply_write_request(
         sum.reject(RejectReason::TooFarInFuture, out.too_far_in_future);
         if let Some(t) = out.newest_ms {
             sum.newest_ms = Some(sum.newest_ms.map_or(t, |m| m.max(t)));
-            touched.push(target.id());
+            touched.push(Touched {
+                id: target.id(),
+                newest_ms: t,
+            });
         }
         Ok(())
     })?
     .ok();
-    let mine = &mut touched[start..];
-    mine.sort_unstable();
-    let n = {
-        // Dedup the request's own ids in place.
-        let mut w = 0;
-        for r in 0..mine.len() {
-            if w == 0 || mine[r] != mine[w - 1] {
-                mine[w] = mine[r];
-                w += 1;
-            }
-        }
-        w
-    };
+    // A request may carry a series more than once: one entry each, with its newest sample.
+    let n = dedup_touched(&mut touched[start..]);
     touched.truncate(start + n);
     Ok(sum)
 }
@@ -354,11 +338,9 @@ impl AggregatorState {
                 &mut scratch.touched,
             )?;
             let observers = self.observers.read();
-            if let Some(newest) = sum.newest_ms
-                && !scratch.touched.is_empty()
-            {
+            if !scratch.touched.is_empty() {
                 for o in observers.iter() {
-                    o.on_ingest(&scratch.touched, newest);
+                    o.on_ingest(&scratch.touched);
                 }
             }
             for o in observers.iter() {

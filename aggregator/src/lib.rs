@@ -1,53 +1,44 @@
-//! The surge aggregator: remote-write ingest → TTL cache of recent samples → PromQL subset and the
-//! Prometheus HTTP API (and, later, the autoscaling engine on every ingest).
+//! The surge aggregator's process core: remote-write ingest into the sample store (`surge-store`), the
+//! Prometheus HTTP API over PromQL (`surge-promql`), and the onward writer. The Kubernetes metrics APIs
+//! (`surge-metrics-api`) and the autoscaling loop (`surge-autoscaler`) read the same store; the binary
+//! wires them together.
 //!
 //! # Map
 //!
-//! - [`cache`]: series id → interned labels + a compressed ring of recent samples ([`block`]), a postings
-//!   index, idle eviction by [`SeriesCache::sweep`]. One writer path, many cheap readers.
 //! - [`ingest`]: `POST /api/v1/write`; tells registered [`IngestObserver`]s which series each request
-//!   touched.
-//! - [`promql`]: lexer, parser (AST with byte positions) and evaluator with Prometheus 2.42 semantics.
+//!   touched, with each series' newest sample.
 //! - [`api`]: the HTTP surface; [`router`] builds it without a socket, so tests call it in-process.
-//! - [`options`]: plain option structs (`CacheOptions`, `QueryOptions`, `IngestOptions`).
+//! - [`onward`]: what was ingested, shipped on through the output seam (`surge_sender::Output`).
+//! - [`options`]: the ingest limits ([`IngestOptions`]).
 //!
-//! Architecture invariant: the cache reads no clock. Every time-dependent call takes `now_ms`; only the HTTP
-//! handlers read the wall clock, through [`now_ms`].
+//! Architecture invariant: only the HTTP handlers read the wall clock, through [`now_ms`]; the store and
+//! the evaluator take the time as an argument.
 
 pub mod api;
-pub mod autoscaler;
-pub mod block;
-pub mod cache;
 pub mod error;
 pub mod ingest;
-pub mod k8s_api;
 pub mod metrics;
 pub mod onward;
 pub mod options;
-pub mod promql;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 use prometheus_client::registry::Registry;
 
 pub use api::router;
-pub use cache::{Current, MatchOp, Matcher, Series, SeriesCache, SeriesId, SweepStats};
 pub use error::HttpError;
-pub use ingest::{IngestObserver, IngestSummary, RejectReason, Sender};
-pub use options::{CacheOptions, IngestOptions, QueryOptions};
-pub use promql::EvalOptions;
+pub use ingest::{IngestSummary, RejectReason, Sender};
+pub use options::IngestOptions;
+pub use surge_promql::{EvalOptions, QueryOptions};
+pub use surge_store::{CacheOptions, IngestObserver, SeriesCache, SeriesId, Touched};
 
 use metrics::{IngestMetrics, QueryMetrics};
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    jiff::Timestamp::now().as_millisecond()
 }
 
 /// Everything the aggregator's handlers share.
@@ -58,7 +49,6 @@ pub struct AggregatorState {
     ingest_metrics: IngestMetrics,
     query_metrics: QueryMetrics,
     observers: RwLock<Vec<Arc<dyn IngestObserver>>>,
-    ready: AtomicBool,
     registry: OnceLock<Arc<Registry>>,
 }
 
@@ -93,7 +83,6 @@ impl AggregatorState {
             ingest_metrics,
             query_metrics,
             observers: RwLock::new(Vec::new()),
-            ready: AtomicBool::new(false),
             registry: OnceLock::new(),
         }
     }
@@ -140,11 +129,11 @@ impl AggregatorState {
     /// Readiness is explicit: `/readyz` answers 503 until this is set (by [`serve`], or by the lead once
     /// the cache holds enough history for its policies).
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+        self.cache.set_ready(ready);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.cache.is_ready()
     }
 
     /// Evaluation options of the Prometheus API (lookback only, no freshness rule).

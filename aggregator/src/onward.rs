@@ -10,8 +10,9 @@ use surge_model::{Labels, Tier};
 use surge_proto::remote_write::for_each_series;
 use surge_sender::{Batch, RemoteWriteSender, SeriesMeta, SeriesSamples};
 
-use crate::ingest::IngestObserver;
-use crate::{SeriesId, now_ms};
+use surge_store::{IngestObserver, Touched};
+
+use crate::now_ms;
 
 /// Series identities kept for re-encoding; beyond this the map is cleared (a cache, not state).
 const MAX_CACHED_SERIES: usize = 1 << 20;
@@ -55,7 +56,7 @@ impl Onward {
 }
 
 impl IngestObserver for Onward {
-    fn on_ingest(&self, _touched: &[SeriesId], _latest_sample_ts_ms: i64) {}
+    fn on_ingest(&self, _touched: &[Touched]) {}
 
     fn on_write_request(&self, decompressed: &[u8]) {
         if self.senders.is_empty() {

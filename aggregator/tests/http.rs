@@ -11,8 +11,8 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use prost::Message;
 use surge_aggregator::{
-    AggregatorState, CacheOptions, IngestObserver, IngestOptions, QueryOptions, SeriesId, now_ms,
-    router,
+    AggregatorState, CacheOptions, IngestObserver, IngestOptions, QueryOptions, SeriesId, Touched,
+    now_ms, router,
 };
 use surge_proto::remote_write::{Label, ProtoSample, TimeSeries, WriteRequest};
 use tower::ServiceExt;
@@ -144,10 +144,10 @@ async fn valid_write_then_query() {
 
 #[tokio::test]
 async fn observers_learn_touched_series() {
-    struct Rec(Mutex<Vec<(Vec<SeriesId>, i64)>>);
+    struct Rec(Mutex<Vec<Vec<Touched>>>);
     impl IngestObserver for Rec {
-        fn on_ingest(&self, touched: &[SeriesId], latest: i64) {
-            self.0.lock().unwrap().push((touched.to_vec(), latest));
+        fn on_ingest(&self, touched: &[Touched]) {
+            self.0.lock().unwrap().push(touched.to_vec());
         }
     }
     let st = state();
@@ -165,10 +165,13 @@ async fn observers_learn_touched_series() {
     .await;
     let calls = rec.0.lock().unwrap().clone();
     assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].0.len(), 2, "each series once");
-    assert_eq!(calls[0].1, now - 3);
-    let x = surge_model::Labels::from_pairs([("__name__", "x")]);
-    assert!(calls[0].0.contains(&SeriesId::of(&x)));
+    assert_eq!(calls[0].len(), 2, "each series once");
+    // Each series with its own newest sample, not the request's.
+    let x = SeriesId::of(&surge_model::Labels::from_pairs([("__name__", "x")]));
+    let y = SeriesId::of(&surge_model::Labels::from_pairs([("__name__", "y")]));
+    let newest = |id| calls[0].iter().find(|t| t.id == id).map(|t| t.newest_ms);
+    assert_eq!(newest(x), Some(now - 3));
+    assert_eq!(newest(y), Some(now - 9));
 }
 
 #[tokio::test]

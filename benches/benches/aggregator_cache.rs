@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use dashmap::DashMap;
 use parking_lot::RwLock;
-use surge_aggregator::cache::IdBuildHasher;
-use surge_aggregator::{CacheOptions, SeriesCache, SeriesId};
 use surge_model::{Labels, Sample};
+use surge_store::cache::IdBuildHasher;
+use surge_store::{CacheOptions, SeriesCache, SeriesId};
 
 const N: u64 = 100_000;
 const SHARDS: usize = 32;
@@ -192,7 +192,7 @@ fn bench_cache(c: &mut Criterion) {
                         timestamp_ms: t,
                         value: (t / 1000) as f64 + i as f64,
                     }),
-                    surge_aggregator::cache::AppendBounds {
+                    surge_store::cache::AppendBounds {
                         min_ms: i64::MIN,
                         max_ms: i64::MAX,
                         now_ms: t,

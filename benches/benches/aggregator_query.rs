@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use surge_aggregator::cache::AppendBounds;
-use surge_aggregator::promql::{EvalOptions, Value, eval_instant, parse};
-use surge_aggregator::{CacheOptions, SeriesCache};
 use surge_model::{Labels, Sample};
+use surge_promql::{EvalOptions, Value, eval_instant, parse};
+use surge_store::cache::AppendBounds;
+use surge_store::{CacheOptions, SeriesCache};
 
 const SERIES: usize = 10_000;
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prometheus_client::registry::Registry;
-use surge_aggregator::autoscaler::{Autoscaler, VirtualWorkloads, build_policies};
 use surge_aggregator::{
     AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
 };
+use surge_autoscaler::{Autoscaler, VirtualWorkloads, build_policies};
 use surge_model::{Labels, Sample};
 use surge_proto::remote_write::{compress, encode_label_block, encode_series};
 
@@ -51,7 +51,8 @@ fn setup() -> (Arc<AggregatorState>, Arc<Autoscaler>) {
             .expect("ingest");
     }
     let a = Autoscaler::new(
-        state.clone(),
+        state.cache().clone(),
+        state.autoscaling_eval_options(),
         policies,
         Arc::new(VirtualWorkloads::default()),
         &mut Registry::default(),

@@ -27,7 +27,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
-use surge_aggregator::autoscaler::{Actuator, PolicyDef, VirtualWorkloads, Workload};
+// `surge_actuate::ScaleTarget` is a policy's view (name, workload, mode); `scale::ScaleTarget` is one
+// workload's watched `/scale`.
+use surge_actuate::{
+    Action, Actuator, Observed, ScaleTarget as Policy, VirtualWorkloads, Workload,
+};
 use surge_config::ActuationMode;
 use surge_engine::{ConditionStatus, ContainerRequests, Decision, PodInfo, PodPhase};
 use tokio::time::Instant;
@@ -98,7 +102,7 @@ impl KubeActuator {
         client: Client,
         leader: LeaderHandle,
         cfg: KubeActuatorConfig,
-        policies: &[PolicyDef],
+        policies: &[Policy],
         registry: &mut Registry,
         cancel: CancellationToken,
     ) -> Arc<Self> {
@@ -210,11 +214,7 @@ impl KubeActuator {
 }
 
 impl Actuator for KubeActuator {
-    fn observe(
-        &self,
-        policy: &PolicyDef,
-        metric_pods: &[&str],
-    ) -> Option<(i32, i32, Vec<PodInfo>)> {
+    fn observe(&self, policy: &Policy, metric_pods: &[&str]) -> Option<Observed> {
         if policy.mode == ActuationMode::DryRun {
             return self.dry_run.observe(policy, metric_pods);
         }
@@ -224,12 +224,33 @@ impl Actuator for KubeActuator {
             // The HPA refuses a target without a selector; no pod can be attributed to it.
             None => Vec::new(),
         };
-        Some((scale.spec_replicas, scale.status_replicas, pods))
+        Some(Observed {
+            spec_replicas: scale.spec_replicas,
+            status_replicas: scale.status_replicas,
+            pods,
+        })
     }
 
-    fn apply(&self, policy: &PolicyDef, decision: &Decision) -> String {
+    fn apply(&self, action: Action<'_>) -> String {
+        match action {
+            Action::Scale { target, decision } => self.scale(target, decision),
+            // Node claims and warm pools are actions of other actuators.
+            #[allow(unreachable_patterns)]
+            _ => "not an action of the /scale actuator: skipped".into(),
+        }
+    }
+}
+
+impl KubeActuator {
+    /// A pod decision: dry-run and hpa modes report, scale mode queues a `/scale` patch (leader only).
+    fn scale(&self, policy: &Policy, decision: &Decision) -> String {
         match policy.mode {
-            ActuationMode::DryRun => return self.dry_run.apply(policy, decision),
+            ActuationMode::DryRun => {
+                return self.dry_run.apply(Action::Scale {
+                    target: policy,
+                    decision,
+                });
+            }
             ActuationMode::Hpa => return "hpa mode: served to the HPA, no patch".into(),
             ActuationMode::Scale => {}
         }
@@ -269,7 +290,7 @@ fn target_key(w: &Workload) -> String {
 /// `$KUBECONFIG`), the Lease election (see [`LeaseConfig::from_env`]), and a [`KubeActuator`]. `None`
 /// when no policy needs it, so a dry-run setup needs no cluster.
 pub async fn start_for_policies(
-    policies: &[PolicyDef],
+    policies: &[Policy],
     registry: &mut Registry,
     cancel: CancellationToken,
 ) -> Result<Option<Arc<KubeActuator>>, StartError> {

@@ -14,7 +14,7 @@
 //! (the API server has been unreachable) is not served at all: the engine then sees "unknown" and no
 //! patch is sent. Our own patches update the cache from the PATCH response at once.
 //!
-//! The engine-facing [`Actuator`](surge_aggregator::autoscaler::Actuator) is [`KubeActuator`].
+//! The engine-facing [`Actuator`](surge_actuate::Actuator) is [`KubeActuator`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,14 +33,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use surge_aggregator::autoscaler::Workload;
+use surge_actuate::Workload;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::actuator::{KubeActuator, KubeActuatorConfig};
 use crate::lease::LeaderHandle;
-/// The engine types the [`Actuator`](surge_aggregator::autoscaler::Actuator) trait speaks.
+/// The engine types the [`Actuator`](surge_actuate::Actuator) trait speaks.
 pub use surge_engine::{Decision, PodInfo};
 
 /// The field manager our patches are recorded under (`kubectl get -o yaml --show-managed-fields`).

@@ -1,9 +1,14 @@
-//! surge's data model: label sets, samples, series identity and staleness.
+//! surge's data model: label sets, samples, series identity and staleness, and the target groups
+//! discovery produces.
 //!
 //! Architecture invariant: this crate does no I/O, starts no runtime and knows no wire format. Agent,
 //! aggregator and engine all speak these types, so they stay small and cheap to clone.
 
 use std::fmt;
+
+pub mod discovery;
+
+pub use discovery::TargetGroup;
 
 /// The string type of label names and values: a reference-counted string behind one thin pointer (8
 /// bytes, where `Arc<str>` takes 16), so a label is 16 bytes and a series of 7 labels holds 112 bytes of

@@ -1,5 +1,8 @@
 //! The remote-write sender: ships scraped samples to one Prometheus remote-write 1.0 destination.
 //!
+//! [`RemoteWriteSender`] is the first implementation of [`Output`], the seam every kind of destination
+//! implements (see [`output`]): the scrape loop holds outputs, not remote-write senders.
+//!
 //! Data flow, one stage per line:
 //!
 //! ```text
@@ -23,6 +26,7 @@
 
 mod events;
 mod metrics;
+pub mod output;
 mod request;
 mod service;
 mod shard;
@@ -42,6 +46,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::SenderMetrics;
+pub use output::{Output, Outputs, ShutdownFuture};
 
 use events::{DropReason, SamplesDropped};
 use metrics::DestinationMetrics;
@@ -222,7 +227,7 @@ pub struct InvalidSenderOptions {
     pub problems: Vec<SenderOptionError>,
 }
 
-/// What [`RemoteWriteSender::shutdown`] achieved.
+/// What [`Output::shutdown`] (and [`RemoteWriteSender::shutdown`]) achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ShutdownReport {
     /// Samples delivered while shutting down (the flush).
@@ -455,7 +460,17 @@ impl RemoteWriteSender {
 
     /// Stops accepting, flushes everything queued (the standard tier without waiting for its deadline)
     /// and waits up to `deadline`. What is still unsent then is dropped and counted (`reason="shutdown"`).
+    ///
+    /// Takes the sender by value for its existing callers; [`Output::shutdown`] is the same through a
+    /// shared reference, which is what a holder of `Arc<dyn Output>` has.
     pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        self.close(deadline).await
+    }
+
+    /// The body of [`RemoteWriteSender::shutdown`]. A shared reference suffices because stopping only
+    /// takes the shard channels and task handles out of their locks; a second call finds them gone and
+    /// reports nothing more.
+    pub(crate) async fn close(&self, deadline: Duration) -> ShutdownReport {
         let inner = &*self.inner;
         let shared = &*inner.shared;
         let delivered_before = shared.delivered.load(Ordering::Relaxed);

@@ -220,47 +220,21 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(Duration::from_secs(at.saturating_sub(now)))
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → seconds since the epoch.
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → seconds since the epoch; `None` for any other form, for a date
+/// that does not exist (`31 Feb`), and for dates before 1970 (no receiver means those, and a negative
+/// epoch second has no `Duration`).
+///
+/// The calendar is jiff's, so the whole workspace has one date implementation. The format is spelled out
+/// rather than using jiff's RFC 2822 parser because that one also accepts zones like `UTC` or `-0500`,
+/// which an IMF-fixdate (always `GMT`) is not.
 fn parse_imf_fixdate(s: &str) -> Option<u64> {
-    let mut parts = s.split_ascii_whitespace();
-    let _weekday = parts.next()?.strip_suffix(',')?;
-    let day: u64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
-        return None;
-    }
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 || year < 1970 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm), for the proleptic Gregorian calendar.
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+    let mut parsed = jiff::fmt::strtime::parse("%a, %d %b %Y %H:%M:%S GMT", s).ok()?;
+    // The weekday is redundant with the date; a receiver that gets it wrong still meant the date, so it
+    // is not checked (as it never was).
+    parsed.set_weekday(None);
+    let civil = parsed.to_datetime().ok()?;
+    let at = jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()?;
+    u64::try_from(at.as_second()).ok()
 }
 
 /// What to do after an attempt.

@@ -626,3 +626,64 @@ async fn invalid_options_disable_the_destination_and_count_drops() {
         "surge_remote_write_samples_dropped_total{destination=\"bad\",reason=\"invalid_options\"} 1"
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn through_the_output_trait_the_sender_delivers_shuts_down_once_and_then_drops() {
+    let p = paused(one_shard(), []);
+    let output: Arc<dyn Output> = Arc::new(p.sender.clone());
+    assert_eq!(output.name(), "d");
+    let outputs = Outputs::new(vec![output.clone()]);
+    // An empty batch is not handed to any output.
+    outputs.submit(Batch {
+        tier: Tier::Standard,
+        series: Vec::new(),
+        scrape_end_ms: 0,
+    });
+    p.submit(Tier::Standard, 1, 0..3);
+    let reports = outputs.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        reports,
+        [(
+            "d",
+            ShutdownReport {
+                flushed_samples: 3,
+                dropped_samples: 0,
+                completed: true
+            }
+        )]
+    );
+    // Idempotent: a second shutdown has nothing left to report.
+    assert_eq!(
+        output.shutdown(Duration::from_secs(5)).await,
+        ShutdownReport {
+            flushed_samples: 0,
+            dropped_samples: 0,
+            completed: true
+        }
+    );
+    // After shutdown, submits are dropped and counted.
+    p.submit(Tier::Critical, 2, 0..2);
+    assert_eq!(p.dropped("shutdown"), 2.0);
+    assert_eq!(p.transport.attempts.lock().len(), 1);
+}
+
+#[test]
+fn retry_after_http_dates_are_read_by_the_calendar() {
+    // Sun, 06 Nov 1994 08:49:27 GMT
+    let now = UNIX_EPOCH + Duration::from_secs(784_111_767);
+    let check = |input: &str, expect: Option<u64>| {
+        let got = parse_retry_after(input, now);
+        assert_eq!(got, expect.map(Duration::from_secs), "{input:?}");
+    };
+    // A weekday that does not match the date: the date is what the receiver meant.
+    check("Mon, 06 Nov 1994 08:49:37 GMT", Some(10));
+    // A leap second is read as the second before it.
+    check("Sun, 06 Nov 1994 08:49:60 GMT", Some(32));
+    // Days that do not exist, and dates before the epoch.
+    check("Tue, 31 Feb 1995 08:49:37 GMT", None);
+    check("Wed, 31 Dec 1969 23:59:59 GMT", None);
+    check("Thu, 01 Jan 1970 00:00:00 GMT", Some(0));
+    // Other zones and two-digit years are not IMF-fixdate.
+    check("Sun, 06 Nov 1994 08:49:37 +0000", None);
+    check("Sun, 06 Nov 94 08:49:37 GMT", None);
+}

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use surge_aggregator::autoscaler::{Autoscaler, VirtualWorkloads, build_policies};
-use surge_aggregator::k8s_api::{self, MetricsApi, MetricsApiOptions};
 use surge_aggregator::onward::Onward;
 use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions};
+use surge_autoscaler::{Actuator, Autoscaler, ScaleTarget, VirtualWorkloads, build_policies};
 use surge_config::{AggregatorConfig, Config, KubernetesApiConfig};
+use surge_metrics_api::{self as k8s_api, MetricsApi, MetricsApiOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -122,29 +122,42 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     let cancel = CancellationToken::new();
     // A policy in `scale` mode needs the cluster: a Lease elects the one replica that patches `/scale`.
     // Without one, decisions drive a virtual replica count (dry-run).
-    let kube = surge_k8s::actuator::start_for_policies(&policies, &mut registry, cancel.clone())
+    let targets: Vec<ScaleTarget> = policies.iter().map(|p| p.target.clone()).collect();
+    let kube = surge_k8s::actuator::start_for_policies(&targets, &mut registry, cancel.clone())
         .await
         .map_err(|e| anyhow::anyhow!("kubernetes actuation: {e}"))?;
     let leader = kube.as_ref().map(|k| k.leader().clone());
-    let actuator: Arc<dyn surge_aggregator::autoscaler::Actuator> = match kube {
+    let actuator: Arc<dyn Actuator> = match kube {
         Some(k) => k,
         None => Arc::new(VirtualWorkloads::default()),
     };
-    let autoscaler = Autoscaler::new(state.clone(), policies, actuator, &mut registry);
+    let autoscaler = Autoscaler::new(
+        state.cache().clone(),
+        state.autoscaling_eval_options(),
+        policies,
+        actuator,
+        &mut registry,
+    );
     state.add_observer(autoscaler.clone());
     // The Kubernetes metrics APIs: rules and certificates are checked before any port is bound.
     let metrics_api = cfg
         .kubernetes_api
         .as_ref()
-        .map(|k| MetricsApi::new(state.clone(), &k8s_api_options(k), &mut registry))
+        .map(|k| {
+            MetricsApi::new(
+                state.cache().clone(),
+                state.query_options(),
+                &k8s_api_options(k),
+                &mut registry,
+            )
+        })
         .transpose()?;
     state.publish_registry(Arc::new(registry));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let app = surge_aggregator::api::router(state.clone()).merge(
-        surge_aggregator::autoscaler::decisions_router(autoscaler.clone()),
-    );
+    let app = surge_aggregator::api::router(state.clone())
+        .merge(surge_autoscaler::decisions_router(autoscaler.clone()));
     let engine = tokio::spawn(autoscaler.clone().run(cancel.clone()));
     if let Some(api) = metrics_api {
         let listener = tokio::net::TcpListener::bind(api.listen()).await?;

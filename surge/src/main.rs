@@ -8,14 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod agent_cmd;
 mod aggregator_cmd;
-mod bench;
-mod bench_ingest;
-mod bench_latency;
 mod explain;
 mod process;
 mod run;
 mod scrape;
 mod simulate;
+
+use surge_benches::{agent, ingest, latency};
 
 #[derive(Parser)]
 #[command(
@@ -162,12 +161,12 @@ fn main() -> ExitCode {
         Command::Run { config, no_view } => run::main(config.as_deref(), no_view),
         Command::Aggregator { config } => aggregator_cmd::main(&config),
         Command::Simulate { scenario, output } => simulate::main(&scenario, output),
-        Command::Bench { what: None } => bench_latency::main(bench_latency::LatencyBenchArgs {
+        Command::Bench { what: None } => bench(latency::run(latency::LatencyBenchArgs {
             targets: 500,
             series: 200,
             steps: 10,
             json: false,
-        }),
+        })),
         Command::Bench {
             what:
                 Some(BenchCommand::Ingest {
@@ -177,13 +176,13 @@ fn main() -> ExitCode {
                     queries,
                     output,
                 }),
-        } => bench_ingest::main(bench_ingest::IngestBenchArgs {
+        } => bench(ingest::run(ingest::IngestBenchArgs {
             series,
             seconds,
             connections,
             queries,
             json: matches!(output, Output::Json),
-        }),
+        })),
         Command::Bench {
             what:
                 Some(BenchCommand::Latency {
@@ -192,12 +191,12 @@ fn main() -> ExitCode {
                     steps,
                     output,
                 }),
-        } => bench_latency::main(bench_latency::LatencyBenchArgs {
+        } => bench(latency::run(latency::LatencyBenchArgs {
             targets,
             series,
             steps,
             json: matches!(output, Output::Json),
-        }),
+        })),
         Command::Bench {
             what:
                 Some(BenchCommand::Agent {
@@ -208,13 +207,18 @@ fn main() -> ExitCode {
                     no_peers,
                     output,
                 }),
-        } => bench::main(bench::AgentBenchArgs {
+        } => bench(agent::run(agent::AgentBenchArgs {
             targets,
             series,
             duration: std::time::Duration::from_secs(seconds),
             warmup: std::time::Duration::from_secs(warmup_seconds),
             peers: !no_peers,
             json: matches!(output, Output::Json),
-        }),
+        })),
     }
+}
+
+/// Runs a `surge bench` harness (`surge-benches`) on a fresh runtime.
+fn bench(run: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    process::block_on_main("surge bench", run)
 }

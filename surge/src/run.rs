@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use surge_agent::agent::Agent;
 use surge_agent::from_config::{agent_spec, file_sd_loader, glob_expander};
-use surge_aggregator::promql::{self, Value};
-use surge_aggregator::{AggregatorState, IngestObserver, SeriesId};
+use surge_aggregator::{AggregatorState, IngestObserver, Touched};
+use surge_promql::{self as promql, Value};
 
 use crate::{aggregator_cmd, process};
 
@@ -28,11 +28,11 @@ struct IngestTally {
 }
 
 impl IngestObserver for IngestTally {
-    fn on_ingest(&self, touched: &[SeriesId], latest_sample_ts_ms: i64) {
+    fn on_ingest(&self, touched: &[Touched]) {
         self.series_touched
             .fetch_add(touched.len() as u64, Ordering::Relaxed);
-        self.newest_ms
-            .fetch_max(latest_sample_ts_ms, Ordering::Relaxed);
+        let newest = touched.iter().map(|t| t.newest_ms).max().unwrap_or(0);
+        self.newest_ms.fetch_max(newest, Ordering::Relaxed);
     }
 }
 
@@ -206,7 +206,7 @@ struct Frame {
     targets_up: usize,
     targets: usize,
     rows: Vec<Row>,
-    decisions: Vec<Arc<surge_aggregator::autoscaler::DecisionRecord>>,
+    decisions: Vec<Arc<surge_autoscaler::DecisionRecord>>,
 }
 
 impl Frame {
@@ -311,9 +311,7 @@ fn format_clock(ms: i64) -> String {
 
 /// The latest decision, then the five latest that changed the replica count: every sample triggers an
 /// evaluation, so most decisions only confirm the current count.
-fn shown_decisions(
-    a: &surge_aggregator::autoscaler::Autoscaler,
-) -> Vec<Arc<surge_aggregator::autoscaler::DecisionRecord>> {
+fn shown_decisions(a: &surge_autoscaler::Autoscaler) -> Vec<Arc<surge_autoscaler::DecisionRecord>> {
     let all = a.decisions(None, 256);
     let mut shown: Vec<_> = all.first().cloned().into_iter().collect();
     shown.extend(

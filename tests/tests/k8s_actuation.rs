@@ -22,7 +22,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
-use surge_aggregator::autoscaler::{Actuator, PolicyDef, build_policies};
+use surge_autoscaler::{Action, Actuator, ScaleTarget, build_policies};
 use surge_config::ActuationMode;
 use surge_k8s::lease::{LeaderElector, LeaderHandle, LeaseConfig};
 use surge_k8s::scale::{Decision, KubeActuator, KubeActuatorConfig, PodInfo};
@@ -109,7 +109,7 @@ fn lease(name: &str, identity: &str, fast: bool) -> LeaseConfig {
 }
 
 /// A policy on `act/web` in `mode`.
-fn policy(mode: &str) -> PolicyDef {
+fn policy(mode: &str) -> ScaleTarget {
     let yaml = format!(
         r#"policies:
   - name: web-{mode}
@@ -134,7 +134,7 @@ fn policy(mode: &str) -> PolicyDef {
     let cfg = surge_config::from_str_default_env(&yaml, "test.yaml").unwrap();
     let mut p = build_policies(&cfg).unwrap();
     assert_eq!(p.len(), 1);
-    p.remove(0)
+    p.remove(0).target
 }
 
 /// A scale decision `current → desired`.
@@ -166,7 +166,7 @@ fn elect(client: &kube::Client, cfg: LeaseConfig) -> (LeaderHandle, Cancellation
 async fn actuator(
     client: &kube::Client,
     leader: LeaderHandle,
-    policies: &[PolicyDef],
+    policies: &[ScaleTarget],
 ) -> Arc<KubeActuator> {
     let mut registry = Registry::default();
     KubeActuator::start(
@@ -390,7 +390,8 @@ async fn only_the_leader_patches_each_decision_once() {
     })
     .await;
     wait_for("observed 1 replica", Duration::from_secs(10), || {
-        a.observe(&p, &[]).is_some_and(|o| o.0 == 1) && b.observe(&p, &[]).is_some_and(|o| o.0 == 1)
+        a.observe(&p, &[]).is_some_and(|o| o.spec_replicas == 1)
+            && b.observe(&p, &[]).is_some_and(|o| o.spec_replicas == 1)
     })
     .await;
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
@@ -404,8 +405,14 @@ async fn only_the_leader_patches_each_decision_once() {
 
     // Decision 1: both replicas evaluate it (the follower first, to show it does nothing).
     let d = decision(1, 2, "external metric rps above target");
-    let follower_said = follower.apply(&p, &d);
-    let leader_said = leader.apply(&p, &d);
+    let follower_said = follower.apply(Action::Scale {
+        target: &p,
+        decision: &d,
+    });
+    let leader_said = leader.apply(Action::Scale {
+        target: &p,
+        decision: &d,
+    });
     assert_eq!(follower_said, "not the leader: skipped");
     assert_eq!(leader_said, "/scale patch queued 1 → 2");
     wait_for("web at 2", Duration::from_secs(5), || {
@@ -414,8 +421,14 @@ async fn only_the_leader_patches_each_decision_once() {
     .await;
     // The engine evaluates again and again: repeats change nothing.
     for _ in 0..10 {
-        leader.apply(&p, &d);
-        follower.apply(&p, &d);
+        leader.apply(Action::Scale {
+            target: &p,
+            decision: &d,
+        });
+        follower.apply(Action::Scale {
+            target: &p,
+            decision: &d,
+        });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(changes.all(), vec![2], "patched exactly once");
@@ -432,12 +445,26 @@ async fn only_the_leader_patches_each_decision_once() {
     })
     .await;
     wait_for("both observe 2", Duration::from_secs(5), || {
-        follower.observe(&p, &[]).is_some_and(|o| o.0 == 2)
+        follower
+            .observe(&p, &[])
+            .is_some_and(|o| o.spec_replicas == 2)
     })
     .await;
     let d = decision(2, 3, "external metric rps above target");
-    assert_eq!(leader.apply(&p, &d), "not the leader: skipped");
-    assert_eq!(follower.apply(&p, &d), "/scale patch queued 2 → 3");
+    assert_eq!(
+        leader.apply(Action::Scale {
+            target: &p,
+            decision: &d
+        }),
+        "not the leader: skipped"
+    );
+    assert_eq!(
+        follower.apply(Action::Scale {
+            target: &p,
+            decision: &d
+        }),
+        "/scale patch queued 2 → 3"
+    );
     wait_for("web at 3", Duration::from_secs(5), || {
         changes.all().contains(&3)
     })
@@ -509,10 +536,11 @@ async fn observe_returns_real_replicas_and_ready_pods() {
     };
     let waited = wait_for("2 ready pods", Duration::from_secs(30), || {
         act.observe(&p, &[])
-            .is_some_and(|(spec, status, pods)| spec == 2 && status == 2 && ready(&pods))
+            .is_some_and(|o| o.spec_replicas == 2 && o.status_replicas == 2 && ready(&o.pods))
     })
     .await;
-    let (spec, status, pods) = act.observe(&p, &[]).unwrap();
+    let seen = act.observe(&p, &[]).unwrap();
+    let (spec, status, pods) = (seen.spec_replicas, seen.status_replicas, seen.pods);
     eprintln!("observe: {spec}/{status} replicas, pods ready after {waited:?}");
     for pod in &pods {
         assert!(pod.name.starts_with("web-"), "{}", pod.name);
@@ -528,7 +556,7 @@ async fn observe_returns_real_replicas_and_ready_pods() {
     // A change made by someone else shows up through the watch, without any PATCH of ours.
     set_replicas(&client, 3).await;
     let waited = wait_for("3 replicas observed", Duration::from_secs(5), || {
-        act.observe(&p, &[]).is_some_and(|o| o.0 == 3)
+        act.observe(&p, &[]).is_some_and(|o| o.spec_replicas == 3)
     })
     .await;
     eprintln!(
@@ -536,15 +564,27 @@ async fn observe_returns_real_replicas_and_ready_pods() {
         waited.as_secs_f64() * 1e3
     );
     assert_eq!(
-        act.apply(&p, &decision(3, 5, "test")),
+        act.apply(Action::Scale {
+            target: &p,
+            decision: &decision(3, 5, "test")
+        }),
         "hpa mode: served to the HPA, no patch"
     );
     let mut dry = p.clone();
     dry.mode = ActuationMode::DryRun;
-    dry.name = "web-dry".into();
-    assert_eq!(act.observe(&dry, &[]).unwrap().0, dry.initial_replicas);
-    assert_eq!(act.apply(&dry, &decision(1, 4, "test")), "dry-run: 1 → 4");
-    assert_eq!(act.observe(&dry, &[]).unwrap().0, 4);
+    dry.policy = "web-dry".into();
+    assert_eq!(
+        act.observe(&dry, &[]).unwrap().spec_replicas,
+        dry.initial_replicas
+    );
+    assert_eq!(
+        act.apply(Action::Scale {
+            target: &dry,
+            decision: &decision(1, 4, "test")
+        }),
+        "dry-run: 1 → 4"
+    );
+    assert_eq!(act.observe(&dry, &[]).unwrap().spec_replicas, 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         deployment_replicas(&client).await,
@@ -657,7 +697,7 @@ async fn decision_to_patch_latency() {
     let act = actuator(&client, leader.clone(), std::slice::from_ref(&p)).await;
     wait_for("leader", Duration::from_secs(10), || leader.is_leader()).await;
     wait_for("observed 2", Duration::from_secs(10), || {
-        act.observe(&p, &[]).is_some_and(|o| o.0 == 2)
+        act.observe(&p, &[]).is_some_and(|o| o.spec_replicas == 2)
     })
     .await;
     let changes = ReplicaChanges::start(&client).await;
@@ -666,7 +706,10 @@ async fn decision_to_patch_latency() {
     for i in 0..20 {
         let desired = if i % 2 == 0 { 3 } else { 2 };
         let decided = Instant::now();
-        let said = act.apply(&p, &decision(current, desired, "latency test"));
+        let said = act.apply(Action::Scale {
+            target: &p,
+            decision: &decision(current, desired, "latency test"),
+        });
         assert_eq!(said, format!("/scale patch queued {current} → {desired}"));
         wait_for("the patch to be watched", Duration::from_secs(5), || {
             changes.first_at(desired, decided).is_some()
@@ -675,7 +718,8 @@ async fn decision_to_patch_latency() {
         took.push(changes.first_at(desired, decided).unwrap() - decided);
         current = desired;
         wait_for("observed", Duration::from_secs(5), || {
-            act.observe(&p, &[]).is_some_and(|o| o.0 == desired)
+            act.observe(&p, &[])
+                .is_some_and(|o| o.spec_replicas == desired)
         })
         .await;
     }
@@ -694,10 +738,13 @@ async fn decision_to_patch_latency() {
     // serialized and the last desired count wins; the count never goes back to an older one.
     let before = changes.all().len();
     for (from, to) in [(2, 5), (5, 7), (7, 6)] {
-        act.apply(&p, &decision(from, to, "burst"));
+        act.apply(Action::Scale {
+            target: &p,
+            decision: &decision(from, to, "burst"),
+        });
     }
     wait_for("web at 6", Duration::from_secs(5), || {
-        act.observe(&p, &[]).is_some_and(|o| o.0 == 6)
+        act.observe(&p, &[]).is_some_and(|o| o.spec_replicas == 6)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -780,13 +827,13 @@ current-context: local
     wait_for("leader", Duration::from_secs(10), || leader.is_leader()).await;
     wait_for("observed 1 ready pod", Duration::from_secs(30), || {
         act.observe(&p, &[])
-            .is_some_and(|(spec, _, pods)| spec == 1 && pods.len() == 1)
+            .is_some_and(|o| o.spec_replicas == 1 && o.pods.len() == 1)
     })
     .await;
     // An outside change: seen by polling within about 2 s.
     set_replicas(&admin, 2).await;
     let waited = wait_for("2 observed by polling", Duration::from_secs(5), || {
-        act.observe(&p, &[]).is_some_and(|o| o.0 == 2)
+        act.observe(&p, &[]).is_some_and(|o| o.spec_replicas == 2)
     })
     .await;
     eprintln!(
@@ -794,7 +841,10 @@ current-context: local
         waited.as_secs_f64()
     );
     assert_eq!(
-        act.apply(&p, &decision(2, 4, "rbac test")),
+        act.apply(Action::Scale {
+            target: &p,
+            decision: &decision(2, 4, "rbac test")
+        }),
         "/scale patch queued 2 → 4"
     );
     wait_for("patched to 4", Duration::from_secs(5), || {

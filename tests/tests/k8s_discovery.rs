@@ -356,10 +356,13 @@ agent:
         let mut discoveries = PodDiscoveries::new(cancel.clone());
         let mut spec = agent_spec(&cfg.agent).unwrap();
         // What the binary does: each kubernetes_sd_configs entry's targets in its job's `dynamic`.
-        discoveries
-            .attach(&mut spec.jobs, &cfg.agent.scrape_configs)
+        let sources = discoveries
+            .sources(&cfg.agent.scrape_configs)
             .await
             .unwrap();
+        for (job, live) in spec.jobs.iter_mut().zip(sources) {
+            job.dynamic.extend(live);
+        }
         assert_eq!(
             discoveries.iter().count(),
             1,

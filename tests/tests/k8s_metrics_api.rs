@@ -14,11 +14,11 @@ use anyhow::{Context, Result, bail};
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use serde_json::Value as Json;
-use surge_aggregator::k8s_api::{
-    self, CustomMetricRule, ExternalMetricRule, MetricsApi, MetricsApiOptions,
+use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions};
+use surge_metrics_api::{
+    self as k8s_api, CustomMetricRule, ExternalMetricRule, MetricsApi, MetricsApiOptions,
     RequestHeaderOptions, TlsFiles,
 };
-use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions};
 use surge_model::{Labels, Sample};
 use surge_tests::k8s::{ControlPlane, control_plane};
 
@@ -115,7 +115,8 @@ fn setup() -> Result<Env> {
         ..MetricsApiOptions::default()
     };
     let api = Arc::new(MetricsApi::new(
-        state.clone(),
+        state.cache().clone(),
+        state.query_options(),
         &opts,
         &mut Registry::default(),
     )?);

@@ -1,19 +1,32 @@
-//! Turns one scrape body into the samples to ship: parse → target labels → metric relabeling → limits →
-//! staleness. Pure and synchronous, so it is tested and benchmarked without sockets.
+//! Turns one scrape into everything it ships: parse → target labels → metric relabeling → limits →
+//! staleness → synthetic series. Pure and synchronous (no I/O, no clock: the scrape loop passes time in),
+//! so it is tested and benchmarked without sockets.
 //!
 //! The per-target series cache is what makes the steady state cheap: a series' final label set and its
 //! pre-encoded remote-write label block are computed once, the first time its exposition line is seen,
 //! and found again by a 128-bit hash of that line's `name{labels}` text on every later scrape.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use surge_model::{
     Labels, LabelsBuilder, Sample, is_valid_label_name, is_valid_metric_name, stale_nan,
 };
 use surge_proto::exposition::{Entry, Format, Parser};
 
+use super::fetch::{FetchError, Fetched};
 use crate::relabel::Relabeler;
 use surge_sender::{SeriesMeta, SeriesSamples};
+
+/// The synthetic series written after every scrape, in this order (Prometheus's, which dashboards and
+/// alerts expect by name).
+const SYNTHETIC: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
 
 /// Limits a scrape must stay within; a violation fails the whole scrape (`up` = 0), as in Prometheus.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,6 +80,33 @@ pub enum ScrapeFailure {
     },
 }
 
+/// A failed scrape, with a bounded `reason` for metrics and a full message for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// The body could not be fetched.
+    #[error(transparent)]
+    Fetch(FetchError),
+    /// The body was refused.
+    #[error(transparent)]
+    Process(ScrapeFailure),
+}
+
+impl ScrapeError {
+    /// The `reason` label of `surge_scrape_failures_total`: one of a fixed set.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ScrapeError::Fetch(FetchError::Timeout(_)) => "timeout",
+            ScrapeError::Fetch(FetchError::Status(_)) => "http_status",
+            ScrapeError::Fetch(FetchError::BodyTooLarge(_)) => "body_too_large",
+            ScrapeError::Fetch(FetchError::Network(_)) => "network",
+            ScrapeError::Fetch(FetchError::Decode(_)) => "decode",
+            ScrapeError::Process(ScrapeFailure::Parse(_)) => "parse",
+            ScrapeError::Process(ScrapeFailure::SampleLimit { .. }) => "sample_limit",
+            ScrapeError::Process(_) => "label_limit",
+        }
+    }
+}
+
 /// Counts of one scrape, reported as the synthetic series and in the agent's own metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScrapeStats {
@@ -80,15 +120,40 @@ pub struct ScrapeStats {
     pub duplicates: usize,
     /// Samples with a metric name or label set that is invalid after relabeling: dropped.
     pub invalid: usize,
-    /// Staleness markers written for series that disappeared.
+    /// Staleness markers written for series that disappeared (after a failed scrape: for every series
+    /// of the last good one).
     pub stale_markers: usize,
 }
 
-/// What one scrape produced.
+/// What one scrape body produced.
 #[derive(Debug, Default)]
 pub struct ScrapeOutput {
     pub series: Vec<SeriesSamples>,
     pub stats: ScrapeStats,
+}
+
+/// Everything one scrape writes and what it counted: the answer to [`TargetProcessor::scrape`], which
+/// the scrape loop counts, shows as the target's health, and ships.
+#[derive(Debug)]
+pub struct ScrapeReport {
+    /// In shipping order: the scraped samples and the staleness markers of vanished series (after a
+    /// failure: a marker for every series of the last good scrape), then the synthetic series.
+    pub series: Vec<SeriesSamples>,
+    /// All zero after a failure, except `stale_markers`.
+    pub stats: ScrapeStats,
+    /// Why the target is down; `None` when it is up.
+    pub error: Option<ScrapeError>,
+    /// From the scrape's start to its processed body (`scrape_duration_seconds`).
+    pub duration: Duration,
+    /// The scrape's timestamp, shared by every sample the target did not stamp itself.
+    pub timestamp_ms: i64,
+}
+
+impl ScrapeReport {
+    /// Whether the target answered with a body the processor accepted (`up` = 1).
+    pub fn up(&self) -> bool {
+        self.error.is_none()
+    }
 }
 
 struct CacheEntry {
@@ -184,14 +249,98 @@ pub struct TargetProcessor {
     rules: SeriesRules,
     cache: SeriesCache,
     attempt: u32,
+    /// The [`SYNTHETIC`] series, built once per target.
+    synthetic: Vec<SeriesMeta>,
+    /// Whether a scrape has written the synthetic series, which then need staleness markers too.
+    reported: bool,
 }
 
 impl TargetProcessor {
     pub fn new(rules: SeriesRules) -> Self {
-        TargetProcessor {
+        let mut p = TargetProcessor {
             rules,
             cache: SeriesCache::default(),
             attempt: 0,
+            synthetic: Vec::new(),
+            reported: false,
+        };
+        p.synthetic = SYNTHETIC.iter().map(|n| p.synthetic_series(n)).collect();
+        p
+    }
+
+    /// Everything one scrape writes, in one call: the scraped samples with the staleness markers of
+    /// vanished series (or, when the fetch or the body failed, a marker for every series of the last good
+    /// scrape, as Prometheus does for a target that goes down), then the synthetic series at `ts_ms`.
+    ///
+    /// `elapsed` is read once the body is processed, so `scrape_duration_seconds` covers fetching and
+    /// processing as Prometheus's does; taking it as a function keeps this module free of clocks.
+    pub fn scrape(
+        &mut self,
+        fetched: &Result<Fetched, FetchError>,
+        ts_ms: i64,
+        elapsed: impl FnOnce() -> Duration,
+    ) -> ScrapeReport {
+        let processed = match fetched {
+            Ok(f) => self
+                .process(&f.body, f.format, ts_ms)
+                .map_err(ScrapeError::Process),
+            Err(e) => Err(ScrapeError::Fetch(e.clone())),
+        };
+        let duration = elapsed();
+        let (mut series, stats, error) = match processed {
+            Ok(out) => (out.series, out.stats, None),
+            Err(e) => {
+                let markers = self.fail(ts_ms);
+                let stats = ScrapeStats {
+                    stale_markers: markers.len(),
+                    ..ScrapeStats::default()
+                };
+                (markers, stats, Some(e))
+            }
+        };
+        let values = [
+            if error.is_none() { 1.0 } else { 0.0 },
+            duration.as_secs_f64(),
+            stats.scraped as f64,
+            stats.post_relabel as f64,
+            stats.series_added as f64,
+        ];
+        self.push_synthetic(&mut series, ts_ms, values);
+        ScrapeReport {
+            series,
+            stats,
+            error,
+            duration,
+            timestamp_ms: ts_ms,
+        }
+    }
+
+    /// The target went away at `ts_ms`: a staleness marker for every series it wrote, the synthetic
+    /// ones included once a scrape has written them.
+    pub fn stop(&mut self, ts_ms: i64) -> Vec<SeriesSamples> {
+        let mut series = self.fail(ts_ms);
+        if self.reported {
+            self.push_synthetic(&mut series, ts_ms, [stale_nan(); SYNTHETIC.len()]);
+        }
+        series
+    }
+
+    /// Appends one sample per [`SYNTHETIC`] series, in that order.
+    fn push_synthetic(
+        &mut self,
+        series: &mut Vec<SeriesSamples>,
+        ts_ms: i64,
+        values: [f64; SYNTHETIC.len()],
+    ) {
+        self.reported = true;
+        for (meta, value) in self.synthetic.iter().zip(values) {
+            series.push(SeriesSamples {
+                series: meta.clone(),
+                samples: smallvec::smallvec![Sample {
+                    timestamp_ms: ts_ms,
+                    value,
+                }],
+            });
         }
     }
 
@@ -210,75 +359,15 @@ impl TargetProcessor {
     ) -> Result<ScrapeOutput, ScrapeFailure> {
         self.cache.merge();
         self.attempt = self.attempt.wrapping_add(1);
-        let attempt = self.attempt;
         let mut out = ScrapeOutput::default();
         for entry in Parser::new(body, format) {
-            let sample = match entry {
-                Ok(Entry::Sample(s)) => s,
-                Ok(_) => continue,
+            match entry {
+                Ok(Entry::Sample(sample)) => self.add_sample(&sample, ts_ms, &mut out)?,
+                Ok(_) => {}
                 Err(e) => return Err(ScrapeFailure::Parse(e.to_string())),
-            };
-            out.stats.scraped += 1;
-            let h = xxhash_rust::xxh3::xxh3_128(sample.series_key.as_bytes());
-            let key: Key = [(h >> 64) as u64, h as u64];
-            let t = match (self.rules.honor_timestamps, sample.timestamp_ms) {
-                (true, Some(t)) => t,
-                _ => ts_ms,
-            };
-            let s = Sample {
-                timestamp_ms: t,
-                value: sample.value,
-            };
-            if let Some(e) = self.cache.get_mut(key) {
-                if e.touched == attempt {
-                    out.stats.duplicates += 1;
-                    continue;
-                }
-                e.touched = attempt;
-                if let Some(series) = &e.series {
-                    out.series.push(SeriesSamples {
-                        series: series.clone(),
-                        samples: smallvec::smallvec![s],
-                    });
-                }
-                continue;
-            }
-            let series = match self.build_series(&sample)? {
-                SeriesBuild::Keep(meta) => Some(meta),
-                SeriesBuild::Dropped => None,
-                SeriesBuild::Invalid => {
-                    out.stats.invalid += 1;
-                    continue;
-                }
-            };
-            let out_index = series.as_ref().map(|meta| {
-                out.stats.series_added += 1;
-                out.series.push(SeriesSamples {
-                    series: meta.clone(),
-                    samples: smallvec::smallvec![s],
-                });
-                out.series.len() - 1
-            });
-            self.cache.insert_fresh(
-                key,
-                CacheEntry {
-                    series,
-                    touched: attempt,
-                    live: false,
-                },
-                out_index,
-            );
-        }
-        let mut repeats = self.cache.merge();
-        if !repeats.is_empty() {
-            // A series new in this scrape appeared more than once: keep its first sample only.
-            out.stats.duplicates += repeats.len();
-            out.stats.series_added -= repeats.len();
-            repeats.sort_unstable();
-            for i in repeats.into_iter().rev() {
-                out.series.remove(i);
             }
         }
+        self.drop_repeats(&mut out);
         out.stats.post_relabel = out.series.len();
         let limit = self.rules.limits.sample_limit;
         if limit > 0 && out.stats.post_relabel > limit {
@@ -287,8 +376,89 @@ impl TargetProcessor {
                 limit,
             });
         }
-        // Series of the previous scrape that are gone now get a staleness marker and leave the cache.
-        let stale_before = out.series.len();
+        out.stats.stale_markers = self.mark_vanished(ts_ms, &mut out.series);
+        Ok(out)
+    }
+
+    /// One exposition line. The steady state is a cached series: hash, look up, push; a series seen for
+    /// the first time has its labels built once and joins the cache when the scrape ends.
+    fn add_sample(
+        &mut self,
+        sample: &surge_proto::exposition::Sample<'_>,
+        ts_ms: i64,
+        out: &mut ScrapeOutput,
+    ) -> Result<(), ScrapeFailure> {
+        out.stats.scraped += 1;
+        let attempt = self.attempt;
+        let h = xxhash_rust::xxh3::xxh3_128(sample.series_key.as_bytes());
+        let key: Key = [(h >> 64) as u64, h as u64];
+        let t = match (self.rules.honor_timestamps, sample.timestamp_ms) {
+            (true, Some(t)) => t,
+            _ => ts_ms,
+        };
+        let s = Sample {
+            timestamp_ms: t,
+            value: sample.value,
+        };
+        if let Some(e) = self.cache.get_mut(key) {
+            if e.touched == attempt {
+                out.stats.duplicates += 1;
+            } else {
+                e.touched = attempt;
+                if let Some(series) = &e.series {
+                    out.series.push(SeriesSamples {
+                        series: series.clone(),
+                        samples: smallvec::smallvec![s],
+                    });
+                }
+            }
+            return Ok(());
+        }
+        let series = match self.build_series(sample)? {
+            SeriesBuild::Keep(meta) => Some(meta),
+            SeriesBuild::Dropped => None,
+            SeriesBuild::Invalid => {
+                out.stats.invalid += 1;
+                return Ok(());
+            }
+        };
+        let out_index = series.as_ref().map(|meta| {
+            out.stats.series_added += 1;
+            out.series.push(SeriesSamples {
+                series: meta.clone(),
+                samples: smallvec::smallvec![s],
+            });
+            out.series.len() - 1
+        });
+        let entry = CacheEntry {
+            series,
+            touched: attempt,
+            live: false,
+        };
+        self.cache.insert_fresh(key, entry, out_index);
+        Ok(())
+    }
+
+    /// Merges the scrape's new series into the cache. A series new in this scrape that appeared more than
+    /// once keeps its first sample only; the repeats count as duplicates.
+    fn drop_repeats(&mut self, out: &mut ScrapeOutput) {
+        let mut repeats = self.cache.merge();
+        if repeats.is_empty() {
+            return;
+        }
+        out.stats.duplicates += repeats.len();
+        out.stats.series_added -= repeats.len();
+        repeats.sort_unstable();
+        for i in repeats.into_iter().rev() {
+            out.series.remove(i);
+        }
+    }
+
+    /// Series of the previous scrape that are gone now get a staleness marker at `ts_ms` and leave the
+    /// cache; returns how many markers were written.
+    fn mark_vanished(&mut self, ts_ms: i64, out: &mut Vec<SeriesSamples>) -> usize {
+        let attempt = self.attempt;
+        let before = out.len();
         self.cache.retain(|e| {
             if e.touched == attempt {
                 e.live = e.series.is_some();
@@ -297,7 +467,7 @@ impl TargetProcessor {
             if e.live
                 && let Some(series) = &e.series
             {
-                out.series.push(SeriesSamples {
+                out.push(SeriesSamples {
                     series: series.clone(),
                     samples: smallvec::smallvec![Sample {
                         timestamp_ms: ts_ms,
@@ -307,8 +477,7 @@ impl TargetProcessor {
             }
             false
         });
-        out.stats.stale_markers = out.series.len() - stale_before;
-        Ok(out)
+        out.len() - before
     }
 
     /// Records a failed scrape at `ts_ms`: every series of the last successful scrape gets a staleness
@@ -601,5 +770,115 @@ mod tests {
         let mut p = TargetProcessor::new(r);
         let out = p.process(b"a 1 5000\n", Format::Text, 9000).unwrap();
         assert_eq!(out.series[0].samples[0].timestamp_ms, 9000);
+    }
+
+    /// Metric name and value of each series, `STALE` for a staleness marker.
+    fn names_values(series: &[SeriesSamples]) -> Vec<(String, String)> {
+        series
+            .iter()
+            .map(|s| {
+                let v = s.samples[0].value;
+                let v = if surge_model::is_stale_nan(v) {
+                    "STALE".to_string()
+                } else {
+                    v.to_string()
+                };
+                let name = s.series.labels().metric_name().unwrap_or("").to_owned();
+                (name, v)
+            })
+            .collect()
+    }
+
+    fn body(text: &str) -> Result<Fetched, FetchError> {
+        Ok(Fetched {
+            body: text.as_bytes().to_vec(),
+            format: Format::Text,
+        })
+    }
+
+    #[test]
+    fn a_scrape_writes_its_samples_then_the_synthetic_series() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        let r = p.scrape(&body("a 1\nb 2\na 3\n"), 1000, || {
+            Duration::from_millis(250)
+        });
+        assert!(r.up());
+        assert_eq!(
+            names_values(&r.series),
+            [
+                ("a", "1"),
+                ("b", "2"),
+                ("up", "1"),
+                ("scrape_duration_seconds", "0.25"),
+                ("scrape_samples_scraped", "3"),
+                ("scrape_samples_post_metric_relabeling", "2"),
+                ("scrape_series_added", "2"),
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+        assert!(r.series.iter().all(|s| s.samples[0].timestamp_ms == 1000));
+        assert_eq!((r.stats.duplicates, r.timestamp_ms), (1, 1000));
+        // The synthetic series carry the target and external labels like every other series.
+        assert_eq!(
+            r.series[2].series.labels().to_string(),
+            r#"up{cluster="c1", instance="10.0.0.1:80", job="web"}"#
+        );
+    }
+
+    #[test]
+    fn a_failed_scrape_writes_markers_for_the_last_good_one_and_up_0() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        p.scrape(&body("a 1\nb 2\n"), 1000, || Duration::ZERO);
+        let r = p.scrape(&Err(FetchError::Status(503)), 2000, || {
+            Duration::from_millis(5)
+        });
+        assert_eq!(
+            r.error.as_ref().map(ScrapeError::reason),
+            Some("http_status")
+        );
+        assert_eq!(r.stats.stale_markers, 2);
+        let mut got = names_values(&r.series);
+        // Markers come in the cache's order, not the body's.
+        got[..2].sort();
+        assert_eq!(
+            got,
+            [
+                ("a", "STALE"),
+                ("b", "STALE"),
+                ("up", "0"),
+                ("scrape_duration_seconds", "0.005"),
+                ("scrape_samples_scraped", "0"),
+                ("scrape_samples_post_metric_relabeling", "0"),
+                ("scrape_series_added", "0"),
+            ]
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+        // A body the processor refuses is a failure too, with its own reason; nothing is left to mark.
+        let r = p.scrape(&body("a{ 1\n"), 3000, || Duration::ZERO);
+        assert_eq!(r.error.as_ref().map(ScrapeError::reason), Some("parse"));
+        assert_eq!((r.stats.stale_markers, r.series.len()), (0, 5));
+    }
+
+    #[test]
+    fn stopping_marks_every_series_stale_and_the_synthetic_ones_once_written() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        assert!(p.stop(500).is_empty(), "nothing written, nothing to end");
+        p.scrape(&body("a 1\n"), 1000, || Duration::ZERO);
+        let markers = p.stop(2000);
+        assert_eq!(
+            names_values(&markers)
+                .iter()
+                .map(|(n, v)| format!("{n} {v}"))
+                .collect::<Vec<_>>(),
+            [
+                "a STALE",
+                "up STALE",
+                "scrape_duration_seconds STALE",
+                "scrape_samples_scraped STALE",
+                "scrape_samples_post_metric_relabeling STALE",
+                "scrape_series_added STALE",
+            ]
+        );
+        assert!(markers.iter().all(|s| s.samples[0].timestamp_ms == 2000));
     }
 }

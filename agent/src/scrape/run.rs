@@ -1,19 +1,27 @@
-//! The per-target scrape loop: wait for the target's slot in the interval, fetch with a deadline, process,
-//! add the synthetic series, ship. Written once; nothing here knows about parsing or labels.
+//! The per-target scrape loop, written once: wait for the target's slot in the interval, fetch with a
+//! deadline, process, ship; when the target goes away, ship staleness markers for everything it wrote.
+//!
+//! The loop only sequences those stages: the processor decides what a scrape writes (samples, staleness
+//! markers, the synthetic `up` family), [`JobScrapeMetrics`](crate::metrics::JobScrapeMetrics) counts it
+//! and [`Outputs`] carries it away. Nothing here knows about parsing, labels or remote-write.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use surge_model::Sample;
-use tokio::time::{Instant, MissedTickBehavior};
+use surge_model::{Labels, Tier};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::fetch::{FetchError, Fetcher};
-use super::processor::{ScrapeFailure, SeriesRules, TargetProcessor};
+use super::fetch::{FetchError, Fetched, Fetcher};
+use super::processor::{ScrapeReport, SeriesRules, TargetProcessor};
 use super::target::ScrapeTarget;
 use crate::metrics::ScrapeMetrics;
-use surge_sender::{Batch, RemoteWriteSender, SeriesMeta, SeriesSamples};
+use surge_sender::{Batch, Outputs, SeriesSamples};
+
+/// The error type moved to the processor, which builds it; re-exported so `scrape::run::ScrapeError`
+/// keeps working.
+pub use super::processor::ScrapeError;
 
 /// Where a target stands, for `/api/v1/targets` and logs.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -32,9 +40,10 @@ pub struct TargetHealth {
 /// What every scrape loop shares.
 pub struct ScrapeContext {
     pub fetcher: Fetcher,
-    pub senders: Vec<RemoteWriteSender>,
+    /// Where every scrape's batch goes: each batch to each output.
+    pub outputs: Outputs,
     pub metrics: ScrapeMetrics,
-    pub external_labels: surge_model::Labels,
+    pub external_labels: Labels,
 }
 
 pub fn now_ms() -> i64 {
@@ -63,15 +72,6 @@ pub fn aligned_timestamp(now: i64, first: i64, period: i64) -> i64 {
     }
 }
 
-/// The synthetic series written after every scrape, in this order.
-const SYNTHETIC: [&str; 5] = [
-    "up",
-    "scrape_duration_seconds",
-    "scrape_samples_scraped",
-    "scrape_samples_post_metric_relabeling",
-    "scrape_series_added",
-];
-
 /// Scrapes `target` until `cancel` fires, then writes staleness markers for everything it wrote.
 pub async fn run_target(
     target: ScrapeTarget,
@@ -79,227 +79,165 @@ pub async fn run_target(
     health: Arc<Mutex<TargetHealth>>,
     cancel: CancellationToken,
 ) {
-    let job = target.job.clone();
-    let job_label = ctx.metrics.job(&job.name);
-    let mut proc = TargetProcessor::new(SeriesRules {
+    let tier = target.job.tier;
+    let mut proc = TargetProcessor::new(series_rules(&target, &ctx.external_labels));
+    let metrics = ctx.metrics.for_job(&target.job.name);
+    let mut status = TargetStatus::new(&target, health);
+    let mut slots = ScrapeSlots::new(target.job.interval, target.offset());
+    while let Some(ts) = slots.next(&cancel).await {
+        let started = Instant::now();
+        let Some(fetched) = fetch(&ctx.fetcher, &target, &cancel).await else {
+            break;
+        };
+        let report = proc.scrape(&fetched, ts, || started.elapsed());
+        recycle(&ctx.fetcher, fetched);
+        metrics.scraped(&report, proc.cached_series());
+        status.record(&report);
+        ship(&ctx, tier, report.series, now_ms());
+    }
+    // The target went away: end every series it wrote, including the synthetic ones.
+    let ts = slots.end();
+    let markers = proc.stop(ts);
+    metrics.stopped(markers.len());
+    ship(&ctx, tier, markers, ts);
+}
+
+/// How this target's samples get their labels and timestamps: its own labels, the agent's external
+/// labels, and the job's honor, relabel and limit settings.
+fn series_rules(target: &ScrapeTarget, external_labels: &Labels) -> SeriesRules {
+    let job = &target.job;
+    SeriesRules {
         target_labels: target.labels.clone(),
-        external_labels: ctx.external_labels.clone(),
+        external_labels: external_labels.clone(),
         honor_labels: job.honor_labels,
         honor_timestamps: job.honor_timestamps,
         metric_relabel: job.metric_relabel.clone(),
         limits: job.limits,
-    });
-    let synthetic: Vec<SeriesMeta> = SYNTHETIC.iter().map(|n| proc.synthetic_series(n)).collect();
-
-    // Start at this target's slot: the next multiple of the interval plus its offset.
-    let interval = job.interval;
-    let now = now_ms();
-    let period = interval.as_millis().max(1) as i64;
-    let offset = target.offset().as_millis() as i64;
-    let mut first = now - now.rem_euclid(period) + offset;
-    if first < now {
-        first += period;
     }
-    let start = Instant::now() + Duration::from_millis((first - now).max(0) as u64);
-    let mut ticker = tokio::time::interval_at(start, interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut was_up: Option<bool> = None;
-    let mut last_ts = i64::MIN;
+}
 
-    loop {
+/// Fetches the target's body, or `None` when the target is removed meanwhile: a scrape whose series are
+/// about to be marked stale is not worth finishing.
+async fn fetch(
+    fetcher: &Fetcher,
+    target: &ScrapeTarget,
+    cancel: &CancellationToken,
+) -> Option<Result<Fetched, FetchError>> {
+    let job = &target.job;
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        r = fetcher.fetch(&target.url, job.timeout, job.body_size_limit) => Some(r),
+    }
+}
+
+/// Hands a processed body's buffer back to the fetcher's pool.
+fn recycle(fetcher: &Fetcher, fetched: Result<Fetched, FetchError>) {
+    if let Ok(f) = fetched {
+        fetcher.recycle(f.body);
+    }
+}
+
+/// Hands one scrape's series to every output; `scrape_end_ms` is carried for latency accounting.
+fn ship(ctx: &ScrapeContext, tier: Tier, series: Vec<SeriesSamples>, scrape_end_ms: i64) {
+    ctx.outputs.submit(Batch {
+        tier,
+        series,
+        scrape_end_ms,
+    });
+}
+
+/// A target's place in time: one tick per interval at the target's offset, and each scrape's timestamp.
+struct ScrapeSlots {
+    ticker: Interval,
+    /// Wall time of the first slot (ms); the slots are `first_ms + k·period_ms`.
+    first_ms: i64,
+    period_ms: i64,
+    /// The previous scrape's timestamp: every later one is greater.
+    last_ms: i64,
+}
+
+impl ScrapeSlots {
+    /// Starts at this target's slot: the next multiple of the interval plus its offset.
+    fn new(interval: Duration, offset: Duration) -> Self {
+        let now = now_ms();
+        let period = interval.as_millis().max(1) as i64;
+        let offset = offset.as_millis() as i64;
+        let mut first = now - now.rem_euclid(period) + offset;
+        if first < now {
+            first += period;
+        }
+        let start = Instant::now() + Duration::from_millis((first - now).max(0) as u64);
+        let mut ticker = tokio::time::interval_at(start, interval);
+        // A scrape that overran its interval is not made up for: a burst of late scrapes would only
+        // repeat the same values.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        ScrapeSlots {
+            ticker,
+            first_ms: first,
+            period_ms: period,
+            last_ms: i64::MIN,
+        }
+    }
+
+    /// Waits for the next slot and returns the scrape's timestamp, or `None` once `cancel` fires.
+    async fn next(&mut self, cancel: &CancellationToken) -> Option<i64> {
         tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = ticker.tick() => {}
+            _ = cancel.cancelled() => return None,
+            _ = self.ticker.tick() => {}
         }
         // Never at or before the previous scrape's stamp (a wall clock stepped back within the tolerance).
-        let ts = aligned_timestamp(now_ms(), first, period).max(last_ts.saturating_add(1));
-        last_ts = ts;
-        let started = Instant::now();
-        let fetched = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = ctx.fetcher.fetch(&target.url, job.timeout, job.body_size_limit) => r,
-        };
-        let result = match fetched {
-            Ok(f) => {
-                let r = proc
-                    .process(&f.body, f.format, ts)
-                    .map_err(ScrapeError::Process);
-                ctx.fetcher.recycle(f.body);
-                r
-            }
-            Err(e) => Err(ScrapeError::Fetch(e)),
-        };
-        let elapsed = started.elapsed();
-        ctx.metrics.scrapes.get_or_create(&job_label).inc();
-        ctx.metrics
-            .duration
-            .get_or_create(&job_label)
-            .observe(elapsed.as_secs_f64());
+        let ts = aligned_timestamp(now_ms(), self.first_ms, self.period_ms)
+            .max(self.last_ms.saturating_add(1));
+        self.last_ms = ts;
+        Some(ts)
+    }
 
-        let (mut series, up, stats, err) = match result {
-            Ok(out) => (out.series, true, out.stats, None),
-            Err(e) => {
-                ctx.metrics
-                    .failures
-                    .get_or_create(&crate::metrics::JobReason {
-                        job: job.name.to_string(),
-                        reason: e.reason(),
-                    })
-                    .inc();
-                (
-                    proc.fail(ts),
-                    false,
-                    Default::default(),
-                    Some(e.to_string()),
-                )
-            }
-        };
-        if up {
-            ctx.metrics
-                .samples_scraped
-                .get_or_create(&job_label)
-                .inc_by(stats.scraped as u64);
-            let relabeled = stats
-                .scraped
-                .saturating_sub(stats.post_relabel + stats.duplicates + stats.invalid);
-            ctx.metrics
-                .samples_relabeled_away
-                .get_or_create(&job_label)
-                .inc_by(relabeled as u64);
-            for (reason, n) in [("duplicate", stats.duplicates), ("invalid", stats.invalid)] {
-                if n > 0 {
-                    ctx.metrics
-                        .samples_dropped
-                        .get_or_create(&crate::metrics::JobReason {
-                            job: job.name.to_string(),
-                            reason,
-                        })
-                        .inc_by(n as u64);
-                }
-            }
-            ctx.metrics
-                .stale_markers
-                .get_or_create(&job_label)
-                .inc_by(stats.stale_markers as u64);
-        } else {
-            ctx.metrics
-                .stale_markers
-                .get_or_create(&job_label)
-                .inc_by(series.len() as u64);
-        }
-        let values = [
-            if up { 1.0 } else { 0.0 },
-            elapsed.as_secs_f64(),
-            stats.scraped as f64,
-            stats.post_relabel as f64,
-            stats.series_added as f64,
-        ];
-        for (meta, v) in synthetic.iter().zip(values) {
-            series.push(SeriesSamples {
-                series: meta.clone(),
-                samples: smallvec::smallvec![Sample {
-                    timestamp_ms: ts,
-                    value: v,
-                }],
-            });
-        }
-        ctx.metrics
-            .samples_shipped
-            .get_or_create(&job_label)
-            .inc_by(series.len() as u64);
-        ctx.metrics
-            .series_cached
-            .get_or_create(&job_label)
-            .set(proc.cached_series() as i64);
-        let samples = stats.scraped;
-        ship(
-            &ctx,
-            Batch {
-                tier: job.tier,
-                series,
-                scrape_end_ms: now_ms(),
-            },
-        );
+    /// The timestamp of the markers written when the target goes away: now, but after every scrape.
+    fn end(&self) -> i64 {
+        now_ms().max(self.last_ms.saturating_add(1))
+    }
+}
 
-        if was_up != Some(up) {
-            match (&err, was_up) {
+/// What `/api/v1/targets` shows of one target, and one log line per change between up and down (not
+/// one per failed scrape).
+struct TargetStatus {
+    health: Arc<Mutex<TargetHealth>>,
+    job: Arc<str>,
+    url: String,
+    /// `None` before the first scrape.
+    was_up: Option<bool>,
+}
+
+impl TargetStatus {
+    fn new(target: &ScrapeTarget, health: Arc<Mutex<TargetHealth>>) -> Self {
+        TargetStatus {
+            health,
+            job: target.job.name.clone(),
+            url: target.url.clone(),
+            was_up: None,
+        }
+    }
+
+    fn record(&mut self, report: &ScrapeReport) {
+        let up = report.up();
+        if self.was_up != Some(up) {
+            match (&report.error, self.was_up) {
                 (Some(e), _) => {
-                    tracing::warn!(job = %job.name, target = %target.url, reason = %e, "target down")
+                    tracing::warn!(job = %self.job, target = %self.url, reason = %e, "target down")
                 }
                 (None, Some(false)) => {
-                    tracing::info!(job = %job.name, target = %target.url, "target up again")
+                    tracing::info!(job = %self.job, target = %self.url, "target up again")
                 }
                 _ => {}
             }
-            was_up = Some(up);
+            self.was_up = Some(up);
         }
-        let mut h = health.lock();
+        let mut h = self.health.lock();
         h.health = if up { "up" } else { "down" };
-        h.last_error = err;
-        h.last_scrape_ms = ts;
-        h.last_duration_seconds = elapsed.as_secs_f64();
-        h.last_samples = samples;
-    }
-
-    // The target went away: end every series it wrote, including the synthetic ones.
-    let ts = now_ms().max(last_ts.saturating_add(1));
-    let mut series = proc.fail(ts);
-    if was_up.is_some() {
-        for meta in &synthetic {
-            series.push(SeriesSamples {
-                series: meta.clone(),
-                samples: smallvec::smallvec![Sample {
-                    timestamp_ms: ts,
-                    value: surge_model::stale_nan(),
-                }],
-            });
-        }
-    }
-    ctx.metrics
-        .stale_markers
-        .get_or_create(&job_label)
-        .inc_by(series.len() as u64);
-    ship(
-        &ctx,
-        Batch {
-            tier: job.tier,
-            series,
-            scrape_end_ms: ts,
-        },
-    );
-}
-
-fn ship(ctx: &ScrapeContext, batch: Batch) {
-    if batch.series.is_empty() {
-        return;
-    }
-    let batch = Arc::new(batch);
-    for s in &ctx.senders {
-        s.submit(batch.clone());
-    }
-}
-
-/// A failed scrape, with a bounded `reason` for metrics and a full message for logs.
-#[derive(Debug, thiserror::Error)]
-pub enum ScrapeError {
-    #[error(transparent)]
-    Fetch(FetchError),
-    #[error(transparent)]
-    Process(ScrapeFailure),
-}
-
-impl ScrapeError {
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ScrapeError::Fetch(FetchError::Timeout(_)) => "timeout",
-            ScrapeError::Fetch(FetchError::Status(_)) => "http_status",
-            ScrapeError::Fetch(FetchError::BodyTooLarge(_)) => "body_too_large",
-            ScrapeError::Fetch(FetchError::Network(_)) => "network",
-            ScrapeError::Fetch(FetchError::Decode(_)) => "decode",
-            ScrapeError::Process(ScrapeFailure::Parse(_)) => "parse",
-            ScrapeError::Process(ScrapeFailure::SampleLimit { .. }) => "sample_limit",
-            ScrapeError::Process(_) => "label_limit",
-        }
+        h.last_error = report.error.as_ref().map(ToString::to_string);
+        h.last_scrape_ms = report.timestamp_ms;
+        h.last_duration_seconds = report.duration.as_secs_f64();
+        h.last_samples = report.stats.scraped;
     }
 }
 

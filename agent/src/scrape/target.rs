@@ -12,6 +12,10 @@ use surge_model::{Labels, LabelsBuilder, Tier};
 use super::processor::ScrapeLimits;
 use crate::relabel::Relabeler;
 
+/// Discovery's output type lives in the model crate (so discovery sources need not depend on the agent);
+/// re-exported here so `scrape::target::TargetGroup` keeps working.
+pub use surge_model::TargetGroup;
+
 /// One resolved scrape job.
 pub struct ScrapeJob {
     pub name: Arc<str>,
@@ -27,15 +31,6 @@ pub struct ScrapeJob {
     pub body_size_limit: usize,
     pub relabel: Arc<Relabeler>,
     pub metric_relabel: Arc<Relabeler>,
-}
-
-/// A set of addresses sharing labels, as static configs and file SD give them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetGroup {
-    pub targets: Vec<String>,
-    pub labels: Vec<(String, String)>,
-    /// Where the group came from (`static`, a file path), for logs.
-    pub source: String,
 }
 
 /// One endpoint to scrape.

@@ -29,9 +29,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::runtime::utils::StreamBackoff;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use surge_agent::agent::JobSpec;
-use surge_agent::scrape::target::TargetGroup;
 use surge_config::{KubernetesSdConfig, ScrapeConfig};
+use surge_model::TargetGroup;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -251,21 +250,22 @@ impl PodDiscoveries {
         Ok(rx)
     }
 
-    /// Starts the discovery of every `kubernetes_sd_configs` entry of `scrape_configs` and puts its
-    /// targets in the matching job's `dynamic` sources. `jobs` are the agent's jobs built from
-    /// `scrape_configs`, in the same order (as `surge_agent::from_config::agent_spec` builds them).
-    pub async fn attach(
+    /// Starts the discovery of every `kubernetes_sd_configs` entry of `scrape_configs`; returns, per
+    /// scrape config and in the same order, the live target sources of that job (one per entry), for the
+    /// agent's `JobSpec::dynamic`.
+    pub async fn sources(
         &mut self,
-        jobs: &mut [JobSpec],
         scrape_configs: &[ScrapeConfig],
-    ) -> Result<(), ClientError> {
-        for (job, sc) in jobs.iter_mut().zip(scrape_configs) {
-            debug_assert_eq!(&*job.job.name, sc.job_name.as_str());
+    ) -> Result<Vec<Vec<watch::Receiver<Vec<TargetGroup>>>>, ClientError> {
+        let mut out = Vec::with_capacity(scrape_configs.len());
+        for sc in scrape_configs {
+            let mut job = Vec::with_capacity(sc.kubernetes_sd_configs.len());
             for k in &sc.kubernetes_sd_configs {
-                job.dynamic.push(self.targets(k).await?);
+                job.push(self.targets(k).await?);
             }
+            out.push(job);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Waits until every discovery published its first full list, so the agent starts with its targets.

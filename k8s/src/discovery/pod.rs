@@ -3,8 +3,8 @@
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod};
-use surge_agent::scrape::target::TargetGroup;
 use surge_config::KubernetesSdConfig;
+use surge_model::TargetGroup;
 
 /// `prometheus.io/scrape: "true"` opts a pod in.
 pub const SCRAPE_ANNOTATION: &str = "prometheus.io/scrape";

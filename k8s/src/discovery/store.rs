@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher::Event;
-use surge_agent::scrape::target::TargetGroup;
+use surge_model::TargetGroup;
 
 use super::pod::{PodRules, Skip, pod_target};
 

@@ -19,7 +19,7 @@ use super::selector::{self, Requirement, SelectorOp};
 use super::status::ApiError;
 use super::tls::ClientIdentity;
 use super::{AuthPolicy, MetricsApi};
-use crate::cache::{MatchOp, Matcher};
+use surge_store::{MatchOp, Matcher};
 
 const EXTERNAL: &str = "external.metrics.k8s.io";
 const CUSTOM: &str = "custom.metrics.k8s.io";
@@ -114,7 +114,7 @@ async fn authenticate(
 }
 
 async fn readyz(State(api): State<Arc<MetricsApi>>) -> Response {
-    if api.state.is_ready() {
+    if api.cache.is_ready() {
         (StatusCode::OK, "ok").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
@@ -376,7 +376,8 @@ async fn external_value(
     let expr = narrow(&rule.expr, &matchers);
     let now = crate::now_ms();
     let ev = evaluate(
-        &api.state,
+        &api.cache,
+        &api.eval,
         &expr,
         now,
         &format!("external metric {:?}", rule.name),
@@ -527,7 +528,7 @@ fn custom_value(
         "custom metric {:?} of {}",
         rule.name, rule.resource.resource
     );
-    let ev = evaluate(&api.state, &expr, now, &what)?;
+    let ev = evaluate(&api.cache, &api.eval, &expr, now, &what)?;
     // One value per object; several series of one object are summed.
     let mut per_object: BTreeMap<String, f64> = BTreeMap::new();
     for s in &ev.samples {

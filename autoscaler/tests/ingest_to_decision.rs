@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use surge_aggregator::autoscaler::{Actuator, Autoscaler, VirtualWorkloads, build_policies};
 use surge_aggregator::{
     AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
 };
+use surge_autoscaler::{Actuator, Autoscaler, VirtualWorkloads, build_policies};
 use surge_model::{Labels, Sample};
 use surge_proto::remote_write::{compress, encode_label_block, encode_series};
 use tokio_util::sync::CancellationToken;
@@ -64,7 +64,8 @@ async fn setup(yaml: &str) -> (Arc<AggregatorState>, Arc<Autoscaler>, Cancellati
         IngestOptions::default(),
     );
     let a = Autoscaler::new(
-        state.clone(),
+        state.cache().clone(),
+        state.autoscaling_eval_options(),
         policies,
         Arc::new(VirtualWorkloads::default()),
         &mut Registry::default(),
@@ -117,6 +118,56 @@ async fn a_sample_triggers_an_hpa_exact_decision_at_once() {
     assert_eq!(d.inputs[0].value, Some(400.0));
     assert_eq!(d.actuation, "dry-run: 2 → 4");
     assert_eq!(d.workload, "shop/web");
+    cancel.cancel();
+}
+
+/// Two policies reading two targets' series, both carried by one write request: one target's scrape is
+/// 3 s old (a retried send), the other's is fresh. Each decision measures scrape → decision from the
+/// series its policy read, not from the newest sample of the request.
+#[tokio::test]
+async fn scrape_to_decision_is_measured_from_the_series_the_policy_read() {
+    let two = format!(
+        "{POLICY}{}",
+        POLICY
+            .replace("policies:\n", "")
+            .replace("name: web\n", "name: checkout\n")
+            .replace(
+                "{name: web, namespace: shop}",
+                "{name: checkout, namespace: shop}"
+            )
+            .replace("Deployment, name: web}", "Deployment, name: checkout}")
+            .replace("service=\"web\"", "service=\"checkout\"")
+    );
+    let (state, a, cancel) = setup(&two).await;
+    wait_for(|| a.decisions(Some("checkout"), 1).pop()).await;
+    let fresh = now_ms();
+    let old = fresh - 3_000;
+    let web: &[(&str, &str)] = &[("__name__", "web_rps"), ("service", "web")];
+    let checkout: &[(&str, &str)] = &[("__name__", "web_rps"), ("service", "checkout")];
+    state
+        .ingest_body(
+            &body(&[(web, 400.0, fresh), (checkout, 120.0, old)]),
+            Sender::SurgeAgent,
+            now_ms(),
+        )
+        .unwrap();
+    let ingest_decision = |policy: &'static str| {
+        let a = a.clone();
+        move || {
+            a.decisions(Some(policy), 1)
+                .pop()
+                .filter(|d| d.trigger == "ingest")
+        }
+    };
+    let w = wait_for(ingest_decision("web")).await;
+    let c = wait_for(ingest_decision("checkout")).await;
+    assert_eq!(w.trigger_sample_ms, Some(fresh));
+    assert_eq!(
+        c.trigger_sample_ms,
+        Some(old),
+        "checkout read only the old scrape"
+    );
+    assert!(c.decided_at_ms - old >= 3_000, "{c:?}");
     cancel.cancel();
 }
 
@@ -278,13 +329,13 @@ fn dry_run_pods_are_the_ones_the_metrics_name_when_the_counts_agree() {
     let v = VirtualWorkloads::default();
     let names =
         |pods: Vec<surge_engine::PodInfo>| pods.into_iter().map(|p| p.name).collect::<Vec<_>>();
-    let (spec, status, pods) = v.observe(p, &[]).unwrap();
-    assert_eq!((spec, status), (2, 2));
-    assert_eq!(names(pods), ["web-0", "web-1"]);
+    let seen = v.observe(&p.target, &[]).unwrap();
+    assert_eq!((seen.spec_replicas, seen.status_replicas), (2, 2));
+    assert_eq!(names(seen.pods), ["web-0", "web-1"]);
     let named = ["web-7d9f-abcde", "web-7d9f-fghij"];
-    assert_eq!(names(v.observe(p, &named).unwrap().2), named);
+    assert_eq!(names(v.observe(&p.target, &named).unwrap().pods), named);
     assert_eq!(
-        names(v.observe(p, &named[..1]).unwrap().2),
+        names(v.observe(&p.target, &named[..1]).unwrap().pods),
         ["web-0", "web-1"]
     );
 }

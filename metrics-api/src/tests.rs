@@ -17,34 +17,37 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 use super::*;
-use crate::{AggregatorState, CacheOptions, IngestOptions, QueryOptions};
+use surge_promql::QueryOptions;
+use surge_store::{CacheOptions, SeriesCache};
 
-fn state() -> Arc<AggregatorState> {
-    AggregatorState::standalone(
-        CacheOptions::default(),
-        QueryOptions::default(),
-        IngestOptions::default(),
-    )
+/// A ready store, as the aggregator's is once it serves.
+fn store(opts: CacheOptions) -> Arc<SeriesCache> {
+    let cache = Arc::new(SeriesCache::new(opts));
+    cache.set_ready(true);
+    cache
+}
+
+fn state() -> Arc<SeriesCache> {
+    store(CacheOptions::default())
 }
 
 /// Appends `value_at(k)` at `now - k s` for k in `ages_s`.
-fn write(st: &AggregatorState, pairs: &[(&str, &str)], now: i64, points: &[(i64, f64)]) {
+fn write(st: &SeriesCache, pairs: &[(&str, &str)], now: i64, points: &[(i64, f64)]) {
     let labels = Labels::from_pairs(pairs.iter().copied());
     for (age_s, v) in points.iter().rev() {
-        st.cache()
-            .append(
-                &labels,
-                Sample {
-                    timestamp_ms: now - age_s * 1000,
-                    value: *v,
-                },
-                now,
-            )
-            .unwrap();
+        st.append(
+            &labels,
+            Sample {
+                timestamp_ms: now - age_s * 1000,
+                value: *v,
+            },
+            now,
+        )
+        .unwrap();
     }
 }
 
-fn gauge(st: &AggregatorState, pairs: &[(&str, &str)], now: i64, v: f64) {
+fn gauge(st: &SeriesCache, pairs: &[(&str, &str)], now: i64, v: f64) {
     write(st, pairs, now, &[(1, v), (0, v)]);
 }
 
@@ -109,7 +112,7 @@ fn rules() -> MetricsApiOptions {
 
 /// The demo data: queue_depth 1.5 / 4 / 7 on web-0..2 in `demo`, 100 on `other/x-0`; a deployment-level
 /// gauge; a node counter; a stale gauge.
-fn fixture() -> (Arc<AggregatorState>, Router) {
+fn fixture() -> (Arc<SeriesCache>, Router) {
     let st = state();
     let now = crate::now_ms();
     for (pod, v, app) in [
@@ -164,7 +167,13 @@ fn fixture() -> (Arc<AggregatorState>, Router) {
         now,
         &[(60, 5.0), (30, 5.0)],
     );
-    let api = MetricsApi::new(st.clone(), &rules(), &mut Registry::default()).unwrap();
+    let api = MetricsApi::new(
+        st.clone(),
+        &QueryOptions::default(),
+        &rules(),
+        &mut Registry::default(),
+    )
+    .unwrap();
     (st, router(Arc::new(api)))
 }
 
@@ -552,7 +561,13 @@ async fn a_stale_pod_is_missing_not_old() {
         ignore_label_selector: false,
     });
     let app = router(Arc::new(
-        MetricsApi::new(st, &opts, &mut Registry::default()).unwrap(),
+        MetricsApi::new(
+            st,
+            &QueryOptions::default(),
+            &opts,
+            &mut Registry::default(),
+        )
+        .unwrap(),
     ));
     let (s, v) = get(
         &app,
@@ -646,7 +661,13 @@ async fn requestheader_auth() {
     });
     let (st, _) = fixture();
     let app = router(Arc::new(
-        MetricsApi::new(st.clone(), &opts, &mut Registry::default()).unwrap(),
+        MetricsApi::new(
+            st.clone(),
+            &QueryOptions::default(),
+            &opts,
+            &mut Registry::default(),
+        )
+        .unwrap(),
     ));
     let path = "/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/queue_total";
     let with = |cn: Option<&str>| {
@@ -670,7 +691,13 @@ async fn requestheader_auth() {
     let mut deny = rules();
     deny.insecure_dev_no_auth = false;
     let app = router(Arc::new(
-        MetricsApi::new(st, &deny, &mut Registry::default()).unwrap(),
+        MetricsApi::new(
+            st,
+            &QueryOptions::default(),
+            &deny,
+            &mut Registry::default(),
+        )
+        .unwrap(),
     ));
     assert_eq!(send(&app, with(Some("front-proxy-client"))).await.0, 401);
 }
@@ -679,7 +706,8 @@ async fn requestheader_auth() {
 async fn own_metrics_are_registered() {
     let st = state();
     let mut registry = Registry::default();
-    let api = Arc::new(MetricsApi::new(st, &rules(), &mut registry).unwrap());
+    let api =
+        Arc::new(MetricsApi::new(st, &QueryOptions::default(), &rules(), &mut registry).unwrap());
     let app = router(api);
     get(
         &app,
@@ -773,7 +801,15 @@ async fn https_client_certs_and_reload() {
         allowed_names: vec!["front-proxy-client".into()],
     });
     let (st, _) = fixture();
-    let api = Arc::new(MetricsApi::new(st, &opts, &mut Registry::default()).unwrap());
+    let api = Arc::new(
+        MetricsApi::new(
+            st,
+            &QueryOptions::default(),
+            &opts,
+            &mut Registry::default(),
+        )
+        .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -906,8 +942,15 @@ async fn unknown_external_metrics_are_forwarded() {
         }],
         ..MetricsApiOptions::default()
     };
-    let other =
-        Arc::new(MetricsApi::new(other_state, &other_opts, &mut Registry::default()).unwrap());
+    let other = Arc::new(
+        MetricsApi::new(
+            other_state,
+            &QueryOptions::default(),
+            &other_opts,
+            &mut Registry::default(),
+        )
+        .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     write_pem(&dir.path().join("other.crt"), &other.serving_chain());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -927,7 +970,9 @@ async fn unknown_external_metrics_are_forwarded() {
     });
     let (st, _) = fixture();
     let mut registry = Registry::default();
-    let app = router(Arc::new(MetricsApi::new(st, &opts, &mut registry).unwrap()));
+    let app = router(Arc::new(
+        MetricsApi::new(st, &QueryOptions::default(), &opts, &mut registry).unwrap(),
+    ));
     let (s, v) = get(
         &app,
         "/apis/external.metrics.k8s.io/v1beta1/namespaces/demo/keda_metric?labelSelector=",
@@ -999,14 +1044,10 @@ async fn unknown_external_metrics_are_forwarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_latency_with_10k_series() {
     // Filling the cache and 1,000 requests take longer than the default 5 s freshness in a debug build.
-    let st = AggregatorState::standalone(
-        CacheOptions {
-            stale_after: Duration::from_secs(600),
-            ..CacheOptions::default()
-        },
-        QueryOptions::default(),
-        IngestOptions::default(),
-    );
+    let st = store(CacheOptions {
+        stale_after: Duration::from_secs(600),
+        ..CacheOptions::default()
+    });
     let now = crate::now_ms();
     for i in 0..10_000 {
         let pod = format!("web-{i}");
@@ -1033,7 +1074,13 @@ async fn external_latency_with_10k_series() {
         ..MetricsApiOptions::default()
     };
     let app = router(Arc::new(
-        MetricsApi::new(st, &opts, &mut Registry::default()).unwrap(),
+        MetricsApi::new(
+            st,
+            &QueryOptions::default(),
+            &opts,
+            &mut Registry::default(),
+        )
+        .unwrap(),
     ));
     let mut lat = Vec::with_capacity(1000);
     for _ in 0..1000 {

@@ -6,7 +6,7 @@
 //! the remote-write sink live in this process and are not counted.
 
 use std::io::Write as _;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::json;
 use surge_workload::BenchTargets;
+
+use crate::proc::{Killed, cpu_seconds, free_port, rss_mib};
 
 /// Options of `surge bench agent`.
 pub struct AgentBenchArgs {
@@ -67,11 +69,9 @@ struct Figures {
     bytes_per_sample: f64,
 }
 
-pub fn main(args: AgentBenchArgs) -> ExitCode {
-    crate::process::block_on_main("surge bench", run(args))
-}
-
-async fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
+/// Runs the benchmark and prints its report (run from the `surge` binary: contenders are spawned from
+/// `std::env::current_exe()`).
+pub async fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
     let ip = std::net::IpAddr::from([127, 0, 0, 1]);
     let targets = BenchTargets::start(ip, args.targets, args.series).await?;
     let sink = Arc::new(Sink::default());
@@ -233,22 +233,6 @@ fn indent(s: &str, n: usize) -> String {
     s.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-pub(crate) struct Killed(pub Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn measure(
     name: &str,
     args: &AgentBenchArgs,
@@ -291,33 +275,4 @@ async fn measure(
         requests_per_s: (r1 - r0) as f64 / wall,
         bytes_per_sample: (b1 - b0) as f64 / samples.max(1.0),
     })
-}
-
-/// User + system CPU seconds of `pid` (fields 14 and 15 of /proc/PID/stat, in clock ticks).
-pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may contain spaces: fields start after the closing parenthesis.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // After ')' the fields are numbered from 3 (state); utime is field 14 → index 11.
-    Ok((ticks(11) + ticks(12)) / clock_ticks())
-}
-
-fn clock_ticks() -> f64 {
-    // Linux's USER_HZ is 100 on every architecture surge targets.
-    100.0
-}
-
-pub(crate) fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    Ok((kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0))
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use surge_model::{Label, Labels, METRIC_NAME};
 
-use crate::cache::Series;
+use surge_store::cache::Series;
 
 #[derive(Debug, Clone)]
 enum Source {
@@ -82,24 +82,7 @@ impl Metric {
     }
 }
 
-/// Hashes label pairs as [`Labels::hash64`] does, one-shot over a per-thread buffer (a streaming
-/// `Xxh3` costs more to set up than to feed a few labels).
-pub fn hash_labels<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    BUF.with(|b| {
-        let mut b = b.borrow_mut();
-        b.clear();
-        for (n, v) in pairs {
-            b.extend_from_slice(n.as_bytes());
-            b.push(0xff);
-            b.extend_from_slice(v.as_bytes());
-            b.push(0xff);
-        }
-        xxhash_rust::xxh3::xxh3_64(&b)
-    })
-}
+pub use surge_store::hash_labels;
 
 /// One element of an instant vector.
 #[derive(Debug, Clone)]

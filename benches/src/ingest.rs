@@ -6,7 +6,7 @@
 //! series is asked N times through each one's Prometheus API.
 
 use std::io::Write as _;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use serde_json::json;
 use surge_model::{Labels, Sample};
 use surge_proto::remote_write::{compress, encode_label_block, encode_series};
 
-use crate::bench::{Killed, cpu_seconds, free_port, rss_mib};
+use crate::proc::{Killed, cpu_seconds, free_port, rss_mib};
 
 pub struct IngestBenchArgs {
     pub series: usize,
@@ -25,13 +25,11 @@ pub struct IngestBenchArgs {
     pub json: bool,
 }
 
-pub fn main(args: IngestBenchArgs) -> ExitCode {
-    crate::process::block_on_main("surge bench", run(args))
-}
-
 const BATCH: usize = 2000;
 
-async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
+/// Runs the benchmark and prints its report (run from the `surge` binary: contenders are spawned from
+/// `std::env::current_exe()`).
+pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let blocks: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..args.series)

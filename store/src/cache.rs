@@ -19,7 +19,7 @@
 //!   value, and range selections skip markers, as in Prometheus.
 //! - [`SeriesCache::current`] (the autoscaling path) also treats a newest sample older than
 //!   `now - stale_after` as stale. PromQL uses the looser lookback rule unless
-//!   [`crate::promql::EvalOptions::freshness`] asks for the stricter one.
+//!   the evaluator's freshness option (`surge-promql`) asks for the stricter one.
 //! - A series that received nothing for `idle_ttl` is evicted by [`SeriesCache::sweep`].
 //!
 //! # Labels
@@ -30,7 +30,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 use prometheus_client::metrics::counter::Counter;
@@ -642,6 +642,8 @@ pub struct SeriesCache {
     metrics: CacheMetrics,
     /// Threads a large query scan may use ([`Self::set_scan_threads`]).
     scan_threads: AtomicUsize,
+    /// Explicit readiness ([`Self::set_ready`]): readers answer 503 until the process says the store serves.
+    ready: AtomicBool,
 }
 
 impl SeriesCache {
@@ -654,7 +656,18 @@ impl SeriesCache {
             count: AtomicUsize::new(0),
             metrics: CacheMetrics::default(),
             scan_threads: AtomicUsize::new(1),
+            ready: AtomicBool::new(false),
         }
+    }
+
+    /// Readiness is explicit: the process marks the store ready once it serves (or once it holds enough
+    /// history for its readers); `/readyz` of every API reading it answers 503 until then.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 
     /// Registers the cache's metrics.

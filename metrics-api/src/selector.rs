@@ -7,7 +7,7 @@
 //! that are not Prometheus label names are sanitized as Prometheus's Kubernetes discovery does
 //! (`app.kubernetes.io/name` → `app_kubernetes_io_name`).
 
-use crate::cache::{MatchOp, Matcher};
+use surge_store::{MatchOp, Matcher};
 
 /// A requirement's operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use surge_model::METRIC_NAME;
 
 use super::ast::*;
 use super::lexer::{Tok, Token, lex};
-use crate::cache::{MatchOp, Matcher};
+use surge_store::cache::{MatchOp, Matcher};
 
 /// Parses a PromQL expression of the supported subset.
 pub fn parse(query: &str) -> Result<Expr, ParseError> {

@@ -37,6 +37,8 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 use rustls::ServerConfig;
+use surge_promql::{EvalOptions, QueryOptions};
+use surge_store::SeriesCache;
 
 pub use handlers::router;
 pub use options::{
@@ -74,7 +76,9 @@ pub enum AuthPolicy {
 
 /// The metrics APIs: rules, auth, forwarding, TLS and own metrics, shared by every request.
 pub struct MetricsApi {
-    state: Arc<crate::AggregatorState>,
+    cache: Arc<SeriesCache>,
+    /// The autoscaling path's evaluation options: the freshness rule on.
+    eval: EvalOptions,
     external: Vec<ExternalRule>,
     custom: Vec<CustomRule>,
     auth: AuthPolicy,
@@ -100,7 +104,8 @@ impl MetricsApi {
     /// Compiles the rules, loads certificates and CA, builds the forward client, and registers the own
     /// metrics in `registry` (call before the registry is published).
     pub fn new(
-        state: Arc<crate::AggregatorState>,
+        cache: Arc<SeriesCache>,
+        query: &QueryOptions,
         opts: &MetricsApiOptions,
         registry: &mut Registry,
     ) -> Result<MetricsApi, BuildError> {
@@ -144,7 +149,8 @@ impl MetricsApi {
         let metrics = ApiMetrics::default();
         metrics.register(registry);
         Ok(MetricsApi {
-            state,
+            eval: EvalOptions::autoscaling(query, cache.options()),
+            cache,
             external,
             custom,
             auth,
@@ -170,6 +176,11 @@ impl MetricsApi {
     pub fn metrics(&self) -> &ApiMetrics {
         &self.metrics
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch: the time a request is answered at.
+pub(crate) fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
 }
 
 /// Serves [`router`] over HTTPS on `listener` until `shutdown` completes.

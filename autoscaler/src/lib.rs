@@ -27,18 +27,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use surge_config::ActuationMode;
 use surge_engine::{
-    Decision, HpaInput, HpaState, KedaInput, KedaState, MetricSample, PodInfo, PodMetric,
-    TriggerValue,
+    Decision, HpaInput, HpaState, KedaInput, KedaState, MetricSample, PodMetric, TriggerValue,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use policy::{EnginePolicy, MetricInput, PolicyDef, Workload, build_policies};
+pub use policy::{EnginePolicy, MetricInput, PolicyDef, build_policies};
+pub use surge_actuate::{Action, Actuator, Observed, ScaleTarget, VirtualWorkloads, Workload};
 
-use crate::promql::{self, Value};
-use crate::{AggregatorState, IngestObserver, SeriesId, now_ms};
+use surge_promql::{self as promql, EvalOptions, Value};
+use surge_store::{IngestObserver, SeriesCache, SeriesId, Touched};
 
 /// Decisions kept per policy for `/api/v1/decisions` and `surge explain`.
 const KEPT_DECISIONS: usize = 256;
@@ -79,59 +78,6 @@ pub struct DecisionRecord {
     /// What the actuator did: `dry-run: 3 → 5`, `patched /scale 3 → 5`, `not the leader`, …
     pub actuation: String,
     pub decision: Decision,
-}
-
-/// Where the replica count comes from and where decisions go. Dry-run keeps a virtual replica count that
-/// follows the decisions; the Kubernetes implementation (Lease leader only) lives in `surge-k8s`.
-pub trait Actuator: Send + Sync {
-    /// Current `(spec.replicas, status.replicas, pods)` of the workload, or `None` when unknown.
-    /// `metric_pods` are the pods the policy's per-pod inputs name (empty when it has none): an actuator
-    /// without a cluster (dry-run) takes them as its pod list; one with a cluster reads the real pods.
-    fn observe(&self, policy: &PolicyDef, metric_pods: &[&str])
-    -> Option<(i32, i32, Vec<PodInfo>)>;
-    /// Applies a decision; returns a short description of what happened.
-    fn apply(&self, policy: &PolicyDef, decision: &Decision) -> String;
-}
-
-/// The dry-run actuator: a virtual replica count per policy, all pods running and ready. The pods are
-/// the ones the per-pod metrics name when there are as many as the virtual count (the workload's real
-/// pods, seen through their metrics), else stand-ins named `WORKLOAD-i`.
-#[derive(Default)]
-pub struct VirtualWorkloads {
-    replicas: DashMap<String, i32>,
-}
-
-impl Actuator for VirtualWorkloads {
-    fn observe(
-        &self,
-        policy: &PolicyDef,
-        metric_pods: &[&str],
-    ) -> Option<(i32, i32, Vec<PodInfo>)> {
-        let n = *self
-            .replicas
-            .entry(policy.name.clone())
-            .or_insert(policy.initial_replicas);
-        let pods = if !metric_pods.is_empty() && usize::try_from(n).ok() == Some(metric_pods.len())
-        {
-            metric_pods.iter().map(|p| PodInfo::running(p, 0)).collect()
-        } else {
-            (0..n)
-                .map(|i| PodInfo::running(&format!("{}-{i}", policy.workload.name), 0))
-                .collect()
-        };
-        Some((n, n, pods))
-    }
-
-    fn apply(&self, policy: &PolicyDef, decision: &Decision) -> String {
-        let before = decision.current_replicas;
-        if decision.scale {
-            self.replicas
-                .insert(policy.name.clone(), decision.desired_replicas);
-            format!("dry-run: {before} → {}", decision.desired_replicas)
-        } else {
-            format!("dry-run: stays at {before}")
-        }
-    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -215,7 +161,9 @@ struct SlotState {
 
 /// The engine loop of one aggregator.
 pub struct Autoscaler {
-    state: Arc<AggregatorState>,
+    cache: Arc<SeriesCache>,
+    /// The autoscaling path's evaluation options (freshness rule on).
+    opts: EvalOptions,
     slots: Vec<PolicySlot>,
     index: DashMap<SeriesId, Arc<[u32]>>,
     wake: Notify,
@@ -224,9 +172,11 @@ pub struct Autoscaler {
 }
 
 impl Autoscaler {
-    /// Builds the loop for `policies`; register it as an ingest observer and spawn [`Autoscaler::run`].
+    /// Builds the loop for `policies` over `cache`, read with `opts` (the autoscaling path's options:
+    /// `EvalOptions::autoscaling`); register it as an ingest observer and spawn [`Autoscaler::run`].
     pub fn new(
-        state: Arc<AggregatorState>,
+        cache: Arc<SeriesCache>,
+        opts: EvalOptions,
         policies: Vec<PolicyDef>,
         actuator: Arc<dyn Actuator>,
         registry: &mut Registry,
@@ -242,7 +192,8 @@ impl Autoscaler {
             })
             .collect();
         Arc::new(Autoscaler {
-            state,
+            cache,
+            opts,
             slots,
             index: DashMap::new(),
             wake: Notify::new(),
@@ -260,7 +211,7 @@ impl Autoscaler {
         if let Some(p) = self.index.get(&id) {
             return p.clone();
         }
-        let found: Arc<[u32]> = match self.state.cache().get(id) {
+        let found: Arc<[u32]> = match self.cache.get(id) {
             Some(series) => {
                 let labels = series.labels();
                 self.slots
@@ -280,7 +231,7 @@ impl Autoscaler {
             None => Arc::from([]),
         };
         // The index is a cache over live series: bound it by the cache's size.
-        if self.index.len() > 2 * self.state.cache().len() + 1024 {
+        if self.index.len() > 2 * self.cache.len() + 1024 {
             self.index.clear();
         }
         self.index.insert(id, found.clone());
@@ -294,7 +245,9 @@ impl Autoscaler {
             .iter()
             .filter(|s| {
                 filter.is_none_or(|f| {
-                    s.def.name == f || s.def.workload.key() == f || s.def.workload.name == f
+                    s.def.name() == f
+                        || s.def.target.workload.key() == f
+                        || s.def.target.workload.name == f
                 })
             })
             .flat_map(|s| s.state.lock().decisions.iter().cloned().collect::<Vec<_>>())
@@ -340,106 +293,96 @@ impl Autoscaler {
         }
     }
 
-    /// Evaluates one policy now.
+    /// Evaluates one policy now: read its inputs → observe the workload → decide → actuate → record.
     fn evaluate(&self, slot: &PolicySlot, trigger: &'static str, now: i64) {
         let started = std::time::Instant::now();
-        let was_dirty = slot.dirty.swap(false, Ordering::AcqRel);
-        let sample_ms = slot.trigger_sample_ms.swap(0, Ordering::AcqRel);
-        let ingested_ms = slot.ingested_at_ms.swap(0, Ordering::AcqRel);
-        let trigger = if was_dirty && sample_ms > 0 {
-            trigger
-        } else {
-            "fallback"
-        };
+        let cause = slot.take_cause(trigger);
         let def = &slot.def;
-        let opts = self.state.autoscaling_eval_options();
-        let mut inputs = Vec::with_capacity(def.inputs.len());
-        let mut samples = Vec::with_capacity(def.inputs.len());
-        for input in &def.inputs {
-            let (value, sample) = read_input(&self.state, input, now, &opts);
-            inputs.push(value);
-            samples.push(sample);
-        }
-        let metric_pods = per_pod_names(&samples);
-        let (current, status, pods) = self.actuator.observe(def, &metric_pods).unwrap_or((
-            def.initial_replicas,
-            def.initial_replicas,
-            Vec::new(),
-        ));
+        let (shown, samples) = self.read_inputs(def, now);
+        let observed = self.observe(def, &samples);
         let mut st = slot.state.lock();
-        let decision = match &def.engine {
-            EnginePolicy::Hpa(spec) => {
-                let metrics = samples.into_iter().map(|s| s.into_hpa()).collect();
-                let input = HpaInput {
-                    current_replicas: current,
-                    status_replicas: status,
-                    pods,
-                    metrics,
-                };
-                let min =
-                    surge_engine::Schedule::effective_min(&def.schedules, spec.min_replicas, now);
-                surge_engine::evaluate_hpa_with_min(spec, &mut st.hpa, &input, now, min)
-            }
-            EnginePolicy::ScaledObject(spec) => {
-                let input = KedaInput {
-                    current_replicas: current,
-                    status_replicas: status,
-                    pods,
-                    triggers: samples.into_iter().map(|s| s.into_trigger()).collect(),
-                };
-                if def.schedules.is_empty() {
-                    surge_engine::evaluate_scaled_object(spec, &mut st.keda, &input, now)
-                } else {
-                    let mut spec = (**spec).clone();
-                    spec.min_replica_count = surge_engine::Schedule::effective_min(
-                        &def.schedules,
-                        spec.min_replica_count,
-                        now,
-                    );
-                    surge_engine::evaluate_scaled_object(&spec, &mut st.keda, &input, now)
-                }
-            }
-        };
-        let actuation = self.actuator.apply(def, &decision);
+        let decision = decide(def, &mut st, observed, samples, now);
+        let actuation = self.actuator.apply(Action::Scale {
+            target: &def.target,
+            decision: &decision,
+        });
+        let record = self.record(def, cause, shown, actuation, decision, started);
+        st.last_eval_ms = now;
+        if st.decisions.len() == KEPT_DECISIONS {
+            st.decisions.pop_front();
+        }
+        st.decisions.push_back(record);
+    }
+
+    /// Every input's value now, as shown in the decision and as the engine takes it.
+    fn read_inputs(&self, def: &PolicyDef, now: i64) -> (Vec<InputValue>, Vec<InputSample>) {
+        def.inputs
+            .iter()
+            .map(|input| read_input(&self.cache, input, now, &self.opts))
+            .unzip()
+    }
+
+    /// The workload as the actuator sees it; the policy's initial count when it knows nothing.
+    fn observe(&self, def: &PolicyDef, samples: &[InputSample]) -> Observed {
+        let metric_pods = per_pod_names(samples);
+        self.actuator
+            .observe(&def.target, &metric_pods)
+            .unwrap_or(Observed {
+                spec_replicas: def.target.initial_replicas,
+                status_replicas: def.target.initial_replicas,
+                pods: Vec::new(),
+            })
+    }
+
+    /// Counts the evaluation and builds its record; an ingest-triggered one also observes the latencies.
+    fn record(
+        &self,
+        def: &PolicyDef,
+        cause: Cause,
+        inputs: Vec<InputValue>,
+        actuation: String,
+        decision: Decision,
+        started: std::time::Instant,
+    ) -> Arc<DecisionRecord> {
         let decided_at = now_ms();
-        self.metrics
-            .evaluations
-            .get_or_create(&TriggerLabel { trigger })
+        let m = &self.metrics;
+        m.evaluations
+            .get_or_create(&TriggerLabel {
+                trigger: cause.trigger,
+            })
             .inc();
-        self.metrics
-            .evaluation_seconds
+        m.evaluation_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .desired
+        m.desired
             .get_or_create(&PolicyLabel {
-                policy: def.name.clone(),
+                policy: def.name().to_owned(),
             })
             .set(i64::from(decision.desired_replicas));
-        let (trigger_sample_ms, ingested_at_ms) = if trigger == "ingest" {
-            self.metrics
-                .scrape_to_decision
+        if let Some(sample_ms) = cause.sample_ms {
+            m.scrape_to_decision
                 .observe(((decided_at - sample_ms) as f64 / 1000.0).max(0.0));
-            if ingested_ms > 0 {
-                self.metrics
-                    .ingest_to_decision
-                    .observe(((decided_at - ingested_ms) as f64 / 1000.0).max(0.0));
-            }
-            (Some(sample_ms), (ingested_ms > 0).then_some(ingested_ms))
-        } else {
-            (None, None)
-        };
-        let record = Arc::new(DecisionRecord {
-            policy: def.name.clone(),
-            workload: def.workload.key(),
-            mode: match def.mode {
-                ActuationMode::DryRun => "dry-run",
-                ActuationMode::Scale => "scale",
-                ActuationMode::Hpa => "hpa",
-            },
+        }
+        if let Some(ingested_ms) = cause.ingested_ms {
+            m.ingest_to_decision
+                .observe(((decided_at - ingested_ms) as f64 / 1000.0).max(0.0));
+        }
+        if decision.scale {
+            tracing::info!(
+                policy = %def.name(),
+                from = decision.current_replicas,
+                to = decision.desired_replicas,
+                reason = %decision.reason,
+                "scaling decision"
+            );
+        }
+        Arc::new(DecisionRecord {
+            policy: def.name().to_owned(),
+            workload: def.target.workload.key(),
+            mode: def.target.mode_name(),
             decided_at_ms: decided_at,
-            trigger,
-            trigger_sample_ms,
-            ingested_at_ms,
+            trigger: cause.trigger,
+            trigger_sample_ms: cause.sample_ms,
+            ingested_at_ms: cause.ingested_ms,
             replicas_before: decision.current_replicas,
             replicas_after: if decision.scale {
                 decision.desired_replicas
@@ -449,35 +392,98 @@ impl Autoscaler {
             inputs,
             actuation,
             decision,
-        });
-        if record.decision.scale {
-            tracing::info!(
-                policy = %def.name,
-                from = record.replicas_before,
-                to = record.replicas_after,
-                reason = %record.decision.reason,
-                "scaling decision"
-            );
+        })
+    }
+}
+
+/// Why a policy is evaluated: the trigger, and for an ingest trigger the newest sample among the series
+/// the policy reads that arrived since its last evaluation, and when the first of them was ingested.
+struct Cause {
+    trigger: &'static str,
+    sample_ms: Option<i64>,
+    ingested_ms: Option<i64>,
+}
+
+impl PolicySlot {
+    /// Takes what marked the policy dirty since its last evaluation; a clean slot is a fallback.
+    fn take_cause(&self, trigger: &'static str) -> Cause {
+        let was_dirty = self.dirty.swap(false, Ordering::AcqRel);
+        let sample_ms = self.trigger_sample_ms.swap(0, Ordering::AcqRel);
+        let ingested_ms = self.ingested_at_ms.swap(0, Ordering::AcqRel);
+        if was_dirty && sample_ms > 0 && trigger == "ingest" {
+            Cause {
+                trigger,
+                sample_ms: Some(sample_ms),
+                ingested_ms: (ingested_ms > 0).then_some(ingested_ms),
+            }
+        } else {
+            Cause {
+                trigger: "fallback",
+                sample_ms: None,
+                ingested_ms: None,
+            }
         }
-        st.last_eval_ms = now;
-        if st.decisions.len() == KEPT_DECISIONS {
-            st.decisions.pop_front();
+    }
+}
+
+/// The engine's decision for `def` from its inputs and the observed workload (schedules raise the floor).
+fn decide(
+    def: &PolicyDef,
+    st: &mut SlotState,
+    observed: Observed,
+    samples: Vec<InputSample>,
+    now: i64,
+) -> Decision {
+    let Observed {
+        spec_replicas: current_replicas,
+        status_replicas,
+        pods,
+    } = observed;
+    match &def.engine {
+        EnginePolicy::Hpa(spec) => {
+            let input = HpaInput {
+                current_replicas,
+                status_replicas,
+                pods,
+                metrics: samples.into_iter().map(InputSample::into_hpa).collect(),
+            };
+            let min = surge_engine::Schedule::effective_min(&def.schedules, spec.min_replicas, now);
+            surge_engine::evaluate_hpa_with_min(spec, &mut st.hpa, &input, now, min)
         }
-        st.decisions.push_back(record);
+        EnginePolicy::ScaledObject(spec) => {
+            let input = KedaInput {
+                current_replicas,
+                status_replicas,
+                pods,
+                triggers: samples.into_iter().map(InputSample::into_trigger).collect(),
+            };
+            if def.schedules.is_empty() {
+                surge_engine::evaluate_scaled_object(spec, &mut st.keda, &input, now)
+            } else {
+                let mut spec = (**spec).clone();
+                spec.min_replica_count = surge_engine::Schedule::effective_min(
+                    &def.schedules,
+                    spec.min_replica_count,
+                    now,
+                );
+                surge_engine::evaluate_scaled_object(&spec, &mut st.keda, &input, now)
+            }
+        }
     }
 }
 
 impl IngestObserver for Autoscaler {
-    fn on_ingest(&self, touched: &[SeriesId], latest_sample_ts_ms: i64) {
+    fn on_ingest(&self, touched: &[Touched]) {
         let now = now_ms();
         let mut woke = false;
-        for id in touched {
-            for &p in self.policies_of(*id).iter() {
+        for t in touched {
+            for &p in self.policies_of(t.id).iter() {
                 let Some(slot) = self.slots.get(p as usize) else {
                     continue;
                 };
+                // The newest sample among the series this policy reads, not of the whole request.
                 slot.trigger_sample_ms
-                    .fetch_max(latest_sample_ts_ms, Ordering::AcqRel);
+                    .fetch_max(t.newest_ms, Ordering::AcqRel);
                 let _ = slot.ingested_at_ms.compare_exchange(
                     0,
                     now,
@@ -493,6 +499,11 @@ impl IngestObserver for Autoscaler {
             self.wake.notify_one();
         }
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch: the loop's clock (the engine itself reads none).
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
 }
 
 /// One input's value as read from the cache.
@@ -549,10 +560,10 @@ fn per_pod_names(samples: &[InputSample]) -> Vec<&str> {
 }
 
 fn read_input(
-    state: &AggregatorState,
+    cache: &SeriesCache,
     input: &MetricInput,
     now: i64,
-    opts: &promql::EvalOptions,
+    opts: &EvalOptions,
 ) -> (InputValue, InputSample) {
     let mut shown = InputValue {
         metric: input.key.clone(),
@@ -561,7 +572,7 @@ fn read_input(
         per_pod: BTreeMap::new(),
         error: None,
     };
-    let sample = match promql::eval_instant(state.cache(), &input.expr, now, opts) {
+    let sample = match promql::eval_instant(cache, &input.expr, now, opts) {
         Err(e) => InputSample::Failed(e.to_string()),
         Ok(Value::Scalar(v)) if input.per_pod => InputSample::Failed(format!(
             "per-pod metric needs one series per pod, got the scalar {v}"

@@ -2,7 +2,7 @@
 //!
 //! A request narrows a rule's query by adding label matchers to **every** vector selector (from the
 //! request's selectors, its namespace and object name) and evaluates it at now with
-//! [`crate::AggregatorState::autoscaling_eval_options`]. The evaluator itself drops series whose newest
+//! `EvalOptions::autoscaling`. The evaluator itself drops series whose newest
 //! sample is older than `stale_after` or is a staleness marker, for instant and range selectors alike, so
 //! a result only ever holds fresh data. An empty result is then told apart:
 //!
@@ -17,10 +17,9 @@ use surge_model::Labels;
 
 use super::options::{CustomMetricRule, ExternalMetricRule};
 use super::status::ApiError;
-use crate::AggregatorState;
-use crate::cache::Matcher;
-use crate::promql::ast::{ExprKind, VectorSelector};
-use crate::promql::{self, Expr, Value};
+use surge_promql::ast::{ExprKind, VectorSelector};
+use surge_promql::{self as promql, EvalOptions, Expr, Value};
+use surge_store::{Matcher, SeriesCache};
 
 /// Why a rule could not be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -286,13 +285,13 @@ pub struct Evaluation {
 /// Evaluates `expr` at `now_ms` and applies the freshness rule (module docs). `what` names the metric in
 /// the stale error.
 pub fn evaluate(
-    state: &AggregatorState,
+    cache: &SeriesCache,
+    opts: &EvalOptions,
     expr: &Expr,
     now_ms: i64,
     what: &str,
 ) -> Result<Evaluation, ApiError> {
-    let opts = state.autoscaling_eval_options();
-    let value = promql::eval_instant(state.cache(), expr, now_ms, &opts)
+    let value = promql::eval_instant(cache, expr, now_ms, opts)
         .map_err(|e| ApiError::Internal(format!("evaluating {what}: {e}")))?;
     let samples: Vec<ResultSample> = match value {
         Value::Scalar(v) => vec![ResultSample {
@@ -317,12 +316,12 @@ pub fn evaluate(
             had_series: true,
         });
     }
-    let stale_after = state.cache().options().stale_after;
+    let stale_after = cache.options().stale_after;
     let mut had_series = false;
     let mut select_error = None;
     walk(
         expr,
-        &mut |sel, _| match state.cache().select(&sel.matchers, opts.max_series) {
+        &mut |sel, _| match cache.select(&sel.matchers, opts.max_series) {
             Ok(series) => had_series |= !series.is_empty(),
             Err(e) => select_error = Some(e),
         },
@@ -376,7 +375,7 @@ mod tests {
     #[test]
     fn narrowing_reaches_every_selector() {
         let e = promql::parse("sum(rate(a[1m])) / on() max(b) + c").unwrap();
-        let m = Matcher::new(crate::MatchOp::Equal, "x", "1").unwrap();
+        let m = Matcher::new(surge_store::MatchOp::Equal, "x", "1").unwrap();
         let n = narrow(&e, &[m]);
         let mut count = 0;
         walk(&n, &mut |sel, _| {

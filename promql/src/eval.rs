@@ -22,9 +22,10 @@ use surge_model::{Labels, METRIC_NAME, Sample, is_stale_nan};
 use super::ast::*;
 use super::functions::{self as f, Bucket};
 use super::value::*;
-use crate::block::{SampleRing, Window};
-use crate::cache::{IdBuildHasher, SelectError, Series, SeriesCache, range_without_markers};
-use crate::options::{CacheOptions, QueryOptions, millis};
+use crate::options::QueryOptions;
+use surge_store::block::{SampleRing, Window};
+use surge_store::cache::{IdBuildHasher, SelectError, Series, SeriesCache, range_without_markers};
+use surge_store::{CacheOptions, millis};
 
 /// Options of one evaluation.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,7 +181,7 @@ fn unwrap_parens(mut e: &Expr) -> &Expr {
 fn has_name_equality(sel: &VectorSelector) -> bool {
     sel.matchers
         .iter()
-        .any(|m| m.name == METRIC_NAME && m.op == crate::cache::MatchOp::Equal)
+        .any(|m| m.name == METRIC_NAME && m.op == surge_store::MatchOp::Equal)
 }
 
 /// Errors when two samples have the same visible labels.
@@ -1083,7 +1084,7 @@ fn histogram_quantile(q: f64, v: Vec<VectorSample>) -> Vec<VectorSample> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::parse;
+    use crate::parse;
     use surge_model::stale_nan;
 
     /// A small fixed dataset, samples every 10 s from t = 0 to 120 s:
@@ -1320,7 +1321,7 @@ mod tests {
             retention: Duration::from_secs(3600),
             ..CacheOptions::default()
         });
-        let n = crate::cache::SPLIT_MIN_SERIES + 500;
+        let n = surge_store::cache::SPLIT_MIN_SERIES + 500;
         for k in 0..n {
             let l = Labels::from_pairs([
                 ("__name__", "x".to_string()),

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::cache::Matcher;
+use surge_store::cache::Matcher;
 
 /// A parse error at byte `pos`, displayed as Prometheus does: `1:15: parse error: unexpected ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]

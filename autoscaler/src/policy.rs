@@ -2,28 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use surge_config::{ActuationMode, Config, ConfigError, ConfigErrors, FieldPath, PolicyConfig};
+use surge_config::{Config, ConfigError, ConfigErrors, FieldPath, PolicyConfig};
 use surge_engine::{HpaSpec, MetricSource, ScaledObjectSpec, Schedule};
 
-use crate::cache::Matcher;
-use crate::promql::ast::ExprKind;
-use crate::promql::{self, Expr};
-
-/// The object a policy scales.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Workload {
-    pub namespace: String,
-    pub name: String,
-    pub kind: String,
-    pub api_version: String,
-}
-
-impl Workload {
-    /// `namespace/name`, as `surge explain` and the decisions API name it.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
+use surge_actuate::{ScaleTarget, Workload};
+use surge_promql::ast::ExprKind;
+use surge_promql::{self as promql, Expr};
+use surge_store::Matcher;
 
 /// Which engine entry point a policy uses.
 #[derive(Debug, Clone)]
@@ -49,16 +34,21 @@ pub struct MetricInput {
 /// A policy ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct PolicyDef {
-    pub name: String,
-    pub workload: Workload,
-    pub mode: ActuationMode,
+    /// The policy's name, its workload, mode and initial count: what the actuator sees of it.
+    pub target: ScaleTarget,
     pub engine: EnginePolicy,
     pub inputs: Vec<MetricInput>,
     pub min_interval_ms: i64,
     pub fallback_interval_ms: i64,
-    pub initial_replicas: i32,
     /// Scheduled floors; empty for most policies.
     pub schedules: Vec<Schedule>,
+}
+
+impl PolicyDef {
+    /// The policy's name (unique in a config).
+    pub fn name(&self) -> &str {
+        &self.target.policy
+    }
 }
 
 /// Builds every policy of `cfg`, collecting every problem with its position in the config file.
@@ -81,12 +71,12 @@ pub fn build_policies(cfg: &Config) -> Result<Vec<PolicyDef>, ConfigErrors> {
     }
     let mut seen = BTreeMap::new();
     for (i, d) in out.iter().enumerate() {
-        if let Some(first) = seen.insert(d.name.clone(), i) {
+        if let Some(first) = seen.insert(d.name().to_owned(), i) {
             errors.push(cfg.error_at(
                 root.index(i).key("name"),
                 format!(
                     "policy name {:?} is already used by policies[{first}]",
-                    d.name
+                    d.name()
                 ),
             ));
         }
@@ -231,14 +221,16 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
         p.name.clone()
     };
     Ok(PolicyDef {
-        name,
-        workload,
-        mode: p.mode,
+        target: ScaleTarget {
+            policy: name,
+            workload,
+            mode: p.mode,
+            initial_replicas: p.initial_replicas,
+        },
         engine,
         inputs,
         min_interval_ms: p.min_interval.as_millis() as i64,
         fallback_interval_ms: p.fallback_interval.as_millis().max(1) as i64,
-        initial_replicas: p.initial_replicas,
         schedules,
     })
 }

@@ -12,23 +12,19 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use surge_workload::BenchTargets;
 
-use crate::bench::{Killed, cpu_seconds, free_port, rss_mib};
+use crate::proc::{Killed, cpu_seconds, free_port, rss_mib};
 
 pub struct LatencyBenchArgs {
     pub targets: usize,
     pub series: usize,
     pub steps: usize,
     pub json: bool,
-}
-
-pub fn main(args: LatencyBenchArgs) -> ExitCode {
-    crate::process::block_on_main("surge bench", run(args))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -45,7 +41,9 @@ fn stats(mut v: Vec<f64>) -> Value {
            "p99_ms": percentile(&v, 99.0), "max_ms": v.last().copied().unwrap_or(f64::NAN)})
 }
 
-async fn run(args: LatencyBenchArgs) -> anyhow::Result<()> {
+/// Runs the benchmark and prints its report (run from the `surge` binary: contenders are spawned from
+/// `std::env::current_exe()`).
+pub async fn run(args: LatencyBenchArgs) -> anyhow::Result<()> {
     let ip = std::net::IpAddr::from([127, 0, 0, 1]);
     let targets = BenchTargets::start(ip, args.targets, args.series).await?;
     targets.step(10.0);

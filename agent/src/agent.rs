@@ -53,6 +53,19 @@ pub struct AgentSpec {
     pub outputs: Vec<Arc<dyn Output>>,
 }
 
+impl AgentSpec {
+    /// Adds live target sources (e.g. Kubernetes pod discovery) to the jobs: `sources[i]` belongs to
+    /// `jobs[i]`, as `from_config::agent_spec` builds one job per scrape config, in order.
+    pub fn add_live_sources(
+        &mut self,
+        sources: Vec<Vec<tokio::sync::watch::Receiver<Vec<TargetGroup>>>>,
+    ) {
+        for (job, live) in self.jobs.iter_mut().zip(sources) {
+            job.dynamic.extend(live);
+        }
+    }
+}
+
 /// A running agent.
 pub struct Agent {
     cancel: CancellationToken,

@@ -1,14 +1,13 @@
 //! Onward remote-write: what the aggregator ingests is also shipped to long-term stores (Mimir, Thanos
-//! Receive, VictoriaMetrics, Prometheus) through the same sender the agent uses, so history lives in an
+//! Receive, VictoriaMetrics, Prometheus) through the same output seam the agent uses, so history lives in an
 //! existing distributed store while the aggregator keeps only the hot window.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use parking_lot::Mutex;
 use surge_model::{Labels, Tier};
 use surge_proto::remote_write::for_each_series;
-use surge_sender::{Batch, RemoteWriteSender, SeriesMeta, SeriesSamples};
+use surge_sender::{Batch, Outputs, SeriesMeta, SeriesSamples};
 
 use surge_store::{IngestObserver, Touched};
 
@@ -19,21 +18,21 @@ const MAX_CACHED_SERIES: usize = 1 << 20;
 
 /// Forwards every applied write request to the onward destinations.
 pub struct Onward {
-    senders: Vec<RemoteWriteSender>,
+    outputs: Outputs,
     series: Mutex<HashMap<u64, Option<SeriesMeta>>>,
 }
 
 impl Onward {
-    pub fn new(senders: Vec<RemoteWriteSender>) -> Self {
+    pub fn new(outputs: Outputs) -> Self {
         Onward {
-            senders,
+            outputs,
             series: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The senders, for an orderly shutdown.
-    pub fn senders(&self) -> &[RemoteWriteSender] {
-        &self.senders
+    /// The outputs, for an orderly shutdown.
+    pub fn outputs(&self) -> &Outputs {
+        &self.outputs
     }
 
     /// The series' identity, built once; `None` for a label set without a metric name (never forwarded).
@@ -59,7 +58,7 @@ impl IngestObserver for Onward {
     fn on_ingest(&self, _touched: &[Touched]) {}
 
     fn on_write_request(&self, decompressed: &[u8]) {
-        if self.senders.is_empty() {
+        if self.outputs.is_empty() {
             return;
         }
         let mut series = Vec::new();
@@ -84,17 +83,11 @@ impl IngestObserver for Onward {
             }
             Ok(())
         });
-        if series.is_empty() {
-            return;
-        }
         // History stores do not need sub-second delivery: the standard tier batches efficiently.
-        let batch = Arc::new(Batch {
+        self.outputs.submit(Batch {
             tier: Tier::Standard,
             series,
             scrape_end_ms: now_ms(),
         });
-        for s in &self.senders {
-            s.submit(batch.clone());
-        }
     }
 }

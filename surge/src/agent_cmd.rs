@@ -34,13 +34,8 @@ pub fn main(config: &Path) -> ExitCode {
         // Kubernetes pod discovery feeds the jobs that ask for it; it lives as long as the agent.
         let discovery_cancel = tokio_util::sync::CancellationToken::new();
         let mut k8s = surge_k8s::discovery::PodDiscoveries::new(discovery_cancel.clone());
-        // `agent_spec` builds one job per scrape config, in order: each takes its configs' sources.
         match k8s.sources(&cfg.agent.scrape_configs).await {
-            Ok(sources) => {
-                for (job, live) in spec.jobs.iter_mut().zip(sources) {
-                    job.dynamic.extend(live);
-                }
-            }
+            Ok(sources) => spec.add_live_sources(sources),
             Err(e) => {
                 eprintln!("surge: kubernetes_sd_configs: {e}");
                 return ExitCode::FAILURE;

@@ -108,16 +108,16 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     let state = Arc::new(AggregatorState::new(cache, query, ingest, &mut registry));
     let client = surge_agent::http_client()?;
     let sender_metrics = surge_sender::SenderMetrics::new(&mut registry);
-    let mut senders = Vec::new();
+    let mut outputs: Vec<Arc<dyn surge_sender::Output>> = Vec::new();
     for rw in &cfg.remote_write {
         let opts = surge_agent::from_config::sender_options(rw)?;
-        senders.push(surge_sender::RemoteWriteSender::try_start(
+        outputs.push(Arc::new(surge_sender::RemoteWriteSender::try_start(
             opts,
             client.clone(),
             &sender_metrics,
-        )?);
+        )?));
     }
-    let onward = Arc::new(Onward::new(senders));
+    let onward = Arc::new(Onward::new(surge_sender::Outputs::new(outputs)));
     state.add_observer(onward.clone());
     let cancel = CancellationToken::new();
     // A policy in `scale` mode needs the cluster: a Lease elects the one replica that patches `/scale`.
@@ -226,13 +226,9 @@ impl RunningAggregator {
         if let Some(l) = &self.leader {
             l.stopped().await;
         }
-        let flushes = self
-            .onward
-            .senders()
-            .iter()
-            .cloned()
-            .map(|s| s.shutdown(deadline));
-        futures::future::join_all(flushes).await;
+        for (destination, report) in self.onward.outputs().shutdown(deadline).await {
+            tracing::info!(destination, ?report, "onward output flushed");
+        }
     }
 }
 

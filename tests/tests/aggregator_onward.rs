@@ -26,7 +26,9 @@ async fn ingested_samples_are_forwarded_to_victoria_metrics() {
         QueryOptions::default(),
         IngestOptions::default(),
     );
-    let onward = Arc::new(Onward::new(vec![sender.clone()]));
+    let onward = Arc::new(Onward::new(surge_sender::Outputs::new(vec![Arc::new(
+        sender.clone(),
+    )])));
     state.add_observer(onward);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -360,9 +360,7 @@ agent:
             .sources(&cfg.agent.scrape_configs)
             .await
             .unwrap();
-        for (job, live) in spec.jobs.iter_mut().zip(sources) {
-            job.dynamic.extend(live);
-        }
+        spec.add_live_sources(sources);
         assert_eq!(
             discoveries.iter().count(),
             1,

@@ -5,6 +5,9 @@
 //! would need the tz database, which the engine does not embed, so daylight-saving shifts are the
 //! caller's to express (for example one schedule per season).
 
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use jiff::tz::{Offset, TimeZone};
 use serde::{Deserialize, Serialize};
 
 /// The longest window a schedule may hold (31 days): bounds the work of one evaluation.
@@ -80,16 +83,37 @@ impl Schedule {
         })
     }
 
+    /// The zone whose wall clock the cron fields are read on.
+    ///
+    /// This is the one place that turns the configured zone into a [`TimeZone`]: only fixed offsets
+    /// exist today, and an IANA zone (which needs the tz database) would be returned from here, with
+    /// [`Schedule::is_active`] following its daylight-saving shifts unchanged.
+    pub fn time_zone(&self) -> TimeZone {
+        // `parse` keeps offsets within ±14:59, inside jiff's ±25:59:59; only a hand-built schedule can
+        // fall outside, and it is read as UTC rather than panicking.
+        let offset = Offset::from_seconds(self.utc_offset_minutes.saturating_mul(60));
+        TimeZone::fixed(offset.unwrap_or(Offset::UTC))
+    }
+
     /// Whether a window is open at `now_ms`: the cron fired at some minute `t` with `t <= now < t + duration`.
+    ///
+    /// The walk steps back over instants, not wall-clock readings, so a zone whose clock jumps (daylight
+    /// saving) would still see each real minute once. A UTC minute is a minute of the zone's clock
+    /// because offsets are whole minutes. Instants outside jiff's years ±9999 match nothing.
     pub fn is_active(&self, now_ms: i64) -> bool {
-        let offset_ms = i64::from(self.utc_offset_minutes) * 60_000;
-        let local = now_ms.saturating_add(offset_ms);
-        let mut minute = local.div_euclid(60_000) * 60_000;
-        while local - minute < self.duration_ms {
-            if self.start.matches(minute) {
+        if Timestamp::from_millisecond(now_ms).is_err() {
+            return false;
+        }
+        let zone = self.time_zone();
+        let mut minute_ms = now_ms.div_euclid(60_000) * 60_000;
+        while now_ms - minute_ms < self.duration_ms {
+            let Ok(minute) = Timestamp::from_millisecond(minute_ms) else {
+                return false;
+            };
+            if self.start.matches(zone.to_datetime(minute)) {
                 return true;
             }
-            minute -= 60_000;
+            minute_ms -= 60_000;
         }
         false
     }
@@ -193,14 +217,11 @@ impl Cron {
         })
     }
 
-    /// Whether the expression fires at the minute starting at `local_ms` (local time as ms since epoch).
-    pub fn matches(&self, local_ms: i64) -> bool {
-        let days = local_ms.div_euclid(86_400_000);
-        let in_day = local_ms.rem_euclid(86_400_000) / 60_000;
-        let (hour, minute) = (in_day / 60, in_day % 60);
-        let (_, month, day) = civil_from_days(days);
-        let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday.
-        let dom = self.days_of_month & (1 << day) != 0;
+    /// Whether the expression fires at the wall-clock minute `local` (its seconds are ignored).
+    pub fn matches(&self, local: DateTime) -> bool {
+        // Cron counts weekdays from Sunday = 0.
+        let weekday = local.weekday().to_sunday_zero_offset();
+        let dom = self.days_of_month & (1 << local.day()) != 0;
         let dow = self.days_of_week & (1 << weekday) != 0;
         // Standard cron: when both day fields are restricted, either may match.
         let day_ok = if self.dom_restricted && self.dow_restricted {
@@ -208,25 +229,11 @@ impl Cron {
         } else {
             dom && dow
         };
-        self.minutes & (1 << minute) != 0
-            && self.hours & (1 << hour) != 0
-            && self.months & (1 << month) != 0
+        self.minutes & (1 << local.minute()) != 0
+            && self.hours & (1 << local.hour()) != 0
+            && self.months & (1 << local.month()) != 0
             && day_ok
     }
-}
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31) (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Parses `1h30m`, `90s`, `2d`, `500ms` into ms (1 s to 31 days).
@@ -306,18 +313,44 @@ pub fn parse_offset(text: &str) -> Result<i32, ScheduleError> {
 mod tests {
     use super::*;
 
+    use jiff::civil::date;
+
     /// 2024-03-04 (a Monday) at hh:mm UTC, in ms.
-    fn monday(hh: i64, mm: i64) -> i64 {
-        // 2024-03-04 is day 19786 since the epoch.
-        19_786 * 86_400_000 + hh * 3_600_000 + mm * 60_000
+    fn monday(hh: i8, mm: i8) -> i64 {
+        let utc = Offset::UTC.to_timestamp(date(2024, 3, 4).at(hh, mm, 0, 0));
+        utc.unwrap().as_millisecond()
     }
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_786), (2024, 3, 4));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!((19_786 + 4) % 7, 1); // Monday
+    fn wall_clock_readings() {
+        // What `is_active` hands the cron: the zone's wall clock at an instant.
+        let read = |zone: &str, ms: i64| {
+            let s = Schedule::parse("* * * * *", "1m", 1, zone).unwrap();
+            s.time_zone()
+                .to_datetime(Timestamp::from_millisecond(ms).unwrap())
+        };
+        assert_eq!(read("UTC", 0), date(1970, 1, 1).at(0, 0, 0, 0));
+        assert_eq!(
+            read("UTC", -1),
+            date(1969, 12, 31).at(23, 59, 59, 999_000_000)
+        );
+        assert_eq!(
+            read("+02:00", monday(6, 0)),
+            date(2024, 3, 4).at(8, 0, 0, 0)
+        );
+        // Across midnight, back into Sunday.
+        let sunday = read("-0530", monday(2, 0));
+        assert_eq!(sunday, date(2024, 3, 3).at(20, 30, 0, 0));
+        let cron = Cron::parse("30 20 * * SUN").unwrap();
+        assert!(cron.matches(sunday));
+        assert!(!cron.matches(read("UTC", monday(2, 0))));
+        // A hand-built offset beyond jiff's range reads as UTC instead of panicking.
+        let mut s = Schedule::parse("* * * * *", "1m", 1, "UTC").unwrap();
+        s.utc_offset_minutes = i32::MAX;
+        assert_eq!(s.time_zone(), TimeZone::UTC);
+        // Instants beyond jiff's years ±9999 open no window.
+        assert!(!s.is_active(i64::MAX));
+        assert!(!s.is_active(i64::MIN));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The agent as a process: wires discovery, the scrape loops, the outputs and the own HTTP server, and
 //! shuts them down in order (stop scraping → write staleness markers → flush outputs within the deadline).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,9 @@ use crate::scrape::manager::TargetManager;
 use crate::scrape::run::ScrapeContext;
 use crate::scrape::target::{ScrapeJob, ScrapeTarget, TargetGroup, targets_for_job};
 use crate::server::{ServerState, router};
-use surge_sender::{Output, Outputs, RemoteWriteSender, SenderMetrics, SenderOptions};
+use surge_sender::{
+    EndpointFanOut, Output, Outputs, RemoteWriteSender, SenderMetrics, SenderOptions,
+};
 
 /// File-based target lists of one job.
 #[derive(Debug, Clone)]
@@ -51,6 +54,10 @@ pub struct AgentSpec {
     /// to every output, and each is flushed at shutdown): where a destination that is not remote-write
     /// plugs in without an edit to the agent. Usually empty.
     pub outputs: Vec<Arc<dyn Output>>,
+    /// Destinations (by name) written to every member of a changing set of `host:port` endpoints
+    /// instead of their URL (e.g. every aggregator replica, from the Service's EndpointSlices); see
+    /// [`surge_sender::EndpointFanOut`].
+    pub endpoint_sets: BTreeMap<String, tokio::sync::watch::Receiver<Vec<String>>>,
 }
 
 impl AgentSpec {
@@ -100,15 +107,16 @@ impl Agent {
                 SenderMetrics::new(&mut r),
             )
         };
-        let outputs: Outputs = spec
-            .destinations
-            .into_iter()
-            .map(|o| {
-                let sender = RemoteWriteSender::start(o, client.clone(), &sender_metrics);
-                Arc::new(sender) as Arc<dyn Output>
-            })
-            .chain(spec.outputs)
-            .collect();
+        let mut endpoint_sets = spec.endpoint_sets;
+        let mut outputs: Vec<Arc<dyn Output>> = Vec::with_capacity(spec.destinations.len());
+        for o in spec.destinations {
+            outputs.push(match endpoint_sets.remove(&o.name) {
+                Some(set) => EndpointFanOut::start(o, set, client.clone(), &sender_metrics)
+                    .map_err(std::io::Error::other)?,
+                None => Arc::new(RemoteWriteSender::start(o, client.clone(), &sender_metrics)),
+            });
+        }
+        let outputs: Outputs = outputs.into_iter().chain(spec.outputs).collect();
         let ctx = Arc::new(ScrapeContext {
             fetcher: Fetcher::new(client),
             outputs: outputs.clone(),
@@ -169,8 +177,8 @@ impl Agent {
         self.manager.lock().await.health()
     }
 
-    /// Stops scraping, writes staleness markers for every target, and flushes the outputs within the
-    /// configured `shutdown_timeout`.
+    /// Stops scraping and flushes the outputs within the configured `shutdown_timeout`. Writes no
+    /// staleness markers: the targets did not go away, and a restarted agent continues their series.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.discovery.await;

@@ -161,6 +161,7 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
             })
             .collect(),
     };
+    let known: Vec<String> = wanted.iter().map(|w| w.0.clone()).collect();
     let mut inputs = Vec::new();
     for (key, per_pod, object, manifest_query) in wanted {
         let Some(query) = p.metrics.get(&key).cloned().or(manifest_query) else {
@@ -189,10 +190,9 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
             )),
         }
     }
+    // A metric of the manifest whose query does not parse was reported above; only strangers are left.
     for key in p.metrics.keys() {
-        if !inputs.iter().any(|i| &i.key == key)
-            && !problems.iter().any(|(_, m)| m.contains(key.as_str()))
-        {
+        if !known.contains(key) {
             problems.push((
                 at.key("metrics").key(key.as_str()),
                 format!("{key:?} is not a metric or trigger of the manifest"),

@@ -307,6 +307,36 @@ async fn a_schedule_raises_the_floor_while_its_window_is_open() {
 }
 
 #[test]
+fn a_query_that_does_not_parse_is_reported_once() {
+    let yaml = r#"
+policies:
+  - name: a
+    hpa: |
+      apiVersion: autoscaling/v2
+      kind: HorizontalPodAutoscaler
+      metadata: {name: a}
+      spec:
+        scaleTargetRef: {kind: Deployment, name: a}
+        maxReplicas: 2
+        metrics:
+          - type: External
+            external:
+              metric: {name: rps}
+              target: {type: Value, value: "10"}
+    metrics:
+      rps: sum(rate(x[30s])
+"#;
+    let cfg = surge_config::load_str(yaml, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
+    let errors = build_policies(&cfg).unwrap_err().to_lines();
+    assert_eq!(
+        errors,
+        [
+            "surge.yaml:17:12: policies[0].metrics.rps: query does not parse: 1:4: parse error: unclosed left parenthesis"
+        ]
+    );
+}
+
+#[test]
 fn an_invalid_schedule_is_located() {
     let yaml = POLICY.replace(
         "    metrics:\n      rps:",

@@ -156,13 +156,21 @@ fn default_reload_interval() -> Duration {
     Duration::from_secs(5)
 }
 
-/// kube-apiserver's front proxy: its client certificate must verify against `client_ca_file` (the
-/// `requestheader-client-ca-file`, also in ConfigMap `kube-system/extension-apiserver-authentication`).
+/// kube-apiserver's front proxy: its client certificate must verify against the
+/// `requestheader-client-ca-file`: a file (`client_ca_file`) or, as every aggregated API server reads
+/// it, ConfigMap `kube-system/extension-apiserver-authentication` (`from_cluster`). Set exactly one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestHeaderConfig {
     /// PEM CA bundle, e.g. `/pki/front-proxy-ca.crt`.
-    pub client_ca_file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Read the CA (`requestheader-client-ca-file`) and, when `allowed_names` is empty, the allowed
+    /// names (`requestheader-allowed-names`) from ConfigMap `kube-system/extension-apiserver-authentication`
+    /// at start, with the pod's service account (RBAC: the `extension-apiserver-authentication-reader`
+    /// Role). Default false.
+    #[serde(default)]
+    pub from_cluster: bool,
     /// Common names accepted (`requestheader-allowed-names`, e.g. `front-proxy-client`). Empty: any
     /// certificate the CA signed.
     #[serde(default)]
@@ -269,13 +277,22 @@ impl KubernetesApiConfig {
                 ));
             }
         }
-        if let Some(r) = &self.requestheader
-            && r.client_ca_file.as_os_str().is_empty()
-        {
-            out.push((
-                f("requestheader").key("client_ca_file"),
-                "client_ca_file is required".to_owned(),
-            ));
+        if let Some(r) = &self.requestheader {
+            let file = r
+                .client_ca_file
+                .as_ref()
+                .filter(|p| !p.as_os_str().is_empty());
+            match (file, r.from_cluster) {
+                (None, false) => out.push((
+                    f("requestheader").key("client_ca_file"),
+                    "set client_ca_file, or from_cluster: true to read the CA from kube-system/extension-apiserver-authentication".to_owned(),
+                )),
+                (Some(_), true) => out.push((
+                    f("requestheader").key("from_cluster"),
+                    "set either client_ca_file or from_cluster, not both".to_owned(),
+                )),
+                _ => {}
+            }
         }
         if let Some(url) = &self.forward_external_url
             && !(url.starts_with("https://") || url.starts_with("http://"))

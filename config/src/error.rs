@@ -132,6 +132,13 @@ impl ConfigErrors {
         }
     }
 
+    /// Wraps a list in document order (by position; errors without one last; ties keep their order), as
+    /// loading reports them: for callers that add problems found after loading. `None` when it is empty.
+    pub fn in_document_order(mut errors: Vec<ConfigError>) -> Option<Self> {
+        sort_in_document_order(&mut errors);
+        Self::from_vec(errors)
+    }
+
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &ConfigError> + '_ {
         self.errors.iter()
     }
@@ -153,6 +160,14 @@ impl ConfigErrors {
     pub fn to_lines(&self) -> Vec<String> {
         self.errors.iter().map(ToString::to_string).collect()
     }
+}
+
+/// Sorts by position, errors without one last. The sort is stable, so ties keep check order.
+pub(crate) fn sort_in_document_order(errors: &mut [ConfigError]) {
+    errors.sort_by_key(|e| {
+        e.position
+            .map_or((usize::MAX, usize::MAX), |p| (p.line, p.column))
+    });
 }
 
 impl From<ConfigError> for ConfigErrors {

@@ -325,11 +325,7 @@ pub(crate) fn load_str(text: &str, origin: &str, env: &dyn Env) -> Result<Config
 }
 
 fn sorted(mut errors: Vec<ConfigError>) -> Vec<ConfigError> {
-    // Document order; errors without a position last. The sort is stable, so ties keep check order.
-    errors.sort_by_key(|e| {
-        e.position
-            .map_or((usize::MAX, usize::MAX), |p| (p.line, p.column))
-    });
+    crate::error::sort_in_document_order(&mut errors);
     errors
 }
 

@@ -27,6 +27,29 @@ pub struct RemoteWriteConfig {
     pub write_relabel_configs: Vec<RelabelConfig>,
     /// Buffering, batching and retries.
     pub queue_config: QueueConfig,
+    /// Write to every ready endpoint of a Kubernetes Service instead of through it, e.g. every
+    /// aggregator replica, so each replica holds every series and answers the same. The endpoints come
+    /// from the Service's EndpointSlices (watched); each gets its own queue (this destination's
+    /// `queue_config`) named `NAME@IP:PORT`, with `url`'s scheme and path. Until the first list arrives,
+    /// and while the Service has no ready endpoint, samples go to `url` itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes_endpoints: Option<KubernetesEndpointsConfig>,
+}
+
+/// A Kubernetes Service whose ready endpoints are remote-write destinations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesEndpointsConfig {
+    /// The Service's namespace, e.g. `${POD_NAMESPACE}`. Required.
+    pub namespace: String,
+    /// The Service's name, e.g. `surge-aggregator`. Required.
+    pub service: String,
+    /// The Service port's name (e.g. `http`) or number whose endpoint port is written to. Required.
+    pub port: String,
+    /// A kubeconfig file to reach the API server with. Default: the in-cluster service account, else
+    /// the file named by `$KUBECONFIG`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
 }
 
 impl Default for RemoteWriteConfig {
@@ -38,6 +61,7 @@ impl Default for RemoteWriteConfig {
             headers: BTreeMap::new(),
             write_relabel_configs: Vec::new(),
             queue_config: QueueConfig::default(),
+            kubernetes_endpoints: None,
         }
     }
 }

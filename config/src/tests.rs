@@ -436,3 +436,15 @@ fn label_values_may_be_written_as_numbers_or_booleans() {
         ]
     );
 }
+
+#[test]
+fn metrics_api_listen_needs_its_own_port() {
+    let text =
+        "aggregator:\n  listen: 127.0.0.1:9091\n  kubernetes_api:\n    listen: 0.0.0.0:9091\n";
+    assert_eq!(
+        errors(text),
+        [
+            "surge.yaml:4:13: aggregator.kubernetes_api.listen: 0.0.0.0:9091 is also aggregator.listen (127.0.0.1:9091): the metrics APIs need a port of their own (e.g. 0.0.0.0:6443)"
+        ]
+    );
+}

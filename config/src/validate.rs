@@ -258,6 +258,18 @@ fn remote_writes(p: &mut Problems, at: &FieldPath, rws: &[RemoteWriteConfig]) {
 }
 
 fn remote_write(p: &mut Problems, at: &FieldPath, rw: &RemoteWriteConfig) {
+    if let Some(k) = &rw.kubernetes_endpoints {
+        let at = at.key("kubernetes_endpoints");
+        for (field, value) in [
+            ("namespace", &k.namespace),
+            ("service", &k.service),
+            ("port", &k.port),
+        ] {
+            if value.is_empty() {
+                p.add(at.key(field), format!("{field} is required"));
+            }
+        }
+    }
     if let Some(m) = url_problem(&rw.url) {
         p.add(
             if rw.url.is_empty() {
@@ -374,7 +386,25 @@ fn aggregator(p: &mut Problems, at: &FieldPath, a: &AggregatorConfig) {
         for (field, message) in k.problems() {
             p.add(at.join(&field), message);
         }
+        // Both servers live in the aggregator process: the second bind would fail at start.
+        if sockets_overlap(a.listen, k.listen) {
+            p.add(
+                at.key("listen"),
+                format!(
+                    "{} is also aggregator.listen ({}): the metrics APIs need a port of their own (e.g. 0.0.0.0:6443)",
+                    k.listen, a.listen
+                ),
+            );
+        }
     }
+}
+
+/// Whether binding both addresses in one process fails: the same fixed port on the same address, or on
+/// any address when either is a wildcard. Port 0 always binds (the OS picks a free port).
+fn sockets_overlap(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 #[cfg(test)]
@@ -399,5 +429,16 @@ mod tests {
             Some(r#""http://h:99999/" has an invalid port "99999""#)
         );
         assert!(url_problem("localhost:9091").is_some());
+    }
+
+    #[test]
+    fn overlapping_listen_addresses() {
+        let overlap = |a: &str, b: &str| sockets_overlap(a.parse().unwrap(), b.parse().unwrap());
+        assert!(overlap("0.0.0.0:9091", "0.0.0.0:9091"));
+        assert!(overlap("0.0.0.0:9091", "127.0.0.1:9091"));
+        assert!(overlap("127.0.0.1:9091", "[::]:9091"));
+        assert!(!overlap("127.0.0.1:9091", "127.0.0.2:9091"));
+        assert!(!overlap("0.0.0.0:9091", "0.0.0.0:6443"));
+        assert!(!overlap("127.0.0.1:0", "127.0.0.1:0"));
     }
 }

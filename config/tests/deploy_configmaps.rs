@@ -43,8 +43,14 @@ fn documents(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// What the manifests' pods set from the downward API and their `env`.
 fn env() -> MapEnv {
-    MapEnv::default().with("NODE_NAME", "n1")
+    MapEnv::default()
+        .with("NODE_NAME", "n1")
+        .with("POD_IP", "10.0.0.7")
+        .with("POD_NAME", "surge-x")
+        .with("POD_NAMESPACE", "surge")
+        .with("AGGREGATOR_SERVICE", "surge-aggregator")
 }
 
 fn check(text: &str, origin: &str) {
@@ -128,8 +134,22 @@ fn the_agent_config_takes_the_node_name_from_the_environment() {
         c.agent.remote_write[0].url,
         "http://surge-aggregator.surge.svc:9091/api/v1/write"
     );
+    // Every aggregator replica, from the Service's EndpointSlices.
+    let k = c.agent.remote_write[0]
+        .kubernetes_endpoints
+        .as_ref()
+        .expect("the agent writes to every aggregator replica");
+    assert_eq!(
+        (k.namespace.as_str(), k.service.as_str(), k.port.as_str()),
+        ("surge", "surge-aggregator", "http")
+    );
+    assert_eq!(c.agent.listen.to_string(), "10.0.0.7:9092");
     // Without NODE_NAME the agent must not start with a made-up node label.
-    assert!(load_str(text, "surge.yaml", &MapEnv::default()).is_err());
+    let no_node = MapEnv::default()
+        .with("POD_IP", "10.0.0.7")
+        .with("POD_NAMESPACE", "surge")
+        .with("AGGREGATOR_SERVICE", "surge-aggregator");
+    assert!(load_str(text, "surge.yaml", &no_node).is_err());
 }
 
 /// `.Values.a.b.c` paths read by the chart's templates.

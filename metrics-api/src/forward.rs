@@ -9,11 +9,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::options::ForwardOptions;
 use super::status::ApiError;
-use super::tls::{TlsError, provider, read_certs, read_key};
+use super::tls::{PairFile, TlsError, check_pair, first_problem, load_pair, provider, read_roots};
 
 /// The front-proxy headers passed on (the provider trusts them only from a client certificate it
 /// accepts, which `client_cert` provides).
@@ -76,6 +77,41 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
+/// Which file of [`ForwardOptions`] a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardFile {
+    Ca,
+    ClientCert,
+    ClientKey,
+}
+
+/// The CA bundle [`Forwarder::new`] trusts: `ca_file`, unless verification is off (then it is not read).
+fn trusted_roots(opts: &ForwardOptions) -> Option<Result<RootCertStore, TlsError>> {
+    if opts.insecure_skip_verify {
+        return None;
+    }
+    opts.ca_file.as_deref().map(read_roots)
+}
+
+/// Every problem [`Forwarder::new`] would refuse in the files it reads (the CA bundle, the client
+/// certificate and its key), each with its file. Nothing is connected to.
+pub fn check_files(opts: &ForwardOptions) -> Vec<(ForwardFile, TlsError)> {
+    let mut problems = Vec::new();
+    if let Some(Err(e)) = trusted_roots(opts) {
+        problems.push((ForwardFile::Ca, e));
+    }
+    if let Some((cert, key)) = &opts.client_cert {
+        problems.extend(check_pair(cert, key).into_iter().map(|(file, e)| {
+            let file = match file {
+                PairFile::Cert => ForwardFile::ClientCert,
+                PairFile::Key => ForwardFile::ClientKey,
+            };
+            (file, e)
+        }));
+    }
+    problems
+}
+
 impl Forwarder {
     /// Builds the client: trusting `ca_file` (or the system roots), presenting `client_cert` if set.
     pub fn new(opts: &ForwardOptions) -> Result<Forwarder, TlsError> {
@@ -92,25 +128,21 @@ impl Forwarder {
                 b.dangerous()
                     .with_custom_certificate_verifier(Arc::new(NoVerify(p)))
             } else {
-                let mut roots = RootCertStore::empty();
-                match &opts.ca_file {
-                    Some(ca) => {
-                        for c in read_certs(ca)? {
-                            roots.add(c).map_err(|e| TlsError::Config(e.to_string()))?;
-                        }
-                    }
+                match trusted_roots(opts) {
+                    Some(roots) => b.with_root_certificates(roots?),
                     None => {
                         return Err(TlsError::Config(
-                            "forwarding with a client certificate needs ca_file (or insecure_skip_verify)".into(),
+                            "forwarding with a client certificate needs ca_file (or insecure_skip_verify)"
+                                .into(),
                         ));
                     }
                 }
-                b.with_root_certificates(roots)
             };
             let config = match &opts.client_cert {
-                Some((cert, key)) => b
-                    .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
-                    .map_err(|e| TlsError::Config(e.to_string()))?,
+                Some((cert, key)) => {
+                    let pair = load_pair(cert, key).map_err(first_problem)?;
+                    b.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(pair)))
+                }
                 None => b.with_no_client_auth(),
             };
             builder = builder.tls_backend_preconfigured(config);

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! - [`MetricsApi::new`] compiles the rules and loads the certificates (errors before any port is
-//!   bound); [`router`] builds the HTTP surface without a socket (tests call it with `oneshot`, inserting
+//!   bound). [`rules::check`], [`tls::check_pair`], [`tls::read_roots`] and [`forward::check_files`] find
+//!   every problem it would refuse, each with its rule or file, without building anything (for
+//!   `surge check-config`); [`router`] builds the HTTP surface without a socket (tests call it with `oneshot`, inserting
 //!   a [`ClientIdentity`] extension to play the front proxy); [`serve_https`] serves it.
 //! - Errors are one enum, [`ApiError`], rendered as a `metav1.Status`.
 //! - Freshness: a metric whose data is stale answers 503 (the HPA counts the metric as failed), never an

@@ -159,39 +159,113 @@ fn parse(api: &'static str, name: &str, query: &str) -> Result<Expr, RuleError> 
     })
 }
 
-/// Compiles the external rules; names are unique.
-pub fn compile_external(rules: &[ExternalMetricRule]) -> Result<Vec<ExternalRule>, RuleError> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(rules.len());
-    for r in rules {
-        check_name("external", &r.name)?;
-        if !seen.insert(r.name.as_str()) {
-            return Err(RuleError::Duplicate {
-                api: "external",
-                name: r.name.clone(),
-            });
-        }
-        out.push(ExternalRule {
-            name: r.name.clone(),
-            expr: parse("external", &r.name, &r.query)?,
-        });
-    }
-    Ok(out)
+/// Which list a rule is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleList {
+    /// `external_metrics`.
+    External,
+    /// `custom_metrics`.
+    Custom,
 }
 
-/// Compiles the custom rules; (resource, name) pairs are unique.
-pub fn compile_custom(rules: &[CustomMetricRule]) -> Result<Vec<CustomRule>, RuleError> {
+/// Which field of a rule a [`RuleProblem`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleField {
+    Name,
+    Query,
+}
+
+/// One problem of one rule, located by its list and its index in that list.
+#[derive(Debug)]
+pub struct RuleProblem {
+    pub list: RuleList,
+    /// The rule's index in its list, from 0.
+    pub index: usize,
+    pub field: RuleField,
+    pub error: RuleError,
+}
+
+impl RuleProblem {
+    /// What is wrong, phrased for a reader already pointed at the field (so without the API, the rule's
+    /// name or its query): `query does not parse: ...`.
+    pub fn reason(&self) -> String {
+        match &self.error {
+            RuleError::Query { message, .. } => format!("query does not parse: {message}"),
+            RuleError::Duplicate { name, .. } => format!("{name:?} is defined twice"),
+            RuleError::BadName { name, .. } => {
+                format!("{name:?} is not a valid path segment (no /, ?, #, spaces, . or ..)")
+            }
+        }
+    }
+}
+
+/// The external rules that compile, and every problem of the others (in rule order; within a rule, its
+/// name before its query).
+fn external(rules: &[ExternalMetricRule]) -> (Vec<ExternalRule>, Vec<RuleProblem>) {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(rules.len());
-    for r in rules {
-        check_name("custom", &r.name)?;
-        if !seen.insert((r.resource.as_str(), r.name.as_str())) {
-            return Err(RuleError::Duplicate {
-                api: "custom",
-                name: format!("{}/{}", r.resource, r.name),
-            });
+    let mut problems = Vec::new();
+    for (index, r) in rules.iter().enumerate() {
+        let problem = |field, error| RuleProblem {
+            list: RuleList::External,
+            index,
+            field,
+            error,
+        };
+        let named = match check_name("external", &r.name) {
+            Err(e) => Err(e),
+            Ok(()) if !seen.insert(r.name.as_str()) => Err(RuleError::Duplicate {
+                api: "external",
+                name: r.name.clone(),
+            }),
+            Ok(()) => Ok(()),
+        };
+        if let Err(e) = named {
+            problems.push(problem(RuleField::Name, e));
         }
-        let expr = parse("custom", &r.name, &r.query)?;
+        match parse("external", &r.name, &r.query) {
+            Ok(expr) => out.push(ExternalRule {
+                name: r.name.clone(),
+                expr,
+            }),
+            Err(e) => problems.push(problem(RuleField::Query, e)),
+        }
+    }
+    (out, problems)
+}
+
+/// The custom rules that compile, and every problem of the others (ordered as [`external`]'s).
+fn custom(rules: &[CustomMetricRule]) -> (Vec<CustomRule>, Vec<RuleProblem>) {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(rules.len());
+    let mut problems = Vec::new();
+    for (index, r) in rules.iter().enumerate() {
+        let problem = |field, error| RuleProblem {
+            list: RuleList::Custom,
+            index,
+            field,
+            error,
+        };
+        let named = match check_name("custom", &r.name) {
+            Err(e) => Err(e),
+            Ok(()) if !seen.insert((r.resource.as_str(), r.name.as_str())) => {
+                Err(RuleError::Duplicate {
+                    api: "custom",
+                    name: format!("{}/{}", r.resource, r.name),
+                })
+            }
+            Ok(()) => Ok(()),
+        };
+        if let Err(e) = named {
+            problems.push(problem(RuleField::Name, e));
+        }
+        let expr = match parse("custom", &r.name, &r.query) {
+            Ok(expr) => expr,
+            Err(e) => {
+                problems.push(problem(RuleField::Query, e));
+                continue;
+            }
+        };
         let resource = ResourceKind::of(&r.resource);
         let window_s = match r.window {
             Some(w) => w.as_secs(),
@@ -216,7 +290,37 @@ pub fn compile_custom(rules: &[CustomMetricRule]) -> Result<Vec<CustomRule>, Rul
             ignore_label_selector: r.ignore_label_selector,
         });
     }
-    Ok(out)
+    (out, problems)
+}
+
+/// Every problem [`compile_external`] and [`compile_custom`] would refuse, not just the first: external
+/// rules first, then custom ones. Empty when both compile. Pure: no registry, no port, no file.
+pub fn check(
+    external_rules: &[ExternalMetricRule],
+    custom_rules: &[CustomMetricRule],
+) -> Vec<RuleProblem> {
+    let mut problems = external(external_rules).1;
+    problems.extend(custom(custom_rules).1);
+    problems
+}
+
+/// Compiles the external rules; names are unique. Fails with the first problem [`check`] reports.
+pub fn compile_external(rules: &[ExternalMetricRule]) -> Result<Vec<ExternalRule>, RuleError> {
+    let (compiled, problems) = external(rules);
+    match problems.into_iter().next() {
+        Some(p) => Err(p.error),
+        None => Ok(compiled),
+    }
+}
+
+/// Compiles the custom rules; (resource, name) pairs are unique. Fails with the first problem [`check`]
+/// reports.
+pub fn compile_custom(rules: &[CustomMetricRule]) -> Result<Vec<CustomRule>, RuleError> {
+    let (compiled, problems) = custom(rules);
+    match problems.into_iter().next() {
+        Some(p) => Err(p.error),
+        None => Ok(compiled),
+    }
 }
 
 fn walk<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a VectorSelector, i64)) {
@@ -370,6 +474,87 @@ mod tests {
             (w.kind.as_str(), w.api_version.as_str()),
             ("Widget", "example.com/v1")
         );
+    }
+
+    fn ext(name: &str, query: &str) -> ExternalMetricRule {
+        ExternalMetricRule {
+            name: name.into(),
+            query: query.into(),
+        }
+    }
+
+    fn cus(name: &str, resource: &str, query: &str) -> CustomMetricRule {
+        CustomMetricRule {
+            name: name.into(),
+            resource: resource.into(),
+            query: query.into(),
+            object_label: None,
+            window: None,
+            ignore_label_selector: false,
+        }
+    }
+
+    #[test]
+    fn check_reports_every_problem_with_its_rule() {
+        let external = [ext("ok", "sum(a)"), ext("ok", "sum(b"), ext("..", "c")];
+        let custom = [
+            cus("x", "pods", "sum by (pod) (x)"),
+            cus("x", "nodes", "x"),
+            cus("x", "pods", "rate(x[1m]"),
+        ];
+        let got: Vec<(RuleList, usize, RuleField, String)> = check(&external, &custom)
+            .iter()
+            .map(|p| (p.list, p.index, p.field, p.reason()))
+            .collect();
+        let want = [
+            (
+                RuleList::External,
+                1,
+                RuleField::Name,
+                "\"ok\" is defined twice",
+            ),
+            (
+                RuleList::External,
+                1,
+                RuleField::Query,
+                "query does not parse",
+            ),
+            (
+                RuleList::External,
+                2,
+                RuleField::Name,
+                "\"..\" is not a valid path segment",
+            ),
+            (
+                RuleList::Custom,
+                2,
+                RuleField::Name,
+                "\"pods/x\" is defined twice",
+            ),
+            (
+                RuleList::Custom,
+                2,
+                RuleField::Query,
+                "query does not parse",
+            ),
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!((g.0, g.1, g.2), (w.0, w.1, w.2), "{got:#?}");
+            assert!(
+                g.3.starts_with(w.3),
+                "{:?} does not start with {:?}",
+                g.3,
+                w.3
+            );
+        }
+        // The compilers stop at the first of them, and accept what check accepts.
+        assert!(matches!(
+            compile_external(&external),
+            Err(RuleError::Duplicate { .. })
+        ));
+        assert!(check(&external[..1], &custom[..2]).is_empty());
+        assert_eq!(compile_custom(&custom[..2]).unwrap().len(), 2);
     }
 
     #[test]

@@ -634,6 +634,88 @@ impl TestCa {
 }
 
 #[test]
+fn checks_name_the_file_of_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = test_ca("cluster-ca");
+    let (c1, k1) = ca.leaf("server-1", &["localhost"], false);
+    let (_, k2) = ca.leaf("server-2", &["localhost"], false);
+    for (name, text) in [
+        ("tls.crt", c1.as_str()),
+        ("tls.key", k1.as_str()),
+        ("other.key", k2.as_str()),
+        ("ca.crt", ca.pem.as_str()),
+        ("garbage", "not PEM at all\n"),
+    ] {
+        std::fs::write(d.join(name), text).unwrap();
+    }
+    let check = |cert: &str, key: &str| -> Vec<(tls::PairFile, String)> {
+        tls::check_pair(&d.join(cert), &d.join(key))
+            .into_iter()
+            .map(|(f, e)| (f, e.to_string()))
+            .collect()
+    };
+    assert_eq!(check("tls.crt", "tls.key"), []);
+    let mismatch = check("tls.crt", "other.key");
+    assert_eq!(mismatch.len(), 1, "{mismatch:?}");
+    assert_eq!(mismatch[0].0, tls::PairFile::Key);
+    let want = format!(
+        "other.key: the key does not match the certificate in {}",
+        d.join("tls.crt").display()
+    );
+    assert!(mismatch[0].1.ends_with(&want), "{mismatch:?}");
+    // Both files wrong: both reported.
+    let both = check("missing.crt", "garbage");
+    assert_eq!(
+        both.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [tls::PairFile::Cert, tls::PairFile::Key],
+        "{both:?}"
+    );
+    assert!(both[0].1.contains("missing.crt: "), "{both:?}");
+    assert!(
+        both[1]
+            .1
+            .ends_with("garbage: no PRIVATE KEY (or RSA PRIVATE KEY, EC PRIVATE KEY) in the file"),
+        "{both:?}"
+    );
+    // A cert and key swapped.
+    let swapped = check("tls.key", "tls.crt");
+    assert_eq!(swapped.len(), 2, "{swapped:?}");
+    assert!(
+        swapped[0]
+            .1
+            .ends_with("tls.key: no CERTIFICATE in the file"),
+        "{swapped:?}"
+    );
+    assert!(tls::read_roots(&d.join("ca.crt")).is_ok());
+    assert!(tls::read_roots(&d.join("tls.key")).is_err());
+    // The forward client reads its CA only when it verifies, and its client pair always.
+    let mut fwd = ForwardOptions {
+        url: "https://keda:443".into(),
+        ca_file: Some(d.join("missing-ca.crt")),
+        client_cert: Some((d.join("tls.crt"), d.join("other.key"))),
+        insecure_skip_verify: false,
+        timeout: Duration::from_secs(1),
+    };
+    let files = |o: &ForwardOptions| -> Vec<forward::ForwardFile> {
+        forward::check_files(o)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
+    };
+    assert_eq!(
+        files(&fwd),
+        [forward::ForwardFile::Ca, forward::ForwardFile::ClientKey]
+    );
+    assert!(forward::Forwarder::new(&fwd).is_err());
+    fwd.insecure_skip_verify = true;
+    assert_eq!(files(&fwd), [forward::ForwardFile::ClientKey]);
+    fwd.client_cert = Some((d.join("tls.crt"), d.join("tls.key")));
+    assert_eq!(files(&fwd), []);
+    assert!(forward::Forwarder::new(&fwd).is_ok());
+}
+
+#[test]
 fn common_name_from_der() {
     let ca = test_ca("test-ca");
     let (pem, _) = ca.leaf("front-proxy-client", &[], false);

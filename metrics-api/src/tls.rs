@@ -37,7 +37,10 @@ pub enum TlsError {
     /// A certificate or key file could not be read or holds no usable PEM item.
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
-    /// rustls refused the configuration (e.g. a key that does not match the certificate).
+    /// The private key is not the one the certificate was issued for.
+    #[error("{key}: the key does not match the certificate in {cert}")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(String),
     /// The development certificate could not be generated.
@@ -71,22 +74,97 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// Reads the first private key of a PEM file.
 pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, e))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => file_err(
+            path,
+            "no PRIVATE KEY (or RSA PRIVATE KEY, EC PRIVATE KEY) in the file",
+        ),
+        e => file_err(path, e),
+    })
 }
 
+/// Reads a PEM CA bundle into a root store (every certificate must be a usable trust anchor).
+pub fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(path)? {
+        roots.add(c).map_err(|e| file_err(path, e))?;
+    }
+    Ok(roots)
+}
+
+/// Which file of a certificate/key pair a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairFile {
+    Cert,
+    Key,
+}
+
+/// Pairs a chain with its key: the provider must sign with the key, and the key must be the chain
+/// leaf's. Each error says which file it is about.
 fn certified_key(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    cert_path: &Path,
     key_path: &Path,
-) -> Result<CertifiedKey, TlsError> {
+) -> Result<CertifiedKey, (PairFile, TlsError)> {
     let key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| file_err(key_path, e))?;
+        .map_err(|e| (PairFile::Key, file_err(key_path, e)))?;
     let ck = CertifiedKey::new(certs, key);
-    ck.keys_match()
-        .map_err(|e| TlsError::Config(format!("the key does not match the certificate: {e}")))?;
-    Ok(ck)
+    match ck.keys_match() {
+        Ok(()) => Ok(ck),
+        Err(rustls::Error::InconsistentKeys(_)) => Err((
+            PairFile::Key,
+            TlsError::KeyMismatch {
+                cert: cert_path.to_owned(),
+                key: key_path.to_owned(),
+            },
+        )),
+        // The leaf itself does not parse.
+        Err(e) => Err((
+            PairFile::Cert,
+            file_err(
+                cert_path,
+                format!("the first certificate is not valid: {e}"),
+            ),
+        )),
+    }
+}
+
+/// Reads and pairs a certificate chain and its key, reporting the problems of both files (not only the
+/// first) with the file each is in.
+pub(crate) fn load_pair(
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<CertifiedKey, Vec<(PairFile, TlsError)>> {
+    match (read_certs(cert_file), read_key(key_file)) {
+        (Ok(certs), Ok(key)) => {
+            certified_key(certs, key, cert_file, key_file).map_err(|problem| vec![problem])
+        }
+        (certs, key) => Err(certs
+            .err()
+            .map(|e| (PairFile::Cert, e))
+            .into_iter()
+            .chain(key.err().map(|e| (PairFile::Key, e)))
+            .collect()),
+    }
+}
+
+/// Every problem [`ReloadingCert::from_files`] (or a client certificate) would refuse in a PEM
+/// certificate chain and its key: unreadable files, no PEM item, a key the provider cannot use, a key
+/// that is not the certificate's. Empty when the pair loads.
+pub fn check_pair(cert_file: &Path, key_file: &Path) -> Vec<(PairFile, TlsError)> {
+    load_pair(cert_file, key_file).err().unwrap_or_default()
+}
+
+/// The first problem of a pair, for loaders that stop at one.
+pub(crate) fn first_problem(problems: Vec<(PairFile, TlsError)>) -> TlsError {
+    problems
+        .into_iter()
+        .next()
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| TlsError::Config("the certificate pair did not load".into()))
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -105,11 +183,7 @@ impl ReloadingCert {
     /// Loads `files` (errors name the file).
     pub fn from_files(files: &TlsFiles) -> Result<ReloadingCert, TlsError> {
         let seen = (mtime(&files.cert_file), mtime(&files.key_file));
-        let ck = certified_key(
-            read_certs(&files.cert_file)?,
-            read_key(&files.key_file)?,
-            &files.key_file,
-        )?;
+        let ck = load_pair(&files.cert_file, &files.key_file).map_err(first_problem)?;
         Ok(ReloadingCert {
             current: RwLock::new(Arc::new(ck)),
             files: Some(files.clone()),
@@ -126,7 +200,8 @@ impl ReloadingCert {
         .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
         let cert = ck.cert.der().clone();
         let key = PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-        let ck = certified_key(vec![cert], key, Path::new("<self-signed>"))?;
+        let generated = Path::new("<self-signed>");
+        let ck = certified_key(vec![cert], key, generated, generated).map_err(|(_, e)| e)?;
         Ok(ReloadingCert {
             current: RwLock::new(Arc::new(ck)),
             files: None,
@@ -159,11 +234,7 @@ impl ReloadingCert {
             // Remember the attempt so a broken pair is reported once per change, not every tick.
             *seen = now;
         }
-        let ck = certified_key(
-            read_certs(&files.cert_file)?,
-            read_key(&files.key_file)?,
-            &files.key_file,
-        )?;
+        let ck = load_pair(&files.cert_file, &files.key_file).map_err(first_problem)?;
         *self.current.write() = Arc::new(ck);
         Ok(true)
     }
@@ -187,14 +258,11 @@ pub fn server_config(
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match client_ca {
         Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in read_certs(ca)? {
-                roots.add(c).map_err(|e| file_err(ca, e))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(read_roots(ca)?), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| TlsError::Config(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

@@ -24,6 +24,7 @@
 //! queue-length gauge counts queued, batching *and* in-flight samples, and `capacity` bounds all of them.
 //! A sample that is retried and then delivered is never counted as dropped.
 
+pub mod endpoints;
 mod events;
 mod metrics;
 pub mod output;
@@ -45,6 +46,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use endpoints::EndpointFanOut;
 pub use metrics::SenderMetrics;
 pub use output::{Output, Outputs, ShutdownFuture};
 

@@ -589,3 +589,89 @@ mod sender {
         assert_eq!(rx.delivered_samples(), n);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Every endpoint of a set (each aggregator replica)
+
+/// `EndpointFanOut`: while the set is empty batches go to the fallback URL; once two endpoints are
+/// listed every batch reaches both (each its own queue); an endpoint that leaves gets nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_writes_every_batch_to_every_endpoint_of_the_set() {
+    use surge_sender::{EndpointFanOut, Output};
+    let (fallback, fallback_url) = receiver([]).await;
+    let (a, a_url) = receiver([]).await;
+    let (b, b_url) = receiver([]).await;
+    let authority = |url: &str| {
+        url.trim_start_matches("http://")
+            .trim_end_matches("/api/v1/write")
+            .to_owned()
+    };
+    let h = start(options(&refused_url().await, queue()), 4);
+    let mut registry = Registry::default();
+    let metrics = SenderMetrics::new(&mut registry);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(Vec::<String>::new());
+    let fan = EndpointFanOut::start(options(&fallback_url, queue()), rx, client, &metrics).unwrap();
+    let batch = |ts: i64| {
+        Arc::new(Batch {
+            tier: Tier::Critical,
+            series: h
+                .series
+                .iter()
+                .map(|s| SeriesSamples {
+                    series: s.clone(),
+                    samples: smallvec::smallvec![Sample {
+                        timestamp_ms: ts,
+                        value: 1.0,
+                    }],
+                })
+                .collect(),
+            scrape_end_ms: ts,
+        })
+    };
+
+    fan.submit(batch(1_000));
+    eventually(
+        "the fallback receives while the set is unknown",
+        Duration::from_secs(5),
+        || fallback.delivered_samples() == 4,
+    )
+    .await;
+
+    tx.send_replace(vec![authority(&a_url), authority(&b_url)]);
+    eventually("both endpoints are members", Duration::from_secs(5), || {
+        fan.addresses().len() == 2
+    })
+    .await;
+    fan.submit(batch(2_000));
+    eventually(
+        "each endpoint receives every sample",
+        Duration::from_secs(5),
+        || a.delivered_samples() == 4 && b.delivered_samples() == 4,
+    )
+    .await;
+    assert_eq!(
+        fallback.delivered_samples(),
+        4,
+        "nothing more to the fallback"
+    );
+
+    tx.send_replace(vec![authority(&b_url)]);
+    eventually("a left", Duration::from_secs(5), || {
+        fan.addresses().len() == 1
+    })
+    .await;
+    fan.submit(batch(3_000));
+    eventually("b receives the next batch", Duration::from_secs(5), || {
+        b.delivered_samples() == 8
+    })
+    .await;
+    assert_eq!(
+        a.delivered_samples(),
+        4,
+        "a left the set and gets nothing more"
+    );
+    let report = fan.shutdown(Duration::from_secs(2)).await;
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.dropped_samples, 0);
+}

@@ -41,6 +41,23 @@ pub fn main(config: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+        // Destinations written to every ready endpoint of a Service (each aggregator replica).
+        for rw in &cfg.agent.remote_write {
+            let Some(ep) = &rw.kubernetes_endpoints else {
+                continue;
+            };
+            match surge_k8s::discovery::client_for(ep.kubeconfig.as_deref()).await {
+                Ok(client) => {
+                    let set =
+                        surge_k8s::endpoints::ready_endpoints(client, ep, discovery_cancel.clone());
+                    spec.endpoint_sets.insert(rw.name.clone(), set);
+                }
+                Err(e) => {
+                    eprintln!("surge: remote_write {}: kubernetes_endpoints: {e}", rw.name);
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         // Start with the complete target list when discovery answers quickly; never wait forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), k8s.synced()).await;
         let registry = Arc::new(Mutex::new(prometheus_client::registry::Registry::default()));
@@ -52,32 +69,11 @@ pub fn main(config: &Path) -> ExitCode {
             }
         };
         process::shutdown_signal().await;
-        tracing::info!("shutting down: writing staleness markers and flushing queues");
+        // No staleness markers: the targets live on, and the restarted agent continues their series.
+        tracing::info!("shutting down: flushing queues");
         agent.shutdown().await;
         discovery_cancel.cancel();
         drop(k8s);
         ExitCode::SUCCESS
     })
-}
-
-/// `surge check-config FILE`.
-pub fn check_config(file: &Path) -> ExitCode {
-    match process::load_config(file) {
-        Ok(cfg) => match agent_spec(&cfg.agent) {
-            Ok(spec) => {
-                println!(
-                    "{}: ok ({} scrape job(s), {} remote-write destination(s))",
-                    file.display(),
-                    spec.jobs.len(),
-                    spec.destinations.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                ExitCode::FAILURE
-            }
-        },
-        Err(code) => code,
-    }
 }

@@ -48,8 +48,9 @@ fn options(cfg: &AggregatorConfig) -> (CacheOptions, QueryOptions, IngestOptions
     (cache, query, ingest)
 }
 
-/// Maps `aggregator.kubernetes_api` onto the metrics APIs' options.
-fn k8s_api_options(k: &KubernetesApiConfig) -> MetricsApiOptions {
+/// Maps `aggregator.kubernetes_api` onto the metrics APIs' options (the one mapping: `check-config`
+/// uses it too). `requestheader.from_cluster` is resolved at start by [`front_proxy_from_cluster`].
+pub(crate) fn k8s_api_options(k: &KubernetesApiConfig) -> MetricsApiOptions {
     let t = &k.forward_external_tls;
     MetricsApiOptions {
         listen: k.listen,
@@ -58,13 +59,14 @@ fn k8s_api_options(k: &KubernetesApiConfig) -> MetricsApiOptions {
             key_file: t.key_file.clone(),
             reload_interval: t.reload_interval,
         }),
-        requestheader: k
-            .requestheader
-            .as_ref()
-            .map(|r| k8s_api::RequestHeaderOptions {
-                client_ca_file: r.client_ca_file.clone(),
-                allowed_names: r.allowed_names.clone(),
-            }),
+        requestheader: k.requestheader.as_ref().and_then(|r| {
+            r.client_ca_file
+                .as_ref()
+                .map(|file| k8s_api::RequestHeaderOptions {
+                    client_ca_file: file.clone(),
+                    allowed_names: r.allowed_names.clone(),
+                })
+        }),
         insecure_dev_no_auth: k.insecure_dev_no_auth,
         forward_external: k
             .forward_external_url
@@ -97,6 +99,29 @@ fn k8s_api_options(k: &KubernetesApiConfig) -> MetricsApiOptions {
             })
             .collect(),
     }
+}
+
+/// `requestheader.from_cluster`: reads kube-apiserver's front-proxy CA (and, unless the config names
+/// them, the allowed names) from the cluster, writes the CA to a file beside the process (`$TMPDIR`, an
+/// emptyDir in the shipped manifests) and returns the options that load it.
+async fn front_proxy_from_cluster(
+    configured_names: &[String],
+) -> anyhow::Result<k8s_api::RequestHeaderOptions> {
+    let client = surge_k8s::discovery::client_for(None).await?;
+    let fp = surge_k8s::auth::front_proxy(client).await?;
+    let path =
+        std::env::temp_dir().join(format!("surge-front-proxy-ca-{}.crt", std::process::id()));
+    std::fs::write(&path, &fp.client_ca_pem)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    tracing::info!(allowed_names = ?fp.allowed_names, "front-proxy CA read from kube-system/extension-apiserver-authentication");
+    Ok(k8s_api::RequestHeaderOptions {
+        client_ca_file: path,
+        allowed_names: if configured_names.is_empty() {
+            fp.allowed_names
+        } else {
+            configured_names.to_vec()
+        },
+    })
 }
 
 /// Binds and starts the aggregator described by `config` (its `aggregator` section and its policies).
@@ -140,18 +165,27 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     );
     state.add_observer(autoscaler.clone());
     // The Kubernetes metrics APIs: rules and certificates are checked before any port is bound.
-    let metrics_api = cfg
-        .kubernetes_api
-        .as_ref()
-        .map(|k| {
-            MetricsApi::new(
+    let metrics_api = match &cfg.kubernetes_api {
+        Some(k) => {
+            let mut opts = k8s_api_options(k);
+            if let Some(r) = k.requestheader.as_ref().filter(|r| r.from_cluster) {
+                opts.requestheader = Some(
+                    front_proxy_from_cluster(&r.allowed_names)
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!("kubernetes_api.requestheader.from_cluster: {e:#}")
+                        })?,
+                );
+            }
+            Some(MetricsApi::new(
                 state.cache().clone(),
                 state.query_options(),
-                &k8s_api_options(k),
+                &opts,
                 &mut registry,
-            )
-        })
-        .transpose()?;
+            )?)
+        }
+        None => None,
+    };
     state.publish_registry(Arc::new(registry));
 
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;

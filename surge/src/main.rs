@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod agent_cmd;
 mod aggregator_cmd;
+mod check;
 mod explain;
 mod process;
 mod run;
@@ -75,7 +76,8 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
-    /// Validate a config file; errors name file, line, column and field.
+    /// Validate a config file offline: everything the agent and the aggregator would refuse at start
+    /// (policies, metric rules, certificate files...), every problem with file, line, column and field.
     CheckConfig { file: PathBuf },
     /// Benchmarks: with no subcommand, scrape → decision latency (`surge bench latency`);
     /// `surge bench agent` measures the agent beside Prometheus agent mode and vmagent.
@@ -157,7 +159,7 @@ fn main() -> ExitCode {
             aggregator,
             limit,
         } => explain::main(&workload, &aggregator, limit),
-        Command::CheckConfig { file } => agent_cmd::check_config(&file),
+        Command::CheckConfig { file } => check::main(&file),
         Command::Run { config, no_view } => run::main(config.as_deref(), no_view),
         Command::Aggregator { config } => aggregator_cmd::main(&config),
         Command::Simulate { scenario, output } => simulate::main(&scenario, output),

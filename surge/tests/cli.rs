@@ -123,3 +123,196 @@ fn check_config_lists_every_problem_with_position() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// PEM files for the TLS checks, in a temporary directory: a CA (`ca.crt`), a serving pair it signed
+/// (`tls.crt`, `tls.key`), a client pair (`client.crt`, `client.key`) and a key of neither (`other.key`).
+fn pki() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "test-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    write("ca.crt", &ca.self_signed(&ca_key).unwrap().pem());
+    let issuer = Issuer::new(ca, ca_key);
+    for (name, cn, sans) in [
+        ("tls", "surge-aggregator", vec!["localhost".to_owned()]),
+        ("client", "front-proxy-client", vec![]),
+    ] {
+        let mut p = CertificateParams::new(sans).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().unwrap();
+        write(
+            &format!("{name}.crt"),
+            &p.signed_by(&key, &issuer).unwrap().pem(),
+        );
+        write(&format!("{name}.key"), &key.serialize_pem());
+    }
+    write("other.key", &KeyPair::generate().unwrap().serialize_pem());
+    dir
+}
+
+const HPA: &str = "    hpa: |
+      apiVersion: autoscaling/v2
+      kind: HorizontalPodAutoscaler
+      metadata: {name: web, namespace: demo}
+      spec:
+        scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+        maxReplicas: 10
+        metrics:
+          - type: External
+            external:
+              metric: {name: rps}
+              target: {type: AverageValue, averageValue: \"50\"}
+";
+
+/// The acceptance test: one problem of each kind the processes would only find at start, all listed,
+/// each at its field.
+#[test]
+fn check_config_runs_every_start_time_check() {
+    let pki = pki();
+    let d = pki.path().display().to_string();
+    let text = format!(
+        "aggregator:
+  remote_write:
+    - url: http://mimir:9009/api/v1/push
+      headers: {{User-Agent: me}}
+  kubernetes_api:
+    tls:
+      cert_file: {d}/tls.crt
+      key_file: {d}/other.key
+    requestheader:
+      client_ca_file: {d}/missing-ca.crt
+    external_metrics:
+      - name: queue
+        query: sum(rate(queue_total[1m])
+policies:
+  - name: web
+{HPA}    metrics:
+      rps: sum(rate(http_requests_total[30s])) by
+  - name: worker
+    scaled_object: |
+      apiVersion: keda.sh/v1alpha1
+      kind: ScaledObject
+      metadata: {{name: worker}}
+      spec:
+        scaleTargetRef: {{name: worker}}
+        triggers: 3
+"
+    );
+    let (_d, path) = write_temp("surge.yaml", text.as_bytes());
+    let out = surge(&["check-config", &path], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = [
+        format!(
+            "{path}:4:29: aggregator.remote_write[0].headers.User-Agent: \"User-Agent\" is set by the remote-write protocol and cannot be overridden"
+        ),
+        format!(
+            "{path}:8:17: aggregator.kubernetes_api.tls.key_file: {d}/other.key: the key does not match the certificate in {d}/tls.crt"
+        ),
+        format!(
+            "{path}:10:23: aggregator.kubernetes_api.requestheader.client_ca_file: {d}/missing-ca.crt: I/O error: No such file or directory (os error 2)"
+        ),
+        format!(
+            "{path}:13:16: aggregator.kubernetes_api.external_metrics[0].query: query does not parse: 1:4: parse error: unclosed left parenthesis"
+        ),
+        format!(
+            "{path}:29:12: policies[0].metrics.rps: query does not parse: 1:39: parse error: unexpected end of input in grouping opts"
+        ),
+        format!(
+            "{path}:32:7: policies[1].scaled_object: invalid ScaledObject: 6:13: spec.triggers: invalid type: integer `3`, expected a sequence"
+        ),
+        format!("surge: {path} has 6 problem(s)"),
+    ];
+    assert_eq!(err.lines().collect::<Vec<_>>(), want, "{err}");
+}
+
+#[test]
+fn check_config_accepts_policies_metric_rules_and_real_certificates() {
+    let pki = pki();
+    let d = pki.path().display().to_string();
+    let text = format!(
+        "agent:
+  scrape_configs:
+    - job_name: web
+      static_configs: [{{targets: ['127.0.0.1:9100']}}]
+  remote_write:
+    - url: http://127.0.0.1:9091/api/v1/write
+aggregator:
+  remote_write:
+    - url: http://mimir:9009/api/v1/push
+      headers: {{X-Scope-OrgID: team-a}}
+  kubernetes_api:
+    tls: {{cert_file: {d}/tls.crt, key_file: {d}/tls.key}}
+    requestheader: {{client_ca_file: {d}/ca.crt, allowed_names: [front-proxy-client]}}
+    forward_external_url: https://keda-metrics-apiserver.keda:443
+    forward_external_tls: {{ca_file: {d}/ca.crt, cert_file: {d}/client.crt, key_file: {d}/client.key}}
+    external_metrics:
+      - name: rps
+        query: sum(rate(http_requests_total[30s]))
+    custom_metrics:
+      - name: http_requests_per_second
+        query: sum by (namespace, pod) (rate(http_requests_total[30s]))
+      - name: queue_depth
+        resource: deployments.apps
+        query: sum by (namespace, deployment) (queue_depth)
+policies:
+  - name: web
+{HPA}    metrics:
+      rps: sum(rate(http_requests_total[30s]))
+  - name: worker
+    scaled_object: |
+      apiVersion: keda.sh/v1alpha1
+      kind: ScaledObject
+      metadata: {{name: worker, namespace: demo}}
+      spec:
+        scaleTargetRef: {{name: worker}}
+        triggers:
+          - type: prometheus
+            name: queue
+            metadata: {{query: sum(queue_depth), threshold: '10'}}
+"
+    );
+    let (_d, path) = write_temp("surge.yaml", text.as_bytes());
+    let out = surge(&["check-config", &path], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{path}: ok (1 scrape job, 2 remote-write destinations, 2 policies, 3 metric rules)\n"
+        )
+    );
+}
+
+/// Every example config and the embedded default of `surge run` pass every check.
+#[test]
+fn check_config_accepts_every_example_and_the_embedded_default() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("../config/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"))
+        .collect();
+    assert!(files.len() >= 4, "{files:?}");
+    files.push(root.join("src/default.yaml"));
+    for file in files {
+        let out = surge(&["check-config", file.to_str().unwrap()], None);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(": ok ("),
+            "{out:?}"
+        );
+    }
+}

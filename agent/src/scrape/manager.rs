@@ -1,18 +1,18 @@
 //! Keeps one scrape loop running per discovered target: diffs the wanted set against the running set,
-//! starts loops for new targets and cancels loops of removed ones (which then write staleness markers).
+//! starts loops for new targets and stops loops of removed ones (which then write staleness markers).
+//! Stopping the agent stops every loop without markers: the targets did not go away.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use super::run::{ScrapeContext, TargetHealth, run_target};
+use super::run::{ScrapeContext, Stop, TargetHealth, run_target};
 use super::target::ScrapeTarget;
 
 struct Running {
-    cancel: CancellationToken,
+    stop: Stop,
     handle: JoinHandle<()>,
     health: Arc<Mutex<TargetHealth>>,
 }
@@ -39,7 +39,7 @@ impl TargetManager {
             if keep.contains_key(key) {
                 true
             } else {
-                r.cancel.cancel();
+                r.stop.target_gone();
                 false
             }
         });
@@ -58,17 +58,17 @@ impl TargetManager {
                 health: "unknown",
                 ..Default::default()
             }));
-            let cancel = CancellationToken::new();
+            let stop = Stop::new();
             let handle = tokio::spawn(run_target(
                 target,
                 self.ctx.clone(),
                 health.clone(),
-                cancel.clone(),
+                stop.clone(),
             ));
             self.running.insert(
                 key,
                 Running {
-                    cancel,
+                    stop,
                     handle,
                     health,
                 },
@@ -103,10 +103,11 @@ impl TargetManager {
         }
     }
 
-    /// Stops every loop and waits for their staleness markers to be queued.
+    /// Stops every loop because the agent stops (no staleness markers: the targets live on) and waits
+    /// for them to end.
     pub async fn stop_all(&mut self) {
         for r in self.running.values() {
-            r.cancel.cancel();
+            r.stop.agent_stopping();
         }
         for (_, r) in self.running.drain() {
             let _ = r.handle.await;

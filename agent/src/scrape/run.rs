@@ -1,11 +1,14 @@
 //! The per-target scrape loop, written once: wait for the target's slot in the interval, fetch with a
 //! deadline, process, ship; when the target goes away, ship staleness markers for everything it wrote.
+//! When the agent itself stops (a restart, a DaemonSet rollout) the series did not end: nothing is marked
+//! stale, so the next agent's first scrape continues them (Prometheus writes no markers at shutdown either).
 //!
 //! The loop only sequences those stages: the processor decides what a scrape writes (samples, staleness
 //! markers, the synthetic `up` family), [`JobScrapeMetrics`](crate::metrics::JobScrapeMetrics) counts it
 //! and [`Outputs`] carries it away. Nothing here knows about parsing, labels or remote-write.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -72,21 +75,52 @@ pub fn aligned_timestamp(now: i64, first: i64, period: i64) -> i64 {
     }
 }
 
-/// Scrapes `target` until `cancel` fires, then writes staleness markers for everything it wrote.
+/// How a scrape loop is told to stop, and why.
+#[derive(Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    target_gone: Arc<AtomicBool>,
+}
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// The target was removed from discovery: its series ended, so the loop writes staleness markers.
+    pub fn target_gone(&self) {
+        self.target_gone.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    /// The agent is stopping: the target lives on, so the loop writes no markers (a restarted agent
+    /// continues the series; markers would blank every autoscaling input until its first scrape).
+    pub fn agent_stopping(&self) {
+        self.token.cancel();
+    }
+
+    fn ends_series(&self) -> bool {
+        self.target_gone.load(Ordering::Acquire)
+    }
+}
+
+/// Scrapes `target` until `stop` fires; if the target is gone, then writes staleness markers for
+/// everything it wrote.
 pub async fn run_target(
     target: ScrapeTarget,
     ctx: Arc<ScrapeContext>,
     health: Arc<Mutex<TargetHealth>>,
-    cancel: CancellationToken,
+    stop: Stop,
 ) {
+    let cancel = &stop.token;
     let tier = target.job.tier;
     let mut proc = TargetProcessor::new(series_rules(&target, &ctx.external_labels));
     let metrics = ctx.metrics.for_job(&target.job.name);
     let mut status = TargetStatus::new(&target, health);
     let mut slots = ScrapeSlots::new(target.job.interval, target.offset());
-    while let Some(ts) = slots.next(&cancel).await {
+    while let Some(ts) = slots.next(cancel).await {
         let started = Instant::now();
-        let Some(fetched) = fetch(&ctx.fetcher, &target, &cancel).await else {
+        let Some(fetched) = fetch(&ctx.fetcher, &target, cancel).await else {
             break;
         };
         let report = proc.scrape(&fetched, ts, || started.elapsed());
@@ -94,6 +128,9 @@ pub async fn run_target(
         metrics.scraped(&report, proc.cached_series());
         status.record(&report);
         ship(&ctx, tier, report.series, now_ms());
+    }
+    if !stop.ends_series() {
+        return;
     }
     // The target went away: end every series it wrote, including the synthetic ones.
     let ts = slots.end();

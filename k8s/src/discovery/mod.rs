@@ -139,11 +139,16 @@ impl PodDiscovery {
 /// Builds the client for `cfg`: its `kubeconfig` file if set, else the in-cluster service account, else
 /// `$KUBECONFIG` (or `~/.kube/config`).
 pub async fn client(cfg: &KubernetesSdConfig) -> Result<Client, ClientError> {
+    client_for(cfg.kubeconfig.as_deref()).await
+}
+
+/// A client from `kubeconfig` when given, else the in-cluster service account, else `$KUBECONFIG`.
+pub async fn client_for(kubeconfig: Option<&str>) -> Result<Client, ClientError> {
     let options = KubeConfigOptions::default();
-    let config = match &cfg.kubeconfig {
+    let config = match kubeconfig {
         Some(path) => {
             let bad = |source| ClientError::Kubeconfig {
-                path: path.clone(),
+                path: path.to_owned(),
                 source,
             };
             let kc = Kubeconfig::read_from(path).map_err(bad)?;

@@ -1,0 +1,219 @@
+//! `surge check-config FILE`: everything `surge agent` and `surge aggregator` would refuse at start that
+//! needs neither the network nor a cluster, every problem at once, each at the field it is about:
+//!
+//! ```text
+//! load + validate (surge-config) ─▶ agent spec (surge-agent; its errors carry no position)
+//!   ─▶ remote-write destinations, agent and aggregator (surge-agent sender_options, surge-sender validate)
+//!   ─▶ policies (surge-autoscaler build_policies)
+//!   ─▶ kubernetes_api: metric rules (rules::check), serving pair, requestheader CA, forward files (surge-metrics-api)
+//! ```
+//!
+//! The checks are the crates' own; this module only maps what they find onto config positions. Not
+//! checked: what needs a cluster (Kubernetes discovery, the Lease and `/scale` of `scale`-mode policies)
+//! or the network (binding ports, reaching receivers and the forward target).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use surge_agent::from_config::{agent_spec, sender_options};
+use surge_config::{
+    Config, ConfigError, ConfigErrors, FieldPath, KubernetesApiConfig, RemoteWriteConfig,
+};
+use surge_metrics_api::forward::{self, ForwardFile};
+use surge_metrics_api::rules::{self, RuleField, RuleList};
+use surge_metrics_api::tls::{self, PairFile};
+use surge_sender::{SenderOptionError, SenderOptions};
+
+use crate::process;
+
+/// What a config that passes every check sets up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSummary {
+    pub scrape_jobs: usize,
+    /// The agent's destinations and the aggregator's onward ones.
+    pub remote_writes: usize,
+    pub policies: usize,
+    /// External and custom metrics of `aggregator.kubernetes_api`.
+    pub metric_rules: usize,
+}
+
+/// `surge check-config FILE`: prints every problem (exit 1) or a one-line summary.
+pub fn main(file: &Path) -> ExitCode {
+    let cfg = match process::load_config(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match check(&cfg) {
+        Ok(s) => {
+            println!(
+                "{}: ok ({}, {}, {}, {})",
+                file.display(),
+                count(s.scrape_jobs, "scrape job", "scrape jobs"),
+                count(
+                    s.remote_writes,
+                    "remote-write destination",
+                    "remote-write destinations"
+                ),
+                count(s.policies, "policy", "policies"),
+                count(s.metric_rules, "metric rule", "metric rules"),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for line in errors.to_lines() {
+                eprintln!("{line}");
+            }
+            eprintln!("surge: {} has {} problem(s)", file.display(), errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Runs every offline start-time check on a loaded config; the problems come in document order.
+pub fn check(cfg: &Config) -> Result<CheckSummary, ConfigErrors> {
+    let mut errors = Vec::new();
+    let root = FieldPath::root();
+    // The agent spec fails on its first problem, with no position: reported as it is.
+    let scrape_jobs = match agent_spec(&cfg.agent) {
+        Ok(spec) => spec.jobs.len(),
+        Err(e) => {
+            errors.push(ConfigError {
+                position: None,
+                path: FieldPath::root(),
+                ..cfg.error_at(FieldPath::root(), e.to_string())
+            });
+            0
+        }
+    };
+    // The agent spec already maps (and reports) the agent's destinations; the aggregator's are new here.
+    let agent_rw = root.key("agent").key("remote_write");
+    remote_writes(cfg, &agent_rw, &cfg.agent.remote_write, false, &mut errors);
+    let aggregator_rw = root.key("aggregator").key("remote_write");
+    remote_writes(
+        cfg,
+        &aggregator_rw,
+        &cfg.aggregator.remote_write,
+        true,
+        &mut errors,
+    );
+    let policies = match surge_autoscaler::build_policies(cfg) {
+        Ok(p) => p.len(),
+        Err(e) => {
+            errors.extend(e);
+            0
+        }
+    };
+    let metric_rules = match &cfg.aggregator.kubernetes_api {
+        Some(k) => {
+            metrics_api(cfg, k, &mut errors);
+            k.external_metrics.len() + k.custom_metrics.len()
+        }
+        None => 0,
+    };
+    match ConfigErrors::in_document_order(errors) {
+        Some(e) => Err(e),
+        None => Ok(CheckSummary {
+            scrape_jobs,
+            remote_writes: cfg.agent.remote_write.len() + cfg.aggregator.remote_write.len(),
+            policies,
+            metric_rules,
+        }),
+    }
+}
+
+/// Each destination as its sender would start it (the aggregator refuses invalid options; the agent
+/// would disable the destination and drop everything sent to it). `report_mapping`: whether a
+/// destination that cannot be mapped onto sender options is reported here (or already was).
+fn remote_writes(
+    cfg: &Config,
+    at: &FieldPath,
+    rws: &[RemoteWriteConfig],
+    report_mapping: bool,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (i, rw) in rws.iter().enumerate() {
+        let at = at.index(i);
+        let opts: SenderOptions = match sender_options(rw) {
+            Ok(o) => o,
+            Err(e) => {
+                if report_mapping {
+                    errors.push(cfg.error_at(at.key("write_relabel_configs"), e.detail));
+                }
+                continue;
+            }
+        };
+        if let Err(invalid) = opts.validate() {
+            for problem in &invalid.problems {
+                let (field, message) = sender_problem(problem);
+                errors.push(cfg.error_at(at.join(&field), message));
+            }
+        }
+    }
+}
+
+/// The field of a `remote_write` entry a sender option problem is about, and what it says there.
+fn sender_problem(p: &SenderOptionError) -> (FieldPath, String) {
+    let at = FieldPath::root();
+    let field = match p {
+        SenderOptionError::Url { .. } => at.key("url"),
+        SenderOptionError::Header { name } | SenderOptionError::ReservedHeader { name } => {
+            at.key("headers").key(name.as_str())
+        }
+        SenderOptionError::Zero { field } => field.split('.').fold(at, |p, k| p.key(k)),
+        SenderOptionError::Backoff { .. } => at.key("queue_config").key("min_backoff"),
+    };
+    // The sender's messages start with the field they are about, which the position already names.
+    let text = p.to_string();
+    let message = text.split_once(": ").map_or(text.as_str(), |(_, m)| m);
+    (field, message.to_owned())
+}
+
+/// `aggregator.kubernetes_api` as `MetricsApi::new` loads it: the metric rules, the serving certificate,
+/// the requestheader CA and, when forwarding, the forward target's files.
+fn metrics_api(cfg: &Config, k: &KubernetesApiConfig, errors: &mut Vec<ConfigError>) {
+    let at = FieldPath::root().key("aggregator").key("kubernetes_api");
+    // The options exactly as the aggregator maps them at start.
+    let opts = crate::aggregator_cmd::k8s_api_options(k);
+    let (external, custom) = (&opts.external_metrics, &opts.custom_metrics);
+    for p in rules::check(external, custom) {
+        let list = match p.list {
+            RuleList::External => "external_metrics",
+            RuleList::Custom => "custom_metrics",
+        };
+        let field = match p.field {
+            RuleField::Name => "name",
+            RuleField::Query => "query",
+        };
+        errors.push(cfg.error_at(at.key(list).index(p.index).key(field), p.reason()));
+    }
+    if let Some(t) = &k.tls {
+        for (file, e) in tls::check_pair(&t.cert_file, &t.key_file) {
+            let field = match file {
+                PairFile::Cert => "cert_file",
+                PairFile::Key => "key_file",
+            };
+            errors.push(cfg.error_at(at.key("tls").key(field), e.to_string()));
+        }
+    }
+    // `from_cluster` is read from the cluster at start: nothing to check offline.
+    if let Some(r) = &opts.requestheader
+        && let Err(e) = tls::read_roots(&r.client_ca_file)
+    {
+        errors.push(cfg.error_at(at.key("requestheader").key("client_ca_file"), e.to_string()));
+    }
+    // The forward client is built only when there is somewhere to forward to.
+    if let Some(forward) = &opts.forward_external {
+        for (file, e) in forward::check_files(forward) {
+            let field = match file {
+                ForwardFile::Ca => "ca_file",
+                ForwardFile::ClientCert => "cert_file",
+                ForwardFile::ClientKey => "key_file",
+            };
+            errors.push(cfg.error_at(at.key("forward_external_tls").key(field), e.to_string()));
+        }
+    }
+}

@@ -213,6 +213,8 @@ fn deploy_manifests_against_a_real_apiserver() {
         ("ClusterRoleBinding", "surge-hpa-metrics-reader"),
         ("Role", "surge-aggregator-leader-election"),
         ("RoleBinding", "surge-aggregator-leader-election"),
+        ("Role", "surge-agent-endpoints"),
+        ("RoleBinding", "surge-agent-endpoints"),
         ("RoleBinding", "surge-aggregator-auth-reader"),
         ("ConfigMap", "surge-agent-config"),
         ("ConfigMap", "surge-aggregator-config"),
@@ -505,6 +507,14 @@ fn check_rbac_rules(objs: &[Value]) {
                 &["get", "create", "update"],
             )]),
         ),
+        (
+            ("Role", "surge-agent-endpoints"),
+            BTreeSet::from([rule(
+                &["discovery.k8s.io"],
+                &["endpointslices"],
+                &["get", "list", "watch"],
+            )]),
+        ),
     ]);
     let roles: Vec<&Value> = objs
         .iter()
@@ -578,6 +588,13 @@ fn check_rbac_rules(objs: &[Value]) {
                 BTreeSet::from([sa("surge", "surge-aggregator")]),
             ),
         ),
+        (
+            ("RoleBinding", "surge-agent-endpoints"),
+            (
+                "Role/surge-agent-endpoints".to_owned(),
+                BTreeSet::from([sa("surge", "surge-agent")]),
+            ),
+        ),
     ]);
     let bindings: Vec<&Value> = objs
         .iter()
@@ -613,6 +630,10 @@ fn check_grants(cp: &ControlPlane) {
         (&["delete", "pods"], false),
         (&["get", "configmaps", "-n", "surge"], false),
         (&["patch", "deployments.apps", "--subresource=scale"], false),
+        // Every aggregator replica: the EndpointSlices of its own namespace only.
+        (&["watch", "endpointslices.discovery.k8s.io", "-n", "surge"], true),
+        (&["list", "endpointslices.discovery.k8s.io", "-n", "default"], false),
+        (&["create", "endpointslices.discovery.k8s.io", "-n", "surge"], false),
     ] {
         assert_eq!(can_i(cp, agent, args), allowed, "agent: {args:?}");
     }
@@ -791,7 +812,16 @@ fn grafana_dashboard_reads_metrics_surge_exports() {
     assert_eq!(dash["__inputs"][0]["pluginId"], "prometheus");
 
     let mut registered = BTreeSet::new();
-    for krate in ["agent", "sender", "aggregator"] {
+    for krate in [
+        "agent",
+        "sender",
+        "aggregator",
+        "store",
+        "promql",
+        "metrics-api",
+        "autoscaler",
+        "k8s",
+    ] {
         let mut files = Vec::new();
         rust_sources(&workspace().join(krate).join("src"), &mut files);
         for f in files {

@@ -33,8 +33,8 @@ impl Workload {
     }
 }
 
-/// What an actuator knows of a policy: its name, the workload it scales, how decisions take effect, and
-/// the replica count to assume while nothing better is known.
+/// What an actuator knows of a policy: its name, the workload it scales, how decisions take effect, the
+/// replica count to assume while nothing better is known, and whether its decisions become Events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScaleTarget {
     /// The policy's name (unique in a config).
@@ -42,6 +42,10 @@ pub struct ScaleTarget {
     pub workload: Workload,
     pub mode: ActuationMode,
     pub initial_replicas: i32,
+    /// Record each decision that changes the replica count as a Kubernetes Event on the workload, in
+    /// every mode (the policy's `events`): an actuator with a cluster does, from the leader only; one
+    /// without ignores it.
+    pub events: bool,
 }
 
 impl ScaleTarget {
@@ -152,6 +156,7 @@ mod tests {
             },
             mode: ActuationMode::DryRun,
             initial_replicas: 2,
+            events: false,
         }
     }
 

@@ -34,7 +34,7 @@ pub struct MetricInput {
 /// A policy ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct PolicyDef {
-    /// The policy's name, its workload, mode and initial count: what the actuator sees of it.
+    /// The policy's name, its workload, mode, initial count and `events`: what the actuator sees of it.
     pub target: ScaleTarget,
     pub engine: EnginePolicy,
     pub inputs: Vec<MetricInput>,
@@ -226,6 +226,7 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
             workload,
             mode: p.mode,
             initial_replicas: p.initial_replicas,
+            events: p.events,
         },
         engine,
         inputs,
@@ -270,5 +271,46 @@ pub fn collect_selectors(e: &Expr, out: &mut Vec<Vec<Matcher>>) {
             collect_selectors(rhs, out);
         }
         ExprKind::Number(_) | ExprKind::String(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies(extra: &str) -> Vec<PolicyDef> {
+        let yaml = format!(
+            r#"policies:
+  - mode: dry-run
+{extra}    hpa: |
+      apiVersion: autoscaling/v2
+      kind: HorizontalPodAutoscaler
+      metadata: {{name: web, namespace: shop}}
+      spec:
+        scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+        maxReplicas: 10
+        metrics:
+          - type: External
+            external:
+              metric: {{name: rps}}
+              target: {{type: AverageValue, averageValue: "10"}}
+    metrics:
+      rps: sum(rps)
+"#
+        );
+        let cfg =
+            surge_config::load_str(&yaml, "surge.yaml", &surge_config::MapEnv::new()).unwrap();
+        build_policies(&cfg).unwrap()
+    }
+
+    #[test]
+    fn events_are_carried_to_the_scale_target() {
+        let off = policies("");
+        assert_eq!(off.len(), 1);
+        assert!(!off[0].target.events, "off by default");
+        assert_eq!(off[0].name(), "shop/web");
+        let on = policies("    events: true\n");
+        assert!(on[0].target.events);
+        assert_eq!(on[0].target.mode, surge_config::ActuationMode::DryRun);
     }
 }

@@ -31,6 +31,11 @@ pub struct AggregatorConfig {
     /// any HorizontalPodAutoscaler. Absent: not served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes_api: Option<KubernetesApiConfig>,
+    /// On SIGTERM, how long the aggregator keeps serving while it reports not ready (`/readyz` 503), so
+    /// kube-apiserver, Services and agents stop sending to it before it closes: deleting a replica then
+    /// fails no request. Keep it under the pod's `terminationGracePeriodSeconds`. Default `3s`.
+    #[serde(with = "duration")]
+    pub shutdown_delay: Duration,
 }
 
 impl Default for AggregatorConfig {
@@ -42,6 +47,7 @@ impl Default for AggregatorConfig {
             query: QueryConfig::default(),
             remote_write: Vec::new(),
             kubernetes_api: None,
+            shutdown_delay: Duration::from_secs(3),
         }
     }
 }

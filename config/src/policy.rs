@@ -58,6 +58,15 @@ pub struct PolicyConfig {
     /// Dry-run only: the replica count the virtual workload starts with (it then follows the decisions).
     #[serde(default = "default_replicas")]
     pub initial_replicas: i32,
+    /// Record each decision that changes the replica count as a Kubernetes Event on the target
+    /// workload, in every mode, so `kubectl describe` shows it. In `scale` mode each `/scale` patch is
+    /// recorded as the HPA controller's `SuccessfulRescale` Event whatever this says; in `dry-run` mode
+    /// a decision is recorded as `DryRunRescale`, in `hpa` mode as `SurgeRecommendation`, both with a
+    /// message like the HPA's prefixed with `dry-run:` (`dry-run: New size: 5; reason: …`). Only the
+    /// Lease leader records them; a dry-run or hpa policy with `events` needs a cluster (in-cluster or
+    /// `$KUBECONFIG`) like a `scale` one does.
+    #[serde(default)]
+    pub events: bool,
 }
 
 fn default_min_interval() -> Duration {
@@ -90,4 +99,28 @@ pub struct ScheduleConfig {
 
 fn default_time_zone() -> String {
     "UTC".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{MapEnv, load_str};
+
+    fn policy(extra: &str) -> String {
+        format!("policies:\n  - hpa: \"kind: HorizontalPodAutoscaler\"\n    mode: dry-run\n{extra}")
+    }
+
+    #[test]
+    fn events_default_off_and_can_be_turned_on() {
+        let env = MapEnv::new();
+        let off = load_str(&policy(""), "surge.yaml", &env).unwrap();
+        assert!(!off.policies[0].events);
+        let on = load_str(&policy("    events: true\n"), "surge.yaml", &env).unwrap();
+        assert!(on.policies[0].events);
+        let bad = load_str(&policy("    events: sometimes\n"), "surge.yaml", &env).unwrap_err();
+        assert!(
+            bad.to_lines()[0].starts_with("surge.yaml:4:"),
+            "{:?}",
+            bad.to_lines()
+        );
+    }
 }

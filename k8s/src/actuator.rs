@@ -4,6 +4,7 @@
 //! engine loop (sync, up to 50×/s per policy)
 //!   observe ─▶ cached /scale (scale.rs) + pods of the namespace (reflector) filtered by its selector
 //!   apply   ─▶ dry-run: VirtualWorkloads · hpa: nothing · scale: leader? ─▶ desired ─▶ patch task
+//!             dry-run/hpa with `events`: a change, on the leader ─▶ Event task (scale.rs)
 //! ```
 //!
 //! Architecture invariant: neither `observe` nor `apply` waits for the network. Both read caches that
@@ -49,7 +50,8 @@ pub struct KubeActuatorConfig {
     pub max_scale_age: Duration,
     /// Longest a `/scale` PATCH may take; it is also cut short when leadership would end sooner.
     pub patch_timeout: Duration,
-    /// Record a `SuccessfulRescale` Event on each patch.
+    /// Record a `SuccessfulRescale` Event on each patch (`scale` mode). The Events of `dry-run` and
+    /// `hpa` policies follow each policy's own `events`.
     pub events: bool,
     /// How long [`KubeActuator::start`] waits for the caches of the configured policies.
     pub initial_sync_timeout: Duration,
@@ -82,7 +84,8 @@ pub enum StartError {
 
 /// Actuation on a real cluster: reads `/scale` and pods, and patches `/scale` when this replica is the
 /// Lease leader. Dry-run policies go to a [`VirtualWorkloads`]; `hpa` policies are observed but never
-/// actuated (a real HPA reads surge's metrics API).
+/// actuated (a real HPA reads surge's metrics API). A dry-run or hpa policy with `events` has each
+/// decision that changes the replica count recorded as an Event by the leader.
 pub struct KubeActuator {
     ctx: Arc<PatchContext>,
     dry_run: VirtualWorkloads,
@@ -92,12 +95,16 @@ pub struct KubeActuator {
     targets: Mutex<HashMap<String, Arc<ScaleTarget>>>,
     /// By namespace.
     pods: Mutex<HashMap<String, Arc<PodCache>>>,
+    /// By policy: the last `(current, desired)` recorded as an Event, so an `hpa` policy whose decision
+    /// stands until the HPA acts records it once, not once per evaluation.
+    recorded: Mutex<HashMap<String, (i32, i32)>>,
 }
 
 impl KubeActuator {
-    /// Starts following the workloads (and their namespaces' pods) of every policy that is not dry-run,
-    /// and waits up to `cfg.initial_sync_timeout` for those caches. Workloads of policies not given here
-    /// are followed from their first `observe`. Everything stops on `cancel`.
+    /// Starts following the workloads (and their namespaces' pods) of every policy that is not dry-run
+    /// (and the workloads of dry-run policies with `events`, for their Events' uid), and waits up to
+    /// `cfg.initial_sync_timeout` for those caches. Workloads of policies not given here are followed
+    /// from their first `observe`. Everything stops on `cancel`.
     pub async fn start(
         client: Client,
         leader: LeaderHandle,
@@ -134,20 +141,25 @@ impl KubeActuator {
             cancel,
             targets: Mutex::new(HashMap::new()),
             pods: Mutex::new(HashMap::new()),
+            recorded: Mutex::new(HashMap::new()),
         });
+        // A dry-run policy's workload is followed only for its Events' uid; its pods are not needed.
         let followed: Vec<_> = policies
             .iter()
-            .filter(|p| p.mode != ActuationMode::DryRun)
+            .filter(|p| p.mode != ActuationMode::DryRun || p.events)
             .map(|p| {
                 (
                     actuator.target(&p.workload),
-                    actuator.pod_cache(&p.workload.namespace),
+                    (p.mode != ActuationMode::DryRun)
+                        .then(|| actuator.pod_cache(&p.workload.namespace)),
                 )
             })
             .collect();
         let synced = futures::future::join_all(followed.iter().map(|(t, p)| async move {
             t.wait_synced().await;
-            p.wait_ready().await;
+            if let Some(p) = p {
+                p.wait_ready().await;
+            }
         }));
         if tokio::time::timeout(cfg.initial_sync_timeout, synced)
             .await
@@ -242,16 +254,22 @@ impl Actuator for KubeActuator {
 }
 
 impl KubeActuator {
-    /// A pod decision: dry-run and hpa modes report, scale mode queues a `/scale` patch (leader only).
+    /// A pod decision: dry-run and hpa modes report (and with `events`, record a change as an Event),
+    /// scale mode queues a `/scale` patch (leader only).
     fn scale(&self, policy: &Policy, decision: &Decision) -> String {
         match policy.mode {
             ActuationMode::DryRun => {
-                return self.dry_run.apply(Action::Scale {
+                let said = self.dry_run.apply(Action::Scale {
                     target: policy,
                     decision,
                 });
+                self.record_decision(policy, decision);
+                return said;
             }
-            ActuationMode::Hpa => return "hpa mode: served to the HPA, no patch".into(),
+            ActuationMode::Hpa => {
+                self.record_decision(policy, decision);
+                return "hpa mode: served to the HPA, no patch".into();
+            }
             ActuationMode::Scale => {}
         }
         let before = decision.current_replicas;
@@ -280,27 +298,46 @@ impl KubeActuator {
             observed.spec_replicas, decision.desired_replicas
         )
     }
+
+    /// A dry-run or hpa policy with `events`: a decision that changes the replica count becomes an
+    /// Event, recorded by the leader only, once per distinct change, on a task (never waited for here).
+    fn record_decision(&self, policy: &Policy, decision: &Decision) {
+        if !policy.events || !decision.scale || !self.ctx.leader.is_leader() {
+            return;
+        }
+        let change = (decision.current_replicas, decision.desired_replicas);
+        {
+            let mut recorded = self.recorded.lock();
+            if recorded.get(&policy.policy) == Some(&change) {
+                return;
+            }
+            recorded.insert(policy.policy.clone(), change);
+        }
+        self.target(&policy.workload)
+            .record_decision(policy.mode, decision, &self.runtime);
+    }
 }
 
 fn target_key(w: &Workload) -> String {
     format!("{}/{}/{}/{}", w.api_version, w.kind, w.namespace, w.name)
 }
 
-/// Starts Kubernetes actuation when any policy has mode `scale`: a client (in-cluster, else
-/// `$KUBECONFIG`), the Lease election (see [`LeaseConfig::from_env`]), and a [`KubeActuator`]. `None`
-/// when no policy needs it, so a dry-run setup needs no cluster.
+/// Starts Kubernetes actuation when any policy has mode `scale` or `events` on: a client (in-cluster,
+/// else `$KUBECONFIG`), the Lease election (see [`LeaseConfig::from_env`]; only the leader patches and
+/// records Events), and a [`KubeActuator`]. `None` when no policy needs it, so a dry-run setup without
+/// Events needs no cluster.
 pub async fn start_for_policies(
     policies: &[Policy],
     registry: &mut Registry,
     cancel: CancellationToken,
 ) -> Result<Option<Arc<KubeActuator>>, StartError> {
-    if !policies.iter().any(|p| p.mode == ActuationMode::Scale) {
+    if !needs_cluster(policies) {
         return Ok(None);
     }
     let client = Client::try_default().await.map_err(StartError::Client)?;
     let lease = LeaseConfig::from_env();
     tracing::info!(lease = %format!("{}/{}", lease.namespace, lease.name), identity = %lease.identity,
-        "starting leader election for /scale actuation");
+        "starting leader election for /scale actuation and decision Events");
     let leader =
         LeaderElector::start(client.clone(), lease, cancel.clone()).map_err(StartError::Lease)?;
     let actuator = KubeActuator::start(
@@ -313,6 +350,13 @@ pub async fn start_for_policies(
     )
     .await;
     Ok(Some(actuator))
+}
+
+/// Whether `policies` need the cluster: one patches `/scale`, or records its decisions as Events.
+fn needs_cluster(policies: &[Policy]) -> bool {
+    policies
+        .iter()
+        .any(|p| p.mode == ActuationMode::Scale || p.events)
 }
 
 /// The pods of one selector, and the cache generation they were computed at.
@@ -590,6 +634,33 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_cluster_is_needed_for_scale_mode_or_events() {
+        let p = |mode, events| Policy {
+            policy: "p".into(),
+            workload: Workload {
+                namespace: "ns".into(),
+                name: "web".into(),
+                kind: "Deployment".into(),
+                api_version: "apps/v1".into(),
+            },
+            mode,
+            initial_replicas: 1,
+            events,
+        };
+        assert!(!needs_cluster(&[]));
+        assert!(!needs_cluster(&[
+            p(ActuationMode::DryRun, false),
+            p(ActuationMode::Hpa, false)
+        ]));
+        assert!(needs_cluster(&[p(ActuationMode::Scale, false)]));
+        assert!(needs_cluster(&[
+            p(ActuationMode::Hpa, false),
+            p(ActuationMode::DryRun, true)
+        ]));
+        assert!(needs_cluster(&[p(ActuationMode::Hpa, true)]));
     }
 
     #[test]

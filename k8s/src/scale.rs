@@ -6,6 +6,8 @@
 //!   (and at least every `scale_resync`, and from each PATCH response)
 //! engine: apply(decision) ─▶ desired (watch channel: the last desired wins) ─▶ patch task (one per
 //!   workload, so two decisions never race) ─leader?─▶ PATCH …/scale {"spec":{"replicas":N}} ─▶ Event
+//! dry-run/hpa policy with `events`, a change, on the leader ─▶ Event task (DryRunRescale,
+//!   SurgeRecommendation; the uid from the cache)
 //! ```
 //!
 //! Staleness: the cached `/scale` lags the API server by one watch delivery plus one GET (milliseconds);
@@ -34,6 +36,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use surge_actuate::Workload;
+use surge_config::ActuationMode;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +52,11 @@ const FIELD_MANAGER: &str = "surge";
 const POLL_WITHOUT_WATCH: Duration = Duration::from_secs(2);
 /// `reason` of the Event on each patch, as the HPA controller writes it.
 pub const RESCALE_REASON: &str = "SuccessfulRescale";
+/// `reason` of the Event on a `dry-run` policy's decision that changes its (virtual) replica count.
+pub const DRY_RUN_REASON: &str = "DryRunRescale";
+/// `reason` of the Event on an `hpa` policy's decision that would change the replica count (surge does
+/// not apply it: the real HPA decides).
+pub const RECOMMENDATION_REASON: &str = "SurgeRecommendation";
 
 /// What `/scale` said, and when.
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +255,48 @@ impl ScaleTarget {
         self.last_outcome.lock().clone()
     }
 
+    /// Records a `dry-run` or `hpa` policy's decision as an Event on the workload ([`decision_event`]),
+    /// on a task of `runtime`: the caller never waits for the API server. The workload's uid (which
+    /// `kubectl describe` selects Events by) comes from the cached `/scale`, or from one GET of it while
+    /// the cache is still empty. The caller checks leadership.
+    pub(crate) fn record_decision(
+        self: &Arc<Self>,
+        mode: ActuationMode,
+        decision: &Decision,
+        runtime: &tokio::runtime::Handle,
+    ) {
+        let cached_uid = self.observed().and_then(|s| s.uid);
+        let (replicas, reason) = (decision.desired_replicas, decision.reason.clone());
+        let target = self.clone();
+        runtime.spawn(async move {
+            let key = target.workload.key();
+            let uid = match cached_uid {
+                Some(uid) => Some(uid),
+                None => match target.api.get_scale(&target.workload.name).await {
+                    Ok(scale) => scale.metadata.uid,
+                    Err(e) => {
+                        tracing::debug!(workload = %key, error = %e,
+                            "reading /scale for the Event's uid failed");
+                        None
+                    }
+                },
+            };
+            let event = decision_event(
+                &target.workload,
+                uid,
+                mode,
+                replicas,
+                &reason,
+                target.ctx.leader.identity(),
+            );
+            let ns = &target.workload.namespace;
+            let api: Api<Event> = Api::namespaced(target.ctx.client.clone(), ns);
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                tracing::warn!(workload = %key, error = %e, "recording the decision Event failed");
+            }
+        });
+    }
+
     /// Re-reads `/scale` on every change of the target object, and every `scale_resync` regardless.
     /// Without permission to watch the object (RBAC that grants `/scale` only), it polls `/scale` every
     /// [`POLL_WITHOUT_WATCH`] instead.
@@ -407,6 +457,47 @@ fn is_forbidden(e: &watcher::Error) -> bool {
 
 /// A core/v1 Event like the HPA controller's: `SuccessfulRescale`, "New size: N; reason: …".
 fn rescale_event(w: &Workload, uid: Option<String>, d: &Desired, instance: &str) -> Event {
+    workload_event(
+        w,
+        uid,
+        RESCALE_REASON,
+        format!("New size: {}; reason: {}", d.replicas, d.reason),
+        instance,
+    )
+}
+
+/// The Event of a decision surge does not apply itself: [`DRY_RUN_REASON`] in `dry-run` mode,
+/// [`RECOMMENDATION_REASON`] in `hpa` mode, and the HPA's message prefixed with `dry-run:` ("dry-run:
+/// New size: N; reason: …").
+pub(crate) fn decision_event(
+    w: &Workload,
+    uid: Option<String>,
+    mode: ActuationMode,
+    replicas: i32,
+    reason: &str,
+    instance: &str,
+) -> Event {
+    let event_reason = match mode {
+        ActuationMode::Hpa => RECOMMENDATION_REASON,
+        ActuationMode::DryRun | ActuationMode::Scale => DRY_RUN_REASON,
+    };
+    workload_event(
+        w,
+        uid,
+        event_reason,
+        format!("dry-run: New size: {replicas}; reason: {reason}"),
+        instance,
+    )
+}
+
+/// A Normal core/v1 Event about `w`, reported by surge's `instance`.
+fn workload_event(
+    w: &Workload,
+    uid: Option<String>,
+    reason: &str,
+    message: String,
+    instance: &str,
+) -> Event {
     let now = Timestamp::now();
     Event {
         metadata: ObjectMeta {
@@ -422,8 +513,8 @@ fn rescale_event(w: &Workload, uid: Option<String>, d: &Desired, instance: &str)
             uid,
             ..ObjectReference::default()
         },
-        reason: Some(RESCALE_REASON.into()),
-        message: Some(format!("New size: {}; reason: {}", d.replicas, d.reason)),
+        reason: Some(reason.to_owned()),
+        message: Some(message),
         type_: Some("Normal".into()),
         source: Some(EventSource {
             component: Some("surge".into()),
@@ -496,5 +587,53 @@ mod tests {
         assert_eq!(e.involved_object.uid.as_deref(), Some("u-1"));
         assert_eq!(e.involved_object.kind.as_deref(), Some("Deployment"));
         assert!(e.metadata.name.unwrap().starts_with("web."));
+    }
+
+    #[test]
+    fn decision_events_say_dry_run() {
+        let w = workload("Deployment", "apps/v1");
+        let e = decision_event(
+            &w,
+            Some("u-2".into()),
+            ActuationMode::DryRun,
+            5,
+            "external metric rps above target",
+            "agg-1",
+        );
+        assert_eq!(e.reason.as_deref(), Some("DryRunRescale"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("dry-run: New size: 5; reason: external metric rps above target")
+        );
+        assert_eq!(e.type_.as_deref(), Some("Normal"));
+        assert_eq!(e.reporting_component.as_deref(), Some("surge"));
+        assert_eq!(e.reporting_instance.as_deref(), Some("agg-1"));
+        assert_eq!(e.metadata.namespace.as_deref(), Some("ns"));
+        assert!(e.metadata.name.as_deref().unwrap().starts_with("web."));
+        let o = &e.involved_object;
+        assert_eq!(
+            (
+                o.api_version.as_deref(),
+                o.kind.as_deref(),
+                o.namespace.as_deref(),
+                o.name.as_deref(),
+                o.uid.as_deref()
+            ),
+            (
+                Some("apps/v1"),
+                Some("Deployment"),
+                Some("ns"),
+                Some("web"),
+                Some("u-2")
+            )
+        );
+        assert_eq!(e.count, Some(1));
+        let e = decision_event(&w, None, ActuationMode::Hpa, 2, "scale down", "agg-1");
+        assert_eq!(e.reason.as_deref(), Some("SurgeRecommendation"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("dry-run: New size: 2; reason: scale down")
+        );
+        assert_eq!(e.involved_object.uid, None);
     }
 }

@@ -288,6 +288,11 @@ pub fn main(config: &Path) -> ExitCode {
             }
         };
         process::shutdown_signal().await;
+        // Lame duck: unready first, so kube-apiserver, Services and agents move to the other replicas
+        // while this one still answers what is already on its way.
+        agg.state.set_ready(false);
+        tracing::info!(delay = ?cfg.aggregator.shutdown_delay, "shutting down: not ready, still serving");
+        tokio::time::sleep(cfg.aggregator.shutdown_delay).await;
         tracing::info!("shutting down: flushing onward queues");
         agg.shutdown(Duration::from_secs(5)).await;
         ExitCode::SUCCESS

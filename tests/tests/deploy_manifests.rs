@@ -631,9 +631,18 @@ fn check_grants(cp: &ControlPlane) {
         (&["get", "configmaps", "-n", "surge"], false),
         (&["patch", "deployments.apps", "--subresource=scale"], false),
         // Every aggregator replica: the EndpointSlices of its own namespace only.
-        (&["watch", "endpointslices.discovery.k8s.io", "-n", "surge"], true),
-        (&["list", "endpointslices.discovery.k8s.io", "-n", "default"], false),
-        (&["create", "endpointslices.discovery.k8s.io", "-n", "surge"], false),
+        (
+            &["watch", "endpointslices.discovery.k8s.io", "-n", "surge"],
+            true,
+        ),
+        (
+            &["list", "endpointslices.discovery.k8s.io", "-n", "default"],
+            false,
+        ),
+        (
+            &["create", "endpointslices.discovery.k8s.io", "-n", "surge"],
+            false,
+        ),
     ] {
         assert_eq!(can_i(cp, agent, args), allowed, "agent: {args:?}");
     }

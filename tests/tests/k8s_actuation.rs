@@ -110,10 +110,16 @@ fn lease(name: &str, identity: &str, fast: bool) -> LeaseConfig {
 
 /// A policy on `act/web` in `mode`.
 fn policy(mode: &str) -> ScaleTarget {
+    policy_with(mode, "")
+}
+
+/// A policy on `act/web` in `mode`, with `extra` policy fields (one `key: value` line).
+fn policy_with(mode: &str, extra: &str) -> ScaleTarget {
     let yaml = format!(
         r#"policies:
   - name: web-{mode}
     mode: {mode}
+    {extra}
     hpa: |
       apiVersion: autoscaling/v2
       kind: HorizontalPodAutoscaler
@@ -516,6 +522,179 @@ async fn rescale_events(api: &Api<Event>) -> Vec<Event> {
         .items;
     list.sort_by_key(|e| e.metadata.name.clone());
     list
+}
+
+/// Events of `act/web` with `reason`, oldest first.
+async fn events_with_reason(api: &Api<Event>, reason: &str) -> Vec<Event> {
+    let mut list: Vec<Event> = api
+        .list(&ListParams::default().fields(&format!("involvedObject.name=web,reason={reason}")))
+        .await
+        .unwrap()
+        .items;
+    list.sort_by_key(|e| e.metadata.name.clone());
+    list
+}
+
+/// Waits (up to 5 s) for `want` more Events with `reason` than `before`, then a little longer for any
+/// extra one; returns the new ones.
+async fn new_events(api: &Api<Event>, reason: &str, before: usize, want: usize) -> Vec<Event> {
+    let start = Instant::now();
+    let mut found = events_with_reason(api, reason).await;
+    while found.len() < before + want && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        found = events_with_reason(api, reason).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    events_with_reason(api, reason).await.split_off(before)
+}
+
+/// `events: true` on dry-run and hpa policies: two actuators with their own electors are given the same
+/// decisions; the leader records one Event per change on the Deployment (`DryRunRescale`,
+/// `SurgeRecommendation`, "dry-run: New size: N; reason: …", with its uid, so `kubectl describe` shows
+/// them), the follower none, and the Deployment is never patched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_hpa_decisions_become_events_on_the_leader() {
+    let _serial = SERIAL.lock().await;
+    let plane = plane();
+    let client = admin_client(plane).await;
+    set_replicas(&client, 1).await;
+    let dry = policy_with("dry-run", "events: true");
+    let hpa = policy_with("hpa", "events: true");
+    assert!(dry.events && hpa.events);
+    assert!(!policy("dry-run").events, "off by default");
+    let policies = [dry.clone(), hpa.clone()];
+    let (la, ca) = elect(&client, lease("events", "events-a", true));
+    let (lb, cb) = elect(&client, lease("events", "events-b", true));
+    let a = actuator(&client, la.clone(), &policies).await;
+    let b = actuator(&client, lb.clone(), &policies).await;
+    wait_for("a leader", Duration::from_secs(10), || {
+        la.is_leader() || lb.is_leader()
+    })
+    .await;
+    let (leader, follower, leader_handle) = if la.is_leader() {
+        (a.clone(), b.clone(), la.clone())
+    } else {
+        (b.clone(), a.clone(), lb.clone())
+    };
+    wait_for(
+        "hpa policy observes 1 replica",
+        Duration::from_secs(10),
+        || {
+            leader
+                .observe(&hpa, &[])
+                .is_some_and(|o| o.spec_replicas == 1)
+        },
+    )
+    .await;
+    let uid = Api::<Deployment>::namespaced(client.clone(), NS)
+        .get("web")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let dry_before = events_with_reason(&events, "DryRunRescale").await.len();
+    let hpa_before = events_with_reason(&events, "SurgeRecommendation")
+        .await
+        .len();
+
+    // Dry-run: both replicas apply every decision to their virtual counts (return strings unchanged);
+    // the follower first, to show it records nothing.
+    let scale = |act: &KubeActuator, t: &ScaleTarget, d: &Decision| {
+        act.apply(Action::Scale {
+            target: t,
+            decision: d,
+        })
+    };
+    let up = decision(1, 4, "external metric rps above target");
+    let stay = decision(4, 4, "within tolerance");
+    let down = decision(4, 2, "external metric rps below target");
+    assert_eq!(scale(&follower, &dry, &up), "dry-run: 1 → 4");
+    assert_eq!(scale(&leader, &dry, &up), "dry-run: 1 → 4");
+    assert_eq!(scale(&leader, &dry, &stay), "dry-run: stays at 4");
+    assert_eq!(scale(&follower, &dry, &down), "dry-run: 4 → 2");
+    assert_eq!(scale(&leader, &dry, &down), "dry-run: 4 → 2");
+    assert_eq!(leader.observe(&dry, &[]).unwrap().spec_replicas, 2);
+
+    // hpa: a decision stands until the HPA acts, so the engine repeats it: recorded once.
+    for _ in 0..5 {
+        assert_eq!(
+            scale(
+                &follower,
+                &hpa,
+                &decision(1, 3, "external metric rps above target")
+            ),
+            "hpa mode: served to the HPA, no patch"
+        );
+        assert_eq!(
+            scale(
+                &leader,
+                &hpa,
+                &decision(1, 3, "external metric rps above target")
+            ),
+            "hpa mode: served to the HPA, no patch"
+        );
+    }
+
+    let summary = |list: &[Event]| -> Vec<(String, String, String, String)> {
+        list.iter()
+            .map(|e| {
+                let o = &e.involved_object;
+                (
+                    e.message.clone().unwrap_or_default(),
+                    e.reporting_instance.clone().unwrap_or_default(),
+                    format!(
+                        "{}/{}",
+                        o.kind.as_deref().unwrap_or_default(),
+                        o.name.as_deref().unwrap_or_default()
+                    ),
+                    o.uid.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let me = leader_handle.identity().to_owned();
+    let dry_new = new_events(&events, "DryRunRescale", dry_before, 2).await;
+    assert_eq!(
+        summary(&dry_new),
+        vec![
+            (
+                "dry-run: New size: 4; reason: external metric rps above target".to_owned(),
+                me.clone(),
+                "Deployment/web".to_owned(),
+                uid.clone()
+            ),
+            (
+                "dry-run: New size: 2; reason: external metric rps below target".to_owned(),
+                me.clone(),
+                "Deployment/web".to_owned(),
+                uid.clone()
+            ),
+        ],
+        "one Event per change, from the leader only"
+    );
+    let hpa_new = new_events(&events, "SurgeRecommendation", hpa_before, 1).await;
+    assert_eq!(
+        summary(&hpa_new),
+        vec![(
+            "dry-run: New size: 3; reason: external metric rps above target".to_owned(),
+            me.clone(),
+            "Deployment/web".to_owned(),
+            uid.clone()
+        )]
+    );
+    // What a user sees: `kubectl describe` selects Events by the object's uid.
+    let described = plane.kubectl(&["describe", "deployment", "web", "-n", NS], None);
+    assert!(
+        described.contains("DryRunRescale")
+            && described.contains("dry-run: New size: 2; reason: external metric rps below target")
+            && described.contains("SurgeRecommendation"),
+        "{described}"
+    );
+    assert_eq!(deployment_replicas(&client).await, 1, "never patched");
+    ca.cancel();
+    cb.cancel();
 }
 
 /// `observe` reports the Deployment's real replica counts and its pods as ready-pods.sh left them;

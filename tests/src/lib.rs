@@ -4,6 +4,7 @@
 //! A missing peer binary is a test failure with an install hint, never a skip: `.ci/run` installs them.
 
 pub mod k8s;
+pub mod kubelet;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

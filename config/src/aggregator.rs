@@ -36,6 +36,11 @@ pub struct AggregatorConfig {
     /// fails no request. Keep it under the pod's `terminationGracePeriodSeconds`. Default `3s`.
     #[serde(with = "duration")]
     pub shutdown_delay: Duration,
+    /// `/readyz` (and the metrics APIs' readiness) answer 503 until this long after start, so a new
+    /// replica takes queries only once it holds the history its rules read (e.g. the 30 s of a
+    /// `rate(x[30s])` plus a scrape); it ingests meanwhile. `0s` (the default): ready at once.
+    #[serde(with = "duration")]
+    pub warmup: Duration,
 }
 
 impl Default for AggregatorConfig {
@@ -48,6 +53,7 @@ impl Default for AggregatorConfig {
             remote_write: Vec::new(),
             kubernetes_api: None,
             shutdown_delay: Duration::from_secs(3),
+            warmup: Duration::ZERO,
         }
     }
 }

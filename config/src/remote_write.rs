@@ -27,11 +27,12 @@ pub struct RemoteWriteConfig {
     pub write_relabel_configs: Vec<RelabelConfig>,
     /// Buffering, batching and retries.
     pub queue_config: QueueConfig,
-    /// Write to every ready endpoint of a Kubernetes Service instead of through it, e.g. every
-    /// aggregator replica, so each replica holds every series and answers the same. The endpoints come
-    /// from the Service's EndpointSlices (watched); each gets its own queue (this destination's
+    /// Write to every endpoint of a Kubernetes Service instead of through it, e.g. every aggregator
+    /// replica, so each replica holds every series and answers the same. The endpoints come from the
+    /// Service's EndpointSlices (watched): every one that is not terminating, ready or not (a replica
+    /// warming up must receive samples before it is ready). Each gets its own queue (this destination's
     /// `queue_config`) named `NAME@IP:PORT`, with `url`'s scheme and path. Until the first list arrives,
-    /// and while the Service has no ready endpoint, samples go to `url` itself.
+    /// and while the Service has no endpoint, samples go to `url` itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes_endpoints: Option<KubernetesEndpointsConfig>,
 }

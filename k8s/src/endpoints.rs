@@ -2,9 +2,11 @@
 //! of the aggregator must receive every series (`remote_write[].kubernetes_endpoints`).
 //!
 //! A watch on `discovery.k8s.io/v1` EndpointSlices labelled `kubernetes.io/service-name=SERVICE` in
-//! the Service's namespace keeps the complete list of `IP:PORT` of its ready endpoints (the named or
-//! numbered port), published on a `watch` channel whenever it changes. A replica that goes unready
-//! (deleted, failing its readiness probe) leaves the list; one that becomes ready joins it.
+//! the Service's namespace keeps the complete list of `IP:PORT` of its endpoints that are not terminating
+//! (the named or numbered port), published on a `watch` channel whenever it changes. A replica joins the
+//! list as soon as it has an address, ready or not: a new aggregator replica is unready while it warms up
+//! (until it holds the history its rules read) and must receive samples meanwhile. A replica that is
+//! being deleted leaves the list at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 /// The label EndpointSlices carry for their Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Starts following `cfg`'s Service; the receiver holds its ready `IP:PORT`s, sorted (empty until the
-/// first list). Stops on `cancel`.
-pub fn ready_endpoints(
+/// Starts following `cfg`'s Service; the receiver holds the `IP:PORT`s of its endpoints that are not
+/// terminating, sorted (empty until the first list). Stops on `cancel`.
+pub fn live_endpoints(
     client: Client,
     cfg: &KubernetesEndpointsConfig,
     cancel: CancellationToken,
@@ -93,7 +95,7 @@ fn slice_name(s: &EndpointSlice) -> String {
     s.metadata.name.clone().unwrap_or_default()
 }
 
-/// The ready `IP:PORT`s of one slice for `port` (a port name, or a number).
+/// The `IP:PORT`s of one slice's endpoints that are not terminating, for `port` (a name or a number).
 fn addresses(s: &EndpointSlice, port: &str) -> Vec<String> {
     let Some(number) = s.ports.iter().flatten().find_map(|p| {
         let named = p.name.as_deref() == Some(port);
@@ -104,8 +106,8 @@ fn addresses(s: &EndpointSlice, port: &str) -> Vec<String> {
     };
     s.endpoints
         .iter()
-        // `ready` unset means ready (the API's rule for consumers).
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        // Warming (not ready) endpoints are written to; terminating ones are leaving.
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.terminating) != Some(true))
         .flat_map(|e| e.addresses.iter())
         .map(|ip| {
             if ip.contains(':') {
@@ -122,20 +124,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_addresses_of_the_named_port() {
+    fn addresses_of_the_named_port_except_terminating_ones() {
         let s: EndpointSlice = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "surge-aggregator-abc"},
             "addressType": "IPv4",
             "ports": [{"name": "https", "port": 6443}, {"name": "http", "port": 9091}],
             "endpoints": [
                 {"addresses": ["127.0.0.5"], "conditions": {"ready": true}},
-                {"addresses": ["127.0.0.6"], "conditions": {"ready": false}},
-                {"addresses": ["127.0.0.7"]}
+                {"addresses": ["127.0.0.6"], "conditions": {"ready": false, "terminating": true}},
+                {"addresses": ["127.0.0.7"]},
+                {"addresses": ["127.0.0.8"], "conditions": {"ready": false, "terminating": false}}
             ]
         }))
         .unwrap();
-        assert_eq!(addresses(&s, "http"), ["127.0.0.5:9091", "127.0.0.7:9091"]);
-        assert_eq!(addresses(&s, "6443"), ["127.0.0.5:6443", "127.0.0.7:6443"]);
+        assert_eq!(
+            addresses(&s, "http"),
+            ["127.0.0.5:9091", "127.0.0.7:9091", "127.0.0.8:9091"]
+        );
+        assert_eq!(
+            addresses(&s, "6443"),
+            ["127.0.0.5:6443", "127.0.0.7:6443", "127.0.0.8:6443"]
+        );
         assert!(addresses(&s, "grpc").is_empty());
     }
 }

@@ -41,7 +41,7 @@ pub fn main(config: &Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        // Destinations written to every ready endpoint of a Service (each aggregator replica).
+        // Destinations written to every endpoint of a Service (each aggregator replica, warming or ready).
         for rw in &cfg.agent.remote_write {
             let Some(ep) = &rw.kubernetes_endpoints else {
                 continue;
@@ -49,7 +49,7 @@ pub fn main(config: &Path) -> ExitCode {
             match surge_k8s::discovery::client_for(ep.kubeconfig.as_deref()).await {
                 Ok(client) => {
                     let set =
-                        surge_k8s::endpoints::ready_endpoints(client, ep, discovery_cancel.clone());
+                        surge_k8s::endpoints::live_endpoints(client, ep, discovery_cancel.clone());
                     spec.endpoint_sets.insert(rw.name.clone(), set);
                 }
                 Err(e) => {

@@ -233,8 +233,22 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
             }
         }
     });
-    state.set_ready(true);
-    tracing::info!(%addr, "aggregator started");
+    // Ready once warm: queries wait for the history the rules read; ingest does not.
+    if cfg.warmup.is_zero() {
+        state.set_ready(true);
+    } else {
+        let (st, c, warmup) = (state.clone(), cancel.clone(), cfg.warmup);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = c.cancelled() => {}
+                _ = tokio::time::sleep(warmup) => {
+                    st.set_ready(true);
+                    tracing::info!(?warmup, "warmed up: ready");
+                }
+            }
+        });
+    }
+    tracing::info!(%addr, warmup = ?cfg.warmup, "aggregator started");
     Ok(RunningAggregator {
         state,
         autoscaler,

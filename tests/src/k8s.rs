@@ -201,6 +201,14 @@ impl Drop for ControlPlane {
 }
 
 impl ControlPlane {
+    /// A `kube` client with the admin's certificate (the plane's kubeconfig).
+    pub async fn admin_client(&self) -> Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(&self.env["KUBECONFIG"])?;
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kc, &options).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
     /// The PKI folder (`$K8S_PKI`).
     pub fn pki(&self) -> PathBuf {
         PathBuf::from(&self.env["K8S_PKI"])

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use parking_lot::Mutex;
 use serde_json::Value;
 use surge_tests::k8s::{ControlPlane, start_plane};
@@ -160,14 +159,6 @@ fn serve_app_pods(client: kube::Client, kubelet: Arc<Kubelet>, app: Arc<App>) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-}
-
-async fn admin_client(plane: &ControlPlane) -> kube::Client {
-    let kc = Kubeconfig::read_from(&plane.env["KUBECONFIG"]).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 /// A command with the control plane's environment; output or the error with stderr.
@@ -742,7 +733,7 @@ async fn the_shipped_manifests_run_on_a_real_control_plane() {
         .unwrap()
         .unwrap();
     plane.script("fake-node.sh", &["n1", "8", "32Gi", "110"]);
-    let client = admin_client(&plane).await;
+    let client = plane.admin_client().await.unwrap();
     let kubelet = Arc::new(
         Kubelet::start(
             client.clone(),

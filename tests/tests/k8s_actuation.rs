@@ -83,15 +83,6 @@ spec:
     plane
 }
 
-/// A client with the admin's certificate.
-async fn admin_client(plane: &ControlPlane) -> kube::Client {
-    let kc = Kubeconfig::read_from(&plane.env["KUBECONFIG"]).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
 // ---------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------
@@ -298,7 +289,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_handover_after_a_crash_and_a_release() {
     let _serial = SERIAL.lock().await;
-    let client = admin_client(plane()).await;
+    let client = plane().admin_client().await.unwrap();
     let cfg_a = lease("handover", "a", false);
     let (a, _ca) = elect(&client, cfg_a.clone());
     let (b, cb) = elect(&client, lease("handover", "b", false));
@@ -384,7 +375,7 @@ async fn leader_handover_after_a_crash_and_a_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_patches_each_decision_once() {
     let _serial = SERIAL.lock().await;
-    let client = admin_client(plane()).await;
+    let client = plane().admin_client().await.unwrap();
     set_replicas(&client, 1).await;
     let p = policy("scale");
     let (la, ca) = elect(&client, lease("actuation", "replica-a", true));
@@ -556,7 +547,7 @@ async fn new_events(api: &Api<Event>, reason: &str, before: usize, want: usize) 
 async fn dry_run_and_hpa_decisions_become_events_on_the_leader() {
     let _serial = SERIAL.lock().await;
     let plane = plane();
-    let client = admin_client(plane).await;
+    let client = plane.admin_client().await.unwrap();
     set_replicas(&client, 1).await;
     let dry = policy_with("dry-run", "events: true");
     let hpa = policy_with("hpa", "events: true");
@@ -702,7 +693,7 @@ async fn dry_run_and_hpa_decisions_become_events_on_the_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_returns_real_replicas_and_ready_pods() {
     let _serial = SERIAL.lock().await;
-    let client = admin_client(plane()).await;
+    let client = plane().admin_client().await.unwrap();
     set_replicas(&client, 2).await;
     let p = policy("hpa");
     let (leader, cancel) = elect(&client, lease("observe", "o", true));
@@ -778,7 +769,7 @@ async fn observe_returns_real_replicas_and_ready_pods() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_holder_is_taken_over_live_holder_is_not() {
     let _serial = SERIAL.lock().await;
-    let client = admin_client(plane()).await;
+    let client = plane().admin_client().await.unwrap();
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
     let ago = |s: i64| {
         MicroTime(
@@ -869,7 +860,7 @@ async fn dead_holder_is_taken_over_live_holder_is_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decision_to_patch_latency() {
     let _serial = SERIAL.lock().await;
-    let client = admin_client(plane()).await;
+    let client = plane().admin_client().await.unwrap();
     set_replicas(&client, 2).await;
     let p = policy("scale");
     let (leader, cancel) = elect(&client, lease("latency", "l", true));
@@ -941,7 +932,7 @@ async fn decision_to_patch_latency() {
 async fn works_with_scale_only_rbac() {
     let _serial = SERIAL.lock().await;
     let plane = plane();
-    let admin = admin_client(plane).await;
+    let admin = plane.admin_client().await.unwrap();
     set_replicas(&admin, 1).await;
     plane.kubectl(
         &["apply", "-f", "-"],

@@ -32,7 +32,6 @@ use anyhow::{Context as _, Result, bail, ensure};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use surge_tests::k8s::{ControlPlane, start_plane};
 use surge_tests::kubelet::{ImageRule, Kubelet, KubeletConfig, SERVICE_ACCOUNT_DIR, pod_is_ready};
 
@@ -164,14 +163,6 @@ spec:
     - {name: config, configMap: {name: late-config}}
 "#;
 
-async fn admin_client(plane: &ControlPlane) -> kube::Client {
-    let kc = Kubeconfig::read_from(&plane.env["KUBECONFIG"]).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
-
 /// The bundle's kubectl (first on the plane's PATH).
 fn plane_kubectl(plane: &ControlPlane) -> PathBuf {
     plane.env["PATH"]
@@ -192,7 +183,7 @@ async fn deployments_run_as_local_processes() {
         .unwrap();
     let t_plane = t0.elapsed();
     plane.script("fake-node.sh", &["n1", "4", "16Gi", "110"]);
-    let client = admin_client(&plane).await;
+    let client = plane.admin_client().await.unwrap();
     let cfg = KubeletConfig::for_plane(&plane, &["n1"])
         .image(surge)
         .image(ImageRule::repository("kubectl", plane_kubectl(&plane)));

@@ -43,14 +43,14 @@ fn documents(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// What the manifests' pods set from the downward API and their `env`.
+/// What the manifests' pods get from the downward API: the configs must need nothing else (a plain
+/// `env` value of a pod spec is not what a config checked where it is rendered sees).
 fn env() -> MapEnv {
     MapEnv::default()
         .with("NODE_NAME", "n1")
         .with("POD_IP", "10.0.0.7")
         .with("POD_NAME", "surge-x")
         .with("POD_NAMESPACE", "surge")
-        .with("AGGREGATOR_SERVICE", "surge-aggregator")
 }
 
 fn check(text: &str, origin: &str) {
@@ -147,8 +147,7 @@ fn the_agent_config_takes_the_node_name_from_the_environment() {
     // Without NODE_NAME the agent must not start with a made-up node label.
     let no_node = MapEnv::default()
         .with("POD_IP", "10.0.0.7")
-        .with("POD_NAMESPACE", "surge")
-        .with("AGGREGATOR_SERVICE", "surge-aggregator");
+        .with("POD_NAMESPACE", "surge");
     assert!(load_str(text, "surge.yaml", &no_node).is_err());
 }
 
@@ -234,6 +233,23 @@ fn helm_chart_is_consistent() {
         assert!(
             used.contains(want),
             "no template reads .Values.{want}: {used:?}"
+        );
+    }
+}
+
+/// The chart's default configs are the kustomize base's, verbatim: one text to review and to test.
+#[test]
+fn helm_defaults_are_the_kustomize_configs() {
+    let values = documents(&deploy_dir().join("helm/surge/values.yaml")).remove(0);
+    for (component, file) in [
+        ("agent", "configmap-agent.yaml"),
+        ("aggregator", "configmap-aggregator.yaml"),
+    ] {
+        let cm = documents(&deploy_dir().join("kustomize/base").join(file)).remove(0);
+        assert_eq!(
+            values[component]["config"].as_str(),
+            cm["data"]["surge.yaml"].as_str(),
+            "helm values {component}.config differs from kustomize/base/{file}"
         );
     }
 }

@@ -11,8 +11,15 @@
 //! The checks are the crates' own; this module only maps what they find onto config positions. Not
 //! checked: what needs a cluster (Kubernetes discovery, the Lease and `/scale` of `scale`-mode policies)
 //! or the network (binding ports, reaching receivers and the forward target).
+//!
+//! Files the config names (certificates, keys, CAs) usually come from Secrets mounted into the pod, so
+//! a config checked where it is rendered (CI, a laptop) names files that are not there. By default a
+//! group of files none of which exists here (a certificate and its key, a CA, the forward target's
+//! files) is listed as not checked; a group some of which exists is checked in full (a half-present pair
+//! is a mistake anywhere). [`Files::Required`] (`--require-files`, for where the files are: inside the
+//! pod) makes every missing file an error.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use surge_agent::from_config::{agent_spec, sender_options};
@@ -26,8 +33,17 @@ use surge_sender::{SenderOptionError, SenderOptions};
 
 use crate::process;
 
-/// What a config that passes every check sets up.
+/// How files the config names are treated (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    /// Groups of files none of which exists here are listed as not checked.
+    WhenPresent,
+    /// Every file must exist and load.
+    Required,
+}
+
+/// What a config that passes every check sets up.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckSummary {
     pub scrape_jobs: usize,
     /// The agent's destinations and the aggregator's onward ones.
@@ -35,15 +51,17 @@ pub struct CheckSummary {
     pub policies: usize,
     /// External and custom metrics of `aggregator.kubernetes_api`.
     pub metric_rules: usize,
+    /// Files not checked because none of their group exists here ([`Files::WhenPresent`]).
+    pub unchecked_files: Vec<PathBuf>,
 }
 
 /// `surge check-config FILE`: prints every problem (exit 1) or a one-line summary.
-pub fn main(file: &Path) -> ExitCode {
+pub fn main(file: &Path, files: Files) -> ExitCode {
     let cfg = match process::load_config(file) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match check(&cfg) {
+    match check(&cfg, files) {
         Ok(s) => {
             println!(
                 "{}: ok ({}, {}, {}, {})",
@@ -57,6 +75,12 @@ pub fn main(file: &Path) -> ExitCode {
                 count(s.policies, "policy", "policies"),
                 count(s.metric_rules, "metric rule", "metric rules"),
             );
+            for f in &s.unchecked_files {
+                println!(
+                    "  not checked: {} is not here (a mounted Secret? check where it is with --require-files)",
+                    f.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -74,8 +98,9 @@ fn count(n: usize, one: &str, many: &str) -> String {
 }
 
 /// Runs every offline start-time check on a loaded config; the problems come in document order.
-pub fn check(cfg: &Config) -> Result<CheckSummary, ConfigErrors> {
+pub fn check(cfg: &Config, files: Files) -> Result<CheckSummary, ConfigErrors> {
     let mut errors = Vec::new();
+    let mut unchecked_files = Vec::new();
     let root = FieldPath::root();
     // The agent spec fails on its first problem, with no position: reported as it is.
     let scrape_jobs = match agent_spec(&cfg.agent) {
@@ -109,7 +134,14 @@ pub fn check(cfg: &Config) -> Result<CheckSummary, ConfigErrors> {
     };
     let metric_rules = match &cfg.aggregator.kubernetes_api {
         Some(k) => {
-            metrics_api(cfg, k, &mut errors);
+            let mut present = |group: &[&Path]| {
+                let here = files == Files::Required || group.iter().any(|f| f.exists());
+                if !here {
+                    unchecked_files.extend(group.iter().map(|f| f.to_path_buf()));
+                }
+                here
+            };
+            metrics_api(cfg, k, &mut present, &mut errors);
             k.external_metrics.len() + k.custom_metrics.len()
         }
         None => 0,
@@ -121,6 +153,7 @@ pub fn check(cfg: &Config) -> Result<CheckSummary, ConfigErrors> {
             remote_writes: cfg.agent.remote_write.len() + cfg.aggregator.remote_write.len(),
             policies,
             metric_rules,
+            unchecked_files,
         }),
     }
 }
@@ -173,8 +206,14 @@ fn sender_problem(p: &SenderOptionError) -> (FieldPath, String) {
 }
 
 /// `aggregator.kubernetes_api` as `MetricsApi::new` loads it: the metric rules, the serving certificate,
-/// the requestheader CA and, when forwarding, the forward target's files.
-fn metrics_api(cfg: &Config, k: &KubernetesApiConfig, errors: &mut Vec<ConfigError>) {
+/// the requestheader CA and, when forwarding, the forward target's files. `present` says whether a group
+/// of files is to be checked here.
+fn metrics_api(
+    cfg: &Config,
+    k: &KubernetesApiConfig,
+    present: &mut dyn FnMut(&[&Path]) -> bool,
+    errors: &mut Vec<ConfigError>,
+) {
     let at = FieldPath::root().key("aggregator").key("kubernetes_api");
     // The options exactly as the aggregator maps them at start.
     let opts = crate::aggregator_cmd::k8s_api_options(k);
@@ -190,7 +229,11 @@ fn metrics_api(cfg: &Config, k: &KubernetesApiConfig, errors: &mut Vec<ConfigErr
         };
         errors.push(cfg.error_at(at.key(list).index(p.index).key(field), p.reason()));
     }
-    if let Some(t) = &k.tls {
+    if let Some(t) = k
+        .tls
+        .as_ref()
+        .filter(|t| present(&[&t.cert_file, &t.key_file]))
+    {
         for (file, e) in tls::check_pair(&t.cert_file, &t.key_file) {
             let field = match file {
                 PairFile::Cert => "cert_file",
@@ -201,12 +244,27 @@ fn metrics_api(cfg: &Config, k: &KubernetesApiConfig, errors: &mut Vec<ConfigErr
     }
     // `from_cluster` is read from the cluster at start: nothing to check offline.
     if let Some(r) = &opts.requestheader
+        && present(&[&r.client_ca_file])
         && let Err(e) = tls::read_roots(&r.client_ca_file)
     {
         errors.push(cfg.error_at(at.key("requestheader").key("client_ca_file"), e.to_string()));
     }
     // The forward client is built only when there is somewhere to forward to.
     if let Some(forward) = &opts.forward_external {
+        let named: Vec<&Path> = forward
+            .ca_file
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(
+                forward
+                    .client_cert
+                    .iter()
+                    .flat_map(|(c, k)| [c.as_path(), k.as_path()]),
+            )
+            .collect();
+        if !named.is_empty() && !present(&named) {
+            return;
+        }
         for (file, e) in forward::check_files(forward) {
             let field = match file {
                 ForwardFile::Ca => "ca_file",

@@ -78,7 +78,14 @@ enum Command {
     },
     /// Validate a config file offline: everything the agent and the aggregator would refuse at start
     /// (policies, metric rules, certificate files...), every problem with file, line, column and field.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        file: PathBuf,
+        /// Every file the config names must exist here (run it where the Secrets are mounted, e.g.
+        /// inside the pod). Without it, a certificate, key or CA none of whose group exists here is
+        /// listed as not checked.
+        #[arg(long)]
+        require_files: bool,
+    },
     /// Benchmarks: with no subcommand, scrape → decision latency (`surge bench latency`);
     /// `surge bench agent` measures the agent beside Prometheus agent mode and vmagent.
     Bench {
@@ -159,7 +166,17 @@ fn main() -> ExitCode {
             aggregator,
             limit,
         } => explain::main(&workload, &aggregator, limit),
-        Command::CheckConfig { file } => check::main(&file),
+        Command::CheckConfig {
+            file,
+            require_files,
+        } => check::main(
+            &file,
+            if require_files {
+                check::Files::Required
+            } else {
+                check::Files::WhenPresent
+            },
+        ),
         Command::Run { config, no_view } => run::main(config.as_deref(), no_view),
         Command::Aggregator { config } => aggregator_cmd::main(&config),
         Command::Simulate { scenario, output } => simulate::main(&scenario, output),

@@ -202,7 +202,7 @@ policies:
 "
     );
     let (_d, path) = write_temp("surge.yaml", text.as_bytes());
-    let out = surge(&["check-config", &path], None);
+    let out = surge(&["check-config", "--require-files", &path], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -314,5 +314,67 @@ fn check_config_accepts_every_example_and_the_embedded_default() {
             String::from_utf8_lossy(&out.stdout).contains(": ok ("),
             "{out:?}"
         );
+    }
+}
+
+/// The configs `deploy/` ships, checked where they are rendered (CI, a laptop): with only what the
+/// downward API gives a pod, they pass, and the Secret-mounted certificate is listed as not checked;
+/// with `--require-files` (as inside the pod) that missing file is an error.
+#[test]
+fn check_config_accepts_the_shipped_configs_where_they_are_rendered() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let read = |p: &str| -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(&std::fs::read_to_string(deploy.join(p)).unwrap()).unwrap()
+    };
+    let values = read("helm/surge/values.yaml");
+    let configs = [
+        (
+            "agent",
+            read("kustomize/base/configmap-agent.yaml")["data"]["surge.yaml"].clone(),
+        ),
+        (
+            "aggregator",
+            read("kustomize/base/configmap-aggregator.yaml")["data"]["surge.yaml"].clone(),
+        ),
+        ("agent", values["agent"]["config"].clone()),
+        ("aggregator", values["aggregator"]["config"].clone()),
+    ];
+    for (component, text) in configs {
+        let (_d, path) = write_temp("surge.yaml", text.as_str().unwrap().as_bytes());
+        let run = |extra: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_surge"))
+                .arg("check-config")
+                .args(extra)
+                .arg(&path)
+                .env_clear()
+                .envs([
+                    ("NODE_NAME", "n1"),
+                    ("POD_NAME", "surge-x"),
+                    ("POD_NAMESPACE", "surge"),
+                    ("POD_IP", "10.0.0.7"),
+                ])
+                .output()
+                .unwrap()
+        };
+        let out = run(&[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{component}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if component == "aggregator" {
+            assert!(
+                stdout.contains("not checked: /etc/surge/tls/tls.crt"),
+                "{stdout}"
+            );
+            let strict = run(&["--require-files"]);
+            assert_eq!(strict.status.code(), Some(1));
+            assert!(
+                String::from_utf8_lossy(&strict.stderr)
+                    .contains("aggregator.kubernetes_api.tls.cert_file: /etc/surge/tls/tls.crt"),
+                "{strict:?}"
+            );
+        }
     }
 }

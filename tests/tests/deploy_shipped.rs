@@ -419,7 +419,7 @@ async fn check_deployed_configs(kubelet: &Kubelet, ns: &str) -> Result<usize> {
         let out = tokio::process::Command::new("nsenter")
             .args(["-t", &pid.to_string(), "-m", "--"])
             .arg(&surge)
-            .args(["check-config", "/etc/surge/surge.yaml"])
+            .args(["check-config", "--require-files", "/etc/surge/surge.yaml"])
             .env_clear()
             .envs(env)
             .output()

@@ -44,8 +44,8 @@ use surge_store::SeriesCache;
 
 pub use handlers::router;
 pub use options::{
-    CustomMetricRule, ExternalMetricRule, ForwardOptions, MetricsApiOptions, RequestHeaderOptions,
-    TlsFiles,
+    ClientCa, CustomMetricRule, ExternalMetricRule, ForwardOptions, MetricsApiOptions,
+    RequestHeaderOptions, TlsFiles,
 };
 pub use status::ApiError;
 pub use tls::{ClientIdentity, ReloadingCert, TlsError};
@@ -122,10 +122,7 @@ impl MetricsApi {
                 ReloadingCert::self_signed()?
             }
         });
-        let client_ca = opts
-            .requestheader
-            .as_ref()
-            .map(|r| r.client_ca_file.as_path());
+        let client_ca = opts.requestheader.as_ref().map(|r| &r.client_ca);
         let tls = tls::server_config(cert.clone(), client_ca)?;
         let auth = if opts.insecure_dev_no_auth {
             tracing::warn!(

@@ -49,11 +49,21 @@ pub struct TlsFiles {
 }
 
 /// Who may call: kube-apiserver's front proxy, identified by a client certificate signed by
-/// `client_ca_file` whose common name is in `allowed_names` (empty = any verified certificate).
+/// `client_ca` whose common name is in `allowed_names` (empty = any verified certificate).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestHeaderOptions {
-    pub client_ca_file: PathBuf,
+    pub client_ca: ClientCa,
     pub allowed_names: Vec<String>,
+}
+
+/// Where the front-proxy CA comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientCa {
+    /// A PEM file (`requestheader.client_ca_file`).
+    File(PathBuf),
+    /// PEM text already read, e.g. from ConfigMap `kube-system/extension-apiserver-authentication`;
+    /// `origin` names it in errors.
+    Pem { pem: String, origin: String },
 }
 
 /// The external metrics provider that answers for metrics not defined here (KEDA, prometheus-adapter).

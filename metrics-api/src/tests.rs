@@ -738,7 +738,7 @@ async fn requestheader_auth() {
     let mut opts = rules();
     opts.insecure_dev_no_auth = false;
     opts.requestheader = Some(RequestHeaderOptions {
-        client_ca_file: dir.path().join("ca.crt"),
+        client_ca: ClientCa::File(dir.path().join("ca.crt")),
         allowed_names: vec!["front-proxy-client".into()],
     });
     let (st, _) = fixture();
@@ -879,7 +879,7 @@ async fn https_client_certs_and_reload() {
         reload_interval: Duration::from_millis(100),
     });
     opts.requestheader = Some(RequestHeaderOptions {
-        client_ca_file: d.join("proxy-ca.crt"),
+        client_ca: ClientCa::File(d.join("proxy-ca.crt")),
         allowed_names: vec!["front-proxy-client".into()],
     });
     let (st, _) = fixture();
@@ -1182,4 +1182,22 @@ async fn external_latency_with_10k_series() {
         "external metric over 10,000 series: p50 {p50:?}, p99 {p99:?}, max {:?}",
         lat[999]
     );
+}
+
+/// The front-proxy CA read from the cluster arrives as PEM text: it loads without a file, and a bad one
+/// names where it came from.
+#[test]
+fn client_ca_from_pem_text() {
+    let ca = rcgen::generate_simple_self_signed(vec!["front-proxy-ca".into()]).unwrap();
+    let good = ClientCa::Pem {
+        pem: ca.cert.pem(),
+        origin: "test ConfigMap".into(),
+    };
+    assert_eq!(tls::client_roots(&good).unwrap().len(), 1);
+    let bad = ClientCa::Pem {
+        pem: "not a certificate".into(),
+        origin: "test ConfigMap".into(),
+    };
+    let e = tls::client_roots(&bad).unwrap_err().to_string();
+    assert!(e.contains("test ConfigMap: no CERTIFICATE"), "{e}");
 }

@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::options::TlsFiles;
+use super::options::{ClientCa, TlsFiles};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +90,27 @@ pub fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
         roots.add(c).map_err(|e| file_err(path, e))?;
     }
     Ok(roots)
+}
+
+/// The front-proxy CA's certificates, from its file or its PEM text.
+pub fn client_roots(ca: &ClientCa) -> Result<RootCertStore, TlsError> {
+    match ca {
+        ClientCa::File(path) => read_roots(path),
+        ClientCa::Pem { pem, origin } => {
+            let bad = |m: String| TlsError::Config(format!("{origin}: {m}"));
+            let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no CERTIFICATE in it".into()));
+            }
+            let mut roots = RootCertStore::empty();
+            for c in certs {
+                roots.add(c).map_err(|e| bad(e.to_string()))?;
+            }
+            Ok(roots)
+        }
+    }
 }
 
 /// Which file of a certificate/key pair a problem is in.
@@ -250,7 +271,7 @@ impl ResolvesServerCert for ReloadingCert {
 /// against `client_ca` when given.
 pub fn server_config(
     cert: Arc<ReloadingCert>,
-    client_ca: Option<&Path>,
+    client_ca: Option<&ClientCa>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -259,7 +280,7 @@ pub fn server_config(
     let builder = match client_ca {
         Some(ca) => {
             let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(read_roots(ca)?), provider)
+                WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots(ca)?), provider)
                     .allow_unauthenticated()
                     .build()
                     .map_err(|e| TlsError::Config(e.to_string()))?;

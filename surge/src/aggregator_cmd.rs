@@ -63,7 +63,7 @@ pub(crate) fn k8s_api_options(k: &KubernetesApiConfig) -> MetricsApiOptions {
             r.client_ca_file
                 .as_ref()
                 .map(|file| k8s_api::RequestHeaderOptions {
-                    client_ca_file: file.clone(),
+                    client_ca: k8s_api::ClientCa::File(file.clone()),
                     allowed_names: r.allowed_names.clone(),
                 })
         }),
@@ -101,21 +101,20 @@ pub(crate) fn k8s_api_options(k: &KubernetesApiConfig) -> MetricsApiOptions {
     }
 }
 
-/// `requestheader.from_cluster`: reads kube-apiserver's front-proxy CA (and, unless the config names
-/// them, the allowed names) from the cluster, writes the CA to a file beside the process (`$TMPDIR`, an
-/// emptyDir in the shipped manifests) and returns the options that load it.
+/// `requestheader.from_cluster`: kube-apiserver's front-proxy CA (and, unless the config names them,
+/// the allowed names) as the cluster publishes them.
 async fn front_proxy_from_cluster(
     configured_names: &[String],
 ) -> anyhow::Result<k8s_api::RequestHeaderOptions> {
     let client = surge_k8s::discovery::client_for(None).await?;
     let fp = surge_k8s::auth::front_proxy(client).await?;
-    let path =
-        std::env::temp_dir().join(format!("surge-front-proxy-ca-{}.crt", std::process::id()));
-    std::fs::write(&path, &fp.client_ca_pem)
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     tracing::info!(allowed_names = ?fp.allowed_names, "front-proxy CA read from kube-system/extension-apiserver-authentication");
     Ok(k8s_api::RequestHeaderOptions {
-        client_ca_file: path,
+        client_ca: k8s_api::ClientCa::Pem {
+            pem: fp.client_ca_pem,
+            origin: "kube-system/extension-apiserver-authentication requestheader-client-ca-file"
+                .into(),
+        },
         allowed_names: if configured_names.is_empty() {
             fp.allowed_names
         } else {

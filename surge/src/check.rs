@@ -26,6 +26,7 @@ use surge_agent::from_config::{agent_spec, sender_options};
 use surge_config::{
     Config, ConfigError, ConfigErrors, FieldPath, KubernetesApiConfig, RemoteWriteConfig,
 };
+use surge_metrics_api::ClientCa;
 use surge_metrics_api::forward::{self, ForwardFile};
 use surge_metrics_api::rules::{self, RuleField, RuleList};
 use surge_metrics_api::tls::{self, PairFile};
@@ -244,8 +245,9 @@ fn metrics_api(
     }
     // `from_cluster` is read from the cluster at start: nothing to check offline.
     if let Some(r) = &opts.requestheader
-        && present(&[&r.client_ca_file])
-        && let Err(e) = tls::read_roots(&r.client_ca_file)
+        && let ClientCa::File(ca) = &r.client_ca
+        && present(&[ca])
+        && let Err(e) = tls::read_roots(ca)
     {
         errors.push(cfg.error_at(at.key("requestheader").key("client_ca_file"), e.to_string()));
     }

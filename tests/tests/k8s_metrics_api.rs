@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use serde_json::Value as Json;
 use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions};
 use surge_metrics_api::{
-    self as k8s_api, CustomMetricRule, ExternalMetricRule, MetricsApi, MetricsApiOptions,
+    self as k8s_api, ClientCa, CustomMetricRule, ExternalMetricRule, MetricsApi, MetricsApiOptions,
     RequestHeaderOptions, TlsFiles,
 };
 use surge_model::{Labels, Sample};
@@ -81,7 +81,7 @@ fn setup() -> Result<Env> {
             reload_interval: Duration::from_secs(5),
         }),
         requestheader: Some(RequestHeaderOptions {
-            client_ca_file: pki.join("front-proxy-ca.crt"),
+            client_ca: ClientCa::File(pki.join("front-proxy-ca.crt")),
             allowed_names: vec!["front-proxy-client".into()],
         }),
         external_metrics: vec![

@@ -246,8 +246,7 @@ impl Actuator for KubeActuator {
     fn apply(&self, action: Action<'_>) -> String {
         match action {
             Action::Scale { target, decision } => self.scale(target, decision),
-            // Node claims and warm pools are actions of other actuators.
-            #[allow(unreachable_patterns)]
+            // `Action` is non_exhaustive: node claims and warm pools are actions of other actuators.
             _ => "not an action of the /scale actuator: skipped".into(),
         }
     }

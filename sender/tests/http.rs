@@ -606,7 +606,15 @@ async fn fan_out_writes_every_batch_to_every_endpoint_of_the_set() {
             .trim_end_matches("/api/v1/write")
             .to_owned()
     };
-    let h = start(options(&refused_url().await, queue()), 4);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let series: Vec<SeriesMeta> = (0..4)
+        .map(|i| {
+            SeriesMeta::new(Labels::from_pairs([
+                ("__name__", "m".to_owned()),
+                ("i", i.to_string()),
+            ]))
+        })
+        .collect();
     let mut registry = Registry::default();
     let metrics = SenderMetrics::new(&mut registry);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -615,8 +623,7 @@ async fn fan_out_writes_every_batch_to_every_endpoint_of_the_set() {
     let batch = |ts: i64| {
         Arc::new(Batch {
             tier: Tier::Critical,
-            series: h
-                .series
+            series: series
                 .iter()
                 .map(|s| SeriesSamples {
                     series: s.clone(),

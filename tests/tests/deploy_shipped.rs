@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -95,31 +94,44 @@ spec:
         target: {type: AverageValue, averageValue: "4"}
 "#;
 
-/// The app's pods: `http_requests_total` of every pod grows by `rate` a second.
+/// The app's pods: `http_requests_total` of every pod grows by the current rate a second.
 struct App {
-    rate: AtomicU64,
     started: Instant,
-    /// Pod IP → the counter's value at the last rate change and when.
-    counters: Mutex<BTreeMap<Ipv4Addr, (f64, Instant, f64)>>,
+    load: Mutex<Load>,
+}
+
+/// The rate now, and each pod's counter as of the last rate change (value, when).
+#[derive(Default)]
+struct Load {
+    rate: f64,
+    counters: BTreeMap<Ipv4Addr, (f64, Instant)>,
+}
+
+impl Load {
+    fn value(&self, ip: Ipv4Addr, now: Instant) -> f64 {
+        self.counters
+            .get(&ip)
+            .map_or(0.0, |(v, at)| v + self.rate * (now - *at).as_secs_f64())
+    }
 }
 
 impl App {
     fn set_rate(&self, rate: f64) {
         let now = Instant::now();
-        for c in self.counters.lock().values_mut() {
-            c.0 += c.2 * (now - c.1).as_secs_f64();
-            c.1 = now;
-            c.2 = rate;
+        let mut load = self.load.lock();
+        let ips: Vec<Ipv4Addr> = load.counters.keys().copied().collect();
+        for ip in ips {
+            let v = load.value(ip, now);
+            load.counters.insert(ip, (v, now));
         }
-        self.rate.store(rate.to_bits(), Ordering::Relaxed);
+        load.rate = rate;
     }
 
     fn body(&self, ip: Ipv4Addr, pod: &str) -> String {
         let now = Instant::now();
-        let mut counters = self.counters.lock();
-        let rate = f64::from_bits(self.rate.load(Ordering::Relaxed));
-        let c = counters.entry(ip).or_insert((0.0, now, rate));
-        let v = c.0 + c.2 * (now - c.1).as_secs_f64();
+        let mut load = self.load.lock();
+        load.counters.entry(ip).or_insert((0.0, now));
+        let v = load.value(ip, now);
         format!(
             "# TYPE http_requests_total counter\nhttp_requests_total{{handler=\"/\",server=\"{pod}\"}} {v}\n# TYPE app_uptime_seconds gauge\napp_uptime_seconds {}\n",
             self.started.elapsed().as_secs_f64()
@@ -380,11 +392,7 @@ fn unix_now() -> f64 {
 }
 
 /// The IPs of the ready aggregator replicas.
-async fn aggregator_ips(
-    client: &kube::Client,
-    kubelet: &Kubelet,
-    ns: &str,
-) -> Vec<(String, Ipv4Addr)> {
+async fn aggregator_ips(kubelet: &Kubelet, ns: &str) -> Vec<(String, Ipv4Addr)> {
     let names = kubelet
         .wait_ready(
             ns,
@@ -394,7 +402,6 @@ async fn aggregator_ips(
         )
         .await
         .unwrap_or_default();
-    let _ = client;
     names
         .into_iter()
         .filter_map(|n| kubelet.pod_ip(ns, &n).map(|ip| (n, ip)))
@@ -440,7 +447,6 @@ async fn scenario(
     name: &str,
     ns: &str,
     plane: &ControlPlane,
-    client: &kube::Client,
     kubelet: &Arc<Kubelet>,
     app: &Arc<App>,
 ) -> Result<Vec<String>> {
@@ -552,7 +558,7 @@ async fn scenario(
     figure(format!("external metric through kube-apiserver: {v}"));
 
     // A new pod's first scrape reaches the aggregator.
-    let replicas = aggregator_ips(client, kubelet, ns).await;
+    let replicas = aggregator_ips(kubelet, ns).await;
     ensure!(replicas.len() == 2, "two aggregator replicas: {replicas:?}");
     let created = Instant::now();
     run(
@@ -742,16 +748,15 @@ async fn the_shipped_manifests_run_on_a_real_control_plane() {
         .unwrap(),
     );
     let app = Arc::new(App {
-        rate: AtomicU64::new(0),
         started: Instant::now(),
-        counters: Mutex::new(BTreeMap::new()),
+        load: Mutex::new(Load::default()),
     });
     plane.kubectl(&["apply", "-f", "-"], Some(APP));
     serve_app_pods(client.clone(), kubelet.clone(), app.clone());
 
     // The kustomize base installs into `surge` (its namespace.yaml); the chart into a namespace of its own.
     for (name, ns) in [("kustomize", "surge"), ("helm", "surge-helm")] {
-        match scenario(name, ns, &plane, &client, &kubelet, &app).await {
+        match scenario(name, ns, &plane, &kubelet, &app).await {
             Ok(_) => {}
             Err(e) => {
                 eprintln!(

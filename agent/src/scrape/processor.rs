@@ -615,12 +615,7 @@ mod tests {
         out.series
             .iter()
             .map(|s| {
-                let v = s.samples[0].value;
-                let v = if surge_model::is_stale_nan(v) {
-                    "STALE".to_string()
-                } else {
-                    v.to_string()
-                };
+                let v = value_text(s.samples[0].value);
                 format!("{} {v} @{}", s.series.labels(), s.samples[0].timestamp_ms)
             })
             .collect()
@@ -772,17 +767,21 @@ mod tests {
         assert_eq!(out.series[0].samples[0].timestamp_ms, 9000);
     }
 
+    /// A sample value as the tests show it: `STALE` for a staleness marker.
+    fn value_text(v: f64) -> String {
+        if surge_model::is_stale_nan(v) {
+            "STALE".to_string()
+        } else {
+            v.to_string()
+        }
+    }
+
     /// Metric name and value of each series, `STALE` for a staleness marker.
     fn names_values(series: &[SeriesSamples]) -> Vec<(String, String)> {
         series
             .iter()
             .map(|s| {
-                let v = s.samples[0].value;
-                let v = if surge_model::is_stale_nan(v) {
-                    "STALE".to_string()
-                } else {
-                    v.to_string()
-                };
+                let v = value_text(s.samples[0].value);
                 let name = s.series.labels().metric_name().unwrap_or("").to_owned();
                 (name, v)
             })

@@ -15,6 +15,7 @@
 //! Every evaluation returns a [`Decision`] that explains itself (inputs, per-metric proposals, the
 //! stabilization and limit steps, conditions, a one-line reason) and serializes to JSON.
 
+pub mod cron;
 pub mod decision;
 pub mod formula;
 pub mod hpa;

@@ -92,7 +92,7 @@ pub struct ScheduleConfig {
     pub duration: String,
     /// The minimum while the window is open.
     pub min_replicas: i32,
-    /// `UTC` (default) or a fixed offset such as `+02:00`.
+    /// `UTC` (default), a fixed offset such as `+02:00`, or an IANA name such as `Europe/Berlin`.
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
 }

@@ -124,7 +124,7 @@ pub struct ScheduleConfig {
     pub duration: String,
     /// The minimum while a window is open.
     pub min_replicas: i32,
-    /// The cron fields' time zone: `UTC` (default) or a fixed offset such as `+02:00`.
+    /// The cron fields' time zone: `UTC` (default), a fixed offset such as `+02:00`, or an IANA name such as `Europe/Berlin`.
     pub time_zone: Option<String>,
 }
 

@@ -1,10 +1,18 @@
 //! Scheduled minimums (the CronHPA case): from each firing of a 5-field cron expression, for a duration,
 //! the workload's minimum replica count is raised.
 //!
-//! Time zones are fixed UTC offsets (`UTC`, `+02:00`, `-0530`, `UTC+1`): IANA names (`Europe/Paris`)
-//! would need the tz database, which the engine does not embed, so daylight-saving shifts are the
-//! caller's to express (for example one schedule per season).
-
+//! Time zones are `UTC`, fixed offsets (`+02:00`, `-0530`, `UTC+1`) or IANA names (`Europe/Berlin`,
+//! `America/New_York`) looked up in the tz database jiff bundles into the binary (the engine reads no
+//! files). Across daylight-saving changes a schedule follows Vixie cron's rule (cron.c, kept by cronie):
+//!
+//! - a *fixed-time* schedule (neither the minute nor the hour field starts with `*`) whose firing falls
+//!   in the hour a spring-forward skips fires at the first instant after the jump (02:30 on the night
+//!   Berlin's clock goes 02:00 → 03:00 fires at 03:00 CEST), and a firing in the hour an autumn
+//!   fall-back repeats fires only on the first pass (02:30 CEST, not again at 02:30 CET);
+//! - a *wildcard* schedule (`*/15 * * * *`, `0 * * * *`) fires on the clock as it reads: nothing for the
+//!   skipped wall minutes, and again during the repeated hour.
+//!
+//! (KEDA's `cron` trigger does not follow this rule but robfig/cron's, see [`crate::cron`].)
 use jiff::Timestamp;
 use jiff::civil::DateTime;
 use jiff::tz::{Offset, TimeZone};
@@ -27,9 +35,9 @@ pub enum ScheduleError {
     /// The duration is not of the form `1h30m`, `90s`, `2d`, or is out of range.
     #[error("duration {0:?} is not a duration between 1s and 31d (e.g. 30m, 1h30m, 2h)")]
     Duration(String),
-    /// The time zone is not a fixed offset.
+    /// The time zone is neither a fixed offset nor a name in the tz database.
     #[error(
-        "time zone {0:?} is not supported: use UTC or a fixed offset like +02:00 (IANA names need the tz database, which the engine does not embed)"
+        "time zone {0:?} is not UTC, a fixed offset like +02:00 or an IANA name like Europe/Berlin"
     )]
     TimeZone(String),
     /// The minimum is negative.
@@ -49,6 +57,17 @@ pub struct Cron {
     days_of_week: u8,
     dom_restricted: bool,
     dow_restricted: bool,
+    /// Vixie cron's wildcard job: the minute or the hour field starts with `*`.
+    wildcard_time: bool,
+}
+
+/// The zone a schedule's cron fields are read in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScheduleZone {
+    /// A fixed offset, minutes east of UTC.
+    Fixed(i32),
+    /// An IANA name in the bundled tz database, as the database spells it.
+    Iana(String),
 }
 
 /// A window raising `minReplicas`: from every firing of `start`, for `duration_ms`.
@@ -60,12 +79,13 @@ pub struct Schedule {
     pub duration_ms: i64,
     /// The minimum while open.
     pub min_replicas: i32,
-    /// The time zone of the cron fields, as minutes east of UTC.
-    pub utc_offset_minutes: i32,
+    /// The time zone of the cron fields.
+    pub zone: ScheduleZone,
 }
 
 impl Schedule {
-    /// Parses a schedule: `start` cron, `duration` (`1h30m`), minimum, time zone (`UTC`, `+02:00`).
+    /// Parses a schedule: `start` cron, `duration` (`1h30m`), minimum, time zone (`UTC`, `+02:00`,
+    /// `Europe/Berlin`).
     pub fn parse(
         start: &str,
         duration: &str,
@@ -79,27 +99,29 @@ impl Schedule {
             start: Cron::parse(start)?,
             duration_ms: parse_duration(duration)?,
             min_replicas,
-            utc_offset_minutes: parse_offset(time_zone)?,
+            zone: parse_zone(time_zone)?,
         })
     }
 
     /// The zone whose wall clock the cron fields are read on.
-    ///
-    /// This is the one place that turns the configured zone into a [`TimeZone`]: only fixed offsets
-    /// exist today, and an IANA zone (which needs the tz database) would be returned from here, with
-    /// [`Schedule::is_active`] following its daylight-saving shifts unchanged.
     pub fn time_zone(&self) -> TimeZone {
-        // `parse` keeps offsets within ±14:59, inside jiff's ±25:59:59; only a hand-built schedule can
-        // fall outside, and it is read as UTC rather than panicking.
-        let offset = Offset::from_seconds(self.utc_offset_minutes.saturating_mul(60));
-        TimeZone::fixed(offset.unwrap_or(Offset::UTC))
+        match &self.zone {
+            // `parse` keeps offsets within ±14:59, inside jiff's ±25:59:59, and checks names; only a
+            // hand-built schedule can fall outside, and it is read as UTC rather than panicking.
+            ScheduleZone::Fixed(minutes) => {
+                let offset = Offset::from_seconds(minutes.saturating_mul(60));
+                TimeZone::fixed(offset.unwrap_or(Offset::UTC))
+            }
+            ScheduleZone::Iana(name) => TimeZone::get(name).unwrap_or(TimeZone::UTC),
+        }
     }
 
-    /// Whether a window is open at `now_ms`: the cron fired at some minute `t` with `t <= now < t + duration`.
+    /// Whether a window is open at `now_ms`: the schedule fired at some minute `t` with
+    /// `t <= now < t + duration` (firings across daylight-saving changes as the module says).
     ///
-    /// The walk steps back over instants, not wall-clock readings, so a zone whose clock jumps (daylight
-    /// saving) would still see each real minute once. A UTC minute is a minute of the zone's clock
-    /// because offsets are whole minutes. Instants outside jiff's years ±9999 match nothing.
+    /// The walk steps back over instants, one real minute at a time, and reads the zone's clock at each.
+    /// IANA offsets since 1900 are whole minutes, so each instant is a wall-clock minute. Instants
+    /// outside jiff's years ±9999 match nothing.
     pub fn is_active(&self, now_ms: i64) -> bool {
         if Timestamp::from_millisecond(now_ms).is_err() {
             return false;
@@ -110,10 +132,42 @@ impl Schedule {
             let Ok(minute) = Timestamp::from_millisecond(minute_ms) else {
                 return false;
             };
-            if self.start.matches(zone.to_datetime(minute)) {
+            if self.fires_at(&zone, minute) {
                 return true;
             }
             minute_ms -= 60_000;
+        }
+        false
+    }
+
+    /// Whether the schedule fires at the real minute `minute` (an instant on a whole minute).
+    fn fires_at(&self, zone: &TimeZone, minute: Timestamp) -> bool {
+        let reading = zone.to_datetime(minute);
+        if self.start.wildcard_time {
+            return self.start.matches(reading);
+        }
+        if self.start.matches(reading) {
+            // In a repeated hour only the first pass fires.
+            let first = zone.to_ambiguous_timestamp(reading).earlier();
+            return first.map_or(true, |first| first == minute);
+        }
+        // Right after a jump forward, the skipped readings fire.
+        let Ok(previous) = minute.checked_sub(jiff::SignedDuration::from_mins(1)) else {
+            return false;
+        };
+        let mut skipped = zone.to_datetime(previous);
+        // A jump is at most a day; the bound keeps a hand-built zone from looping long.
+        for _ in 0..24 * 60 {
+            let Ok(next) = skipped.checked_add(jiff::SignedDuration::from_mins(1)) else {
+                return false;
+            };
+            if next >= reading {
+                return false;
+            }
+            if self.start.matches(next) {
+                return true;
+            }
+            skipped = next;
         }
         false
     }
@@ -214,6 +268,7 @@ impl Cron {
             days_of_week: days_of_week as u8,
             dom_restricted: !dom.starts_with('*'),
             dow_restricted: !dow.starts_with('*'),
+            wildcard_time: minute.starts_with('*') || hour.starts_with('*'),
         })
     }
 
@@ -278,6 +333,17 @@ pub(crate) fn duration_ms(text: &str) -> Option<i64> {
         total = n.checked_mul(unit).and_then(|v| total.checked_add(v))?;
     }
     Some(total)
+}
+
+/// Parses a fixed offset or an IANA name (the database's own spelling is kept).
+pub fn parse_zone(text: &str) -> Result<ScheduleZone, ScheduleError> {
+    if let Ok(minutes) = parse_offset(text) {
+        return Ok(ScheduleZone::Fixed(minutes));
+    }
+    let name = text.trim();
+    let zone = TimeZone::get(name).map_err(|_| ScheduleError::TimeZone(text.to_owned()))?;
+    let canonical = zone.iana_name().unwrap_or(name);
+    Ok(ScheduleZone::Iana(canonical.to_owned()))
 }
 
 /// Parses `UTC`, `Z`, `+02:00`, `-0530`, `+2`, `UTC+01:00` into minutes east of UTC.
@@ -346,7 +412,7 @@ mod tests {
         assert!(!cron.matches(read("UTC", monday(2, 0))));
         // A hand-built offset beyond jiff's range reads as UTC instead of panicking.
         let mut s = Schedule::parse("* * * * *", "1m", 1, "UTC").unwrap();
-        s.utc_offset_minutes = i32::MAX;
+        s.zone = ScheduleZone::Fixed(i32::MAX);
         assert_eq!(s.time_zone(), TimeZone::UTC);
         // Instants beyond jiff's years ±9999 open no window.
         assert!(!s.is_active(i64::MAX));
@@ -408,9 +474,72 @@ mod tests {
         assert!(Schedule::parse("0 8 * * *", "1x", 1, "UTC").is_err());
         assert!(Schedule::parse("0 8 * * *", "40d", 1, "UTC").is_err());
         assert!(Schedule::parse("0 8 * * *", "1h", -1, "UTC").is_err());
-        let e = Schedule::parse("0 8 * * *", "1h", 1, "Europe/Paris").unwrap_err();
-        assert!(e.to_string().contains("fixed offset"));
+        let e = Schedule::parse("0 8 * * *", "1h", 1, "Europe/Atlantis").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "time zone \"Europe/Atlantis\" is not UTC, a fixed offset like +02:00 or an IANA name like Europe/Berlin"
+        );
         assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
         assert_eq!(parse_offset("UTC+1"), Ok(60));
+    }
+
+    fn ms(text: &str) -> i64 {
+        text.parse::<Timestamp>().unwrap().as_millisecond()
+    }
+
+    #[test]
+    fn iana_zones_follow_daylight_saving() {
+        let s = Schedule::parse("0 9 * * MON-FRI", "1h", 4, "Europe/Berlin").unwrap();
+        assert_eq!(s.zone, ScheduleZone::Iana("Europe/Berlin".to_owned()));
+        // 09:00 Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
+        assert!(s.is_active(ms("2024-01-08T08:30:00Z")));
+        assert!(!s.is_active(ms("2024-01-08T07:30:00Z")));
+        assert!(s.is_active(ms("2024-07-08T07:30:00Z")));
+        assert!(!s.is_active(ms("2024-07-08T08:30:00Z")));
+        let ny = Schedule::parse("0 9 * * *", "30m", 4, "America/New_York").unwrap();
+        assert!(ny.is_active(ms("2024-01-08T14:10:00Z")));
+        assert!(ny.is_active(ms("2024-07-08T13:10:00Z")));
+        // jiff's lookup ignores case; the database's spelling is kept.
+        let lower = Schedule::parse("0 9 * * *", "30m", 4, "america/new_york").unwrap();
+        assert_eq!(lower.zone, ScheduleZone::Iana("America/New_York".to_owned()));
+    }
+
+    #[test]
+    fn spring_forward_fixed_time_fires_after_the_jump() {
+        // Berlin, 2024-03-31: 02:00 CET -> 03:00 CEST at 01:00 UTC; 02:30 never reads on the clock.
+        let s = Schedule::parse("30 2 * * *", "10m", 4, "Europe/Berlin").unwrap();
+        // Fires at 03:00 CEST (01:00 UTC), for ten minutes.
+        assert!(!s.is_active(ms("2024-03-31T00:59:00Z")));
+        assert!(s.is_active(ms("2024-03-31T01:00:00Z")));
+        assert!(s.is_active(ms("2024-03-31T01:09:59Z")));
+        assert!(!s.is_active(ms("2024-03-31T01:10:00Z")));
+        // Not a second time at 03:30 CEST.
+        assert!(!s.is_active(ms("2024-03-31T01:35:00Z")));
+        // On the next day 02:30 CEST is 00:30 UTC.
+        assert!(s.is_active(ms("2024-04-01T00:35:00Z")));
+        // A wildcard schedule has nothing to catch up.
+        let w = Schedule::parse("*/30 * * * *", "1m", 4, "Europe/Berlin").unwrap();
+        assert!(w.is_active(ms("2024-03-31T01:00:30Z"))); // 03:00 CEST
+        assert!(w.is_active(ms("2024-03-31T00:30:30Z"))); // 01:30 CET
+        assert!(!w.is_active(ms("2024-03-31T00:59:30Z"))); // 01:59 CET
+    }
+
+    #[test]
+    fn fall_back_fixed_time_fires_once_and_wildcards_twice() {
+        // Berlin, 2024-10-27: 03:00 CEST -> 02:00 CET at 01:00 UTC; 02:30 reads at 00:30 and 01:30 UTC.
+        let s = Schedule::parse("30 2 * * *", "10m", 4, "Europe/Berlin").unwrap();
+        assert!(s.is_active(ms("2024-10-27T00:35:00Z"))); // 02:35 CEST
+        assert!(!s.is_active(ms("2024-10-27T01:35:00Z"))); // 02:35 CET: the second pass
+        let w = Schedule::parse("30 * * * *", "10m", 4, "Europe/Berlin").unwrap();
+        assert!(w.is_active(ms("2024-10-27T00:35:00Z")));
+        assert!(w.is_active(ms("2024-10-27T01:35:00Z")));
+        // New York, 2024-11-03: 02:00 EDT -> 01:00 EST at 06:00 UTC; 01:30 reads at 05:30 and 06:30 UTC.
+        let ny = Schedule::parse("30 1 * * *", "5m", 4, "America/New_York").unwrap();
+        assert!(ny.is_active(ms("2024-11-03T05:31:00Z")));
+        assert!(!ny.is_active(ms("2024-11-03T06:31:00Z")));
+        // A spring-forward in New York (2024-03-10, 02:00 EST -> 03:00 EDT at 07:00 UTC).
+        let spring = Schedule::parse("15 2 10 3 *", "5m", 4, "America/New_York").unwrap();
+        assert!(spring.is_active(ms("2024-03-10T07:00:00Z")));
+        assert!(!spring.is_active(ms("2024-03-10T06:59:00Z")));
     }
 }

@@ -105,9 +105,7 @@ pub struct CronWindow {
 impl CronTrigger {
     /// Parses a trigger's metadata as `parseCronMetadata` and `cronMetadata.Validate` do: values are
     /// trimmed, an empty value is missing, and every problem is reported (KEDA joins them).
-    pub fn parse<'a>(
-        metadata: impl Fn(&str) -> Option<&'a str>,
-    ) -> Result<CronTrigger, CronError> {
+    pub fn parse<'a>(metadata: impl Fn(&str) -> Option<&'a str>) -> Result<CronTrigger, CronError> {
         let field = |name: &str| metadata(name).map(str::trim).filter(|v| !v.is_empty());
         let mut errors = Vec::new();
         // The fields in the struct's order, each missing one an error.
@@ -146,8 +144,7 @@ impl CronTrigger {
         }
         match (start, end) {
             (Ok(start), Ok(end)) if errors.is_empty() => Ok(CronTrigger {
-                zone: load_location(&timezone)
-                    .ok_or_else(|| CronError::TimeZone(timezone.clone())),
+                zone: load_location(&timezone).ok_or_else(|| CronError::TimeZone(timezone.clone())),
                 timezone,
                 start,
                 end,
@@ -464,19 +461,40 @@ fn add_seconds(t: Timestamp, seconds: i64) -> Option<Timestamp> {
 /// Go's `time.Date` in `zone`: out-of-range months and days carry over, and a wall time the zone skips
 /// or repeats takes the offset found by looking the reading up as if it were UTC, corrected once when
 /// the result falls outside that offset's period.
-fn go_date(zone: &TimeZone, year: i16, month: i8, day: i8, h: i8, m: i8, s: i8) -> Option<Timestamp> {
+fn go_date(
+    zone: &TimeZone,
+    year: i16,
+    month: i8,
+    day: i8,
+    h: i8,
+    m: i8,
+    s: i8,
+) -> Option<Timestamp> {
     let months = i32::from(year) * 12 + i32::from(month) - 1;
-    let first = Date::new(i16::try_from(months.div_euclid(12)).ok()?, (months.rem_euclid(12) + 1) as i8, 1).ok()?;
-    let date = first.checked_add(Span::new().days(i64::from(day) - 1)).ok()?;
+    let first = Date::new(
+        i16::try_from(months.div_euclid(12)).ok()?,
+        (months.rem_euclid(12) + 1) as i8,
+        1,
+    )
+    .ok()?;
+    let date = first
+        .checked_add(Span::new().days(i64::from(day) - 1))
+        .ok()?;
     let reading = date.at(h, m, s, 0);
     let unix = TimeZone::UTC.to_timestamp(reading).ok()?.as_second();
     let offset = |secs: i64| -> Option<i64> {
-        Some(i64::from(zone.to_offset(Timestamp::from_second(secs).ok()?).seconds()))
+        Some(i64::from(
+            zone.to_offset(Timestamp::from_second(secs).ok()?).seconds(),
+        ))
     };
     let first_guess = offset(unix)?;
     let utc = unix - first_guess;
     let actual = offset(utc)?;
-    let chosen = if actual == first_guess { first_guess } else { actual };
+    let chosen = if actual == first_guess {
+        first_guess
+    } else {
+        actual
+    };
     Timestamp::from_second(unix - chosen).ok()
 }
 
@@ -554,9 +572,7 @@ fn range_bits(expr: &str, r: &Bounds) -> Result<u64, String> {
         ));
     }
     if step == 0 {
-        return Err(format!(
-            "step of range should be a positive number: {expr}"
-        ));
+        return Err(format!("step of range should be a positive number: {expr}"));
     }
     let mut bits = 0u64;
     let mut v = start;
@@ -672,7 +688,11 @@ mod tests {
         ];
         let mut passed = 0;
         for (i, (metadata, is_error)) in table.iter().enumerate() {
-            assert_eq!(trigger(metadata).is_err(), *is_error, "row {i}: {metadata:?}");
+            assert_eq!(
+                trigger(metadata).is_err(),
+                *is_error,
+                "row {i}: {metadata:?}"
+            );
             passed += 1;
         }
         assert_eq!(passed, 12);
@@ -708,7 +728,10 @@ mod tests {
             with("desiredReplicas", "0").unwrap_err(),
             CronError::NoDesiredReplicas
         );
-        assert_eq!(with("desiredReplicas", " -2 ").unwrap().desired_replicas, -2);
+        assert_eq!(
+            with("desiredReplicas", " -2 ").unwrap().desired_replicas,
+            -2
+        );
         assert!(with("desiredReplicas", "010").is_err());
         assert!(with("desiredReplicas", "+1").is_err());
         assert_eq!(
@@ -733,8 +756,18 @@ mod tests {
         );
         assert!(bad.metric_value(at("2024-01-04T10:00:00Z")).is_err());
         // Go's zoneinfo lookup is case-sensitive.
-        assert!(with("timezone", "europe/berlin").unwrap().zone_error().is_some());
-        assert!(with("timezone", "Europe/Berlin").unwrap().zone_error().is_none());
+        assert!(
+            with("timezone", "europe/berlin")
+                .unwrap()
+                .zone_error()
+                .is_some()
+        );
+        assert!(
+            with("timezone", "Europe/Berlin")
+                .unwrap()
+                .zone_error()
+                .is_none()
+        );
     }
 
     /// `cronMetricIdentifiers` of cron_scaler_test.go (TestCronGetMetricSpecForScaling).
@@ -858,64 +891,344 @@ mod tests {
         let ny = "America/New_York";
         // (zone of the time, time, spec, expected)
         let rows: &[(&str, &str, &str, &str)] = &[
-            ("UTC", "2012-07-09T14:45:00Z", "0 0/15 * * * *", "2012-07-09T15:00:00Z"),
-            ("UTC", "2012-07-09T14:59:00Z", "0 0/15 * * * *", "2012-07-09T15:00:00Z"),
-            ("UTC", "2012-07-09T14:59:59Z", "0 0/15 * * * *", "2012-07-09T15:00:00Z"),
-            ("UTC", "2012-07-09T15:45:00Z", "0 20-35/15 * * * *", "2012-07-09T16:20:00Z"),
-            ("UTC", "2012-07-09T23:46:00Z", "0 */15 * * * *", "2012-07-10T00:00:00Z"),
-            ("UTC", "2012-07-09T23:45:00Z", "0 20-35/15 * * * *", "2012-07-10T00:20:00Z"),
-            ("UTC", "2012-07-09T23:35:51Z", "15/35 20-35/15 * * * *", "2012-07-10T00:20:15Z"),
-            ("UTC", "2012-07-09T23:35:51Z", "15/35 20-35/15 1/2 * * *", "2012-07-10T01:20:15Z"),
-            ("UTC", "2012-07-09T23:35:51Z", "15/35 20-35/15 10-12 * * *", "2012-07-10T10:20:15Z"),
-            ("UTC", "2012-07-09T23:35:51Z", "15/35 20-35/15 1/2 */2 * *", "2012-07-11T01:20:15Z"),
-            ("UTC", "2012-07-09T23:35:51Z", "15/35 20-35/15 * 9-20 * *", "2012-07-10T00:20:15Z"),
-            ("UTC", "2012-07-09T23:35:51Z", "15/35 20-35/15 * 9-20 Jul *", "2012-07-10T00:20:15Z"),
-            ("UTC", "2012-07-09T23:35:00Z", "0 0 0 9 Apr-Oct ?", "2012-08-09T00:00:00Z"),
-            ("UTC", "2012-07-09T23:35:00Z", "0 0 0 */5 Apr,Aug,Oct Mon", "2012-08-01T00:00:00Z"),
-            ("UTC", "2012-07-09T23:35:00Z", "0 0 0 */5 Oct Mon", "2012-10-01T00:00:00Z"),
-            ("UTC", "2012-07-09T23:35:00Z", "0 0 0 * Feb Mon", "2013-02-04T00:00:00Z"),
-            ("UTC", "2012-07-09T23:35:00Z", "0 0 0 * Feb Mon/2", "2013-02-01T00:00:00Z"),
-            ("UTC", "2012-12-31T23:59:45Z", "0 * * * * *", "2013-01-01T00:00:00Z"),
-            ("UTC", "2012-07-09T23:35:00Z", "0 0 0 29 Feb ?", "2016-02-29T00:00:00Z"),
-            ("UTC", "2012-03-11T00:00:00-05:00", "TZ=America/New_York 0 30 2 11 Mar ?", "2013-03-11T02:30:00-04:00"),
-            ("UTC", "2012-03-11T00:00:00-05:00", "TZ=America/New_York 0 0 * * * ?", "2012-03-11T01:00:00-05:00"),
-            ("UTC", "2012-03-11T01:00:00-05:00", "TZ=America/New_York 0 0 * * * ?", "2012-03-11T03:00:00-04:00"),
-            ("UTC", "2012-03-11T03:00:00-04:00", "TZ=America/New_York 0 0 * * * ?", "2012-03-11T04:00:00-04:00"),
-            ("UTC", "2012-03-11T04:00:00-04:00", "TZ=America/New_York 0 0 * * * ?", "2012-03-11T05:00:00-04:00"),
-            ("UTC", "2012-03-11T00:00:00-05:00", "CRON_TZ=America/New_York 0 0 * * * ?", "2012-03-11T01:00:00-05:00"),
-            ("UTC", "2012-03-11T01:00:00-05:00", "CRON_TZ=America/New_York 0 0 * * * ?", "2012-03-11T03:00:00-04:00"),
-            ("UTC", "2012-03-11T03:00:00-04:00", "CRON_TZ=America/New_York 0 0 * * * ?", "2012-03-11T04:00:00-04:00"),
-            ("UTC", "2012-03-11T04:00:00-04:00", "CRON_TZ=America/New_York 0 0 * * * ?", "2012-03-11T05:00:00-04:00"),
-            ("UTC", "2012-03-11T00:00:00-05:00", "TZ=America/New_York 0 0 1 * * ?", "2012-03-11T01:00:00-05:00"),
-            ("UTC", "2012-03-11T01:00:00-05:00", "TZ=America/New_York 0 0 1 * * ?", "2012-03-12T01:00:00-04:00"),
-            ("UTC", "2012-03-11T00:00:00-05:00", "TZ=America/New_York 0 0 2 * * ?", "2012-03-12T02:00:00-04:00"),
-            ("UTC", "2012-11-04T00:00:00-04:00", "TZ=America/New_York 0 30 2 04 Nov ?", "2012-11-04T02:30:00-05:00"),
-            ("UTC", "2012-11-04T01:45:00-04:00", "TZ=America/New_York 0 30 1 04 Nov ?", "2012-11-04T01:30:00-05:00"),
-            ("UTC", "2012-11-04T00:00:00-04:00", "TZ=America/New_York 0 0 * * * ?", "2012-11-04T01:00:00-04:00"),
-            ("UTC", "2012-11-04T01:00:00-04:00", "TZ=America/New_York 0 0 * * * ?", "2012-11-04T01:00:00-05:00"),
-            ("UTC", "2012-11-04T01:00:00-05:00", "TZ=America/New_York 0 0 * * * ?", "2012-11-04T02:00:00-05:00"),
-            ("UTC", "2012-11-04T00:00:00-04:00", "TZ=America/New_York 0 0 1 * * ?", "2012-11-04T01:00:00-04:00"),
-            ("UTC", "2012-11-04T01:00:00-04:00", "TZ=America/New_York 0 0 1 * * ?", "2012-11-04T01:00:00-05:00"),
-            ("UTC", "2012-11-04T01:00:00-05:00", "TZ=America/New_York 0 0 1 * * ?", "2012-11-05T01:00:00-05:00"),
-            ("UTC", "2012-11-04T00:00:00-04:00", "TZ=America/New_York 0 0 2 * * ?", "2012-11-04T02:00:00-05:00"),
-            ("UTC", "2012-11-04T02:00:00-05:00", "TZ=America/New_York 0 0 2 * * ?", "2012-11-05T02:00:00-05:00"),
-            ("UTC", "2012-11-04T00:00:00-04:00", "TZ=America/New_York 0 0 3 * * ?", "2012-11-04T03:00:00-05:00"),
-            ("UTC", "2012-11-04T03:00:00-05:00", "TZ=America/New_York 0 0 3 * * ?", "2012-11-05T03:00:00-05:00"),
-            (ny, "2012-11-04T00:00:00-04:00", "0 0 * * * ?", "2012-11-04T01:00:00-04:00"),
-            (ny, "2012-11-04T01:00:00-04:00", "0 0 * * * ?", "2012-11-04T01:00:00-05:00"),
-            (ny, "2012-11-04T01:00:00-05:00", "0 0 * * * ?", "2012-11-04T02:00:00-05:00"),
-            (ny, "2012-11-04T00:00:00-04:00", "0 0 1 * * ?", "2012-11-04T01:00:00-04:00"),
-            (ny, "2012-11-04T01:00:00-04:00", "0 0 1 * * ?", "2012-11-04T01:00:00-05:00"),
-            (ny, "2012-11-04T01:00:00-05:00", "0 0 1 * * ?", "2012-11-05T01:00:00-05:00"),
-            (ny, "2012-11-04T00:00:00-04:00", "0 0 2 * * ?", "2012-11-04T02:00:00-05:00"),
-            (ny, "2012-11-04T02:00:00-05:00", "0 0 2 * * ?", "2012-11-05T02:00:00-05:00"),
-            (ny, "2012-11-04T00:00:00-04:00", "0 0 3 * * ?", "2012-11-04T03:00:00-05:00"),
-            (ny, "2012-11-04T03:00:00-05:00", "0 0 3 * * ?", "2012-11-05T03:00:00-05:00"),
+            (
+                "UTC",
+                "2012-07-09T14:45:00Z",
+                "0 0/15 * * * *",
+                "2012-07-09T15:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T14:59:00Z",
+                "0 0/15 * * * *",
+                "2012-07-09T15:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T14:59:59Z",
+                "0 0/15 * * * *",
+                "2012-07-09T15:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T15:45:00Z",
+                "0 20-35/15 * * * *",
+                "2012-07-09T16:20:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:46:00Z",
+                "0 */15 * * * *",
+                "2012-07-10T00:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:45:00Z",
+                "0 20-35/15 * * * *",
+                "2012-07-10T00:20:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:51Z",
+                "15/35 20-35/15 * * * *",
+                "2012-07-10T00:20:15Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:51Z",
+                "15/35 20-35/15 1/2 * * *",
+                "2012-07-10T01:20:15Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:51Z",
+                "15/35 20-35/15 10-12 * * *",
+                "2012-07-10T10:20:15Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:51Z",
+                "15/35 20-35/15 1/2 */2 * *",
+                "2012-07-11T01:20:15Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:51Z",
+                "15/35 20-35/15 * 9-20 * *",
+                "2012-07-10T00:20:15Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:51Z",
+                "15/35 20-35/15 * 9-20 Jul *",
+                "2012-07-10T00:20:15Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:00Z",
+                "0 0 0 9 Apr-Oct ?",
+                "2012-08-09T00:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:00Z",
+                "0 0 0 */5 Apr,Aug,Oct Mon",
+                "2012-08-01T00:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:00Z",
+                "0 0 0 */5 Oct Mon",
+                "2012-10-01T00:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:00Z",
+                "0 0 0 * Feb Mon",
+                "2013-02-04T00:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:00Z",
+                "0 0 0 * Feb Mon/2",
+                "2013-02-01T00:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-12-31T23:59:45Z",
+                "0 * * * * *",
+                "2013-01-01T00:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-07-09T23:35:00Z",
+                "0 0 0 29 Feb ?",
+                "2016-02-29T00:00:00Z",
+            ),
+            (
+                "UTC",
+                "2012-03-11T00:00:00-05:00",
+                "TZ=America/New_York 0 30 2 11 Mar ?",
+                "2013-03-11T02:30:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T00:00:00-05:00",
+                "TZ=America/New_York 0 0 * * * ?",
+                "2012-03-11T01:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T01:00:00-05:00",
+                "TZ=America/New_York 0 0 * * * ?",
+                "2012-03-11T03:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T03:00:00-04:00",
+                "TZ=America/New_York 0 0 * * * ?",
+                "2012-03-11T04:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T04:00:00-04:00",
+                "TZ=America/New_York 0 0 * * * ?",
+                "2012-03-11T05:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T00:00:00-05:00",
+                "CRON_TZ=America/New_York 0 0 * * * ?",
+                "2012-03-11T01:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T01:00:00-05:00",
+                "CRON_TZ=America/New_York 0 0 * * * ?",
+                "2012-03-11T03:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T03:00:00-04:00",
+                "CRON_TZ=America/New_York 0 0 * * * ?",
+                "2012-03-11T04:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T04:00:00-04:00",
+                "CRON_TZ=America/New_York 0 0 * * * ?",
+                "2012-03-11T05:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T00:00:00-05:00",
+                "TZ=America/New_York 0 0 1 * * ?",
+                "2012-03-11T01:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T01:00:00-05:00",
+                "TZ=America/New_York 0 0 1 * * ?",
+                "2012-03-12T01:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-03-11T00:00:00-05:00",
+                "TZ=America/New_York 0 0 2 * * ?",
+                "2012-03-12T02:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T00:00:00-04:00",
+                "TZ=America/New_York 0 30 2 04 Nov ?",
+                "2012-11-04T02:30:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T01:45:00-04:00",
+                "TZ=America/New_York 0 30 1 04 Nov ?",
+                "2012-11-04T01:30:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T00:00:00-04:00",
+                "TZ=America/New_York 0 0 * * * ?",
+                "2012-11-04T01:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T01:00:00-04:00",
+                "TZ=America/New_York 0 0 * * * ?",
+                "2012-11-04T01:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T01:00:00-05:00",
+                "TZ=America/New_York 0 0 * * * ?",
+                "2012-11-04T02:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T00:00:00-04:00",
+                "TZ=America/New_York 0 0 1 * * ?",
+                "2012-11-04T01:00:00-04:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T01:00:00-04:00",
+                "TZ=America/New_York 0 0 1 * * ?",
+                "2012-11-04T01:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T01:00:00-05:00",
+                "TZ=America/New_York 0 0 1 * * ?",
+                "2012-11-05T01:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T00:00:00-04:00",
+                "TZ=America/New_York 0 0 2 * * ?",
+                "2012-11-04T02:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T02:00:00-05:00",
+                "TZ=America/New_York 0 0 2 * * ?",
+                "2012-11-05T02:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T00:00:00-04:00",
+                "TZ=America/New_York 0 0 3 * * ?",
+                "2012-11-04T03:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2012-11-04T03:00:00-05:00",
+                "TZ=America/New_York 0 0 3 * * ?",
+                "2012-11-05T03:00:00-05:00",
+            ),
+            (
+                ny,
+                "2012-11-04T00:00:00-04:00",
+                "0 0 * * * ?",
+                "2012-11-04T01:00:00-04:00",
+            ),
+            (
+                ny,
+                "2012-11-04T01:00:00-04:00",
+                "0 0 * * * ?",
+                "2012-11-04T01:00:00-05:00",
+            ),
+            (
+                ny,
+                "2012-11-04T01:00:00-05:00",
+                "0 0 * * * ?",
+                "2012-11-04T02:00:00-05:00",
+            ),
+            (
+                ny,
+                "2012-11-04T00:00:00-04:00",
+                "0 0 1 * * ?",
+                "2012-11-04T01:00:00-04:00",
+            ),
+            (
+                ny,
+                "2012-11-04T01:00:00-04:00",
+                "0 0 1 * * ?",
+                "2012-11-04T01:00:00-05:00",
+            ),
+            (
+                ny,
+                "2012-11-04T01:00:00-05:00",
+                "0 0 1 * * ?",
+                "2012-11-05T01:00:00-05:00",
+            ),
+            (
+                ny,
+                "2012-11-04T00:00:00-04:00",
+                "0 0 2 * * ?",
+                "2012-11-04T02:00:00-05:00",
+            ),
+            (
+                ny,
+                "2012-11-04T02:00:00-05:00",
+                "0 0 2 * * ?",
+                "2012-11-05T02:00:00-05:00",
+            ),
+            (
+                ny,
+                "2012-11-04T00:00:00-04:00",
+                "0 0 3 * * ?",
+                "2012-11-04T03:00:00-05:00",
+            ),
+            (
+                ny,
+                "2012-11-04T03:00:00-05:00",
+                "0 0 3 * * ?",
+                "2012-11-05T03:00:00-05:00",
+            ),
             ("UTC", "2012-07-09T23:35:00Z", "0 0 0 30 Feb ?", ""),
             ("UTC", "2012-07-09T23:35:00Z", "0 0 0 31 Apr ?", ""),
-            (ny, "2012-11-04T00:00:00-04:00", "0 0 3 3 * ?", "2012-12-03T03:00:00-05:00"),
-            ("UTC", "2018-10-17T05:00:00-04:00", "TZ=America/Sao_Paulo 0 0 9 10 * ?", "2018-11-10T06:00:00-05:00"),
-            ("UTC", "2018-02-14T05:00:00-05:00", "TZ=America/Sao_Paulo 0 0 9 22 * ?", "2018-02-22T07:00:00-05:00"),
+            (
+                ny,
+                "2012-11-04T00:00:00-04:00",
+                "0 0 3 3 * ?",
+                "2012-12-03T03:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2018-10-17T05:00:00-04:00",
+                "TZ=America/Sao_Paulo 0 0 9 10 * ?",
+                "2018-11-10T06:00:00-05:00",
+            ),
+            (
+                "UTC",
+                "2018-02-14T05:00:00-05:00",
+                "TZ=America/Sao_Paulo 0 0 9 22 * ?",
+                "2018-02-22T07:00:00-05:00",
+            ),
         ];
         let mut passed = 0;
         for (zone, time, spec, expected) in rows {
@@ -934,14 +1247,34 @@ mod tests {
     fn robfig_next_with_tz_table() {
         let ist = TimeZone::fixed(jiff::tz::Offset::from_seconds(5 * 3600 + 1800).unwrap());
         let rows = [
-            ("2016-01-03T13:09:03+05:30", "14 14 * * *", "2016-01-03T14:14:00+05:30"),
-            ("2016-01-03T04:09:03+05:30", "14 14 * * ?", "2016-01-03T14:14:00+05:30"),
-            ("2016-01-03T14:09:03+05:30", "14 14 * * *", "2016-01-03T14:14:00+05:30"),
-            ("2016-01-03T14:00:00+05:30", "14 14 * * ?", "2016-01-03T14:14:00+05:30"),
+            (
+                "2016-01-03T13:09:03+05:30",
+                "14 14 * * *",
+                "2016-01-03T14:14:00+05:30",
+            ),
+            (
+                "2016-01-03T04:09:03+05:30",
+                "14 14 * * ?",
+                "2016-01-03T14:14:00+05:30",
+            ),
+            (
+                "2016-01-03T14:09:03+05:30",
+                "14 14 * * *",
+                "2016-01-03T14:14:00+05:30",
+            ),
+            (
+                "2016-01-03T14:00:00+05:30",
+                "14 14 * * ?",
+                "2016-01-03T14:14:00+05:30",
+            ),
         ];
         for (time, spec, expected) in rows {
             let cron = RobfigCron::parse(spec).unwrap();
-            assert_eq!(cron.next(at(time), &ist), Some(at(expected)), "{time} {spec}");
+            assert_eq!(
+                cron.next(at(time), &ist),
+                Some(at(expected)),
+                "{time} {spec}"
+            );
         }
     }
 
@@ -974,15 +1307,28 @@ mod tests {
         for (time, spec, expected) in rows {
             let cron = RobfigCron::parse(spec).unwrap();
             let t = at(time);
-            let got = cron.next(Timestamp::from_second(t.as_second() - 1).unwrap(), &TimeZone::UTC);
+            let got = cron.next(
+                Timestamp::from_second(t.as_second() - 1).unwrap(),
+                &TimeZone::UTC,
+            );
             assert_eq!(got == Some(t), expected, "{time} {spec}");
-            assert_eq!(cron.matches(TimeZone::UTC.to_datetime(t)), expected, "{time} {spec}");
+            assert_eq!(
+                cron.matches(TimeZone::UTC.to_datetime(t)),
+                expected,
+                "{time} {spec}"
+            );
         }
         for descriptor in ["@hourly", "@daily", "@weekly", "@monthly"] {
             assert!(RobfigCron::parse(descriptor).is_err());
         }
         // TestErrors and TestSlash0NoHang.
-        for bad in ["xyz", "60 0 * * *", "0 60 * * *", "0 0 * * XYZ", "TZ=America/New_York 15/0 * * * *"] {
+        for bad in [
+            "xyz",
+            "60 0 * * *",
+            "0 60 * * *",
+            "0 0 * * XYZ",
+            "TZ=America/New_York 15/0 * * * *",
+        ] {
             assert!(RobfigCron::parse(bad).is_err(), "{bad}");
         }
     }

@@ -501,7 +501,10 @@ mod tests {
         assert!(ny.is_active(ms("2024-07-08T13:10:00Z")));
         // jiff's lookup ignores case; the database's spelling is kept.
         let lower = Schedule::parse("0 9 * * *", "30m", 4, "america/new_york").unwrap();
-        assert_eq!(lower.zone, ScheduleZone::Iana("America/New_York".to_owned()));
+        assert_eq!(
+            lower.zone,
+            ScheduleZone::Iana("America/New_York".to_owned())
+        );
     }
 
     #[test]

@@ -76,6 +76,10 @@ fn join(errors: &[CronError]) -> String {
     texts.join("; ")
 }
 
+/// The target of a cron trigger's metric in the HPA KEDA generates: `GetMetricTarget(metricType, 1)`,
+/// an `AverageValue` (or `Value`) of 1, so the HPA proposes `desiredReplicas` inside the window.
+pub const CRON_TARGET: f64 = 1.0;
+
 /// A parsed `cron` trigger.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CronTrigger {

@@ -63,7 +63,8 @@ pub enum CronError {
     /// `desiredReplicas` is 0 (or absent).
     #[error("no desiredReplicas specified")]
     NoDesiredReplicas,
-    /// Several of the above, in KEDA's order (its `errors.Join`).
+    /// What [`CronTrigger::parse`] returns: every problem above, in KEDA's order (`NewCronScaler`'s
+    /// prefix over the `errors.Join` of `TypedConfig`).
     #[error("error parsing cron metadata: {}", join(.0))]
     Metadata(Vec<CronError>),
     /// `timezone` names no zone: KEDA accepts the trigger and fails every metric read with this.
@@ -154,7 +155,6 @@ impl CronTrigger {
                 end,
                 desired_replicas,
             }),
-            _ if errors.len() == 1 => Err(errors.remove(0)),
             _ => Err(CronError::Metadata(errors)),
         }
     }
@@ -728,9 +728,10 @@ mod tests {
                 CronError::NoDesiredReplicas
             ])
         );
+        let one = |e: CronError| CronError::Metadata(vec![e]);
         assert_eq!(
             with("desiredReplicas", "0").unwrap_err(),
-            CronError::NoDesiredReplicas
+            one(CronError::NoDesiredReplicas)
         );
         assert_eq!(
             with("desiredReplicas", " -2 ").unwrap().desired_replicas,
@@ -740,15 +741,19 @@ mod tests {
         assert!(with("desiredReplicas", "+1").is_err());
         assert_eq!(
             with("start", "0 0 * * 7").unwrap_err(),
-            CronError::Start("end of range (7) above maximum (6): 7".to_owned())
+            one(CronError::Start(
+                "end of range (7) above maximum (6): 7".to_owned()
+            ))
         );
         assert_eq!(
-            with("start", "@hourly").unwrap_err(),
-            CronError::Start("parser does not accept descriptors: @hourly".to_owned())
+            with("start", "@hourly").unwrap_err().to_string(),
+            "error parsing cron metadata: error parsing start schedule: parser does not accept descriptors: @hourly"
         );
         assert_eq!(
             with("end", "0 0 * *").unwrap_err(),
-            CronError::End("expected exactly 5 fields, found 4: [0 0 * *]".to_owned())
+            one(CronError::End(
+                "expected exactly 5 fields, found 4: [0 0 * *]".to_owned()
+            ))
         );
         assert!(with("start", "TZ=Mars/Olympus 0 0 * * *").is_err());
         assert!(with("start", "TZ=Asia/Tokyo 0 0 * * *").is_ok());

@@ -1341,4 +1341,65 @@ mod tests {
             assert!(RobfigCron::parse(bad).is_err(), "{bad}");
         }
     }
+
+    /// robfig/cron v3.0.1 parser_test.go TestRange and TestField.
+    #[test]
+    fn robfig_range_and_field_tables() {
+        let b = |min, max| Bounds {
+            min,
+            max,
+            names: &[],
+        };
+        let rows: &[(&str, u32, u32, u64, &str)] = &[
+            ("5", 0, 7, 1 << 5, ""),
+            ("0", 0, 7, 1 << 0, ""),
+            ("7", 0, 7, 1 << 7, ""),
+            ("5-5", 0, 7, 1 << 5, ""),
+            ("5-6", 0, 7, 1 << 5 | 1 << 6, ""),
+            ("5-7", 0, 7, 1 << 5 | 1 << 6 | 1 << 7, ""),
+            ("5-6/2", 0, 7, 1 << 5, ""),
+            ("5-7/2", 0, 7, 1 << 5 | 1 << 7, ""),
+            ("5-7/1", 0, 7, 1 << 5 | 1 << 6 | 1 << 7, ""),
+            ("*", 1, 3, 1 << 1 | 1 << 2 | 1 << 3 | STAR_BIT, ""),
+            ("*/2", 1, 3, 1 << 1 | 1 << 3, ""),
+            ("5--5", 0, 0, 0, "too many hyphens"),
+            ("jan-x", 0, 0, 0, "failed to parse int from"),
+            ("2-x", 1, 5, 0, "failed to parse int from"),
+            ("*/-12", 0, 0, 0, "negative number"),
+            ("*//2", 0, 0, 0, "too many slashes"),
+            ("1", 3, 5, 0, "below minimum"),
+            ("6", 3, 5, 0, "above maximum"),
+            ("5-3", 3, 5, 0, "beyond end of range"),
+            ("*/0", 0, 0, 0, "should be a positive number"),
+        ];
+        for (expr, min, max, expected, err) in rows {
+            match range_bits(expr, &b(*min, *max)) {
+                Ok(bits) => {
+                    assert!(err.is_empty(), "{expr}: expected an error {err:?}");
+                    assert_eq!(bits, *expected, "{expr}");
+                }
+                Err(e) => assert!(!err.is_empty() && e.contains(err), "{expr}: {e}"),
+            }
+        }
+        let fields: &[(&str, u32, u32, u64)] = &[
+            ("5", 1, 7, 1 << 5),
+            ("5,6", 1, 7, 1 << 5 | 1 << 6),
+            ("5,6,7", 1, 7, 1 << 5 | 1 << 6 | 1 << 7),
+            ("1,5-7/2,3", 1, 7, 1 << 1 | 1 << 5 | 1 << 7 | 1 << 3),
+        ];
+        for (expr, min, max, expected) in fields {
+            assert_eq!(field_bits(expr, &b(*min, *max)), Ok(*expected), "{expr}");
+        }
+        // TestParseScheduleErrors, the rows of the 5/6-field parser without descriptors.
+        assert!(
+            RobfigCron::parse_fields("* 5 j * * *", true)
+                .unwrap_err()
+                .contains("failed to parse int from")
+        );
+        assert!(
+            RobfigCron::parse("")
+                .unwrap_err()
+                .contains("empty spec string")
+        );
+    }
 }

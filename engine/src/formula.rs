@@ -26,7 +26,8 @@
 //! a compile error, `% 0` a runtime error); `== !=` compare numbers across int and float; `< <= > >=`
 //! take numbers; `&& || !` and `and or not` take booleans only (a number is not a condition); `c ? a : b`
 //! needs a boolean `c`; `a ?? b` is `b` when `a` is nil; `x in [..]` and `x not in [..]`; arrays
-//! `[a, b]`; `let x = e; body`; `(a; b)` sequences; builtins `float int abs ceil floor round min max`
+//! `[a, b]`; `let x = e; body`; `(a; b)` sequences; builtins `float int abs ceil floor round min max
+//! mean median len`
 //! and the predicate builtins `count sum all any none one filter map` with `{ # > 1 }` closures.
 //! Precedence and associativity are expr's (`parser/operator/operator.go`): `??` binds tightest, then
 //! `**`/`^` (right-associative), unary `-`/`+`, `* / %`, unary `!`/`not`, `+ -`, comparisons and `in`
@@ -137,7 +138,7 @@ const PREDICATE_BUILTINS: &[(&str, bool)] = &[
     ("sum", true),
 ];
 const PLAIN_BUILTINS: &[&str] = &[
-    "float", "int", "abs", "ceil", "floor", "round", "min", "max",
+    "float", "int", "abs", "ceil", "floor", "round", "min", "max", "mean", "median", "len",
 ];
 
 /// expr's binary operators with precedence and right-associativity.
@@ -1352,8 +1353,16 @@ impl Checker<'_> {
                 }
                 Ok(Ty::Float)
             }
+            "len" => {
+                let t = one()?;
+                if !matches!(t, Ty::Array(_) | Ty::Unknown) {
+                    return Err(err(format!("invalid argument for len (type {})", t.name())));
+                }
+                Ok(Ty::Int)
+            }
             _ => {
-                // min, max: validateAggregateFunc.
+                // min, max, mean, median: validateAggregateFunc (whose type is the first argument's
+                // even where the run returns a float, as expr's is).
                 if types.is_empty() {
                     return Err(err(format!("not enough arguments to call {name}")));
                 }
@@ -1717,6 +1726,39 @@ impl Vm<'_> {
                     _ => x.round(),
                 })
             }
+            "len" => match first {
+                Value::Array(items) => Value::Int(items.len() as i64),
+                other => {
+                    return Err(err(format!(
+                        "invalid argument for len (type {})",
+                        go_type(&other)
+                    )));
+                }
+            },
+            "mean" => {
+                let numbers = flatten_numbers(name, &values).map_err(err)?;
+                if numbers.is_empty() {
+                    Value::Float(0.0)
+                } else {
+                    Value::Float(numbers.iter().sum::<f64>() / numbers.len() as f64)
+                }
+            }
+            "median" => {
+                let mut numbers = flatten_numbers(name, &values).map_err(err)?;
+                // Go's sort.Float64s puts NaN first.
+                numbers.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Less,
+                    (false, true) => std::cmp::Ordering::Greater,
+                    _ => a.total_cmp(b),
+                });
+                let n = numbers.len();
+                Value::Float(match n {
+                    0 => 0.0,
+                    _ if n % 2 == 1 => numbers[n / 2],
+                    _ => (numbers[n / 2 - 1] + numbers[n / 2]) / 2.0,
+                })
+            }
             _ => min_max(name, &values).map_err(err)?,
         })
     }
@@ -1874,6 +1916,26 @@ fn min_max(name: &str, values: &[Value]) -> Result<Value, String> {
         }
     }
     Ok(best.unwrap_or(Value::Nil))
+}
+
+/// The numbers of `mean` and `median`'s arguments, arrays flattened, in order.
+fn flatten_numbers(name: &str, values: &[Value]) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    for v in values {
+        match v {
+            Value::Array(items) => out.extend(flatten_numbers(name, items)?),
+            other => match to_f64(other) {
+                Some(x) => out.push(x),
+                None => {
+                    return Err(format!(
+                        "invalid argument for {name} (type {})",
+                        go_type(other)
+                    ));
+                }
+            },
+        }
+    }
+    Ok(out)
 }
 
 /// builtin `sum`: ints add as ints until a float appears.
@@ -2043,6 +2105,11 @@ mod tests {
             ("count([t, u], # > 5)", int(1)),
             ("count([t, u], {# > 1})", int(2)),
             ("sum([1, 2, 3])", int(6)),
+            ("mean([t, u])", float(7.0)),
+            ("mean(1, [2, 3], 4)", float(2.5)),
+            ("median([t, u, 1])", float(4.0)),
+            ("median([t, u, 1, 2])", float(3.0)),
+            ("len([t, u, 1])", int(3)),
             ("sum([t, u])", float(14.0)),
             ("all([t, u], # > 1)", boolean(true)),
             ("any([t, u], # > 5)", boolean(true)),

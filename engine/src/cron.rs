@@ -11,8 +11,9 @@
 //! The window is decided as KEDA's `GetMetricsAndActivity` decides it: with `s` and `e` the next firings
 //! of `start` and `end` strictly after `now`, the trigger is active when `e <= s`, that is when the end
 //! comes before the next start (the code's two branches reduce to this, since `s` is always after `now`).
-//! A schedule that never fires within five years yields Go's zero time, which sorts before every other
-//! instant; [`CronTrigger::window`] keeps that ordering. Inside the window the metric is
+//! A schedule that never fires within five years (`0 0 30 2 *`) yields Go's zero time, which is before
+//! `now`: a `start` that never fires leaves the trigger always active, an `end` that never fires leaves
+//! it inactive; [`CronTrigger::window`] runs KEDA's comparison itself, so these follow. Inside the window the metric is
 //! `desiredReplicas` (a negative count reads 0, as `GenerateMetricInMili` clamps it), else 0; several cron
 //! triggers on one ScaledObject each feed their own metric to the HPA, which takes the largest proposal.
 //!

@@ -248,14 +248,22 @@ pub struct RemoteWriteSender {
 
 struct SenderInner {
     shared: Arc<Shared>,
-    /// One channel per shard; `None` once shutdown has begun, which closes the channels.
-    shards: RwLock<Option<Vec<mpsc::UnboundedSender<ShardMsg>>>>,
+    /// The dispatcher's channel and the shard count; `None` once shutdown has begun, which closes the
+    /// channel.
+    shards: RwLock<Option<ShardInput>>,
     /// Why samples are dropped when `shards` is `None`.
     closed_reason: DropReason,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     relabel: Option<RelabelFn>,
     /// Relabel results by original series hash; `None` = dropped by relabeling.
     relabel_cache: Mutex<HashMap<u64, Option<SeriesMeta>>>,
+}
+
+/// Where `submit` hands samples over: the dispatcher's channel, and how many shards series are spread
+/// over.
+struct ShardInput {
+    tx: mpsc::UnboundedSender<ShardMsg>,
+    shards: usize,
 }
 
 /// The relabel cache is cleared when it grows past this many series, so series churn cannot grow it
@@ -387,21 +395,15 @@ impl RemoteWriteSender {
     ) -> Self {
         let shards = opts.queue_config.max_shards.max(1);
         let shared = Arc::new(Shared::new(&opts, metrics));
-        let transport = Arc::new(transport);
-        let mut senders = Vec::with_capacity(shards);
-        let mut tasks = Vec::with_capacity(shards);
-        for id in 0..shards {
-            let (tx, rx) = mpsc::unbounded_channel();
-            senders.push(tx);
-            let shard = shard::Shard::new(id, rx, shared.clone(), transport.clone());
-            tasks.push(tokio::spawn(shard.run()));
-        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dispatcher = shard::Dispatcher::new(shards, rx, shared.clone(), Arc::new(transport));
+        let task = tokio::spawn(dispatcher.run());
         RemoteWriteSender {
             inner: Arc::new(SenderInner {
                 shared,
-                shards: RwLock::new(Some(senders)),
+                shards: RwLock::new(Some(ShardInput { tx, shards })),
                 closed_reason: DropReason::Shutdown,
-                tasks: Mutex::new(tasks),
+                tasks: Mutex::new(vec![task]),
                 relabel: opts.write_relabel,
                 relabel_cache: Mutex::new(HashMap::new()),
             }),
@@ -415,7 +417,7 @@ impl RemoteWriteSender {
         let inner = &*self.inner;
         let shared = &*inner.shared;
         let guard = inner.shards.read();
-        let Some(senders) = guard.as_ref() else {
+        let Some(input) = guard.as_ref() else {
             shared.dropped(inner.closed_reason, batch.sample_count());
             return;
         };
@@ -431,7 +433,7 @@ impl RemoteWriteSender {
         }
         let mut room = shared.reserve(wanted);
         let now = tokio::time::Instant::now();
-        let mut per_shard: Vec<Vec<PendingEntry>> = vec![Vec::new(); senders.len()];
+        let mut entries = Vec::with_capacity(routed.len());
         let mut full = 0;
         for (idx, meta) in routed {
             let n = batch.series[idx].samples.len();
@@ -441,21 +443,17 @@ impl RemoteWriteSender {
                 continue;
             }
             room -= n;
-            let shard = shard_for(meta.hash(), senders.len());
-            per_shard[shard].push(PendingEntry::new(batch.clone(), idx, meta, now));
+            let shard = shard_for(meta.hash(), input.shards);
+            entries.push(PendingEntry::new(shard, batch.clone(), idx, meta, now));
         }
         shared.release(room);
-        for (tx, entries) in senders.iter().zip(per_shard) {
-            if entries.is_empty() {
-                continue;
-            }
-            let msg = ShardMsg::new(entries);
-            if let Err(mpsc::error::SendError(msg)) = tx.send(msg) {
-                // The shard task is gone (it only ends after shutdown or a panic): give the room back.
-                let n = msg.samples();
-                shared.release(n);
-                shared.dropped(DropReason::Shutdown, n);
-            }
+        if !entries.is_empty()
+            && let Err(mpsc::error::SendError(msg)) = input.tx.send(ShardMsg::new(entries))
+        {
+            // The dispatcher is gone (it only ends after shutdown or a panic): give the room back.
+            let n = msg.samples();
+            shared.release(n);
+            shared.dropped(DropReason::Shutdown, n);
         }
         shared.dropped(DropReason::QueueFull, full);
     }
@@ -477,7 +475,7 @@ impl RemoteWriteSender {
         let shared = &*inner.shared;
         let delivered_before = shared.delivered.load(Ordering::Relaxed);
         let dropped_before = shared.shutdown_dropped.load(Ordering::Relaxed);
-        // Dropping the senders closes the channels: shards drain them, flush and end.
+        // Dropping the sender closes the channel: the dispatcher drains it, flushes and ends.
         drop(inner.shards.write().take());
         let tasks = std::mem::take(&mut *inner.tasks.lock());
         let mut all = futures::future::join_all(tasks);

@@ -155,7 +155,9 @@ impl<T: Transport> Dispatcher<T> {
             && (self.closed
                 || s.pending.has_critical()
                 || s.pending.len() >= max
-                || s.pending.oldest().is_some_and(|t| t + self.shared.opts.batch_send_deadline <= now))
+                || s.pending
+                    .oldest()
+                    .is_some_and(|t| t + self.shared.opts.batch_send_deadline <= now))
     }
 
     /// Cuts every due request (see the module docs) and starts delivering it.

@@ -159,7 +159,13 @@ fn a_request_is_in_time_order_and_merges_runs_of_one_series() {
         batch(&[(&a, &[40, 30])]),
     ] {
         for i in 0..bt.series.len() {
-            q.push(PendingEntry::new(0, bt.clone(), i, bt.series[i].series.clone(), now));
+            q.push(PendingEntry::new(
+                0,
+                bt.clone(),
+                i,
+                bt.series[i].series.clone(),
+                now,
+            ));
         }
     }
     let mut cut = RequestCut::default();

@@ -242,7 +242,11 @@ fn go_float(f: f64) -> String {
     let exp: i32 = exp.parse().unwrap_or(0);
     // The shortest form uses %e when the decimal exponent is below -4 or at least 6.
     if f != 0.0 && !(-4..6).contains(&exp) {
-        format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+        format!(
+            "{mantissa}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        )
     } else {
         format!("{f}")
     }
@@ -259,12 +263,7 @@ fn family(name: &str, kind: &str, lines: &[(String, f64)]) -> String {
 
 /// `metricHandler` over one gauge whose value `f` computes at each scrape.
 fn gauge_func(name: &'static str, f: impl Fn() -> f64 + Send + Sync + 'static) -> Metrics {
-    Box::new(move || {
-        (
-            PROM_TEXT,
-            family(name, "gauge", &[(name.to_owned(), f())]),
-        )
-    })
+    Box::new(move || (PROM_TEXT, family(name, "gauge", &[(name.to_owned(), f())])))
 }
 
 /// `staticHandler`: the bytes as given; Go's `http.ResponseWriter` sniffs them as plain text.
@@ -330,7 +329,11 @@ fn counter() -> Case {
 /// cases/gauge.go `GaugeTest`: a gauge holding the scrape's time (ms) arrives with a timestamp within
 /// 1% of it.
 fn gauge() -> Case {
-    Case::new("Gauge", gauge_func("now", now_gauge_value), Box::new(now_near_timestamp))
+    Case::new(
+        "Gauge",
+        gauge_func("now", now_gauge_value),
+        Box::new(now_near_timestamp),
+    )
 }
 
 /// The `Expected` of `GaugeTest` and `HeadersTest`.
@@ -376,7 +379,11 @@ fn histogram() -> Case {
             let sum = count_with_value(r, &labels(&[("__name__", "histogram_sum")]), 3.0, &mut f);
             let count =
                 count_with_value(r, &labels(&[("__name__", "histogram_count")]), 2.0, &mut f);
-            equal_counts(count, &[("le=1", le1), ("le=2", le2), ("le=+Inf", inf), ("sum", sum)], &mut f);
+            equal_counts(
+                count,
+                &[("le=1", le1), ("le=2", le2), ("le=+Inf", inf), ("sum", sum)],
+                &mut f,
+            );
             if count == 0 {
                 f.push(r#"found zero samples for {__name__="histogram_count"}"#.into());
             }
@@ -418,7 +425,11 @@ fn summary() -> Case {
             let p99 = count_with_value(r, &q("0.99"), 3.0, &mut f);
             let sum = count_with_value(r, &labels(&[("__name__", "summary_sum")]), 6.0, &mut f);
             let count = count_with_value(r, &labels(&[("__name__", "summary_count")]), 3.0, &mut f);
-            equal_counts(count, &[("p50", p50), ("p90", p90), ("p99", p99), ("sum", sum)], &mut f);
+            equal_counts(
+                count,
+                &[("p50", p50), ("p90", p90), ("p99", p99), ("sum", sum)],
+                &mut f,
+            );
             if count == 0 {
                 f.push(r#"found zero samples for {__name__="summary_count"}"#.into());
             }
@@ -438,7 +449,13 @@ fn up() -> Case {
 
 fn up_is(r: &Received, value: f64) -> Vec<String> {
     let mut f = Vec::new();
-    if count_with_value(r, &labels(&[("__name__", "up"), ("job", "test")]), value, &mut f) == 0 {
+    if count_with_value(
+        r,
+        &labels(&[("__name__", "up"), ("job", "test")]),
+        value,
+        &mut f,
+    ) == 0
+    {
         f.push(r#"found zero samples for up{job="test"}"#.into());
     }
     f
@@ -640,10 +657,19 @@ fn timestamp() -> Case {
             let mut last = 0;
             for s in r.samples() {
                 if !(s.t > start && s.t < r.end_ms) {
-                    f.push(format!("{} at {} is outside ({start}, {})", s.series(), s.t, r.end_ms));
+                    f.push(format!(
+                        "{} at {} is outside ({start}, {})",
+                        s.series(),
+                        s.t,
+                        r.end_ms
+                    ));
                 }
                 if s.t < last {
-                    f.push(format!("{} at {} after a sample at {last}", s.series(), s.t));
+                    f.push(format!(
+                        "{} at {} after a sample at {last}",
+                        s.series(),
+                        s.t
+                    ));
                 }
                 last = s.t;
             }
@@ -679,7 +705,10 @@ fn header_problems(headers: &HeaderMap) -> Vec<String> {
     ]
     .into_iter()
     .filter_map(|(name, expected)| {
-        let actual = headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let actual = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         (actual != expected)
             .then(|| format!("header '{name}' != '{expected}'; value is '{actual}'"))
     })
@@ -803,7 +832,10 @@ fn retry_after(name: &'static str, status: StatusCode, date: bool) -> Case {
             };
             // The first attempt carried it; the retry is the next one that does.
             let Some(retry) = r.attempts.iter().filter(carries_refused).nth(1) else {
-                return vec![format!("the refused sample (now at {}) was never sent again", refused.ts)];
+                return vec![format!(
+                    "the refused sample (now at {}) was never sent again",
+                    refused.ts
+                )];
             };
             if retry.at_ms < refused.not_before_ms {
                 f.push(format!(
@@ -820,7 +852,10 @@ fn retry_after(name: &'static str, status: StatusCode, date: bool) -> Case {
                     retry.at_ms - refused.not_before_ms
                 ));
             }
-            if !r.samples().any(|s| labels_contain(&s.labels, &now) && s.t == refused.ts) {
+            if !r
+                .samples()
+                .any(|s| labels_contain(&s.labels, &now) && s.t == refused.ts)
+            {
                 f.push("the refused sample never arrived".into());
             }
             f
@@ -836,7 +871,12 @@ fn retry_after(name: &'static str, status: StatusCode, date: bool) -> Case {
             .request
             .as_ref()
             .ok()
-            .and_then(|s| s.iter().filter(|s| labels_contain(&s.labels, &now)).map(|s| s.t).next_back())
+            .and_then(|s| {
+                s.iter()
+                    .filter(|s| labels_contain(&s.labels, &now))
+                    .map(|s| s.t)
+                    .next_back()
+            })
             .unwrap_or(-1);
         let (value, not_before_ms) = if date {
             // Three seconds from now, whole seconds as an HTTP date has them: the sender may not retry
@@ -1115,7 +1155,10 @@ fn issue_19_checks(r: &Received, vanishing: &[&str], receiver_keeps_up: bool) ->
         for (i, b) in r.batches.iter().enumerate() {
             for s in b {
                 if *request_of.entry(s.t).or_insert(i) != i {
-                    f.push(format!("the scrape at {} was split over several requests", s.t));
+                    f.push(format!(
+                        "the scrape at {} was split over several requests",
+                        s.t
+                    ));
                     break;
                 }
             }
@@ -1148,7 +1191,11 @@ async fn run_suite(flavour: Flavour, label: &str) {
             upstream: vec![format!("panicked: {e}")],
             ..Outcome::default()
         });
-        let origin = if i < UPSTREAM_CASES { "upstream" } else { "issue 19" };
+        let origin = if i < UPSTREAM_CASES {
+            "upstream"
+        } else {
+            "issue 19"
+        };
         let verdict = |fails: &[String]| if fails.is_empty() { "ok" } else { "FAILED" };
         println!(
             "{label} {name} ({origin}): case {}, issue 19 checks {}",
@@ -1201,7 +1248,11 @@ fn labels_contain_is_a_subset_test() {
         ),
         (labels(&[]), labels(&[("foo", "bar")]), false),
     ] {
-        assert_eq!(labels_contain(&outer, &inner), found, "{inner:?} ∩ {outer:?}");
+        assert_eq!(
+            labels_contain(&outer, &inner),
+            found,
+            "{inner:?} ∩ {outer:?}"
+        );
     }
 }
 

@@ -7,18 +7,23 @@
 //!
 //! ```text
 //! scrape loop ──submit(Arc<Batch>)──▶ relabel (cached per series) ─▶ capacity check ─▶ shard = hash % shards
-//!   shard task: pending FIFO ─▶ request (≤ max_samples_per_send, one TimeSeries per series) ─▶ snappy
-//!     ─▶ timeout ─▶ retry with backoff ─▶ one request in flight ─▶ POST
+//!   dispatcher: a FIFO per shard ─▶ request from the due free shards (≤ max_samples_per_send, in time
+//!     order) ─▶ its own task: snappy ─▶ timeout ─▶ retry with backoff ─▶ POST; its shards wait meanwhile
 //! ```
 //!
 //! - [`RemoteWriteSender::submit`] never blocks and never awaits: it reserves room for the batch's samples in
-//!   the destination's capacity, splits them per shard and hands them over on unbounded channels (bounded in
-//!   effect by that capacity). What does not fit is dropped and counted (`reason="queue_full"`).
-//! - Each shard task owns a FIFO of pending series. Critical-tier samples are sent as soon as they arrive
-//!   (coalescing whatever is already queued); standard-tier samples wait for `max_samples_per_send` or
-//!   `batch_send_deadline`. See [`shard`].
+//!   the destination's capacity, tags each series with its shard and hands the batch over on an unbounded
+//!   channel (bounded in effect by that capacity). What does not fit is dropped and counted
+//!   (`reason="queue_full"`).
+//! - One dispatcher task holds a FIFO of pending series per shard. Critical-tier samples are sent as soon
+//!   as they arrive (coalescing whatever is already queued); standard-tier samples wait for
+//!   `max_samples_per_send` or `batch_send_deadline`. A request takes from every free shard that is due,
+//!   so a small scrape is one request, and a large one is a request per shard in parallel; a shard is in
+//!   at most one request at a time, which keeps each series in time order. See [`shard`].
+//! - A request's body is in time order as read `TimeSeries` by `TimeSeries` (see
+//!   [`request::RequestCut`]), the way the remote-write compliance suite reads it.
 //! - The network call is a small stack (see [`service`]): per-attempt timeout, retry with exponential
-//!   backoff and jitter honouring `Retry-After`, and one request in flight per shard.
+//!   backoff and jitter honouring `Retry-After` (seconds or an HTTP date).
 //!
 //! Architecture invariant: a sample holds capacity from `submit` until it is delivered or dropped, so the
 //! queue-length gauge counts queued, batching *and* in-flight samples, and `capacity` bounds all of them.

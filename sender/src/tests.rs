@@ -508,6 +508,38 @@ async fn a_small_scrape_leaves_as_one_request_whatever_shards_its_series_take() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retried_request_holds_its_shards_so_the_next_scrape_waits_behind_it() {
+    let p = paused(QueueOptions::default(), [Reply::Status(500, None)]);
+    let t0 = Instant::now();
+    p.submit(Tier::Critical, 1, 0..20);
+    p.transport.wait_attempts(1).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Within the first backoff (15..30 ms): every shard of these series is held by the refused request.
+    p.submit(Tier::Critical, 2, 0..20);
+    p.transport.wait_attempts(3).await;
+    let attempts = p.transport.attempts.lock();
+    let stamps: Vec<Vec<i64>> = attempts
+        .iter()
+        .map(|a| {
+            let mut ts: Vec<i64> =
+                a.1.timeseries
+                    .iter()
+                    .map(|t| t.samples[0].timestamp)
+                    .collect();
+            ts.dedup();
+            ts
+        })
+        .collect();
+    assert_eq!(stamps, [vec![1], vec![1], vec![2]]);
+    assert!(attempts.iter().all(|a| a.1.timeseries.len() == 20));
+    assert!(attempts[1].0 - t0 >= Duration::from_millis(15));
+    assert_eq!(
+        attempts[2].0, attempts[1].0,
+        "the waiting scrape goes the moment the retry lands"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_large_batch_fills_one_request_per_shard_in_parallel() {
     let q = QueueOptions {
         max_samples_per_send: 5,

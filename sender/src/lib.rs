@@ -146,7 +146,8 @@ pub struct QueueOptions {
     /// Samples buffered for this destination (queued, batching and in flight); beyond it new samples are
     /// dropped and counted. Default 100 000.
     pub capacity: usize,
-    /// Shards sending in parallel; one series always goes through the same shard. Default 4.
+    /// Shards, i.e. requests in flight at most; one series always goes through the same shard, and a small
+    /// batch spread over several shards still leaves as one request. Default 4.
     pub max_shards: usize,
     /// Samples per request at most. Default 2000.
     pub max_samples_per_send: usize,

@@ -715,8 +715,13 @@ fn header_problems(headers: &HeaderMap) -> Vec<String> {
     .collect()
 }
 
-/// cases/ordering.go `OrderingTest`: 1000 series, each write delayed up to 5 s at random: every series'
-/// timestamps strictly increase in arrival order.
+/// cases/ordering.go `OrderingTest`: 1000 series, each write delayed at random: every series' timestamps
+/// strictly increase in arrival order.
+///
+/// Upstream delays each write by up to 5 s, against senders whose `remote_timeout` is 30 s (Prometheus's
+/// default). surge's default is 5 s, and an answer that comes after the timeout gets the request sent
+/// again: a duplicate (at-least-once delivery), which the strict order check reads as going back in time
+/// though nothing was reordered. So the delays here stay below the timeout by a margin: up to 4.5 s.
 fn ordering() -> Case {
     let mut series: Vec<(String, f64)> = (0..1000)
         .map(|i| (format!("test{{i=\"{i}\"}}"), 1.0))
@@ -745,11 +750,14 @@ fn ordering() -> Case {
         }),
     )
     .writes(Box::new(|_| {
-        Interception::Delay(Duration::from_millis(rand_below(5000)))
+        Interception::Delay(Duration::from_millis(rand_below(ORDERING_MAX_DELAY_MS)))
     }));
     case.receiver_keeps_up = false;
     case
 }
+
+/// The longest delay of [`ordering`]'s writes (upstream: 5000).
+const ORDERING_MAX_DELAY_MS: u64 = 4500;
 
 /// A pseudo-random number below `n` (the ordering case's delays; no rand dependency for one call site).
 fn rand_below(n: u64) -> u64 {

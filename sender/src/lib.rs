@@ -276,7 +276,7 @@ struct ShardInput {
 /// forever; refilling costs one relabel call per live series.
 const RELABEL_CACHE_MAX: usize = 1 << 20;
 
-/// State shared by `submit`, the shard tasks and `shutdown`.
+/// State shared by `submit`, the dispatcher, its delivery tasks and `shutdown`.
 pub(crate) struct Shared {
     pub(crate) opts: QueueOptions,
     pub(crate) remote_timeout: Duration,
@@ -359,7 +359,7 @@ impl Shared {
 }
 
 impl RemoteWriteSender {
-    /// Spawns the shard tasks (needs a tokio runtime).
+    /// Spawns the dispatcher task (needs a tokio runtime).
     ///
     /// Options should have passed [`SenderOptions::validate`] at config load. If they did not, the error
     /// is logged and the sender drops (and counts, `reason="invalid_options"`) everything submitted, so

@@ -1,4 +1,4 @@
-//! Unit tests: the batcher (proptest), the retry policy, and the shard loop under tokio's paused clock with
+//! Unit tests: the batcher (proptest), the retry policy, and the dispatcher under tokio's paused clock with
 //! a scripted transport (exact timings). Real-HTTP scenarios live in `agent/tests/sender_http.rs`.
 
 use std::collections::{HashMap, VecDeque};
@@ -348,7 +348,7 @@ fn validation_lists_every_problem() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The shard loop under the paused clock
+// The dispatcher under the paused clock
 
 #[derive(Debug, Clone)]
 enum Reply {

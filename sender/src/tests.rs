@@ -1,5 +1,6 @@
-//! Unit tests: the batcher (proptest), the retry policy, and the dispatcher under tokio's paused clock with
-//! a scripted transport (exact timings). Real-HTTP scenarios live in `agent/tests/sender_http.rs`.
+//! Unit tests: the batcher (proptest), the retry policy, and the dispatcher under tokio's paused clock
+//! with a scripted transport (exact timings). Real-HTTP scenarios live in `tests/http.rs`; the upstream
+//! compliance cases against the agent process in the workspace's `tests/tests/rw_compliance.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -7,18 +7,23 @@
 //!
 //! ```text
 //! scrape loop ──submit(Arc<Batch>)──▶ relabel (cached per series) ─▶ capacity check ─▶ shard = hash % shards
-//!   shard task: pending FIFO ─▶ request (≤ max_samples_per_send, one TimeSeries per series) ─▶ snappy
-//!     ─▶ timeout ─▶ retry with backoff ─▶ one request in flight ─▶ POST
+//!   dispatcher: a FIFO per shard ─▶ request from the due free shards (≤ max_samples_per_send, in time
+//!     order) ─▶ its own task: snappy ─▶ timeout ─▶ retry with backoff ─▶ POST; its shards wait meanwhile
 //! ```
 //!
 //! - [`RemoteWriteSender::submit`] never blocks and never awaits: it reserves room for the batch's samples in
-//!   the destination's capacity, splits them per shard and hands them over on unbounded channels (bounded in
-//!   effect by that capacity). What does not fit is dropped and counted (`reason="queue_full"`).
-//! - Each shard task owns a FIFO of pending series. Critical-tier samples are sent as soon as they arrive
-//!   (coalescing whatever is already queued); standard-tier samples wait for `max_samples_per_send` or
-//!   `batch_send_deadline`. See [`shard`].
+//!   the destination's capacity, tags each series with its shard and hands the batch over on an unbounded
+//!   channel (bounded in effect by that capacity). What does not fit is dropped and counted
+//!   (`reason="queue_full"`).
+//! - One dispatcher task holds a FIFO of pending series per shard. Critical-tier samples are sent as soon
+//!   as they arrive (coalescing whatever is already queued); standard-tier samples wait for
+//!   `max_samples_per_send` or `batch_send_deadline`. A request takes from every free shard that is due,
+//!   so a small scrape is one request, and a large one is a request per shard in parallel; a shard is in
+//!   at most one request at a time, which keeps each series in time order. See [`shard`].
+//! - A request's body is in time order as read `TimeSeries` by `TimeSeries` (see
+//!   [`request::RequestCut`]), the way the remote-write compliance suite reads it.
 //! - The network call is a small stack (see [`service`]): per-attempt timeout, retry with exponential
-//!   backoff and jitter honouring `Retry-After`, and one request in flight per shard.
+//!   backoff and jitter honouring `Retry-After` (seconds or an HTTP date).
 //!
 //! Architecture invariant: a sample holds capacity from `submit` until it is delivered or dropped, so the
 //! queue-length gauge counts queued, batching *and* in-flight samples, and `capacity` bounds all of them.
@@ -141,7 +146,8 @@ pub struct QueueOptions {
     /// Samples buffered for this destination (queued, batching and in flight); beyond it new samples are
     /// dropped and counted. Default 100 000.
     pub capacity: usize,
-    /// Shards sending in parallel; one series always goes through the same shard. Default 4.
+    /// Shards, i.e. requests in flight at most; one series always goes through the same shard, and a small
+    /// batch spread over several shards still leaves as one request. Default 4.
     pub max_shards: usize,
     /// Samples per request at most. Default 2000.
     pub max_samples_per_send: usize,
@@ -248,8 +254,9 @@ pub struct RemoteWriteSender {
 
 struct SenderInner {
     shared: Arc<Shared>,
-    /// One channel per shard; `None` once shutdown has begun, which closes the channels.
-    shards: RwLock<Option<Vec<mpsc::UnboundedSender<ShardMsg>>>>,
+    /// The dispatcher's channel and the shard count; `None` once shutdown has begun, which closes the
+    /// channel.
+    shards: RwLock<Option<ShardInput>>,
     /// Why samples are dropped when `shards` is `None`.
     closed_reason: DropReason,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -258,11 +265,18 @@ struct SenderInner {
     relabel_cache: Mutex<HashMap<u64, Option<SeriesMeta>>>,
 }
 
+/// Where `submit` hands samples over: the dispatcher's channel, and how many shards series are spread
+/// over.
+struct ShardInput {
+    tx: mpsc::UnboundedSender<ShardMsg>,
+    shards: usize,
+}
+
 /// The relabel cache is cleared when it grows past this many series, so series churn cannot grow it
 /// forever; refilling costs one relabel call per live series.
 const RELABEL_CACHE_MAX: usize = 1 << 20;
 
-/// State shared by `submit`, the shard tasks and `shutdown`.
+/// State shared by `submit`, the dispatcher, its delivery tasks and `shutdown`.
 pub(crate) struct Shared {
     pub(crate) opts: QueueOptions,
     pub(crate) remote_timeout: Duration,
@@ -345,7 +359,7 @@ impl Shared {
 }
 
 impl RemoteWriteSender {
-    /// Spawns the shard tasks (needs a tokio runtime).
+    /// Spawns the dispatcher task (needs a tokio runtime).
     ///
     /// Options should have passed [`SenderOptions::validate`] at config load. If they did not, the error
     /// is logged and the sender drops (and counts, `reason="invalid_options"`) everything submitted, so
@@ -387,21 +401,15 @@ impl RemoteWriteSender {
     ) -> Self {
         let shards = opts.queue_config.max_shards.max(1);
         let shared = Arc::new(Shared::new(&opts, metrics));
-        let transport = Arc::new(transport);
-        let mut senders = Vec::with_capacity(shards);
-        let mut tasks = Vec::with_capacity(shards);
-        for id in 0..shards {
-            let (tx, rx) = mpsc::unbounded_channel();
-            senders.push(tx);
-            let shard = shard::Shard::new(id, rx, shared.clone(), transport.clone());
-            tasks.push(tokio::spawn(shard.run()));
-        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dispatcher = shard::Dispatcher::new(shards, rx, shared.clone(), Arc::new(transport));
+        let task = tokio::spawn(dispatcher.run());
         RemoteWriteSender {
             inner: Arc::new(SenderInner {
                 shared,
-                shards: RwLock::new(Some(senders)),
+                shards: RwLock::new(Some(ShardInput { tx, shards })),
                 closed_reason: DropReason::Shutdown,
-                tasks: Mutex::new(tasks),
+                tasks: Mutex::new(vec![task]),
                 relabel: opts.write_relabel,
                 relabel_cache: Mutex::new(HashMap::new()),
             }),
@@ -415,7 +423,7 @@ impl RemoteWriteSender {
         let inner = &*self.inner;
         let shared = &*inner.shared;
         let guard = inner.shards.read();
-        let Some(senders) = guard.as_ref() else {
+        let Some(input) = guard.as_ref() else {
             shared.dropped(inner.closed_reason, batch.sample_count());
             return;
         };
@@ -431,7 +439,7 @@ impl RemoteWriteSender {
         }
         let mut room = shared.reserve(wanted);
         let now = tokio::time::Instant::now();
-        let mut per_shard: Vec<Vec<PendingEntry>> = vec![Vec::new(); senders.len()];
+        let mut entries = Vec::with_capacity(routed.len());
         let mut full = 0;
         for (idx, meta) in routed {
             let n = batch.series[idx].samples.len();
@@ -441,21 +449,17 @@ impl RemoteWriteSender {
                 continue;
             }
             room -= n;
-            let shard = shard_for(meta.hash(), senders.len());
-            per_shard[shard].push(PendingEntry::new(batch.clone(), idx, meta, now));
+            let shard = shard_for(meta.hash(), input.shards);
+            entries.push(PendingEntry::new(shard, batch.clone(), idx, meta, now));
         }
         shared.release(room);
-        for (tx, entries) in senders.iter().zip(per_shard) {
-            if entries.is_empty() {
-                continue;
-            }
-            let msg = ShardMsg::new(entries);
-            if let Err(mpsc::error::SendError(msg)) = tx.send(msg) {
-                // The shard task is gone (it only ends after shutdown or a panic): give the room back.
-                let n = msg.samples();
-                shared.release(n);
-                shared.dropped(DropReason::Shutdown, n);
-            }
+        if !entries.is_empty()
+            && let Err(mpsc::error::SendError(msg)) = input.tx.send(ShardMsg::new(entries))
+        {
+            // The dispatcher is gone (it only ends after shutdown or a panic): give the room back.
+            let n = msg.samples();
+            shared.release(n);
+            shared.dropped(DropReason::Shutdown, n);
         }
         shared.dropped(DropReason::QueueFull, full);
     }
@@ -477,7 +481,7 @@ impl RemoteWriteSender {
         let shared = &*inner.shared;
         let delivered_before = shared.delivered.load(Ordering::Relaxed);
         let dropped_before = shared.shutdown_dropped.load(Ordering::Relaxed);
-        // Dropping the senders closes the channels: shards drain them, flush and end.
+        // Dropping the sender closes the channel: the dispatcher drains it, flushes and ends.
         drop(inner.shards.write().take());
         let tasks = std::mem::take(&mut *inner.tasks.lock());
         let mut all = futures::future::join_all(tasks);

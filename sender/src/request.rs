@@ -1,11 +1,11 @@
-//! A shard's pending samples and how a request is cut from them.
+//! The shards' pending samples and how a request is cut from them.
 //!
-//! Pending series wait in arrival (FIFO) order. A request takes the oldest samples first, at most
-//! `max_samples_per_send`, and merges the samples of one series into one `TimeSeries` in time order. Since
-//! a shard sends one request at a time and always from the front, every series leaves in arrival order,
-//! request after request.
+//! Each shard's pending series wait in arrival (FIFO) order. A request takes the oldest samples of one or
+//! more shards, at most `max_samples_per_send`, and lays them out in time order ([`RequestCut`]). Since a
+//! shard is in at most one request at a time and is always taken from the front, every series leaves in
+//! arrival order, request after request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use surge_model::{Sample, Tier};
@@ -16,6 +16,8 @@ use super::{Batch, SeriesMeta};
 /// One series of one submitted batch, waiting in a shard.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingEntry {
+    /// The shard of the series (see [`shard_for`](super::shard_for)).
+    shard: usize,
     batch: Arc<Batch>,
     /// Index of the series in `batch.series` (its samples are read from there, never copied).
     idx: usize,
@@ -28,18 +30,24 @@ pub(crate) struct PendingEntry {
 
 impl PendingEntry {
     pub(crate) fn new(
+        shard: usize,
         batch: Arc<Batch>,
         idx: usize,
         series: SeriesMeta,
         enqueued_at: Instant,
     ) -> Self {
         PendingEntry {
+            shard,
             batch,
             idx,
             series,
             taken: 0,
             enqueued_at,
         }
+    }
+
+    pub(crate) fn shard(&self) -> usize {
+        self.shard
     }
 
     fn remaining(&self) -> &[Sample] {
@@ -55,7 +63,7 @@ impl PendingEntry {
     }
 }
 
-/// What `submit` hands to one shard: the batch's series routed to it.
+/// What `submit` hands to the dispatcher: one batch's series, each tagged with its shard.
 #[derive(Debug)]
 pub(crate) struct ShardMsg {
     entries: Vec<PendingEntry>,
@@ -70,41 +78,42 @@ impl ShardMsg {
     pub(crate) fn samples(&self) -> usize {
         self.entries.iter().map(|e| e.remaining().len()).sum()
     }
+
+    /// The entries with the shard each goes to.
+    pub(crate) fn into_entries(self) -> impl Iterator<Item = PendingEntry> {
+        self.entries.into_iter()
+    }
 }
 
 /// What went into one request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct RequestStats {
     pub(crate) samples: usize,
+    /// `TimeSeries` entries in the body.
     pub(crate) series: usize,
     /// The newest sample timestamp in the request (ms).
     pub(crate) highest_timestamp_ms: Option<i64>,
 }
 
-/// A shard's FIFO of pending series.
+/// One shard's FIFO of pending series.
 #[derive(Debug, Default)]
 pub(crate) struct PendingQueue {
     entries: VecDeque<PendingEntry>,
     samples: usize,
     critical: usize,
-    /// Scratch space reused across requests: series in first-seen order and their samples.
-    groups: Vec<(SeriesMeta, Vec<Sample>)>,
-    group_of: HashMap<u64, usize>,
 }
 
 impl PendingQueue {
-    pub(crate) fn push(&mut self, msg: ShardMsg) {
-        for e in msg.entries {
-            let n = e.remaining().len();
-            if n == 0 {
-                continue;
-            }
-            self.samples += n;
-            if e.tier() == Tier::Critical {
-                self.critical += n;
-            }
-            self.entries.push_back(e);
+    pub(crate) fn push(&mut self, e: PendingEntry) {
+        let n = e.remaining().len();
+        if n == 0 {
+            return;
         }
+        self.samples += n;
+        if e.tier() == Tier::Critical {
+            self.critical += n;
+        }
+        self.entries.push_back(e);
     }
 
     /// Samples pending.
@@ -135,26 +144,17 @@ impl PendingQueue {
         n
     }
 
-    /// Appends a `WriteRequest` body of the oldest `max_samples` pending samples (at least one) to `out`,
-    /// one `TimeSeries` per series with its samples in time order, series in first-seen order.
-    pub(crate) fn take_request(&mut self, max_samples: usize, out: &mut Vec<u8>) -> RequestStats {
-        let mut budget = max_samples.max(1);
+    /// Moves the oldest `max_samples` pending samples (fewer if fewer are pending) into `cut`; returns how
+    /// many moved.
+    pub(crate) fn take_into(&mut self, max_samples: usize, cut: &mut RequestCut) -> usize {
+        let mut budget = max_samples;
         while budget > 0 {
             let Some(front) = self.entries.front_mut() else {
                 break;
             };
             let avail = front.remaining();
             let k = avail.len().min(budget);
-            let group = match self.group_of.get(&front.series.hash()) {
-                // Equal hashes with different labels (a 64-bit collision) must not merge.
-                Some(&g) if self.groups[g].0.label_block() == front.series.label_block() => g,
-                _ => {
-                    self.group_of.insert(front.series.hash(), self.groups.len());
-                    self.groups.push((front.series.clone(), Vec::new()));
-                    self.groups.len() - 1
-                }
-            };
-            self.groups[group].1.extend_from_slice(&avail[..k]);
+            cut.push(&front.series, &avail[..k]);
             budget -= k;
             self.samples -= k;
             if front.tier() == Tier::Critical {
@@ -165,20 +165,70 @@ impl PendingQueue {
                 self.entries.pop_front();
             }
         }
+        max_samples - budget
+    }
+}
 
-        let mut stats = RequestStats::default();
-        for (series, samples) in self.groups.drain(..) {
-            let mut samples = samples;
-            // Arrival order is time order when the scrape loop behaves; a stable sort makes it certain
-            // within the request without reordering equal timestamps.
-            samples.sort_by_key(|s| s.timestamp_ms);
-            surge_proto::remote_write::encode_series(out, series.label_block(), &samples);
-            stats.samples += samples.len();
+/// The samples of one request being cut (from one shard's queue or several), encoded by
+/// [`RequestCut::encode`].
+///
+/// The body is in time order as a reader walks it, `TimeSeries` by `TimeSeries` (the way the compliance
+/// suite reads it): the samples are stably sorted by timestamp, and each run of consecutive samples of one
+/// series becomes one `TimeSeries`. A request cut from one scrape (one timestamp) therefore holds one
+/// `TimeSeries` per series, in scrape order; a request spanning two scrapes holds each series twice,
+/// first scrape first. Stable, so a series' samples keep their arrival order (which is its time order).
+#[derive(Debug, Default)]
+pub(crate) struct RequestCut {
+    /// The series taken, one per piece (a piece is one pending entry's samples).
+    series: Vec<SeriesMeta>,
+    /// Each sample with the index of its piece in `series`.
+    samples: Vec<(Sample, u32)>,
+    /// Scratch for one run's samples.
+    run: Vec<Sample>,
+}
+
+impl RequestCut {
+    fn push(&mut self, series: &SeriesMeta, samples: &[Sample]) {
+        let piece = self.series.len() as u32;
+        self.series.push(series.clone());
+        self.samples.extend(samples.iter().map(|s| (*s, piece)));
+    }
+
+    /// Samples taken so far.
+    pub(crate) fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Appends the `WriteRequest` body to `out` and empties the cut for reuse.
+    pub(crate) fn encode(&mut self, out: &mut Vec<u8>) -> RequestStats {
+        // Already sorted in the usual case (one scrape, one timestamp), which a stable sort checks in
+        // one pass.
+        self.samples.sort_by_key(|(s, _)| s.timestamp_ms);
+        let mut stats = RequestStats {
+            samples: self.samples.len(),
+            series: 0,
+            highest_timestamp_ms: self.samples.last().map(|(s, _)| s.timestamp_ms),
+        };
+        let mut i = 0;
+        while let Some(&(_, piece)) = self.samples.get(i) {
+            let block = self.series[piece as usize].label_block();
+            self.run.clear();
+            while let Some(&(s, p)) = self.samples.get(i) {
+                if p != piece && self.series[p as usize].label_block() != block {
+                    break;
+                }
+                self.run.push(s);
+                i += 1;
+            }
+            surge_proto::remote_write::encode_series(out, block, &self.run);
             stats.series += 1;
-            let newest = samples.last().map(|s| s.timestamp_ms);
-            stats.highest_timestamp_ms = stats.highest_timestamp_ms.max(newest);
         }
-        self.group_of.clear();
+        self.series.clear();
+        self.samples.clear();
         stats
     }
 }

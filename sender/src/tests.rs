@@ -1,5 +1,6 @@
-//! Unit tests: the batcher (proptest), the retry policy, and the shard loop under tokio's paused clock with
-//! a scripted transport (exact timings). Real-HTTP scenarios live in `agent/tests/sender_http.rs`.
+//! Unit tests: the batcher (proptest), the retry policy, and the dispatcher under tokio's paused clock
+//! with a scripted transport (exact timings). Real-HTTP scenarios live in `tests/http.rs`; the upstream
+//! compliance cases against the agent process in the workspace's `tests/tests/rw_compliance.rs`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::events::RetryReason;
-use super::request::{PendingEntry, PendingQueue, ShardMsg};
+use super::request::{PendingEntry, PendingQueue, RequestCut};
 use super::service::{AttemptResult, Backoff, Transport, Verdict, classify, parse_retry_after};
 use super::*;
 
@@ -31,6 +32,10 @@ fn decode(raw: &[u8]) -> WriteRequest {
     WriteRequest::decode(raw).expect("valid WriteRequest")
 }
 
+fn labels_of(ts: &surge_proto::remote_write::TimeSeries) -> Labels {
+    Labels::from_pairs(ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())))
+}
+
 fn series_key(ts: &surge_proto::remote_write::TimeSeries) -> String {
     ts.labels
         .iter()
@@ -43,48 +48,62 @@ fn series_key(ts: &surge_proto::remote_write::TimeSeries) -> String {
 // Batcher
 
 proptest! {
-    /// Random batches routed to shards and cut into requests: every sample leaves exactly once, each
-    /// series in time order and through one shard only, one TimeSeries per series per request, and no
-    /// request over `max_samples_per_send`.
+    /// Random batches routed to shards, cut into requests that each take from a random set of shards (as
+    /// the dispatcher combines free shards): every sample leaves exactly once, each series in time order,
+    /// every request read `TimeSeries` by `TimeSeries` is in time order, a series' consecutive samples
+    /// share one `TimeSeries`, and no request is over `max_samples_per_send`.
     #[test]
     fn requests_keep_series_order_and_respect_the_size_limit(
         batches in prop::collection::vec(prop::collection::vec((0usize..8, 1usize..4), 1..10), 1..25),
         shards in 1usize..5,
         max in 1usize..12,
-        cut_between in prop::collection::vec(any::<bool>(), 25),
+        cut_between in prop::collection::vec(any::<u8>(), 25),
     ) {
         let metas: Vec<_> = (0..8).map(meta).collect();
         let mut next_ts = [0i64; 8];
+        let mut clock = 0i64;
         let mut expected: HashMap<String, Vec<i64>> = HashMap::new();
         let mut queues: Vec<PendingQueue> = (0..shards).map(|_| PendingQueue::default()).collect();
         let mut got: HashMap<String, Vec<i64>> = HashMap::new();
-        let mut shard_of: HashMap<String, usize> = HashMap::new();
         let now = Instant::now();
 
-        let mut cut = |q: &mut PendingQueue, shard: usize, got: &mut HashMap<String, Vec<i64>>| {
+        let cut = |queues: &mut [PendingQueue], mask: u8, got: &mut HashMap<String, Vec<i64>>| {
+            let mut c = RequestCut::default();
+            for (i, q) in queues.iter_mut().enumerate() {
+                if mask & (1 << i) != 0 {
+                    q.take_into(max - c.len(), &mut c);
+                }
+            }
+            if c.is_empty() {
+                return;
+            }
             let mut raw = Vec::new();
-            let stats = q.take_request(max, &mut raw);
+            let stats = c.encode(&mut raw);
             let req = decode(&raw);
             let n: usize = req.timeseries.iter().map(|t| t.samples.len()).sum();
             assert_eq!(n, stats.samples);
+            assert_eq!(req.timeseries.len(), stats.series);
             assert!(n <= max, "{n} samples > {max}");
-            let mut in_req = std::collections::HashSet::new();
+            let read: Vec<i64> = req.timeseries.iter().flat_map(|t| t.samples.iter().map(|s| s.timestamp)).collect();
+            assert!(read.is_sorted(), "request goes back in time: {read:?}");
+            for pair in req.timeseries.windows(2) {
+                assert_ne!(series_key(&pair[0]), series_key(&pair[1]), "a run of one series split");
+            }
             for ts in &req.timeseries {
-                let k = series_key(ts);
-                assert!(in_req.insert(k.clone()), "series twice in one request");
-                assert_eq!(*shard_of.entry(k.clone()).or_insert(shard), shard, "series moved shard");
-                got.entry(k).or_default().extend(ts.samples.iter().map(|s| s.timestamp));
+                got.entry(series_key(ts)).or_default().extend(ts.samples.iter().map(|s| s.timestamp));
             }
         };
 
         for (bi, spec) in batches.iter().enumerate() {
+            // Timestamps rise across batches and within a series, as scrapes produce them.
             let series: Vec<SeriesSamples> = spec
                 .iter()
                 .map(|&(id, n)| SeriesSamples {
                     series: metas[id].clone(),
                     samples: (0..n)
                         .map(|_| {
-                            next_ts[id] += 1;
+                            clock += 1;
+                            next_ts[id] = next_ts[id].max(clock);
                             Sample { timestamp_ms: next_ts[id], value: 1.0 }
                         })
                         .collect(),
@@ -96,67 +115,88 @@ proptest! {
             }
             let tier = if bi % 2 == 0 { Tier::Critical } else { Tier::Standard };
             let batch = Arc::new(Batch { tier, series, scrape_end_ms: 0 });
-            let mut per_shard: Vec<Vec<PendingEntry>> = vec![Vec::new(); shards];
             for (idx, s) in batch.series.iter().enumerate() {
-                per_shard[shard_for(s.series.hash(), shards)]
-                    .push(PendingEntry::new(batch.clone(), idx, s.series.clone(), now));
+                let shard = shard_for(s.series.hash(), shards);
+                queues[shard].push(PendingEntry::new(shard, batch.clone(), idx, s.series.clone(), now));
             }
-            for (q, entries) in queues.iter_mut().zip(per_shard) {
-                q.push(ShardMsg::new(entries));
-            }
-            if cut_between[bi] {
-                let shard = bi % shards;
-                if !queues[shard].is_empty() {
-                    cut(&mut queues[shard], shard, &mut got);
-                }
-            }
+            cut(&mut queues, cut_between[bi], &mut got);
         }
-        for (shard, q) in queues.iter_mut().enumerate() {
-            while !q.is_empty() {
-                cut(q, shard, &mut got);
-            }
-            prop_assert!(!q.has_critical());
+        while queues.iter().any(|q| !q.is_empty()) {
+            cut(&mut queues, u8::MAX, &mut got);
         }
+        prop_assert!(queues.iter().all(|q| !q.has_critical()));
         prop_assert_eq!(got, expected);
     }
 }
 
 #[test]
-fn samples_of_one_series_merge_into_one_time_series_in_time_order() {
-    let m = meta(1);
-    let batch = |ts: &[i64]| {
+fn a_request_is_in_time_order_and_merges_runs_of_one_series() {
+    let (a, b) = (meta(1), meta(2));
+    let batch = |series: &[(&SeriesMeta, &[i64])]| {
         Arc::new(Batch {
             tier: Tier::Standard,
-            series: vec![SeriesSamples {
-                series: m.clone(),
-                samples: ts
-                    .iter()
-                    .map(|&t| Sample {
-                        timestamp_ms: t,
-                        value: 0.0,
-                    })
-                    .collect(),
-            }],
+            series: series
+                .iter()
+                .map(|(m, ts)| SeriesSamples {
+                    series: (*m).clone(),
+                    samples: ts
+                        .iter()
+                        .map(|&t| Sample {
+                            timestamp_ms: t,
+                            value: 0.0,
+                        })
+                        .collect(),
+                })
+                .collect(),
             scrape_end_ms: 0,
         })
     };
     let mut q = PendingQueue::default();
     let now = Instant::now();
-    // A batch whose samples came out of order is still sent in time order.
-    for b in [batch(&[10]), batch(&[30, 20])] {
-        q.push(ShardMsg::new(vec![PendingEntry::new(b, 0, m.clone(), now)]));
+    // Two scrapes of a and b, then a batch of a whose samples came out of order.
+    for bt in [
+        batch(&[(&a, &[10]), (&b, &[10])]),
+        batch(&[(&a, &[20]), (&b, &[20])]),
+        batch(&[(&a, &[40, 30])]),
+    ] {
+        for i in 0..bt.series.len() {
+            q.push(PendingEntry::new(
+                0,
+                bt.clone(),
+                i,
+                bt.series[i].series.clone(),
+                now,
+            ));
+        }
     }
+    let mut cut = RequestCut::default();
+    assert_eq!(q.take_into(100, &mut cut), 6);
     let mut raw = Vec::new();
-    let stats = q.take_request(100, &mut raw);
-    assert_eq!((stats.samples, stats.series), (3, 1));
-    assert_eq!(stats.highest_timestamp_ms, Some(30));
+    let stats = cut.encode(&mut raw);
+    assert_eq!((stats.samples, stats.series), (6, 5));
+    assert_eq!(stats.highest_timestamp_ms, Some(40));
     let req = decode(&raw);
-    let ts: Vec<_> = req.timeseries[0]
-        .samples
+    let read: Vec<(String, Vec<i64>)> = req
+        .timeseries
         .iter()
-        .map(|s| s.timestamp)
+        .map(|t| {
+            (
+                t.labels[1].value.clone(),
+                t.samples.iter().map(|s| s.timestamp).collect(),
+            )
+        })
         .collect();
-    assert_eq!(ts, [10, 20, 30]);
+    let want = |i: &str, ts: &[i64]| (i.to_owned(), ts.to_vec());
+    assert_eq!(
+        read,
+        [
+            want("i1", &[10]),
+            want("i2", &[10]),
+            want("i1", &[20]),
+            want("i2", &[20]),
+            want("i1", &[30, 40]),
+        ]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -309,7 +349,7 @@ fn validation_lists_every_problem() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The shard loop under the paused clock
+// The dispatcher under the paused clock
 
 #[derive(Debug, Clone)]
 enum Reply {
@@ -441,11 +481,104 @@ async fn standard_samples_wait_exactly_for_the_batch_deadline() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     p.submit(Tier::Standard, 2, 0..3);
     p.transport.wait_attempts(1).await;
-    // The deadline counts from the oldest pending sample; both scrapes share one request.
+    // The deadline counts from the oldest pending sample; both scrapes share one request, the first
+    // scrape's series before the second's.
     assert_eq!(p.transport.times(t0), [Duration::from_secs(1)]);
     let req = &p.transport.attempts.lock()[0].1;
-    assert_eq!(req.timeseries.len(), 3);
-    assert!(req.timeseries.iter().all(|t| t.samples.len() == 2));
+    let read: Vec<i64> = req
+        .timeseries
+        .iter()
+        .flat_map(|t| t.samples.iter().map(|s| s.timestamp))
+        .collect();
+    assert_eq!(read, [1, 1, 1, 2, 2, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_small_scrape_leaves_as_one_request_whatever_shards_its_series_take() {
+    let p = paused(QueueOptions::default(), []);
+    let shards: std::collections::HashSet<usize> =
+        (0..20).map(|i| shard_for(meta(i).hash(), 4)).collect();
+    assert_eq!(shards.len(), 4, "the series are spread over every shard");
+    for ts in 1..=3 {
+        p.submit(Tier::Critical, ts, 0..20);
+        p.transport.wait_attempts(ts as usize).await;
+    }
+    let attempts = p.transport.attempts.lock();
+    assert_eq!(attempts.len(), 3, "one request per scrape");
+    assert!(attempts.iter().all(|a| a.1.timeseries.len() == 20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_request_holds_its_shards_so_the_next_scrape_waits_behind_it() {
+    let p = paused(QueueOptions::default(), [Reply::Status(500, None)]);
+    let t0 = Instant::now();
+    p.submit(Tier::Critical, 1, 0..20);
+    p.transport.wait_attempts(1).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Within the first backoff (15..30 ms): every shard of these series is held by the refused request.
+    p.submit(Tier::Critical, 2, 0..20);
+    p.transport.wait_attempts(3).await;
+    let attempts = p.transport.attempts.lock();
+    let stamps: Vec<Vec<i64>> = attempts
+        .iter()
+        .map(|a| {
+            let mut ts: Vec<i64> =
+                a.1.timeseries
+                    .iter()
+                    .map(|t| t.samples[0].timestamp)
+                    .collect();
+            ts.dedup();
+            ts
+        })
+        .collect();
+    assert_eq!(stamps, [vec![1], vec![1], vec![2]]);
+    assert!(attempts.iter().all(|a| a.1.timeseries.len() == 20));
+    assert!(attempts[1].0 - t0 >= Duration::from_millis(15));
+    assert_eq!(
+        attempts[2].0, attempts[1].0,
+        "the waiting scrape goes the moment the retry lands"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_batch_fills_one_request_per_shard_in_parallel() {
+    let q = QueueOptions {
+        max_samples_per_send: 5,
+        ..QueueOptions::default()
+    };
+    // The first four requests hang until remote_timeout: they are in flight together.
+    let p = paused(q, std::iter::repeat_n(Reply::Hang, 4));
+    let t0 = Instant::now();
+    p.submit(Tier::Critical, 1, 0..60);
+    p.transport.wait_attempts(4).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    {
+        let attempts = p.transport.attempts.lock();
+        assert_eq!(attempts.len(), 4, "at most one request per shard in flight");
+        let mut seen = std::collections::HashSet::new();
+        for (at, req) in attempts.iter() {
+            assert_eq!(*at, t0);
+            assert_eq!(req.timeseries.len(), 5);
+            // Each full request comes from one shard, a different one each.
+            let of: std::collections::HashSet<usize> = req
+                .timeseries
+                .iter()
+                .map(|t| shard_for(SeriesMeta::new(labels_of(t)).hash(), 4))
+                .collect();
+            assert_eq!(of.len(), 1);
+            assert!(seen.insert(of.into_iter().next()));
+        }
+    }
+    // After the timeouts everything is delivered, each series once.
+    let report = p.sender.clone().shutdown(Duration::from_secs(30)).await;
+    assert!(report.completed);
+    let attempts = p.transport.attempts.lock();
+    let delivered: Vec<String> = attempts[4..]
+        .iter()
+        .flat_map(|a| a.1.timeseries.iter().map(series_key))
+        .collect();
+    let unique: std::collections::HashSet<&String> = delivered.iter().collect();
+    assert_eq!((delivered.len(), unique.len()), (60, 60));
 }
 
 #[tokio::test(start_paused = true)]

@@ -287,8 +287,9 @@ async fn eventually(what: &str, timeout: Duration, mut done: impl FnMut() -> boo
     }
 }
 
-/// Asserts the receiver got exactly `expected` samples per series, in time order, labels sorted, one
-/// `TimeSeries` per series per request and no request over `max`.
+/// Asserts the receiver got exactly `expected` samples per series, in time order, labels sorted, every
+/// request in time order as read `TimeSeries` by `TimeSeries` (a run of one series in one `TimeSeries`)
+/// and no request over `max`.
 fn assert_delivered(rx: &Receiver, expected: &HashMap<String, Vec<i64>>, max: usize) {
     assert!(
         rx.header_problems.lock().is_empty(),
@@ -298,20 +299,24 @@ fn assert_delivered(rx: &Receiver, expected: &HashMap<String, Vec<i64>>, max: us
     let mut got: HashMap<String, Vec<i64>> = HashMap::new();
     for req in rx.delivered() {
         assert!(req.samples() <= max, "request of {} samples", req.samples());
-        let mut seen = std::collections::HashSet::new();
+        let read: Vec<i64> = req
+            .series
+            .iter()
+            .flat_map(|(_, samples)| samples.iter().map(|s| s.0))
+            .collect();
+        assert!(read.is_sorted(), "request goes back in time: {read:?}");
+        let mut previous = None;
         for (labels, samples) in &req.series {
             let names: Vec<_> = labels.iter().map(|l| l.0.as_str()).collect();
             let mut sorted = names.clone();
             sorted.sort();
             assert_eq!(names, sorted, "labels must be sorted");
             let key = format!("{labels:?}");
-            assert!(
-                seen.insert(key.clone()),
-                "series repeated within one request"
-            );
-            got.entry(key)
+            assert_ne!(previous.as_ref(), Some(&key), "a run of one series split");
+            got.entry(key.clone())
                 .or_default()
                 .extend(samples.iter().map(|s| s.0));
+            previous = Some(key);
         }
     }
     assert_eq!(&got, expected);
@@ -547,8 +552,11 @@ mod sender {
         .await;
         let all = rx.delivered();
         assert_eq!(all.len(), 1, "three scrapes, one request");
-        assert_eq!(all[0].series.len(), 10, "one TimeSeries per series");
-        assert!(all[0].series.iter().all(|s| s.1.len() == 3));
+        // Read in order, the request goes scrape by scrape: each series once per scrape.
+        let read: Vec<i64> = all[0].series.iter().map(|s| s.1[0].0).collect();
+        assert_eq!(read.len(), 30);
+        assert!(read.is_sorted(), "{read:?}");
+        assert!(all[0].series.iter().all(|s| s.1.len() == 1));
         let waited = all[0].at - started;
         assert!(
             waited >= Duration::from_millis(380),

@@ -180,6 +180,9 @@ proptest! {
         ),
     ) {
         let spec = ScaledObjectSpec {
+            name: "so".into(),
+            annotations: Default::default(),
+            min_replica_count_set: true,
             polling_interval_seconds: 30,
             cooldown_period_seconds: 300,
             initial_cooldown_period_seconds: 0,
@@ -192,6 +195,9 @@ proptest! {
                 metric_type: if i % 2 == 0 { TriggerMetricType::AverageValue } else { TriggerMetricType::Value },
                 threshold: *t,
                 activation_threshold: *a,
+                named: true,
+                container: None,
+                use_cached_metrics: false,
             }).collect(),
             fallback: None,
             scaling_modifiers: None,

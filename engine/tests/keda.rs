@@ -20,11 +20,17 @@ fn trigger(name: &str, threshold: f64, activation: f64) -> TriggerSpec {
         metric_type: TriggerMetricType::AverageValue,
         threshold,
         activation_threshold: activation,
+        named: true,
+        container: None,
+        use_cached_metrics: false,
     }
 }
 
 fn spec(triggers: Vec<TriggerSpec>) -> ScaledObjectSpec {
     ScaledObjectSpec {
+        name: "so".to_owned(),
+        annotations: Default::default(),
+        min_replica_count_set: false,
         polling_interval_seconds: 30,
         cooldown_period_seconds: 300,
         initial_cooldown_period_seconds: 0,
@@ -179,8 +185,12 @@ fn cooldown_to_zero() {
     // At exactly the cooldown, still cooling (strictly after).
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(0.0)]), T0 + 300_000);
     assert_eq!(executor(&d), "CoolingDown");
-    // After it: scale to zero.
+    // After it, but before the next poll (pollingInterval 30 s): only the HPA runs.
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(0.0)]), T0 + 300_001);
+    assert_eq!(executor(&d), "Hpa");
+    assert!(!d.keda.as_ref().is_some_and(|k| k.polled));
+    // The next poll scales to zero.
+    let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(0.0)]), T0 + 330_000);
     assert_eq!(
         (d.desired_replicas, d.scale, executor(&d)),
         (0, true, "ScaleToZero")
@@ -230,6 +240,8 @@ fn fallback_after_failure_threshold() {
             replicas: 6,
             behavior,
         });
+        // Every evaluation below is a poll.
+        s.polling_interval_seconds = 15;
         // No stabilization or rate limit in the way.
         let mut b = Behavior::default();
         b.scale_down.stabilization_window_seconds = Some(0);
@@ -262,10 +274,10 @@ fn fallback_after_failure_threshold() {
             Some(vec!["q".to_owned()])
         );
         assert_eq!(d.condition("Fallback").map(|c| c.status), Some(true));
-        assert_eq!(state.failures.get("q"), Some(&4));
+        assert_eq!(state.health.get("q").map(|h| h.number_of_failures), Some(4));
         // A success resets the count.
         evaluate_scaled_object(&s, &mut state, &input(current, vec![v(10.0)]), T0 + 75_000);
-        assert_eq!(state.failures.get("q"), Some(&0));
+        assert_eq!(state.health.get("q").map(|h| h.number_of_failures), Some(0));
     }
 }
 
@@ -276,6 +288,7 @@ fn scaling_modifiers_formula() {
         target,
         activation_target: activation,
         metric_type: TriggerMetricType::AverageValue,
+        target_text: target.to_string(),
     };
     // (formula, target, activation target, a, b, current, expected replicas, expected formula value, active)
     let rows = [
@@ -319,7 +332,10 @@ fn non_finite_trigger_values_fail_the_trigger() {
     let mut state = KedaState::default();
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(f64::NAN)]), T0);
     assert_eq!((d.desired_replicas, d.scale), (3, false));
-    assert_eq!(state.failures.get("q"), Some(&1));
+    // Without a fallback KEDA keeps no health record; the failure is in the explanation.
+    assert!(state.health.is_empty());
+    let errors = d.keda.as_ref().map(|k| k.trigger_errors.clone()).unwrap_or_default();
+    assert!(errors.get("q").is_some_and(|e| e.contains("not a finite number")), "{errors:?}");
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(f64::INFINITY)]), T0);
     assert_eq!((d.desired_replicas, d.scale), (3, false));
 }

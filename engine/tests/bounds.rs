@@ -203,6 +203,7 @@ proptest! {
             scaling_modifiers: None,
             behavior: None,
             controller: ControllerConfig::default(),
+            warnings: Vec::new(),
         };
         let mut state = KedaState::default();
         let mut now = 1_700_000_000_000i64;

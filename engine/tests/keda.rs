@@ -42,6 +42,7 @@ fn spec(triggers: Vec<TriggerSpec>) -> ScaledObjectSpec {
         scaling_modifiers: None,
         behavior: None,
         controller: ControllerConfig::default(),
+        warnings: Vec::new(),
     }
 }
 

@@ -43,6 +43,7 @@ fn so(min: i32, idle: Option<i32>) -> ScaledObjectSpec {
         scaling_modifiers: None,
         behavior: None,
         controller: ControllerConfig::default(),
+        warnings: Vec::new(),
     }
 }
 

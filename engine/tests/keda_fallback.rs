@@ -43,6 +43,7 @@ fn so(fallback: Option<FallbackSpec>) -> ScaledObjectSpec {
         scaling_modifiers: None,
         behavior: None,
         controller: ControllerConfig::default(),
+        warnings: Vec::new(),
     }
 }
 

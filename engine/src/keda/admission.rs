@@ -13,15 +13,18 @@ use crate::formula::Formula;
 pub const MAX_NAME_LENGTH: usize = 63;
 
 /// Every webhook problem with `spec` (empty when KEDA would admit it). `hpa_name` is
-/// `spec.advanced.horizontalPodAutoscalerConfig.name` when set.
-pub fn validate(spec: &ScaledObjectSpec, hpa_name: Option<&str>) -> Vec<String> {
+/// `spec.advanced.horizontalPodAutoscalerConfig.name` when set; `workload_target` says whether
+/// `scaleTargetRef` is an `apps/v1` Deployment or StatefulSet (the cpu/memory check applies only then).
+pub fn validate(spec: &ScaledObjectSpec, hpa_name: Option<&str>, workload_target: bool) -> Vec<String> {
     let mut errors = Vec::new();
     verify_name(spec, hpa_name, &mut errors);
     verify_replica_count(spec, &mut errors);
     verify_fallback(spec, &mut errors);
     verify_triggers(spec, &mut errors);
     verify_scaling_modifiers(spec, &mut errors);
-    verify_cpu_memory(spec, &mut errors);
+    if workload_target {
+        verify_cpu_memory(spec, &mut errors);
+    }
     errors
 }
 
@@ -181,4 +184,19 @@ fn verify_cpu_memory(spec: &ScaledObjectSpec, errors: &mut Vec<String>) {
             "spec.minReplicaCount: scaledobject has only cpu/memory triggers AND minReplica is 0 (scale to zero doesn't work in this case)".to_owned(),
         );
     }
+}
+
+/// `verifyScaledObjects`' warnings: `pollingInterval` / `cooldownPeriod` written where they change
+/// nothing (minReplicaCount above 0 without idle mode; pollingInterval stays relevant with cached metrics).
+pub fn warnings(spec: &ScaledObjectSpec, polling_set: bool, cooldown_set: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let idle_disabled = spec.idle_replica_count.is_none();
+    let cached = spec.triggers.iter().any(|t| t.use_cached_metrics);
+    if polling_set && spec.min_replica_count > 0 && idle_disabled && !cached {
+        out.push("PollingInterval is configured but is not relevant. PollingInterval is only relevant when minReplicaCount = 0, idleReplicaCount is set, or useCachedMetrics is enabled".to_owned());
+    }
+    if cooldown_set && spec.min_replica_count > 0 && idle_disabled {
+        out.push("CooldownPeriod is configured but is not relevant. CooldownPeriod is only relevant when minReplicaCount = 0 or idleReplicaCount is set".to_owned());
+    }
+    out
 }

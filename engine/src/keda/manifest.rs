@@ -174,8 +174,6 @@ pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError
         errors.push("spec: missing".to_owned());
         return Err(ManifestError::Invalid(errors));
     };
-    // The workload comes from the caller (the scenario, the policy config), so scaleTargetRef may be absent.
-    let _ = &spec.scale_target_ref;
     let min = spec.min_replica_count.unwrap_or(0);
     let max = spec.max_replica_count.unwrap_or(100);
     crd_bounds(&spec, &mut errors);
@@ -199,7 +197,8 @@ pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError
     let scaling_modifiers = advanced
         .and_then(|a| a.scaling_modifiers.as_ref())
         .and_then(|m| modifiers(m, &mut errors));
-    let so = ScaledObjectSpec {
+    let mut so = ScaledObjectSpec {
+        warnings: Vec::new(),
         name: m.metadata.name,
         annotations,
         polling_interval_seconds: spec.polling_interval.unwrap_or(30),
@@ -217,7 +216,8 @@ pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError
     };
     // The webhook's checks run on what parsed, so every problem is listed at once.
     let raw_triggers = spec.triggers.len();
-    for e in admission::validate(&so, hpa_config.and_then(|h| h.name.as_deref())) {
+    let workload_target = is_workload_target(spec.scale_target_ref.as_ref());
+    for e in admission::validate(&so, hpa_config.and_then(|h| h.name.as_deref()), workload_target) {
         // A trigger that did not parse is already reported; it is not missing.
         if raw_triggers > 0 && e.starts_with("spec.triggers: no triggers") {
             continue;
@@ -227,7 +227,27 @@ pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError
     if !errors.is_empty() {
         return Err(ManifestError::Invalid(errors));
     }
+    so.warnings = admission::warnings(
+        &so,
+        spec.polling_interval.is_some(),
+        spec.cooldown_period.is_some(),
+    );
     Ok(so)
+}
+
+/// `scaleTargetRef` names an `apps/v1` Deployment or StatefulSet (KEDA's defaults when apiVersion or kind
+/// is empty); an absent reference counts as one (the workload comes from the caller).
+fn is_workload_target(target: Option<&serde_yaml_ng::Value>) -> bool {
+    let field = |k: &str| {
+        target
+            .and_then(|t| t.get(k))
+            .and_then(serde_yaml_ng::Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let api = field("apiVersion");
+    let kind = field("kind");
+    matches!(api.as_str(), "" | "apps/v1") && matches!(kind.as_str(), "" | "Deployment" | "StatefulSet")
 }
 
 /// The CRD's OpenAPI minimums and its `minReplicaCount <= maxReplicaCount` rule.

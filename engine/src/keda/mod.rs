@@ -77,6 +77,10 @@ pub struct ScaledObjectSpec {
     /// The kube-controller-manager flags of the HPA that does 1↔N.
     #[serde(default)]
     pub controller: ControllerConfig,
+    /// The webhook's warnings (admitted, but a field has no effect), e.g. `PollingInterval is configured
+    /// but is not relevant...`.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// One trigger.

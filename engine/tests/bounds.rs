@@ -198,6 +198,7 @@ proptest! {
                 named: true,
                 container: None,
                 use_cached_metrics: false,
+        metadata: Default::default(),
             }).collect(),
             fallback: None,
             scaling_modifiers: None,

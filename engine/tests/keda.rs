@@ -23,6 +23,7 @@ fn trigger(name: &str, threshold: f64, activation: f64) -> TriggerSpec {
         named: true,
         container: None,
         use_cached_metrics: false,
+        metadata: Default::default(),
     }
 }
 

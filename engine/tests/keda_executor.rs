@@ -38,6 +38,7 @@ fn so(min: i32, idle: Option<i32>) -> ScaledObjectSpec {
             activation_threshold: 0.0,
             container: None,
             use_cached_metrics: false,
+        metadata: Default::default(),
         }],
         fallback: None,
         scaling_modifiers: None,

@@ -38,6 +38,7 @@ fn so(fallback: Option<FallbackSpec>) -> ScaledObjectSpec {
             activation_threshold: 0.0,
             container: None,
             use_cached_metrics: false,
+        metadata: Default::default(),
         }],
         fallback,
         scaling_modifiers: None,

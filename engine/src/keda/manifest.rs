@@ -293,7 +293,22 @@ fn trigger(raw: &RawTrigger, path: &str, index: usize, errors: &mut Vec<String>)
         activation_threshold: 0.0,
         container: None,
         use_cached_metrics: raw.use_cached_metrics,
+        metadata: raw
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.text()))
+            .collect(),
     };
+    if kind == "kubernetes-workload" {
+        match base.metadata.get("podSelector") {
+            None => errors.push(format!("{path}.metadata.podSelector: missing")),
+            Some(sel) => {
+                if let Err(e) = super::selector::LabelSelector::parse(sel) {
+                    errors.push(format!("{path}.metadata.podSelector: {e}"));
+                }
+            }
+        }
+    }
     if kind == "cpu" || kind == "memory" {
         return resource_trigger(raw, base, path, errors);
     }

@@ -23,6 +23,7 @@ pub mod executor;
 pub mod fallback;
 pub mod job;
 pub mod manifest;
+pub mod selector;
 pub mod triggers;
 
 use std::collections::BTreeMap;
@@ -105,6 +106,9 @@ pub struct TriggerSpec {
     /// `useCachedMetrics`: the HPA reads the value of the last poll.
     #[serde(default)]
     pub use_cached_metrics: bool,
+    /// The trigger's `metadata` as written (e.g. `podSelector` of `kubernetes-workload`, a query).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// `metricType` of a trigger or of the composite metric.

@@ -280,7 +280,11 @@ pub fn parse_hpa(yaml: &str) -> Result<HpaSpec, ManifestError> {
     })
 }
 
-pub(crate) fn required<'a, T>(v: &'a Option<T>, path: &str, errors: &mut Vec<String>) -> Option<&'a T> {
+pub(crate) fn required<'a, T>(
+    v: &'a Option<T>,
+    path: &str,
+    errors: &mut Vec<String>,
+) -> Option<&'a T> {
     if v.is_none() {
         errors.push(format!("{path}: missing"));
     }

@@ -1667,7 +1667,7 @@ fn read_change(
         p.push(&[path, &[key("replicas")]].concat(), message);
     }
     let scaled_object = entry.scaled_object.as_ref().and_then(|text| {
-        let so_path = [path, &[key(scaled_object_change_key(entry))]].concat();
+        let so_path = [path, &[key(scaled_object_change_key(p.text, path))]].concat();
         match manifest::parse_scaled_object(text) {
             Ok(so) => Some(Box::new(so)),
             Err(e) => {
@@ -2193,6 +2193,123 @@ impl fmt::Display for MetricReading {
     }
 }
 
+// ---- KEDA ----
+
+/// The metric keys a ScaledObject reads: each trigger's name and index; cpu/memory triggers take per-pod
+/// values (also under `cpu` / `memory`).
+fn keda_trigger_keys(so: &ScaledObjectSpec) -> Vec<(String, MetricShape)> {
+    so.triggers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let shape = if t.is_resource() {
+                MetricShape::PerPod
+            } else {
+                MetricShape::Trigger
+            };
+            let mut keys = vec![(t.name.clone(), shape), (i.to_string(), shape)];
+            if t.is_resource() {
+                keys.push((t.kind.clone(), shape));
+            }
+            keys
+        })
+        .collect()
+}
+
+/// How the file spells `timeline[i].scaledObject` (`scaled_object` is accepted too), for locating it.
+fn scaled_object_change_key(text: &str, entry: &[Seg]) -> &'static str {
+    let path = [entry, &[key("scaled_object")]].concat();
+    if locate_exact(text, &path).is_some() {
+        "scaled_object"
+    } else {
+        "scaledObject"
+    }
+}
+
+/// The policy manifest's `creationTimestamp`, `lastActiveTime` and `health` (KEDA's inputs).
+fn read_keda_status(policy: &PolicyConfig, p: &mut Problems<'_>) -> ScaledObjectStatusInput {
+    let Some(text) = &policy.scaled_object else {
+        return ScaledObjectStatusInput::default();
+    };
+    match manifest::parse_scaled_object_status(text) {
+        Ok(status) => status,
+        Err(e) => {
+            p.manifest(&[key("policy"), key("scaledObject")], text, e);
+            ScaledObjectStatusInput::default()
+        }
+    }
+}
+
+impl World<'_> {
+    /// Each trigger's value at `now`: cpu/memory from per-pod usage, `kubernetes-workload` from the
+    /// labelled pods unless a value is given, the others from the timeline.
+    fn keda_triggers(
+        &self,
+        so: &ScaledObjectSpec,
+        pods: &[PodInfo],
+        now: i64,
+    ) -> Vec<TriggerValue> {
+        so.triggers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let given = [t.name.clone(), i.to_string(), t.kind.clone()]
+                    .into_iter()
+                    .find(|k| self.metrics.contains_key(k));
+                if t.is_resource() {
+                    return match given {
+                        Some(k) => match self.per_pod(&k, pods, now) {
+                            MetricSample::PerPod(m) => TriggerValue::PerPod(m),
+                            MetricSample::Failed(e) => TriggerValue::Failed(e),
+                            _ => TriggerValue::Failed(format!("{k}: per-pod values expected")),
+                        },
+                        None => TriggerValue::Failed(format!(
+                            "no {} usage for trigger {:?} in the scenario yet",
+                            t.kind, t.name
+                        )),
+                    };
+                }
+                if t.kind == "kubernetes-workload" && given.is_none() {
+                    return self.workload_count(t);
+                }
+                self.trigger(&t.name, i)
+            })
+            .collect()
+    }
+
+    /// The `kubernetes-workload` scaler's value: pods matching `podSelector` that are not Succeeded or
+    /// Failed, or with `groupByNode` the number of their distinct nodes.
+    fn workload_count(&self, t: &keda::TriggerSpec) -> TriggerValue {
+        let selector = match t
+            .metadata
+            .get("podSelector")
+            .map(|s| LabelSelector::parse(s))
+        {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return TriggerValue::BuildFailed(e),
+            None => return TriggerValue::BuildFailed("podSelector: missing".to_owned()),
+        };
+        let counted = self.labelled_pods.iter().filter(|g| {
+            selector.matches(&g.labels)
+                && !matches!(g.phase, Some(PodPhase::Succeeded | PodPhase::Failed))
+        });
+        let by_node = t
+            .metadata
+            .get("groupByNode")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let n = if by_node {
+            counted
+                .filter(|g| g.count > 0)
+                .filter_map(|g| g.node.as_deref())
+                .collect::<BTreeSet<_>>()
+                .len() as f64
+        } else {
+            counted.map(|g| f64::from(g.count)).sum()
+        };
+        TriggerValue::Value(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2305,113 +2422,5 @@ mod tests {
         let d = locate(text, &[key("a"), key("d")]).unwrap();
         assert_eq!((d.line, d.column), (3, 6));
         assert_eq!(block_origin(text, d), Some((4, 5)));
-    }
-}
-
-// ---- KEDA ----
-
-/// The metric keys a ScaledObject reads: each trigger's name and index; cpu/memory triggers take per-pod
-/// values (also under `cpu` / `memory`).
-fn keda_trigger_keys(so: &ScaledObjectSpec) -> Vec<(String, MetricShape)> {
-    so.triggers
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| {
-            let shape = if t.is_resource() {
-                MetricShape::PerPod
-            } else {
-                MetricShape::Trigger
-            };
-            let mut keys = vec![(t.name.clone(), shape), (i.to_string(), shape)];
-            if t.is_resource() {
-                keys.push((t.kind.clone(), shape));
-            }
-            keys
-        })
-        .collect()
-}
-
-/// How the file spells `timeline[i].scaledObject`, for locating it.
-fn scaled_object_change_key(entry: &TimelineEntry) -> &'static str {
-    let _ = entry;
-    "scaledObject"
-}
-
-/// The policy manifest's `creationTimestamp`, `lastActiveTime` and `health` (KEDA's inputs).
-fn read_keda_status(policy: &PolicyConfig, p: &mut Problems<'_>) -> ScaledObjectStatusInput {
-    let Some(text) = &policy.scaled_object else {
-        return ScaledObjectStatusInput::default();
-    };
-    match manifest::parse_scaled_object_status(text) {
-        Ok(status) => status,
-        Err(e) => {
-            p.manifest(&[key("policy"), key("scaledObject")], text, e);
-            ScaledObjectStatusInput::default()
-        }
-    }
-}
-
-impl World<'_> {
-    /// Each trigger's value at `now`: cpu/memory from per-pod usage, `kubernetes-workload` from the
-    /// labelled pods unless a value is given, the others from the timeline.
-    fn keda_triggers(&self, so: &ScaledObjectSpec, pods: &[PodInfo], now: i64) -> Vec<TriggerValue> {
-        so.triggers
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let given = [t.name.clone(), i.to_string(), t.kind.clone()]
-                    .into_iter()
-                    .find(|k| self.metrics.contains_key(k));
-                if t.is_resource() {
-                    return match given {
-                        Some(k) => match self.per_pod(&k, pods, now) {
-                            MetricSample::PerPod(m) => TriggerValue::PerPod(m),
-                            MetricSample::Failed(e) => TriggerValue::Failed(e),
-                            _ => TriggerValue::Failed(format!("{k}: per-pod values expected")),
-                        },
-                        None => TriggerValue::Failed(format!(
-                            "no {} usage for trigger {:?} in the scenario yet",
-                            t.kind, t.name
-                        )),
-                    };
-                }
-                if t.kind == "kubernetes-workload" && given.is_none() {
-                    return self.workload_count(t);
-                }
-                self.trigger(&t.name, i)
-            })
-            .collect()
-    }
-
-    /// The `kubernetes-workload` scaler's value: pods matching `podSelector` that are not Succeeded or
-    /// Failed, or with `groupByNode` the number of their distinct nodes.
-    fn workload_count(&self, t: &keda::TriggerSpec) -> TriggerValue {
-        let selector = match t
-            .metadata
-            .get("podSelector")
-            .map(|s| LabelSelector::parse(s))
-        {
-            Some(Ok(s)) => s,
-            Some(Err(e)) => return TriggerValue::BuildFailed(e),
-            None => return TriggerValue::BuildFailed("podSelector: missing".to_owned()),
-        };
-        let counted = self.labelled_pods.iter().filter(|g| {
-            selector.matches(&g.labels)
-                && !matches!(g.phase, Some(PodPhase::Succeeded | PodPhase::Failed))
-        });
-        let by_node = t
-            .metadata
-            .get("groupByNode")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let n = if by_node {
-            counted
-                .filter(|g| g.count > 0)
-                .filter_map(|g| g.node.as_deref())
-                .collect::<BTreeSet<_>>()
-                .len() as f64
-        } else {
-            counted.map(|g| f64::from(g.count)).sum()
-        };
-        TriggerValue::Value(n)
     }
 }

@@ -336,8 +336,17 @@ fn non_finite_trigger_values_fail_the_trigger() {
     assert_eq!((d.desired_replicas, d.scale), (3, false));
     // Without a fallback KEDA keeps no health record; the failure is in the explanation.
     assert!(state.health.is_empty());
-    let errors = d.keda.as_ref().map(|k| k.trigger_errors.clone()).unwrap_or_default();
-    assert!(errors.get("q").is_some_and(|e| e.contains("not a finite number")), "{errors:?}");
+    let errors = d
+        .keda
+        .as_ref()
+        .map(|k| k.trigger_errors.clone())
+        .unwrap_or_default();
+    assert!(
+        errors
+            .get("q")
+            .is_some_and(|e| e.contains("not a finite number")),
+        "{errors:?}"
+    );
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(f64::INFINITY)]), T0);
     assert_eq!((d.desired_replicas, d.scale), (3, false));
 }

@@ -38,7 +38,7 @@ fn so(min: i32, idle: Option<i32>) -> ScaledObjectSpec {
             activation_threshold: 0.0,
             container: None,
             use_cached_metrics: false,
-        metadata: Default::default(),
+            metadata: Default::default(),
         }],
         fallback: None,
         scaling_modifiers: None,
@@ -112,7 +112,10 @@ fn scale_from_min_replicas_when_active() {
     let c = condition(&r, "Active").unwrap();
     assert_eq!(c.status, ConditionStatus::True);
     assert_eq!(c.reason, "ScalerActive");
-    assert_eq!(c.message, "Scaling is performed because triggers are active");
+    assert_eq!(
+        c.message,
+        "Scaling is performed because triggers are active"
+    );
     assert!(r.last_active_ms.is_some());
 }
 
@@ -267,7 +270,12 @@ fn get_hpa_health() {
     // TestGetHPAHealth_ScalingDisabled
     let disabled = "scaling is disabled since the replica count of the target is zero";
     assert_eq!(
-        health(Some(&[hpa_condition("ScalingActive", false, "ScalingDisabled", disabled)])),
+        health(Some(&[hpa_condition(
+            "ScalingActive",
+            false,
+            "ScalingDisabled",
+            disabled
+        )])),
         Some((
             ConditionStatus::True,
             "ScalingDisabled".to_owned(),
@@ -276,7 +284,12 @@ fn get_hpa_health() {
     );
     // TestGetHPAHealth_NoGracePeriod
     assert_eq!(
-        health(Some(&[hpa_condition("ScalingActive", false, "FailedGetExternalMetric", "")])),
+        health(Some(&[hpa_condition(
+            "ScalingActive",
+            false,
+            "FailedGetExternalMetric",
+            ""
+        )])),
         Some((
             ConditionStatus::False,
             "FailedGetExternalMetric".to_owned(),
@@ -323,17 +336,29 @@ fn request_scale_ready_and_hpa_active() {
     let spec = so(1, None);
     // TestRequestScale_AllHealthy_HPAHealthy
     let r = request(&spec, 1, true, false, &[]);
-    assert_eq!(ready(&r), (ConditionStatus::True, "ScaledObjectReady".to_owned()));
+    assert_eq!(
+        ready(&r),
+        (ConditionStatus::True, "ScaledObjectReady".to_owned())
+    );
     // TestRequestScale_ScalerError_HPAHealthy
     let r = request(&spec, 1, false, true, &[]);
-    assert_eq!(ready(&r), (ConditionStatus::False, "TriggerError".to_owned()));
+    assert_eq!(
+        ready(&r),
+        (ConditionStatus::False, "TriggerError".to_owned())
+    );
     // TestRequestScale_PartialError_HPAHealthy
     let r = request(&spec, 1, true, true, &[]);
-    assert_eq!(ready(&r), (ConditionStatus::Unknown, "PartialTriggerError".to_owned()));
+    assert_eq!(
+        ready(&r),
+        (ConditionStatus::Unknown, "PartialTriggerError".to_owned())
+    );
     // TestRequestScale_NoError_HPAUnhealthy and TestRequestScale_TransientHPAGap_ReadyStaysTrue: Ready
     // stays True, HPAActive carries the HPA's reason.
     let r = request(&spec, 1, true, false, &[]);
-    assert_eq!(ready(&r), (ConditionStatus::True, "ScaledObjectReady".to_owned()));
+    assert_eq!(
+        ready(&r),
+        (ConditionStatus::True, "ScaledObjectReady".to_owned())
+    );
     let h = executor::hpa_health(Some(&unhealthy())).unwrap();
     assert_eq!(
         (h.status, h.reason.as_str(), h.message.as_str()),
@@ -345,10 +370,16 @@ fn request_scale_ready_and_hpa_active() {
     );
     // TestRequestScale_ScalerError_HPAUnhealthy: Ready False TriggerError, not ScalingDegraded.
     let r = request(&spec, 1, false, true, &[]);
-    assert_eq!(ready(&r), (ConditionStatus::False, "TriggerError".to_owned()));
+    assert_eq!(
+        ready(&r),
+        (ConditionStatus::False, "TriggerError".to_owned())
+    );
     // TestRequestScale_HPAHealthy_HPAActiveTrue
     let h = executor::hpa_health(Some(&[hpa_condition("ScalingActive", true, "", "")])).unwrap();
-    assert_eq!((h.status, h.reason.as_str()), (ConditionStatus::True, "HPAActive"));
+    assert_eq!(
+        (h.status, h.reason.as_str()),
+        (ConditionStatus::True, "HPAActive")
+    );
     // TestRequestScale_HPAScalingDisabled_HPAActiveTrueWithDistinctReason
     let h = executor::hpa_health(Some(&[hpa_condition(
         "ScalingActive",
@@ -357,7 +388,10 @@ fn request_scale_ready_and_hpa_active() {
         "scaling is disabled since the replica count of the target is zero",
     )]))
     .unwrap();
-    assert_eq!((h.status, h.reason.as_str()), (ConditionStatus::True, "ScalingDisabled"));
+    assert_eq!(
+        (h.status, h.reason.as_str()),
+        (ConditionStatus::True, "ScalingDisabled")
+    );
     // TestRequestScale_HPAActive_NotInSharedDefaults: the executor never writes HPAActive itself.
     assert!(condition(&r, "HPAActive").is_none());
     // TestRequestScale_ScalerErrorWithFallback_HPAHealthy: with fallback replicas, Ready stays True.
@@ -368,7 +402,10 @@ fn request_scale_ready_and_hpa_active() {
         behavior: FallbackBehavior::Static,
     });
     let r = request(&with_fallback, 1, false, true, &[]);
-    assert_eq!(ready(&r), (ConditionStatus::True, "ScaledObjectReady".to_owned()));
+    assert_eq!(
+        ready(&r),
+        (ConditionStatus::True, "ScaledObjectReady".to_owned())
+    );
 }
 
 #[test]

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use surge_engine::hpa::ConditionStatus;
-use surge_engine::keda::fallback::{self, FallbackRead, TargetReplicas};
 use surge_engine::keda::TriggerMetricType;
+use surge_engine::keda::fallback::{self, FallbackRead, TargetReplicas};
 use surge_engine::{
     ControllerConfig, FallbackBehavior, FallbackSpec, HealthStatus, HealthStatusType,
     ScaledObjectSpec, ScalingModifiers, TriggerSpec,
@@ -38,7 +38,7 @@ fn so(fallback: Option<FallbackSpec>) -> ScaledObjectSpec {
             activation_threshold: 0.0,
             container: None,
             use_cached_metrics: false,
-        metadata: Default::default(),
+            metadata: Default::default(),
         }],
         fallback,
         scaling_modifiers: None,
@@ -102,7 +102,10 @@ use HealthStatusType::{Failing, Happy};
 fn returns_the_metric_when_fallback_is_disabled() {
     // should return the expected metric when fallback is disabled
     let mut h = BTreeMap::new();
-    assert_eq!(read(&so(None), &mut h, Ok(5.0), 3.0, 0), FallbackRead::Value(5.0));
+    assert_eq!(
+        read(&so(None), &mut h, Ok(5.0), 3.0, 0),
+        FallbackRead::Value(5.0)
+    );
 }
 
 #[test]
@@ -127,7 +130,10 @@ fn resets_the_health_status_on_success() {
 fn keeps_the_health_status_when_fallback_is_not_enabled() {
     // should not reset the health status when fallback is not enabled
     let mut h = health(&[(METRIC, 5, Failing)]);
-    assert_eq!(read(&so(None), &mut h, Ok(6.0), 3.0, 0), FallbackRead::Value(6.0));
+    assert_eq!(
+        read(&so(None), &mut h, Ok(6.0), 3.0, 0),
+        FallbackRead::Value(6.0)
+    );
     assert_eq!(status(&h), Some((5, Failing)));
 }
 
@@ -194,7 +200,10 @@ fn sets_the_fallback_condition() {
         FallbackRead::Fallback { .. }
     ));
     let c = fallback::condition(&s, &h);
-    assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::True, "FallbackExists"));
+    assert_eq!(
+        (c.status, c.reason.as_str()),
+        (ConditionStatus::True, "FallbackExists")
+    );
 }
 
 #[test]
@@ -207,7 +216,10 @@ fn fallback_condition_false_when_config_invalid() {
         FallbackRead::Error("some error".to_owned())
     );
     let c = fallback::condition(&s, &h);
-    assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::False, "NoFallbackFound"));
+    assert_eq!(
+        (c.status, c.reason.as_str()),
+        (ConditionStatus::False, "NoFallbackFound")
+    );
 }
 
 #[test]
@@ -248,7 +260,13 @@ fn value_targets_divide_by_ready_pods() {
             ready: 4,
         },
     );
-    assert_eq!(got, FallbackRead::Fallback { value: 15.0, replicas: 6 });
+    assert_eq!(
+        got,
+        FallbackRead::Fallback {
+            value: 15.0,
+            replicas: 6
+        }
+    );
     let mut h = BTreeMap::new();
     let got = fallback::read_with_fallback(
         &s,
@@ -261,7 +279,10 @@ fn value_targets_divide_by_ready_pods() {
             ready: 0,
         },
     );
-    assert_eq!(got, FallbackRead::Error("error performing fallback".to_owned()));
+    assert_eq!(
+        got,
+        FallbackRead::Error("error performing fallback".to_owned())
+    );
 }
 
 #[test]
@@ -284,6 +305,9 @@ fn composite_fallback_needs_an_integer_target() {
 fn scaling_modifiers_behavior_serves_a_placeholder() {
     let s = so(fb(0, 3, FallbackBehavior::ScalingModifiers));
     let mut h = BTreeMap::new();
-    assert_eq!(read(&s, &mut h, Err("down"), 10.0, 2), FallbackRead::Placeholder);
+    assert_eq!(
+        read(&s, &mut h, Err("down"), 10.0, 2),
+        FallbackRead::Placeholder
+    );
     assert_eq!(status(&h), Some((1, Failing)));
 }

@@ -39,7 +39,8 @@ fn strategy(name: &str, deduction: Option<i32>, percentage: &str) -> JobScalingS
 }
 
 fn max_scale(s: JobScalingStrategy, args: (i64, i64, i64, i64, i64)) -> i64 {
-    s.effective_max_scale(args.0, args.1, args.2, args.3, args.4).0
+    s.effective_max_scale(args.0, args.1, args.2, args.3, args.4)
+        .0
 }
 
 #[test]
@@ -49,12 +50,18 @@ fn new_scaling_strategy() {
         strategy("custom", Some(10), "0"),
         JobScalingStrategy::Custom { .. }
     ));
-    assert_eq!(strategy("accurate", Some(0), "0"), JobScalingStrategy::Accurate);
+    assert_eq!(
+        strategy("accurate", Some(0), "0"),
+        JobScalingStrategy::Accurate
+    );
     assert_eq!(
         JobScalingStrategy::from_manifest(None, None, None),
         Some(JobScalingStrategy::Default)
     );
-    assert_eq!(strategy("default", Some(0), "0"), JobScalingStrategy::Default);
+    assert_eq!(
+        strategy("default", Some(0), "0"),
+        JobScalingStrategy::Default
+    );
 }
 
 #[test]
@@ -78,9 +85,15 @@ fn custom_scaling_strategy() {
     // Empty string → default.
     assert_eq!(strategy("custom", Some(1), ""), JobScalingStrategy::Default);
     // 0 as the percentage.
-    assert_eq!(max_scale(strategy("custom", Some(2), "0"), (3, 2, 0, 5, 1)), 1);
+    assert_eq!(
+        max_scale(strategy("custom", Some(2), "0"), (3, 2, 0, 5, 1)),
+        1
+    );
     // Exceeding maxReplicaCount.
-    assert_eq!(max_scale(strategy("custom", Some(-2), "0"), (3, 2, 0, 4, 1)), 4);
+    assert_eq!(
+        max_scale(strategy("custom", Some(-2), "0"), (3, 2, 0, 4, 1)),
+        4
+    );
 }
 
 #[test]
@@ -92,7 +105,8 @@ fn custom_scaling_strategy_nil_queue_length_deduction() {
     };
     assert_eq!(max_scale(s, (10, 2, 0, 100, 1)), 9);
     assert_eq!(max_scale(s, (10, 0, 0, 100, 1)), 10);
-    let from_manifest = JobScalingStrategy::from_manifest(Some("custom"), None, Some("0.5")).unwrap();
+    let from_manifest =
+        JobScalingStrategy::from_manifest(Some("custom"), None, Some("0.5")).unwrap();
     assert!(matches!(from_manifest, JobScalingStrategy::Custom { .. }));
     assert_eq!(max_scale(from_manifest, (10, 2, 0, 100, 1)), 9);
 }
@@ -161,7 +175,12 @@ fn finished(name: &str, completion: &str, outcome: JobOutcome) -> JobInfo {
     JobInfo {
         name: name.to_owned(),
         outcome: Some(outcome),
-        completion_ms: Some(completion.parse::<jiff::Timestamp>().unwrap().as_millisecond()),
+        completion_ms: Some(
+            completion
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_millisecond(),
+        ),
         pods: Vec::new(),
     }
 }
@@ -199,7 +218,9 @@ fn clean_up() {
     assert_eq!(deleted(1, 2, &jobs), ["fail2", "success2", "success3"]);
     // TestCleanUpDefaultValue: limits default to 100 each.
     let mut jobs = vec![finished("success0", "2020-07-29T15:35:00Z", Complete)];
-    jobs.extend((1..101).map(|i| finished(&format!("success{i}"), "2020-07-29T15:40:00Z", Complete)));
+    jobs.extend(
+        (1..101).map(|i| finished(&format!("success{i}"), "2020-07-29T15:40:00Z", Complete)),
+    );
     jobs.push(finished("fail101", "2020-07-29T15:35:00Z", Failed));
     jobs.extend((102..202).map(|i| finished(&format!("fail{i}"), "2020-07-29T15:40:00Z", Failed)));
     let spec = parse_scaled_job(
@@ -236,23 +257,45 @@ fn pending_job_count() {
         // two pods, both with all conditions
         (
             &conds,
-            vec![pod(unset, &["Ready", "PodScheduled"]), pod(unset, &["Ready", "PodScheduled"])],
+            vec![
+                pod(unset, &["Ready", "PodScheduled"]),
+                pod(unset, &["Ready", "PodScheduled"]),
+            ],
             0,
         ),
         // two pods, one with all conditions
-        (&conds, vec![pod(unset, &["Ready", "PodScheduled"]), pod(unset, &["Ready"])], 0),
+        (
+            &conds,
+            vec![
+                pod(unset, &["Ready", "PodScheduled"]),
+                pod(unset, &["Ready"]),
+            ],
+            0,
+        ),
         // two pods, neither with all
-        (&conds, vec![pod(unset, &["Ready"]), pod(unset, &["PodScheduled"])], 1),
+        (
+            &conds,
+            vec![pod(unset, &["Ready"]), pod(unset, &["PodScheduled"])],
+            1,
+        ),
         // three pods, one with all
         (
             &conds,
-            vec![pod(unset, &[]), pod(unset, &["Ready"]), pod(unset, &["Ready", "PodScheduled"])],
+            vec![
+                pod(unset, &[]),
+                pod(unset, &["Ready"]),
+                pod(unset, &["Ready", "PodScheduled"]),
+            ],
             0,
         ),
         // three pods, none with all
         (
             &conds,
-            vec![pod(unset, &[]), pod(unset, &["Ready"]), pod(unset, &["PodScheduled"])],
+            vec![
+                pod(unset, &[]),
+                pod(unset, &["Ready"]),
+                pod(unset, &["PodScheduled"]),
+            ],
             1,
         ),
         // empty condition list, running pod
@@ -284,8 +327,14 @@ fn target_average_value() {
     // TestTargetAverageValue (pkg/scaling/scaledjob/metrics_test.go)
     assert_eq!(job::target_average_value(&[]), 0.0);
     assert_eq!(job::target_average_value(&[1.0, 1.0]), 1.0);
-    assert_eq!(job::target_average_value(&[5.0, 5.0, 3.0]), 4.333333333333333);
-    assert_eq!(job::target_average_value(&[5.0, 5.0, 4.0]), 4.666666666666667);
+    assert_eq!(
+        job::target_average_value(&[5.0, 5.0, 3.0]),
+        4.333333333333333
+    );
+    assert_eq!(
+        job::target_average_value(&[5.0, 5.0, 4.0]),
+        4.666666666666667
+    );
 }
 
 #[test]
@@ -313,7 +362,12 @@ fn a_poll_creates_jobs_for_the_queue() {
         completion_ms: None,
         pods: vec![pod(PodPhase::Pending, &[])],
     };
-    let d = job::evaluate_scaled_job(&spec, &[JobTriggerValue::Value(7.0)], &[running, pending], 0);
+    let d = job::evaluate_scaled_job(
+        &spec,
+        &[JobTriggerValue::Value(7.0)],
+        &[running, pending],
+        0,
+    );
     assert_eq!((d.scale_to, d.max_scale), (7, 4));
     assert_eq!((d.running_jobs, d.pending_jobs), (2, 1));
     assert_eq!(d.jobs_to_create, 3);

@@ -20,7 +20,9 @@ fn at(steps: &[Step], t: f64) -> &Step {
 /// A ScaledObject manifest block (indented for `scaledObject: |` at the given depth).
 fn so(indent: usize, annotations: &str, spec: &str) -> String {
     let pad = " ".repeat(indent);
-    let mut text = String::from("apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: worker\n  namespace: jobs\n");
+    let mut text = String::from(
+        "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata:\n  name: worker\n  namespace: jobs\n",
+    );
     if !annotations.is_empty() {
         text.push_str("  annotations:\n");
         for l in annotations.lines() {
@@ -62,7 +64,10 @@ fn annotations_added_and_removed_during_the_scenario() {
     let paused = at(&steps, 60.0);
     assert_eq!(paused.replicas, 3);
     let k = paused.decision.keda.as_ref().unwrap();
-    assert_eq!(k.frozen_by.as_deref(), Some("autoscaling.keda.sh/paused-replicas"));
+    assert_eq!(
+        k.frozen_by.as_deref(),
+        Some("autoscaling.keda.sh/paused-replicas")
+    );
     assert_eq!(at(&steps, 105.0).replicas, 3);
     // Removed: the HPA takes over again at once; Paused turns False with KEDA's unpause reason.
     let resumed = at(&steps, 120.0);
@@ -188,7 +193,13 @@ triggers:
     );
     let steps = replay(&yaml);
     // Last active 4m10s before the start: cooling down until 50s, scaled to zero at the next poll (60s).
-    assert_eq!(at(&steps, 30.0).decision.keda.as_ref().unwrap().executor, "CoolingDown");
+    assert_eq!(
+        at(&steps, 30.0).decision.keda.as_ref().unwrap().executor,
+        "CoolingDown"
+    );
     assert_eq!(at(&steps, 60.0).replicas, 0);
-    assert_eq!(at(&steps, 60.0).decision.keda.as_ref().unwrap().executor, "ScaleToZero");
+    assert_eq!(
+        at(&steps, 60.0).decision.keda.as_ref().unwrap().executor,
+        "ScaleToZero"
+    );
 }

@@ -131,7 +131,10 @@ fn replica_counts() {
     let mut so = fixture("test-so", false, "");
     so["spec"]["minReplicaCount"] = json!(10);
     so["spec"]["maxReplicaCount"] = json!(5);
-    refused(&so, "MinReplicaCount=10 must be less than MaxReplicaCount=5");
+    refused(
+        &so,
+        "MinReplicaCount=10 must be less than MaxReplicaCount=5",
+    );
 }
 
 #[test]
@@ -139,7 +142,10 @@ fn fallback() {
     // shouldn't validate the so creation when the fallback is wrong
     let mut so = fixture("test-so", false, "");
     so["spec"]["fallback"] = json!({"failureThreshold": -1, "replicas": -3});
-    refused(&so, "FailureThreshold=-1 & Replicas=-3 must both be greater than or equal to 0");
+    refused(
+        &so,
+        "FailureThreshold=-1 & Replicas=-3 must both be greater than or equal to 0",
+    );
 
     // shouldn't validate the so creation when the fallback is configured and only cpu/memory triggers are
     // used. (Vacuous upstream: the fixture keeps its cron trigger, so CheckFallbackValid admits it.)
@@ -158,7 +164,10 @@ fn fallback() {
     t1["metricType"] = json!("Value");
     let mut t2 = workload("workload_trig_2");
     t2["metricType"] = json!("AverageValue");
-    so["spec"]["triggers"].as_array_mut().unwrap().extend([t1.clone(), t2]);
+    so["spec"]["triggers"]
+        .as_array_mut()
+        .unwrap()
+        .extend([t1.clone(), t2]);
     so["spec"]["fallback"] = json!({"failureThreshold": 3, "replicas": 6});
     admitted(&so);
 
@@ -167,7 +176,10 @@ fn fallback() {
     let mut so = fixture("test-so", true, "");
     let mut t2 = workload("workload_trig_2");
     t2["metricType"] = json!("Value");
-    so["spec"]["triggers"].as_array_mut().unwrap().extend([t1, t2]);
+    so["spec"]["triggers"]
+        .as_array_mut()
+        .unwrap()
+        .extend([t1, t2]);
     so["spec"]["fallback"] = json!({"failureThreshold": 3, "replicas": 6});
     so["spec"]["advanced"] = json!({"scalingModifiers": {"target": "2", "formula": "workload_trig_1 + workload_trig_2", "metricType": "Value"}});
     admitted(&so);
@@ -231,7 +243,10 @@ fn names() {
     // shouldn't validate the so update when removing the custom HPA name would make the generated HPA name
     // exceed the label value limit (the updated object, as admitted on its own)
     admitted(&fixture(&"a".repeat(60), false, "short-hpa"));
-    refused(&fixture(&"a".repeat(60), false, ""), "derived from scaledobject");
+    refused(
+        &fixture(&"a".repeat(60), false, ""),
+        "derived from scaledobject",
+    );
 }
 
 #[test]
@@ -239,7 +254,10 @@ fn stabilization_window_limit() {
     // shouldn't create so when stabilizationWindowSeconds exceeds 3600
     let mut so = fixture("test-so", false, "");
     so["spec"]["advanced"] = json!({"horizontalPodAutoscalerConfig": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 3700}}}});
-    refused(&so, "stabilizationWindowSeconds: 3700 must be between 0 and 3600");
+    refused(
+        &so,
+        "stabilizationWindowSeconds: 3700 must be between 0 and 3600",
+    );
 }
 
 #[test]
@@ -301,19 +319,23 @@ fn scaling_modifiers_fallback_behavior() {
         json!({"target": "2", "formula": "trig_one ?? trig_two ?? 5"}),
         vec![cron_named("trig_one"), workload("trig_two")],
     );
-    so["spec"]["fallback"] = json!({"failureThreshold": 3, "replicas": 6, "behavior": "scalingModifiers"});
+    so["spec"]["fallback"] =
+        json!({"failureThreshold": 3, "replicas": 6, "behavior": "scalingModifiers"});
     let admitted_or = admit(&so);
     // `??` belongs to the expression language (formula.rs, another helper's part): until it parses, the
     // refusal must name the formula, never the fallback.
     if let Err(errors) = &admitted_or {
         assert!(
-            errors.iter().all(|e| e.starts_with("spec.advanced.scalingModifiers.formula")),
+            errors
+                .iter()
+                .all(|e| e.starts_with("spec.advanced.scalingModifiers.formula")),
             "{errors:?}"
         );
     }
     // shouldn't validate the so creation with scalingModifiers fallback without formula
     let mut so = fixture("test-so", false, "");
-    so["spec"]["fallback"] = json!({"failureThreshold": 3, "replicas": 6, "behavior": "scalingModifiers"});
+    so["spec"]["fallback"] =
+        json!({"failureThreshold": 3, "replicas": 6, "behavior": "scalingModifiers"});
     refused(
         &so,
         "scalingModifiers fallback behavior requires scalingModifiers.formula to be defined",
@@ -335,7 +357,10 @@ fn polling_and_cooldown_warnings() {
         match idle {
             Some(i) => so["spec"]["idleReplicaCount"] = json!(i),
             None => {
-                so["spec"].as_object_mut().unwrap().remove("idleReplicaCount");
+                so["spec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("idleReplicaCount");
             }
         }
         if polling {
@@ -409,7 +434,10 @@ fn validate_triggers() {
             {"type": "prometheus", "metadata": {"threshold": "1"}}
         ]));
         so["spec"]["minReplicaCount"] = json!(1);
-        so["spec"].as_object_mut().unwrap().remove("idleReplicaCount");
+        so["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("idleReplicaCount");
         refused(
             &so,
             &format!("property \"useCachedMetrics\" is not supported for \"{kind}\" scaler"),
@@ -440,19 +468,29 @@ fn scaled_job_triggers() {
         }))
         .unwrap()
     };
-    assert!(parse_scaled_job(&job(json!([{"type": "rabbitmq", "name": "a", "metadata": {"queueLength": "5"}}]))).is_ok());
+    assert!(
+        parse_scaled_job(&job(
+            json!([{"type": "rabbitmq", "name": "a", "metadata": {"queueLength": "5"}}])
+        ))
+        .is_ok()
+    );
     let Err(ManifestError::Invalid(errors)) = parse_scaled_job(&job(json!([
         {"type": "rabbitmq", "name": "a", "metadata": {"queueLength": "5"}},
         {"type": "rabbitmq", "name": "a", "metadata": {"queueLength": "5"}}
     ]))) else {
         panic!("expected a refusal");
     };
-    assert!(errors.iter().any(|e| e.contains("defined multiple times")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("defined multiple times")),
+        "{errors:?}"
+    );
     let Err(ManifestError::Invalid(errors)) = parse_scaled_job(&job(json!([]))) else {
         panic!("expected a refusal");
     };
     assert!(
-        errors.iter().any(|e| e.contains("no triggers defined in the ScaledObject/ScaledJob")),
+        errors
+            .iter()
+            .any(|e| e.contains("no triggers defined in the ScaledObject/ScaledJob")),
         "{errors:?}"
     );
 }

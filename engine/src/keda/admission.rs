@@ -15,7 +15,11 @@ pub const MAX_NAME_LENGTH: usize = 63;
 /// Every webhook problem with `spec` (empty when KEDA would admit it). `hpa_name` is
 /// `spec.advanced.horizontalPodAutoscalerConfig.name` when set; `workload_target` says whether
 /// `scaleTargetRef` is an `apps/v1` Deployment or StatefulSet (the cpu/memory check applies only then).
-pub fn validate(spec: &ScaledObjectSpec, hpa_name: Option<&str>, workload_target: bool) -> Vec<String> {
+pub fn validate(
+    spec: &ScaledObjectSpec,
+    hpa_name: Option<&str>,
+    workload_target: bool,
+) -> Vec<String> {
     let mut errors = Vec::new();
     verify_name(spec, hpa_name, &mut errors);
     verify_replica_count(spec, &mut errors);
@@ -162,7 +166,7 @@ fn verify_scaling_modifiers(spec: &ScaledObjectSpec, errors: &mut Vec<String>) {
             "{path}.formula: error validating formula in ScalingModifiers: {e}"
         )),
     }
-    if !(m.target > 0.0) {
+    if m.target.is_nan() || m.target <= 0.0 {
         errors.push(format!(
             "{path}.target: error validating target in ScalingModifiers: error converting target for scalingModifiers (string->float) to valid target: {:?}",
             m.target_text

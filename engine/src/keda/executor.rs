@@ -96,7 +96,12 @@ pub fn request_scale(
     // handlePaused: the controller has stopped the loop and deleted the HPA; with paused-replicas it
     // scaled the target to that count.
     if let Some(annotation) = annotations.freezing_annotation() {
-        r.set("Paused", ConditionStatus::True, PAUSED_REASON, PAUSED_MESSAGE);
+        r.set(
+            "Paused",
+            ConditionStatus::True,
+            PAUSED_REASON,
+            PAUSED_MESSAGE,
+        );
         r.frozen_by = Some(annotation);
         r.scale_to = annotations.paused_replicas.filter(|n| *n != current);
         r.step("Paused", format!("{annotation} is set"));

@@ -71,25 +71,26 @@ pub fn has_valid_fallback(spec: &ScaledObjectSpec) -> bool {
     let Some(fb) = spec.fallback else {
         return false;
     };
-    let modifiers_ok = spec.scaling_modifiers.as_ref().is_none_or(|m| {
-        m.target_text
-            .trim()
-            .parse::<i64>()
-            .is_ok_and(|v| v > 0)
-    });
+    let modifiers_ok = spec
+        .scaling_modifiers
+        .as_ref()
+        .is_none_or(|m| m.target_text.trim().parse::<i64>().is_ok_and(|v| v > 0));
     fb.failure_threshold >= 0 && fb.replicas >= 0 && modifiers_ok
 }
 
 /// `fallbackExceededThreshold`: some metric is failing more than `failureThreshold` times.
 pub fn exceeded_threshold(health: &BTreeMap<String, HealthStatus>, failure_threshold: i32) -> bool {
-    health.values().any(|h| {
-        h.status == HealthStatusType::Failing && h.number_of_failures > failure_threshold
-    })
+    health
+        .values()
+        .any(|h| h.status == HealthStatusType::Failing && h.number_of_failures > failure_threshold)
 }
 
 /// The Fallback condition: from the health map when a valid fallback is configured (`updateStatus`),
 /// `NoFallbackFound` otherwise (the controller's reconcile).
-pub fn condition(spec: &ScaledObjectSpec, health: &BTreeMap<String, HealthStatus>) -> KedaCondition {
+pub fn condition(
+    spec: &ScaledObjectSpec,
+    health: &BTreeMap<String, HealthStatus>,
+) -> KedaCondition {
     let exceeded = spec
         .fallback
         .filter(|_| has_valid_fallback(spec))

@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hpa::{ConditionStatus, PodPhase};
 use crate::decision::KedaCondition;
+use crate::hpa::{ConditionStatus, PodPhase};
 
 /// `defaultSuccessfulJobsHistoryLimit` and `defaultFailedJobsHistoryLimit`.
 pub const DEFAULT_JOBS_HISTORY_LIMIT: i32 = 100;
@@ -229,7 +229,10 @@ impl JobScalingStrategy {
     ) -> Option<Self> {
         Some(match strategy {
             None | Some("" | "default") => Self::Default,
-            Some("custom") => match percentage.map(str::trim).and_then(|p| p.parse::<f64>().ok()) {
+            Some("custom") => match percentage
+                .map(str::trim)
+                .and_then(|p| p.parse::<f64>().ok())
+            {
                 Some(p) => Self::Custom {
                     queue_length_deduction: deduction,
                     running_job_percentage: p,
@@ -257,8 +260,13 @@ pub fn scaling_decision(
         let fill = min - running;
         return (fill, fill);
     }
-    spec.strategy
-        .effective_max_scale(max_scale, running - min, pending, spec.max_replicas(), scale_to)
+    spec.strategy.effective_max_scale(
+        max_scale,
+        running - min,
+        pending,
+        spec.max_replicas(),
+        scale_to,
+    )
 }
 
 /// `getTargetAverageValue`: the mean of the triggers' targets.

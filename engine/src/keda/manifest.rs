@@ -131,12 +131,7 @@ pub struct ScaledObjectStatusInput {
     pub health: BTreeMap<String, HealthStatus>,
 }
 
-fn check_kind(
-    api_version: Option<&str>,
-    kind: Option<&str>,
-    want: &str,
-    errors: &mut Vec<String>,
-) {
+fn check_kind(api_version: Option<&str>, kind: Option<&str>, want: &str, errors: &mut Vec<String>) {
     if !api_version.is_some_and(|v| v.starts_with("keda.sh/")) {
         errors.push(format!(
             "apiVersion: {:?} is not supported (expected \"keda.sh/v1alpha1\")",
@@ -157,8 +152,7 @@ fn check_kind(
 /// `queueLength`, `lagThreshold`, ...) and its activation threshold from the matching `activation...`
 /// key; `cpu` and `memory` triggers read `value` and `containerName` as KEDA's cpu/memory scaler does.
 pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError> {
-    let m: Manifest<SoSpec> =
-        serde_yaml_ng::from_str(yaml).map_err(|e| ManifestError::yaml(&e))?;
+    let m: Manifest<SoSpec> = serde_yaml_ng::from_str(yaml).map_err(|e| ManifestError::yaml(&e))?;
     let mut errors = Vec::new();
     check_kind(
         m.api_version.as_deref(),
@@ -217,7 +211,11 @@ pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError
     // The webhook's checks run on what parsed, so every problem is listed at once.
     let raw_triggers = spec.triggers.len();
     let workload_target = is_workload_target(spec.scale_target_ref.as_ref());
-    for e in admission::validate(&so, hpa_config.and_then(|h| h.name.as_deref()), workload_target) {
+    for e in admission::validate(
+        &so,
+        hpa_config.and_then(|h| h.name.as_deref()),
+        workload_target,
+    ) {
         // A trigger that did not parse is already reported; it is not missing.
         if raw_triggers > 0 && e.starts_with("spec.triggers: no triggers") {
             continue;
@@ -247,7 +245,8 @@ fn is_workload_target(target: Option<&serde_yaml_ng::Value>) -> bool {
     };
     let api = field("apiVersion");
     let kind = field("kind");
-    matches!(api.as_str(), "" | "apps/v1") && matches!(kind.as_str(), "" | "Deployment" | "StatefulSet")
+    matches!(api.as_str(), "" | "apps/v1")
+        && matches!(kind.as_str(), "" | "Deployment" | "StatefulSet")
 }
 
 /// The CRD's OpenAPI minimums and its `minReplicaCount <= maxReplicaCount` rule.
@@ -272,7 +271,12 @@ fn crd_bounds(spec: &SoSpec, errors: &mut Vec<String>) {
     // checks say the same (admission).
 }
 
-fn trigger(raw: &RawTrigger, path: &str, index: usize, errors: &mut Vec<String>) -> Option<TriggerSpec> {
+fn trigger(
+    raw: &RawTrigger,
+    path: &str,
+    index: usize,
+    errors: &mut Vec<String>,
+) -> Option<TriggerSpec> {
     let kind = required(&raw.kind, &format!("{path}.type"), errors)?.clone();
     if kind.is_empty() {
         errors.push(format!("{path}.type: must not be empty"));
@@ -312,8 +316,15 @@ fn trigger(raw: &RawTrigger, path: &str, index: usize, errors: &mut Vec<String>)
     if kind == "cpu" || kind == "memory" {
         return resource_trigger(raw, base, path, errors);
     }
-    let metric_type = metric_type(raw.metric_type.as_deref(), &format!("{path}.metricType"), errors);
-    let Some(key) = THRESHOLD_KEYS.iter().find(|k| raw.metadata.contains_key(**k)) else {
+    let metric_type = metric_type(
+        raw.metric_type.as_deref(),
+        &format!("{path}.metricType"),
+        errors,
+    );
+    let Some(key) = THRESHOLD_KEYS
+        .iter()
+        .find(|k| raw.metadata.contains_key(**k))
+    else {
         errors.push(format!(
             "{path}.metadata: no target found (looked for {})",
             THRESHOLD_KEYS.join(", ")
@@ -363,8 +374,12 @@ fn resource_trigger(
         }
     }
     let container = raw.metadata.get("containerName").map(Quantity::text);
-    let value = required(&raw.metadata.get("value").cloned(), &format!("{path}.metadata.value"), errors)?
-        .clone();
+    let value = required(
+        &raw.metadata.get("value").cloned(),
+        &format!("{path}.metadata.value"),
+        errors,
+    )?
+    .clone();
     let (metric_type, threshold) = match raw.metric_type.as_deref() {
         Some("Utilization") => match value.text().trim().parse::<i32>() {
             Ok(pct) => (TriggerMetricType::Utilization, f64::from(pct)),
@@ -397,7 +412,11 @@ fn resource_trigger(
 }
 
 fn fallback(raw: &RawFallback, errors: &mut Vec<String>) -> Option<FallbackSpec> {
-    let failure_threshold = *required(&raw.failure_threshold, "spec.fallback.failureThreshold", errors)?;
+    let failure_threshold = *required(
+        &raw.failure_threshold,
+        "spec.fallback.failureThreshold",
+        errors,
+    )?;
     let replicas = *required(&raw.replicas, "spec.fallback.replicas", errors)?;
     let behavior = match raw.behavior.as_deref() {
         None | Some("" | "static") => FallbackBehavior::Static,
@@ -620,8 +639,7 @@ struct RawJobStrategy {
 
 /// Parses a KEDA `ScaledJob` manifest (see [`super::job`]).
 pub fn parse_scaled_job(yaml: &str) -> Result<ScaledJobSpec, ManifestError> {
-    let m: Manifest<SjSpec> =
-        serde_yaml_ng::from_str(yaml).map_err(|e| ManifestError::yaml(&e))?;
+    let m: Manifest<SjSpec> = serde_yaml_ng::from_str(yaml).map_err(|e| ManifestError::yaml(&e))?;
     let mut errors = Vec::new();
     check_kind(
         m.api_version.as_deref(),
@@ -649,7 +667,11 @@ pub fn parse_scaled_job(yaml: &str) -> Result<ScaledJobSpec, ManifestError> {
         ("pollingInterval", spec.polling_interval, 1),
         ("minReplicaCount", spec.min_replica_count, 0),
         ("maxReplicaCount", spec.max_replica_count, 1),
-        ("successfulJobsHistoryLimit", spec.successful_jobs_history_limit, 0),
+        (
+            "successfulJobsHistoryLimit",
+            spec.successful_jobs_history_limit,
+            0,
+        ),
         ("failedJobsHistoryLimit", spec.failed_jobs_history_limit, 0),
     ] {
         if let Some(v) = v
@@ -731,7 +753,9 @@ pub fn parse_scaled_job(yaml: &str) -> Result<ScaledJobSpec, ManifestError> {
         max_replica_count: spec.max_replica_count,
         strategy,
         multiple_scalers_calculation: calculation,
-        pending_pod_conditions: raw.map(|s| s.pending_pod_conditions.clone()).unwrap_or_default(),
+        pending_pod_conditions: raw
+            .map(|s| s.pending_pod_conditions.clone())
+            .unwrap_or_default(),
         successful_jobs_history_limit: spec
             .successful_jobs_history_limit
             .unwrap_or(super::job::DEFAULT_JOBS_HISTORY_LIMIT),

@@ -387,7 +387,14 @@ pub fn evaluate_scaled_object(
             annotations,
             &executor::ExecutorInput {
                 active_triggers: reads.active_triggers.clone(),
-                ..executor_input(reads.active, reads.error, current, created_ms, state, now_ms)
+                ..executor_input(
+                    reads.active,
+                    reads.error,
+                    current,
+                    created_ms,
+                    state,
+                    now_ms,
+                )
             },
         )
     } else {
@@ -532,7 +539,10 @@ fn executor_decision(
         current_replicas: current,
         status_replicas: input.status_replicas,
         pods: input.pods.clone(),
-        metrics: reads.as_ref().map(|r| r.samples.clone()).unwrap_or_default(),
+        metrics: reads
+            .as_ref()
+            .map(|r| r.samples.clone())
+            .unwrap_or_default(),
     };
     let paused = spec.annotations.paused_by_annotation();
     let mut decision = match result.scale_to {
@@ -544,7 +554,14 @@ fn executor_decision(
             mirror_hpa_health(state, &d);
             d
         }
-        to => set_replicas(spec, &hpa_spec, &hpa_input, now_ms, to.unwrap_or(current), &result),
+        to => set_replicas(
+            spec,
+            &hpa_spec,
+            &hpa_input,
+            now_ms,
+            to.unwrap_or(current),
+            &result,
+        ),
     };
     for c in &result.conditions {
         state.set_condition(c.clone());
@@ -586,7 +603,10 @@ fn executor_decision(
         formula_value: reads.as_ref().and_then(|r| r.formula_value),
         frozen_by: result.frozen_by.map(str::to_owned).or_else(|| {
             // The HPA's disabled directions come from the unidirectional pause annotations.
-            match (spec.annotations.paused_scale_in, spec.annotations.paused_scale_out) {
+            match (
+                spec.annotations.paused_scale_in,
+                spec.annotations.paused_scale_out,
+            ) {
                 (true, true) => Some(format!(
                     "{}, {}",
                     annotations::PAUSED_SCALE_IN,

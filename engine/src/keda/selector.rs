@@ -105,7 +105,10 @@ fn requirement(part: &str) -> Result<Requirement, String> {
         return Ok(Requirement::NotExists(valid_key(k.trim())?));
     }
     if let Some((k, v)) = part.split_once("!=") {
-        return Ok(Requirement::NotIn(valid_key(k.trim())?, vec![valid_value(v)?]));
+        return Ok(Requirement::NotIn(
+            valid_key(k.trim())?,
+            vec![valid_value(v)?],
+        ));
     }
     if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
         return Ok(Requirement::In(valid_key(k.trim())?, vec![valid_value(v)?]));
@@ -122,7 +125,9 @@ fn requirement(part: &str) -> Result<Requirement, String> {
     if let Some(s) = rest.strip_prefix("in") {
         return Ok(Requirement::In(valid_key(key)?, set(s)?));
     }
-    Err(format!("{part:?} is not a requirement (key, !key, key=value, key!=value, key in (..), key notin (..))"))
+    Err(format!(
+        "{part:?} is not a requirement (key, !key, key=value, key!=value, key in (..), key notin (..))"
+    ))
 }
 
 #[cfg(test)]

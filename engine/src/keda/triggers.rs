@@ -6,9 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::fallback::{self, FallbackRead, HealthStatus, TargetReplicas};
-use super::{
-    COMPOSITE_METRIC_NAME, FallbackBehavior, KedaInput, ScaledObjectSpec, TriggerValue,
-};
+use super::{COMPOSITE_METRIC_NAME, FallbackBehavior, KedaInput, ScaledObjectSpec, TriggerValue};
 use crate::formula::Formula;
 use crate::hpa::{MetricSample, PodPhase};
 

@@ -153,6 +153,9 @@ pub struct KedaDetail {
     /// Whether this evaluation was a poll (the executor ran) rather than an HPA-only read.
     #[serde(default)]
     pub polled: bool,
+    /// `status.triggersActivity`: each External trigger's activity at this read.
+    #[serde(default)]
+    pub triggers_activity: BTreeMap<String, bool>,
     /// Why each failing trigger failed, by trigger name.
     #[serde(default)]
     pub trigger_errors: BTreeMap<String, String>,

@@ -392,7 +392,11 @@ fn request_scale_ready_and_hpa_active() {
         (h.status, h.reason.as_str()),
         (ConditionStatus::True, "ScalingDisabled")
     );
-    // TestRequestScale_HPAActive_NotInSharedDefaults: the executor never writes HPAActive itself.
+    // TestRequestScale_HPAActive_NotInSharedDefaults: four initialized conditions, none HPAActive, and the
+    // executor never writes HPAActive itself.
+    let initialized = executor::initialized_conditions();
+    assert_eq!(initialized.len(), 4);
+    assert!(initialized.iter().all(|c| c.kind != "HPAActive"));
     assert!(condition(&r, "HPAActive").is_none());
     // TestRequestScale_ScalerErrorWithFallback_HPAHealthy: with fallback replicas, Ready stays True.
     let mut with_fallback = so(1, None);
@@ -432,4 +436,53 @@ fn check_hpa_health_cannot_observe_leaves_the_condition() {
     };
     evaluate_scaled_object(&spec, &mut state, &input, NOW);
     assert_eq!(state.condition("HPAActive"), Some(&previous));
+}
+
+// ---- triggers_activity_test.go (polling scalers; push scalers are not modelled) ----
+
+fn names(n: &[&str]) -> Vec<String> {
+    n.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn get_triggers_activity() {
+    let all = names(&["trigger-a", "trigger-b", "trigger-c"]);
+    // TestGetTriggersActivity: All triggers inactive / One / Multiple / All active / Zero-value options
+    for (active, want) in [
+        (vec![], [false, false, false]),
+        (vec!["trigger-a"], [true, false, false]),
+        (vec!["trigger-a", "trigger-c"], [true, false, true]),
+        (
+            vec!["trigger-a", "trigger-b", "trigger-c"],
+            [true, true, true],
+        ),
+    ] {
+        let r = executor::triggers_activity(&all, &names(&active));
+        assert_eq!(r.len(), 3);
+        let got: Vec<bool> = all.iter().map(|n| r[n]).collect();
+        assert_eq!(got, want, "{active:?}");
+    }
+    // TestGetTriggersActivityTriggerListChanges: New trigger added
+    let r = executor::triggers_activity(
+        &names(&["trigger-a", "trigger-b", "trigger-new"]),
+        &names(&["trigger-a", "trigger-new"]),
+    );
+    assert_eq!(
+        (r["trigger-a"], r["trigger-b"], r["trigger-new"]),
+        (true, false, true)
+    );
+    // Trigger removed: only the current names are kept.
+    let r =
+        executor::triggers_activity(&names(&["trigger-a", "trigger-c"]), &names(&["trigger-a"]));
+    assert_eq!(r.len(), 2);
+    assert!(!r.contains_key("trigger-b"));
+    // Trigger replaced
+    let r = executor::triggers_activity(
+        &names(&["trigger-a", "trigger-new"]),
+        &names(&["trigger-a", "trigger-new"]),
+    );
+    assert_eq!(r.len(), 2);
+    assert!(r["trigger-a"] && r["trigger-new"] && !r.contains_key("trigger-old"));
+    // Empty metric names returns empty map
+    assert!(executor::triggers_activity(&[], &names(&["x"])).is_empty());
 }

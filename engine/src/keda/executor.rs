@@ -276,3 +276,25 @@ pub fn hpa_health(hpa: Option<&[Condition]>) -> Option<KedaCondition> {
         )
     })
 }
+
+/// `getTriggersActivity` (polling scalers): every external metric name, active when listed in
+/// `active`. Push scalers (`external-push`) are not modelled.
+pub fn triggers_activity(
+    external_metric_names: &[String],
+    active: &[String],
+) -> std::collections::BTreeMap<String, bool> {
+    external_metric_names
+        .iter()
+        .map(|n| (n.clone(), active.contains(n)))
+        .collect()
+}
+
+/// `GetInitializedConditions`: Ready, Active and Fallback Unknown, Paused False (no HPAActive).
+pub fn initialized_conditions() -> Vec<KedaCondition> {
+    vec![
+        KedaCondition::new("Ready", ConditionStatus::Unknown, "", ""),
+        KedaCondition::new("Active", ConditionStatus::Unknown, "", ""),
+        KedaCondition::new("Fallback", ConditionStatus::Unknown, "", ""),
+        KedaCondition::new("Paused", ConditionStatus::False, "", ""),
+    ]
+}

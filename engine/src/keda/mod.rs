@@ -352,6 +352,9 @@ pub fn evaluate_scaled_object(
     now_ms: i64,
 ) -> Decision {
     let created_ms = *state.created_ms.get_or_insert(now_ms);
+    if state.conditions.is_empty() {
+        state.conditions = executor::initialized_conditions();
+    }
     let current = input.current_replicas.max(0);
     let poll = state.last_poll_ms.is_none_or(|last| {
         now_ms.saturating_sub(last) >= i64::from(spec.polling_interval_seconds) * 1000
@@ -623,6 +626,18 @@ fn executor_decision(
             .and(spec.fallback.map(|f| f.behavior)),
         fallback_replicas: reads.as_ref().and_then(|r| r.fallback_replicas),
         polled: state.last_poll_ms == Some(now_ms),
+        triggers_activity: reads
+            .as_ref()
+            .map(|r| {
+                let names: Vec<String> = spec
+                    .triggers
+                    .iter()
+                    .filter(|t| !t.is_resource())
+                    .map(|t| t.name.clone())
+                    .collect();
+                executor::triggers_activity(&names, &r.active_triggers)
+            })
+            .unwrap_or_default(),
         trigger_errors: reads.map(|r| r.errors).unwrap_or_default(),
         health: state.health.clone(),
         conditions: state.conditions.clone(),

@@ -350,3 +350,62 @@ fn non_finite_trigger_values_fail_the_trigger() {
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(f64::INFINITY)]), T0);
     assert_eq!((d.desired_replicas, d.scale), (3, false));
 }
+
+#[test]
+fn polling_interval_and_cached_metrics() {
+    // pollingInterval 30 s: the executor runs at T0 and T0+30 s, not at T0+15 s.
+    let mut s = spec(vec![trigger("q", 10.0, 0.0)]);
+    s.triggers[0].use_cached_metrics = true;
+    let mut state = KedaState::default();
+    let d = evaluate_scaled_object(&s, &mut state, &input(2, vec![v(50.0)]), T0);
+    assert!(d.keda.as_ref().is_some_and(|k| k.polled));
+    assert_eq!(d.desired_replicas, 4); // 2 → 5 wanted, scale-up limit max(2·2, 4)
+    // Between polls the HPA reads the value cached at the last poll (50), not the fresh 100.
+    let d = evaluate_scaled_object(&s, &mut state, &input(4, vec![v(100.0)]), T0 + 15_000);
+    assert!(d.keda.as_ref().is_some_and(|k| !k.polled));
+    assert_eq!(d.desired_replicas, 5);
+    // At the next poll the fresh value is read (and cached).
+    let d = evaluate_scaled_object(&s, &mut state, &input(5, vec![v(100.0)]), T0 + 30_000);
+    assert!(d.keda.as_ref().is_some_and(|k| k.polled));
+    assert_eq!(d.desired_replicas, 10);
+    // Without useCachedMetrics the fresh value is used between polls too.
+    let s = spec(vec![trigger("q", 10.0, 0.0)]);
+    let mut state = KedaState::default();
+    evaluate_scaled_object(&s, &mut state, &input(2, vec![v(50.0)]), T0);
+    let d = evaluate_scaled_object(&s, &mut state, &input(4, vec![v(100.0)]), T0 + 15_000);
+    assert_eq!(d.desired_replicas, 8);
+}
+
+#[test]
+fn only_cpu_memory_triggers_are_always_active() {
+    let mut cpu = trigger("cpu", 50.0, 0.0);
+    cpu.kind = "cpu".to_owned();
+    cpu.metric_type = TriggerMetricType::Utilization;
+    let mut s = spec(vec![cpu]);
+    s.min_replica_count = 1;
+    let mut i = input(2, vec![]);
+    i.triggers = vec![TriggerValue::PerPod(
+        i.pods
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    surge_engine::PodMetric {
+                        value: 0.1,
+                        timestamp_ms: T0,
+                        window_ms: 30_000,
+                    },
+                )
+            })
+            .collect(),
+    )];
+    let d = evaluate_scaled_object(&s, &mut KedaState::default(), &i, T0);
+    let k = d.keda.as_ref().unwrap();
+    assert!(k.active);
+    // Resource metrics are never part of triggersActivity.
+    assert!(k.triggers_activity.is_empty());
+    assert_eq!(
+        d.metrics[0].name,
+        "cpu resource utilization (percentage of request)"
+    );
+}

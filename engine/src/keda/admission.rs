@@ -56,6 +56,13 @@ fn verify_name(spec: &ScaledObjectSpec, hpa_name: Option<&str>, errors: &mut Vec
 
 /// `CheckReplicaCountBoundsAreValid` (min is the HPA's min, so an explicit 0 counts as 1 there).
 fn verify_replica_count(spec: &ScaledObjectSpec, errors: &mut Vec<String>) {
+    if let Err(e) = check_replica_count_bounds(spec) {
+        errors.push(e);
+    }
+}
+
+/// `CheckReplicaCountBoundsAreValid`: the first problem, with its field.
+pub fn check_replica_count_bounds(spec: &ScaledObjectSpec) -> Result<(), String> {
     let min = if spec.min_replica_count_set {
         spec.min_replica_count.max(1)
     } else {
@@ -63,17 +70,38 @@ fn verify_replica_count(spec: &ScaledObjectSpec, errors: &mut Vec<String>) {
     };
     let max = spec.max_replica_count;
     if min > max {
-        errors.push(format!(
+        return Err(format!(
             "spec.minReplicaCount: MinReplicaCount={min} must be less than MaxReplicaCount={max}"
         ));
     }
     if let Some(idle) = spec.idle_replica_count
         && idle >= min
     {
-        errors.push(format!(
+        return Err(format!(
             "spec.idleReplicaCount: IdleReplicaCount={idle} must be less than MinReplicaCount={min}"
         ));
     }
+    Ok(())
+}
+
+/// `CheckFallbackValid`: thresholds not negative; without scalingModifiers, some trigger that is not cpu
+/// or memory.
+pub fn check_fallback_valid(spec: &ScaledObjectSpec) -> Result<(), String> {
+    let Some(fb) = spec.fallback else {
+        return Ok(());
+    };
+    if fb.failure_threshold < 0 || fb.replicas < 0 {
+        return Err(format!(
+            "spec.fallback: FailureThreshold={} & Replicas={} must both be greater than or equal to 0",
+            fb.failure_threshold, fb.replicas
+        ));
+    }
+    if spec.scaling_modifiers.is_none() && spec.triggers.iter().all(|t| t.is_resource()) {
+        return Err(
+            "spec.fallback: at least one trigger (that is not cpu or memory) has to have the `AverageValue` type for the fallback to be enabled".to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// `CheckFallbackValid` and the scalingModifiers behavior's requirement.
@@ -81,17 +109,9 @@ fn verify_fallback(spec: &ScaledObjectSpec, errors: &mut Vec<String>) {
     let Some(fb) = spec.fallback else {
         return;
     };
-    if fb.failure_threshold < 0 || fb.replicas < 0 {
-        errors.push(format!(
-            "spec.fallback: FailureThreshold={} & Replicas={} must both be greater than or equal to 0",
-            fb.failure_threshold, fb.replicas
-        ));
+    if let Err(e) = check_fallback_valid(spec) {
+        errors.push(e);
         return;
-    }
-    if spec.scaling_modifiers.is_none() && spec.triggers.iter().all(|t| t.is_resource()) {
-        errors.push(
-            "spec.fallback: at least one trigger (that is not cpu or memory) has to have the `AverageValue` type for the fallback to be enabled".to_owned(),
-        );
     }
     if fb.behavior == FallbackBehavior::ScalingModifiers
         && spec

@@ -50,6 +50,11 @@ pub struct Annotations {
     pub force_activation: bool,
 }
 
+/// `HasPausedAnnotation`: `paused` or `paused-replicas` present, whatever its value.
+pub fn has_paused_annotation(raw: &BTreeMap<String, String>) -> bool {
+    raw.contains_key(PAUSED) || raw.contains_key(PAUSED_REPLICAS)
+}
+
 /// KEDA's `getBoolAnnotation`: `strconv.ParseBool`, with an unparsable value counting as true.
 fn bool_annotation(value: Option<&String>) -> bool {
     match value.map(String::as_str) {

@@ -377,3 +377,63 @@ fn a_poll_creates_jobs_for_the_queue() {
     assert_eq!(d.jobs_to_create, 0);
     assert_eq!(d.conditions[0].reason, "TriggerError");
 }
+
+#[test]
+fn min_and_max_replica_count() {
+    // TestScaledJob (apis/keda/v1alpha1/scaledjob_types_test.go)
+    for (name, max, min, want_max, want_min) in [
+        (
+            "MaxReplicaCount is set to 10 and MinReplicaCount is set to 0",
+            Some(10),
+            Some(0),
+            10,
+            0,
+        ),
+        (
+            "MaxReplicaCount is set to 10 and MinReplicaCount is nil",
+            Some(10),
+            None,
+            10,
+            0,
+        ),
+        (
+            "MaxReplicaCount is set to 10 and MinReplicaCount is set to 1",
+            Some(10),
+            Some(1),
+            9,
+            1,
+        ),
+        (
+            "MaxReplicaCount is nil and MinReplicaCount is set to 1",
+            None,
+            Some(1),
+            100,
+            1,
+        ),
+        (
+            "MaxReplicaCount is nil and MinReplicaCount nil",
+            None,
+            None,
+            100,
+            0,
+        ),
+        (
+            "MaxReplicaCount is set to 1 and MinReplicaCount is set to 10",
+            Some(1),
+            Some(10),
+            1,
+            1,
+        ),
+    ] {
+        let spec = ScaledJobSpec {
+            max_replica_count: max,
+            min_replica_count: min,
+            ..scaled_job(JobScalingStrategy::Default)
+        };
+        assert_eq!(
+            (spec.max_replicas(), spec.min_replicas()),
+            (want_max, want_min),
+            "{name}"
+        );
+    }
+}

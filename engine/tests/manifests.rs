@@ -362,7 +362,6 @@ spec:
             "spec.triggers[0].metadata: no target found (looked for threshold, targetValue, value, queueLength, lagThreshold, listLength, targetPendingTasks, messageCount, desiredReplicas)",
             "spec.fallback.behavior: \"sometimes\" is not one of static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower, scalingModifiers",
             "spec.minReplicaCount: MinReplicaCount=10 must be less than MaxReplicaCount=2",
-            "spec.idleReplicaCount: IdleReplicaCount=12 must be less than MinReplicaCount=10",
             "spec.advanced.scalingModifiers.formula: error validating formula in ScalingModifiers: unknown name a (not a named trigger)",
             "spec.advanced.scalingModifiers.formula: error validating formula in ScalingModifiers: unknown name missing (not a named trigger)",
         ]

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hpa::MetricTarget;
+use std::collections::BTreeMap;
+
+use crate::hpa::{ConditionStatus, MetricTarget};
+use crate::keda::{FallbackBehavior, HealthStatus};
 
 /// The outcome of one evaluation of one policy, with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,6 +140,58 @@ pub struct KedaDetail {
     pub fallback_triggers: Vec<String>,
     /// The formula value, when `scalingModifiers` is used.
     pub formula_value: Option<f64>,
+    /// The annotation that froze the target or a direction of it (`autoscaling.keda.sh/paused`,
+    /// `.../paused-replicas`, `.../paused-scale-in`, `.../paused-scale-out`), if one did.
+    #[serde(default)]
+    pub frozen_by: Option<String>,
+    /// The `fallback.behavior` that chose the fallback value, when one was served.
+    #[serde(default)]
+    pub fallback_behavior: Option<FallbackBehavior>,
+    /// The replica count the fallback value stands for.
+    #[serde(default)]
+    pub fallback_replicas: Option<i32>,
+    /// Whether this evaluation was a poll (the executor ran) rather than an HPA-only read.
+    #[serde(default)]
+    pub polled: bool,
+    /// `status.triggersActivity`: each External trigger's activity at this read.
+    #[serde(default)]
+    pub triggers_activity: BTreeMap<String, bool>,
+    /// Why each failing trigger failed, by trigger name.
+    #[serde(default)]
+    pub trigger_errors: BTreeMap<String, String>,
+    /// `status.health` after this evaluation.
+    #[serde(default)]
+    pub health: BTreeMap<String, HealthStatus>,
+    /// KEDA's own conditions (`Ready`, `Active`, `Fallback`, `Paused`, `HPAActive`), tri-state, as KEDA
+    /// would have written them.
+    #[serde(default)]
+    pub conditions: Vec<KedaCondition>,
+}
+
+/// A ScaledObject status condition as KEDA writes it (its status can be `Unknown`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KedaCondition {
+    /// `Ready`, `Active`, `Fallback`, `Paused` or `HPAActive`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
+    /// KEDA's reason, e.g. `ScalerCooldown`.
+    pub reason: String,
+    /// KEDA's message.
+    pub message: String,
+}
+
+impl KedaCondition {
+    /// A condition.
+    pub fn new(kind: &str, status: ConditionStatus, reason: &str, message: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            status,
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        }
+    }
 }
 
 impl Condition {

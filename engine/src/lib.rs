@@ -9,7 +9,8 @@
 //! Entry points:
 //! - [`evaluate_hpa`]: one `reconcileAutoscaler` pass of kube-controller-manager for an `autoscaling/v2` HPA.
 //! - [`evaluate_scaled_object`]: KEDA's 0↔1 executor plus the HPA it generates for 1↔N.
-//! - [`parse_hpa`], [`parse_scaled_object`]: the manifests users write, validated.
+//! - [`evaluate_scaled_job`]: one poll of a KEDA ScaledJob (how many Jobs to create).
+//! - [`parse_hpa`], [`parse_scaled_object`], [`parse_scaled_job`]: the manifests users write, validated.
 //! - [`Schedule`]: cron windows that raise `minReplicas`.
 //!
 //! Every evaluation returns a [`Decision`] that explains itself (inputs, per-metric proposals, the
@@ -26,16 +27,21 @@ pub mod scenario;
 pub mod schedule;
 
 pub use decision::{
-    Adjustment, Condition, Decision, DecisionInputs, KedaDetail, MetricProposal, PodCounts,
+    Adjustment, Condition, Decision, DecisionInputs, KedaCondition, KedaDetail, MetricProposal,
+    PodCounts,
 };
 pub use hpa::{
     Behavior, ConditionStatus, ContainerRequests, ControllerConfig, HpaInput, HpaSpec, HpaState,
     MetricSample, MetricSource, MetricSpec, MetricTarget, PodInfo, PodMetric, PodPhase, PolicyKind,
     ScalingPolicy, ScalingRules, SelectPolicy, evaluate_hpa, evaluate_hpa_with_min,
 };
+pub use keda::job::{ScaledJobSpec, evaluate_scaled_job};
 pub use keda::{
-    FallbackBehavior, FallbackSpec, KedaInput, KedaState, ScaledObjectSpec, ScalingModifiers,
-    TriggerMetricType, TriggerSpec, TriggerValue, evaluate_scaled_object,
+    Annotations, FallbackBehavior, FallbackSpec, HealthStatus, HealthStatusType, KedaInput,
+    KedaState, ScaledObjectSpec, ScalingModifiers, TriggerMetricType, TriggerSpec, TriggerValue,
+    evaluate_scaled_object,
 };
-pub use manifest::{ManifestError, parse_hpa, parse_scaled_object};
+pub use manifest::{
+    ManifestError, parse_hpa, parse_scaled_job, parse_scaled_object, parse_scaled_object_status,
+};
 pub use schedule::{Schedule, ScheduleError};

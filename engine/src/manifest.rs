@@ -4,18 +4,11 @@
 //! Fields the engine does not use (`metadata`, `status`, `scaleTargetRef`, selectors, scaler connection
 //! settings) are accepted and ignored, so manifests straight from `kubectl get -o yaml` parse.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
-use crate::formula::Formula;
 use crate::hpa::{
     Behavior, ControllerConfig, HpaSpec, MetricSource, MetricSpec, MetricTarget, PolicyKind,
     ScalingPolicy, ScalingRules, SelectPolicy,
-};
-use crate::keda::{
-    FallbackBehavior, FallbackSpec, ScaledObjectSpec, ScalingModifiers, TriggerMetricType,
-    TriggerSpec,
 };
 use crate::quantity::parse_milli;
 
@@ -38,7 +31,7 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
-    fn yaml(e: &serde_yaml_ng::Error) -> Self {
+    pub(crate) fn yaml(e: &serde_yaml_ng::Error) -> Self {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         // The location is carried separately: keep only the parser's own words.
         let message = e.to_string();
@@ -58,7 +51,7 @@ impl ManifestError {
 /// A number or a string, as Kubernetes quantities appear in YAML (`30`, `0.5`, `"500m"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum Quantity {
+pub(crate) enum Quantity {
     Int(i64),
     Float(f64),
     Text(String),
@@ -67,7 +60,7 @@ enum Quantity {
 }
 
 impl Quantity {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             Quantity::Int(i) => i.to_string(),
             Quantity::Float(f) => f.to_string(),
@@ -86,7 +79,7 @@ impl Quantity {
         }
     }
 
-    fn float(&self, path: &str, errors: &mut Vec<String>) -> Option<f64> {
+    pub(crate) fn float(&self, path: &str, errors: &mut Vec<String>) -> Option<f64> {
         self.milli(path, errors).map(|m| m as f64 / 1000.0)
     }
 }
@@ -167,14 +160,14 @@ struct RawTarget {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawBehavior {
-    scale_up: Option<RawRules>,
-    scale_down: Option<RawRules>,
+pub(crate) struct RawBehavior {
+    pub(crate) scale_up: Option<RawRules>,
+    pub(crate) scale_down: Option<RawRules>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RawRules {
+pub(crate) struct RawRules {
     stabilization_window_seconds: Option<i32>,
     select_policy: Option<String>,
     policies: Option<Vec<RawPolicy>>,
@@ -287,7 +280,11 @@ pub fn parse_hpa(yaml: &str) -> Result<HpaSpec, ManifestError> {
     })
 }
 
-fn required<'a, T>(v: &'a Option<T>, path: &str, errors: &mut Vec<String>) -> Option<&'a T> {
+pub(crate) fn required<'a, T>(
+    v: &'a Option<T>,
+    path: &str,
+    errors: &mut Vec<String>,
+) -> Option<&'a T> {
     if v.is_none() {
         errors.push(format!("{path}: missing"));
     }
@@ -447,7 +444,7 @@ fn metric(raw: &RawMetric, path: &str, errors: &mut Vec<String>) -> Option<Metri
     (errors.len() == before).then_some(MetricSpec { source, target })
 }
 
-fn rules(
+pub(crate) fn rules(
     raw: Option<&RawRules>,
     defaults: ScalingRules,
     path: &str,
@@ -524,304 +521,8 @@ fn rules(
     out
 }
 
-// ---- keda.sh/v1alpha1 ScaledObject ----
+// ---- keda.sh/v1alpha1 ScaledObject and ScaledJob: in `crate::keda::manifest` ----
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SoManifest {
-    api_version: Option<String>,
-    kind: Option<String>,
-    spec: Option<SoSpec>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SoSpec {
-    polling_interval: Option<i32>,
-    cooldown_period: Option<i32>,
-    initial_cooldown_period: Option<i32>,
-    idle_replica_count: Option<i32>,
-    min_replica_count: Option<i32>,
-    max_replica_count: Option<i32>,
-    fallback: Option<RawFallback>,
-    advanced: Option<RawAdvanced>,
-    #[serde(default)]
-    triggers: Vec<RawTrigger>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawFallback {
-    failure_threshold: Option<i32>,
-    replicas: Option<i32>,
-    behavior: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawAdvanced {
-    horizontal_pod_autoscaler_config: Option<RawHpaConfig>,
-    scaling_modifiers: Option<RawModifiers>,
-}
-
-#[derive(Deserialize)]
-struct RawHpaConfig {
-    behavior: Option<RawBehavior>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawModifiers {
-    formula: Option<String>,
-    target: Option<Quantity>,
-    activation_target: Option<Quantity>,
-    metric_type: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawTrigger {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    name: Option<String>,
-    metric_type: Option<String>,
-    #[serde(default)]
-    metadata: BTreeMap<String, Quantity>,
-}
-
-/// Metadata keys that hold a scaler's target, in the order looked for.
-const THRESHOLD_KEYS: &[&str] = &[
-    "threshold",
-    "targetValue",
-    "value",
-    "queueLength",
-    "lagThreshold",
-    "listLength",
-    "targetPendingTasks",
-    "messageCount",
-    "desiredReplicas",
-];
-
-/// Parses a KEDA `ScaledObject` manifest into a defaulted, validated [`ScaledObjectSpec`].
-///
-/// Each trigger's target is read from its metadata (`threshold`, `targetValue`, `value`, `queueLength`,
-/// `lagThreshold`, ...) and its activation threshold from the matching `activation...` key.
-pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError> {
-    let m: SoManifest = serde_yaml_ng::from_str(yaml).map_err(|e| ManifestError::yaml(&e))?;
-    let mut errors = Vec::new();
-    if !m
-        .api_version
-        .as_deref()
-        .is_some_and(|v| v.starts_with("keda.sh/"))
-    {
-        errors.push(format!(
-            "apiVersion: {:?} is not supported (expected \"keda.sh/v1alpha1\")",
-            m.api_version.unwrap_or_default()
-        ));
-    }
-    if m.kind.as_deref() != Some("ScaledObject") {
-        errors.push(format!(
-            "kind: {:?} is not \"ScaledObject\"",
-            m.kind.unwrap_or_default()
-        ));
-    }
-    let Some(spec) = m.spec else {
-        errors.push("spec: missing".to_owned());
-        return Err(ManifestError::Invalid(errors));
-    };
-    let min = spec.min_replica_count.unwrap_or(0);
-    let max = spec.max_replica_count.unwrap_or(100);
-    if min < 0 {
-        errors.push(format!("spec.minReplicaCount: {min} must not be negative"));
-    }
-    if min > max {
-        errors.push(format!(
-            "spec.minReplicaCount: {min} is greater than spec.maxReplicaCount ({max})"
-        ));
-    }
-    if let Some(idle) = spec.idle_replica_count
-        && (idle < 0 || idle >= min)
-    {
-        errors.push(format!(
-            "spec.idleReplicaCount: {idle} must be at least 0 and less than spec.minReplicaCount ({min})"
-        ));
-    }
-    for (field, v) in [
-        ("pollingInterval", spec.polling_interval),
-        ("cooldownPeriod", spec.cooldown_period),
-        ("initialCooldownPeriod", spec.initial_cooldown_period),
-    ] {
-        if v.is_some_and(|v| v < 0) {
-            errors.push(format!("spec.{field}: must not be negative"));
-        }
-    }
-    if spec.triggers.is_empty() {
-        errors.push("spec.triggers: at least one trigger is required".to_owned());
-    }
-    let mut triggers = Vec::new();
-    for (i, t) in spec.triggers.iter().enumerate() {
-        let path = format!("spec.triggers[{i}]");
-        let Some(kind) = required(&t.kind, &format!("{path}.type"), &mut errors).cloned() else {
-            continue;
-        };
-        let name = t.name.clone().unwrap_or_else(|| format!("s{i}-{kind}"));
-        let metric_type = metric_type(
-            t.metric_type.as_deref(),
-            &format!("{path}.metricType"),
-            &mut errors,
-        );
-        let key = THRESHOLD_KEYS.iter().find(|k| t.metadata.contains_key(**k));
-        let Some(key) = key else {
-            errors.push(format!(
-                "{path}.metadata: no target found (looked for {})",
-                THRESHOLD_KEYS.join(", ")
-            ));
-            continue;
-        };
-        let threshold = t
-            .metadata
-            .get(*key)
-            .and_then(|q| q.float(&format!("{path}.metadata.{key}"), &mut errors));
-        let activation_key = format!("activation{}{}", key[..1].to_uppercase(), &key[1..]);
-        let activation = match t.metadata.get(&activation_key) {
-            Some(q) => q.float(&format!("{path}.metadata.{activation_key}"), &mut errors),
-            None => Some(0.0),
-        };
-        if let Some(th) = threshold
-            && th <= 0.0
-        {
-            errors.push(format!(
-                "{path}.metadata.{key}: {th} must be greater than 0"
-            ));
-        }
-        if let (Some(threshold), Some(activation_threshold)) = (threshold, activation) {
-            triggers.push(TriggerSpec {
-                name,
-                kind,
-                metric_type,
-                threshold,
-                activation_threshold,
-            });
-        }
-    }
-    let mut names = std::collections::BTreeSet::new();
-    for t in &triggers {
-        if !names.insert(t.name.clone()) {
-            errors.push(format!(
-                "spec.triggers: trigger name {:?} is used twice",
-                t.name
-            ));
-        }
-    }
-    let fallback = spec.fallback.as_ref().map(|f| {
-        let failure_threshold = f.failure_threshold.unwrap_or(0);
-        let replicas = f.replicas.unwrap_or(0);
-        if failure_threshold < 0 {
-            errors.push(format!("spec.fallback.failureThreshold: {failure_threshold} must not be negative"));
-        }
-        if replicas < 0 {
-            errors.push(format!("spec.fallback.replicas: {replicas} must not be negative"));
-        }
-        let behavior = match f.behavior.as_deref() {
-            None | Some("static") => FallbackBehavior::Static,
-            Some("currentReplicas") => FallbackBehavior::CurrentReplicas,
-            Some("currentReplicasIfHigher") => FallbackBehavior::CurrentReplicasIfHigher,
-            Some("currentReplicasIfLower") => FallbackBehavior::CurrentReplicasIfLower,
-            Some(other) => {
-                errors.push(format!(
-                    "spec.fallback.behavior: {other:?} is not one of static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower"
-                ));
-                FallbackBehavior::Static
-            }
-        };
-        FallbackSpec {
-            failure_threshold,
-            replicas,
-            behavior,
-        }
-    });
-    let advanced = spec.advanced.as_ref();
-    let behavior = advanced
-        .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref())
-        .and_then(|h| h.behavior.as_ref())
-        .map(|b| Behavior {
-            scale_up: rules(
-                b.scale_up.as_ref(),
-                ScalingRules::default_scale_up(),
-                "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleUp",
-                &mut errors,
-            ),
-            scale_down: rules(
-                b.scale_down.as_ref(),
-                ScalingRules::default_scale_down(),
-                "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown",
-                &mut errors,
-            ),
-        });
-    let scaling_modifiers = advanced
-        .and_then(|a| a.scaling_modifiers.as_ref())
-        .and_then(|m| {
-            let path = "spec.advanced.scalingModifiers";
-            let formula = required(&m.formula, &format!("{path}.formula"), &mut errors)?.clone();
-            match Formula::parse(&formula) {
-                Ok(f) => {
-                    for v in f.variables() {
-                        if !names.contains(&v) {
-                            errors.push(format!(
-                                "{path}.formula: {v:?} is not the name of a trigger"
-                            ));
-                        }
-                    }
-                }
-                Err(e) => errors.push(format!("{path}.formula: {e}")),
-            }
-            let target = required(&m.target, &format!("{path}.target"), &mut errors)?
-                .float(&format!("{path}.target"), &mut errors)?;
-            if target <= 0.0 {
-                errors.push(format!("{path}.target: {target} must be greater than 0"));
-            }
-            let activation_target = match &m.activation_target {
-                Some(q) => q.float(&format!("{path}.activationTarget"), &mut errors)?,
-                None => 0.0,
-            };
-            Some(ScalingModifiers {
-                formula,
-                target,
-                activation_target,
-                metric_type: metric_type(
-                    m.metric_type.as_deref(),
-                    &format!("{path}.metricType"),
-                    &mut errors,
-                ),
-            })
-        });
-    if !errors.is_empty() {
-        return Err(ManifestError::Invalid(errors));
-    }
-    Ok(ScaledObjectSpec {
-        polling_interval_seconds: spec.polling_interval.unwrap_or(30),
-        cooldown_period_seconds: spec.cooldown_period.unwrap_or(300),
-        initial_cooldown_period_seconds: spec.initial_cooldown_period.unwrap_or(0),
-        min_replica_count: min,
-        max_replica_count: max,
-        idle_replica_count: spec.idle_replica_count,
-        triggers,
-        fallback,
-        scaling_modifiers,
-        behavior,
-        controller: ControllerConfig::default(),
-    })
-}
-
-fn metric_type(raw: Option<&str>, path: &str, errors: &mut Vec<String>) -> TriggerMetricType {
-    match raw {
-        None | Some("AverageValue") => TriggerMetricType::AverageValue,
-        Some("Value") => TriggerMetricType::Value,
-        Some(other) => {
-            errors.push(format!(
-                "{path}: {other:?} is not one of AverageValue, Value"
-            ));
-            TriggerMetricType::AverageValue
-        }
-    }
-}
+pub use crate::keda::manifest::{
+    ScaledObjectStatusInput, parse_scaled_job, parse_scaled_object, parse_scaled_object_status,
+};

@@ -48,6 +48,8 @@ use crate::hpa::{
     self, ConditionStatus, ContainerRequests, HpaInput, HpaSpec, HpaState, MetricSample,
     MetricSource, MetricTarget, PodInfo, PodMetric, PodPhase,
 };
+use crate::keda::manifest::ScaledObjectStatusInput;
+use crate::keda::selector::LabelSelector;
 use crate::keda::{self, KedaInput, KedaState, ScaledObjectSpec, TriggerValue};
 use crate::manifest::{self, ManifestError};
 use crate::quantity::{QuantityError, milli_from_f64, parse_milli};
@@ -148,6 +150,10 @@ pub struct ControllerFlags {
 pub struct InitialConfig {
     /// `scale.spec.replicas`. Default: the number of `pods`.
     pub replicas: Option<i32>,
+    /// KEDA `kubernetes-workload` triggers: the namespace's labelled pods (not the target's), counted by
+    /// the trigger's `podSelector`. A trigger with a value in `metrics` uses that value instead.
+    #[serde(default)]
+    pub labelled_pods: Vec<LabelledPodsConfig>,
     /// Explicit pods (any number: upstream's test tables often list fewer or more pods than replicas).
     pub pods: Option<Vec<PodConfig>>,
     /// A template for `replicas` identical pods named `<target>-0`, `<target>-1`, … (`name` not allowed).
@@ -178,6 +184,21 @@ pub struct PodConfig {
     pub requests: Option<BTreeMap<String, Quantity>>,
     /// Containers with their requests, for ContainerResource metrics (instead of `requests`).
     pub containers: Option<Vec<ContainerConfig>>,
+}
+
+/// A group of identical labelled pods (for KEDA's `kubernetes-workload` trigger).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelledPodsConfig {
+    /// `metadata.labels`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// How many such pods.
+    pub count: u32,
+    /// `status.phase` (default `Running`); Succeeded and Failed pods are not counted.
+    pub phase: Option<PodPhase>,
+    /// `spec.nodeName` (for `groupByNode`).
+    pub node: Option<String>,
 }
 
 /// One container of a pod.
@@ -227,6 +248,15 @@ pub struct TimelineEntry {
     pub deletes: Vec<String>,
     /// Sets `scale.spec.replicas` by hand (as `kubectl scale` does); pods follow.
     pub replicas: Option<i32>,
+    /// KEDA: the ScaledObject as edited at this time (`kubectl apply` of a new version: annotations added
+    /// or removed, fields changed), a whole manifest as a block string. Metric keys are checked against
+    /// the first version's triggers.
+    /// The ScaledObject's status (health, lastActiveTime, conditions) and the generated HPA's history carry
+    /// over, as they do in a cluster.
+    #[serde(rename = "scaledObject", alias = "scaled_object")]
+    pub scaled_object: Option<String>,
+    /// KEDA: replaces the labelled pod population (see `initial.labelled_pods`).
+    pub labelled_pods: Option<Vec<LabelledPodsConfig>>,
 }
 
 /// A metric's value from a timeline entry on. Numbers and Kubernetes quantities (`450m`, `2k`) are both
@@ -250,6 +280,9 @@ pub enum MetricValue {
     Total(i64),
     /// `error` or `"error: message"`: the metric source fails.
     Error(String),
+    /// `build-error` or `"build-error: message"`: a KEDA trigger's scaler cannot be built (bad metadata,
+    /// missing credentials), which KEDA handles differently from a failed read.
+    BuildError(String),
 }
 
 /// A signed duration in milliseconds, written `30s`, `-2m`, `1h30m`, `500ms`, or `0`.
@@ -306,6 +339,11 @@ pub struct Scenario {
     pub timeline: Vec<Change>,
     /// Last scenario time evaluated, ms.
     pub end_ms: i64,
+    /// KEDA: the ScaledObject's `creationTimestamp`, `status.lastActiveTime` and `status.health` as its
+    /// manifest gives them (absolute times).
+    pub keda_status: ScaledObjectStatusInput,
+    /// KEDA: the labelled pods at 0.
+    pub labelled_pods: Vec<LabelledPodsConfig>,
 }
 
 /// The policy replayed.
@@ -341,6 +379,10 @@ pub struct Change {
     pub deletes: Vec<String>,
     /// Manual replica count.
     pub replicas: Option<i32>,
+    /// A new version of the ScaledObject.
+    pub scaled_object: Option<Box<ScaledObjectSpec>>,
+    /// A new labelled pod population.
+    pub labelled_pods: Option<Vec<LabelledPodsConfig>>,
 }
 
 /// One evaluation of the replay.
@@ -725,6 +767,14 @@ impl<'de> Deserialize<'de> for MetricValue {
                 if let Some(message) = t.strip_prefix("error:") {
                     return Ok(MetricValue::Error(message.trim().to_owned()));
                 }
+                if t == "build-error" {
+                    return Ok(MetricValue::BuildError(
+                        "the scaler could not be built (scenario)".to_owned(),
+                    ));
+                }
+                if let Some(message) = t.strip_prefix("build-error:") {
+                    return Ok(MetricValue::BuildError(message.trim().to_owned()));
+                }
                 quantity_from_str(t).map(MetricValue::Scalar)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MetricValue, A::Error> {
@@ -1063,6 +1113,7 @@ impl MetricShape {
         let fits = matches!(
             (self, value),
             (_, MetricValue::Scalar(_) | MetricValue::Error(_))
+                | (MetricShape::Trigger, MetricValue::BuildError(_))
                 | (
                     MetricShape::PerPod,
                     MetricValue::PerPod { .. } | MetricValue::Total(_)
@@ -1112,17 +1163,7 @@ impl Policy {
     fn keys(&self) -> Vec<(String, MetricShape)> {
         match self {
             Policy::Hpa(spec) => hpa_metric_keys(spec),
-            Policy::ScaledObject(so) => so
-                .triggers
-                .iter()
-                .enumerate()
-                .flat_map(|(i, t)| {
-                    [
-                        (t.name.clone(), MetricShape::Trigger),
-                        (i.to_string(), MetricShape::Trigger),
-                    ]
-                })
-                .collect(),
+            Policy::ScaledObject(so) => keda_trigger_keys(so),
         }
     }
 }
@@ -1284,6 +1325,8 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
             new_pods,
             timeline,
             end_ms: clock.end_ms,
+            keda_status: read_keda_status(&file.policy, &mut problems),
+            labelled_pods: file.initial.labelled_pods.clone(),
         }),
         _ => Err(problems.into_error()),
     }
@@ -1623,12 +1666,24 @@ fn read_change(
         let message = format!("{r} must be between 0 and {MAX_SIMULATED_REPLICAS}");
         p.push(&[path, &[key("replicas")]].concat(), message);
     }
+    let scaled_object = entry.scaled_object.as_ref().and_then(|text| {
+        let so_path = [path, &[key(scaled_object_change_key(p.text, path))]].concat();
+        match manifest::parse_scaled_object(text) {
+            Ok(so) => Some(Box::new(so)),
+            Err(e) => {
+                p.manifest(&so_path, text, e);
+                None
+            }
+        }
+    });
     Change {
         at_ms: at,
         metrics: entry.metrics.clone(),
         pods: entry.pods.clone(),
         deletes: entry.deletes.clone(),
         replicas: entry.replicas,
+        scaled_object,
+        labelled_pods: entry.labelled_pods.clone(),
     }
 }
 
@@ -1761,6 +1816,10 @@ struct World<'a> {
     pods: Vec<SimPod>,
     metrics: BTreeMap<String, MetricValue>,
     next_index: u64,
+    /// The ScaledObject as last edited by the timeline (`None`: the policy's).
+    scaled_object: Option<ScaledObjectSpec>,
+    /// The labelled pods for `kubernetes-workload` triggers.
+    labelled_pods: Vec<LabelledPodsConfig>,
 }
 
 impl World<'_> {
@@ -1773,6 +1832,12 @@ impl World<'_> {
         let at = origin.saturating_add(change.at_ms);
         for (k, v) in &change.metrics {
             self.metrics.insert(k.clone(), v.clone());
+        }
+        if let Some(so) = &change.scaled_object {
+            self.scaled_object = Some((**so).clone());
+        }
+        if let Some(l) = &change.labelled_pods {
+            self.labelled_pods = l.clone();
         }
         for cfg in &change.pods {
             let Some(name) = &cfg.name else { continue };
@@ -1876,7 +1941,10 @@ impl World<'_> {
         let running = |p: &&PodInfo| p.phase == PodPhase::Running && !p.deleting;
         match self.metrics.get(key) {
             None => no_value(key),
-            Some(MetricValue::Error(e)) => MetricSample::Failed(e.clone()),
+            // A build error is only taken for KEDA's External triggers (checked at load).
+            Some(MetricValue::Error(e) | MetricValue::BuildError(e)) => {
+                MetricSample::Failed(e.clone())
+            }
             Some(MetricValue::Scalar(v)) => MetricSample::PerPod(
                 pods.iter()
                     .filter(running)
@@ -1942,6 +2010,7 @@ impl World<'_> {
                 TriggerValue::Failed(format!("no value for trigger {name:?} in the scenario yet"))
             }
             Some(MetricValue::Error(e)) => TriggerValue::Failed(e.clone()),
+            Some(MetricValue::BuildError(e)) => TriggerValue::BuildFailed(e.clone()),
             Some(MetricValue::Scalar(v)) => TriggerValue::Value(*v as f64 / 1000.0),
             Some(_) => TriggerValue::Failed(format!("trigger {name:?} takes one value")),
         }
@@ -1988,9 +2057,16 @@ pub fn simulate(s: &Scenario) -> Vec<Step> {
             .collect(),
         metrics: BTreeMap::new(),
         next_index: u64::try_from(s.initial_pods.len()).unwrap_or(0),
+        scaled_object: None,
+        labelled_pods: s.labelled_pods.clone(),
     };
     let mut hpa_state = HpaState::default();
-    let mut keda_state = KedaState::default();
+    let mut keda_state = KedaState {
+        created_ms: s.keda_status.created_ms,
+        last_active_ms: s.keda_status.last_active_ms,
+        health: s.keda_status.health.clone(),
+        ..KedaState::default()
+    };
     let mut next_change = 0;
     let mut steps = Vec::new();
     for t in evaluation_times(s) {
@@ -2024,27 +2100,27 @@ pub fn simulate(s: &Scenario) -> Vec<Step> {
                 let d = hpa::evaluate_hpa_with_min(spec, &mut hpa_state, &input, now, min);
                 (d, min, keys.into_iter().map(|(k, _)| k).collect::<Vec<_>>())
             }
-            Policy::ScaledObject(so) => {
+            Policy::ScaledObject(initial) => {
+                let so = world.scaled_object.as_ref().unwrap_or(initial);
                 let mut spec = so.clone();
                 spec.min_replica_count =
                     Schedule::effective_min(&s.schedules, so.min_replica_count, now);
+                let triggers = world.keda_triggers(so, &pods, now);
                 let input = KedaInput {
                     current_replicas: before,
                     status_replicas,
                     pods,
-                    triggers: so
-                        .triggers
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| world.trigger(&t.name, i))
-                        .collect(),
+                    triggers,
                 };
                 let d = keda::evaluate_scaled_object(&spec, &mut keda_state, &input, now);
-                let keys = if so.scaling_modifiers.is_some() {
-                    vec![keda::COMPOSITE_METRIC_NAME.to_owned()]
-                } else {
-                    so.triggers.iter().map(|t| t.name.clone()).collect()
-                };
+                let mut keys: Vec<String> = so
+                    .hpa_order()
+                    .into_iter()
+                    .filter_map(|i| so.triggers.get(i).map(|t| t.name.clone()))
+                    .collect();
+                if so.scaling_modifiers.is_some() {
+                    keys.push(keda::COMPOSITE_METRIC_NAME.to_owned());
+                }
                 (d, spec.min_replica_count, keys)
             }
         };
@@ -2114,6 +2190,123 @@ impl fmt::Display for MetricReading {
             }
             (None, None) => write!(f, "{} -/{}", self.metric, self.target),
         }
+    }
+}
+
+// ---- KEDA ----
+
+/// The metric keys a ScaledObject reads: each trigger's name and index; cpu/memory triggers take per-pod
+/// values (also under `cpu` / `memory`).
+fn keda_trigger_keys(so: &ScaledObjectSpec) -> Vec<(String, MetricShape)> {
+    so.triggers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let shape = if t.is_resource() {
+                MetricShape::PerPod
+            } else {
+                MetricShape::Trigger
+            };
+            let mut keys = vec![(t.name.clone(), shape), (i.to_string(), shape)];
+            if t.is_resource() {
+                keys.push((t.kind.clone(), shape));
+            }
+            keys
+        })
+        .collect()
+}
+
+/// How the file spells `timeline[i].scaledObject` (`scaled_object` is accepted too), for locating it.
+fn scaled_object_change_key(text: &str, entry: &[Seg]) -> &'static str {
+    let path = [entry, &[key("scaled_object")]].concat();
+    if locate_exact(text, &path).is_some() {
+        "scaled_object"
+    } else {
+        "scaledObject"
+    }
+}
+
+/// The policy manifest's `creationTimestamp`, `lastActiveTime` and `health` (KEDA's inputs).
+fn read_keda_status(policy: &PolicyConfig, p: &mut Problems<'_>) -> ScaledObjectStatusInput {
+    let Some(text) = &policy.scaled_object else {
+        return ScaledObjectStatusInput::default();
+    };
+    match manifest::parse_scaled_object_status(text) {
+        Ok(status) => status,
+        Err(e) => {
+            p.manifest(&[key("policy"), key("scaledObject")], text, e);
+            ScaledObjectStatusInput::default()
+        }
+    }
+}
+
+impl World<'_> {
+    /// Each trigger's value at `now`: cpu/memory from per-pod usage, `kubernetes-workload` from the
+    /// labelled pods unless a value is given, the others from the timeline.
+    fn keda_triggers(
+        &self,
+        so: &ScaledObjectSpec,
+        pods: &[PodInfo],
+        now: i64,
+    ) -> Vec<TriggerValue> {
+        so.triggers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let given = [t.name.clone(), i.to_string(), t.kind.clone()]
+                    .into_iter()
+                    .find(|k| self.metrics.contains_key(k));
+                if t.is_resource() {
+                    return match given {
+                        Some(k) => match self.per_pod(&k, pods, now) {
+                            MetricSample::PerPod(m) => TriggerValue::PerPod(m),
+                            MetricSample::Failed(e) => TriggerValue::Failed(e),
+                            _ => TriggerValue::Failed(format!("{k}: per-pod values expected")),
+                        },
+                        None => TriggerValue::Failed(format!(
+                            "no {} usage for trigger {:?} in the scenario yet",
+                            t.kind, t.name
+                        )),
+                    };
+                }
+                if t.kind == "kubernetes-workload" && given.is_none() {
+                    return self.workload_count(t);
+                }
+                self.trigger(&t.name, i)
+            })
+            .collect()
+    }
+
+    /// The `kubernetes-workload` scaler's value: pods matching `podSelector` that are not Succeeded or
+    /// Failed, or with `groupByNode` the number of their distinct nodes.
+    fn workload_count(&self, t: &keda::TriggerSpec) -> TriggerValue {
+        let selector = match t
+            .metadata
+            .get("podSelector")
+            .map(|s| LabelSelector::parse(s))
+        {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return TriggerValue::BuildFailed(e),
+            None => return TriggerValue::BuildFailed("podSelector: missing".to_owned()),
+        };
+        let counted = self.labelled_pods.iter().filter(|g| {
+            selector.matches(&g.labels)
+                && !matches!(g.phase, Some(PodPhase::Succeeded | PodPhase::Failed))
+        });
+        let by_node = t
+            .metadata
+            .get("groupByNode")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let n = if by_node {
+            counted
+                .filter(|g| g.count > 0)
+                .filter_map(|g| g.node.as_deref())
+                .collect::<BTreeSet<_>>()
+                .len() as f64
+        } else {
+            counted.map(|g| f64::from(g.count)).sum()
+        };
+        TriggerValue::Value(n)
     }
 }
 

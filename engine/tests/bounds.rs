@@ -180,6 +180,9 @@ proptest! {
         ),
     ) {
         let spec = ScaledObjectSpec {
+            name: "so".into(),
+            annotations: Default::default(),
+            min_replica_count_set: true,
             polling_interval_seconds: 30,
             cooldown_period_seconds: 300,
             initial_cooldown_period_seconds: 0,
@@ -192,11 +195,16 @@ proptest! {
                 metric_type: if i % 2 == 0 { TriggerMetricType::AverageValue } else { TriggerMetricType::Value },
                 threshold: *t,
                 activation_threshold: *a,
+                named: true,
+                container: None,
+                use_cached_metrics: false,
+        metadata: Default::default(),
             }).collect(),
             fallback: None,
             scaling_modifiers: None,
             behavior: None,
             controller: ControllerConfig::default(),
+            warnings: Vec::new(),
         };
         let mut state = KedaState::default();
         let mut now = 1_700_000_000_000i64;

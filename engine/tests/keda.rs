@@ -20,11 +20,18 @@ fn trigger(name: &str, threshold: f64, activation: f64) -> TriggerSpec {
         metric_type: TriggerMetricType::AverageValue,
         threshold,
         activation_threshold: activation,
+        named: true,
+        container: None,
+        use_cached_metrics: false,
+        metadata: Default::default(),
     }
 }
 
 fn spec(triggers: Vec<TriggerSpec>) -> ScaledObjectSpec {
     ScaledObjectSpec {
+        name: "so".to_owned(),
+        annotations: Default::default(),
+        min_replica_count_set: false,
         polling_interval_seconds: 30,
         cooldown_period_seconds: 300,
         initial_cooldown_period_seconds: 0,
@@ -36,6 +43,7 @@ fn spec(triggers: Vec<TriggerSpec>) -> ScaledObjectSpec {
         scaling_modifiers: None,
         behavior: None,
         controller: ControllerConfig::default(),
+        warnings: Vec::new(),
     }
 }
 
@@ -179,8 +187,12 @@ fn cooldown_to_zero() {
     // At exactly the cooldown, still cooling (strictly after).
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(0.0)]), T0 + 300_000);
     assert_eq!(executor(&d), "CoolingDown");
-    // After it: scale to zero.
+    // After it, but before the next poll (pollingInterval 30 s): only the HPA runs.
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(0.0)]), T0 + 300_001);
+    assert_eq!(executor(&d), "Hpa");
+    assert!(!d.keda.as_ref().is_some_and(|k| k.polled));
+    // The next poll scales to zero.
+    let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(0.0)]), T0 + 330_000);
     assert_eq!(
         (d.desired_replicas, d.scale, executor(&d)),
         (0, true, "ScaleToZero")
@@ -230,6 +242,8 @@ fn fallback_after_failure_threshold() {
             replicas: 6,
             behavior,
         });
+        // Every evaluation below is a poll.
+        s.polling_interval_seconds = 15;
         // No stabilization or rate limit in the way.
         let mut b = Behavior::default();
         b.scale_down.stabilization_window_seconds = Some(0);
@@ -262,10 +276,10 @@ fn fallback_after_failure_threshold() {
             Some(vec!["q".to_owned()])
         );
         assert_eq!(d.condition("Fallback").map(|c| c.status), Some(true));
-        assert_eq!(state.failures.get("q"), Some(&4));
+        assert_eq!(state.health.get("q").map(|h| h.number_of_failures), Some(4));
         // A success resets the count.
         evaluate_scaled_object(&s, &mut state, &input(current, vec![v(10.0)]), T0 + 75_000);
-        assert_eq!(state.failures.get("q"), Some(&0));
+        assert_eq!(state.health.get("q").map(|h| h.number_of_failures), Some(0));
     }
 }
 
@@ -276,6 +290,7 @@ fn scaling_modifiers_formula() {
         target,
         activation_target: activation,
         metric_type: TriggerMetricType::AverageValue,
+        target_text: target.to_string(),
     };
     // (formula, target, activation target, a, b, current, expected replicas, expected formula value, active)
     let rows = [
@@ -319,7 +334,78 @@ fn non_finite_trigger_values_fail_the_trigger() {
     let mut state = KedaState::default();
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(f64::NAN)]), T0);
     assert_eq!((d.desired_replicas, d.scale), (3, false));
-    assert_eq!(state.failures.get("q"), Some(&1));
+    // Without a fallback KEDA keeps no health record; the failure is in the explanation.
+    assert!(state.health.is_empty());
+    let errors = d
+        .keda
+        .as_ref()
+        .map(|k| k.trigger_errors.clone())
+        .unwrap_or_default();
+    assert!(
+        errors
+            .get("q")
+            .is_some_and(|e| e.contains("not a finite number")),
+        "{errors:?}"
+    );
     let d = evaluate_scaled_object(&s, &mut state, &input(3, vec![v(f64::INFINITY)]), T0);
     assert_eq!((d.desired_replicas, d.scale), (3, false));
+}
+
+#[test]
+fn polling_interval_and_cached_metrics() {
+    // pollingInterval 30 s: the executor runs at T0 and T0+30 s, not at T0+15 s.
+    let mut s = spec(vec![trigger("q", 10.0, 0.0)]);
+    s.triggers[0].use_cached_metrics = true;
+    let mut state = KedaState::default();
+    let d = evaluate_scaled_object(&s, &mut state, &input(2, vec![v(50.0)]), T0);
+    assert!(d.keda.as_ref().is_some_and(|k| k.polled));
+    assert_eq!(d.desired_replicas, 4); // 2 → 5 wanted, scale-up limit max(2·2, 4)
+    // Between polls the HPA reads the value cached at the last poll (50), not the fresh 100.
+    let d = evaluate_scaled_object(&s, &mut state, &input(4, vec![v(100.0)]), T0 + 15_000);
+    assert!(d.keda.as_ref().is_some_and(|k| !k.polled));
+    assert_eq!(d.desired_replicas, 5);
+    // At the next poll the fresh value is read (and cached).
+    let d = evaluate_scaled_object(&s, &mut state, &input(5, vec![v(100.0)]), T0 + 30_000);
+    assert!(d.keda.as_ref().is_some_and(|k| k.polled));
+    assert_eq!(d.desired_replicas, 10);
+    // Without useCachedMetrics the fresh value is used between polls too.
+    let s = spec(vec![trigger("q", 10.0, 0.0)]);
+    let mut state = KedaState::default();
+    evaluate_scaled_object(&s, &mut state, &input(2, vec![v(50.0)]), T0);
+    let d = evaluate_scaled_object(&s, &mut state, &input(4, vec![v(100.0)]), T0 + 15_000);
+    assert_eq!(d.desired_replicas, 8);
+}
+
+#[test]
+fn only_cpu_memory_triggers_are_always_active() {
+    let mut cpu = trigger("cpu", 50.0, 0.0);
+    cpu.kind = "cpu".to_owned();
+    cpu.metric_type = TriggerMetricType::Utilization;
+    let mut s = spec(vec![cpu]);
+    s.min_replica_count = 1;
+    let mut i = input(2, vec![]);
+    i.triggers = vec![TriggerValue::PerPod(
+        i.pods
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    surge_engine::PodMetric {
+                        value: 0.1,
+                        timestamp_ms: T0,
+                        window_ms: 30_000,
+                    },
+                )
+            })
+            .collect(),
+    )];
+    let d = evaluate_scaled_object(&s, &mut KedaState::default(), &i, T0);
+    let k = d.keda.as_ref().unwrap();
+    assert!(k.active);
+    // Resource metrics are never part of triggersActivity.
+    assert!(k.triggers_activity.is_empty());
+    assert_eq!(
+        d.metrics[0].name,
+        "cpu resource utilization (percentage of request)"
+    );
 }

@@ -359,12 +359,11 @@ spec:
     assert_eq!(
         errors,
         vec![
-            "spec.minReplicaCount: 10 is greater than spec.maxReplicaCount (2)",
-            "spec.idleReplicaCount: 12 must be at least 0 and less than spec.minReplicaCount (10)",
             "spec.triggers[0].metadata: no target found (looked for threshold, targetValue, value, queueLength, lagThreshold, listLength, targetPendingTasks, messageCount, desiredReplicas)",
-            "spec.fallback.behavior: \"sometimes\" is not one of static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower",
-            "spec.advanced.scalingModifiers.formula: \"a\" is not the name of a trigger",
-            "spec.advanced.scalingModifiers.formula: \"missing\" is not the name of a trigger",
+            "spec.fallback.behavior: \"sometimes\" is not one of static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower, scalingModifiers",
+            "spec.minReplicaCount: MinReplicaCount=10 must be less than MaxReplicaCount=2",
+            "spec.advanced.scalingModifiers.formula: error validating formula in ScalingModifiers: unknown name a (not a named trigger)",
+            "spec.advanced.scalingModifiers.formula: error validating formula in ScalingModifiers: unknown name missing (not a named trigger)",
         ]
     );
 }

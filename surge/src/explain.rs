@@ -68,6 +68,58 @@ fn milli(v: &Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The KEDA layer of a ScaledObject decision: what the executor did, which annotation froze the target,
+/// which fallback applied.
+fn render_keda(o: &mut String, k: &Value) {
+    if !k.is_object() {
+        return;
+    }
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let polled = if k["polled"].as_bool() == Some(true) {
+        "poll"
+    } else {
+        "HPA read between polls"
+    };
+    let _ = writeln!(
+        o,
+        "KEDA:            executor {} ({polled})",
+        s(&k["executor"])
+    );
+    if let Some(a) = k["frozen_by"].as_str() {
+        let _ = writeln!(o, "  frozen by:     {a}");
+    }
+    let fallback: Vec<String> = k["fallback_triggers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    if !fallback.is_empty() {
+        let _ = writeln!(
+            o,
+            "  fallback:      {} ({} → {} replicas)",
+            fallback.join(", "),
+            s(&k["fallback_behavior"]),
+            k["fallback_replicas"]
+        );
+    }
+    if let Some(errors) = k["trigger_errors"].as_object() {
+        for (t, e) in errors {
+            let _ = writeln!(o, "  {t} failed:  {}", e.as_str().unwrap_or(""));
+        }
+    }
+    for c in k["conditions"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "  {:<15} {:<7} {:<28} {}",
+            s(&c["type"]),
+            s(&c["status"]),
+            s(&c["reason"]),
+            s(&c["message"])
+        );
+    }
+}
+
 /// Renders the newest decision in full and the rest as a history table.
 pub fn render(decisions: &[Value]) -> String {
     let mut o = String::new();
@@ -181,6 +233,7 @@ pub fn render(decisions: &[Value]) -> String {
             );
         }
     }
+    render_keda(&mut o, &dec["keda"]);
     let _ = writeln!(o, "Conditions:");
     for c in dec["conditions"].as_array().into_iter().flatten() {
         let _ = writeln!(

@@ -66,7 +66,7 @@ fn json_output_keeps_the_contract() {
     assert_eq!(activation["desired"], 1);
     assert_eq!(
         activation["reason"],
-        "scale 0→1: ScaleFromZero (a trigger is active)"
+        "scale 0→1: ScaleFromZero (from 0 to 1, triggered by invoices)"
     );
     assert_eq!(activation["decision"]["keda"]["executor"], "ScaleFromZero");
     let limited = &steps[5];

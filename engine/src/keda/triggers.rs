@@ -1,0 +1,271 @@
+//! One read of every trigger, as KEDA's scale handler does it (`pkg/scaling/scale_handler.go`,
+//! `getScaledObjectState` and `GetScaledObjectMetrics`; `pkg/scaling/modifiers/formula.go`): each
+//! External trigger's value through fallback, its activity, the composite metric of `scalingModifiers`,
+//! and the samples the generated HPA receives.
+
+use std::collections::BTreeMap;
+
+use super::fallback::{self, FallbackRead, HealthStatus, TargetReplicas};
+use super::{COMPOSITE_METRIC_NAME, FallbackBehavior, KedaInput, ScaledObjectSpec, TriggerValue};
+use crate::formula::Formula;
+use crate::hpa::{MetricSample, PodPhase};
+
+/// The outcome of reading every trigger once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerReads {
+    /// `isScaledObjectActive`.
+    pub active: bool,
+    /// The active triggers' names (`composite-metric` with `scalingModifiers`), for the activation event.
+    pub active_triggers: Vec<String>,
+    /// `isScaledObjectError`.
+    pub error: bool,
+    /// Triggers (or `composite-metric`) served a fallback value.
+    pub fallback_triggers: Vec<String>,
+    /// The replica count the fallback stands for, when one applied.
+    pub fallback_replicas: Option<i32>,
+    /// The formula's value, when `scalingModifiers` is used and it evaluated.
+    pub formula_value: Option<f64>,
+    /// The generated HPA's samples, in the order of [`ScaledObjectSpec::generated_hpa`]'s metrics.
+    pub samples: Vec<MetricSample>,
+    /// Per trigger, the reason it failed (for the explanation).
+    pub errors: BTreeMap<String, String>,
+}
+
+/// One trigger's contribution before the HPA's samples are ordered.
+enum TriggerSample {
+    /// A cpu/memory trigger's per-pod sample.
+    Resource(MetricSample),
+    /// An External trigger's read through fallback.
+    External(String, FallbackRead),
+}
+
+/// A trigger's raw read: a value, or the scaler's error.
+pub fn raw_read(value: Option<&TriggerValue>) -> Result<f64, String> {
+    match value {
+        Some(TriggerValue::Value(v)) if v.is_finite() => Ok(*v),
+        Some(TriggerValue::Value(v)) => Err(format!("trigger value {v} is not a finite number")),
+        Some(TriggerValue::Failed(e)) => Err(e.clone()),
+        Some(TriggerValue::BuildFailed(e)) => Err(format!("scaler could not be built: {e}")),
+        Some(TriggerValue::PerPod(_)) => {
+            Err("per-pod resource usage given for an external trigger".to_owned())
+        }
+        None => Err("no value for trigger".to_owned()),
+    }
+}
+
+/// Running pods whose Ready condition is True (`getReadyReplicasCount`).
+fn ready_pods(input: &KedaInput) -> i32 {
+    let n = input
+        .pods
+        .iter()
+        .filter(|p| {
+            p.phase == PodPhase::Running && p.ready == Some(crate::hpa::ConditionStatus::True)
+        })
+        .count();
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Reads every trigger once: `values[i]` is trigger `i`'s value (cached or fresh, the caller decides).
+pub fn read_triggers(
+    spec: &ScaledObjectSpec,
+    health: &mut BTreeMap<String, HealthStatus>,
+    input: &KedaInput,
+    values: &[Option<TriggerValue>],
+) -> TriggerReads {
+    let replicas = TargetReplicas {
+        current: input.current_replicas.max(0),
+        ready: ready_pods(input),
+    };
+    let mut out = TriggerReads {
+        active: false,
+        active_triggers: Vec::new(),
+        error: false,
+        fallback_triggers: Vec::new(),
+        fallback_replicas: None,
+        formula_value: None,
+        samples: Vec::new(),
+        errors: BTreeMap::new(),
+    };
+    // Per trigger (spec order): the HPA's sample for cpu/memory, the read through fallback for the others.
+    let mut per_trigger: Vec<TriggerSample> = Vec::new();
+    for (i, t) in spec.triggers.iter().enumerate() {
+        let value = values.get(i).cloned().flatten();
+        if t.is_resource() {
+            // cpu/memory: a Resource metric of the HPA, never part of the activity.
+            per_trigger.push(TriggerSample::Resource(match value {
+                Some(TriggerValue::PerPod(m)) => MetricSample::PerPod(m),
+                other => {
+                    let e = raw_read(other.as_ref()).err().unwrap_or_else(|| {
+                        format!("{} trigger needs per-pod usage, not a single value", t.kind)
+                    });
+                    MetricSample::Failed(e)
+                }
+            }));
+            continue;
+        }
+        let target = match &spec.scaling_modifiers {
+            Some(m) => (m.metric_type, m.target),
+            None => (t.metric_type, t.threshold),
+        };
+        let read = fallback::read_with_fallback(
+            spec,
+            health,
+            &t.name,
+            raw_read(value.as_ref()),
+            target,
+            replicas,
+        );
+        match &read {
+            FallbackRead::Value(v) => {
+                if *v > t.activation_threshold {
+                    out.active = true;
+                    out.active_triggers.push(t.name.clone());
+                }
+            }
+            FallbackRead::Fallback { replicas, .. } => {
+                // A trigger in fallback counts as active (`isActiveOrFallback`).
+                out.active = true;
+                out.active_triggers.push(t.name.clone());
+                out.fallback_triggers.push(t.name.clone());
+                out.fallback_replicas = Some(*replicas);
+            }
+            FallbackRead::Placeholder => {}
+            FallbackRead::Error(e) => {
+                out.error = true;
+                out.errors.insert(t.name.clone(), e.clone());
+            }
+        }
+        per_trigger.push(TriggerSample::External(t.name.clone(), read));
+    }
+    let cpu_mem = spec.triggers.iter().filter(|t| t.is_resource()).count();
+    match &spec.scaling_modifiers {
+        None => {
+            let mut samples: Vec<Option<MetricSample>> = per_trigger
+                .into_iter()
+                .map(|s| {
+                    Some(match s {
+                        TriggerSample::Resource(s) => s,
+                        TriggerSample::External(_, FallbackRead::Value(v)) => {
+                            MetricSample::External(vec![v])
+                        }
+                        TriggerSample::External(_, FallbackRead::Fallback { value, .. }) => {
+                            MetricSample::External(vec![value])
+                        }
+                        // Not reachable without scalingModifiers (admission requires a formula for it).
+                        TriggerSample::External(_, FallbackRead::Placeholder) => {
+                            MetricSample::Failed("no value".to_owned())
+                        }
+                        TriggerSample::External(_, FallbackRead::Error(e)) => {
+                            MetricSample::Failed(e)
+                        }
+                    })
+                })
+                .collect();
+            out.samples = spec
+                .hpa_order()
+                .into_iter()
+                .filter_map(|i| samples.get_mut(i).and_then(Option::take))
+                .collect();
+        }
+        Some(m) => {
+            let external: Vec<(String, FallbackRead)> = per_trigger
+                .iter()
+                .filter_map(|s| match s {
+                    TriggerSample::External(n, r) => Some((n.clone(), r.clone())),
+                    TriggerSample::Resource(_) => None,
+                })
+                .collect();
+            let composite = composite_sample(spec, &external, &mut out);
+            out.active = false;
+            out.active_triggers.clear();
+            if !out.error
+                && let Some(v) = out.formula_value
+            {
+                out.active = v > m.activation_target;
+                if out.active {
+                    out.active_triggers.push(COMPOSITE_METRIC_NAME.to_owned());
+                }
+            }
+            // Only Resource metrics are kept beside the composite one (not ContainerResource).
+            out.samples = spec
+                .triggers
+                .iter()
+                .zip(per_trigger)
+                .filter_map(|(t, s)| match s {
+                    TriggerSample::Resource(s) if t.container.is_none() => Some(s),
+                    _ => None,
+                })
+                .collect();
+            out.samples.push(composite);
+        }
+    }
+    // Only cpu/memory triggers: always active (they could never scale from zero).
+    if spec.triggers.len() <= cpu_mem && !out.error {
+        out.active = true;
+    }
+    out
+}
+
+/// The composite metric: the first fallback value when a fallback is active, else the formula over the
+/// triggers' values (`HandleScalingModifiers`).
+fn composite_sample(
+    spec: &ScaledObjectSpec,
+    external: &[(String, FallbackRead)],
+    out: &mut TriggerReads,
+) -> MetricSample {
+    if let Some(value) = external.iter().find_map(|(_, r)| match r {
+        FallbackRead::Fallback { value, .. } => Some(*value),
+        _ => None,
+    }) {
+        out.fallback_triggers = vec![COMPOSITE_METRIC_NAME.to_owned()];
+        return MetricSample::External(vec![value]);
+    }
+    if out.error {
+        // `GetScaledObjectMetrics` answers the HPA with an error when a scaler failed below the threshold.
+        let first = out.errors.values().next().cloned().unwrap_or_default();
+        return MetricSample::Failed(format!("a trigger of the formula failed: {first}"));
+    }
+    let Some(m) = &spec.scaling_modifiers else {
+        return MetricSample::Failed("no scalingModifiers".to_owned());
+    };
+    let values: BTreeMap<&str, Option<f64>> = external
+        .iter()
+        .map(|(name, r)| {
+            let v = match r {
+                FallbackRead::Value(v) => Some(*v),
+                _ => None,
+            };
+            (name.as_str(), v)
+        })
+        .collect();
+    let has_nil = values.values().any(Option::is_none);
+    let evaluated = Formula::parse(&m.formula)
+        .map_err(|e| e.to_string())
+        .and_then(|f| {
+            f.eval(&|name| values.get(name).copied().flatten())
+                .map_err(|e| e.to_string())
+        });
+    match evaluated {
+        Ok(v) => {
+            // `SetMilli(int64(out * 1000))`: truncated to milli-units.
+            let v = (v * 1000.0).trunc() / 1000.0;
+            out.formula_value = Some(v);
+            MetricSample::External(vec![v])
+        }
+        Err(_)
+            if has_nil
+                && spec
+                    .fallback
+                    .is_some_and(|f| f.behavior == FallbackBehavior::ScalingModifiers) =>
+        {
+            // The formula met a nil it did not handle: KEDA serves fallback.replicas · target.
+            let fb_replicas = spec.fallback.map_or(0, |f| f.replicas);
+            let v = f64::from(fb_replicas) * m.target;
+            out.formula_value = Some(v);
+            out.fallback_triggers = vec![COMPOSITE_METRIC_NAME.to_owned()];
+            out.fallback_replicas = Some(fb_replicas);
+            MetricSample::External(vec![(v * 1000.0).trunc() / 1000.0])
+        }
+        Err(e) => MetricSample::Failed(e),
+    }
+}

@@ -162,10 +162,39 @@ pub struct KedaDetail {
     /// `status.health` after this evaluation.
     #[serde(default)]
     pub health: BTreeMap<String, HealthStatus>,
+    /// Each `cron` trigger's window at this evaluation, by trigger name.
+    #[serde(default)]
+    pub cron_windows: BTreeMap<String, CronWindowDetail>,
     /// KEDA's own conditions (`Ready`, `Active`, `Fallback`, `Paused`, `HPAActive`), tri-state, as KEDA
     /// would have written them.
     #[serde(default)]
     pub conditions: Vec<KedaCondition>,
+}
+
+/// Where a `cron` trigger's window stood at an evaluation, for `surge explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronWindowDetail {
+    /// `metadata.timezone`.
+    pub timezone: String,
+    /// `metadata.start`.
+    pub start: String,
+    /// `metadata.end`.
+    pub end: String,
+    /// `metadata.desiredReplicas`.
+    pub desired_replicas: i64,
+    /// Whether the window was open.
+    pub active: bool,
+    /// The next firing of `start`, ms since the epoch (`None`: none within five years).
+    pub next_start_ms: Option<i64>,
+    /// The next firing of `end` (the window's close when open), ms since the epoch.
+    pub next_end_ms: Option<i64>,
+}
+
+/// A time in ms since the epoch as RFC 3339 UTC (`2026-03-29T09:00:00Z`), for explanations.
+pub fn rfc3339_ms(ms: i64) -> Option<String> {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|t| t.to_string())
 }
 
 /// A ScaledObject status condition as KEDA writes it (its status can be `Unknown`).

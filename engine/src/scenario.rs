@@ -2242,7 +2242,8 @@ fn read_keda_status(policy: &PolicyConfig, p: &mut Problems<'_>) -> ScaledObject
 
 impl World<'_> {
     /// Each trigger's value at `now`: cpu/memory from per-pod usage, `kubernetes-workload` from the
-    /// labelled pods unless a value is given, the others from the timeline.
+    /// labelled pods unless a value is given, `cron` from the clock (by the engine), the others from the
+    /// timeline.
     fn keda_triggers(
         &self,
         so: &ScaledObjectSpec,
@@ -2271,6 +2272,10 @@ impl World<'_> {
                 }
                 if t.kind == "kubernetes-workload" && given.is_none() {
                     return self.workload_count(t);
+                }
+                if t.kind == "cron" {
+                    // The engine reads a cron trigger from the clock; this entry is not read.
+                    return TriggerValue::Value(0.0);
                 }
                 self.trigger(&t.name, i)
             })

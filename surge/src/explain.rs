@@ -68,6 +68,13 @@ fn milli(v: &Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A cron window's bound (ms since the epoch) as an RFC 3339 UTC time, `never` when it does not fire.
+fn when(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(surge_engine::decision::rfc3339_ms)
+        .unwrap_or_else(|| "never".to_owned())
+}
+
 /// The KEDA layer of a ScaledObject decision: what the executor did, which annotation froze the target,
 /// which fallback applied.
 fn render_keda(o: &mut String, k: &Value) {
@@ -102,6 +109,23 @@ fn render_keda(o: &mut String, k: &Value) {
             s(&k["fallback_behavior"]),
             k["fallback_replicas"]
         );
+    }
+    if let Some(windows) = k["cron_windows"].as_object() {
+        for (t, w) in windows {
+            let open = if w["active"].as_bool() == Some(true) {
+                format!("open until {}", when(&w["next_end_ms"]))
+            } else {
+                format!("closed, opens {}", when(&w["next_start_ms"]))
+            };
+            let _ = writeln!(
+                o,
+                "  cron {t}:  {open} ({} to {} {}, {} replicas)",
+                s(&w["start"]),
+                s(&w["end"]),
+                s(&w["timezone"]),
+                w["desired_replicas"]
+            );
+        }
     }
     if let Some(errors) = k["trigger_errors"].as_object() {
         for (t, e) in errors {

@@ -19,6 +19,7 @@ use super::{
     FallbackBehavior, FallbackSpec, ScaledObjectSpec, ScalingModifiers, TriggerMetricType,
     TriggerSpec, admission,
 };
+use crate::cron::{CRON_TARGET, CronError};
 use crate::hpa::{Behavior, ControllerConfig, ScalingRules};
 use crate::manifest::{ManifestError, Quantity, RawBehavior, required, rules};
 
@@ -321,6 +322,9 @@ fn trigger(
         &format!("{path}.metricType"),
         errors,
     );
+    if kind == "cron" {
+        return cron_trigger(base, metric_type, path, errors);
+    }
     let Some(key) = THRESHOLD_KEYS
         .iter()
         .find(|k| raw.metadata.contains_key(**k))
@@ -351,6 +355,54 @@ fn trigger(
         activation_threshold,
         ..base
     })
+}
+
+/// KEDA's cron scaler (`pkg/scalers/cron_scaler.go`): the metadata is parsed and validated as KEDA's
+/// `parseCronMetadata` does, each problem located at its field; the target is [`CRON_TARGET`] (the
+/// trigger has no threshold key), and its activity is its window, not an activation threshold.
+///
+/// A `timezone` that names no zone is refused here, though KEDA admits it and fails every metric read
+/// (`unable to load timezone`): surge refuses what it would only ever fail on.
+fn cron_trigger(
+    base: TriggerSpec,
+    metric_type: TriggerMetricType,
+    path: &str,
+    errors: &mut Vec<String>,
+) -> Option<TriggerSpec> {
+    let field = |e: &CronError| match e {
+        CronError::Missing(name) => (*name).to_owned(),
+        CronError::DesiredReplicas(_) | CronError::NoDesiredReplicas => {
+            "desiredReplicas".to_owned()
+        }
+        CronError::Start(_) => "start".to_owned(),
+        CronError::End(_) | CronError::SameStartEnd => "end".to_owned(),
+        CronError::TimeZone(_) => "timezone".to_owned(),
+        CronError::Metadata(_) => String::new(),
+    };
+    let located = |e: &CronError| format!("{path}.metadata.{}: {e}", field(e));
+    match base.cron() {
+        Some(Ok(cron)) => {
+            if let Some(e) = cron.zone_error() {
+                errors.push(located(e));
+                return None;
+            }
+            Some(TriggerSpec {
+                metric_type,
+                threshold: CRON_TARGET,
+                activation_threshold: 0.0,
+                ..base
+            })
+        }
+        Some(Err(CronError::Metadata(all))) => {
+            errors.extend(all.iter().map(located));
+            None
+        }
+        Some(Err(e)) => {
+            errors.push(located(&e));
+            None
+        }
+        None => None,
+    }
 }
 
 /// KEDA's cpu/memory scaler (`pkg/scalers/cpu_memory_scaler.go`): `metricType` Utilization (an int32

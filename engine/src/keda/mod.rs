@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use annotations::Annotations;
 pub use fallback::{HealthStatus, HealthStatusType};
 
+use crate::cron::{CronError, CronTrigger};
 use crate::decision::{Condition, Decision, DecisionInputs, KedaCondition, KedaDetail};
 use crate::hpa::{
     self, Behavior, ConditionStatus, ControllerConfig, HpaInput, HpaSpec, HpaState, MetricSample,
@@ -223,6 +224,16 @@ impl TriggerSpec {
     pub fn is_resource(&self) -> bool {
         self.kind == "cpu" || self.kind == "memory"
     }
+
+    /// A `cron` trigger's schedule, parsed from its metadata; `None` for other triggers.
+    ///
+    /// Parsed at each read rather than kept beside the metadata, so a spec built or deserialized without
+    /// the manifest still reads its schedule (the manifest refuses metadata that does not parse; a spec
+    /// built in code with bad metadata fails its reads with KEDA's message).
+    pub fn cron(&self) -> Option<Result<CronTrigger, CronError>> {
+        (self.kind == "cron")
+            .then(|| CronTrigger::parse(|k| self.metadata.get(k).map(String::as_str)))
+    }
 }
 
 impl KedaState {
@@ -382,8 +393,8 @@ pub fn evaluate_scaled_object(
         return build_failed(spec, state, input, now_ms, &e);
     }
 
-    let values = trigger_values(spec, state, input, poll);
-    let reads = triggers::read_triggers(spec, &mut state.health, input, &values);
+    let values = trigger_values(spec, state, input, poll, now_ms);
+    let reads = triggers::read_triggers(spec, &mut state.health, input, &values, now_ms);
     let mut result = if poll {
         executor::request_scale(
             spec,
@@ -445,18 +456,31 @@ fn executor_input(
 }
 
 /// Each trigger's value for this evaluation: fresh, or for `useCachedMetrics` triggers between polls, the
-/// value of the last poll (stored at each poll).
+/// value of the last poll (stored at each poll). A `cron` trigger's fresh value comes from the clock
+/// ([`triggers::cron_read`]); its entry in `input.triggers` is not read.
 fn trigger_values(
     spec: &ScaledObjectSpec,
     state: &mut KedaState,
     input: &KedaInput,
     poll: bool,
+    now_ms: i64,
 ) -> Vec<Option<TriggerValue>> {
     spec.triggers
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let fresh = input.triggers.get(i).cloned();
+            let fresh = match t.cron() {
+                Some(cron) => Some(
+                    match cron
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| triggers::cron_read(&c, now_ms))
+                    {
+                        Ok((value, _)) => TriggerValue::Value(value),
+                        Err(e) => TriggerValue::Failed(e),
+                    },
+                ),
+                None => input.triggers.get(i).cloned(),
+            };
             if !t.use_cached_metrics {
                 return fresh;
             }
@@ -522,6 +546,7 @@ fn build_failed(
             .map(|_| MetricSample::Failed(failed.clone()))
             .collect(),
         errors: BTreeMap::new(),
+        cron_windows: BTreeMap::new(),
     };
     executor_decision(spec, state, input, now_ms, result, Some(reads))
 }
@@ -637,6 +662,10 @@ fn executor_decision(
                     .collect();
                 executor::triggers_activity(&names, &r.active_triggers)
             })
+            .unwrap_or_default(),
+        cron_windows: reads
+            .as_ref()
+            .map(|r| r.cron_windows.clone())
             .unwrap_or_default(),
         trigger_errors: reads.map(|r| r.errors).unwrap_or_default(),
         health: state.health.clone(),

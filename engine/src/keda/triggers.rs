@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use super::fallback::{self, FallbackRead, HealthStatus, TargetReplicas};
 use super::{COMPOSITE_METRIC_NAME, FallbackBehavior, KedaInput, ScaledObjectSpec, TriggerValue};
+use crate::cron::{CronTrigger, CronWindow};
+use crate::decision::CronWindowDetail;
 use crate::formula::Formula;
 use crate::hpa::{MetricSample, PodPhase};
 
@@ -29,6 +31,8 @@ pub struct TriggerReads {
     pub samples: Vec<MetricSample>,
     /// Per trigger, the reason it failed (for the explanation).
     pub errors: BTreeMap<String, String>,
+    /// Each `cron` trigger's window, by trigger name.
+    pub cron_windows: BTreeMap<String, CronWindowDetail>,
 }
 
 /// One trigger's contribution before the HPA's samples are ordered.
@@ -53,6 +57,30 @@ pub fn raw_read(value: Option<&TriggerValue>) -> Result<f64, String> {
     }
 }
 
+/// A `cron` trigger's read at `now_ms`, as its scaler's `GetMetricsAndActivity` gives it: the metric
+/// (`desiredReplicas` inside the window, else 0) and the window (whose `active` is the trigger's
+/// activity, not a comparison of the value with an activation threshold).
+pub fn cron_read(cron: &CronTrigger, now_ms: i64) -> Result<(f64, CronWindow), String> {
+    let now = jiff::Timestamp::from_millisecond(now_ms)
+        .map_err(|e| format!("evaluation time {now_ms} ms is out of range: {e}"))?;
+    let window = cron.window(now).map_err(|e| e.to_string())?;
+    let value = cron.metric_value(now).map_err(|e| e.to_string())?;
+    Ok((value, window))
+}
+
+/// The explanation's view of a cron trigger's window.
+fn cron_detail(cron: &CronTrigger, w: &CronWindow) -> CronWindowDetail {
+    CronWindowDetail {
+        timezone: cron.timezone.clone(),
+        start: cron.start.expr.clone(),
+        end: cron.end.expr.clone(),
+        desired_replicas: cron.desired_replicas,
+        active: w.active,
+        next_start_ms: w.next_start.map(|t| t.as_millisecond()),
+        next_end_ms: w.next_end.map(|t| t.as_millisecond()),
+    }
+}
+
 /// Running pods whose Ready condition is True (`getReadyReplicasCount`).
 fn ready_pods(input: &KedaInput) -> i32 {
     let n = input
@@ -71,6 +99,7 @@ pub fn read_triggers(
     health: &mut BTreeMap<String, HealthStatus>,
     input: &KedaInput,
     values: &[Option<TriggerValue>],
+    now_ms: i64,
 ) -> TriggerReads {
     let replicas = TargetReplicas {
         current: input.current_replicas.max(0),
@@ -85,6 +114,7 @@ pub fn read_triggers(
         formula_value: None,
         samples: Vec::new(),
         errors: BTreeMap::new(),
+        cron_windows: BTreeMap::new(),
     };
     // Per trigger (spec order): the HPA's sample for cpu/memory, the read through fallback for the others.
     let mut per_trigger: Vec<TriggerSample> = Vec::new();
@@ -107,6 +137,14 @@ pub fn read_triggers(
             Some(m) => (m.metric_type, m.target),
             None => (t.metric_type, t.threshold),
         };
+        // A cron trigger is active inside its window (its scaler's own activity).
+        let cron_active = t.cron().and_then(|cron| {
+            let cron = cron.ok()?;
+            let (_, window) = cron_read(&cron, now_ms).ok()?;
+            out.cron_windows
+                .insert(t.name.clone(), cron_detail(&cron, &window));
+            Some(window.active)
+        });
         let read = fallback::read_with_fallback(
             spec,
             health,
@@ -117,7 +155,7 @@ pub fn read_triggers(
         );
         match &read {
             FallbackRead::Value(v) => {
-                if *v > t.activation_threshold {
+                if cron_active.unwrap_or(*v > t.activation_threshold) {
                     out.active = true;
                     out.active_triggers.push(t.name.clone());
                 }

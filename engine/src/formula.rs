@@ -38,8 +38,6 @@
 //! indexing, ranges `..`, the pipe `|`, `if {} else {}`, `matches`/`contains`/`startsWith`/`endsWith`,
 //! and builtins other than those above.
 
-use std::collections::BTreeSet;
-
 /// Why a formula could not be compiled or run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormulaError {
@@ -54,18 +52,12 @@ pub enum FormulaError {
     /// Running the formula failed (e.g. `% 0`, a nil operand, a non-bool condition).
     #[error("error trying to run custom formula: {0}")]
     Runtime(String),
-    /// The formula names a trigger that has no value (the compatibility [`Formula::eval`] only).
-    #[error("formula refers to unknown trigger {0:?}")]
-    UnknownTrigger(String),
     /// The result is neither a float nor nil.
     #[error("formula returned non-float result {0}")]
     NotFloat(String),
     /// The result is nil and there is no fallback to take its place.
     #[error("scalingModifiers formula evaluated to nil but no fallback is configured")]
     Nil,
-    /// The result is not a finite number (the compatibility [`Formula::eval`] only).
-    #[error("formula result is not a finite number")]
-    NotFinite,
 }
 
 /// A compiled formula.
@@ -74,7 +66,6 @@ pub struct Formula {
     /// The text as compiled (KEDA's `castToFloatIfNecessary` applied).
     pub compiled: String,
     root: Node,
-    variables: Vec<String>,
 }
 
 /// A value of expr's at run time.
@@ -325,44 +316,13 @@ impl Formula {
             pointers: Vec::new(),
         };
         checker.check(&root).map_err(compile_error)?;
-        let mut variables = BTreeSet::new();
-        free_variables(&root, &mut Vec::new(), &mut variables);
         let formula = Self {
             compiled: text.to_owned(),
             root,
-            variables: variables.into_iter().collect(),
         };
         // KEDA runs the program once with dummy values; a runtime error refuses the formula.
         formula.run(&|_| Some(-1.0))?;
         Ok(formula)
-    }
-
-    /// Compiles with every name the formula reads taken as a trigger (the caller checks the names, see
-    /// [`Formula::variables`]): the entry point for manifests validated elsewhere.
-    pub fn parse(text: &str) -> Result<Self, FormulaError> {
-        let compiled = cast_to_float_if_necessary(text);
-        // A first pass finds the free names: compile against an environment holding all of them.
-        let tokens = lex(&compiled).map_err(|e| FormulaError::Compile {
-            formula: compiled.clone(),
-            message: e.render(&compiled),
-        })?;
-        let mut parser = Parser {
-            tokens,
-            pos: 0,
-            depth: 0,
-            predicate_depth: 0,
-        };
-        let mut names = BTreeSet::new();
-        if let Ok(root) = parser.sequence() {
-            free_variables(&root, &mut Vec::new(), &mut names);
-        }
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        Self::compile_exact(&compiled, &names)
-    }
-
-    /// The trigger names the formula reads.
-    pub fn variables(&self) -> Vec<String> {
-        self.variables.clone()
     }
 
     /// Runs the formula with each trigger's value (`None` is nil: a trigger in fallback, or absent from
@@ -378,19 +338,6 @@ impl Formula {
         }
     }
 
-    /// The compatibility entry point: every trigger must have a value, and the result must be a finite
-    /// float.
-    pub fn eval(&self, lookup: &dyn Fn(&str) -> Option<f64>) -> Result<f64, FormulaError> {
-        if let Some(missing) = self.variables.iter().find(|v| lookup(v).is_none()) {
-            return Err(FormulaError::UnknownTrigger(missing.clone()));
-        }
-        match self.evaluate(lookup)? {
-            Some(v) if v.is_finite() => Ok(v),
-            Some(_) => Err(FormulaError::NotFinite),
-            None => Err(FormulaError::Nil),
-        }
-    }
-
     fn run(&self, value: &dyn Fn(&str) -> Option<f64>) -> Result<Value, FormulaError> {
         let mut vm = Vm {
             env: value,
@@ -399,39 +346,6 @@ impl Formula {
         };
         vm.eval(&self.root)
             .map_err(|e| FormulaError::Runtime(e.render(&self.compiled)))
-    }
-}
-
-/// Names read and not bound by a `let`.
-fn free_variables(node: &Node, bound: &mut Vec<String>, out: &mut BTreeSet<String>) {
-    match &node.kind {
-        Kind::Ident(name) => {
-            if !bound.contains(name) {
-                out.insert(name.clone());
-            }
-        }
-        Kind::Let(name, value, body) => {
-            free_variables(value, bound, out);
-            bound.push(name.clone());
-            free_variables(body, bound, out);
-            bound.pop();
-        }
-        Kind::Array(items) | Kind::Seq(items) | Kind::Call(_, items) => {
-            for item in items {
-                free_variables(item, bound, out);
-            }
-        }
-        Kind::Unary(_, a) | Kind::Predicate(a) => free_variables(a, bound, out),
-        Kind::Binary(_, a, b) => {
-            free_variables(a, bound, out);
-            free_variables(b, bound, out);
-        }
-        Kind::Cond(c, a, b) => {
-            free_variables(c, bound, out);
-            free_variables(a, bound, out);
-            free_variables(b, bound, out);
-        }
-        Kind::Int(_) | Kind::Float(_) | Kind::Bool(_) | Kind::Nil | Kind::Pointer => {}
     }
 }
 
@@ -2219,9 +2133,9 @@ mod tests {
     #[test]
     fn rejects_deep_nesting_without_overflowing() {
         let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
-        assert!(Formula::parse(&deep).is_err());
+        assert!(Formula::compile(&deep, &[]).is_err());
         let minus = format!("{}1", "-".repeat(10_000));
-        assert!(Formula::parse(&minus).is_err());
+        assert!(Formula::compile(&minus, &[]).is_err());
     }
 
     /// The formula cases of apis/keda/v1alpha1/scaledobject_webhook_test.go and the `cpu` formula of
@@ -2421,31 +2335,5 @@ mod tests {
         assert!(go_pow(-2.0, 0.5).is_nan());
         assert_eq!(go_pow(4.0, 0.5), 2.0);
         assert_eq!(go_pow(0.0, -1.0), f64::INFINITY);
-    }
-
-    /// The entry points the executor and manifest loader already call.
-    #[test]
-    fn compatibility_entry_points() {
-        let f = Formula::parse("b + a * b").unwrap();
-        assert_eq!(f.variables(), vec!["a".to_owned(), "b".to_owned()]);
-        let vars = |name: &str| match name {
-            "a" => Some(10.0),
-            "b" => Some(4.0),
-            _ => None,
-        };
-        assert_eq!(f.eval(&vars), Ok(44.0));
-        assert_eq!(
-            Formula::parse("a + c").unwrap().eval(&vars),
-            Err(FormulaError::UnknownTrigger("c".to_owned()))
-        );
-        assert_eq!(
-            Formula::parse("a / 0").unwrap().eval(&vars),
-            Err(FormulaError::NotFinite)
-        );
-        // `parse` takes every free name as a trigger; let-bound names are not triggers.
-        let f = Formula::parse("let x = a; x + b").unwrap();
-        assert_eq!(f.variables(), vec!["a".to_owned(), "b".to_owned()]);
-        assert!(Formula::parse("a +").is_err());
-        assert!(Formula::parse("a % 2").is_err());
     }
 }

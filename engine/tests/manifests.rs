@@ -362,8 +362,8 @@ spec:
             "spec.triggers[0].metadata: no target found (looked for threshold, targetValue, value, queueLength, lagThreshold, listLength, targetPendingTasks, messageCount, desiredReplicas)",
             "spec.fallback.behavior: \"sometimes\" is not one of static, currentReplicas, currentReplicasIfHigher, currentReplicasIfLower, scalingModifiers",
             "spec.minReplicaCount: MinReplicaCount=10 must be less than MaxReplicaCount=2",
-            "spec.advanced.scalingModifiers.formula: error validating formula in ScalingModifiers: unknown name a (not a named trigger)",
-            "spec.advanced.scalingModifiers.formula: error validating formula in ScalingModifiers: unknown name missing (not a named trigger)",
+            // expr's checker stops at the first unknown name (`a` did not parse, so it is not a trigger).
+            "spec.advanced.scalingModifiers.formula: error validating formula in ScalingModifiers: formula \"float(a + missing)\": unknown name a (1:7)\n | float(a + missing)\n | ......^",
         ]
     );
 }

@@ -7,7 +7,7 @@
 //! (`verifyCPUMemoryScalers` reads the Deployment; surge's HPA reports missing requests at evaluation).
 
 use super::{FallbackBehavior, ScaledObjectSpec, TriggerMetricType};
-use crate::formula::Formula;
+use crate::formula::{ScalingModifiersError, validate_scaling_modifiers};
 
 /// `maxK8sLabelValueLength`.
 pub const MAX_NAME_LENGTH: usize = 63;
@@ -147,56 +147,33 @@ fn verify_triggers(spec: &ScaledObjectSpec, errors: &mut Vec<String>) {
     }
 }
 
-/// `ValidateAndCompileScalingModifiers`: a formula, a target above 0, not Utilization, and a formula that
-/// compiles and runs over the named non-resource triggers.
+/// `ValidateAndCompileScalingModifiers` ([`validate_scaling_modifiers`]): a formula, a target, a formula
+/// that compiles and runs over the named non-resource triggers, a target above 0, not Utilization. KEDA
+/// stops at the first problem, and so does this; the problem is located at its field.
 fn verify_scaling_modifiers(spec: &ScaledObjectSpec, errors: &mut Vec<String>) {
     let Some(m) = &spec.scaling_modifiers else {
         return;
     };
     let path = "spec.advanced.scalingModifiers";
-    if m.formula.is_empty() {
-        errors.push(format!(
-            "{path}.formula: error ScalingModifiers.Formula is mandatory"
-        ));
+    let Err(e) = validate_scaling_modifiers(
+        &m.formula,
+        &m.target_text,
+        m.metric_type == TriggerMetricType::Utilization,
+        &spec.formula_triggers(),
+    ) else {
         return;
-    }
-    if m.target_text.is_empty() {
-        errors.push(format!(
-            "{path}.target: error validating formula in ScalingModifiers: formula is given but target is empty"
-        ));
-        return;
-    }
-    let names: Vec<&str> = spec
-        .triggers
-        .iter()
-        .filter(|t| !t.is_resource() && t.named)
-        .map(|t| t.name.as_str())
-        .collect();
-    match Formula::parse(&m.formula) {
-        Ok(f) => {
-            for v in f.variables() {
-                if !names.contains(&v.as_str()) {
-                    errors.push(format!(
-                        "{path}.formula: error validating formula in ScalingModifiers: unknown name {v} (not a named trigger)"
-                    ));
-                }
-            }
-        }
-        Err(e) => errors.push(format!(
-            "{path}.formula: error validating formula in ScalingModifiers: {e}"
-        )),
-    }
-    if m.target.is_nan() || m.target <= 0.0 {
-        errors.push(format!(
-            "{path}.target: error validating target in ScalingModifiers: error converting target for scalingModifiers (string->float) to valid target: {:?}",
-            m.target_text
-        ));
-    }
-    if m.metric_type == TriggerMetricType::Utilization {
-        errors.push(format!(
-            "{path}.metricType: error validating target in ScalingModifiers: error trigger type is Utilization, but it needs to be AverageValue or Value for external metrics"
-        ));
-    }
+    };
+    let field = match &e {
+        ScalingModifiersError::FormulaMandatory | ScalingModifiersError::Formula(_) => "formula",
+        ScalingModifiersError::TargetEmpty | ScalingModifiersError::Target(_) => "target",
+        ScalingModifiersError::Utilization => "metricType",
+    };
+    let text = match &e {
+        // errors.Join's two lines, on one.
+        ScalingModifiersError::Formula(source) => format!("{e}: {source}"),
+        _ => e.to_string(),
+    };
+    errors.push(format!("{path}.{field}: {text}"));
 }
 
 /// `verifyCPUMemoryScalers`, the part that needs no cluster: only cpu/memory triggers cannot scale to

@@ -35,6 +35,7 @@ pub use fallback::{HealthStatus, HealthStatusType};
 
 use crate::cron::{CronError, CronTrigger};
 use crate::decision::{Condition, Decision, DecisionInputs, KedaCondition, KedaDetail};
+use crate::formula::composite_target_milli;
 use crate::hpa::{
     self, Behavior, ConditionStatus, ControllerConfig, HpaInput, HpaSpec, HpaState, MetricSample,
     MetricSource, MetricSpec, MetricTarget, PodInfo, PodMetric, ScalingRules, SelectPolicy,
@@ -265,6 +266,16 @@ impl FallbackSpec {
 }
 
 impl ScaledObjectSpec {
+    /// The formula's variables: the named triggers that are not cpu or memory (KEDA's environment for
+    /// `scalingModifiers.formula`, at admission and at each poll).
+    pub fn formula_triggers(&self) -> Vec<&str> {
+        self.triggers
+            .iter()
+            .filter(|t| !t.is_resource() && t.named)
+            .map(|t| t.name.as_str())
+            .collect()
+    }
+
     /// Trigger indices in the order of the generated HPA's metrics: KEDA sorts the metric specs by type
     /// (`ContainerResource` < `External` < `Resource`), stably. With `scalingModifiers` only the Resource
     /// triggers are kept (the composite metric follows them).
@@ -318,7 +329,18 @@ impl ScaledObjectSpec {
             .filter_map(|i| self.triggers.get(i).map(trigger_metric))
             .collect();
         if let Some(m) = &self.scaling_modifiers {
-            metrics.push(external(COMPOSITE_METRIC_NAME, m.metric_type, m.target));
+            // `NewMilliQuantity(int64(target * 1000))`: truncated, unlike a trigger's target.
+            let milli = composite_target_milli(m.target);
+            metrics.push(MetricSpec {
+                source: MetricSource::External {
+                    metric: COMPOSITE_METRIC_NAME.to_owned(),
+                },
+                target: match m.metric_type {
+                    TriggerMetricType::Value => MetricTarget::Value(milli),
+                    // Utilization is refused at admission.
+                    _ => MetricTarget::AverageValue(milli),
+                },
+            });
         }
         let mut behavior = self.behavior.clone();
         if self.annotations.paused_scale_in || self.annotations.paused_scale_out {

@@ -9,7 +9,10 @@ use super::fallback::{self, FallbackRead, HealthStatus, TargetReplicas};
 use super::{COMPOSITE_METRIC_NAME, FallbackBehavior, KedaInput, ScaledObjectSpec, TriggerValue};
 use crate::cron::{CronTrigger, CronWindow};
 use crate::decision::CronWindowDetail;
-use crate::formula::Formula;
+use crate::formula::{
+    Formula, composite_milli, nil_fallback_value, scaler_metric_value,
+    scaling_modifier_trigger_value,
+};
 use crate::hpa::{MetricSample, PodPhase};
 
 /// The outcome of reading every trigger once.
@@ -213,7 +216,7 @@ pub fn read_triggers(
                     TriggerSample::Resource(_) => None,
                 })
                 .collect();
-            let composite = composite_sample(spec, &external, &mut out);
+            let composite = composite_sample(spec, health, &external, &mut out);
             out.active = false;
             out.active_triggers.clear();
             if !out.error
@@ -244,10 +247,14 @@ pub fn read_triggers(
     out
 }
 
-/// The composite metric: the first fallback value when a fallback is active, else the formula over the
-/// triggers' values (`HandleScalingModifiers`).
+/// The composite metric, as `HandleScalingModifiers` makes it: the first fallback value when a fallback
+/// is active; else the formula (`calculateScalingModifiersFormula`) over each named trigger's value as
+/// the formula reads it ([`scaler_metric_value`], nil past the failure threshold under `behavior:
+/// scalingModifiers`: [`scaling_modifier_trigger_value`]), a nil result taking
+/// [`nil_fallback_value`], the result truncated to milli-units ([`composite_milli`]).
 fn composite_sample(
     spec: &ScaledObjectSpec,
+    health: &BTreeMap<String, HealthStatus>,
     external: &[(String, FallbackRead)],
     out: &mut TriggerReads,
 ) -> MetricSample {
@@ -266,44 +273,50 @@ fn composite_sample(
     let Some(m) = &spec.scaling_modifiers else {
         return MetricSample::Failed("no scalingModifiers".to_owned());
     };
+    // KEDA runs the program its admission compiled (`cacheObj.CompiledFormula`): the same compilation.
+    let formula = match Formula::compile(&m.formula, &spec.formula_triggers()) {
+        Ok(f) => f,
+        Err(e) => return MetricSample::Failed(e.to_string()),
+    };
+    let modifiers_fallback = spec
+        .fallback
+        .filter(|f| f.behavior == FallbackBehavior::ScalingModifiers);
+    let threshold = modifiers_fallback.map(|f| f.failure_threshold);
     let values: BTreeMap<&str, Option<f64>> = external
         .iter()
         .map(|(name, r)| {
+            let failures = health.get(name).map(|h| h.number_of_failures);
             let v = match r {
-                FallbackRead::Value(v) => Some(*v),
-                _ => None,
+                FallbackRead::Value(v) => {
+                    scaling_modifier_trigger_value(scaler_metric_value(*v), threshold, failures)
+                }
+                // A placeholder: past the threshold under `behavior: scalingModifiers`, which is the
+                // case `scalingModifierTriggerValue` makes nil. (Fallback and Error returned above.)
+                FallbackRead::Placeholder
+                | FallbackRead::Fallback { .. }
+                | FallbackRead::Error(_) => None,
             };
             (name.as_str(), v)
         })
         .collect();
-    let has_nil = values.values().any(Option::is_none);
-    let evaluated = Formula::parse(&m.formula)
-        .map_err(|e| e.to_string())
-        .and_then(|f| {
-            f.eval(&|name| values.get(name).copied().flatten())
-                .map_err(|e| e.to_string())
+    let evaluated = formula
+        .evaluate(&|name| values.get(name).copied().flatten())
+        .and_then(|v| match v {
+            Some(v) => Ok((v, false)),
+            None => {
+                nil_fallback_value(spec.fallback.map(|f| f.replicas), m.target).map(|v| (v, true))
+            }
         });
     match evaluated {
-        Ok(v) => {
-            // `SetMilli(int64(out * 1000))`: truncated to milli-units.
-            let v = (v * 1000.0).trunc() / 1000.0;
-            out.formula_value = Some(v);
-            MetricSample::External(vec![v])
+        Ok((v, nil_fallback)) => {
+            let value = composite_milli(v) as f64 / 1000.0;
+            out.formula_value = Some(value);
+            if nil_fallback {
+                out.fallback_triggers = vec![COMPOSITE_METRIC_NAME.to_owned()];
+                out.fallback_replicas = spec.fallback.map(|f| f.replicas);
+            }
+            MetricSample::External(vec![value])
         }
-        Err(_)
-            if has_nil
-                && spec
-                    .fallback
-                    .is_some_and(|f| f.behavior == FallbackBehavior::ScalingModifiers) =>
-        {
-            // The formula met a nil it did not handle: KEDA serves fallback.replicas · target.
-            let fb_replicas = spec.fallback.map_or(0, |f| f.replicas);
-            let v = f64::from(fb_replicas) * m.target;
-            out.formula_value = Some(v);
-            out.fallback_triggers = vec![COMPOSITE_METRIC_NAME.to_owned()];
-            out.fallback_replicas = Some(fb_replicas);
-            MetricSample::External(vec![(v * 1000.0).trunc() / 1000.0])
-        }
-        Err(e) => MetricSample::Failed(e),
+        Err(e) => MetricSample::Failed(e.to_string()),
     }
 }

@@ -35,6 +35,8 @@
 //! - Per-pod samples are stamped with the evaluation time and a 30 s window (metrics-server's), which the
 //!   HPA's CPU readiness rules compare with the pods' readiness transitions.
 
+pub mod job;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 

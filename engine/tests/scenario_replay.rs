@@ -426,6 +426,17 @@ fn example_scenarios_parse_and_replay() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
+            if scenario::job::is_job_scenario(&text) {
+                let s = scenario::job::parse(&text)
+                    .unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+                assert!(
+                    !scenario::job::simulate(&s).is_empty(),
+                    "{}",
+                    path.display()
+                );
+                seen += 1;
+                continue;
+            }
             let s = scenario::parse(&text).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
             assert!(!scenario::simulate(&s).is_empty(), "{}", path.display());
             seen += 1;

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+use surge_engine::scenario::job::{self, JobStep};
 use surge_engine::scenario::{self, Step};
 
 use crate::Output;
@@ -19,6 +20,9 @@ pub fn main(path: &Path, output: Output) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if job::is_job_scenario(&text) {
+        return main_jobs(path, &text, output);
+    }
     let scenario = match scenario::parse(&text) {
         Ok(s) => s,
         Err(e) => {
@@ -42,6 +46,57 @@ pub fn main(path: &Path, output: Output) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A ScaledJob scenario: one line (or object) per poll with the Jobs KEDA creates.
+fn main_jobs(path: &Path, text: &str, output: Output) -> ExitCode {
+    let scenario = match job::parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{}:{p}", path.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let steps = job::simulate(&scenario);
+    let printed = match output {
+        Output::Json => print_json_jobs(&steps),
+        Output::Table => print_table_jobs(&scenario.spec.name, &steps),
+    };
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("surge simulate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json_jobs(steps: &[JobStep]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, &serde_json::json!({ "steps": steps }))?;
+    writeln!(out)
+}
+
+fn print_table_jobs(name: &str, steps: &[JobStep]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "scaledjob {name}")?;
+    writeln!(
+        out,
+        "{:>9}  {:>7}  {:>7}  {:>6}  reason",
+        "time", "running", "pending", "create"
+    )?;
+    for s in steps {
+        let time = scenario::format_offset((s.time_s * 1000.0).round() as i64);
+        writeln!(
+            out,
+            "{time:>9}  {:>7}  {:>7}  {:>6}  {}",
+            s.decision.running_jobs, s.decision.pending_jobs, s.jobs_to_create, s.decision.reason
+        )?;
+    }
+    Ok(())
 }
 
 fn print_json(steps: &[Step]) -> std::io::Result<()> {

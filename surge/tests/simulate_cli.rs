@@ -149,3 +149,34 @@ fn unreadable_scenario_exits_1() {
             .starts_with("/nonexistent/scenario.yaml: cannot read the scenario"),
     );
 }
+
+#[test]
+fn scaled_job_scenarios_print_the_jobs_to_create() {
+    let path = example("keda-scaledjob-queue.yaml");
+    let out = surge(&["simulate", &path, "--output", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let created: Vec<(f64, i64)> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["time_s"].as_f64().unwrap(),
+                s["jobs_to_create"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // Accurate: 6 + 4 unfinished - 2 pending <= 10, so 6 - 2 pending; then 9 + 4 > 10, so 10 - 4; then the
+    // queue is empty (inactive) and stays so.
+    assert_eq!(created, [(0.0, 4), (30.0, 6), (60.0, 0), (90.0, 0)]);
+    let table = surge(&["simulate", &path]);
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("scaledjob invoice-export\n"), "{text}");
+    assert!(text.contains("create 6 job(s)"), "{text}");
+}

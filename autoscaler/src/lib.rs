@@ -517,20 +517,7 @@ enum InputSample {
 impl InputSample {
     fn into_hpa(self) -> MetricSample {
         match self {
-            InputSample::PerPod(m, ts) => MetricSample::PerPod(
-                m.into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            PodMetric {
-                                value: v,
-                                timestamp_ms: ts,
-                                window_ms: 30_000,
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
+            InputSample::PerPod(m, ts) => MetricSample::PerPod(pod_metrics(m, ts)),
             InputSample::Total(v) => MetricSample::External(vec![v]),
             InputSample::Object(v) => MetricSample::Object(v),
             InputSample::Failed(e) => MetricSample::Failed(e),
@@ -539,11 +526,28 @@ impl InputSample {
 
     fn into_trigger(self) -> TriggerValue {
         match self {
-            InputSample::PerPod(m, _) => TriggerValue::Value(m.values().sum()),
+            // Only cpu/memory triggers read per-pod values: a Resource metric of the generated HPA.
+            InputSample::PerPod(m, ts) => TriggerValue::PerPod(pod_metrics(m, ts)),
             InputSample::Total(v) | InputSample::Object(v) => TriggerValue::Value(v),
             InputSample::Failed(e) => TriggerValue::Failed(e),
         }
     }
+}
+
+/// Per-pod values as the HPA's samples, stamped with the read's time.
+fn pod_metrics(m: BTreeMap<String, f64>, ts: i64) -> BTreeMap<String, PodMetric> {
+    m.into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                PodMetric {
+                    value: v,
+                    timestamp_ms: ts,
+                    window_ms: 30_000,
+                },
+            )
+        })
+        .collect()
 }
 
 /// The pods the first per-pod input names (borrowed: most evaluations never turn them into pods).

@@ -154,6 +154,10 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
             .iter()
             .enumerate()
             .map(|(i, t)| {
+                if t.is_resource() {
+                    let q = resource_query(&workload_of(&raw), &t.kind, t.container.as_deref());
+                    return (t.name.clone(), true, false, q);
+                }
                 let q = raw["spec"]["triggers"][i]["metadata"]["query"]
                     .as_str()
                     .map(str::to_owned);
@@ -255,6 +259,35 @@ fn workload_of(raw: &serde_yaml_ng::Value) -> Workload {
             v if v.is_empty() => "apps/v1".into(),
             v => v,
         },
+    }
+}
+
+/// The per-pod usage a KEDA `cpu` or `memory` trigger reads, from the kubelet's cAdvisor series as the
+/// agent on each node scrapes them (`/metrics/cadvisor`): the same numbers metrics-server serves on
+/// `metrics.k8s.io` (it reads the kubelet's resource endpoint, which takes them from cAdvisor), without a
+/// second scrape path or an API-server round trip per evaluation. cpu is the per-pod rate of
+/// `container_cpu_usage_seconds_total` over one minute (four 15 s scrapes, so a missed scrape leaves a
+/// rate), memory the per-pod sum of `container_memory_working_set_bytes` (what metrics-server reports).
+/// Pods are the workload's by name prefix (`<name>-`); the pod-level cgroup series (`container=""`) are
+/// left out, and `containerName` selects one container (a ContainerResource metric). A `metrics:` entry
+/// named after the trigger replaces the query.
+fn resource_query(w: &Workload, kind: &str, container: Option<&str>) -> Option<String> {
+    let container = match container {
+        Some(c) => format!("container=\"{c}\""),
+        None => "container!=\"\"".to_owned(),
+    };
+    let selector = format!(
+        "{{namespace=\"{}\",pod=~\"{}-.*\",{container}}}",
+        w.namespace, w.name
+    );
+    match kind {
+        "cpu" => Some(format!(
+            "sum by (pod) (rate(container_cpu_usage_seconds_total{selector}[1m]))"
+        )),
+        "memory" => Some(format!(
+            "sum by (pod) (container_memory_working_set_bytes{selector})"
+        )),
+        _ => None,
     }
 }
 

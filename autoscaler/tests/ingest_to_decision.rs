@@ -369,3 +369,84 @@ fn dry_run_pods_are_the_ones_the_metrics_name_when_the_counts_agree() {
         ["web-0", "web-1"]
     );
 }
+
+const MEMORY_POLICY: &str = r#"
+policies:
+  - name: api
+    initial_replicas: 2
+    scaled_object: |
+      apiVersion: keda.sh/v1alpha1
+      kind: ScaledObject
+      metadata: {name: api, namespace: shop}
+      spec:
+        scaleTargetRef: {name: api}
+        minReplicaCount: 1
+        maxReplicaCount: 10
+        triggers:
+          - type: memory
+            metricType: AverageValue
+            metadata: {value: 100Mi}
+"#;
+
+/// A KEDA memory trigger live: the policy reads the pods' cAdvisor working set (no query written), the
+/// engine gets per-pod samples, and the generated HPA's Resource metric decides as the HPA would.
+#[tokio::test]
+async fn a_memory_trigger_reads_per_pod_working_set() {
+    let cfg = surge_config::load_str(
+        MEMORY_POLICY,
+        "surge.yaml",
+        &surge_config::MapEnv::default(),
+    )
+    .unwrap();
+    let p = &build_policies(&cfg).unwrap()[0];
+    assert_eq!(
+        p.inputs[0].query,
+        r#"sum by (pod) (container_memory_working_set_bytes{namespace="shop",pod=~"api-.*",container!=""})"#
+    );
+    let (state, a, cancel) = setup(MEMORY_POLICY).await;
+    let t = now_ms();
+    let mib = 1024.0 * 1024.0;
+    let series =
+        |pod: &'static str, container: &'static str| -> Vec<(&'static str, &'static str)> {
+            vec![
+                ("__name__", "container_memory_working_set_bytes"),
+                ("namespace", "shop"),
+                ("pod", pod),
+                ("container", container),
+            ]
+        };
+    let app_a = series("api-6c5d-aaaaa", "app");
+    let side_a = series("api-6c5d-aaaaa", "sidecar");
+    let cgroup_a = series("api-6c5d-aaaaa", "");
+    let app_b = series("api-6c5d-bbbbb", "app");
+    let other = series("web-1", "app");
+    state
+        .ingest_body(
+            &body(&[
+                (&app_a, 250.0 * mib, t),
+                (&side_a, 50.0 * mib, t),
+                // The pod-level cgroup (no container) would count the pod twice.
+                (&cgroup_a, 300.0 * mib, t),
+                (&app_b, 300.0 * mib, t),
+                // Another workload's pod.
+                (&other, 900.0 * mib, t),
+            ]),
+            Sender::SurgeAgent,
+            now_ms(),
+        )
+        .unwrap();
+    let d = wait_for(|| {
+        a.decisions(Some("shop/api"), 1)
+            .pop()
+            .filter(|d| d.decision.recommendation.is_some())
+    })
+    .await;
+    // 300Mi per pod on average against 100Mi: ratio 3, so 3 × 2 pods = 6; the scale-up limit without
+    // `behavior` is max(2 × current, 4) = 4.
+    assert_eq!(d.decision.recommendation, Some(6), "{:?}", d.decision);
+    let m = &d.decision.metrics[0];
+    assert_eq!(m.current_milli, Some(300 * 1024 * 1024 * 1000));
+    assert_eq!(m.pods.map(|p| p.ready), Some(2));
+    assert_eq!(d.replicas_after, 4);
+    cancel.cancel();
+}

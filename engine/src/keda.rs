@@ -245,7 +245,7 @@ pub fn evaluate_scaled_object(
                 return None;
             }
             (failures > fb.failure_threshold)
-                .then(|| MetricSample::External(vec![target * f64::from(fb.replicas_for(current))]))
+                .then(|| MetricSample::external_f64(target * f64::from(fb.replicas_for(current))))
         };
     let samples: Vec<MetricSample> = match &spec.scaling_modifiers {
         Some(m) => {
@@ -265,7 +265,7 @@ pub fn evaluate_scaled_object(
                 Ok(v) => {
                     formula_value = Some(v);
                     active = v > m.activation_target;
-                    vec![MetricSample::External(vec![v])]
+                    vec![MetricSample::external_f64(v)]
                 }
                 Err(e) => {
                     let failures = state.failures.values().copied().max().unwrap_or(0);
@@ -283,7 +283,7 @@ pub fn evaluate_scaled_object(
             .triggers
             .iter()
             .map(|t| match values.get(t.name.as_str()) {
-                Some(v) => MetricSample::External(vec![*v]),
+                Some(v) => MetricSample::external_f64(*v),
                 None => {
                     let failures = state.failures.get(&t.name).copied().unwrap_or(0);
                     match fallback_for(failures, t.threshold, t.metric_type) {
@@ -396,6 +396,7 @@ pub fn evaluate_scaled_object(
                     pods: input.pods.len(),
                     behavior: spec.behavior.is_some(),
                 },
+                history: None,
                 metrics: computed.proposals,
                 recommendation: None,
                 recommended_by: None,

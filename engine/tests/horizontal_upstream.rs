@@ -1055,7 +1055,7 @@ fn cpu_pods(levels: &[i64]) -> (Vec<PodInfo>, MetricSample) {
             (
                 format!("test-pod-{i}"),
                 PodMetric {
-                    value: *l as f64 / 1000.0,
+                    milli: *l,
                     timestamp_ms: NOW - 30_000,
                     window_ms: 60_000,
                 },
@@ -1178,7 +1178,7 @@ fn test_scale_up_limit_without_behavior() {
         current_replicas: 1,
         status_replicas: 1,
         pods: vec![PodInfo::running("p", 1000)],
-        metrics: vec![MetricSample::External(vec![50.0])],
+        metrics: vec![MetricSample::External(vec![50_000])],
     };
     let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
     assert_eq!(d.recommendation, Some(50));
@@ -1221,7 +1221,7 @@ fn test_downscale_stabilization_over_time() {
         controller: ControllerConfig::default(),
     };
     let mut state = HpaState::default();
-    let input = |current, total: f64| HpaInput {
+    let input = |current, total: i64| HpaInput {
         current_replicas: current,
         status_replicas: current,
         pods: (0..current)
@@ -1230,11 +1230,11 @@ fn test_downscale_stabilization_over_time() {
         metrics: vec![MetricSample::External(vec![total])],
     };
     // t=0: 10 replicas, total 10 → ratio 1: keep.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 10.0), NOW);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 10_000), NOW);
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     assert!(d.metrics[0].within_tolerance);
     // t=60s: total 4 → proposal 4, held at 10 by the window.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 60_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 60_000);
     assert_eq!(d.recommendation, Some(4));
     assert_eq!(
         d.stabilization
@@ -1244,10 +1244,10 @@ fn test_downscale_stabilization_over_time() {
     );
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     // t=200s: still held.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 200_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 200_000);
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     // t=301s: the recommendations of t=0 left the window: scale down to 4.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 301_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 301_000);
     assert_eq!((d.desired_replicas, d.scale), (4, true));
     assert_eq!(d.reason, "scale 10→4: All metrics below target");
     // Outdated slots are reused: the history does not grow.
@@ -1276,7 +1276,7 @@ fn test_behavior_per_direction_tolerance() {
         pods: (0..20)
             .map(|i| PodInfo::running(&format!("p{i}"), 1000))
             .collect(),
-        metrics: vec![MetricSample::External(vec![1.05])],
+        metrics: vec![MetricSample::External(vec![1_050])],
     };
     let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
     assert_eq!(d.desired_replicas, 21);

@@ -68,6 +68,32 @@ fn milli(v: &Value) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// `ready 3, unready 1 (web-3), missing 0, ignored 0`: how `groupPods` classified the pods of a per-pod
+/// metric, with the names of those it left out.
+fn pod_groups(m: &Value) -> String {
+    let class = |key: &str| {
+        let n = m["pods"][key].as_u64().unwrap_or(0);
+        let names: Vec<&str> = m["pod_groups"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if names.is_empty() {
+            n.to_string()
+        } else {
+            format!("{n} ({})", names.join(", "))
+        }
+    };
+    format!(
+        "ready {}, unready {}, missing {}, ignored {}",
+        m["pods"]["ready"].as_u64().unwrap_or(0),
+        class("unready"),
+        class("missing"),
+        class("ignored")
+    )
+}
+
 /// Renders the newest decision in full and the rest as a history table.
 pub fn render(decisions: &[Value]) -> String {
     let mut o = String::new();
@@ -154,6 +180,9 @@ pub fn render(decisions: &[Value]) -> String {
                 ""
             },
         );
+        if m["pods"].is_object() {
+            let _ = writeln!(o, "    pods: {}", pod_groups(m));
+        }
         if let Some(e) = m["error"].as_str() {
             let _ = writeln!(o, "    error: {e}");
         }
@@ -179,6 +208,28 @@ pub fn render(decisions: &[Value]) -> String {
                 a["to"],
                 s(&a["message"])
             );
+        }
+    }
+    let h = &dec["history"];
+    if h.is_object() {
+        let _ = writeln!(
+            o,
+            "Read history:    (what the windows and rate policies saw)"
+        );
+        for (label, key) in [
+            ("recommendations", "recommendations"),
+            ("scale-ups", "scale_up_events"),
+            ("scale-downs", "scale_down_events"),
+        ] {
+            let entries: Vec<String> = h[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| format!("{} at {}", e[0], clock(e[1].as_i64().unwrap_or(0))))
+                .collect();
+            if !entries.is_empty() {
+                let _ = writeln!(o, "  {label:<15} {}", entries.join(", "));
+            }
         }
     }
     let _ = writeln!(o, "Conditions:");

@@ -24,6 +24,32 @@
 //! end: 10m
 //! ```
 //!
+//! What the HPA reads beyond that (see the field docs):
+//!
+//! ```yaml
+//! history:                       # the controller's memory before 0s
+//!   recommendations: [{at: -2m, replicas: 8}]
+//!   scale_up_events: [{at: -30s, change: 4}]
+//!   scale_down_events: [{at: -1m, change: 2}]
+//! sample_window: 1m              # per-pod samples' window (default 30s)
+//! initial:
+//!   replicas: 3
+//!   pod_template:
+//!     containers: [{name: app, requests: {cpu: 400m}}]
+//!     init_containers:           # sidecars (restart_policy: Always) count in the request
+//!       - {name: envoy, restart_policy: Always, requests: {cpu: 100m}}
+//!     resources: {requests: {cpu: "1"}}   # pod-level spec.resources (wins for Resource metrics)
+//!     overhead: {cpu: 50m}       # spec.overhead, added to pod-level requests
+//! timeline:
+//!   - at: 0s
+//!     metrics:                   # a per-pod value may carry its own timestamp and window
+//!       cpu: {"*": 300m, web-2: {value: 900m, timestamp: -10s, window: 1m}}
+//! ```
+//!
+//! Values are Kubernetes quantities read as the HPA reads them (`MilliValue()`): exact int64 milli-units,
+//! saturated beyond the range (`9223372036854775807m`, `10E`, `1e30` are all `MaxInt64`). NaN and
+//! infinities are refused with the reason (no quantity carries them); `error` makes a metric fail.
+//!
 //! **Simulation model** (what the engine does not decide, the simulator must; each choice is documented
 //! where it is made):
 //! - Evaluations run at `0, sync_period, 2·sync_period, … ≤ end`, and also at every timeline entry when
@@ -32,8 +58,10 @@
 //! - A decision is applied at once, like a ReplicaSet: a scale-up creates pods (Pending, then Running and
 //!   Ready after `new_pods` delays), a scale-down removes pods at once, least valuable first (Pending,
 //!   then unready, then the newest), as the ReplicaSet controller ranks them.
-//! - Per-pod samples are stamped with the evaluation time and a 30 s window (metrics-server's), which the
-//!   HPA's CPU readiness rules compare with the pods' readiness transitions.
+//! - Per-pod samples are stamped with the evaluation time and a 30 s window (metrics-server's;
+//!   `sample_window` changes it, and a value may give its own `timestamp` and `window`), which the HPA's
+//!   CPU readiness rules compare with the pods' readiness transitions.
+//! - `history` seeds the controller's memory; without it the replay starts as a fresh controller.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -14,7 +14,11 @@
 //! Upstream also checks the returned sample timestamp, which surge does not return: not ported.
 
 // Test helpers may unwrap (a panic is a failed test) and tables are wide by design.
-#![allow(clippy::unwrap_used, clippy::too_many_arguments, clippy::type_complexity)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_arguments,
+    clippy::type_complexity
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -74,7 +78,6 @@ struct Fixture {
     phase: Vec<PodPhase>,
     deleting: Vec<bool>,
 }
-
 
 /// `newFakePodClient` / `buildFakePod`: `current` pods, or as many as `phase` lists.
 fn pods(f: &Fixture) -> Vec<PodInfo> {

@@ -262,3 +262,51 @@ pub fn render(decisions: &[Value]) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::render;
+
+    /// The pod groups of a metric that could not propose, and the history the rules read, are shown.
+    #[test]
+    fn shows_pod_groups_and_the_history_read() {
+        let d = json!({
+            "policy": "shop/web", "mode": "dry-run", "workload": "shop/web",
+            "replicas_before": 3, "replicas_after": 3, "decided_at_ms": 60_000,
+            "trigger": "sync", "actuation": "none", "inputs": [],
+            "decision": {
+                "inputs": {"min_replicas": 1, "max_replicas": 10,
+                           "scale_up_tolerance": 0.1, "scale_down_tolerance": 0.1},
+                "metrics": [{
+                    "name": "cpu resource utilization (percentage of request)",
+                    "current_milli": null, "target": {"type": "Utilization", "value": 50},
+                    "ratio": null, "proposal": null, "within_tolerance": false,
+                    "pods": {"ready": 0, "unready": 2, "missing": 0, "ignored": 1},
+                    "pod_groups": {"unready": ["web-0", "web-1"], "missing": [], "ignored": ["web-2"]},
+                    "error": "failed to get cpu resource metric value: did not receive metrics for targeted pods (pods might be unready)"
+                }],
+                "history": {"recommendations": [[5, 0], [3, 15_000]], "scale_up_events": [],
+                            "scale_down_events": [[2, 30_000]]},
+                "conditions": [], "reason": "not scaling"
+            }
+        });
+        let text = render(&[d]);
+        assert!(
+            text.contains(
+                "    pods: ready 0, unready 2 (web-0, web-1), missing 0, ignored 1 (web-2)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  recommendations 5 at 00:00:00.000, 3 at 00:00:15.000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  scale-downs     2 at 00:00:30.000\n"),
+            "{text}"
+        );
+        assert!(!text.contains("scale-ups"), "{text}");
+    }
+}

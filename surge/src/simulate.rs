@@ -81,11 +81,10 @@ fn print_table(steps: &[Step]) -> std::io::Result<()> {
         )?;
         // How the pods were grouped, when a per-pod metric left some out (also when no proposal was
         // made): the first thing to look at when a proposal surprises.
-        for m in &s.metrics {
-            let left_out = s.decision.metrics.iter().any(|p| {
-                p.pods
-                    .is_some_and(|c| c.unready + c.missing + c.ignored > 0)
-            });
+        for (m, p) in s.metrics.iter().zip(&s.decision.metrics) {
+            let left_out = p
+                .pods
+                .is_some_and(|c| c.unready + c.missing + c.ignored > 0);
             if let (Some(pods), true) = (&m.pods, left_out) {
                 writeln!(
                     out,

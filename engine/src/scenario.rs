@@ -504,6 +504,10 @@ pub struct Step {
     pub reason: String,
     /// Per metric of the policy: current value against target.
     pub metrics: Vec<MetricReading>,
+    /// The seeded `history` entries this evaluation's stabilization and rate rules read, e.g.
+    /// `recommendation 8 at -1m`, `scale-down 2 at -30s` (empty once they have aged out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seeded_history: Vec<String>,
     /// The engine's full decision.
     pub decision: Decision,
 }
@@ -2403,10 +2407,48 @@ pub fn simulate(s: &Scenario) -> Vec<Step> {
             min_replicas,
             reason: decision.reason.clone(),
             metrics: readings(&decision, &keys),
+            seeded_history: seeded_history_read(s, &decision),
             decision,
         });
     }
     steps
+}
+
+/// The entries of `s.history` among those the decision read, in scenario time.
+fn seeded_history_read(s: &Scenario, d: &Decision) -> Vec<String> {
+    let Some(read) = &d.history else {
+        return Vec::new();
+    };
+    let at = |ms: i64| format_offset(ms.saturating_sub(s.start_ms));
+    let seeded = &s.history;
+    let mut out = Vec::new();
+    for &(replicas, at_ms) in &read.recommendations {
+        let is_seeded = seeded
+            .recommendations
+            .iter()
+            .any(|r| r.replicas == replicas && r.at_ms == at_ms);
+        if is_seeded {
+            out.push(format!("recommendation {replicas} at {}", at(at_ms)));
+        }
+    }
+    for (label, read, seeded) in [
+        ("scale-up", &read.scale_up_events, &seeded.scale_up_events),
+        (
+            "scale-down",
+            &read.scale_down_events,
+            &seeded.scale_down_events,
+        ),
+    ] {
+        for &(change, at_ms) in read {
+            if seeded
+                .iter()
+                .any(|e| e.change == change && e.at_ms == at_ms)
+            {
+                out.push(format!("{label} {change} at {}", at(at_ms)));
+            }
+        }
+    }
+    out
 }
 
 fn readings(d: &Decision, keys: &[String]) -> Vec<MetricReading> {

@@ -1749,6 +1749,285 @@ fn test_case_runs() {
             },
             0,
         ),
+        (
+            "TestScaleDownPerPodCMObject",
+            Case {
+                extra: Some(Extra::ObjectAverage(20_000)),
+                levels: vec![60000],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownCMExternal",
+            Case {
+                extra: Some(Extra::External(14_400)),
+                levels: vec![8600],
+                requests: vec![],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownToZeroCMExternal",
+            Case {
+                min: 0,
+                extra: Some(Extra::External(14_400)),
+                levels: vec![0],
+                requests: vec![],
+                ..down5.clone()
+            },
+            0,
+        ),
+        (
+            "TestScaleDownPerPodCMExternal",
+            Case {
+                extra: Some(Extra::ExternalAverage(3000)),
+                levels: vec![8600],
+                requests: vec![],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownIncludeUnreadyPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                readiness: vec![true, true, true, false, false],
+                ..down5.clone()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownIgnoreHotCpuPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                start: vec![
+                    Start::Cool,
+                    Start::Cool,
+                    Start::Cool,
+                    Start::Hot,
+                    Start::Hot,
+                ],
+                ..down5.clone()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownIgnoresFailedPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                requests: vec![1000; 7],
+                readiness: vec![true, true, true, true, true, false, false],
+                failed: vec![false, false, false, false, false, true, true],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownIgnoresDeletionPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                requests: vec![1000; 7],
+                readiness: vec![true, true, true, true, true, false, false],
+                deleting: vec![false, false, false, false, false, true, true],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestTolerance",
+            Case {
+                min: 1,
+                max: 5,
+                cpu_target: Some(100),
+                levels: vec![1010, 1030, 1020],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCM",
+            Case {
+                min: 1,
+                max: 5,
+                extra: Some(Extra::Pods(20_000)),
+                levels: vec![20000, 20001, 21000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCMObject",
+            Case {
+                min: 1,
+                max: 5,
+                extra: Some(Extra::Object(20_000)),
+                levels: vec![20050],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCMExternal",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::External(8666)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestTolerancePerPodCMObject",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::ObjectAverage(2200)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestTolerancePerPodCMExternal",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::ExternalAverage(2200)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestMinReplicas",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![10, 95, 10],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestZeroMinReplicasDesiredZero",
+            Case {
+                min: 0,
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![0, 0, 0],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            0,
+        ),
+        (
+            "TestMinReplicasDesiredZero",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![0, 0, 0],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestZeroReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 0,
+                status: 0,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            0,
+        ),
+        (
+            "TestTooFewReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 2,
+                status: 2,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestTooManyReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 10,
+                status: 10,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            "TestMaxReplicas",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![8000, 9500, 1000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            "TestSuperfluousMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                levels: vec![4000, 9500, 3000, 7000, 3200, 2000],
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestMissingMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                levels: vec![400, 95],
+                requests: vec![1000; 4],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestEmptyMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            4,
+        ),
     ];
     let total = rows.len();
     let failed: Vec<String> = rows
@@ -1764,5 +2043,5 @@ fn test_case_runs() {
         failed.len(),
         failed.join("\n")
     );
-    assert_eq!(total, 26);
+    assert_eq!(total, 50);
 }

@@ -52,6 +52,8 @@ end: 75s
     ));
     let replicas: Vec<i32> = steps.iter().map(|s| s.replicas).collect();
     assert_eq!(replicas, [5, 5, 5, 5, 5, 1]);
+    assert_eq!(steps[0].seeded_history, ["recommendation 5 at -4m"]);
+    assert!(steps[5].seeded_history.is_empty());
     let first = steps[0].decision.history.as_ref().unwrap();
     assert_eq!(first.recommendations[0], (5, -240_000));
     assert_eq!(
@@ -94,6 +96,7 @@ end: 30s
         steps[0].decision.history.as_ref().unwrap().scale_up_events,
         [(3, -30_000)]
     );
+    assert_eq!(steps[0].seeded_history, ["scale-up 3 at -30s"]);
 }
 
 #[test]

@@ -1339,6 +1339,8 @@ struct Case {
     deleting: Vec<bool>,
     /// `recommendations: []timestampedRecommendation{}`: no initial recommendation.
     empty_recommendations: bool,
+    /// `scaleUpRules` (the scale-down rules are then defaulted, as the API server does).
+    scale_up_rules: Option<ScalingRules>,
 }
 
 impl Default for Case {
@@ -1358,6 +1360,7 @@ impl Default for Case {
             failed: Vec::new(),
             deleting: Vec::new(),
             empty_recommendations: false,
+            scale_up_rules: None,
         }
     }
 }
@@ -1476,7 +1479,10 @@ fn reconcile(c: &Case) -> i32 {
         min_replicas: c.min,
         max_replicas: c.max,
         metrics,
-        behavior: None,
+        behavior: c.scale_up_rules.clone().map(|scale_up| Behavior {
+            scale_up,
+            scale_down: ScalingRules::default_scale_down(),
+        }),
         controller: ControllerConfig {
             tolerance: 0.1,
             cpu_initialization_period_ms: 2 * MIN,
@@ -2028,6 +2034,89 @@ fn test_case_runs() {
             },
             4,
         ),
+        (
+            "TestEventCreated",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 1,
+                status: 1,
+                cpu_target: Some(50),
+                levels: vec![200],
+                requests: vec![200],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestEventNotCreated",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 2,
+                status: 2,
+                cpu_target: Some(50),
+                levels: vec![200, 200],
+                requests: vec![400, 400],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestMissingReports",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 4,
+                status: 4,
+                cpu_target: Some(50),
+                levels: vec![200],
+                requests: vec![200],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestUpscaleCap",
+            Case {
+                min: 1,
+                max: 100,
+                cpu_target: Some(10),
+                levels: vec![100, 200, 300],
+                requests: vec![100; 3],
+                scale_up_rules: Some(rules(0, 0, 700, 60, 0)),
+                ..Case::default()
+            },
+            24,
+        ),
+        (
+            "TestUpscaleCapGreaterThanMaxReplicas",
+            Case {
+                min: 1,
+                max: 20,
+                cpu_target: Some(10),
+                levels: vec![100, 200, 300],
+                requests: vec![100; 3],
+                scale_up_rules: Some(rules(0, 0, 700, 60, 0)),
+                ..Case::default()
+            },
+            20,
+        ),
+        (
+            "TestMoreReplicasThanSpecNoScale",
+            Case {
+                min: 1,
+                max: 8,
+                spec: 4,
+                status: 5,
+                cpu_target: Some(50),
+                levels: vec![500; 5],
+                requests: vec![1000; 5],
+                ..Case::default()
+            },
+            4,
+        ),
     ];
     let total = rows.len();
     let failed: Vec<String> = rows
@@ -2043,5 +2132,5 @@ fn test_case_runs() {
         failed.len(),
         failed.join("\n")
     );
-    assert_eq!(total, 50);
+    assert_eq!(total, 56);
 }

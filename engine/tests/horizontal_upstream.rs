@@ -2117,6 +2117,45 @@ fn test_case_runs() {
             },
             4,
         ),
+        (
+            "TestScaleUpRCImmediately",
+            Case {
+                spec: 1,
+                status: 1,
+                levels: vec![0; 4],
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownRCImmediately",
+            Case {
+                max: 5,
+                spec: 6,
+                status: 6,
+                cpu_target: Some(50),
+                levels: vec![8000, 9500, 1000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            // Upstream's listed HPA targets 80 % (see its TODO), not the case's CPUTarget of 30.
+            "TestAvoidUnnecessaryUpdates",
+            Case {
+                spec: 2,
+                status: 2,
+                cpu_target: Some(80),
+                levels: vec![400, 500, 700],
+                requests: r3.clone(),
+                start: vec![Start::Cool, Start::Hot, Start::Hot],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
     ];
     let total = rows.len();
     let failed: Vec<String> = rows
@@ -2132,5 +2171,5 @@ fn test_case_runs() {
         failed.len(),
         failed.join("\n")
     );
-    assert_eq!(total, 56);
+    assert_eq!(total, 59);
 }

@@ -27,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+use surge_engine::quantity::sample_milli;
 use surge_engine::{
     Decision, HpaInput, HpaState, KedaInput, KedaState, MetricSample, PodMetric, TriggerValue,
 };
@@ -517,22 +518,32 @@ enum InputSample {
 impl InputSample {
     fn into_hpa(self) -> MetricSample {
         match self {
-            InputSample::PerPod(m, ts) => MetricSample::PerPod(
-                m.into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            PodMetric {
-                                value: v,
+            // The HPA reads quantities (`MilliValue()`): a NaN or an infinity from a query has no
+            // quantity and fails the metric, naming the pod; a huge value saturates as MilliValue does.
+            InputSample::PerPod(m, ts) => {
+                let mut samples = BTreeMap::new();
+                for (pod, v) in m {
+                    match sample_milli(v) {
+                        Ok(milli) => {
+                            let metric = PodMetric {
+                                milli,
                                 timestamp_ms: ts,
                                 window_ms: 30_000,
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
-            InputSample::Total(v) => MetricSample::External(vec![v]),
-            InputSample::Object(v) => MetricSample::Object(v),
+                            };
+                            samples.insert(pod, metric);
+                        }
+                        Err(e) => {
+                            return MetricSample::Failed(format!("value for pod {pod}: {e}"));
+                        }
+                    }
+                }
+                MetricSample::PerPod(samples)
+            }
+            InputSample::Total(v) => MetricSample::external_f64(v),
+            InputSample::Object(v) => match sample_milli(v) {
+                Ok(milli) => MetricSample::Object(milli),
+                Err(e) => MetricSample::Failed(format!("object metric value {e}")),
+            },
             InputSample::Failed(e) => MetricSample::Failed(e),
         }
     }

@@ -27,6 +27,10 @@ fn cron(start: &str, end: &str, desired: &str) -> CronTrigger {
 
 fn spec(names: &[&str]) -> ScaledObjectSpec {
     ScaledObjectSpec {
+        name: "so".to_owned(),
+        annotations: Default::default(),
+        min_replica_count_set: false,
+        warnings: Vec::new(),
         polling_interval_seconds: 30,
         cooldown_period_seconds: 300,
         initial_cooldown_period_seconds: 0,
@@ -41,6 +45,10 @@ fn spec(names: &[&str]) -> ScaledObjectSpec {
                 metric_type: TriggerMetricType::AverageValue,
                 threshold: CRON_TARGET,
                 activation_threshold: 0.0,
+                named: true,
+                container: None,
+                use_cached_metrics: false,
+                metadata: Default::default(),
             })
             .collect(),
         fallback: None,

@@ -1055,7 +1055,7 @@ fn cpu_pods(levels: &[i64]) -> (Vec<PodInfo>, MetricSample) {
             (
                 format!("test-pod-{i}"),
                 PodMetric {
-                    value: *l as f64 / 1000.0,
+                    milli: *l,
                     timestamp_ms: NOW - 30_000,
                     window_ms: 60_000,
                 },
@@ -1178,7 +1178,7 @@ fn test_scale_up_limit_without_behavior() {
         current_replicas: 1,
         status_replicas: 1,
         pods: vec![PodInfo::running("p", 1000)],
-        metrics: vec![MetricSample::External(vec![50.0])],
+        metrics: vec![MetricSample::External(vec![50_000])],
     };
     let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
     assert_eq!(d.recommendation, Some(50));
@@ -1221,7 +1221,7 @@ fn test_downscale_stabilization_over_time() {
         controller: ControllerConfig::default(),
     };
     let mut state = HpaState::default();
-    let input = |current, total: f64| HpaInput {
+    let input = |current, total: i64| HpaInput {
         current_replicas: current,
         status_replicas: current,
         pods: (0..current)
@@ -1230,11 +1230,11 @@ fn test_downscale_stabilization_over_time() {
         metrics: vec![MetricSample::External(vec![total])],
     };
     // t=0: 10 replicas, total 10 → ratio 1: keep.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 10.0), NOW);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 10_000), NOW);
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     assert!(d.metrics[0].within_tolerance);
     // t=60s: total 4 → proposal 4, held at 10 by the window.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 60_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 60_000);
     assert_eq!(d.recommendation, Some(4));
     assert_eq!(
         d.stabilization
@@ -1244,10 +1244,10 @@ fn test_downscale_stabilization_over_time() {
     );
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     // t=200s: still held.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 200_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 200_000);
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     // t=301s: the recommendations of t=0 left the window: scale down to 4.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 301_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 301_000);
     assert_eq!((d.desired_replicas, d.scale), (4, true));
     assert_eq!(d.reason, "scale 10→4: All metrics below target");
     // Outdated slots are reused: the history does not grow.
@@ -1276,7 +1276,7 @@ fn test_behavior_per_direction_tolerance() {
         pods: (0..20)
             .map(|i| PodInfo::running(&format!("p{i}"), 1000))
             .collect(),
-        metrics: vec![MetricSample::External(vec![1.05])],
+        metrics: vec![MetricSample::External(vec![1_050])],
     };
     let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
     assert_eq!(d.desired_replicas, 21);
@@ -1286,4 +1286,890 @@ fn test_behavior_per_direction_tolerance() {
     let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
     assert_eq!(d.desired_replicas, 20);
     assert!(d.metrics[0].within_tolerance);
+}
+
+// ---- `testCase` runs of horizontal_test.go (v1.36), one reconcile pass each. ----
+//
+// The harness mirrors upstream's fakes: pods `test-pod-N` (as many as `reportedCPURequests`, else
+// `statusReplicas`), each request split over `container1` and `container2`, Ready since its start time
+// (zero unless given; "hot" is now, "cool" 3 min ago); resource samples taken now over 1 min, each
+// container reporting half the pod's level; custom samples taken now; downscale window 5 min, tolerance
+// 0.1, CPU initialization 2 min, readiness delay 10 s. `recommendations: []` (not nil) in upstream skips
+// the initial recommendation: `Fresh::No` here. Upstream's test `init` sets `scaleUpLimitFactor = 8`;
+// surge's factor is kube-controller-manager's 2, so only rows the legacy limit does not bind are
+// compared (all of those below). Only the desired replica count is compared, as upstream's status
+// update asserts it; the monitor labels and events are not ported.
+
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    Zero,
+    Hot,
+    Cool,
+}
+
+#[derive(Clone, Copy)]
+enum Extra {
+    /// Pods AverageValue (milli).
+    Pods(i64),
+    /// Object Value (milli).
+    Object(i64),
+    /// Object AverageValue (milli).
+    ObjectAverage(i64),
+    /// External Value (milli).
+    External(i64),
+    /// External AverageValue (milli).
+    ExternalAverage(i64),
+}
+
+#[derive(Clone)]
+struct Case {
+    min: i32,
+    max: i32,
+    spec: i32,
+    status: i32,
+    cpu_target: Option<i32>,
+    /// ContainerResource cpu Utilization: (container, target).
+    container: Option<(&'static str, i32)>,
+    extra: Option<Extra>,
+    levels: Vec<i64>,
+    requests: Vec<i64>,
+    readiness: Vec<bool>,
+    start: Vec<Start>,
+    failed: Vec<bool>,
+    deleting: Vec<bool>,
+    /// `recommendations: []timestampedRecommendation{}`: no initial recommendation.
+    empty_recommendations: bool,
+    /// `scaleUpRules` (the scale-down rules are then defaulted, as the API server does).
+    scale_up_rules: Option<ScalingRules>,
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Self {
+            min: 2,
+            max: 6,
+            spec: 3,
+            status: 3,
+            cpu_target: None,
+            container: None,
+            extra: None,
+            levels: Vec::new(),
+            requests: Vec::new(),
+            readiness: Vec::new(),
+            start: Vec::new(),
+            failed: Vec::new(),
+            deleting: Vec::new(),
+            empty_recommendations: false,
+            scale_up_rules: None,
+        }
+    }
+}
+
+fn reconcile(c: &Case) -> i32 {
+    let mut metrics = Vec::new();
+    let mut samples = Vec::new();
+    let n = if c.requests.is_empty() {
+        usize::try_from(c.status).unwrap()
+    } else {
+        c.requests.len()
+    };
+    let pods: Vec<PodInfo> = (0..n)
+        .map(|i| {
+            let request = c.requests.get(i).copied().unwrap_or(1000);
+            let start = match c.start.get(i).copied().unwrap_or(Start::Zero) {
+                Start::Zero => 0,
+                Start::Hot => NOW,
+                Start::Cool => NOW - 3 * MIN,
+            };
+            let mut p = PodInfo::running(&format!("test-pod-{i}"), request / 2);
+            p.containers.push(surge_engine::ContainerRequests {
+                name: "container2".to_owned(),
+                ..p.containers[0].clone()
+            });
+            p.containers[0].name = "container1".to_owned();
+            if !c.readiness.get(i).copied().unwrap_or(true) {
+                p.ready = Some(surge_engine::ConditionStatus::False);
+            }
+            if c.failed.get(i).copied().unwrap_or(false) {
+                p.phase = surge_engine::PodPhase::Failed;
+            }
+            p.deleting = c.deleting.get(i).copied().unwrap_or(false);
+            p.start_ms = Some(start);
+            p.ready_transition_ms = start;
+            p
+        })
+        .collect();
+    let per_pod = |value: &dyn Fn(i64) -> i64, window_ms: i64| {
+        MetricSample::PerPod(
+            c.levels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let m = PodMetric {
+                        milli: value(*l),
+                        timestamp_ms: NOW,
+                        window_ms,
+                    };
+                    (format!("test-pod-{i}"), m)
+                })
+                .collect(),
+        )
+    };
+    if let Some(t) = c.cpu_target {
+        metrics.push(MetricSpec {
+            source: MetricSource::Resource { name: "cpu".into() },
+            target: MetricTarget::Utilization(t),
+        });
+        // Two containers of level/2 each.
+        samples.push(per_pod(&|l| 2 * (l / 2), MIN));
+    }
+    if let Some((container, t)) = c.container {
+        metrics.push(MetricSpec {
+            source: MetricSource::ContainerResource {
+                name: "cpu".into(),
+                container: container.into(),
+            },
+            target: MetricTarget::Utilization(t),
+        });
+        samples.push(per_pod(&|l| l / 2, MIN));
+    }
+    let object = || MetricSource::Object {
+        metric: "qps".into(),
+        kind: "Deployment".into(),
+        object: "some-deployment".into(),
+    };
+    let external = || MetricSource::External {
+        metric: "qps".into(),
+    };
+    match c.extra {
+        None => {}
+        Some(Extra::Pods(t)) => {
+            metrics.push(MetricSpec {
+                source: MetricSource::Pods {
+                    metric: "qps".into(),
+                },
+                target: MetricTarget::AverageValue(t),
+            });
+            samples.push(per_pod(&|l| l, 0));
+        }
+        Some(Extra::Object(t) | Extra::ObjectAverage(t)) => {
+            let target = match c.extra {
+                Some(Extra::Object(_)) => MetricTarget::Value(t),
+                _ => MetricTarget::AverageValue(t),
+            };
+            metrics.push(MetricSpec {
+                source: object(),
+                target,
+            });
+            samples.push(MetricSample::Object(c.levels[0]));
+        }
+        Some(Extra::External(t) | Extra::ExternalAverage(t)) => {
+            let target = match c.extra {
+                Some(Extra::External(_)) => MetricTarget::Value(t),
+                _ => MetricTarget::AverageValue(t),
+            };
+            metrics.push(MetricSpec {
+                source: external(),
+                target,
+            });
+            samples.push(MetricSample::External(c.levels.clone()));
+        }
+    }
+    let spec = HpaSpec {
+        min_replicas: c.min,
+        max_replicas: c.max,
+        metrics,
+        behavior: c.scale_up_rules.clone().map(|scale_up| Behavior {
+            scale_up,
+            scale_down: ScalingRules::default_scale_down(),
+        }),
+        controller: ControllerConfig {
+            tolerance: 0.1,
+            cpu_initialization_period_ms: 2 * MIN,
+            delay_of_initial_readiness_status_ms: 10_000,
+            downscale_stabilization_window_ms: 5 * MIN,
+        },
+    };
+    let mut state = HpaState {
+        initialized: c.empty_recommendations,
+        ..HpaState::default()
+    };
+    let input = HpaInput {
+        current_replicas: c.spec,
+        status_replicas: c.status,
+        pods,
+        metrics: samples,
+    };
+    evaluate_hpa(&spec, &mut state, &input, NOW).desired_replicas
+}
+
+#[test]
+fn test_case_runs() {
+    let r3 = vec![1000; 3];
+    let r5 = vec![1000; 5];
+    let cpu30 = Case {
+        cpu_target: Some(30),
+        levels: vec![300, 500, 700],
+        requests: r3.clone(),
+        ..Case::default()
+    };
+    let down5 = Case {
+        spec: 5,
+        status: 5,
+        requests: r5.clone(),
+        empty_recommendations: true,
+        ..Case::default()
+    };
+    let rows: Vec<(&str, Case, i32)> = vec![
+        ("TestScaleUp", cpu30.clone(), 5),
+        (
+            "TestScaleUpContainer",
+            Case {
+                cpu_target: None,
+                container: Some(("container1", 30)),
+                ..cpu30.clone()
+            },
+            5,
+        ),
+        (
+            "TestScaleUpUnreadyLessScale",
+            Case {
+                readiness: vec![false, true, true],
+                ..cpu30.clone()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpHotCpuLessScale",
+            Case {
+                start: vec![Start::Hot, Start::Cool, Start::Cool],
+                ..cpu30.clone()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpUnreadyNoScale",
+            Case {
+                levels: vec![400, 500, 700],
+                readiness: vec![true, false, false],
+                ..cpu30.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleUpHotCpuNoScale",
+            Case {
+                levels: vec![400, 500, 700],
+                readiness: vec![true, false, false],
+                start: vec![Start::Cool, Start::Hot, Start::Hot],
+                ..cpu30.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleUpIgnoresFailedPods",
+            Case {
+                spec: 2,
+                status: 2,
+                levels: vec![500, 700],
+                requests: vec![1000; 4],
+                readiness: vec![true, true, false, false],
+                failed: vec![false, false, true, true],
+                ..cpu30.clone()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpIgnoresDeletionPods",
+            Case {
+                spec: 2,
+                status: 2,
+                levels: vec![500, 700],
+                requests: vec![1000; 4],
+                readiness: vec![true, true, false, false],
+                deleting: vec![false, false, true, true],
+                ..cpu30.clone()
+            },
+            4,
+        ),
+        ("TestScaleUpDeployment", cpu30.clone(), 5),
+        ("TestScaleUpReplicaSet", cpu30.clone(), 5),
+        (
+            "TestScaleUpCM",
+            Case {
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![20000, 10000, 30000],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpCMUnreadyAndHotCpuNoLessScale",
+            Case {
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![50000, 10000, 30000],
+                readiness: vec![true, true, false],
+                start: vec![Start::Cool, Start::Cool, Start::Hot],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestScaleUpCMUnreadyandCpuHot",
+            Case {
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![50000, 15000, 30000],
+                readiness: vec![false, true, false],
+                start: vec![Start::Hot, Start::Cool, Start::Hot],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestScaleUpHotCpuNoScaleWouldScaleDown",
+            Case {
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![50000, 15000, 30000],
+                start: vec![Start::Hot, Start::Cool, Start::Hot],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestScaleUpCMObject",
+            Case {
+                extra: Some(Extra::Object(15_000)),
+                levels: vec![20000],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpFromZeroCMObject",
+            Case {
+                min: 0,
+                spec: 0,
+                status: 0,
+                extra: Some(Extra::Object(15_000)),
+                levels: vec![20000],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestScaleUpFromZeroIgnoresToleranceCMObject",
+            Case {
+                min: 0,
+                spec: 0,
+                status: 0,
+                extra: Some(Extra::Object(1_000)),
+                levels: vec![1000],
+                ..Case::default()
+            },
+            1,
+        ),
+        (
+            "TestScaleUpPerPodCMObject",
+            Case {
+                extra: Some(Extra::ObjectAverage(10_000)),
+                levels: vec![40000],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpCMExternal",
+            Case {
+                extra: Some(Extra::External(6666)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpPerPodCMExternal",
+            Case {
+                extra: Some(Extra::ExternalAverage(2222)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleDown",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownContainerResource",
+            Case {
+                container: Some(("container2", 50)),
+                levels: vec![100, 300, 500, 250, 250],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownStabilizeInitialSize",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                empty_recommendations: false,
+                ..down5.clone()
+            },
+            5,
+        ),
+        (
+            "TestScaleDownCM",
+            Case {
+                extra: Some(Extra::Pods(20_000)),
+                levels: vec![12000; 5],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownCMObject",
+            Case {
+                extra: Some(Extra::Object(20_000)),
+                levels: vec![12000],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownToZeroCMObject",
+            Case {
+                min: 0,
+                extra: Some(Extra::Object(20_000)),
+                levels: vec![0],
+                ..down5.clone()
+            },
+            0,
+        ),
+        (
+            "TestScaleDownPerPodCMObject",
+            Case {
+                extra: Some(Extra::ObjectAverage(20_000)),
+                levels: vec![60000],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownCMExternal",
+            Case {
+                extra: Some(Extra::External(14_400)),
+                levels: vec![8600],
+                requests: vec![],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownToZeroCMExternal",
+            Case {
+                min: 0,
+                extra: Some(Extra::External(14_400)),
+                levels: vec![0],
+                requests: vec![],
+                ..down5.clone()
+            },
+            0,
+        ),
+        (
+            "TestScaleDownPerPodCMExternal",
+            Case {
+                extra: Some(Extra::ExternalAverage(3000)),
+                levels: vec![8600],
+                requests: vec![],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownIncludeUnreadyPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                readiness: vec![true, true, true, false, false],
+                ..down5.clone()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownIgnoreHotCpuPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                start: vec![
+                    Start::Cool,
+                    Start::Cool,
+                    Start::Cool,
+                    Start::Hot,
+                    Start::Hot,
+                ],
+                ..down5.clone()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownIgnoresFailedPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                requests: vec![1000; 7],
+                readiness: vec![true, true, true, true, true, false, false],
+                failed: vec![false, false, false, false, false, true, true],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownIgnoresDeletionPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                requests: vec![1000; 7],
+                readiness: vec![true, true, true, true, true, false, false],
+                deleting: vec![false, false, false, false, false, true, true],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestTolerance",
+            Case {
+                min: 1,
+                max: 5,
+                cpu_target: Some(100),
+                levels: vec![1010, 1030, 1020],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCM",
+            Case {
+                min: 1,
+                max: 5,
+                extra: Some(Extra::Pods(20_000)),
+                levels: vec![20000, 20001, 21000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCMObject",
+            Case {
+                min: 1,
+                max: 5,
+                extra: Some(Extra::Object(20_000)),
+                levels: vec![20050],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCMExternal",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::External(8666)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestTolerancePerPodCMObject",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::ObjectAverage(2200)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestTolerancePerPodCMExternal",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::ExternalAverage(2200)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestMinReplicas",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![10, 95, 10],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestZeroMinReplicasDesiredZero",
+            Case {
+                min: 0,
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![0, 0, 0],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            0,
+        ),
+        (
+            "TestMinReplicasDesiredZero",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![0, 0, 0],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestZeroReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 0,
+                status: 0,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            0,
+        ),
+        (
+            "TestTooFewReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 2,
+                status: 2,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestTooManyReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 10,
+                status: 10,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            "TestMaxReplicas",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![8000, 9500, 1000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            "TestSuperfluousMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                levels: vec![4000, 9500, 3000, 7000, 3200, 2000],
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestMissingMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                levels: vec![400, 95],
+                requests: vec![1000; 4],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestEmptyMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestEventCreated",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 1,
+                status: 1,
+                cpu_target: Some(50),
+                levels: vec![200],
+                requests: vec![200],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestEventNotCreated",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 2,
+                status: 2,
+                cpu_target: Some(50),
+                levels: vec![200, 200],
+                requests: vec![400, 400],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestMissingReports",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 4,
+                status: 4,
+                cpu_target: Some(50),
+                levels: vec![200],
+                requests: vec![200],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestUpscaleCap",
+            Case {
+                min: 1,
+                max: 100,
+                cpu_target: Some(10),
+                levels: vec![100, 200, 300],
+                requests: vec![100; 3],
+                scale_up_rules: Some(rules(0, 0, 700, 60, 0)),
+                ..Case::default()
+            },
+            24,
+        ),
+        (
+            "TestUpscaleCapGreaterThanMaxReplicas",
+            Case {
+                min: 1,
+                max: 20,
+                cpu_target: Some(10),
+                levels: vec![100, 200, 300],
+                requests: vec![100; 3],
+                scale_up_rules: Some(rules(0, 0, 700, 60, 0)),
+                ..Case::default()
+            },
+            20,
+        ),
+        (
+            "TestMoreReplicasThanSpecNoScale",
+            Case {
+                min: 1,
+                max: 8,
+                spec: 4,
+                status: 5,
+                cpu_target: Some(50),
+                levels: vec![500; 5],
+                requests: vec![1000; 5],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpRCImmediately",
+            Case {
+                spec: 1,
+                status: 1,
+                levels: vec![0; 4],
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownRCImmediately",
+            Case {
+                max: 5,
+                spec: 6,
+                status: 6,
+                cpu_target: Some(50),
+                levels: vec![8000, 9500, 1000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            // Upstream's listed HPA targets 80 % (see its TODO), not the case's CPUTarget of 30.
+            "TestAvoidUnnecessaryUpdates",
+            Case {
+                spec: 2,
+                status: 2,
+                cpu_target: Some(80),
+                levels: vec![400, 500, 700],
+                requests: r3.clone(),
+                start: vec![Start::Cool, Start::Hot, Start::Hot],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+    ];
+    let total = rows.len();
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|(name, c, want)| {
+            let got = reconcile(c);
+            (got != *want).then(|| format!("{name}: {got} != {want}"))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {total} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert_eq!(total, 59);
 }

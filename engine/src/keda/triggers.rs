@@ -146,10 +146,10 @@ pub fn read_triggers(
                     Some(match s {
                         TriggerSample::Resource(s) => s,
                         TriggerSample::External(_, FallbackRead::Value(v)) => {
-                            MetricSample::External(vec![v])
+                            MetricSample::external_f64(v)
                         }
                         TriggerSample::External(_, FallbackRead::Fallback { value, .. }) => {
-                            MetricSample::External(vec![value])
+                            MetricSample::external_f64(value)
                         }
                         // Not reachable without scalingModifiers (admission requires a formula for it).
                         TriggerSample::External(_, FallbackRead::Placeholder) => {
@@ -218,7 +218,7 @@ fn composite_sample(
         _ => None,
     }) {
         out.fallback_triggers = vec![COMPOSITE_METRIC_NAME.to_owned()];
-        return MetricSample::External(vec![value]);
+        return MetricSample::external_f64(value);
     }
     if out.error {
         // `GetScaledObjectMetrics` answers the HPA with an error when a scaler failed below the threshold.
@@ -250,7 +250,7 @@ fn composite_sample(
             // `SetMilli(int64(out * 1000))`: truncated to milli-units.
             let v = (v * 1000.0).trunc() / 1000.0;
             out.formula_value = Some(v);
-            MetricSample::External(vec![v])
+            MetricSample::external_f64(v)
         }
         Err(_)
             if has_nil
@@ -264,7 +264,7 @@ fn composite_sample(
             out.formula_value = Some(v);
             out.fallback_triggers = vec![COMPOSITE_METRIC_NAME.to_owned()];
             out.fallback_replicas = Some(fb_replicas);
-            MetricSample::External(vec![(v * 1000.0).trunc() / 1000.0])
+            MetricSample::external_f64((v * 1000.0).trunc() / 1000.0)
         }
         Err(e) => MetricSample::Failed(e),
     }

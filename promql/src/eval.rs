@@ -268,9 +268,10 @@ fn bool_f(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
-/// Prometheus's `shouldDropMetricName`: arithmetic drops the name, comparisons and set operators keep it.
+/// Prometheus's `shouldDropMetricName`: arithmetic drops the name; comparisons, set operators and (in
+/// 2.42, which the differential test runs against) `atan2` keep it.
 fn drops_name(op: BinOp) -> bool {
-    !op.is_comparison() && !op.is_set()
+    !op.is_comparison() && !op.is_set() && op != BinOp::Atan2
 }
 
 /// The match-group signature of `m` under `on(...)` / `ignoring(...)` (none: all labels but the name).

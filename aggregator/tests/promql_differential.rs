@@ -1099,6 +1099,44 @@ fn promql_matches_prometheus_2_42() {
     );
     assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
 
+    grafana_probes_match(prom.port, agg_port);
+
     let _ = stop_tx.send(());
     let _ = rt.block_on(server);
+}
+
+fn get_json(port: u16, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = http(port, "GET", path, &[], &[]).unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// Grafana's flavour probes: `buildinfo` has Prometheus's fields (a version Grafana reads as a
+/// Prometheus release), `metadata` answers as Prometheus does for data that came by remote write.
+fn grafana_probes_match(prom: u16, agg: u16) {
+    let (ps, p) = get_json(prom, "/api/v1/status/buildinfo");
+    let (ss, a) = get_json(agg, "/api/v1/status/buildinfo");
+    assert_eq!((ps, ss), (200, 200));
+    assert_eq!(a["status"], "success");
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v["data"].as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&a), keys(&p), "buildinfo fields: surge {a}, prometheus {p}");
+    // Debian's build says `2.42.0+ds`: the release without its build metadata.
+    let release = p["data"]["version"].as_str().unwrap().split('+').next().unwrap();
+    assert_eq!(a["data"]["version"], release);
+    for path in [
+        "/api/v1/metadata",
+        "/api/v1/metadata?limit=5",
+        "/api/v1/metadata?metric=http_requests_total",
+    ] {
+        let (ps, p) = get_json(prom, path);
+        let (ss, a) = get_json(agg, path);
+        assert_eq!((ss, &a), (ps, &p), "{path}");
+    }
+    let (ps, p) = get_json(prom, "/api/v1/metadata?limit=x");
+    let (ss, a) = get_json(agg, "/api/v1/metadata?limit=x");
+    assert_eq!((ss, &a["errorType"]), (ps, &p["errorType"]));
+    assert_eq!(ss, 400);
 }

@@ -924,11 +924,14 @@ mod tests {
 
     /// `check(query, expected)`: the expected text is the S-expression rendering below, or the error.
     fn check(q: &str, want: &str) {
-        let got = match parse(q) {
+        assert_eq!(render(q), want, "query: {q}");
+    }
+
+    fn render(q: &str) -> String {
+        match parse(q) {
             Ok(e) => sexp(&e),
             Err(e) => e.to_string(),
-        };
-        assert_eq!(got, want, "query: {q}");
+        }
     }
 
     fn sexp(e: &Expr) -> String {
@@ -1125,5 +1128,157 @@ mod tests {
         for (q, want) in table {
             check(q, want);
         }
+    }
+
+    /// The syntax beyond the original subset; one row per construct.
+    #[test]
+    fn parses_the_rest_of_promql() {
+        let table = [
+            // `or` binds loosest, then `and`/`unless`, then comparisons.
+            (
+                "a or b and c",
+                "(Or@0..12 {__name__=\"a\"}@0..1 (And@5..12 {__name__=\"b\"}@5..6 {__name__=\"c\"}@11..12))",
+            ),
+            (
+                "a unless b or c",
+                "(Or@0..15 (Unless@0..10 {__name__=\"a\"}@0..1 {__name__=\"b\"}@9..10) {__name__=\"c\"}@14..15)",
+            ),
+            (
+                "a > 1 AND b",
+                "(And@0..11 (Gt@0..5 {__name__=\"a\"}@0..1 1@4..5) {__name__=\"b\"}@10..11)",
+            ),
+            (
+                "a * on(x) group_left(y, z) b",
+                "(Mul on(x) group_left(y,z)@0..28 {__name__=\"a\"}@0..1 {__name__=\"b\"}@27..28)",
+            ),
+            (
+                "a / ignoring(x) group_right b",
+                "(Div ignoring(x) group_right()@0..29 {__name__=\"a\"}@0..1 {__name__=\"b\"}@28..29)",
+            ),
+            (
+                "a atan2 b",
+                "(Atan2@0..9 {__name__=\"a\"}@0..1 {__name__=\"b\"}@8..9)",
+            ),
+            (
+                "topk by (job) (3, x)",
+                "(Topk@0..20 by job 3@15..16 {__name__=\"x\"}@18..19)",
+            ),
+            (
+                "count_values(\"v\", x)",
+                "(CountValues@0..20 by  \"v\"@13..16 {__name__=\"x\"}@18..19)",
+            ),
+            (
+                "x offset -5m",
+                "{__name__=\"x\"} offset -300000ms@0..12",
+            ),
+            (
+                "x @ 1700000000.5",
+                "{__name__=\"x\"} @ Time(1700000000500)@0..16",
+            ),
+            (
+                "x[1m] @ end() offset 1m",
+                "{__name__=\"x\"} offset 60000ms @ End@0..23[60000ms]",
+            ),
+            (
+                "rate(x[1m])[5m:30s]",
+                "(subquery@0..19 (rate@0..11 {__name__=\"x\"}@5..10[60000ms]) [300000ms:Some(30000)] offset 0ms @ None)",
+            ),
+            (
+                "x[5m:] offset 1m @ start()",
+                "(subquery@0..26 {__name__=\"x\"}@0..1 [300000ms:None] offset 60000ms @ Some(Start))",
+            ),
+            // Prometheus 3's quoted UTF-8 names.
+            (
+                "{\"my.metric\", \"k.8s\"=\"v\"}",
+                "{__name__=\"my.metric\",k.8s=\"v\"}@0..25",
+            ),
+            (
+                "sum by (\"k.8s\") ({\"my.metric\"})",
+                "(Sum@0..31 by k.8s {__name__=\"my.metric\"}@17..30)",
+            ),
+            ("day_of_week()", "(day_of_week@0..13 )"),
+            (
+                "label_join(x, \"d\", \",\", \"a\", \"b\", \"c\")",
+                "(label_join@0..38 {__name__=\"x\"}@11..12 \"d\"@14..17 \",\"@19..22 \"a\"@24..27 \"b\"@29..32 \"c\"@34..37)",
+            ),
+        ];
+        let bad: Vec<String> = table
+            .iter()
+            .filter(|(q, want)| render(q) != *want)
+            .map(|(q, want)| format!("{q}\n  got  {}\n  want {want}", render(q)))
+            .collect();
+        assert!(bad.is_empty(), "\n{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn refusals_are_phrased_like_prometheus_or_say_not_supported() {
+        let table = [
+            (
+                "sort_by_label(x, \"a\")",
+                "1:1: parse error: function \"sort_by_label\" is not supported by surge (experimental in Prometheus 3)",
+            ),
+            (
+                "limitk(2, x)",
+                "1:1: parse error: aggregation \"limitk\" is not supported by surge (experimental in Prometheus 3)",
+            ),
+            (
+                "nosuchfunc(x)",
+                "1:1: parse error: unknown function with name \"nosuchfunc\"",
+            ),
+            (
+                "x and 1",
+                "1:1: parse error: set operator \"and\" not allowed in binary scalar expression",
+            ),
+            (
+                "x and on(a) group_left y",
+                "1:1: parse error: no grouping allowed for \"and\" operation",
+            ),
+            (
+                "x + on(a) group_left(a) y",
+                "1:3: parse error: label \"a\" must not occur in ON and GROUP clause at once",
+            ),
+            (
+                "topk(x, y)",
+                "1:6: parse error: expected type scalar in aggregation parameter, got instant vector",
+            ),
+            (
+                "count_values(1, y)",
+                "1:14: parse error: expected type string in aggregation parameter, got scalar",
+            ),
+            (
+                "sum(1, y)",
+                "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 1, got 2",
+            ),
+            (
+                "sum(x) offset 1m",
+                "1:8: parse error: offset modifier must be preceded by an instant vector selector or range vector selector or a subquery",
+            ),
+            (
+                "x @ 1 @ 2",
+                "1:7: parse error: @ <timestamp> may not be set multiple times",
+            ),
+            (
+                "x[1m][5m:]",
+                "1:1: parse error: subquery is only allowed on instant vector, got range vector instead",
+            ),
+            (
+                "round(x, 1, 2)",
+                "1:14: parse error: expected at most 2 argument(s) in call to \"round\", got 3",
+            ),
+            (
+                "label_join(x)",
+                "1:13: parse error: expected at least 3 argument(s) in call to \"label_join\", got 1",
+            ),
+            (
+                "{\"a.b\", __name__=\"c\"}",
+                "1:9: parse error: metric name must not be set twice",
+            ),
+        ];
+        let bad: Vec<String> = table
+            .iter()
+            .filter(|(q, want)| render(q) != *want)
+            .map(|(q, want)| format!("{q}\n  got  {}\n  want {want}", render(q)))
+            .collect();
+        assert!(bad.is_empty(), "\n{}", bad.join("\n"));
     }
 }

@@ -237,7 +237,16 @@ fn dataset(end_ms: i64) -> Vec<Generated> {
             times
                 .iter()
                 .enumerate()
-                .map(|(i, t)| (*t, if inst == "i2" && i % 50 > 45 { 0.0 } else { 1.0 }))
+                .map(|(i, t)| {
+                    (
+                        *t,
+                        if inst == "i2" && i % 50 > 45 {
+                            0.0
+                        } else {
+                            1.0
+                        },
+                    )
+                })
                 .collect(),
         ));
         // An info-style metric for group_left joins.
@@ -312,7 +321,10 @@ fn dataset(end_ms: i64) -> Vec<Generated> {
             &[("__name__", "lat_seconds_count"), ("job", job)],
             bucket_pts[5].clone(),
         ));
-        all.push(series_of(&[("__name__", "lat_seconds_sum"), ("job", job)], sum_pts));
+        all.push(series_of(
+            &[("__name__", "lat_seconds_sum"), ("job", job)],
+            sum_pts,
+        ));
     }
     // A series that appears halfway, and one that stops early (without a marker).
     all.push(series_of(
@@ -1029,7 +1041,9 @@ fn promql_matches_prometheus_2_42() {
                 if let Answer::Error(..) = p {
                     any_error = true;
                 }
-                if category != "errors" && let Answer::Error(..) = p {
+                if category != "errors"
+                    && let Answer::Error(..) = p
+                {
                     mismatches.push(format!("{q} @ {t}: Prometheus error {p:?}"));
                 }
                 if !same(&p, &a, ordered) {
@@ -1122,9 +1136,18 @@ fn grafana_probes_match(prom: u16, agg: u16) {
         k.sort();
         k
     };
-    assert_eq!(keys(&a), keys(&p), "buildinfo fields: surge {a}, prometheus {p}");
+    assert_eq!(
+        keys(&a),
+        keys(&p),
+        "buildinfo fields: surge {a}, prometheus {p}"
+    );
     // Debian's build says `2.42.0+ds`: the release without its build metadata.
-    let release = p["data"]["version"].as_str().unwrap().split('+').next().unwrap();
+    let release = p["data"]["version"]
+        .as_str()
+        .unwrap()
+        .split('+')
+        .next()
+        .unwrap();
     assert_eq!(a["data"]["version"], release);
     for path in [
         "/api/v1/metadata",

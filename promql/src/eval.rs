@@ -1509,18 +1509,10 @@ impl<'g> Aggregation<'g> {
                 }
                 g.mean += value / g.count - g.mean / g.count;
             }
-            AggOp::Max => {
-                if g.value < value || g.value.is_nan() {
-                    g.value = value;
-                }
-            }
-            AggOp::Min => {
-                if g.value > value || g.value.is_nan() {
-                    g.value = value;
-                }
-            }
+            AggOp::Max if g.value < value || g.value.is_nan() => g.value = value,
+            AggOp::Min if g.value > value || g.value.is_nan() => g.value = value,
             AggOp::Count => g.count += 1.0,
-            // Not streaming: handled by `aggregate` group by group.
+            // Max and Min that keep their value; the rest are not streaming (handled by `aggregate`).
             _ => {}
         }
     }
@@ -2132,7 +2124,12 @@ mod tests {
         let hw = run(&c, "holt_winters(g[2m], 0.5, 0.3)", 120.0, &o);
         assert!(hw.starts_with("{job=\"a\"} "), "{hw}");
         assert_eq!(
-            run(&c, "double_exponential_smoothing(g[2m], 0.5, 0.3)", 120.0, &o),
+            run(
+                &c,
+                "double_exponential_smoothing(g[2m], 0.5, 0.3)",
+                120.0,
+                &o
+            ),
             hw
         );
         assert_eq!(
@@ -2152,24 +2149,26 @@ mod tests {
             .unwrap();
         }
         let table = [
-            (
-                "{\"my.metric\"}",
-                "my.metric{job=\"a\", k.8s=\"v\"} 4",
-            ),
+            ("{\"my.metric\"}", "my.metric{job=\"a\", k.8s=\"v\"} 4"),
             (
                 "{\"my.metric\", \"k.8s\"=\"v\"}",
                 "my.metric{job=\"a\", k.8s=\"v\"} 4",
             ),
             ("{\"my.metric\", \"k.8s\"=\"w\"}", ""),
             ("sum by (\"k.8s\") ({\"my.metric\"})", "{k.8s=\"v\"} 4"),
-            ("increase({\"my.metric\"}[10s])", "{job=\"a\", k.8s=\"v\"} 3"),
+            (
+                "increase({\"my.metric\"}[10s])",
+                "{job=\"a\", k.8s=\"v\"} 3",
+            ),
             (
                 "{\"my.metric\"} * on(job) group_left g",
                 "{job=\"a\", k.8s=\"v\"} 4",
             ),
         ];
         for (q, want) in table {
-            let got = run(&c, q, 10.0, &o).replace(",k", ", k").replace(",j", ", j");
+            let got = run(&c, q, 10.0, &o)
+                .replace(",k", ", k")
+                .replace(",j", ", j");
             assert_eq!(got, want, "{q}");
         }
     }
@@ -2195,7 +2194,11 @@ mod tests {
             ("count_values(\"v\", g)", "", "{v=\"9\"} 1"),
         ];
         for (q, want_strict, want_lenient) in table {
-            assert_eq!(run(&c, q, 126.0, &strict), *want_strict, "{q} (autoscaling)");
+            assert_eq!(
+                run(&c, q, 126.0, &strict),
+                *want_strict,
+                "{q} (autoscaling)"
+            );
             assert_eq!(
                 run(&c, q, 126.0, &lenient),
                 *want_lenient,
@@ -2210,7 +2213,11 @@ mod tests {
         assert_eq!(run(&c, sub, 160.0, &lenient), "{job=\"a\"} 9");
         // Fresh data is read the same way by both presets.
         for q in ["topk(1, g)", "max_over_time(g[30s:5s])", "g or vector(0)"] {
-            assert_eq!(run(&c, q, 121.0, &strict), run(&c, q, 121.0, &lenient), "{q}");
+            assert_eq!(
+                run(&c, q, 121.0, &strict),
+                run(&c, q, 121.0, &lenient),
+                "{q}"
+            );
         }
     }
 
@@ -2225,7 +2232,11 @@ mod tests {
             ("changes(g[30s])", 120.0, "{job=\"a\"} 3"),
             ("deriv(c{job=\"b\"}[1m])", 120.0, "{job=\"b\"} 0"),
             ("deriv(c{job=\"a\"}[30s])", 120.0, "{job=\"a\"} 1"),
-            ("predict_linear(c{job=\"a\"}[30s], 10)", 120.0, "{job=\"a\"} 75"),
+            (
+                "predict_linear(c{job=\"a\"}[30s], 10)",
+                120.0,
+                "{job=\"a\"} 75",
+            ),
             ("quantile_over_time(0.5, g[30s])", 120.0, "{job=\"a\"} 6.5"),
             ("stdvar_over_time(c{job=\"b\"}[1m])", 120.0, "{job=\"b\"} 0"),
             ("present_over_time(g[10s])", 120.0, "{job=\"a\"} 1"),
@@ -2247,7 +2258,11 @@ mod tests {
             ("quantile(0.5, c)", 120.0, "{} 82.5"),
             ("stddev(c)", 120.0, "{} 17.5"),
             ("group by (job) (c)", 120.0, "{job=\"a\"} 1; {job=\"b\"} 1"),
-            ("count_values(\"v\", c)", 120.0, "{v=\"100\"} 1; {v=\"65\"} 1"),
+            (
+                "count_values(\"v\", c)",
+                120.0,
+                "{v=\"100\"} 1; {v=\"65\"} 1",
+            ),
             ("c and on(job) g", 120.0, "c{job=\"a\"} 65"),
             ("c unless on(job) g", 120.0, "c{job=\"b\"} 100"),
             ("g or c", 120.0, "c{job=\"b\"} 100; g{job=\"a\"} 9"),

@@ -310,7 +310,7 @@ pub fn simple(func: Func) -> fn(f64) -> f64 {
 /// Go's `int64(f)` on amd64: truncation toward zero, and the "integer indefinite" value (the minimum)
 /// for NaN and out-of-range values.
 pub fn go_float_to_i64(f: f64) -> i64 {
-    if f.is_nan() || f >= 9_223_372_036_854_775_808.0 || f < -9_223_372_036_854_775_808.0 {
+    if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
         i64::MIN
     } else {
         f as i64

@@ -159,8 +159,7 @@ impl Parser {
             return Err(self.unexpected());
         }
         let mut lhs = self.unary()?;
-        loop {
-            let Some(op) = self.binop() else { break };
+        while let Some(op) = self.binop() {
             let prec = op.precedence();
             if prec < min_prec {
                 break;
@@ -1167,10 +1166,7 @@ mod tests {
                 "count_values(\"v\", x)",
                 "(CountValues@0..20 by  \"v\"@13..16 {__name__=\"x\"}@18..19)",
             ),
-            (
-                "x offset -5m",
-                "{__name__=\"x\"} offset -300000ms@0..12",
-            ),
+            ("x offset -5m", "{__name__=\"x\"} offset -300000ms@0..12"),
             (
                 "x @ 1700000000.5",
                 "{__name__=\"x\"} @ Time(1700000000500)@0..16",

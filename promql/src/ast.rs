@@ -264,8 +264,9 @@ pub struct VectorMatching {
     pub include: Vec<String>,
 }
 
-/// PromQL functions: Prometheus's stable list (`promql/parser/functions.go`) plus
-/// `double_exponential_smoothing`, Prometheus 3's name for `holt_winters`.
+/// PromQL functions: Prometheus 2.42's list (`promql/parser/functions.go`) plus Prometheus 3's
+/// `double_exponential_smoothing` (the new name of `holt_winters`) and its native-histogram
+/// `histogram_avg`, `histogram_stddev`, `histogram_stdvar`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Func {
     Abs,
@@ -295,9 +296,12 @@ pub enum Func {
     Deriv,
     Exp,
     Floor,
+    HistogramAvg,
     HistogramCount,
     HistogramSum,
     HistogramFraction,
+    HistogramStddev,
+    HistogramStdvar,
     HistogramQuantile,
     HoltWinters,
     DoubleExponentialSmoothing,
@@ -370,9 +374,12 @@ const FUNCS: &[Func] = &[
     Func::Deriv,
     Func::Exp,
     Func::Floor,
+    Func::HistogramAvg,
     Func::HistogramCount,
     Func::HistogramSum,
     Func::HistogramFraction,
+    Func::HistogramStddev,
+    Func::HistogramStdvar,
     Func::HistogramQuantile,
     Func::HoltWinters,
     Func::DoubleExponentialSmoothing,
@@ -428,9 +435,6 @@ pub const EXPERIMENTAL_FUNCTIONS: &[&str] = &[
     "ts_of_last_over_time",
     "ts_of_max_over_time",
     "ts_of_min_over_time",
-    "histogram_avg",
-    "histogram_stddev",
-    "histogram_stdvar",
 ];
 
 impl Func {
@@ -467,9 +471,12 @@ impl Func {
             Func::Deriv => "deriv",
             Func::Exp => "exp",
             Func::Floor => "floor",
+            Func::HistogramAvg => "histogram_avg",
             Func::HistogramCount => "histogram_count",
             Func::HistogramSum => "histogram_sum",
             Func::HistogramFraction => "histogram_fraction",
+            Func::HistogramStddev => "histogram_stddev",
+            Func::HistogramStdvar => "histogram_stdvar",
             Func::HistogramQuantile => "histogram_quantile",
             Func::HoltWinters => "holt_winters",
             Func::DoubleExponentialSmoothing => "double_exponential_smoothing",

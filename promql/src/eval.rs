@@ -348,12 +348,7 @@ impl<'a> Evaluator<'a> {
             ExprKind::Number(n) => Value::Scalar(*n),
             ExprKind::String(s) => Value::String(s.clone()),
             ExprKind::Paren(inner) => self.eval(inner, t)?,
-            ExprKind::Selector(sel) => Value::Vector(
-                self.instant_selector(sel, t)?
-                    .into_iter()
-                    .map(|(s, _)| s)
-                    .collect(),
-            ),
+            ExprKind::Selector(sel) => Value::Vector(self.instant_selector(sel, t)?),
             ExprKind::Matrix { sel, range_ms } => {
                 Value::Matrix(self.matrix_selector(sel, *range_ms, t)?)
             }
@@ -434,12 +429,26 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The instant selector's samples at `t`, each with its own timestamp (for `timestamp()`).
+    /// The instant selector's samples at `t`.
     fn instant_selector(
         &mut self,
         sel: &VectorSelector,
         t: i64,
-    ) -> Result<Vec<(VectorSample, i64)>, EvalError> {
+    ) -> Result<Vec<VectorSample>, EvalError> {
+        self.instant_samples(sel, t, |s, p| VectorSample {
+            metric: Metric::of_series(s),
+            value: p.value,
+        })
+    }
+
+    /// `f` of each selected series and its sample at `t` (newest within the lookback, not a staleness
+    /// marker, fresh under the freshness rule).
+    fn instant_samples<T>(
+        &mut self,
+        sel: &VectorSelector,
+        t: i64,
+        mut f: impl FnMut(Arc<Series>, Sample) -> T,
+    ) -> Result<Vec<T>, EvalError> {
         let ref_t = self.at_time(sel.at, t) - sel.offset_ms;
         let series = self.select(sel)?;
         let mut out = Vec::with_capacity(series.len());
@@ -456,13 +465,7 @@ impl<'a> Evaluator<'a> {
                 self.stale_reads += 1;
                 continue;
             }
-            out.push((
-                VectorSample {
-                    metric: Metric::of_series(s),
-                    value: p.value,
-                },
-                p.timestamp_ms,
-            ));
+            out.push(f(s, p));
         }
         Ok(out)
     }
@@ -596,7 +599,12 @@ impl<'a> Evaluator<'a> {
             }
             // Native histograms only: surge's store holds float samples, which these functions skip, so
             // the answer is Prometheus's for float series: nothing. The arguments are still evaluated.
-            Func::HistogramCount | Func::HistogramSum | Func::HistogramFraction => {
+            Func::HistogramAvg
+            | Func::HistogramCount
+            | Func::HistogramSum
+            | Func::HistogramFraction
+            | Func::HistogramStddev
+            | Func::HistogramStdvar => {
                 for a in args {
                     self.eval(a, t)?;
                 }
@@ -658,14 +666,10 @@ impl<'a> Evaluator<'a> {
     /// evaluation time (as Prometheus's engine special-cases it).
     fn timestamp(&mut self, arg: &Expr, t: i64) -> Result<Vec<VectorSample>, EvalError> {
         if let ExprKind::Selector(sel) = &unwrap_parens(arg).kind {
-            return Ok(self
-                .instant_selector(sel, t)?
-                .into_iter()
-                .map(|(s, ts)| VectorSample {
-                    metric: s.metric.without_name(),
-                    value: ts as f64 / 1000.0,
-                })
-                .collect());
+            return self.instant_samples(sel, t, |s, p| VectorSample {
+                metric: Metric::of_series(s).without_name(),
+                value: p.timestamp_ms as f64 / 1000.0,
+            });
         }
         let v = self.vector(arg, t)?;
         Ok(map_values(v, |_| t as f64 / 1000.0))
@@ -2136,6 +2140,14 @@ mod tests {
             run(&c, "double_exponential_smoothing(g[2m], 1, 0.3)", 120.0, &o),
             "error: invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000"
         );
+        // Prometheus 3's native-histogram functions skip float samples, the only kind the store holds.
+        for q in [
+            "histogram_avg(h_bucket)",
+            "histogram_stddev(h_bucket)",
+            "histogram_stdvar(g)",
+        ] {
+            assert_eq!(run(&c, q, 120.0, &o), "", "{q}");
+        }
         let l = Labels::from_pairs([("__name__", "my.metric"), ("k.8s", "v"), ("job", "a")]);
         for (t, v) in [(0, 1.0), (10_000, 4.0)] {
             c.append(

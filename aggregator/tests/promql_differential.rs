@@ -609,6 +609,8 @@ fn corpus() -> Vec<(&'static str, Vec<&'static str>)> {
                 "absent_over_time(mem_bytes[1m])",
                 "absent_over_time(nonexistent{job=\"x\"}[1m])",
                 "absent_over_time(early_total[5m])",
+                "absent_over_time({job=\"batch\"}[1m])",
+                "present_over_time({job=\"batch\"}[1m])",
                 "avg_over_time(ratio[2m])",
                 "max_over_time(ratio[1m])",
                 "stddev_over_time(ratio[1m])",
@@ -968,6 +970,14 @@ const RANGE_QUERIES: &[&str] = &[
     "1 + 1",
     "rate(late_total[1m])",
     "mem_bytes[1m]",
+    "quantile_over_time(0.9, mem_bytes[2m])",
+    "changes(mem_bytes[1m:10s])",
+    "max_over_time(mem_bytes[1m] @ end())",
+    "sum by (job, code) (rate(http_requests_total[1m])) / ignoring(code) group_left sum by (job) (rate(http_requests_total[1m]))",
+    "up and on(instance) (mem_bytes > 500)",
+    "mem_bytes unless on(instance) up{instance=\"i1\"}",
+    "label_join(up, \"both\", \"/\", \"job\", \"instance\")",
+    "holt_winters(mem_bytes[2m], 0.5, 0.5)",
 ];
 
 #[test]

@@ -734,7 +734,9 @@ impl<'a> Evaluator<'a> {
                         out.push(VectorSample { metric, value });
                     }
                 }
-                check_unique(&out)?;
+                if func != Func::AbsentOverTime {
+                    check_unique(&out)?;
+                }
                 out
             }
         };
@@ -800,7 +802,9 @@ impl<'a> Evaluator<'a> {
             }
         })?;
         self.stale_reads += stale;
-        if func != Func::LastOverTime && !has_name_equality(sel) {
+        // absent_over_time only asks whether anything is there: Prometheus answers before its
+        // duplicate check.
+        if !matches!(func, Func::LastOverTime | Func::AbsentOverTime) && !has_name_equality(sel) {
             check_unique(&out)?;
         }
         Ok(out)

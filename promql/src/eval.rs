@@ -2318,4 +2318,32 @@ mod tests {
         }
         assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     }
+
+    /// A window holding only the first sample of a compressed block (the store's blocks hold 64): once a
+    /// subtraction overflow in the store's window summary (found by the differential test).
+    #[test]
+    fn window_with_one_sample_at_a_block_start() {
+        let c = SeriesCache::new(CacheOptions {
+            retention: Duration::from_secs(3600),
+            ..CacheOptions::default()
+        });
+        let l = Labels::from_pairs([("__name__", "x"), ("job", "a")]);
+        for i in 0..200i64 {
+            c.append(
+                &l,
+                Sample {
+                    timestamp_ms: i * 1000,
+                    value: i as f64,
+                },
+                0,
+            )
+            .unwrap();
+        }
+        let o = EvalOptions::default();
+        for t in [64.0, 128.0] {
+            assert_eq!(run(&c, "sum(rate(x[500ms]))", t, &o), "");
+            assert_eq!(run(&c, "sum(count_over_time(x[500ms]))", t, &o), "{} 1");
+            assert_eq!(run(&c, "sum(irate(x[1500ms]))", t, &o), "{} 1");
+        }
+    }
 }

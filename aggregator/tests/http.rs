@@ -446,3 +446,30 @@ async fn health_and_readiness() {
     assert_eq!(code("/readyz").await, StatusCode::OK);
     assert_eq!(code("/metrics").await, StatusCode::OK);
 }
+
+/// Grafana's flavour probes answer in Prometheus's shape (the differential test compares them with a real
+/// Prometheus as well).
+#[tokio::test]
+async fn grafana_flavour_probes() {
+    let st = state();
+    let (s, v) = get(&st, "/api/v1/status/buildinfo").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["version"], "2.42.0");
+    assert!(
+        v["data"]["revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("surge-")
+    );
+    for k in ["branch", "buildUser", "buildDate", "goVersion"] {
+        assert!(v["data"][k].is_string(), "{k} in {v}");
+    }
+    let (s, v) = get(&st, "/api/v1/metadata?metric=x&limit=3").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, serde_json::json!({"status": "success", "data": {}}));
+    let (s, v) = get(&st, "/api/v1/metadata?limit_per_metric=many").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["errorType"], "bad_data");
+    assert_eq!(v["error"], "limit_per_metric must be a number");
+}

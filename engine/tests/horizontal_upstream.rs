@@ -739,8 +739,37 @@ fn test_scaling_with_rules() {
             5,
             "DesiredWithinRange",
         ),
+        // Rows of the v1.36 table where events of the other direction shift the period's start.
+        (
+            "scaleUp with percent policy and previous scale up and down events",
+            uniform(&[4], 120),
+            uniform(&[2], 120),
+            1,
+            1000,
+            Some(rules(0, 0, 300, 300, 0)),
+            None,
+            6,
+            24,
+            16,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleDown with percent policy and previous scale up and down events",
+            uniform(&[2], 120),
+            uniform(&[4], 120),
+            1,
+            1000,
+            None,
+            Some(rules(0, 0, 50, 180, 0)),
+            10,
+            1,
+            6,
+            "ScaleDownLimit",
+        ),
     ];
-    assert!(rows.len() >= 39);
+    // Upstream's row "scaleDownLimit is the limit because scaleDownLimit > minReplicas with user
+    // defined policies" sets `testThis: true`, which makes its loop return before asserting: not run.
+    assert_eq!(rows.len(), 41);
     for (name, up_events, down_events, min, max, up, down, current, desired, expected, condition) in
         rows
     {
@@ -926,6 +955,37 @@ fn test_normalize_desired_replicas_with_behavior() {
         assert_eq!(r, expected, "{name}");
         let got: Vec<i32> = state.recommendations.iter().map(|r| r.replicas).collect();
         assert_eq!(got, stored, "{name}");
+    }
+    // The two rows without `expectedRecommendations` (upstream then checks the replicas only):
+    // (name, recommendations, current, desired, expected, up window, down window).
+    let rows = [
+        (
+            "scale up and down stabilization, do not scale up when prenormalized rec goes down",
+            vec![rec(2, 100 * MIN), rec(3, 3 * MIN)],
+            2,
+            1,
+            2,
+            300,
+            300,
+        ),
+        (
+            "scale up and down stabilization, do not scale down when prenormalized rec goes up",
+            vec![rec(2, 100 * MIN), rec(1, 3 * MIN)],
+            2,
+            3,
+            2,
+            300,
+            300,
+        ),
+    ];
+    for (name, recs, current, desired, expected, up, down) in rows {
+        let mut state = HpaState {
+            recommendations: recs,
+            ..HpaState::default()
+        };
+        let (r, _, _) =
+            stabilize_recommendation_with_behaviors(&mut state, NOW, up, down, current, desired);
+        assert_eq!(r, expected, "{name}");
     }
 }
 

@@ -1563,10 +1563,10 @@ fn reconcile_decision(c: &Case) -> surge_engine::Decision {
             samples.push(MetricSample::External(c.levels.clone()));
         }
     }
-    if c.extra_failed {
-        if let Some(last) = samples.last_mut() {
-            *last = MetricSample::Failed("something went wrong".to_owned());
-        }
+    if c.extra_failed
+        && let Some(last) = samples.last_mut()
+    {
+        *last = MetricSample::Failed("something went wrong".to_owned());
     }
     if c.invalid_metric {
         // surge refuses a metric of unknown type when the manifest loads

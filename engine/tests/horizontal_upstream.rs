@@ -2652,3 +2652,76 @@ fn test_invalid_metric_source_type_is_refused_at_load() {
         );
     }
 }
+
+#[test]
+fn test_multiple_hpas() {
+    // TestMultipleHPAs: 1000 HPAs over Deployments of one pod each (requests 500m + 500m, usage 200m +
+    // 300m, started 10 minutes ago), cpu target 10 %, scale-up `generateScalingRules(100, 60, 0, 0, 0)`,
+    // scale-down `generateScalingRules(2, 60, 1, 60, 300)`, each with its own past events. Upstream runs
+    // them through five workers and asserts every one was processed; here each is evaluated with its
+    // own state, and each must reach its own decision: 50 % on 10 % from 1 replica is 5, within what
+    // the scale-up policy still allows after its events (1 - 20 + 100).
+    let spec = HpaSpec {
+        min_replicas: 1,
+        max_replicas: 10,
+        metrics: vec![MetricSpec {
+            source: MetricSource::Resource { name: "cpu".into() },
+            target: MetricTarget::Utilization(10),
+        }],
+        behavior: Some(Behavior {
+            scale_up: rules(100, 60, 0, 0, 0),
+            scale_down: rules(2, 60, 1, 60, 300),
+        }),
+        controller: ControllerConfig {
+            tolerance: 0.1,
+            cpu_initialization_period_ms: 2 * MIN,
+            delay_of_initial_readiness_status_ms: 10_000,
+            downscale_stabilization_window_ms: 5 * MIN,
+        },
+    };
+    let mut states: Vec<HpaState> = (0..1000)
+        .map(|_| HpaState {
+            scale_up_events: uniform(&[8, 12, 9, 11], 120),
+            scale_down_events: uniform(&[10, 10, 10], 120),
+            ..HpaState::default()
+        })
+        .collect();
+    for (i, state) in states.iter_mut().enumerate() {
+        let name = format!("dummy-target-{i}-0");
+        let mut pod = PodInfo::running(&name, 500);
+        pod.containers.push(surge_engine::ContainerRequests {
+            name: "container2".to_owned(),
+            ..pod.containers[0].clone()
+        });
+        pod.containers[0].name = "container1".to_owned();
+        pod.start_ms = Some(NOW - 10 * MIN);
+        let sample = PodMetric {
+            milli: 200 + 300,
+            timestamp_ms: NOW,
+            window_ms: MIN,
+        };
+        let input = HpaInput {
+            current_replicas: 1,
+            status_replicas: 1,
+            pods: vec![pod],
+            metrics: vec![MetricSample::PerPod(BTreeMap::from([(name, sample)]))],
+        };
+        let d = evaluate_hpa(&spec, state, &input, NOW);
+        assert_eq!((d.desired_replicas, d.scale), (5, true), "HPA {i}");
+        assert_eq!(
+            d.condition("ScalingLimited").map(|c| c.reason.as_str()),
+            Some("DesiredWithinRange"),
+            "HPA {i}"
+        );
+    }
+    // Each HPA recorded its own scale-up of 4 in the last of its outdated slots, as upstream's
+    // `storeScaleEvent` does (the events of 105 and 75 s ago fell out of the 60 s period).
+    for state in &states {
+        let events: Vec<(i32, bool)> = state
+            .scale_up_events
+            .iter()
+            .map(|e| (e.change, e.outdated))
+            .collect();
+        assert_eq!(events, [(8, true), (4, false), (9, false), (11, false)]);
+    }
+}

@@ -1,5 +1,14 @@
 //! Cases ported from kubernetes `pkg/controller/podautoscaler/horizontal_test.go`, one row per upstream
 //! case (its name in the comment). Upstream builds timestamps from `time.Now()`; here `NOW` is fixed.
+//!
+//! Revision: kubernetes/kubernetes commit 003e86297d18a8538c9da3619871393f9703bf70 (the v1.36 line of
+//! the file: `ktesting`, `autoscalingapiv2`, events of both directions in `TestScalingWithRules`).
+//! Every test function of the file is ported here except those that test what the caller does in
+//! surge, not the engine: selector parsing and overlap between HPAs
+//! (`TestConditionInvalidSelectorMissing`, `TestConditionInvalidSelectorUnparsable`,
+//! `TestConditionAmbiguousSelectorWhen{Full,Partial}SelectorOverlapBetweenHPAs`), reading and
+//! updating the scale subresource (`TestConditionFailedGetScale`, `TestConditionFailedUpdateScale`),
+//! and the Go monitor labels and event recorder that every `testCase` also checks.
 
 // Test helpers may unwrap (a panic is a failed test) and tables are wide tuples by design.
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
@@ -2531,6 +2540,8 @@ fn test_case_runs_with_conditions() {
             status_ok(&[]),
         ),
         (
+            // The CPU proposal is far above max: upstream's test factor (8: limit 24) and surge's
+            // (2: limit 6) both exceed maxReplicas 5, so TooManyReplicas binds either way.
             "TestNoBackoffUpscaleCMNoBackoffCpu",
             Case {
                 min: 1,

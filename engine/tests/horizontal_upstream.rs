@@ -1366,8 +1366,9 @@ fn test_behavior_per_direction_tolerance() {
 // 0.1, CPU initialization 2 min, readiness delay 10 s. `recommendations: []` (not nil) in upstream skips
 // the initial recommendation: `Fresh::No` here. Upstream's test `init` sets `scaleUpLimitFactor = 8`;
 // surge's factor is kube-controller-manager's 2, so only rows the legacy limit does not bind are
-// compared (all of those below). Only the desired replica count is compared, as upstream's status
-// update asserts it; the monitor labels and events are not ported.
+// compared (all of those below). The desired replica count and the status conditions are compared,
+// as upstream's status update asserts them (see `condition_mismatch`); the monitor labels and events
+// are not ported.
 
 #[derive(Clone, Copy, PartialEq)]
 enum Start {
@@ -2285,8 +2286,15 @@ fn test_case_runs() {
     let failed: Vec<String> = rows
         .iter()
         .filter_map(|(name, c, want)| {
-            let got = reconcile(c);
-            (got != *want).then(|| format!("{name}: {got} != {want}"))
+            let d = reconcile_decision(c);
+            let mut problems = match upstream_conditions(name) {
+                Some(conditions) => condition_mismatch(&d, &conditions),
+                None => Vec::new(),
+            };
+            if d.desired_replicas != *want {
+                problems.insert(0, format!("{} != {want}", d.desired_replicas));
+            }
+            (!problems.is_empty()).then(|| format!("{name}: {}", problems.join("; ")))
         })
         .collect();
     assert!(
@@ -2296,6 +2304,50 @@ fn test_case_runs() {
         failed.join("\n")
     );
     assert_eq!(total, 59);
+}
+
+/// The `expectedConditions` of the runs in [`test_case_runs`] (nil upstream: `statusOk`).
+/// `TestAvoidUnnecessaryUpdates` asserts that no status is written at all: no conditions to compare.
+fn upstream_conditions(name: &str) -> Option<Vec<Cond>> {
+    let ready = ("AbleToScale", true, "ReadyForNewScale");
+    let too_many = ("ScalingLimited", true, "TooManyReplicas");
+    let too_few = ("ScalingLimited", true, "TooFewReplicas");
+    Some(match name {
+        "TestAvoidUnnecessaryUpdates" => return None,
+        "TestScaleUpUnreadyNoScale"
+        | "TestScaleUpHotCpuNoScale"
+        | "TestTolerance"
+        | "TestToleranceCM"
+        | "TestToleranceCMObject"
+        | "TestToleranceCMExternal"
+        | "TestTolerancePerPodCMObject"
+        | "TestTolerancePerPodCMExternal"
+        | "TestEventNotCreated"
+        | "TestMoreReplicasThanSpecNoScale" => status_ok(&[ready]),
+        "TestScaleUpCMUnreadyandCpuHot"
+        | "TestScaleUpHotCpuNoScaleWouldScaleDown"
+        | "TestMaxReplicas"
+        | "TestSuperfluousMetrics"
+        | "TestUpscaleCapGreaterThanMaxReplicas" => status_ok(&[too_many]),
+        "TestScaleDownStabilizeInitialSize" => {
+            status_ok(&[("AbleToScale", true, "ScaleDownStabilized")])
+        }
+        "TestMinReplicas" | "TestMinReplicasDesiredZero" => status_ok(&[too_few]),
+        "TestUpscaleCap" => status_ok(&[("ScalingLimited", true, "ScaleUpLimit")]),
+        "TestZeroReplicas" => vec![
+            ("AbleToScale", true, "SucceededGetScale"),
+            ("ScalingActive", false, "ScalingDisabled"),
+        ],
+        "TestEmptyMetrics" => vec![
+            ("AbleToScale", true, "SucceededGetScale"),
+            ("ScalingActive", false, "FailedGetResourceMetric"),
+        ],
+        "TestTooFewReplicas"
+        | "TestTooManyReplicas"
+        | "TestScaleUpRCImmediately"
+        | "TestScaleDownRCImmediately" => vec![("AbleToScale", true, "SucceededRescale")],
+        _ => status_ok(&[]),
+    })
 }
 
 // ---- The rest of horizontal_test.go's `testCase` runs, with their status conditions. ----

@@ -1453,10 +1453,6 @@ impl Default for Case {
     }
 }
 
-fn reconcile(c: &Case) -> i32 {
-    reconcile_decision(c).desired_replicas
-}
-
 fn reconcile_decision(c: &Case) -> surge_engine::Decision {
     let mut metrics = Vec::new();
     let mut samples = Vec::new();

@@ -97,8 +97,8 @@ pub struct Binding {
     pub pods: Vec<String>,
 }
 
+/// Serialized with snake_case fields, as `surge nodes plan` prints it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct PlannedNode {
     /// `<pool>-<n>`, numbered in plan order.
     pub name: String,

@@ -156,6 +156,14 @@ impl IndexBuilder {
                 Some(k) => join(path, &k),
                 None => {
                     let k = scalar.unwrap_or("?").to_owned();
+                    // A block mapping's start event is marked at its first `:`; it really starts at
+                    // its first key.
+                    let here = (mark.line(), mark.col() + 1);
+                    if let Some(pos) = self.positions.get_mut(path.as_str())
+                        && here < *pos
+                    {
+                        *pos = here;
+                    }
                     // Errors about a key point at the key: record it now, the value may overwrite.
                     self.positions
                         .insert(join(path, &k), (mark.line(), mark.col() + 1));

@@ -175,7 +175,8 @@ pub fn consolidate(input: &ConsolidationInput<'_>, now: Timestamp) -> Vec<Disrup
     for i in order {
         let n = &input.nodes[i];
         let Some(p) = candidate(n) else { continue };
-        if !budgets.allows(p, DisruptionReason::Underutilized) {
+        // A node that took pods in this pass stays: its new pods would have to move again.
+        if extra[i] != Resources::ZERO || !budgets.allows(p, DisruptionReason::Underutilized) {
             continue;
         }
         let Some(current_price) = price_of(input.catalog, &n.node) else {

@@ -155,23 +155,127 @@ pub(crate) fn karpenter_ffd(p: &Problem<'_>) -> Vec<Bin> {
         .collect()
 }
 
-/// The value-per-dollar greedy (see the module doc).
-pub(crate) fn greedy(p: &Problem<'_>) -> Vec<Bin> {
+/// Prices per CPU millicore and per memory byte at which the class's cheapest mix of kinds breaks even:
+/// the dual of the LP "cover the class's total CPU and memory with fractional nodes" (two variables,
+/// so the optimum is a vertex of the constraints `a·cpu_k + b·mem_k ≤ price_k`, found by trying the
+/// axes and every pair of kinds on the price-efficiency frontier).
+fn resource_prices(p: &Problem<'_>, class: usize, total: Resources) -> (f64, f64) {
+    let kinds: Vec<(f64, f64, f64)> = (0..p.kinds.len())
+        .filter(|k| p.compatible(class, *k))
+        .map(|k| {
+            let kd = &p.kinds[k];
+            (kd.alloc.cpu_millis as f64, kd.alloc.memory_bytes as f64, kd.price)
+        })
+        .filter(|(c, m, _)| *c > 0.0 && *m > 0.0)
+        .collect();
+    // The frontier: kinds no other kind beats on both CPU and memory per dollar.
+    let frontier: Vec<(f64, f64, f64)> = kinds
+        .iter()
+        .copied()
+        .filter(|(c, m, pr)| {
+            !kinds.iter().any(|(c2, m2, p2)| {
+                c2 / p2 >= c / pr && m2 / p2 >= m / pr && (c2 / p2 > c / pr || m2 / p2 > m / pr)
+            })
+        })
+        .collect();
+    let feasible = |a: f64, b: f64| a >= 0.0 && b >= 0.0 && frontier.iter().all(|(c, m, pr)| a * c + b * m <= pr * (1.0 + 1e-9));
+    let (tc, tm) = (total.cpu_millis as f64, total.memory_bytes as f64);
+    let mut best = (0.0, 0.0, 0.0);
+    let mut consider = |a: f64, b: f64| {
+        if feasible(a, b) && a * tc + b * tm > best.2 {
+            best = (a, b, a * tc + b * tm);
+        }
+    };
+    let a_max = frontier.iter().map(|(c, _, pr)| pr / c).fold(f64::INFINITY, f64::min);
+    let b_max = frontier.iter().map(|(_, m, pr)| pr / m).fold(f64::INFINITY, f64::min);
+    if a_max.is_finite() {
+        consider(a_max, 0.0);
+    }
+    if b_max.is_finite() {
+        consider(0.0, b_max);
+    }
+    for (i, (c1, m1, p1)) in frontier.iter().enumerate() {
+        for (c2, m2, p2) in &frontier[i + 1..] {
+            let det = c1 * m2 - c2 * m1;
+            if det.abs() < 1e-12 {
+                continue;
+            }
+            consider((p1 * m2 - p2 * m1) / det, (c1 * p2 - c2 * p1) / det);
+        }
+    }
+    (best.0, best.1)
+}
+
+/// How a demand's value per pod is counted by [`greedy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Value {
+    /// Its resources at the class's break-even prices ([`resource_prices`]).
+    BreakEven,
+    /// Its price on the kind that suits it best alone (its dominant share of it).
+    Alone,
+}
+
+/// Each demand's value per pod. Break-even prices that say nothing (no CPU or memory asked) fall back
+/// to the price alone.
+fn values(p: &Problem<'_>, how: Value) -> Vec<f64> {
     let nk = p.kinds.len();
-    // A demand's value: its price on the kind that suits it best alone.
-    let value: Vec<f64> = p
-        .demands
+    let classes = p.demands.iter().map(|d| d.class).max().map_or(0, |c| c + 1);
+    let mut totals = vec![Resources::ZERO; classes];
+    for d in p.demands {
+        totals[d.class] += d.req.times(d.count);
+    }
+    let prices: Vec<(f64, f64)> = match how {
+        Value::BreakEven => (0..classes).map(|c| resource_prices(p, c, totals[c])).collect(),
+        Value::Alone => vec![(0.0, 0.0); classes],
+    };
+    p.demands
         .iter()
         .map(|d| {
+            let (a, b) = prices[d.class];
+            let dual = a * d.req.cpu_millis as f64 + b * d.req.memory_bytes as f64;
+            if dual > 0.0 {
+                return dual;
+            }
             (0..nk)
                 .filter(|k| p.compatible(d.class, *k) && d.req.fits_in(&p.kinds[*k].alloc))
                 .map(|k| p.kinds[k].price * d.req.dominant_share(&p.kinds[k].alloc))
                 .fold(f64::INFINITY, f64::min)
         })
-        .collect();
+        .collect()
+}
+
+/// The kinds worth opening: those no other kind beats (at most the price, at least the allocatable,
+/// and open to every class the first is).
+fn undominated(p: &Problem<'_>) -> Vec<usize> {
+    let nk = p.kinds.len();
+    let classes = p.compat.len() / nk.max(1);
+    let covers = |a: usize, b: usize| (0..classes).all(|c| !p.compat[c * nk + b] || p.compat[c * nk + a]);
+    (0..nk)
+        .filter(|&k| {
+            let kk = &p.kinds[k];
+            !(0..nk).any(|j| {
+                let kj = &p.kinds[j];
+                j != k
+                    && kj.price <= kk.price
+                    && kk.alloc.fits_in(&kj.alloc)
+                    && covers(j, k)
+                    && (kj.price < kk.price || kj.alloc != kk.alloc || j < k)
+            })
+        })
+        .collect()
+}
+
+/// The value-per-dollar greedy (see the module doc). `anchored`: every node starts with the largest
+/// pod left (first-fit-decreasing's discipline), and only then takes the best-paying rest.
+pub(crate) fn greedy(p: &Problem<'_>, how: Value, anchored: bool) -> Vec<Bin> {
+    let value = values(p, how);
+    let candidates = undominated(p);
     // Per kind, the demands it may hold, largest share first (the fill order).
-    let order: Vec<Vec<usize>> = (0..nk)
+    let mut order: Vec<Vec<usize>> = (0..p.kinds.len())
         .map(|k| {
+            if !candidates.contains(&k) {
+                return Vec::new();
+            }
             let alloc = &p.kinds[k].alloc;
             let mut ds: Vec<usize> = (0..p.demands.len())
                 .filter(|d| p.compatible(p.demands[*d].class, k) && p.demands[*d].req.fits_in(alloc))
@@ -184,25 +288,66 @@ pub(crate) fn greedy(p: &Problem<'_>) -> Vec<Bin> {
             ds
         })
         .collect();
+    // The global size order for anchors: share of the largest allocatable.
+    let biggest = p.kinds.iter().fold(Resources::ZERO, |acc, k| Resources {
+        cpu_millis: acc.cpu_millis.max(k.alloc.cpu_millis),
+        memory_bytes: acc.memory_bytes.max(k.alloc.memory_bytes),
+        pods: acc.pods.max(k.alloc.pods),
+    });
+    let mut by_size: Vec<usize> = (0..p.demands.len()).collect();
+    by_size.sort_by(|a, b| {
+        let sa = p.demands[*a].req.dominant_share(&biggest);
+        let sb = p.demands[*b].req.dominant_share(&biggest);
+        sb.total_cmp(&sa).then(a.cmp(b))
+    });
     let mut left: Vec<u64> = p.demands.iter().map(|d| d.count).collect();
     let mut bins = Vec::new();
     let mut fill = Vec::new();
+    let mut exhausted = false;
     loop {
+        if exhausted {
+            for o in order.iter_mut() {
+                o.retain(|d| left[*d] > 0);
+            }
+            by_size.retain(|d| left[*d] > 0);
+            exhausted = false;
+        }
+        let anchor = by_size.iter().copied().find(|d| left[*d] > 0);
+        let Some(first) = anchor else { break };
+        // The smallest CPU and memory any pod left asks: a node with less room is full.
+        let (min_cpu, min_mem) = by_size
+            .iter()
+            .filter(|d| left[**d] > 0)
+            .fold((u64::MAX, u64::MAX), |(c, m), d| {
+                (c.min(p.demands[*d].req.cpu_millis), m.min(p.demands[*d].req.memory_bytes))
+            });
         let mut best: Option<(f64, f64, usize, Vec<(usize, u64)>, Resources)> = None;
-        for k in 0..nk {
+        for &k in &candidates {
             fill.clear();
             let mut room = p.kinds[k].alloc;
             let mut got = 0.0;
-            for &d in &order[k] {
-                if left[d] == 0 {
-                    continue;
-                }
-                let n = p.demands[d].req.copies_in(&room).min(left[d]);
+            let mut take = |d: usize, room: &mut Resources, fill: &mut Vec<(usize, u64)>| {
+                let n = p.demands[d].req.copies_in(room).min(left[d]);
                 if n > 0 {
-                    room = room.saturating_sub(&p.demands[d].req.times(n));
+                    *room = room.saturating_sub(&p.demands[d].req.times(n));
                     got += value[d] * n as f64;
                     fill.push((d, n));
                 }
+            };
+            if anchored {
+                if !p.compatible(p.demands[first].class, k) || !p.demands[first].req.fits_in(&room) {
+                    continue;
+                }
+                take(first, &mut room, &mut fill);
+            }
+            for &d in &order[k] {
+                if room.cpu_millis < min_cpu || room.memory_bytes < min_mem || room.pods == 0 {
+                    break;
+                }
+                if left[d] == 0 || (anchored && d == first) {
+                    continue;
+                }
+                take(d, &mut room, &mut fill);
             }
             if fill.is_empty() {
                 continue;
@@ -223,6 +368,7 @@ pub(crate) fn greedy(p: &Problem<'_>) -> Vec<Bin> {
         let repeat = counts.iter().map(|(d, n)| left[*d] / n).min().unwrap_or(1).max(1);
         for (d, n) in &counts {
             left[*d] -= n * repeat;
+            exhausted |= left[*d] == 0;
         }
         for _ in 0..repeat {
             bins.push(Bin {
@@ -336,13 +482,23 @@ pub(crate) fn improve(p: &Problem<'_>, mut bins: Vec<Bin>) -> Vec<Bin> {
     bins
 }
 
-/// Both constructions, improved; the cheaper (ties: fewer nodes).
+/// Every construction, improved; the cheapest (ties: fewer nodes). Karpenter's FFD is among them, so
+/// the result never costs more than it.
 pub(crate) fn best(p: &Problem<'_>) -> Vec<Bin> {
-    let a = improve(p, greedy(p));
-    let b = improve(p, karpenter_ffd(p));
+    let mut plans = vec![improve(p, karpenter_ffd(p))];
+    for how in [Value::BreakEven, Value::Alone] {
+        for anchored in [false, true] {
+            plans.push(improve(p, greedy(p, how, anchored)));
+        }
+    }
     let key = |bins: &[Bin]| (p.cost(bins), bins.len());
-    let (ca, cb) = (key(&a), key(&b));
-    if ca.0 < cb.0 - 1e-9 || ((ca.0 - cb.0).abs() <= 1e-9 && ca.1 <= cb.1) { a } else { b }
+    plans
+        .into_iter()
+        .min_by(|a, b| {
+            let (ca, cb) = (key(a), key(b));
+            if (ca.0 - cb.0).abs() <= 1e-9 { ca.1.cmp(&cb.1) } else { ca.0.total_cmp(&cb.0) }
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -392,7 +548,7 @@ mod tests {
         // plan must be no worse than either construction.
         let cost = p.cost(&plan);
         assert!(cost <= p.cost(&karpenter_ffd(&p)) + 1e-9);
-        assert!(cost <= p.cost(&greedy(&p)) + 1e-9);
+        assert!(cost <= p.cost(&greedy(&p, Value::Alone, false)) + 1e-9);
         assert!(cost <= 0.59 + 1e-9, "{cost}");
     }
 
@@ -406,7 +562,7 @@ mod tests {
         // class 0 runs on kind 0 only (say amd64), class 1 anywhere.
         let compat = [true, false, true, true];
         let p = Problem { kinds: &kinds, demands: &demands, compat: &compat };
-        for bins in [karpenter_ffd(&p), greedy(&p), best(&p)] {
+        for bins in [karpenter_ffd(&p), greedy(&p, Value::BreakEven, false), greedy(&p, Value::Alone, true), best(&p)] {
             check(&p, &bins);
         }
         // One kind-0 node holds three class-0 pods; the class-1 pods take the cheaper kind 1 or share.

@@ -462,20 +462,46 @@ fn provision_pool(
         }
         // Spot before on-demand: where this class may run on spot for a type and zone, the
         // on-demand twin is hidden from it.
+        let spot: std::collections::HashSet<(&str, &str)> = offers
+            .iter()
+            .enumerate()
+            .filter(|(k, o)| o.capacity_type == CapacityType::Spot && compat[c * nk + k])
+            .map(|(_, o)| (o.instance_type.name.as_str(), o.zone.as_str()))
+            .collect();
         for (k, o) in offers.iter().enumerate() {
-            if o.capacity_type == CapacityType::OnDemand && compat[c * nk + k] {
-                let spot_twin = offers.iter().enumerate().any(|(j, s)| {
-                    s.capacity_type == CapacityType::Spot
-                        && compat[c * nk + j]
-                        && s.instance_type.name == o.instance_type.name
-                        && s.zone == o.zone
-                });
-                if spot_twin {
-                    compat[c * nk + k] = false;
-                }
+            if o.capacity_type == CapacityType::OnDemand
+                && spot.contains(&(o.instance_type.name.as_str(), o.zone.as_str()))
+            {
+                compat[c * nk + k] = false;
             }
         }
     }
+
+    // Offerings that differ only in zone (same type, capacity type, price, allocatable, and the same
+    // classes may use them) are one kind: the first zone stands for them. Offerings no class may use
+    // go. This keeps the packing's kinds to about one per type and capacity type.
+    let mut keep: Vec<usize> = Vec::new();
+    let mut seen: HashMap<(String, CapacityType, u64, Resources, Vec<bool>), ()> = HashMap::new();
+    for k in 0..nk {
+        let column: Vec<bool> = (0..classes.len()).map(|c| compat[c * nk + k]).collect();
+        if !column.iter().any(|x| *x) {
+            continue;
+        }
+        let key = (offers[k].instance_type.name.clone(), offers[k].capacity_type, kinds[k].price.to_bits(), kinds[k].alloc, column);
+        if seen.insert(key, ()).is_none() {
+            keep.push(k);
+        }
+    }
+    let offers: Vec<Offering<'_>> = {
+        let mut all: Vec<Option<Offering<'_>>> = offers.into_iter().map(Some).collect();
+        keep.iter().filter_map(|k| all[*k].take()).collect()
+    };
+    let kinds: Vec<Kind> = keep.iter().map(|k| kinds[*k].clone()).collect();
+    let compat: Vec<bool> = (0..classes.len())
+        .flat_map(|c| keep.iter().map(move |k| (c, *k)))
+        .map(|(c, k)| compat[c * nk + k])
+        .collect();
+    let nk = kinds.len();
 
     // The groups this pool takes: those with a compatible kind that holds one pod.
     let mut demands = Vec::new();

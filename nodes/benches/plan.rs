@@ -36,7 +36,9 @@ fn bench_plan(c: &mut Criterion) {
             unavailable: &[],
         };
         group.throughput(Throughput::Elements(pods.len() as u64));
-        group.bench_function(name, |b| b.iter(|| black_box(plan_with(black_box(&input), Strategy::Best))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(plan_with(black_box(&input), Strategy::Best)))
+        });
     }
     group.finish();
 }

@@ -58,7 +58,11 @@ impl InstanceType {
 
     /// Capacity as Karpenter counts it against NodePool limits (vCPU, memory less VM overhead).
     pub fn capacity(&self) -> Resources {
-        Resources::new(self.vcpu * 1000, memory_capacity_mib(self.memory_mib, &self.arch) * MIB, self.max_pods)
+        Resources::new(
+            self.vcpu * 1000,
+            memory_capacity_mib(self.memory_mib, &self.arch) * MIB,
+            self.max_pods,
+        )
     }
 
     /// The value of a well-known instance label (`karpenter.k8s.aws/instance-cpu` → `"2"`); None for
@@ -95,7 +99,10 @@ impl Labels for OfferingLabels<'_> {
             req::ZONE => Some(self.zone),
             req::CAPACITY_TYPE => Some(self.capacity_type.as_str()),
             req::NODEPOOL => Some(self.pool),
-            _ => self.instance_type.label(key).or_else(|| self.extra.get(key).map(String::as_str)),
+            _ => self
+                .instance_type
+                .label(key)
+                .or_else(|| self.extra.get(key).map(String::as_str)),
         }
     }
 }
@@ -104,7 +111,11 @@ impl Labels for OfferingLabels<'_> {
 /// memory, and `vmMemoryOverheadPercent` of the rest is taken off, rounded up to a MiB
 /// (karpenter-provider-aws `pkg/providers/instancetype/types.go`, `memory()`).
 pub fn memory_capacity_mib(memory_mib: u64, arch: &str) -> u64 {
-    let mib = if arch == "arm64" { memory_mib.saturating_sub(64) } else { memory_mib };
+    let mib = if arch == "arm64" {
+        memory_mib.saturating_sub(64)
+    } else {
+        memory_mib
+    };
     let overhead = (mib as f64 * VM_MEMORY_OVERHEAD_PERCENT).ceil() as u64;
     mib - overhead.min(mib)
 }
@@ -113,7 +124,12 @@ pub fn memory_capacity_mib(memory_mib: u64, arch: &str) -> u64 {
 /// cores 3-4 and 0.25 % above, each range's share truncated to a millicore (karpenter-provider-aws
 /// `kubeReservedResources`).
 pub fn kube_reserved_cpu_millis(vcpu: u64) -> u64 {
-    const RANGES: [(u64, u64, f64); 4] = [(0, 1000, 0.06), (1000, 2000, 0.01), (2000, 4000, 0.005), (4000, 1 << 31, 0.0025)];
+    const RANGES: [(u64, u64, f64); 4] = [
+        (0, 1000, 0.06),
+        (1000, 2000, 0.01),
+        (2000, 4000, 0.005),
+        (4000, 1 << 31, 0.0025),
+    ];
     let cpu = vcpu * 1000;
     RANGES
         .iter()
@@ -226,24 +242,36 @@ fn check_entry(
 ) -> Result<InstanceType, Vec<LoadError>> {
     let mut errors = Vec::new();
     let name = t.name.clone();
-    let mut err = |field: &str, reason: String| errors.push(doc.error(&format!("{path}.{field}"), format!("{name}: {reason}")));
+    let mut err = |field: &str, reason: String| {
+        errors.push(doc.error(&format!("{path}.{field}"), format!("{name}: {reason}")))
+    };
     let (family, size) = match name.split_once('.') {
         Some((f, s)) if !f.is_empty() && !s.is_empty() => (f.to_owned(), s.to_owned()),
         _ => {
-            err("name", "not an instance type name (family.size, e.g. m7i.large)".to_owned());
+            err(
+                "name",
+                "not an instance type name (family.size, e.g. m7i.large)".to_owned(),
+            );
             (String::new(), String::new())
         }
     };
     if !seen.insert(name.clone()) {
         err("name", "listed twice".to_owned());
     }
-    for (field, v) in [("vcpu", t.vcpu), ("memoryMiB", t.memory_mib), ("maxPods", t.max_pods)] {
+    for (field, v) in [
+        ("vcpu", t.vcpu),
+        ("memoryMiB", t.memory_mib),
+        ("maxPods", t.max_pods),
+    ] {
         if v == 0 {
             err(field, "zero capacity".to_owned());
         }
     }
     if !["amd64", "arm64"].contains(&t.arch.as_str()) {
-        err("arch", format!("architecture {:?} is not amd64 or arm64", t.arch));
+        err(
+            "arch",
+            format!("architecture {:?} is not amd64 or arm64", t.arch),
+        );
     }
     if t.zones.is_empty() {
         err("zones", "offered in no zone".to_owned());
@@ -263,13 +291,24 @@ fn check_entry(
     let spot_price = price("spotPrice", t.spot_price);
     let alloc = allocatable(t.vcpu, t.memory_mib, t.max_pods, &t.arch);
     if errors.is_empty() && (alloc.cpu_millis == 0 || alloc.memory_bytes == 0) {
-        errors.push(doc.error(path, format!("{name}: no allocatable capacity left after kube-reserved and eviction threshold")));
+        errors.push(doc.error(
+            path,
+            format!(
+                "{name}: no allocatable capacity left after kube-reserved and eviction threshold"
+            ),
+        ));
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    let category: String = family.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-    let generation: String = family[category.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let category: String = family
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    let generation: String = family[category.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     Ok(InstanceType {
         name,
         family,
@@ -296,11 +335,23 @@ mod tests {
     #[test]
     fn the_embedded_catalog_loads_with_the_families_it_promises() {
         let c = Catalog::from_yaml(EMBEDDED, "embedded").unwrap();
-        for family in ["m7i", "m7g", "c7i", "c7g", "r7i", "r7g", "m6i", "c6i", "r6i", "t3", "m5"] {
-            assert!(c.types.iter().filter(|t| t.family == family).count() >= 3, "{family}");
+        for family in [
+            "m7i", "m7g", "c7i", "c7g", "r7i", "r7g", "m6i", "c6i", "r6i", "t3", "m5",
+        ] {
+            assert!(
+                c.types.iter().filter(|t| t.family == family).count() >= 3,
+                "{family}"
+            );
         }
         let m7g = c.get("m7g.large").unwrap();
-        assert_eq!((m7g.category.as_str(), m7g.generation.as_str(), m7g.size.as_str()), ("m", "7", "large"));
+        assert_eq!(
+            (
+                m7g.category.as_str(),
+                m7g.generation.as_str(),
+                m7g.size.as_str()
+            ),
+            ("m", "7", "large")
+        );
         assert_eq!(m7g.label(req::INSTANCE_MEMORY), Some("8192"));
         assert!(c.types.iter().all(|t| t.spot_price < t.on_demand_price));
     }
@@ -312,7 +363,16 @@ mod tests {
     fn kube_reserved_follows_the_core_ranges() {
         // 1 core: 6 % of 1000m = 60. 2: + 1 % of 1000m = 70. 4: + 0.5 % of 2000m = 80.
         // 8: + 0.25 % of 4000m = 90. 16: + 0.25 % of 12000m = 30 → 110. 64: 80 + 150 = 230.
-        for (vcpu, want) in [(1, 60), (2, 70), (4, 80), (8, 90), (16, 110), (48, 190), (64, 230), (96, 310)] {
+        for (vcpu, want) in [
+            (1, 60),
+            (2, 70),
+            (4, 80),
+            (8, 90),
+            (16, 110),
+            (48, 190),
+            (64, 230),
+            (96, 310),
+        ] {
             assert_eq!(kube_reserved_cpu_millis(vcpu), want, "{vcpu} vCPU");
         }
         assert_eq!(kube_reserved_memory_mib(58), 893, "m5.xlarge (58 ENI pods)");
@@ -325,14 +385,26 @@ mod tests {
         // m5.xlarge: 4 vCPU, 16384 MiB, 58 pods, amd64.
         // memory capacity: 16384 - ceil(16384 × 0.075 = 1228.8) = 16384 - 1229 = 15155 MiB
         // allocatable: 15155 - 893 - 100 = 14162 MiB; CPU 4000 - 80 = 3920m.
-        assert_eq!(allocatable(4, 16384, 58, "amd64"), Resources::new(3920, 14162 * MIB, 58));
+        assert_eq!(
+            allocatable(4, 16384, 58, "amd64"),
+            Resources::new(3920, 14162 * MIB, 58)
+        );
         // m7g.large: 2 vCPU, 8192 MiB, 29 pods, arm64: 8192 - 64 = 8128; ceil(8128 × 0.075 = 609.6) = 610
         // → 7518; 7518 - (11 × 29 + 255 = 574) - 100 = 6844 MiB; CPU 2000 - 70 = 1930m.
-        assert_eq!(allocatable(2, 8192, 29, "arm64"), Resources::new(1930, 6844 * MIB, 29));
+        assert_eq!(
+            allocatable(2, 8192, 29, "arm64"),
+            Resources::new(1930, 6844 * MIB, 29)
+        );
         // t3.micro: 2 vCPU, 1024 MiB, 4 pods: 1024 - 77 = 947; 947 - 299 - 100 = 548 MiB.
-        assert_eq!(allocatable(2, 1024, 4, "amd64"), Resources::new(1930, 548 * MIB, 4));
+        assert_eq!(
+            allocatable(2, 1024, 4, "amd64"),
+            Resources::new(1930, 548 * MIB, 4)
+        );
         let c = Catalog::embedded();
-        assert_eq!(c.get("m5.xlarge").unwrap().allocatable, Resources::new(3920, 14162 * MIB, 58));
+        assert_eq!(
+            c.get("m5.xlarge").unwrap().allocatable,
+            Resources::new(3920, 14162 * MIB, 58)
+        );
     }
 
     #[test]

@@ -90,7 +90,9 @@ struct Budgets<'a> {
 impl Budgets<'_> {
     fn allows(&self, pool: usize, reason: DisruptionReason) -> bool {
         let (num, disrupting, decided) = self.counts[pool];
-        let allowed = self.input.pools[pool].disruption.allowed(self.now, num, reason);
+        let allowed = self.input.pools[pool]
+            .disruption
+            .allowed(self.now, num, reason);
         allowed.saturating_sub(disrupting) > decided
     }
 
@@ -100,11 +102,14 @@ impl Budgets<'_> {
 }
 
 fn price_of(catalog: &Catalog, n: &ExistingNode) -> Option<f64> {
-    catalog.get(&n.instance_type).map(|t| t.price(n.capacity_type))
+    catalog
+        .get(&n.instance_type)
+        .map(|t| t.price(n.capacity_type))
 }
 
 fn requested(pods: &[Pod]) -> Resources {
-    pods.iter().fold(Resources::ZERO, |acc, p| acc + p.requests())
+    pods.iter()
+        .fold(Resources::ZERO, |acc, p| acc + p.requests())
 }
 
 /// The decisions for this pass, in the order they should be carried out.
@@ -132,7 +137,10 @@ pub fn consolidate(input: &ConsolidationInput<'_>, now: Timestamp) -> Vec<Disrup
         let p = pool_index(n)?;
         let after = input.pools[p].disruption.consolidate_after?;
         let quiet = now.duration_since(n.last_pod_event) >= after;
-        let eligible = n.initialized && n.ready && !n.marked_for_deletion && !n.pods.iter().any(|p| p.do_not_disrupt);
+        let eligible = n.initialized
+            && n.ready
+            && !n.marked_for_deletion
+            && !n.pods.iter().any(|p| p.do_not_disrupt);
         (quiet && eligible).then_some(p)
     };
 
@@ -159,7 +167,8 @@ pub fn consolidate(input: &ConsolidationInput<'_>, now: Timestamp) -> Vec<Disrup
         .filter(|i| !gone[*i] && !input.nodes[*i].pods.is_empty())
         .filter(|i| {
             candidate(&input.nodes[*i]).is_some_and(|p| {
-                input.pools[p].disruption.consolidation_policy == ConsolidationPolicy::WhenEmptyOrUnderutilized
+                input.pools[p].disruption.consolidation_policy
+                    == ConsolidationPolicy::WhenEmptyOrUnderutilized
             })
         })
         .collect();
@@ -211,7 +220,9 @@ pub fn consolidate(input: &ConsolidationInput<'_>, now: Timestamp) -> Vec<Disrup
                 if r.price >= current_price {
                     continue;
                 }
-                if n.node.capacity_type == CapacityType::Spot && r.capacity_type == CapacityType::Spot {
+                if n.node.capacity_type == CapacityType::Spot
+                    && r.capacity_type == CapacityType::Spot
+                {
                     let cheaper = cheaper_spot_types(input, &n.pods, &r.pool, current_price);
                     if !input.spot_to_spot || cheaper < MIN_SPOT_TO_SPOT_TYPES {
                         continue;
@@ -228,7 +239,9 @@ pub fn consolidate(input: &ConsolidationInput<'_>, now: Timestamp) -> Vec<Disrup
         // Commit: the moved pods take room on their new nodes.
         for b in &sim.bound {
             let moved: Vec<&Pod> = n.pods.iter().filter(|p| b.pods.contains(&p.name)).collect();
-            let req = moved.iter().fold(Resources::ZERO, |acc, p| acc + p.requests());
+            let req = moved
+                .iter()
+                .fold(Resources::ZERO, |acc, p| acc + p.requests());
             if let Some(k) = others.iter().position(|o| o.name == b.node) {
                 extra[index[k]] += req;
             } else if let Some(l) = launched.iter_mut().find(|l| l.name == b.node) {
@@ -266,7 +279,12 @@ pub fn consolidate(input: &ConsolidationInput<'_>, now: Timestamp) -> Vec<Disrup
 }
 
 /// How many instance types of `pool` could take all of `pods` on spot for less than `price`.
-fn cheaper_spot_types(input: &ConsolidationInput<'_>, pods: &[Pod], pool: &str, price: f64) -> usize {
+fn cheaper_spot_types(
+    input: &ConsolidationInput<'_>,
+    pods: &[Pod],
+    pool: &str,
+    price: f64,
+) -> usize {
     let Some(pool) = input.pools.iter().find(|p| p.name == pool) else {
         return 0;
     };
@@ -299,13 +317,16 @@ fn cheaper_spot_types(input: &ConsolidationInput<'_>, pods: &[Pod], pool: &str, 
             });
             sim.nodes.is_empty()
                 && sim.unschedulable.is_empty()
-                && crate::requirements::first_unmet(&pool.requirements, &crate::catalog::OfferingLabels {
-                    instance_type: t,
-                    zone,
-                    capacity_type: CapacityType::Spot,
-                    pool: &pool.name,
-                    extra: &pool.labels,
-                })
+                && crate::requirements::first_unmet(
+                    &pool.requirements,
+                    &crate::catalog::OfferingLabels {
+                        instance_type: t,
+                        zone,
+                        capacity_type: CapacityType::Spot,
+                        pool: &pool.name,
+                        extra: &pool.labels,
+                    },
+                )
                 .is_none()
                 && !input.unavailable.iter().any(|u| {
                     u.instance_type == t.name

@@ -17,7 +17,9 @@ pub struct Schedule {
     day_star: bool,
 }
 
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 impl Schedule {
@@ -33,12 +35,19 @@ impl Schedule {
         };
         let fields: Vec<&str> = expanded.split_whitespace().collect();
         if fields.len() != 5 {
-            return Err(format!("expected exactly 5 fields, found {}: {text:?}", fields.len()));
+            return Err(format!(
+                "expected exactly 5 fields, found {}: {text:?}",
+                fields.len()
+            ));
         }
         let (dom, dom_star) = field(fields[2], 1, 31, &[])?;
         let (dow, dow_star) = field(fields[4], 0, 7, &WEEKDAYS)?;
         // 7 is Sunday too.
-        let dow = if dow & (1 << 7) != 0 { (dow | 1) & !(1 << 7) } else { dow };
+        let dow = if dow & (1 << 7) != 0 {
+            (dow | 1) & !(1 << 7)
+        } else {
+            dow
+        };
         Ok(Schedule {
             minutes: field(fields[0], 0, 59, &[])?.0,
             hours: field(fields[1], 0, 23, &[])?.0,
@@ -52,7 +61,11 @@ impl Schedule {
     fn day_matches(&self, dt: &DateTime) -> bool {
         let dom = self.days & (1 << dt.day()) != 0;
         let dow = self.weekdays & (1 << dt.weekday().to_sunday_zero_offset()) != 0;
-        if self.day_star { dom && dow } else { dom || dow }
+        if self.day_star {
+            dom && dow
+        } else {
+            dom || dow
+        }
     }
 
     fn matches(&self, dt: &DateTime) -> bool {
@@ -100,7 +113,9 @@ fn field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<(u64, bool), 
     for part in text.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s.parse().map_err(|_| format!("failed to parse int from {s}"))?;
+                let step: u32 = s
+                    .parse()
+                    .map_err(|_| format!("failed to parse int from {s}"))?;
                 if step == 0 {
                     return Err(format!("step of range should be a positive number: {part}"));
                 }
@@ -124,13 +139,17 @@ fn field(text: &str, min: u32, max: u32, names: &[&str]) -> Result<(u64, bool), 
             (a, b)
         };
         if lo < min {
-            return Err(format!("beginning of range ({lo}) below minimum ({min}): {part}"));
+            return Err(format!(
+                "beginning of range ({lo}) below minimum ({min}): {part}"
+            ));
         }
         if hi > max {
             return Err(format!("end of range ({hi}) above maximum ({max}): {part}"));
         }
         if lo > hi {
-            return Err(format!("beginning of range ({lo}) beyond end of range ({hi}): {part}"));
+            return Err(format!(
+                "beginning of range ({lo}) beyond end of range ({hi}): {part}"
+            ));
         }
         let step = step.unwrap_or(1);
         let mut v = lo;
@@ -146,7 +165,8 @@ fn value(text: &str, names: &[&str], offset: u32) -> Result<u32, String> {
     if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
         return Ok(i as u32 + offset);
     }
-    text.parse().map_err(|_| format!("failed to parse int from {text}"))
+    text.parse()
+        .map_err(|_| format!("failed to parse int from {text}"))
 }
 
 #[cfg(test)]
@@ -180,7 +200,10 @@ mod tests {
         assert!(!s.active(at("2024-01-07T09:30:00Z"), h), "Sunday");
         // Day-of-month and day-of-week both restricted: either matches.
         let s = Schedule::parse("0 0 1 * mon").unwrap();
-        assert!(s.active(at("2024-02-01T00:10:00Z"), h), "the 1st, a Thursday");
+        assert!(
+            s.active(at("2024-02-01T00:10:00Z"), h),
+            "the 1st, a Thursday"
+        );
         assert!(s.active(at("2024-01-08T00:10:00Z"), h), "a Monday");
         assert!(!s.active(at("2024-01-09T00:10:00Z"), h));
     }

@@ -23,17 +23,20 @@ mod resources;
 mod source;
 
 pub use catalog::{
-    Catalog, EVICTION_THRESHOLD_MEMORY, InstanceType, OfferingLabels, VM_MEMORY_OVERHEAD_PERCENT, allocatable,
-    kube_reserved_cpu_millis, kube_reserved_memory_mib, memory_capacity_mib,
+    Catalog, EVICTION_THRESHOLD_MEMORY, InstanceType, OfferingLabels, VM_MEMORY_OVERHEAD_PERCENT,
+    allocatable, kube_reserved_cpu_millis, kube_reserved_memory_mib, memory_capacity_mib,
 };
-pub use consolidate::{Action, ClusterNode, ConsolidationInput, Disruption, MIN_SPOT_TO_SPOT_TYPES, consolidate};
+pub use consolidate::{
+    Action, ClusterNode, ConsolidationInput, Disruption, MIN_SPOT_TO_SPOT_TYPES, consolidate,
+};
 pub use nodepool::{
-    Budget, BudgetNodes, ConsolidationPolicy, Disruption as PoolDisruption, DisruptionReason, Limits, NodeClassRef,
-    NodePool, parse_duration,
+    Budget, BudgetNodes, ConsolidationPolicy, Disruption as PoolDisruption, DisruptionReason,
+    Limits, NodeClassRef, NodePool, parse_duration,
 };
 pub use pod::{Pod, Taint, TaintEffect, Toleration, TolerationOperator};
 pub use provision::{
-    Binding, ExistingNode, Plan, PlannedNode, ProvisionInput, Strategy, Unavailable, Unschedulable, plan, plan_with,
+    Binding, ExistingNode, Plan, PlannedNode, ProvisionInput, Strategy, Unavailable, Unschedulable,
+    plan, plan_with,
 };
 pub use requirements::{CapacityType, Operator, Requirement};
 pub use resources::{GIB, MIB, Resources, parse_cpu, parse_memory};

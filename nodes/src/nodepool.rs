@@ -68,7 +68,9 @@ pub enum ConsolidationPolicy {
 }
 
 /// Why Karpenter disrupts a node; budgets may apply to some reasons only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 pub enum DisruptionReason {
     Underutilized,
     Empty,
@@ -233,7 +235,10 @@ impl NodePool {
     pub fn from_yaml(text: &str, source: &str) -> Result<NodePool, LoadErrors> {
         let doc = Document::index(text, source)?;
         let raw: RawNodePool = doc.parse(text)?;
-        let mut v = Validator { doc: &doc, errors: Vec::new() };
+        let mut v = Validator {
+            doc: &doc,
+            errors: Vec::new(),
+        };
         let pool = v.pool(raw);
         if v.errors.is_empty() {
             Ok(pool)
@@ -247,7 +252,11 @@ impl NodePool {
         let mut pools = Vec::new();
         let mut errors = Vec::new();
         for (i, part) in split_documents(text).into_iter().enumerate() {
-            if part.trim().lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            if part
+                .trim()
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            {
                 continue;
             }
             match NodePool::from_yaml(part, &format!("{source} (document {})", i + 1)) {
@@ -255,7 +264,11 @@ impl NodePool {
                 Err(mut e) => errors.append(&mut e.0),
             }
         }
-        if errors.is_empty() { Ok(pools) } else { Err(LoadErrors(errors)) }
+        if errors.is_empty() {
+            Ok(pools)
+        } else {
+            Err(LoadErrors(errors))
+        }
     }
 }
 
@@ -286,7 +299,10 @@ impl Validator<'_> {
 
     fn pool(&mut self, raw: RawNodePool) -> NodePool {
         if raw.api_version != "karpenter.sh/v1" {
-            self.err("apiVersion", format!("{:?} is not karpenter.sh/v1", raw.api_version));
+            self.err(
+                "apiVersion",
+                format!("{:?} is not karpenter.sh/v1", raw.api_version),
+            );
         }
         if raw.kind != "NodePool" {
             self.err("kind", format!("{:?} is not NodePool", raw.kind));
@@ -330,7 +346,11 @@ impl Validator<'_> {
         }
     }
 
-    fn requirements(&mut self, raw: Vec<RawRequirement>, labels: &mut BTreeMap<String, String>) -> Vec<Requirement> {
+    fn requirements(
+        &mut self,
+        raw: Vec<RawRequirement>,
+        labels: &mut BTreeMap<String, String>,
+    ) -> Vec<Requirement> {
         let mut out = Vec::new();
         for (i, r) in raw.into_iter().enumerate() {
             let path = format!("spec.template.spec.requirements[{i}]");
@@ -346,15 +366,24 @@ impl Validator<'_> {
                 values: r.values,
             };
             if let Some(e) = requirement.shape_error() {
-                self.err(&format!("{path}.values"), format!("{}: {e}", requirement.key));
+                self.err(
+                    &format!("{path}.values"),
+                    format!("{}: {e}", requirement.key),
+                );
                 continue;
             }
             if req::WELL_KNOWN.contains(&requirement.key.as_str()) {
                 if requirement.key == req::CAPACITY_TYPE
-                    && let Some(bad) = requirement.values.iter().find(|v| !["spot", "on-demand"].contains(&v.as_str()))
+                    && let Some(bad) = requirement
+                        .values
+                        .iter()
+                        .find(|v| !["spot", "on-demand"].contains(&v.as_str()))
                 {
                     // reserved capacity (capacity blocks, ODCRs) is not in the catalog.
-                    self.err(&format!("{path}.values"), format!("capacity type {bad:?} is not spot or on-demand"));
+                    self.err(
+                        &format!("{path}.values"),
+                        format!("capacity type {bad:?} is not spot or on-demand"),
+                    );
                 }
                 out.push(requirement);
             } else if requirement.operator == Operator::In && requirement.values.len() == 1 {
@@ -402,7 +431,9 @@ impl Validator<'_> {
                     .parse::<u64>()
                     .map(|q| limits.nodes = Some(q))
                     .map_err(|_| format!("{text:?} is not a whole number of nodes")),
-                other => Err(format!("a limit on {other:?} is not supported (the catalog carries cpu, memory and nodes)")),
+                other => Err(format!(
+                    "a limit on {other:?} is not supported (the catalog carries cpu, memory and nodes)"
+                )),
             };
             if let Err(e) = parsed {
                 self.err(&path, e);
@@ -419,7 +450,9 @@ impl Validator<'_> {
         });
         let p = "spec.disruption";
         let consolidation_policy = match raw.consolidation_policy.as_deref() {
-            None | Some("WhenEmptyOrUnderutilized") => ConsolidationPolicy::WhenEmptyOrUnderutilized,
+            None | Some("WhenEmptyOrUnderutilized") => {
+                ConsolidationPolicy::WhenEmptyOrUnderutilized
+            }
             Some("WhenEmpty") => ConsolidationPolicy::WhenEmpty,
             Some(other) => {
                 self.err(
@@ -465,28 +498,43 @@ impl Validator<'_> {
 
     fn budget(&mut self, path: &str, b: RawBudget) -> Option<Budget> {
         let nodes = match b.nodes.strip_suffix('%') {
-            Some(p) => p.parse::<u64>().ok().filter(|p| *p <= 100).map(BudgetNodes::Percent),
+            Some(p) => p
+                .parse::<u64>()
+                .ok()
+                .filter(|p| *p <= 100)
+                .map(BudgetNodes::Percent),
             None => b.nodes.parse::<u64>().ok().map(BudgetNodes::Count),
         };
         let Some(nodes) = nodes else {
-            self.err(&format!("{path}.nodes"), format!("{:?} is not a node count or a percent up to 100%", b.nodes));
+            self.err(
+                &format!("{path}.nodes"),
+                format!("{:?} is not a node count or a percent up to 100%", b.nodes),
+            );
             return None;
         };
         let schedule = match (b.schedule, b.duration) {
             (None, None) => None,
             (Some(s), Some(d)) => {
-                let schedule = Schedule::parse(&s).map_err(|e| self.err(&format!("{path}.schedule"), e)).ok();
+                let schedule = Schedule::parse(&s)
+                    .map_err(|e| self.err(&format!("{path}.schedule"), e))
+                    .ok();
                 let duration = parse_duration(&d, "hm")
                     .map_err(|e| self.err(&format!("{path}.duration"), e))
                     .ok();
                 Some((schedule?, duration?))
             }
             (Some(_), None) => {
-                self.err(&format!("{path}.duration"), "'schedule' must be set with 'duration'");
+                self.err(
+                    &format!("{path}.duration"),
+                    "'schedule' must be set with 'duration'",
+                );
                 return None;
             }
             (None, Some(_)) => {
-                self.err(&format!("{path}.schedule"), "'schedule' must be set with 'duration'");
+                self.err(
+                    &format!("{path}.schedule"),
+                    "'schedule' must be set with 'duration'",
+                );
                 return None;
             }
         };
@@ -508,7 +556,9 @@ pub fn parse_duration(text: &str, units: &str) -> Result<SignedDuration, String>
     let body = if units.contains('s') {
         text
     } else {
-        text.strip_suffix("0s").filter(|t| !t.is_empty()).unwrap_or(text)
+        text.strip_suffix("0s")
+            .filter(|t| !t.is_empty())
+            .unwrap_or(text)
     };
     let mut total = 0i64;
     let mut digits = String::new();
@@ -526,7 +576,10 @@ pub fn parse_duration(text: &str, units: &str) -> Result<SignedDuration, String>
             'm' => 60,
             _ => 1,
         };
-        total = n.checked_mul(secs).and_then(|s| total.checked_add(s)).ok_or_else(bad)?;
+        total = n
+            .checked_mul(secs)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(bad)?;
         digits.clear();
     }
     if !digits.is_empty() || body.is_empty() {

@@ -101,7 +101,13 @@ pub struct Taint {
 
 impl std::fmt::Display for Taint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}={}:{:?}", self.key, self.value.as_deref().unwrap_or(""), self.effect)
+        write!(
+            f,
+            "{}={}:{:?}",
+            self.key,
+            self.value.as_deref().unwrap_or(""),
+            self.effect
+        )
     }
 }
 
@@ -135,7 +141,9 @@ impl Toleration {
         }
         match self.operator {
             TolerationOperator::Exists => self.key.is_empty() || self.key == taint.key,
-            TolerationOperator::Equal => self.key == taint.key && self.value == taint.value.as_deref().unwrap_or(""),
+            TolerationOperator::Equal => {
+                self.key == taint.key && self.value == taint.value.as_deref().unwrap_or("")
+            }
         }
     }
 }
@@ -168,7 +176,10 @@ mod tests {
             (tol("gpu", Exists, "", None), true),
             (tol("", Exists, "", None), true),
             (tol("gpu", Exists, "", Some(TaintEffect::NoExecute)), false),
-            (tol("gpu", Equal, "true", Some(TaintEffect::NoSchedule)), true),
+            (
+                tol("gpu", Equal, "true", Some(TaintEffect::NoSchedule)),
+                true,
+            ),
             (tol("other", Exists, "", None), false),
         ];
         for (t, want) in cases {
@@ -176,7 +187,10 @@ mod tests {
         }
         let mut pod = Pod::new("p", 100, 100);
         assert_eq!(pod.untolerated(std::slice::from_ref(&gpu)), Some(&gpu));
-        assert_eq!(pod.untolerated(&[taint("soft", None, TaintEffect::PreferNoSchedule)]), None);
+        assert_eq!(
+            pod.untolerated(&[taint("soft", None, TaintEffect::PreferNoSchedule)]),
+            None
+        );
         pod.tolerations.push(tol("gpu", Exists, "", None));
         assert_eq!(pod.untolerated(&[gpu]), None);
     }
@@ -184,11 +198,20 @@ mod tests {
     #[test]
     fn terms_join_the_selector_with_each_affinity_term() {
         let mut pod = Pod::new("p", 1, 1);
-        pod.node_selector.insert("kubernetes.io/arch".into(), "arm64".into());
+        pod.node_selector
+            .insert("kubernetes.io/arch".into(), "arm64".into());
         assert_eq!(pod.terms().len(), 1);
         pod.required_node_affinity = vec![
-            vec![Requirement::new("topology.kubernetes.io/zone", Operator::In, &["a"])],
-            vec![Requirement::new("topology.kubernetes.io/zone", Operator::In, &["b"])],
+            vec![Requirement::new(
+                "topology.kubernetes.io/zone",
+                Operator::In,
+                &["a"],
+            )],
+            vec![Requirement::new(
+                "topology.kubernetes.io/zone",
+                Operator::In,
+                &["b"],
+            )],
         ];
         let terms = pod.terms();
         assert_eq!(terms.len(), 2);

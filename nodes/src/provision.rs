@@ -140,7 +140,9 @@ struct Class {
 
 impl Class {
     fn selects(&self, labels: &dyn Labels) -> bool {
-        self.terms.iter().any(|t| t.iter().all(|r| r.matches(labels.label(&r.key))))
+        self.terms
+            .iter()
+            .any(|t| t.iter().all(|r| r.matches(labels.label(&r.key))))
     }
 
     fn untolerated<'t>(&self, taints: &'t [Taint]) -> Option<&'t Taint> {
@@ -229,12 +231,23 @@ pub fn plan_with(input: &ProvisionInput<'_>, strategy: Strategy) -> Plan {
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); groups.len()];
     let mut counter: HashMap<String, usize> = HashMap::new();
     for pool in pools {
-        let left: Vec<usize> = (0..groups.len()).filter(|g| taken[*g] < groups[*g].pods.len()).collect();
+        let left: Vec<usize> = (0..groups.len())
+            .filter(|g| taken[*g] < groups[*g].pods.len())
+            .collect();
         if left.is_empty() {
             break;
         }
         provision_pool(
-            input, pool, &classes, &groups, &left, &mut taken, &mut reasons, strategy, &mut counter, &mut plan,
+            input,
+            pool,
+            &classes,
+            &groups,
+            &left,
+            &mut taken,
+            &mut reasons,
+            strategy,
+            &mut counter,
+            &mut plan,
         );
     }
 
@@ -258,16 +271,25 @@ pub fn plan_with(input: &ProvisionInput<'_>, strategy: Strategy) -> Plan {
 
 /// Classes and groups, groups sorted by CPU then memory descending (Karpenter's order).
 fn group_pods(pods: &[Pod]) -> (Vec<Class>, Vec<Group>) {
-    let mut class_ids: HashMap<(Vec<Vec<Requirement>>, Vec<Toleration>), usize> = HashMap::new();
+    type ClassKey<'p> = (
+        &'p BTreeMap<String, String>,
+        &'p Vec<Vec<Requirement>>,
+        &'p Vec<Toleration>,
+    );
+    let mut class_ids: HashMap<ClassKey<'_>, usize> = HashMap::new();
     let mut classes = Vec::new();
     let mut group_ids: HashMap<(usize, Resources), usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     for (i, pod) in pods.iter().enumerate() {
-        let key = (pod.terms(), pod.tolerations.clone());
-        let class = *class_ids.entry(key.clone()).or_insert_with(|| {
+        let key = (
+            &pod.node_selector,
+            &pod.required_node_affinity,
+            &pod.tolerations,
+        );
+        let class = *class_ids.entry(key).or_insert_with(|| {
             classes.push(Class {
-                terms: key.0,
-                tolerations: key.1,
+                terms: pod.terms(),
+                tolerations: pod.tolerations.clone(),
             });
             classes.len() - 1
         });
@@ -317,7 +339,13 @@ fn place_on_nodes(
                 input
                     .catalog
                     .get(&n.instance_type)
-                    .map(|t| t.allocatable.saturating_sub(&daemonset_overhead(input.daemonsets, &labels, &n.taints)))
+                    .map(|t| {
+                        t.allocatable.saturating_sub(&daemonset_overhead(
+                            input.daemonsets,
+                            &labels,
+                            &n.taints,
+                        ))
+                    })
                     .unwrap_or(Resources::ZERO)
             });
             alloc.saturating_sub(&n.requested)
@@ -338,7 +366,10 @@ fn place_on_nodes(
             if class.untolerated(&n.taints).is_some() || !class.selects(&labels) {
                 continue;
             }
-            let k = group.req.copies_in(&free[i]).min((group.pods.len() - taken[g]) as u64) as usize;
+            let k = group
+                .req
+                .copies_in(&free[i])
+                .min((group.pods.len() - taken[g]) as u64) as usize;
             free[i] = free[i].saturating_sub(&group.req.times(k as u64));
             for &p in &group.pods[taken[g]..taken[g] + k] {
                 bound[i].push(input.pods[p].name.clone());
@@ -372,7 +403,10 @@ fn offerings<'c>(input: &ProvisionInput<'c>, pool: &NodePool) -> Vec<Offering<'c
                     labels,
                 };
                 if req::first_unmet(&pool.requirements, &o).is_none()
-                    && !input.unavailable.iter().any(|u| u.covers(&t.name, ct, zone))
+                    && !input
+                        .unavailable
+                        .iter()
+                        .any(|u| u.covers(&t.name, ct, zone))
                 {
                     out.push(o);
                 }
@@ -398,11 +432,22 @@ fn class_refusal(pool: &NodePool, class: &Class, offers: &[Offering<'_>]) -> Opt
     }
     // Name the first requirement that no offering meets on its own.
     for term in &class.terms {
-        if let Some(r) = term.iter().find(|r| !offers.iter().any(|o| r.matches(o.label(&r.key)))) {
-            return Some(format!("pool {}: requirement {r} matches none of its offerings", pool.name));
+        if let Some(r) = term
+            .iter()
+            .find(|r| !offers.iter().any(|o| r.matches(o.label(&r.key))))
+        {
+            return Some(format!(
+                "pool {}: requirement {r} matches none of its offerings",
+                pool.name
+            ));
         }
     }
-    let all: Vec<String> = class.terms.iter().flatten().map(|r| r.to_string()).collect();
+    let all: Vec<String> = class
+        .terms
+        .iter()
+        .flatten()
+        .map(|r| r.to_string())
+        .collect();
     Some(format!(
         "pool {}: requirements {} together match none of its offerings",
         pool.name,
@@ -415,7 +460,11 @@ fn pool_usage(input: &ProvisionInput<'_>, pool: &NodePool) -> (u64, u64, u64) {
     let mut usage = (0, 0, 0);
     for n in input.existing.iter().chain(input.in_flight) {
         if n.pool.as_deref() == Some(pool.name.as_str()) {
-            let cap = input.catalog.get(&n.instance_type).map(|t| t.capacity()).unwrap_or_default();
+            let cap = input
+                .catalog
+                .get(&n.instance_type)
+                .map(|t| t.capacity())
+                .unwrap_or_default();
             usage.0 += cap.cpu_millis;
             usage.1 += cap.memory_bytes;
             usage.2 += 1;
@@ -487,7 +536,13 @@ fn provision_pool(
         if !column.iter().any(|x| *x) {
             continue;
         }
-        let key = (offers[k].instance_type.name.clone(), offers[k].capacity_type, kinds[k].price.to_bits(), kinds[k].alloc, column);
+        let key = (
+            offers[k].instance_type.name.clone(),
+            offers[k].capacity_type,
+            kinds[k].price.to_bits(),
+            kinds[k].alloc,
+            column,
+        );
         if seen.insert(key, ()).is_none() {
             keep.push(k);
         }
@@ -512,12 +567,18 @@ fn provision_pool(
             reasons[g].push(r.clone());
             continue;
         }
-        let fits = (0..nk).any(|k| compat[group.class * nk + k] && group.req.fits_in(&kinds[k].alloc));
+        let fits =
+            (0..nk).any(|k| compat[group.class * nk + k] && group.req.fits_in(&kinds[k].alloc));
         if !fits {
             let largest = (0..nk)
                 .filter(|k| compat[group.class * nk + k])
                 .max_by_key(|k| (kinds[*k].alloc.cpu_millis, kinds[*k].alloc.memory_bytes))
-                .map(|k| format!("{} allocatable {}", offers[k].instance_type.name, kinds[k].alloc))
+                .map(|k| {
+                    format!(
+                        "{} allocatable {}",
+                        offers[k].instance_type.name, kinds[k].alloc
+                    )
+                })
                 .unwrap_or_default();
             reasons[g].push(format!(
                 "pool {}: requests ({}) fit no compatible instance type (largest: {largest})",
@@ -609,10 +670,9 @@ fn apply_limits(
                 .filter(|k| {
                     fits(*k)
                         && bin.used.fits_in(&problem.kinds[*k].alloc)
-                        && bin
-                            .counts
-                            .iter()
-                            .all(|(d, _)| problem.compat[problem.demands[*d].class * problem.kinds.len() + k])
+                        && bin.counts.iter().all(|(d, _)| {
+                            problem.compat[problem.demands[*d].class * problem.kinds.len() + k]
+                        })
                 })
                 .min_by(|a, b| problem.kinds[*a].price.total_cmp(&problem.kinds[*b].price));
             match alternative {

@@ -130,7 +130,10 @@ impl Requirement {
             Operator::Gt | Operator::Lt
                 if self.values.len() != 1 || self.values[0].parse::<i64>().is_err() =>
             {
-                Some(format!("{:?} needs exactly one integer value", self.operator))
+                Some(format!(
+                    "{:?} needs exactly one integer value",
+                    self.operator
+                ))
             }
             _ => None,
         }
@@ -140,8 +143,16 @@ impl Requirement {
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.operator {
-            Operator::Exists | Operator::DoesNotExist => write!(f, "{} {:?}", self.key, self.operator),
-            _ => write!(f, "{} {:?} [{}]", self.key, self.operator, self.values.join(", ")),
+            Operator::Exists | Operator::DoesNotExist => {
+                write!(f, "{} {:?}", self.key, self.operator)
+            }
+            _ => write!(
+                f,
+                "{} {:?} [{}]",
+                self.key,
+                self.operator,
+                self.values.join(", ")
+            ),
         }
     }
 }
@@ -169,21 +180,77 @@ mod tests {
     #[test]
     fn operators_match_as_node_selectors_do() {
         let cases: &[(Requirement, Option<&str>, bool)] = &[
-            (Requirement::new(ARCH, Operator::In, &["arm64"]), Some("arm64"), true),
-            (Requirement::new(ARCH, Operator::In, &["arm64"]), Some("amd64"), false),
-            (Requirement::new(ARCH, Operator::In, &["arm64"]), None, false),
-            (Requirement::new(ARCH, Operator::NotIn, &["arm64"]), Some("amd64"), true),
-            (Requirement::new(ARCH, Operator::NotIn, &["arm64"]), None, true),
-            (Requirement::new(ARCH, Operator::NotIn, &["arm64"]), Some("arm64"), false),
-            (Requirement::new("team", Operator::Exists, &[]), Some("a"), true),
+            (
+                Requirement::new(ARCH, Operator::In, &["arm64"]),
+                Some("arm64"),
+                true,
+            ),
+            (
+                Requirement::new(ARCH, Operator::In, &["arm64"]),
+                Some("amd64"),
+                false,
+            ),
+            (
+                Requirement::new(ARCH, Operator::In, &["arm64"]),
+                None,
+                false,
+            ),
+            (
+                Requirement::new(ARCH, Operator::NotIn, &["arm64"]),
+                Some("amd64"),
+                true,
+            ),
+            (
+                Requirement::new(ARCH, Operator::NotIn, &["arm64"]),
+                None,
+                true,
+            ),
+            (
+                Requirement::new(ARCH, Operator::NotIn, &["arm64"]),
+                Some("arm64"),
+                false,
+            ),
+            (
+                Requirement::new("team", Operator::Exists, &[]),
+                Some("a"),
+                true,
+            ),
             (Requirement::new("team", Operator::Exists, &[]), None, false),
-            (Requirement::new("team", Operator::DoesNotExist, &[]), None, true),
-            (Requirement::new("team", Operator::DoesNotExist, &[]), Some("a"), false),
-            (Requirement::new(INSTANCE_CPU, Operator::Gt, &["4"]), Some("8"), true),
-            (Requirement::new(INSTANCE_CPU, Operator::Gt, &["4"]), Some("4"), false),
-            (Requirement::new(INSTANCE_CPU, Operator::Lt, &["4"]), Some("2"), true),
-            (Requirement::new(INSTANCE_CPU, Operator::Lt, &["4"]), None, false),
-            (Requirement::new(INSTANCE_CPU, Operator::Gt, &["4"]), Some("big"), false),
+            (
+                Requirement::new("team", Operator::DoesNotExist, &[]),
+                None,
+                true,
+            ),
+            (
+                Requirement::new("team", Operator::DoesNotExist, &[]),
+                Some("a"),
+                false,
+            ),
+            (
+                Requirement::new(INSTANCE_CPU, Operator::Gt, &["4"]),
+                Some("8"),
+                true,
+            ),
+            (
+                Requirement::new(INSTANCE_CPU, Operator::Gt, &["4"]),
+                Some("4"),
+                false,
+            ),
+            (
+                Requirement::new(INSTANCE_CPU, Operator::Lt, &["4"]),
+                Some("2"),
+                true,
+            ),
+            (
+                Requirement::new(INSTANCE_CPU, Operator::Lt, &["4"]),
+                None,
+                false,
+            ),
+            (
+                Requirement::new(INSTANCE_CPU, Operator::Gt, &["4"]),
+                Some("big"),
+                false,
+            ),
         ];
         for (r, v, want) in cases {
             assert_eq!(r.matches(*v), *want, "{r} against {v:?}");
@@ -192,9 +259,25 @@ mod tests {
 
     #[test]
     fn shapes_are_checked() {
-        assert!(Requirement::new(ARCH, Operator::In, &[]).shape_error().is_some());
-        assert!(Requirement::new(ARCH, Operator::Exists, &["x"]).shape_error().is_some());
-        assert!(Requirement::new(INSTANCE_CPU, Operator::Gt, &["x"]).shape_error().is_some());
-        assert!(Requirement::new(INSTANCE_CPU, Operator::Gt, &["4"]).shape_error().is_none());
+        assert!(
+            Requirement::new(ARCH, Operator::In, &[])
+                .shape_error()
+                .is_some()
+        );
+        assert!(
+            Requirement::new(ARCH, Operator::Exists, &["x"])
+                .shape_error()
+                .is_some()
+        );
+        assert!(
+            Requirement::new(INSTANCE_CPU, Operator::Gt, &["x"])
+                .shape_error()
+                .is_some()
+        );
+        assert!(
+            Requirement::new(INSTANCE_CPU, Operator::Gt, &["4"])
+                .shape_error()
+                .is_none()
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::ops::{Add, AddAssign};
 use serde::{Deserialize, Serialize};
 
 /// CPU in millicores, memory in bytes, and pod slots: what a pod requests and a node offers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
     pub cpu_millis: u64,
@@ -59,7 +61,7 @@ impl Resources {
 
     /// How many copies of `self` fit in `capacity` (u64::MAX when `self` is zero).
     pub fn copies_in(&self, capacity: &Resources) -> u64 {
-        let per = |need: u64, have: u64| if need == 0 { u64::MAX } else { have / need };
+        let per = |need: u64, have: u64| have.checked_div(need).unwrap_or(u64::MAX);
         per(self.cpu_millis, capacity.cpu_millis)
             .min(per(self.memory_bytes, capacity.memory_bytes))
             .min(per(self.pods, capacity.pods))
@@ -119,8 +121,14 @@ pub fn parse_quantity(text: &str, scale: u64) -> Result<u64, String> {
         .unwrap_or(t.len());
     let (number, suffix) = t.split_at(split);
     let (number, suffix) = match suffix.strip_prefix(['e', 'E']) {
-        Some(exp) if !exp.is_empty() && exp.trim_start_matches(['+', '-']).chars().all(|c| c.is_ascii_digit()) => {
-            (&t[..], "")
+        Some(exp)
+            if !exp.is_empty()
+                && exp
+                    .trim_start_matches(['+', '-'])
+                    .chars()
+                    .all(|c| c.is_ascii_digit()) =>
+        {
+            (t, "")
         }
         _ => (number, suffix),
     };
@@ -137,7 +145,11 @@ pub fn parse_quantity(text: &str, scale: u64) -> Result<u64, String> {
         "Gi" => 1024.0 * 1024.0 * 1024.0,
         "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         "Pi" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("{text:?} is not a quantity (e.g. 500m, 2, 128Mi, 1Gi)")),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a quantity (e.g. 500m, 2, 128Mi, 1Gi)"
+            ));
+        }
     };
     let value: f64 = number
         .parse()
@@ -171,11 +183,24 @@ mod tests {
 
     #[test]
     fn quantities_parse_as_kubernetes_writes_them() {
-        let cpu = [("500m", 500), ("2", 2000), ("1.5", 1500), ("0.1", 100), ("100m", 100), ("1e3", 1_000_000)];
+        let cpu = [
+            ("500m", 500),
+            ("2", 2000),
+            ("1.5", 1500),
+            ("0.1", 100),
+            ("100m", 100),
+            ("1e3", 1_000_000),
+        ];
         for (text, want) in cpu {
             assert_eq!(parse_cpu(text), Ok(want), "{text}");
         }
-        let mem = [("128Mi", 128 * MIB), ("1Gi", GIB), ("1G", 1_000_000_000), ("1000", 1000), ("1.5Gi", 3 * GIB / 2)];
+        let mem = [
+            ("128Mi", 128 * MIB),
+            ("1Gi", GIB),
+            ("1G", 1_000_000_000),
+            ("1000", 1000),
+            ("1.5Gi", 3 * GIB / 2),
+        ];
         for (text, want) in mem {
             assert_eq!(parse_memory(text), Ok(want), "{text}");
         }

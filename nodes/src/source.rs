@@ -127,8 +127,14 @@ struct IndexBuilder {
 
 enum Frame {
     /// A mapping at `path`; `key` is the key just read, waiting for its value.
-    Mapping { path: String, key: Option<String> },
-    Sequence { path: String, next: usize },
+    Mapping {
+        path: String,
+        key: Option<String>,
+    },
+    Sequence {
+        path: String,
+        next: usize,
+    },
     /// A mapping or sequence used as a key: its content has no field path.
     ComplexKey,
 }
@@ -190,7 +196,10 @@ impl MarkedEventReceiver for IndexBuilder {
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_map = matches!(ev, Event::MappingStart(..));
-                let as_key = matches!(self.stack.last(), Some(Frame::Mapping { key: None, .. }) | Some(Frame::ComplexKey));
+                let as_key = matches!(
+                    self.stack.last(),
+                    Some(Frame::Mapping { key: None, .. }) | Some(Frame::ComplexKey)
+                );
                 if as_key {
                     if let Some(Frame::Mapping { key, .. }) = self.stack.last_mut() {
                         *key = Some("?".to_owned());

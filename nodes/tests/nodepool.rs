@@ -1,9 +1,13 @@
 //! NodePool parsing, refusals with located errors, and disruption budgets (ported from Karpenter).
 
+// Test helpers may unwrap: a panic there is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use jiff::{SignedDuration, Timestamp};
 use surge_nodes::cron::Schedule;
 use surge_nodes::{
-    Budget, BudgetNodes, ConsolidationPolicy, DisruptionReason, GIB, NodePool, Operator, PoolDisruption, TaintEffect,
+    Budget, BudgetNodes, ConsolidationPolicy, DisruptionReason, GIB, NodePool, Operator,
+    PoolDisruption, TaintEffect,
 };
 
 const FULL: &str = r#"apiVersion: karpenter.sh/v1
@@ -80,17 +84,30 @@ fn a_full_nodepool_reads_as_written() {
     assert_eq!(p.requirements.len(), 8);
     assert_eq!(p.requirements[3].operator, Operator::Gt);
     assert_eq!(p.labels.get("team").map(String::as_str), Some("web"));
-    assert_eq!(p.labels.get("environment").map(String::as_str), Some("prod"), "custom In requirement");
+    assert_eq!(
+        p.labels.get("environment").map(String::as_str),
+        Some("prod"),
+        "custom In requirement"
+    );
     assert_eq!(p.taints[0].effect, TaintEffect::NoSchedule);
     assert_eq!(p.startup_taints[0].key, "example.com/booting");
     assert_eq!(p.limits.cpu_millis, Some(1_000_000));
     assert_eq!(p.limits.memory_bytes, Some(1000 * GIB));
-    assert_eq!(p.disruption.consolidation_policy, ConsolidationPolicy::WhenEmptyOrUnderutilized);
-    assert_eq!(p.disruption.consolidate_after, Some(SignedDuration::from_secs(90)));
+    assert_eq!(
+        p.disruption.consolidation_policy,
+        ConsolidationPolicy::WhenEmptyOrUnderutilized
+    );
+    assert_eq!(
+        p.disruption.consolidate_after,
+        Some(SignedDuration::from_secs(90))
+    );
     assert_eq!(p.disruption.budgets.len(), 3);
     assert_eq!(p.disruption.budgets[0].nodes, BudgetNodes::Percent(20));
     assert_eq!(p.expire_after.as_deref(), Some("720h"));
-    assert_eq!(p.node_class_ref.as_ref().map(|r| r.name.as_str()), Some("default"));
+    assert_eq!(
+        p.node_class_ref.as_ref().map(|r| r.name.as_str()),
+        Some("default")
+    );
 }
 
 #[test]
@@ -98,11 +115,30 @@ fn defaults_are_karpenters() {
     let text = "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      requirements: []\n";
     let p = NodePool::from_yaml(text, "d.yaml").unwrap();
     assert_eq!(p.weight, 0);
-    assert_eq!(p.disruption.consolidation_policy, ConsolidationPolicy::WhenEmptyOrUnderutilized);
+    assert_eq!(
+        p.disruption.consolidation_policy,
+        ConsolidationPolicy::WhenEmptyOrUnderutilized
+    );
     assert_eq!(p.disruption.consolidate_after, Some(SignedDuration::ZERO));
-    assert_eq!(p.disruption.budgets, vec![Budget { nodes: BudgetNodes::Percent(10), schedule: None, reasons: None }]);
-    let never = text.replace("spec:\n  template", "spec:\n  disruption: {consolidateAfter: Never}\n  template");
-    assert_eq!(NodePool::from_yaml(&never, "n.yaml").unwrap().disruption.consolidate_after, None);
+    assert_eq!(
+        p.disruption.budgets,
+        vec![Budget {
+            nodes: BudgetNodes::Percent(10),
+            schedule: None,
+            reasons: None
+        }]
+    );
+    let never = text.replace(
+        "spec:\n  template",
+        "spec:\n  disruption: {consolidateAfter: Never}\n  template",
+    );
+    assert_eq!(
+        NodePool::from_yaml(&never, "n.yaml")
+            .unwrap()
+            .disruption
+            .consolidate_after,
+        None
+    );
 }
 
 /// What surge cannot honour in full is refused, each problem with its line, column and field path.
@@ -172,7 +208,11 @@ fn unknown_fields_and_type_errors_name_the_field() {
     assert_eq!(e.0.len(), 1);
     assert_eq!(e.0[0].path, "spec.template.spec.requirement");
     assert_eq!(e.0[0].line, Some(7));
-    assert!(e.0[0].reason.contains("unknown field `requirement`"), "{}", e.0[0].reason);
+    assert!(
+        e.0[0].reason.contains("unknown field `requirement`"),
+        "{}",
+        e.0[0].reason
+    );
     let op = "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {name: t}\nspec:\n  template:\n    spec:\n      requirements:\n        - {key: kubernetes.io/arch, operator: Equals, values: [amd64]}\n";
     let e = NodePool::from_yaml(op, "t.yaml").unwrap_err();
     assert_eq!(e.0[0].path, "spec.template.spec.requirements[0].operator");
@@ -181,15 +221,26 @@ fn unknown_fields_and_type_errors_name_the_field() {
 
 #[test]
 fn several_documents_read_as_several_pools() {
-    let two = format!("{FULL}---\n{}", FULL.replace("name: general", "name: second"));
+    let two = format!(
+        "{FULL}---\n{}",
+        FULL.replace("name: general", "name: second")
+    );
     let pools = NodePool::all_from_yaml(&two, "pools.yaml").unwrap();
-    assert_eq!(pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["general", "second"]);
+    assert_eq!(
+        pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["general", "second"]
+    );
 }
 
 // ---- Budgets: kubernetes-sigs/karpenter pkg/apis/v1/nodepool_budgets_test.go at
 // 2266468104f36373ed002241afaee2d3bbc26078, one test per upstream `It`.
 
-fn budget(nodes: &str, schedule: Option<&str>, duration: Option<&str>, reasons: Option<&[DisruptionReason]>) -> Budget {
+fn budget(
+    nodes: &str,
+    schedule: Option<&str>,
+    duration: Option<&str>,
+    reasons: Option<&[DisruptionReason]>,
+) -> Budget {
     let nodes = match nodes.strip_suffix('%') {
         Some(p) => BudgetNodes::Percent(p.parse().unwrap()),
         None => BudgetNodes::Count(nodes.parse().unwrap()),
@@ -197,7 +248,10 @@ fn budget(nodes: &str, schedule: Option<&str>, duration: Option<&str>, reasons: 
     Budget {
         nodes,
         schedule: schedule.map(|s| {
-            (Schedule::parse(s).unwrap(), surge_nodes::parse_duration(duration.unwrap(), "hm").unwrap())
+            (
+                Schedule::parse(s).unwrap(),
+                surge_nodes::parse_duration(duration.unwrap(), "hm").unwrap(),
+            )
         }),
         reasons: reasons.map(<[DisruptionReason]>::to_vec),
     }
@@ -214,7 +268,12 @@ fn upstream_budgets() -> Vec<Budget> {
         budget("100%", every, h, None),
         budget("15", every, h, Some(&[Drifted, Underutilized])),
         budget("5", every, h, Some(&[Drifted])),
-        budget("0", Some("@weekly"), h, Some(&[Underutilized, Drifted, Empty])),
+        budget(
+            "0",
+            Some("@weekly"),
+            h,
+            Some(&[Underutilized, Drifted, Empty]),
+        ),
     ]
 }
 
@@ -231,7 +290,11 @@ fn upstream_now() -> Timestamp {
     "2000-06-15T12:30:30Z".parse().unwrap()
 }
 
-const ALL_REASONS: [DisruptionReason; 3] = [DisruptionReason::Empty, DisruptionReason::Underutilized, DisruptionReason::Drifted];
+const ALL_REASONS: [DisruptionReason; 3] = [
+    DisruptionReason::Empty,
+    DisruptionReason::Underutilized,
+    DisruptionReason::Drifted,
+];
 
 #[test]
 fn budgets_should_return_0_for_all_reasons_if_a_budget_is_active_for_all_reasons() {
@@ -247,12 +310,19 @@ fn budgets_should_return_max_for_all_reasons_when_there_are_no_active_budgets() 
     let b: Vec<Budget> = upstream_budgets()
         .into_iter()
         .map(|x| Budget {
-            schedule: Some((Schedule::parse("@yearly").unwrap(), SignedDuration::from_hours(1))),
+            schedule: Some((
+                Schedule::parse("@yearly").unwrap(),
+                SignedDuration::from_hours(1),
+            )),
             ..x
         })
         .collect();
     for r in ALL_REASONS {
-        assert_eq!(pool(b.clone()).allowed(upstream_now(), 100, r), u64::MAX, "{r:?}");
+        assert_eq!(
+            pool(b.clone()).allowed(upstream_now(), 100, r),
+            u64::MAX,
+            "{r:?}"
+        );
     }
 }
 
@@ -260,7 +330,10 @@ fn budgets_should_return_max_for_all_reasons_when_there_are_no_active_budgets() 
 fn budgets_should_ignore_reason_defined_budgets_when_inactive() {
     let mut b = upstream_budgets();
     for i in [3, 4] {
-        b[i].schedule = Some((Schedule::parse("@yearly").unwrap(), SignedDuration::from_hours(1)));
+        b[i].schedule = Some((
+            Schedule::parse("@yearly").unwrap(),
+            SignedDuration::from_hours(1),
+        ));
     }
     for r in ALL_REASONS {
         assert_eq!(pool(b.clone()).allowed(upstream_now(), 100, r), 10, "{r:?}");
@@ -278,12 +351,20 @@ fn budgets_should_return_the_budget_for_all_disruption_reasons_when_undefined() 
 #[test]
 fn budgets_should_get_the_minimum_budget_for_each_reason() {
     let mut b = upstream_budgets();
-    b.push(budget("4", Some("* * * * *"), Some("1h"), Some(&[DisruptionReason::Empty])));
+    b.push(budget(
+        "4",
+        Some("* * * * *"),
+        Some("1h"),
+        Some(&[DisruptionReason::Empty]),
+    ));
     let p = pool(b);
     assert_eq!(p.allowed(upstream_now(), 100, DisruptionReason::Empty), 4);
     assert_eq!(p.allowed(upstream_now(), 100, DisruptionReason::Drifted), 5);
     // The budget where reason == nil overrides the budget with a specified reason.
-    assert_eq!(p.allowed(upstream_now(), 100, DisruptionReason::Underutilized), 10);
+    assert_eq!(
+        p.allowed(upstream_now(), 100, DisruptionReason::Underutilized),
+        10
+    );
 }
 
 #[test]
@@ -307,8 +388,14 @@ fn budgets_percent_rounds_up() {
     let b = budget("5%", None, None, None);
     assert_eq!(b.allowed(upstream_now(), 10), 1);
     assert_eq!(b.allowed(upstream_now(), 0), 0);
-    assert_eq!(budget("10%", None, None, None).allowed(upstream_now(), 19), 2);
-    assert_eq!(budget("0%", None, None, None).allowed(upstream_now(), 19), 0);
+    assert_eq!(
+        budget("10%", None, None, None).allowed(upstream_now(), 19),
+        2
+    );
+    assert_eq!(
+        budget("0%", None, None, None).allowed(upstream_now(), 19),
+        0
+    );
 }
 
 #[test]
@@ -321,7 +408,10 @@ fn budgets_is_active() {
     // 2000-05-30T23:00Z; @daily for 30m is not active then.
     assert!(!active("@daily", "30m", "2000-05-30T23:00:00Z"));
     // "should return that a schedule is active when schedule and duration are nil"
-    assert_eq!(budget("10", None, None, None).allowed(upstream_now(), 100), 10);
+    assert_eq!(
+        budget("10", None, None, None).allowed(upstream_now(), 100),
+        10
+    );
     // "should return that a schedule is active"
     assert!(active("* * * * *", "1h", "2000-06-15T12:30:30Z"));
     // "should return that a schedule is inactive"
@@ -334,5 +424,8 @@ fn budgets_is_active() {
     assert!(!active("30 6 * * SUN", "6h", "2024-01-07T00:00:00Z"));
     // "should return an error indicating why the cron fails to parse"
     let e = Schedule::parse("0 0 * * tue-mon").unwrap_err();
-    assert!(e.contains("beginning of range (2) beyond end of range (1)"), "{e}");
+    assert!(
+        e.contains("beginning of range (2) beyond end of range (1)"),
+        "{e}"
+    );
 }

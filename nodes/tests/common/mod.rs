@@ -43,21 +43,53 @@ pub fn scenario(seed: u64, n: usize, selectors: bool) -> Vec<Pod> {
     while pods.len() < n {
         let kind = rng.range(0, 99);
         let (cpu, mem_mib, replicas) = match kind {
-            0..=44 => (rng.range(2, 10) * 50, rng.range(2, 16) * 64, rng.range(5, 60)), // web
-            45..=64 => (rng.range(1, 8) * 125, rng.range(4, 32) * 512, rng.range(2, 25)), // memory-heavy
-            65..=91 => (rng.range(2, 8) * 500, rng.range(2, 8) * 256, rng.range(2, 30)), // cpu-heavy
-            _ => (rng.range(8, 28) * 1000, rng.range(16, 96) * 1024, rng.range(1, 3)), // very large
+            0..=44 => (
+                rng.range(2, 10) * 50,
+                rng.range(2, 16) * 64,
+                rng.range(5, 60),
+            ), // web
+            45..=64 => (
+                rng.range(1, 8) * 125,
+                rng.range(4, 32) * 512,
+                rng.range(2, 25),
+            ), // memory-heavy
+            65..=91 => (
+                rng.range(2, 8) * 500,
+                rng.range(2, 8) * 256,
+                rng.range(2, 30),
+            ), // cpu-heavy
+            _ => (
+                rng.range(8, 28) * 1000,
+                rng.range(16, 96) * 1024,
+                rng.range(1, 3),
+            ), // very large
         };
         let mut template = Pod::new("", cpu, mem_mib * MIB);
         if selectors {
             match rng.range(0, 2) {
-                0 => drop(template.node_selector.insert("kubernetes.io/arch".into(), "amd64".into())),
-                1 => drop(template.node_selector.insert("kubernetes.io/arch".into(), "arm64".into())),
+                0 => drop(
+                    template
+                        .node_selector
+                        .insert("kubernetes.io/arch".into(), "amd64".into()),
+                ),
+                1 => drop(
+                    template
+                        .node_selector
+                        .insert("kubernetes.io/arch".into(), "arm64".into()),
+                ),
                 _ => {}
             }
             match rng.range(0, 3) {
-                0 => drop(template.node_selector.insert("karpenter.sh/capacity-type".into(), "on-demand".into())),
-                1 => drop(template.node_selector.insert("karpenter.sh/capacity-type".into(), "spot".into())),
+                0 => drop(
+                    template
+                        .node_selector
+                        .insert("karpenter.sh/capacity-type".into(), "on-demand".into()),
+                ),
+                1 => drop(
+                    template
+                        .node_selector
+                        .insert("karpenter.sh/capacity-type".into(), "spot".into()),
+                ),
                 _ => {}
             }
         }
@@ -91,11 +123,19 @@ pub fn lp_bound(catalog: &Catalog, pool: &NodePool, pods: &[Pod], daemonsets: &[
     for (ti, t) in catalog.types.iter().enumerate() {
         for ct in CapacityType::ALL {
             let zone = &t.zones[0];
-            let labels = OfferingLabels { instance_type: t, zone, capacity_type: ct, pool: &pool.name, extra: &pool.labels };
+            let labels = OfferingLabels {
+                instance_type: t,
+                zone,
+                capacity_type: ct,
+                pool: &pool.name,
+                extra: &pool.labels,
+            };
             if first_unmet(&pool.requirements, &labels).is_some() {
                 continue;
             }
-            let ds = daemonsets.iter().fold(surge_nodes::Resources::ZERO, |a, d| a + d.requests());
+            let ds = daemonsets
+                .iter()
+                .fold(surge_nodes::Resources::ZERO, |a, d| a + d.requests());
             let alloc = t.allocatable.saturating_sub(&ds);
             kinds.push(Kind {
                 price: t.price(ct),
@@ -109,22 +149,42 @@ pub fn lp_bound(catalog: &Catalog, pool: &NodePool, pods: &[Pod], daemonsets: &[
     // Groups of identical pods.
     let mut groups: Vec<(&Pod, f64)> = Vec::new();
     for p in pods {
-        match groups.iter_mut().find(|(q, _)| q.cpu_millis == p.cpu_millis && q.memory_bytes == p.memory_bytes && q.node_selector == p.node_selector) {
+        match groups.iter_mut().find(|(q, _)| {
+            q.cpu_millis == p.cpu_millis
+                && q.memory_bytes == p.memory_bytes
+                && q.node_selector == p.node_selector
+        }) {
             Some((_, n)) => *n += 1.0,
             None => groups.push((p, 1.0)),
         }
     }
     let mut lp = Problem::new(OptimizationDirection::Minimize);
-    let x: Vec<_> = kinds.iter().map(|k| lp.add_var(k.price, (0.0, f64::INFINITY))).collect();
-    let mut per_kind: Vec<Vec<(microlp::Variable, f64, f64)>> = (0..kinds.len()).map(|_| Vec::new()).collect();
+    let x: Vec<_> = kinds
+        .iter()
+        .map(|k| lp.add_var(k.price, (0.0, f64::INFINITY)))
+        .collect();
+    let mut per_kind: Vec<Vec<(microlp::Variable, f64, f64)>> =
+        (0..kinds.len()).map(|_| Vec::new()).collect();
     for (pod, count) in &groups {
-        let (cpu, mem) = (pod.cpu_millis as f64 / 1000.0, pod.memory_bytes as f64 / MIB as f64);
+        let (cpu, mem) = (
+            pod.cpu_millis as f64 / 1000.0,
+            pod.memory_bytes as f64 / MIB as f64,
+        );
         let mut row = Vec::new();
         for (k, kind) in kinds.iter().enumerate() {
             let (ti, zone, ct) = &kind.offering;
             let t = &catalog.types[*ti];
-            let labels = OfferingLabels { instance_type: t, zone, capacity_type: *ct, pool: &pool.name, extra: &pool.labels };
-            let selects = pod.node_selector.iter().all(|(key, v)| labels.label(key) == Some(v.as_str()));
+            let labels = OfferingLabels {
+                instance_type: t,
+                zone,
+                capacity_type: *ct,
+                pool: &pool.name,
+                extra: &pool.labels,
+            };
+            let selects = pod
+                .node_selector
+                .iter()
+                .all(|(key, v)| labels.label(key) == Some(v.as_str()));
             if !selects || cpu > kind.cpu || mem > kind.mem || kind.pods < 1.0 {
                 continue;
             }
@@ -149,6 +209,10 @@ pub fn lp_bound(catalog: &Catalog, pool: &NodePool, pods: &[Pod], daemonsets: &[
         pod_row.push((x[k], -kinds[k].pods));
         lp.add_constraint(pod_row.as_slice(), ComparisonOp::Le, 0.0);
     }
-    let solution = lp.solve().expect("the LP solves").into_solution().expect("an optimal solution");
+    let solution = lp
+        .solve()
+        .expect("the LP solves")
+        .into_solution()
+        .expect("an optimal solution");
     solution.objective()
 }

@@ -3,7 +3,7 @@
 //! --test quality -- --nocapture`).
 //!
 //! The targets are plan/bound ≤ 1.03 without selectors and ≤ 1.08 with them. Measured here
-//! (10 scenarios each, 100-1,000 pods): without selectors median 1.033, worst 1.040; with arch and
+//! (10 scenarios each, 100-1,000 pods): without selectors median 1.031, worst 1.040; with arch and
 //! capacity-type selectors median 1.051, worst 1.116 (the worst is a 100-pod scenario split across
 //! nine selector classes, where the LP's fractional nodes per class are far below any whole node).
 //! The assertions hold the measured figures so a regression fails; they are looser than the targets,

@@ -25,7 +25,7 @@ mod scan;
 
 pub use scan::LabelIter;
 
-use scan::{Dialect, ScanError, Shape};
+use scan::{Dialect, NameInBraces, ScanError, Shape};
 
 /// Accept header exactly as Prometheus 2.x sends it when scraping (OpenMetrics preferred, then text 0.0.4).
 pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -68,12 +68,15 @@ impl MetricType {
         }
     }
 
-    /// Types the text format knows (`untyped` is its name for unknown).
+    /// Types the text format knows (`untyped` is its name for unknown). `gaugehistogram` (and
+    /// `gauge_histogram`) are the names prometheus/common's expfmt takes for the gauge histogram, which
+    /// Prometheus 3 writes in the text format too.
     fn from_text(s: &str) -> Option<Self> {
         Some(match s {
             "counter" => Self::Counter,
             "gauge" => Self::Gauge,
             "histogram" => Self::Histogram,
+            "gaugehistogram" | "gauge_histogram" => Self::GaugeHistogram,
             "summary" => Self::Summary,
             "untyped" => Self::Unknown,
             _ => return None,
@@ -167,12 +170,19 @@ pub struct ParseError {
 /// One meaningful line of exposition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry<'a> {
-    /// `# TYPE family kind`.
-    Type { family: &'a str, kind: MetricType },
+    /// `# TYPE family kind`. A quoted family name (`# TYPE "my.metric" gauge`) is given unquoted and
+    /// unescaped, as are all names below.
+    Type {
+        family: Cow<'a, str>,
+        kind: MetricType,
+    },
     /// `# HELP family text`, unescaped.
-    Help { family: &'a str, text: Cow<'a, str> },
+    Help {
+        family: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
     /// `# UNIT family unit` (OpenMetrics only).
-    Unit { family: &'a str, unit: &'a str },
+    Unit { family: Cow<'a, str>, unit: &'a str },
     /// A sample line.
     Sample(Sample<'a>),
 }
@@ -180,9 +190,11 @@ pub enum Entry<'a> {
 /// One sample line, borrowed from the body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
-    /// Metric name of this line, e.g. `http_request_duration_seconds_bucket`.
-    pub name: &'a str,
-    /// The exact input slice `name{...labels...}` (or just `name`): the agent's per-target cache key.
+    /// Metric name of this line, e.g. `http_request_duration_seconds_bucket`, or `my.metric` for
+    /// `{"my.metric"} 1` (unquoted and unescaped; borrowed unless it held an escape).
+    pub name: Cow<'a, str>,
+    /// The exact input slice `name{...labels...}` (or just `name`, or `{"name",...labels...}`): the
+    /// agent's per-target cache key.
     pub series_key: &'a str,
     pub value: f64,
     /// Text: integer milliseconds. OpenMetrics: float seconds converted to milliseconds.
@@ -216,7 +228,7 @@ pub struct Parser<'a> {
     /// Set when the body is not UTF-8: the first item is then this error.
     invalid: Option<ParseError>,
     /// Text format: the family of the last `# TYPE` line, which later samples may belong to.
-    text_family: Option<(&'a str, MetricType)>,
+    text_family: Option<(Cow<'a, str>, MetricType)>,
     /// OpenMetrics: the per-family validation state.
     om: openmetrics::Validator<'a>,
 }
@@ -329,14 +341,12 @@ impl<'a> Parser<'a> {
         let b = line.as_bytes();
         let keyword = if help { "HELP" } else { "TYPE" };
         let name_start = scan::skip_blanks(b, kw + 4);
-        let name_end = scan::metric_name_end(b, name_start);
-        if name_end == name_start {
+        let Some((family, name_end)) = scan::metric_name_token(line, name_start) else {
             return self.fail(
                 number,
                 ScanError::new(name_start, format!("expected metric name after {keyword}")),
             );
-        }
-        let family = &line[name_start..name_end];
+        };
         // Prometheus takes the rest of the line after exactly one separating blank.
         let (text, text_at) = match b.get(name_end) {
             None => ("", name_end),
@@ -360,10 +370,13 @@ impl<'a> Parser<'a> {
                 ScanError::new(text_at, format!("invalid metric type {text:?}")),
             );
         };
-        self.text_family = Some((family, kind));
+        self.text_family = Some((family.clone(), kind));
         Some(Ok(Entry::Type { family, kind }))
     }
 
+    /// A sample line: `name[{labels}] value [timestamp]`, where the name may also be quoted
+    /// (`"my.metric"{...}`, as prometheus/common's expfmt reads it) or written inside the braces
+    /// (`{"my.metric", a="b"}`, as Prometheus 3 writes it).
     #[inline]
     fn text_sample(
         &mut self,
@@ -372,27 +385,51 @@ impl<'a> Parser<'a> {
         number: usize,
     ) -> Option<Result<Entry<'a>, ParseError>> {
         let b = line.as_bytes();
+        // Taken out for the line (and put back below) so that errors can borrow `self`.
+        let family = self.text_family.take();
         // Samples mostly follow their `# TYPE` line: a name starting with that (validated) family name
         // needs only the rest checked, and the prefix test is the one `text_kind` needs.
-        let family = self
-            .text_family
-            .filter(|(family, _)| scan::has_prefix(b, start, family.as_bytes()));
-        let name_end = match family {
-            Some((family, _)) => scan::metric_name_rest_end(b, start + family.len()),
-            None => scan::metric_name_end(b, start),
+        let mut prefixed = None;
+        let (mut name, name_end) = match b.get(start) {
+            Some(b'{') => (None, start),
+            Some(b'"') => match scan::quoted_at(b, start) {
+                Some(q) => (Some(q.text(line)), q.end + 1),
+                None => {
+                    return self.fail(number, ScanError::new(start, "unterminated metric name"));
+                }
+            },
+            _ => {
+                prefixed = family
+                    .as_ref()
+                    .filter(|(family, _)| scan::has_prefix(b, start, family.as_bytes()))
+                    .map(|(family, kind)| (family.len(), *kind));
+                let end = match prefixed {
+                    Some((len, _)) => scan::metric_name_rest_end(b, start + len),
+                    None => scan::metric_name_end(b, start),
+                };
+                if end == start {
+                    return self.fail(number, ScanError::new(start, "expected metric name"));
+                }
+                (Some(Cow::Borrowed(&line[start..end])), end)
+            }
         };
-        if name_end == start {
-            return self.fail(number, ScanError::new(start, "expected metric name"));
-        }
         let mut key_end = name_end;
         let mut raw_labels = "";
         let mut shape = Shape::EMPTY;
         let mut i = scan::skip_blanks(b, name_end);
         if b.get(i) == Some(&b'{') {
-            let set = match scan::scan_labels(b, i, Dialect::Text) {
+            let names = if name.is_none() {
+                NameInBraces::Allowed
+            } else {
+                NameInBraces::Forbidden
+            };
+            let set = match scan::scan_labels(b, i, Dialect::Text, names) {
                 Ok(set) => set,
                 Err(e) => return self.fail(number, e),
             };
+            if let Some(q) = set.name {
+                name = Some(q.text(line));
+            }
             let close = set.close;
             shape = set.shape;
             raw_labels = &line[i + 1..close];
@@ -404,6 +441,9 @@ impl<'a> Parser<'a> {
                 ScanError::new(i, "expected a blank or '{' after the metric name"),
             );
         }
+        let Some(name) = name else {
+            return self.fail(number, ScanError::new(start, "metric name not set"));
+        };
         if i >= b.len() {
             return self.fail(number, ScanError::new(i, "expected value"));
         }
@@ -438,15 +478,20 @@ impl<'a> Parser<'a> {
                 );
             }
         }
-        let name = &line[start..name_end];
+        let kind = match (prefixed, &family) {
+            (Some((len, kind)), _) => Self::text_kind(name.get(len..).unwrap_or_default(), kind),
+            (None, Some((family, kind))) => name
+                .strip_prefix(family.as_ref())
+                .map_or(MetricType::Unknown, |suffix| Self::text_kind(suffix, *kind)),
+            (None, _) => MetricType::Unknown,
+        };
+        self.text_family = family;
         Some(Ok(Entry::Sample(Sample {
             name,
             series_key: &line[start..key_end],
             value,
             timestamp_ms,
-            kind: family.map_or(MetricType::Unknown, |(family, kind)| {
-                Self::text_kind(name.get(family.len()..).unwrap_or_default(), kind)
-            }),
+            kind,
             raw_labels,
             shape,
         })))
@@ -465,6 +510,10 @@ impl<'a> Parser<'a> {
                     MetricType::Histogram | MetricType::Summary
                 )
                 | ("_bucket", MetricType::Histogram)
+                | (
+                    "_bucket" | "_sum" | "_count" | "_gsum" | "_gcount",
+                    MetricType::GaugeHistogram
+                )
         );
         if belongs { kind } else { MetricType::Unknown }
     }

@@ -1054,11 +1054,14 @@ pub(super) fn parse_millis(s: &str) -> Option<i64> {
     if neg { Some(v) } else { v.checked_neg() }
 }
 
-/// Converts OpenMetrics float seconds to integer milliseconds as Prometheus does (`int64(ts * 1000)`:
-/// truncated toward zero, saturating at the `i64` range).
+/// Converts OpenMetrics float seconds to integer milliseconds, rounded (saturating at the `i64` range).
+///
+/// Prometheus truncates (`int64(ts * 1000)`), which turns `1.001` into 1000 ms because the product is
+/// 1000.9999999999999; rounding gives what was written wherever a timestamp has at most millisecond
+/// precision, and differs from Prometheus only by that float noise.
 pub(super) fn seconds_to_millis(seconds: f64) -> i64 {
-    // `as` truncates toward zero and saturates on overflow, like Go's conversion on amd64 within range.
-    (seconds * 1000.0) as i64
+    // `as` saturates on overflow, which is the documented behaviour for absurd timestamps.
+    (seconds * 1000.0).round() as i64
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub fn main(target: &str, format: FormatArg, output: Output) -> ExitCode {
                 .map(|s| {
                     let labels: Map<String, Value> = s
                         .labels()
-                        .map(|(n, v)| (n.to_owned(), Value::String(v.into_owned())))
+                        .map(|(n, v)| (n.into_owned(), Value::String(v.into_owned())))
                         .collect();
                     json!({
                         "name": s.name,

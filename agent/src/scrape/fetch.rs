@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use surge_model::EscapingScheme;
 use surge_proto::exposition::{self, Format};
 
 /// Why a fetch failed. Each becomes the target's `up` = 0 reason.
@@ -60,15 +61,17 @@ impl Fetcher {
         }
     }
 
-    /// GETs `url` with Prometheus's Accept header, within `timeout`, reading at most `limit` bytes (both on
-    /// the wire and after gzip decoding).
+    /// GETs `url` with Prometheus 3's Accept header (asking for names escaped with `escaping`), within
+    /// `timeout`, reading at most `limit` bytes (both on the wire and after gzip decoding).
     pub async fn fetch(
         &self,
         url: &str,
         timeout: Duration,
         limit: usize,
+        escaping: EscapingScheme,
     ) -> Result<Fetched, FetchError> {
-        match tokio::time::timeout(timeout, self.fetch_inner(url, timeout, limit)).await {
+        let inner = self.fetch_inner(url, timeout, limit, escaping);
+        match tokio::time::timeout(timeout, inner).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(timeout)),
         }
@@ -79,11 +82,12 @@ impl Fetcher {
         url: &str,
         timeout: Duration,
         limit: usize,
+        escaping: EscapingScheme,
     ) -> Result<Fetched, FetchError> {
         let mut resp = self
             .client
             .get(url)
-            .header(http::header::ACCEPT, exposition::ACCEPT_HEADER)
+            .header(http::header::ACCEPT, exposition::accept_header(escaping))
             .header(http::header::ACCEPT_ENCODING, "gzip")
             .header(
                 "X-Prometheus-Scrape-Timeout-Seconds",

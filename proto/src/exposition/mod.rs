@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use std::io::Read;
 
 use memchr::memchr;
+use surge_model::EscapingScheme;
 
 mod openmetrics;
 mod scan;
@@ -29,6 +30,38 @@ use scan::{Dialect, NameInBraces, ScanError, Shape};
 
 /// Accept header exactly as Prometheus 2.x sends it when scraping (OpenMetrics preferred, then text 0.0.4).
 pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// The Accept header Prometheus 3 sends with its default scrape protocols (OpenMetrics 1.0.0, 0.0.1,
+/// text 1.0.0, text 0.0.4), asking the target to write names that are not legacy names with
+/// `escaping` (`scrape/scrape.go` `acceptHeader`: only the 1.0.0 formats carry the parameter).
+pub fn accept_header(escaping: EscapingScheme) -> &'static str {
+    match escaping {
+        EscapingScheme::AllowUtf8 => concat!(
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,",
+            "application/openmetrics-text;version=0.0.1;q=0.5,",
+            "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,",
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ),
+        EscapingScheme::Underscores => concat!(
+            "application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6,",
+            "application/openmetrics-text;version=0.0.1;q=0.5,",
+            "text/plain;version=1.0.0;escaping=underscores;q=0.4,",
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ),
+        EscapingScheme::Dots => concat!(
+            "application/openmetrics-text;version=1.0.0;escaping=dots;q=0.6,",
+            "application/openmetrics-text;version=0.0.1;q=0.5,",
+            "text/plain;version=1.0.0;escaping=dots;q=0.4,",
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ),
+        EscapingScheme::Values => concat!(
+            "application/openmetrics-text;version=1.0.0;escaping=values;q=0.6,",
+            "application/openmetrics-text;version=0.0.1;q=0.5,",
+            "text/plain;version=1.0.0;escaping=values;q=0.4,",
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ),
+    }
+}
 
 /// Which exposition dialect a body is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

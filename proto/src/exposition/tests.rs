@@ -333,6 +333,24 @@ fn content_negotiation() {
         assert_eq!(format_from_content_type(*ct), *want, "{ct:?}");
     }
     assert!(ACCEPT_HEADER.starts_with("application/openmetrics-text;version=1.0.0,"));
+    // Prometheus 3's header (scrape/scrape.go acceptHeader with the default scrape protocols).
+    assert_eq!(
+        accept_header(EscapingScheme::AllowUtf8),
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+         application/openmetrics-text;version=0.0.1;q=0.5,\
+         text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
+         text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+    );
+    for scheme in [
+        EscapingScheme::Underscores,
+        EscapingScheme::Dots,
+        EscapingScheme::Values,
+    ] {
+        let header = accept_header(scheme);
+        let param = format!(";escaping={scheme};");
+        assert_eq!(header.matches(param.as_str()).count(), 2, "{header}");
+        assert_eq!(header.matches("escaping=").count(), 2, "{header}");
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ use surge_model::{
     ArcStr, EscapingScheme, Labels, LabelsBuilder, NameValidationScheme, Sample,
     is_valid_metric_name, stale_nan,
 };
-use surge_proto::exposition::{Entry, Format, Parser};
+use surge_proto::exposition::{Entry, Format, Parser, normalize_float_label};
 
 use super::fetch::{FetchError, Fetched};
 use crate::relabel::Relabeler;
@@ -533,6 +533,8 @@ impl TargetProcessor {
         let mut b = LabelsBuilder::default();
         let escaping = self.rules.name_escaping;
         for (n, v) in sample.labels() {
+            // Prometheus 3 writes `le` and `quantile` in one canonical form (`1` → `1.0`).
+            let v = normalize_float_label(sample.kind, &n, v);
             b.set(escape_name(escaping, n), v.as_ref());
         }
         b.set("__name__", escape_name(escaping, sample.name.clone()));

@@ -132,6 +132,66 @@ impl MetricType {
     }
 }
 
+/// Prometheus 3's normalisation of the float-valued labels: a summary's `quantile` and a histogram's
+/// `le` are rewritten in the canonical OpenMetrics form (`"1"` → `"1.0"`, `"0.50"` → `"0.5"`, `"+inf"`
+/// → `"+Inf"`), so that one bucket has one series whichever way the target wrote the bound
+/// (`normalizeFloatsInLabelValues` in `model/textparse`). Any other label, or a value that is not a
+/// number, is returned as it is. Borrowed when already canonical.
+pub fn normalize_float_label<'v>(kind: MetricType, name: &str, value: Cow<'v, str>) -> Cow<'v, str> {
+    let float_label = matches!(
+        (kind, name),
+        (MetricType::Summary, "quantile") | (MetricType::Histogram, "le")
+    );
+    if !float_label {
+        return value;
+    }
+    // `strconv.ParseFloat` also takes hex and underscores, which bounds never hold in practice.
+    let Some(v) = scan::parse_number(&value) else {
+        return value;
+    };
+    let canonical = format_openmetrics_float(v);
+    if canonical == *value {
+        value
+    } else {
+        Cow::Owned(canonical)
+    }
+}
+
+/// A float as Prometheus writes it in OpenMetrics (`labels.FormatOpenMetricsFloat`): Go's shortest
+/// `%g` form, with `.0` added to a whole number, and `NaN`, `+Inf`, `-Inf`.
+pub fn format_openmetrics_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    // Rust's `{:e}` gives the shortest digits that round-trip, as Go's `'g', -1` does.
+    let sci = format!("{:e}", v.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if v.is_sign_negative() { "-" } else { "" };
+    // Go: `%e` when the exponent is below -4 or at least 6 (the shortest form's precision), else `%f`.
+    if !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{dot}{rest}e{exp_sign}{:02}", exp.unsigned_abs());
+    }
+    let point = exp + 1;
+    let text = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point as usize >= digits.len() {
+        let zeros = "0".repeat(point as usize - digits.len());
+        format!("{digits}{zeros}.0")
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{int}.{frac}")
+    };
+    format!("{sign}{text}")
+}
+
 /// Picks the parser from a response `Content-Type` as Prometheus does: `application/openmetrics-text`
 /// (any parameters, any case) is OpenMetrics, anything else (or nothing) is the text format.
 pub fn format_from_content_type(content_type: Option<&str>) -> Format {

@@ -447,3 +447,41 @@ fn openmetrics_prometheus3_constructs() {
         "line 1, column 14: expected label name",
     );
 }
+
+/// `labels.FormatOpenMetricsFloat` and the `le` / `quantile` normalisation of `model/textparse`.
+#[test]
+fn float_label_normalisation() {
+    let cases: &[(f64, &str)] = &[
+        (0.0, "0.0"),
+        (1.0, "1.0"),
+        (0.25, "0.25"),
+        (-1.5, "-1.5"),
+        (100000.0, "100000.0"),
+        (1e6, "1e+06"),
+        (1234567.0, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (0.00001, "1e-05"),
+        (1.5e-7, "1.5e-07"),
+        (1e300, "1e+300"),
+        (f64::INFINITY, "+Inf"),
+        (f64::NEG_INFINITY, "-Inf"),
+        (f64::NAN, "NaN"),
+        (-0.0, "-0.0"),
+    ];
+    for &(v, want) in cases {
+        assert_eq!(format_openmetrics_float(v), want, "{v}");
+    }
+    let n = |kind, name, v: &'static str| normalize_float_label(kind, name, Cow::Borrowed(v));
+    assert_eq!(n(MetricType::Histogram, "le", "1"), "1.0");
+    assert_eq!(n(MetricType::Histogram, "le", "+inf"), "+Inf");
+    assert_eq!(n(MetricType::Histogram, "le", "0.50"), "0.5");
+    assert_eq!(n(MetricType::Summary, "quantile", "0"), "0.0");
+    assert_eq!(n(MetricType::Histogram, "le", "x"), "x");
+    assert_eq!(n(MetricType::GaugeHistogram, "le", "1"), "1");
+    assert_eq!(n(MetricType::Summary, "le", "1"), "1");
+    assert_eq!(n(MetricType::Unknown, "le", "1"), "1");
+    assert!(matches!(
+        n(MetricType::Histogram, "le", "1.0"),
+        Cow::Borrowed(_)
+    ));
+}

@@ -203,10 +203,7 @@ pub struct ScrapeConfig {
     /// becomes `__`) or `values` (`U__` and code points, reversible). Default: `allow-utf-8` under
     /// `utf8` validation, `underscores` under `legacy`; `allow-utf-8` with `legacy` is an error.
     /// Read the effective value with [`ScrapeConfig::name_escaping`].
-    #[serde(
-        with = "fields::escaping",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "fields::escaping", skip_serializing_if = "Option::is_none")]
     pub metric_name_escaping_scheme: Option<EscapingScheme>,
     /// Targets listed in the config.
     pub static_configs: Vec<TargetGroupConfig>,

@@ -39,7 +39,10 @@ pub(crate) mod name_validation {
     use serde::{Deserializer, Serializer};
     use surge_model::NameValidationScheme;
 
-    pub(crate) fn serialize<S: Serializer>(v: &NameValidationScheme, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        v: &NameValidationScheme,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(v.as_str())
     }
 

@@ -205,7 +205,10 @@ fn unescape_values(name: &str) -> Option<String> {
     while i < b.len() {
         if b[i] != b'_' {
             // Copy the run up to the next underscore as is (it may hold non-ASCII text).
-            let end = b[i..].iter().position(|&c| c == b'_').map_or(b.len(), |p| i + p);
+            let end = b[i..]
+                .iter()
+                .position(|&c| c == b'_')
+                .map_or(b.len(), |p| i + p);
             out.push_str(escaped.get(i..end)?);
             i = end;
             continue;
@@ -359,7 +362,11 @@ mod tests {
         for &(case, input, underscores, dots, unescaped_dots, values) in cases {
             let u = EscapingScheme::Underscores.escape(input);
             assert_eq!(u, underscores, "{case}");
-            assert_eq!(EscapingScheme::Underscores.unescape(&u), underscores, "{case}");
+            assert_eq!(
+                EscapingScheme::Underscores.unescape(&u),
+                underscores,
+                "{case}"
+            );
             let d = EscapingScheme::Dots.escape(input);
             assert_eq!(d, dots, "{case}");
             assert_eq!(EscapingScheme::Dots.unescape(&d), unescaped_dots, "{case}");
@@ -402,8 +409,16 @@ mod tests {
                 "U__my__hack_2e_attempt_872348732fabdabbab_",
             ),
             ("trailing utf-8", "U__my__hack_2e", "U__my__hack_2e"),
-            ("invalid utf-8 value", "U__bad__utf_2eg_", "U__bad__utf_2eg_"),
-            ("surrogate utf-8 value", "U__bad__utf_D900_", "U__bad__utf_D900_"),
+            (
+                "invalid utf-8 value",
+                "U__bad__utf_2eg_",
+                "U__bad__utf_2eg_",
+            ),
+            (
+                "surrogate utf-8 value",
+                "U__bad__utf_D900_",
+                "U__bad__utf_D900_",
+            ),
         ];
         for &(case, input, expected) in cases {
             assert_eq!(EscapingScheme::Values.unescape(input), expected, "{case}");

@@ -15,7 +15,7 @@ use surge_model::{
     ArcStr, EscapingScheme, Labels, LabelsBuilder, NameValidationScheme, Sample,
     is_valid_metric_name, stale_nan,
 };
-use surge_proto::exposition::{Entry, Format, Parser, normalize_float_label};
+use surge_proto::exposition::{Checks, Entry, Format, Parser, normalize_float_label};
 
 use super::fetch::{FetchError, Fetched};
 use crate::relabel::Relabeler;
@@ -368,7 +368,8 @@ impl TargetProcessor {
         self.cache.merge();
         self.attempt = self.attempt.wrapping_add(1);
         let mut out = ScrapeOutput::default();
-        for entry in Parser::new(body, format) {
+        // Accept what Prometheus accepts (not only what the OpenMetrics conformance suite does).
+        for entry in Parser::with_checks(body, format, Checks::Prometheus) {
             match entry {
                 Ok(Entry::Sample(sample)) => self.add_sample(&sample, ts_ms, &mut out)?,
                 Ok(_) => {}

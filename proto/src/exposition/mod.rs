@@ -137,7 +137,11 @@ impl MetricType {
 /// → `"+Inf"`), so that one bucket has one series whichever way the target wrote the bound
 /// (`normalizeFloatsInLabelValues` in `model/textparse`). Any other label, or a value that is not a
 /// number, is returned as it is. Borrowed when already canonical.
-pub fn normalize_float_label<'v>(kind: MetricType, name: &str, value: Cow<'v, str>) -> Cow<'v, str> {
+pub fn normalize_float_label<'v>(
+    kind: MetricType,
+    name: &str,
+    value: Cow<'v, str>,
+) -> Cow<'v, str> {
     let float_label = matches!(
         (kind, name),
         (MetricType::Summary, "quantile") | (MetricType::Histogram, "le")
@@ -177,7 +181,10 @@ pub fn format_openmetrics_float(v: f64) -> String {
         let (first, rest) = digits.split_at(1);
         let dot = if rest.is_empty() { "" } else { "." };
         let exp_sign = if exp < 0 { '-' } else { '+' };
-        return format!("{sign}{first}{dot}{rest}e{exp_sign}{:02}", exp.unsigned_abs());
+        return format!(
+            "{sign}{first}{dot}{rest}e{exp_sign}{:02}",
+            exp.unsigned_abs()
+        );
     }
     let point = exp + 1;
     let text = if point <= 0 {
@@ -309,6 +316,20 @@ impl<'a> Sample<'a> {
     }
 }
 
+/// What an OpenMetrics body is checked for (the text format has one set of rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Checks {
+    /// Everything the OpenMetrics conformance suite checks: line syntax, and the cross-line rules
+    /// (families contiguous and not clashing, one HELP / TYPE / UNIT each and before the samples,
+    /// histogram buckets consistent, counter values, exemplar placement).
+    #[default]
+    Conformance,
+    /// What Prometheus's own scrape parser (`model/textparse/openmetricsparse.go`) checks: each
+    /// line's syntax only. This is what the agent scrapes with, so that it accepts what Prometheus
+    /// accepts.
+    Prometheus,
+}
+
 /// Iterates the entries of a whole body. After an `Err` the iterator ends.
 pub struct Parser<'a> {
     src: &'a str,
@@ -327,8 +348,14 @@ pub struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    /// Checks the body for UTF-8 (the only whole-body pass) and prepares to iterate it.
+    /// Checks the body for UTF-8 (the only whole-body pass) and prepares to iterate it, with the
+    /// conformance suite's checks for OpenMetrics.
     pub fn new(input: &'a [u8], format: Format) -> Self {
+        Self::with_checks(input, format, Checks::Conformance)
+    }
+
+    /// As [`Parser::new`], with the given OpenMetrics checks.
+    pub fn with_checks(input: &'a [u8], format: Format, checks: Checks) -> Self {
         let (src, invalid) = match std::str::from_utf8(input) {
             Ok(src) => (src, None),
             Err(e) => {
@@ -352,7 +379,10 @@ impl<'a> Parser<'a> {
             done: false,
             invalid,
             text_family: None,
-            om: openmetrics::Validator::default(),
+            om: match checks {
+                Checks::Conformance => openmetrics::Validator::default(),
+                Checks::Prometheus => openmetrics::Validator::prometheus(),
+            },
         }
     }
 

@@ -20,6 +20,9 @@ const MAX_EXEMPLAR_LABEL_CHARS: usize = 128;
 /// Validation state carried from line to line.
 #[derive(Default)]
 pub(super) struct Validator<'a> {
+    /// Only what Prometheus's own parser checks (line syntax), not the conformance suite's cross-line
+    /// rules.
+    prometheus: bool,
     eof: bool,
     family: Option<Family<'a>>,
     /// Every sample name claimed by a finished family (`family` + each suffix its type allows).
@@ -231,6 +234,15 @@ struct SampleLine<'a> {
 }
 
 impl<'a> Validator<'a> {
+    /// A validator that checks only what Prometheus's parser (`model/textparse/openmetricsparse.go`)
+    /// checks: each line's syntax, metric types and that a unit is a suffix of its metric's name.
+    pub(super) fn prometheus() -> Self {
+        Self {
+            prometheus: true,
+            ..Self::default()
+        }
+    }
+
     pub(super) fn saw_eof(&self) -> bool {
         self.eof
     }
@@ -246,7 +258,9 @@ impl<'a> Validator<'a> {
 
     fn metadata(&mut self, line: &'a str) -> LineResult<Option<Entry<'a>>> {
         if line == "# EOF" {
-            self.close_family()?;
+            if !self.prometheus {
+                self.close_family()?;
+            }
             self.eof = true;
             return Ok(None);
         }
@@ -268,9 +282,10 @@ impl<'a> Validator<'a> {
         // The name is bare, or quoted (`# TYPE "my.metric" gauge`) as Prometheus 3 writes it.
         let token = scan::metric_name_token(line, name_at);
         let name_end = token.as_ref().map(|(_, end)| *end);
-        let Some(name) = token.map(|(name, _)| name).filter(|_| {
-            name_end.is_some_and(|end| line.as_bytes().get(end) == Some(&b' '))
-        }) else {
+        let Some(name) = token
+            .map(|(name, _)| name)
+            .filter(|_| name_end.is_some_and(|end| line.as_bytes().get(end) == Some(&b' ')))
+        else {
             if !after.contains(' ') {
                 return Err(ScanError::new(
                     name_at.min(line.len()),
@@ -288,7 +303,7 @@ impl<'a> Validator<'a> {
         let text = &line[text_at..];
         match &self.family {
             Some(f) if f.name == name => {
-                if f.has_samples {
+                if f.has_samples && !self.prometheus {
                     return Err(ScanError::new(
                         0,
                         format!("{keyword} for {name} after its samples"),
@@ -296,10 +311,16 @@ impl<'a> Validator<'a> {
                 }
             }
             _ => {
-                self.close_family()?;
+                if !self.prometheus {
+                    self.close_family()?;
+                }
                 let raw_name = line
                     .get(name_at..name_end)
-                    .map(|n| n.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(n))
+                    .map(|n| {
+                        n.strip_prefix('"')
+                            .and_then(|n| n.strip_suffix('"'))
+                            .unwrap_or(n)
+                    })
                     .unwrap_or_default();
                 self.family = Some(Family::new(name.clone(), raw_name));
             }
@@ -309,17 +330,20 @@ impl<'a> Validator<'a> {
         };
         let entry = match keyword {
             "HELP" => {
-                if family.help {
+                if family.help && !self.prometheus {
                     return Err(ScanError::new(0, format!("more than one HELP for {name}")));
                 }
                 family.help = true;
-                Entry::Help {
-                    family: name,
-                    text: scan::unescape_help(text),
-                }
+                // OpenMetrics escapes `\"` in HELP too (the text format does not).
+                let text = if text.contains('\\') {
+                    Cow::Owned(scan::unescape_label(text))
+                } else {
+                    Cow::Borrowed(text)
+                };
+                Entry::Help { family: name, text }
             }
             "TYPE" => {
-                if family.typed {
+                if family.typed && !self.prometheus {
                     return Err(ScanError::new(0, format!("more than one TYPE for {name}")));
                 }
                 let Some(kind) = MetricType::from_openmetrics(text) else {
@@ -333,7 +357,7 @@ impl<'a> Validator<'a> {
                 Entry::Type { family: name, kind }
             }
             _ => {
-                if family.unit.is_some() {
+                if family.unit.is_some() && !self.prometheus {
                     return Err(ScanError::new(0, format!("more than one UNIT for {name}")));
                 }
                 let matches_name = name
@@ -352,12 +376,17 @@ impl<'a> Validator<'a> {
                 }
             }
         };
-        if family.unit.is_some_and(|u| !u.is_empty())
+        if !self.prometheus
+            && family.unit.is_some_and(|u| !u.is_empty())
             && matches!(family.kind, MetricType::Info | MetricType::StateSet)
         {
             return Err(ScanError::new(
                 0,
-                format!("{} {} cannot have a unit", family.kind.as_str(), family.name),
+                format!(
+                    "{} {} cannot have a unit",
+                    family.kind.as_str(),
+                    family.name
+                ),
             ));
         }
         Ok(Some(entry))
@@ -374,7 +403,10 @@ impl<'a> Validator<'a> {
         let own = suffixes(family.kind);
         let extra: &[&'static str] = if own.contains(&"") { &[] } else { &[""] };
         for suffix in own.iter().chain(extra) {
-            if !self.seen_names.insert(JoinedName(family.name.clone(), suffix)) {
+            if !self
+                .seen_names
+                .insert(JoinedName(family.name.clone(), suffix))
+            {
                 return Err(ScanError::new(
                     0,
                     format!(
@@ -395,7 +427,21 @@ impl<'a> Validator<'a> {
             timestamp_s,
             exemplar_at,
         } = parsed;
-        let suffix = match self.family.as_ref().and_then(|f| f.member_suffix(&sample.name)) {
+        if self.prometheus {
+            // A sample has its family's type when it is one of the family's samples; Prometheus checks
+            // nothing across lines.
+            sample.kind = self
+                .family
+                .as_ref()
+                .filter(|f| f.member_suffix(&sample.name).is_some())
+                .map_or(MetricType::Unknown, |f| f.kind);
+            return Ok(sample);
+        }
+        let suffix = match self
+            .family
+            .as_ref()
+            .and_then(|f| f.member_suffix(&sample.name))
+        {
             Some(suffix) => suffix,
             None => {
                 // A sample outside the current family starts an untyped one of its own.

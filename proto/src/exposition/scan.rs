@@ -583,7 +583,9 @@ fn scan_labels_general(
             metric_name = Some(Quoted {
                 start: name_start,
                 end: name_end,
-                escaped: b.get(name_start..name_end).is_some_and(|n| n.contains(&b'\\')),
+                escaped: b
+                    .get(name_start..name_end)
+                    .is_some_and(|n| n.contains(&b'\\')),
             });
             if b.get(next) == Some(&b'}') {
                 i = next;
@@ -857,7 +859,10 @@ impl<'a> Iterator for LabelIter<'a> {
                 Cow::Borrowed(s)
             }
         };
-        Some((unescaped(name, name_escaped), unescaped(value, value_escaped)))
+        Some((
+            unescaped(name, name_escaped),
+            unescaped(value, value_escaped),
+        ))
     }
 }
 

@@ -420,9 +420,15 @@ fn text_prometheus3_constructs() {
         "#,
     );
     let errors: &[(&str, &str)] = &[
-        ("{\"a\",\"b\"} 1", "line 1, column 6: metric name already set"),
+        (
+            "{\"a\",\"b\"} 1",
+            "line 1, column 6: metric name already set",
+        ),
         ("a{\"b\"} 1", "line 1, column 3: expected label name"),
-        ("{\"a} 1", "line 1, column 2: unterminated quoted label name"),
+        (
+            "{\"a} 1",
+            "line 1, column 2: unterminated quoted label name",
+        ),
         ("\"a 1", "line 1, column 1: unterminated metric name"),
         ("{a=\"b\"} 1", "line 1, column 1: metric name not set"),
     ];

@@ -33,6 +33,13 @@ mod entries;
 #[path = "upstream/errors.rs"]
 mod errors;
 
+/// One of expfmt's good cases: the input, the family names upstream builds, and every label pair.
+pub type GoodCase = (
+    &'static [u8],
+    &'static [&'static [u8]],
+    &'static [(&'static [u8], &'static [u8])],
+);
+
 /// One entry an upstream table expects (see `parsedEntry` in `model/textparse/interface_test.go`).
 pub struct Expected {
     kind: &'static str,

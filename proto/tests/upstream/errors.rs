@@ -178,7 +178,7 @@ pub const EXPFMT_TEXT_PARSE_ERRORS: &[(&[u8], &[u8])] = &[
 ];
 
 /// prometheus/common `testTextParse`: (input, the families upstream builds, every label pair of them).
-pub const EXPFMT_TEXT_PARSE: &[(&[u8], &[&[u8]], &[(&[u8], &[u8])])] = &[
+pub const EXPFMT_TEXT_PARSE: &[super::GoodCase] = &[
     (b"\n\n", &[], &[]),
     (b"\nminimal_metric 1.234\nanother_metric -3e3 103948\n# Even that:\nno_labels{} 3\n# HELP line for non-existing metric will be ignored.\n", &[b"minimal_metric", b"another_metric", b"no_labels"], &[]),
     (b"\n# A normal comment.\n#\n# TYPE name counter\nname{labelname=\"val1\",basename=\"basevalue\"} NaN\nname {labelname=\"val2\",basename=\"base\\\"v\\\\al\\nue\"} 0.23 1234567890\n# HELP name two-line\\n doc  str\\\\ing\n\n # HELP  name2  \tdoc str\"ing 2\n  #    TYPE    name2 gauge\nname2{labelname=\"val2\"\t,basename   =   \"basevalue2\"\t\t} +Inf 54321\nname2{ labelname = \"val1\" , }-Inf\n", &[b"name", b"name2"], &[(b"labelname", b"val1"), (b"basename", b"basevalue"), (b"labelname", b"val2"), (b"basename", b"base\"v\\al\nue"), (b"labelname", b"val2"), (b"basename", b"basevalue2"), (b"labelname", b"val1")]),

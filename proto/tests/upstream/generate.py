@@ -140,7 +140,7 @@ out.append('];\n')
 body = func_body(common, 'testTextParse')
 i = body.index('}{', body.index('scenarios := []struct')) + 1
 out.append('/// prometheus/common `testTextParse`: (input, the families upstream builds, every label pair of them).')
-out.append('pub const EXPFMT_TEXT_PARSE: &[(&[u8], &[&[u8]], &[(&[u8], &[u8])])] = &[')
+out.append('pub const EXPFMT_TEXT_PARSE: &[super::GoodCase] = &[')
 for (a, b) in top_level_blocks(body, i):
     r = body[a:b]
     inp = field(r, 'in')

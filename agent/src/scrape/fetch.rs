@@ -146,3 +146,53 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request carries Prometheus 3's Accept header with the job's `escaping=`, and a quoted-name
+    /// body comes back as the text format. A real loopback server (axum) records the header.
+    #[tokio::test]
+    async fn asks_for_the_configured_escaping() {
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move |headers: http::HeaderMap| {
+                let record = record.clone();
+                async move {
+                    let accept = headers
+                        .get(http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    record.lock().push(accept);
+                    "{\"my.metric\"} 1\n"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let fetcher = Fetcher::new(crate::http_client().unwrap());
+        let url = format!("http://{addr}/metrics");
+        for scheme in [EscapingScheme::AllowUtf8, EscapingScheme::Values] {
+            let f = fetcher
+                .fetch(&url, Duration::from_secs(5), 1 << 20, scheme)
+                .await
+                .unwrap();
+            assert_eq!(f.format, Format::Text);
+            assert_eq!(f.body, b"{\"my.metric\"} 1\n");
+        }
+        let seen = seen.lock().clone();
+        assert_eq!(
+            seen,
+            [
+                exposition::accept_header(EscapingScheme::AllowUtf8),
+                exposition::accept_header(EscapingScheme::Values)
+            ]
+        );
+        assert!(seen[1].contains(";escaping=values;"), "{}", seen[1]);
+    }
+}

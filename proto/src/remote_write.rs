@@ -492,7 +492,10 @@ mod tests {
         .unwrap();
         assert_eq!(seen, ["__name__=my.metric", "k.8s=v", "ü ñ=x"]);
         for (n, v) in labels.iter().map(|l| (&*l.name, &*l.value)) {
-            assert!(surge_model::NameValidationScheme::Utf8.is_valid_label_name(n), "{n}");
+            assert!(
+                surge_model::NameValidationScheme::Utf8.is_valid_label_name(n),
+                "{n}"
+            );
             assert!(!v.is_empty());
         }
         // A label name that is not UTF-8.

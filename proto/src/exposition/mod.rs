@@ -515,8 +515,8 @@ impl<'a> Parser<'a> {
         let mut prefixed = None;
         let (mut name, name_end) = match b.get(start) {
             Some(b'{') => (None, start),
-            Some(b'"') => match scan::quoted_at(b, start) {
-                Some(q) => (Some(q.text(line)), q.end + 1),
+            Some(b'"') => match Self::quoted_name(line, start) {
+                Some(quoted) => quoted,
                 None => {
                     return self.fail(number, ScanError::new(start, "unterminated metric name"));
                 }
@@ -618,6 +618,15 @@ impl<'a> Parser<'a> {
             raw_labels,
             shape,
         })))
+    }
+
+    /// expfmt's quoted metric name at the start of a sample line, `"my.metric"{...}`: the name and the
+    /// offset after its closing quote.
+    #[cold]
+    #[inline(never)]
+    fn quoted_name(line: &'a str, start: usize) -> Option<(Option<Cow<'a, str>>, usize)> {
+        let q = scan::quoted_at(line.as_bytes(), start)?;
+        Some((Some(q.text(line)), q.end + 1))
     }
 
     /// The type of a sample whose name is the last `# TYPE` family (of type `kind`) followed by `suffix`:

@@ -341,7 +341,9 @@ pub(super) struct Quoted {
 }
 
 impl Quoted {
-    /// The content, unescaped (allocating only when it holds a backslash).
+    /// The content, unescaped (allocating only when it holds a backslash). Out of line: quoted names
+    /// are off the legacy names' path.
+    #[inline(never)]
     pub(super) fn text<'a>(&self, line: &'a str) -> Cow<'a, str> {
         let raw = line.get(self.start..self.end).unwrap_or_default();
         if self.escaped {

@@ -341,8 +341,10 @@ pub struct Parser<'a> {
     done: bool,
     /// Set when the body is not UTF-8: the first item is then this error.
     invalid: Option<ParseError>,
-    /// Text format: the family of the last `# TYPE` line, which later samples may belong to.
-    text_family: Option<(Cow<'a, str>, MetricType)>,
+    /// Text format: the family of the last `# TYPE` line, which later samples may belong to: its name
+    /// as written (without quotes), its type, and whether the name holds an escape (so it must be
+    /// unescaped before comparing; kept `Copy` so that the sample path does not move or drop it).
+    text_family: Option<(&'a str, MetricType, bool)>,
     /// OpenMetrics: the per-family validation state.
     om: openmetrics::Validator<'a>,
 }
@@ -493,7 +495,15 @@ impl<'a> Parser<'a> {
                 ScanError::new(text_at, format!("invalid metric type {text:?}")),
             );
         };
-        self.text_family = Some((family.clone(), kind));
+        let raw = match &family {
+            Cow::Borrowed(name) => (*name, false),
+            // Only an escaped quoted name is owned: keep it as written, inside the quotes.
+            Cow::Owned(_) => (
+                line.get(name_start + 1..name_end - 1).unwrap_or_default(),
+                true,
+            ),
+        };
+        self.text_family = Some((raw.0, kind, raw.1));
         Some(Ok(Entry::Type { family, kind }))
     }
 
@@ -508,8 +518,7 @@ impl<'a> Parser<'a> {
         number: usize,
     ) -> Option<Result<Entry<'a>, ParseError>> {
         let b = line.as_bytes();
-        // Taken out for the line (and put back below) so that errors can borrow `self`.
-        let family = self.text_family.take();
+        let family = self.text_family;
         // Samples mostly follow their `# TYPE` line: a name starting with that (validated) family name
         // needs only the rest checked, and the prefix test is the one `text_kind` needs.
         let mut prefixed = None;
@@ -523,9 +532,8 @@ impl<'a> Parser<'a> {
             },
             _ => {
                 prefixed = family
-                    .as_ref()
-                    .filter(|(family, _)| scan::has_prefix(b, start, family.as_bytes()))
-                    .map(|(family, kind)| (family.len(), *kind));
+                    .filter(|(family, _, _)| scan::has_prefix(b, start, family.as_bytes()))
+                    .map(|(family, kind, _)| (family.len(), kind));
                 let end = match prefixed {
                     Some((len, _)) => scan::metric_name_rest_end(b, start + len),
                     None => scan::metric_name_end(b, start),
@@ -601,14 +609,13 @@ impl<'a> Parser<'a> {
                 );
             }
         }
-        let kind = match (prefixed, &family) {
+        let kind = match (prefixed, family) {
             (Some((len, kind)), _) => Self::text_kind(name.get(len..).unwrap_or_default(), kind),
-            (None, Some((family, kind))) => name
-                .strip_prefix(family.as_ref())
-                .map_or(MetricType::Unknown, |suffix| Self::text_kind(suffix, *kind)),
+            (None, Some((family, kind, escaped))) => {
+                Self::quoted_kind(&name, family, kind, escaped)
+            }
             (None, _) => MetricType::Unknown,
         };
-        self.text_family = family;
         Some(Ok(Entry::Sample(Sample {
             name,
             series_key: &line[start..key_end],
@@ -618,6 +625,19 @@ impl<'a> Parser<'a> {
             raw_labels,
             shape,
         })))
+    }
+
+    /// The type of a sample whose name did not start with the `# TYPE` family as written: it may
+    /// still belong to it when the family was quoted (`# TYPE "a.b" gauge` then `{"a.b"} 1`).
+    #[inline(never)]
+    fn quoted_kind(name: &str, family: &str, kind: MetricType, escaped: bool) -> MetricType {
+        let family = if escaped {
+            Cow::Owned(scan::unescape_label(family))
+        } else {
+            Cow::Borrowed(family)
+        };
+        name.strip_prefix(family.as_ref())
+            .map_or(MetricType::Unknown, |suffix| Self::text_kind(suffix, kind))
     }
 
     /// expfmt's quoted metric name at the start of a sample line, `"my.metric"{...}`: the name and the

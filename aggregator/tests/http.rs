@@ -257,7 +257,10 @@ async fn sample_level_rejections_keep_the_rest_and_are_counted() {
         // An empty label name is invalid under every scheme.
         ts(&[("__name__", "bad"), ("", "x")], &[(now, 1.0)]),
         // Prometheus 3 names (any UTF-8): accepted as sent.
-        ts(&[("__name__", "k8s.pod-cpu"), ("1a", "x")], &[(now - 10, 1.0)]),
+        ts(
+            &[("__name__", "k8s.pod-cpu"), ("1a", "x")],
+            &[(now - 10, 1.0)],
+        ),
         ts(&[("job", "noname")], &[(now, 1.0), (now + 1, 1.0)]),
         ts(&[("__name__", "future")], &[(now + 11 * 60 * 1000, 1.0)]),
         ts(&[("__name__", "old")], &[(now - 6 * 60 * 1000, 1.0)]),

@@ -80,6 +80,8 @@ fn job_spec(sc: &ScrapeConfig) -> Result<JobSpec, SpecError> {
             label_value_length_limit: to_usize(sc.label_value_length_limit),
         },
         body_size_limit: to_usize(sc.body_size_limit),
+        name_validation: sc.metric_name_validation_scheme,
+        name_escaping: sc.name_escaping(),
         relabel: relabeler(
             &sc.relabel_configs,
             format!("job {}: relabel_configs", sc.job_name),

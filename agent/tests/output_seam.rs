@@ -66,6 +66,8 @@ fn spec(target: String, outputs: Vec<Arc<dyn Output>>) -> AgentSpec {
         honor_timestamps: true,
         limits: ScrapeLimits::default(),
         body_size_limit: 1 << 20,
+        name_validation: surge_model::NameValidationScheme::Utf8,
+        name_escaping: surge_model::EscapingScheme::AllowUtf8,
         relabel: Arc::new(Relabeler::new(&[]).unwrap()),
         metric_relabel: Arc::new(Relabeler::new(&[]).unwrap()),
     };

@@ -1,5 +1,6 @@
 //! The Prometheus HTTP API subset (`/api/v1/query`, `query_range`, `series`, `labels`,
-//! `label/<name>/values`), `/metrics`, `/healthz` and `/readyz`.
+//! `label/<name>/values`, and Grafana's flavour probes `status/buildinfo` and `metadata`), `/metrics`,
+//! `/healthz` and `/readyz`.
 //!
 //! Parameters are read from the URL and, for `POST`, from an `application/x-www-form-urlencoded` body
 //! (body first, as Go's `FormValue`). Times are RFC 3339 or Unix seconds; durations are Prometheus durations
@@ -34,6 +35,8 @@ pub fn router(state: Arc<AggregatorState>) -> Router {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/metadata", get(metadata))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -408,6 +411,39 @@ async fn label_values(
     st.query_metrics
         .observe("label_values", started.elapsed().as_secs_f64());
     Ok(success(&string_list(&values)))
+}
+
+/// The Prometheus release whose query semantics surge's API follows (and which the differential test
+/// compares against): what `buildinfo` reports as `version`, so Grafana treats the data source as a
+/// Prometheus of that release and enables the features it has.
+pub const PROMETHEUS_COMPATIBLE_VERSION: &str = "2.42.0";
+
+/// `GET /api/v1/status/buildinfo` in Prometheus's shape. Grafana reads `version` to pick its
+/// Prometheus features; the other fields say what is really answering.
+async fn buildinfo() -> Response {
+    let data = serde_json::json!({
+        "version": PROMETHEUS_COMPATIBLE_VERSION,
+        "revision": concat!("surge-", env!("CARGO_PKG_VERSION")),
+        "branch": "surge",
+        "buildUser": "surge",
+        "buildDate": "",
+        "goVersion": "none (surge is written in Rust)",
+    });
+    success(&data.to_string())
+}
+
+/// `GET /api/v1/metadata`: metric TYPE/HELP/UNIT by name. surge's store keeps no metadata (remote-write
+/// 1.0 metadata is skipped on ingest), so the answer is Prometheus's for a server without any: an empty
+/// object. `limit`, `limit_per_metric` and `metric` are validated as Prometheus does.
+async fn metadata(p: Params) -> Result<Response, HttpError> {
+    for name in ["limit", "limit_per_metric"] {
+        if let Some(v) = p.get(name).filter(|v| !v.is_empty())
+            && v.parse::<i64>().is_err()
+        {
+            return Err(HttpError::BadData(format!("{name} must be a number")));
+        }
+    }
+    Ok(success("{}"))
 }
 
 async fn metrics(State(st): State<Arc<AggregatorState>>) -> Response {

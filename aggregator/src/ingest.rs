@@ -27,7 +27,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use surge_model::{Labels, METRIC_NAME, is_valid_label_name, is_valid_metric_name};
+use surge_model::{Labels, METRIC_NAME, NameValidationScheme};
 use surge_proto::remote_write::{DecodeError, SeriesRef, decompress, for_each_series};
 
 use surge_store::cache::{AppendBounds, CreateError};
@@ -229,13 +229,16 @@ fn build_labels(series: &SeriesRef<'_>) -> Result<Labels, RejectReason> {
     if pairs.windows(2).any(|w| w[0].0 == w[1].0) {
         return Err(RejectReason::DuplicateLabelName);
     }
+    // Names are checked as Prometheus 3 checks remote-written ones: any non-empty UTF-8 (the decoder
+    // already refused invalid UTF-8), so `{"k8s.pod.name"="..."}` lands as sent.
+    const NAMES: NameValidationScheme = NameValidationScheme::Utf8;
     let mut has_name = false;
     for (n, v) in &pairs {
-        if !is_valid_label_name(n) {
+        if !NAMES.is_valid_label_name(n) {
             return Err(RejectReason::InvalidLabelName);
         }
         if *n == METRIC_NAME && !v.is_empty() {
-            if !is_valid_metric_name(v) {
+            if !NAMES.is_valid_metric_name(v) {
                 return Err(RejectReason::InvalidMetricName);
             }
             has_name = true;

@@ -254,8 +254,13 @@ async fn sample_level_rejections_keep_the_rest_and_are_counted() {
             &[("__name__", "dup"), ("a", "1"), ("a", "2")],
             &[(now, 1.0)],
         ),
-        ts(&[("__name__", "bad"), ("1a", "x")], &[(now, 1.0)]),
-        ts(&[("__name__", "bad-name")], &[(now, 1.0)]),
+        // An empty label name is invalid under every scheme.
+        ts(&[("__name__", "bad"), ("", "x")], &[(now, 1.0)]),
+        // Prometheus 3 names (any UTF-8): accepted as sent.
+        ts(
+            &[("__name__", "k8s.pod-cpu"), ("1a", "x")],
+            &[(now - 10, 1.0)],
+        ),
         ts(&[("job", "noname")], &[(now, 1.0), (now + 1, 1.0)]),
         ts(&[("__name__", "future")], &[(now + 11 * 60 * 1000, 1.0)]),
         ts(&[("__name__", "old")], &[(now - 6 * 60 * 1000, 1.0)]),
@@ -275,7 +280,6 @@ async fn sample_level_rejections_keep_the_rest_and_are_counted() {
     for (reason, n) in [
         ("duplicate_label_name", 1),
         ("invalid_label_name", 1),
-        ("invalid_metric_name", 1),
         ("missing_metric_name", 2),
         ("too_far_in_future", 1),
         ("too_old", 1),
@@ -287,14 +291,19 @@ async fn sample_level_rejections_keep_the_rest_and_are_counted() {
         );
         assert!(m.contains(&want), "missing {want}\n{m}");
     }
+    assert!(!m.contains("reason=\"invalid_metric_name\""), "{m}");
     let (_, v) = get(
         &st,
-        "/api/v1/series?match[]=%7B__name__%3D~%22ok%7Cempty%22%7D",
+        "/api/v1/series?match[]=%7B__name__%3D~%22ok%7Cempty%7Ck8s.pod-cpu%22%7D",
     )
     .await;
     assert_eq!(
         v["data"],
-        serde_json::json!([{"__name__": "empty"}, {"__name__": "ok", "a": "1"}])
+        serde_json::json!([
+            {"1a": "x", "__name__": "k8s.pod-cpu"},
+            {"__name__": "empty"},
+            {"__name__": "ok", "a": "1"}
+        ])
     );
 }
 
@@ -445,4 +454,31 @@ async fn health_and_readiness() {
     assert!(st.publish_registry(Arc::new(registry)));
     assert_eq!(code("/readyz").await, StatusCode::OK);
     assert_eq!(code("/metrics").await, StatusCode::OK);
+}
+
+/// Grafana's flavour probes answer in Prometheus's shape (the differential test compares them with a real
+/// Prometheus as well).
+#[tokio::test]
+async fn grafana_flavour_probes() {
+    let st = state();
+    let (s, v) = get(&st, "/api/v1/status/buildinfo").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"]["version"], "2.42.0");
+    assert!(
+        v["data"]["revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("surge-")
+    );
+    for k in ["branch", "buildUser", "buildDate", "goVersion"] {
+        assert!(v["data"][k].is_string(), "{k} in {v}");
+    }
+    let (s, v) = get(&st, "/api/v1/metadata?metric=x&limit=3").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, serde_json::json!({"status": "success", "data": {}}));
+    let (s, v) = get(&st, "/api/v1/metadata?limit_per_metric=many").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["errorType"], "bad_data");
+    assert_eq!(v["error"], "limit_per_metric must be a number");
 }

@@ -3,7 +3,7 @@
 //! `/api/v1/query` endpoints and the results are compared label set by label set (1e-9 relative tolerance).
 //! `promtool query instant|range` is also run against the aggregator.
 //!
-//! Skipped (with a message) when the binaries are not installed.
+//! Both binaries are required: a missing one fails the test (CI installs Debian's `prometheus`).
 
 // Helpers outside `#[test]` fns are test code too; a panic there is a failed test (see clippy.toml).
 #![allow(clippy::unwrap_used)]
@@ -406,10 +406,10 @@ const QUERIES: &[&str] = &[
 
 #[test]
 fn parity_with_prometheus_2_42() {
-    if !Path::new(PROMETHEUS).exists() {
-        eprintln!("skipping: {PROMETHEUS} not installed");
-        return;
-    }
+    assert!(
+        Path::new(PROMETHEUS).exists(),
+        "{PROMETHEUS} is required (Debian's prometheus package)"
+    );
     let prom = start_prometheus();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -489,7 +489,11 @@ fn parity_with_prometheus_2_42() {
     assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
 
     // promtool against the aggregator.
-    if Path::new(PROMTOOL).exists() {
+    assert!(
+        Path::new(PROMTOOL).exists(),
+        "{PROMTOOL} is required (Debian's prometheus package)"
+    );
+    {
         let url = format!("http://127.0.0.1:{agg_port}");
         let t = format!("{}", end / 1000);
         let out = Command::new(PROMTOOL)

@@ -27,6 +27,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+use surge_engine::quantity::sample_milli;
 use surge_engine::{
     Decision, HpaInput, HpaState, KedaInput, KedaState, MetricSample, PodMetric, TriggerValue,
 };
@@ -517,9 +518,17 @@ enum InputSample {
 impl InputSample {
     fn into_hpa(self) -> MetricSample {
         match self {
-            InputSample::PerPod(m, ts) => MetricSample::PerPod(pod_metrics(m, ts)),
-            InputSample::Total(v) => MetricSample::External(vec![v]),
-            InputSample::Object(v) => MetricSample::Object(v),
+            // The HPA reads quantities (`MilliValue()`): a NaN or an infinity from a query has no
+            // quantity and fails the metric, naming the pod; a huge value saturates as MilliValue does.
+            InputSample::PerPod(m, ts) => match pod_metrics(m, ts) {
+                Ok(samples) => MetricSample::PerPod(samples),
+                Err(e) => MetricSample::Failed(e),
+            },
+            InputSample::Total(v) => MetricSample::external_f64(v),
+            InputSample::Object(v) => match sample_milli(v) {
+                Ok(milli) => MetricSample::Object(milli),
+                Err(e) => MetricSample::Failed(format!("object metric value {e}")),
+            },
             InputSample::Failed(e) => MetricSample::Failed(e),
         }
     }
@@ -527,7 +536,10 @@ impl InputSample {
     fn into_trigger(self) -> TriggerValue {
         match self {
             // Only cpu/memory triggers read per-pod values: a Resource metric of the generated HPA.
-            InputSample::PerPod(m, ts) => TriggerValue::PerPod(pod_metrics(m, ts)),
+            InputSample::PerPod(m, ts) => match pod_metrics(m, ts) {
+                Ok(samples) => TriggerValue::PerPod(samples),
+                Err(e) => TriggerValue::Failed(e),
+            },
             InputSample::Total(v) | InputSample::Object(v) => TriggerValue::Value(v),
             InputSample::Failed(e) => TriggerValue::Failed(e),
         }
@@ -535,17 +547,20 @@ impl InputSample {
 }
 
 /// Per-pod values as the HPA's samples, stamped with the read's time.
-fn pod_metrics(m: BTreeMap<String, f64>, ts: i64) -> BTreeMap<String, PodMetric> {
+/// Per-pod values as the HPA reads them: quantities, so a NaN or an infinity fails the metric naming the pod.
+fn pod_metrics(
+    m: BTreeMap<String, f64>,
+    ts: i64,
+) -> Result<BTreeMap<String, PodMetric>, String> {
     m.into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                PodMetric {
-                    value: v,
-                    timestamp_ms: ts,
-                    window_ms: 30_000,
-                },
-            )
+        .map(|(pod, v)| {
+            let milli = sample_milli(v).map_err(|e| format!("value for pod {pod}: {e}"))?;
+            let metric = PodMetric {
+                milli,
+                timestamp_ms: ts,
+                window_ms: 30_000,
+            };
+            Ok((pod, metric))
         })
         .collect()
 }

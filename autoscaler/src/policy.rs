@@ -296,9 +296,10 @@ pub fn collect_selectors(e: &Expr, out: &mut Vec<Vec<Matcher>>) {
     match &e.kind {
         ExprKind::Selector(sel) | ExprKind::Matrix { sel, .. } => out.push(sel.matchers.clone()),
         ExprKind::Call { args, .. } => args.iter().for_each(|a| collect_selectors(a, out)),
-        ExprKind::Aggregate { expr, .. } | ExprKind::Neg(expr) | ExprKind::Paren(expr) => {
-            collect_selectors(expr, out)
-        }
+        ExprKind::Aggregate { expr, .. }
+        | ExprKind::Subquery { expr, .. }
+        | ExprKind::Neg(expr)
+        | ExprKind::Paren(expr) => collect_selectors(expr, out),
         ExprKind::Binary { lhs, rhs, .. } => {
             collect_selectors(lhs, out);
             collect_selectors(rhs, out);

@@ -46,7 +46,7 @@ fn per_pod(n: usize, name: fn(usize) -> String, value: impl Fn(usize) -> f64) ->
                 (
                     name(i),
                     PodMetric {
-                        value: value(i),
+                        milli: surge_engine::quantity::sample_milli(value(i)).unwrap_or(0),
                         timestamp_ms: NOW - 1000,
                         window_ms: 30_000,
                     },
@@ -136,7 +136,7 @@ fn bench(c: &mut Criterion) {
         );
         if suffix.is_empty() {
             let ext_input = HpaInput {
-                metrics: vec![MetricSample::External(vec![61_000.0])],
+                metrics: vec![MetricSample::External(vec![61_000_000])],
                 ..input.clone()
             };
             run(&mut g, "hpa_external_1000_pods", &ext_spec, &ext_input);

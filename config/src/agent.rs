@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use surge_model::{Tier, is_valid_label_name};
+use surge_model::{EscapingScheme, NameValidationScheme, Tier, is_valid_label_name};
 
 use crate::path::FieldPath;
 use crate::relabel::RelabelConfig;
@@ -189,6 +189,22 @@ pub struct ScrapeConfig {
     /// in bytes. Cannot be 0: it bounds the agent's memory.
     #[serde(with = "size")]
     pub body_size_limit: u64,
+    /// Which metric and label names a scraped series may have, as Prometheus 3's
+    /// `metric_name_validation_scheme`: `utf8` (the default; any non-empty UTF-8 name, e.g.
+    /// `{"my.metric", "k.8s"="v"}`) or `legacy` (`[a-zA-Z_:][a-zA-Z0-9_:]*` names and
+    /// `[a-zA-Z_][a-zA-Z0-9_]*` label names). A series whose names fail it (after escaping and metric
+    /// relabeling) is dropped and counted as invalid.
+    #[serde(with = "fields::name_validation")]
+    pub metric_name_validation_scheme: NameValidationScheme,
+    /// How names that are not legacy names are escaped, as Prometheus 3's
+    /// `metric_name_escaping_scheme`: asked of the target in the `Accept` header (`escaping=`) and
+    /// applied by the agent to what arrives (a target may ignore the request). `allow-utf-8` (keep
+    /// them), `underscores` (each other character becomes `_`), `dots` (`.` becomes `_dot_`, `_`
+    /// becomes `__`) or `values` (`U__` and code points, reversible). Default: `allow-utf-8` under
+    /// `utf8` validation, `underscores` under `legacy`; `allow-utf-8` with `legacy` is an error.
+    /// Read the effective value with [`ScrapeConfig::name_escaping`].
+    #[serde(with = "fields::escaping", skip_serializing_if = "Option::is_none")]
+    pub metric_name_escaping_scheme: Option<EscapingScheme>,
     /// Targets listed in the config.
     pub static_configs: Vec<TargetGroupConfig>,
     /// Targets read from JSON or YAML files, re-read when they change.
@@ -219,6 +235,8 @@ impl Default for ScrapeConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             body_size_limit: 64 << 20,
+            metric_name_validation_scheme: NameValidationScheme::Utf8,
+            metric_name_escaping_scheme: None,
             static_configs: Vec::new(),
             file_sd_configs: Vec::new(),
             kubernetes_sd_configs: Vec::new(),
@@ -243,6 +261,16 @@ impl ScrapeConfig {
                 .timeout
                 .min(self.interval())
         })
+    }
+
+    /// The escaping asked of targets and applied to scraped names: as set, else `allow-utf-8` under
+    /// `utf8` validation and `underscores` under `legacy` (Prometheus 3's defaults).
+    pub fn name_escaping(&self) -> EscapingScheme {
+        self.metric_name_escaping_scheme
+            .unwrap_or(match self.metric_name_validation_scheme {
+                NameValidationScheme::Utf8 => EscapingScheme::AllowUtf8,
+                NameValidationScheme::Legacy => EscapingScheme::Underscores,
+            })
     }
 
     /// Fills in `interval` and `timeout` from `tiers` where the job does not set them.

@@ -33,6 +33,59 @@ pub(crate) mod tier {
     }
 }
 
+/// `NameValidationScheme` as `utf8` or `legacy`.
+pub(crate) mod name_validation {
+    use serde::de::{self, Deserialize};
+    use serde::{Deserializer, Serializer};
+    use surge_model::NameValidationScheme;
+
+    pub(crate) fn serialize<S: Serializer>(
+        v: &NameValidationScheme,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_str())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<NameValidationScheme, D::Error> {
+        let v = String::deserialize(d)?;
+        v.parse().map_err(|_| {
+            de::Error::custom(format_args!(
+                "{v:?} is not a name validation scheme (expected utf8 or legacy)"
+            ))
+        })
+    }
+}
+
+/// An optional `EscapingScheme` as `allow-utf-8`, `underscores`, `dots` or `values`.
+pub(crate) mod escaping {
+    use serde::de::{self, Deserialize};
+    use serde::{Deserializer, Serializer};
+    use surge_model::EscapingScheme;
+
+    pub(crate) fn serialize<S: Serializer>(
+        v: &Option<EscapingScheme>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(v.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<EscapingScheme>, D::Error> {
+        let v = String::deserialize(d)?;
+        v.parse().map(Some).map_err(|_| {
+            de::Error::custom(format_args!(
+                "{v:?} is not a name escaping scheme (expected allow-utf-8, underscores, dots or values)"
+            ))
+        })
+    }
+}
+
 /// `SocketAddr` as `ip:port`.
 pub(crate) mod socket_addr {
     use std::fmt;

@@ -42,6 +42,11 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(s.metrics_path, "/metrics");
     assert!(s.honor_timestamps && !s.honor_labels);
     assert_eq!(s.body_size_limit, 64 << 20);
+    assert_eq!(
+        s.metric_name_validation_scheme,
+        surge_model::NameValidationScheme::Utf8
+    );
+    assert_eq!(s.name_escaping(), surge_model::EscapingScheme::AllowUtf8);
     let q = QueueConfig::default();
     assert_eq!(
         (q.capacity, q.max_shards, q.max_samples_per_send),
@@ -239,6 +244,51 @@ fn unknown_fields_name_the_mapping_and_point_at_the_key() {
             r#"surge.yaml:3:5: aggregator.cache: unknown field "ttl", expected one of "retention", "idle_ttl", "stale_after", "max_series""#
         ]
     );
+}
+
+/// Prometheus 3's `metric_name_validation_scheme` and `metric_name_escaping_scheme`: the escaping
+/// follows the validation unless set, and `allow-utf-8` cannot go with `legacy`.
+#[test]
+fn name_schemes() {
+    use surge_model::{EscapingScheme, NameValidationScheme};
+    let c = load(
+        "agent:\n  scrape_configs:\n    - job_name: a\n      metric_name_validation_scheme: legacy\n\
+         \x20   - job_name: b\n      metric_name_escaping_scheme: values\n\
+         \x20   - job_name: c\n      metric_name_validation_scheme: legacy\n      metric_name_escaping_scheme: dots\n",
+    )
+    .unwrap();
+    let got: Vec<_> = c
+        .agent
+        .scrape_configs
+        .iter()
+        .map(|s| (s.metric_name_validation_scheme, s.name_escaping()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (NameValidationScheme::Legacy, EscapingScheme::Underscores),
+            (NameValidationScheme::Utf8, EscapingScheme::Values),
+            (NameValidationScheme::Legacy, EscapingScheme::Dots),
+        ]
+    );
+    let cases = [
+        (
+            "metric_name_validation_scheme: UTF8",
+            r#"surge.yaml:4:38: agent.scrape_configs[0].metric_name_validation_scheme: "UTF8" is not a name validation scheme (expected utf8 or legacy)"#,
+        ),
+        (
+            "metric_name_escaping_scheme: value",
+            r#"surge.yaml:4:36: agent.scrape_configs[0].metric_name_escaping_scheme: "value" is not a name escaping scheme (expected allow-utf-8, underscores, dots or values)"#,
+        ),
+        (
+            "metric_name_validation_scheme: legacy\n      metric_name_escaping_scheme: allow-utf-8",
+            r#"surge.yaml:5:36: agent.scrape_configs[0].metric_name_escaping_scheme: allow-utf-8 keeps UTF-8 names, which legacy validation drops: use underscores, dots or values"#,
+        ),
+    ];
+    for (fields, want) in cases {
+        let text = format!("agent:\n  scrape_configs:\n    - job_name: a\n      {fields}\n");
+        assert_eq!(errors(&text), [want], "{fields}");
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use surge_model::is_valid_label_name;
+use surge_model::{EscapingScheme, NameValidationScheme, is_valid_label_name};
 
 use crate::Config;
 use crate::agent::{AgentConfig, FileSdConfig, ScrapeConfig, TargetGroupConfig, TiersConfig};
@@ -142,6 +142,14 @@ fn scrape(p: &mut Problems, at: &FieldPath, s: &ScrapeConfig) {
         p.add(
             at.key("body_size_limit"),
             "must be above 0: it bounds the memory one scrape may use (default 64MiB)",
+        );
+    }
+    if s.metric_name_validation_scheme == NameValidationScheme::Legacy
+        && s.metric_name_escaping_scheme == Some(EscapingScheme::AllowUtf8)
+    {
+        p.add(
+            at.key("metric_name_escaping_scheme"),
+            "allow-utf-8 keeps UTF-8 names, which legacy validation drops: use underscores, dots or values",
         );
     }
     for (i, g) in s.static_configs.iter().enumerate() {

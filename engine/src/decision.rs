@@ -36,6 +36,10 @@ pub struct Decision {
     pub reason: String,
     /// Why the metrics could not be used, when they could not.
     pub error: Option<String>,
+    /// The past recommendations and scale events the stabilization and rate rules read (HPA decisions
+    /// that reached them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryUsed>,
     /// KEDA-specific details, for ScaledObject decisions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keda: Option<KedaDetail>,
@@ -82,8 +86,12 @@ pub struct MetricProposal {
     /// Whether the proposal kept the current count because the ratio was within tolerance (or the
     /// rebalanced ratio flipped direction).
     pub within_tolerance: bool,
-    /// How the target's pods were classified, for per-pod metrics.
+    /// How the target's pods were classified, for per-pod metrics: also when no proposal could be made
+    /// (e.g. every pod unready), as long as samples arrived and pods matched.
     pub pods: Option<PodCounts>,
+    /// The pods each class left out of the average, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_groups: Option<PodGroupNames>,
     /// Why the metric could not be used.
     pub error: Option<String>,
 }
@@ -99,6 +107,30 @@ pub struct PodCounts {
     pub missing: usize,
     /// Deleting or Failed pods.
     pub ignored: usize,
+}
+
+/// The pods `groupPods` left out of a per-pod metric's average, by name (in the pods' order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodGroupNames {
+    /// Pending pods, and (CPU only) pods still initializing or never ready.
+    pub unready: Vec<String>,
+    /// Running pods without a sample.
+    pub missing: Vec<String>,
+    /// Deleting or Failed pods.
+    pub ignored: Vec<String>,
+}
+
+/// The memory an evaluation read: the past recommendations inside its stabilization windows and the
+/// scale events inside its rate policies' periods, as they stood before this evaluation recorded its own.
+/// Seeded history (a scenario's `history`) shows here when it was used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryUsed {
+    /// Recommendations newer than the longest stabilization window: `(replicas, at_ms)`.
+    pub recommendations: Vec<(i32, i64)>,
+    /// Scale-up events newer than the longest scale-up policy period: `(change, at_ms)`.
+    pub scale_up_events: Vec<(i32, i64)>,
+    /// Scale-down events newer than the longest scale-down policy period: `(change, at_ms)`.
+    pub scale_down_events: Vec<(i32, i64)>,
 }
 
 /// A step that changed the replica count: from, to, and the rule.

@@ -27,13 +27,14 @@ pub mod scenario;
 pub mod schedule;
 
 pub use decision::{
-    Adjustment, Condition, Decision, DecisionInputs, KedaCondition, KedaDetail, MetricProposal,
-    PodCounts,
+    Adjustment, Condition, Decision, DecisionInputs, HistoryUsed, KedaCondition, KedaDetail,
+    MetricProposal, PodCounts, PodGroupNames,
 };
 pub use hpa::{
     Behavior, ConditionStatus, ContainerRequests, ControllerConfig, HpaInput, HpaSpec, HpaState,
-    MetricSample, MetricSource, MetricSpec, MetricTarget, PodInfo, PodMetric, PodPhase, PolicyKind,
-    ScalingPolicy, ScalingRules, SelectPolicy, evaluate_hpa, evaluate_hpa_with_min,
+    InitContainerRequests, MetricSample, MetricSource, MetricSpec, MetricTarget, PodInfo,
+    PodMetric, PodPhase, PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy, evaluate_hpa,
+    evaluate_hpa_with_min,
 };
 pub use keda::job::{ScaledJobSpec, evaluate_scaled_job};
 pub use keda::{

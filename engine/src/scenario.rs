@@ -24,6 +24,32 @@
 //! end: 10m
 //! ```
 //!
+//! What the HPA reads beyond that (see the field docs):
+//!
+//! ```yaml
+//! history:                       # the controller's memory before 0s
+//!   recommendations: [{at: -2m, replicas: 8}]
+//!   scale_up_events: [{at: -30s, change: 4}]
+//!   scale_down_events: [{at: -1m, change: 2}]
+//! sample_window: 1m              # per-pod samples' window (default 30s)
+//! initial:
+//!   replicas: 3
+//!   pod_template:
+//!     containers: [{name: app, requests: {cpu: 400m}}]
+//!     init_containers:           # sidecars (restart_policy: Always) count in the request
+//!       - {name: envoy, restart_policy: Always, requests: {cpu: 100m}}
+//!     resources: {requests: {cpu: "1"}}   # pod-level spec.resources (wins for Resource metrics)
+//!     overhead: {cpu: 50m}       # spec.overhead, added to pod-level requests
+//! timeline:
+//!   - at: 0s
+//!     metrics:                   # a per-pod value may carry its own timestamp and window
+//!       cpu: {"*": 300m, web-2: {value: 900m, timestamp: -10s, window: 1m}}
+//! ```
+//!
+//! Values are Kubernetes quantities read as the HPA reads them (`MilliValue()`): exact int64 milli-units,
+//! saturated beyond the range (`9223372036854775807m`, `10E`, `1e30` are all `MaxInt64`). NaN and
+//! infinities are refused with the reason (no quantity carries them); `error` makes a metric fail.
+//!
 //! **Simulation model** (what the engine does not decide, the simulator must; each choice is documented
 //! where it is made):
 //! - Evaluations run at `0, sync_period, 2·sync_period, … ≤ end`, and also at every timeline entry when
@@ -32,8 +58,10 @@
 //! - A decision is applied at once, like a ReplicaSet: a scale-up creates pods (Pending, then Running and
 //!   Ready after `new_pods` delays), a scale-down removes pods at once, least valuable first (Pending,
 //!   then unready, then the newest), as the ReplicaSet controller ranks them.
-//! - Per-pod samples are stamped with the evaluation time and a 30 s window (metrics-server's), which the
-//!   HPA's CPU readiness rules compare with the pods' readiness transitions.
+//! - Per-pod samples are stamped with the evaluation time and a 30 s window (metrics-server's;
+//!   `sample_window` changes it, and a value may give its own `timestamp` and `window`), which the HPA's
+//!   CPU readiness rules compare with the pods' readiness transitions.
+//! - `history` seeds the controller's memory; without it the replay starts as a fresh controller.
 
 pub mod job;
 
@@ -45,16 +73,17 @@ use jiff::{SignedDuration, civil};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::decision::Decision;
+use crate::decision::{Decision, PodCounts, PodGroupNames};
 use crate::hpa::{
-    self, ConditionStatus, ContainerRequests, HpaInput, HpaSpec, HpaState, MetricSample,
-    MetricSource, MetricTarget, PodInfo, PodMetric, PodPhase,
+    self, ConditionStatus, ContainerRequests, HpaInput, HpaSpec, HpaState, InitContainerRequests,
+    MetricSample, MetricSource, MetricTarget, PodInfo, PodMetric, PodPhase, ScaleEvent,
+    TimestampedRecommendation,
 };
 use crate::keda::manifest::ScaledObjectStatusInput;
 use crate::keda::selector::LabelSelector;
 use crate::keda::{self, KedaInput, KedaState, ScaledObjectSpec, TriggerValue};
 use crate::manifest::{self, ManifestError};
-use crate::quantity::{QuantityError, milli_from_f64, parse_milli};
+use crate::quantity::{QuantityError, parse_milli, sample_milli};
 use crate::schedule::{Schedule, ScheduleError};
 
 /// The most evaluations one scenario may ask for (`end / sync_period`): bounds the work of a replay.
@@ -101,6 +130,49 @@ pub struct ScenarioFile {
     pub timeline: Vec<TimelineEntry>,
     /// When the replay stops (inclusive).
     pub end: Offset,
+    /// The HPA's memory before `0s`: past recommendations (read by the stabilization windows) and past
+    /// scale events (read by `behavior` rate policies), seeded at their times (`0s` or earlier). Without
+    /// it the replay starts as a fresh controller does: one recommendation, the current replica count,
+    /// at the first evaluation. For a ScaledObject it seeds the HPA KEDA generates.
+    pub history: Option<HistoryConfig>,
+    /// The window every per-pod sample covers unless its value says otherwise (default `30s`,
+    /// metrics-server's resolution); the HPA's CPU readiness rules compare it with readiness transitions.
+    pub sample_window: Option<Offset>,
+}
+
+/// The controller's memory at `0s`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Past recommendations: `[{at: -2m, replicas: 8}, …]`.
+    #[serde(default)]
+    pub recommendations: Vec<SeededRecommendation>,
+    /// Past scale-ups: `[{at: -30s, change: 4}, …]` (replicas added).
+    #[serde(default)]
+    pub scale_up_events: Vec<SeededEvent>,
+    /// Past scale-downs: `[{at: -1m, change: 2}, …]` (replicas removed).
+    #[serde(default)]
+    pub scale_down_events: Vec<SeededEvent>,
+}
+
+/// A recommendation the controller made before `0s`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeededRecommendation {
+    /// When (`0s` or earlier).
+    pub at: Offset,
+    /// The recommended replica count.
+    pub replicas: i32,
+}
+
+/// A scale event before `0s`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeededEvent {
+    /// When (`0s` or earlier).
+    pub at: Offset,
+    /// Replicas added (scale-up) or removed (scale-down); positive.
+    pub change: i32,
 }
 
 /// The policy: exactly one of `hpa` or `scaledObject`.
@@ -186,6 +258,44 @@ pub struct PodConfig {
     pub requests: Option<BTreeMap<String, Quantity>>,
     /// Containers with their requests, for ContainerResource metrics (instead of `requests`).
     pub containers: Option<Vec<ContainerConfig>>,
+    /// `spec.initContainers`. Sidecars (`restart_policy: Always`) count in the HPA's requests beside the
+    /// containers; plain init containers only in a pod-level aggregate.
+    pub init_containers: Option<Vec<InitContainerConfig>>,
+    /// Pod-level `spec.resources` (Kubernetes 1.32+), e.g. `{requests: {cpu: "1"}}`: when it sets a
+    /// cpu, memory or hugepages request, the HPA's Resource metrics use the pod-level requests instead of
+    /// the containers' (ContainerResource metrics keep the container's).
+    pub resources: Option<PodResourcesConfig>,
+    /// `spec.overhead` (what the RuntimeClass adds), e.g. `{cpu: 100m}`: counted with pod-level requests.
+    pub overhead: Option<BTreeMap<String, Quantity>>,
+}
+
+/// Pod-level `spec.resources`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodResourcesConfig {
+    /// `spec.resources.requests`.
+    #[serde(default)]
+    pub requests: BTreeMap<String, Quantity>,
+}
+
+/// One init container of a pod.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitContainerConfig {
+    /// Container name.
+    pub name: String,
+    /// Resource requests, e.g. `{cpu: 50m}`.
+    #[serde(default)]
+    pub requests: BTreeMap<String, Quantity>,
+    /// `Always` for a sidecar (a restartable init container); absent for a plain init container.
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+/// An init container's `restartPolicy`: Kubernetes allows only `Always`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum RestartPolicy {
+    /// A sidecar: started before the containers and kept running beside them.
+    Always,
 }
 
 /// A group of identical labelled pods (for KEDA's `kubernetes-workload` trigger).
@@ -229,6 +339,12 @@ pub struct NewPodsConfig {
     pub requests: Option<BTreeMap<String, Quantity>>,
     /// Containers with their requests (instead of `requests`).
     pub containers: Option<Vec<ContainerConfig>>,
+    /// Init containers (default: the template's, as `containers`).
+    pub init_containers: Option<Vec<InitContainerConfig>>,
+    /// Pod-level resources (default: the template's).
+    pub resources: Option<PodResourcesConfig>,
+    /// Pod overhead (default: the template's).
+    pub overhead: Option<BTreeMap<String, Quantity>>,
 }
 
 /// Changes at one time.
@@ -270,12 +386,15 @@ pub enum MetricValue {
     /// `[10, 20]`: the series of an External metric (the HPA sums them; `[]` is an error, as upstream).
     Series(Vec<i64>),
     /// `{web-0: 400m, web-1: 450m, "*": 300m}`: per-pod values; `*` gives every other running pod a
-    /// value; pods without one are missing, in the HPA's terms.
+    /// value; pods without one are missing, in the HPA's terms. A value may say when its sample was
+    /// taken and what window it covers: `{web-0: {value: 400m, timestamp: -10s, window: 1m}}`
+    /// (`timestamp` is scenario time; default: each evaluation's time, `window` default
+    /// `sample_window`).
     PerPod {
-        /// Values by pod name, milli-units.
-        values: BTreeMap<String, i64>,
-        /// The `*` value, milli-units.
-        default: Option<i64>,
+        /// Values by pod name.
+        values: BTreeMap<String, PodValue>,
+        /// The `*` value.
+        default: Option<PodValue>,
     },
     /// `{total: 2700m}`: a per-pod metric's total load, shared evenly by the running, ready pods (as a
     /// Service spreads requests); other pods report nothing.
@@ -285,6 +404,17 @@ pub enum MetricValue {
     /// `build-error` or `"build-error: message"`: a KEDA trigger's scaler cannot be built (bad metadata,
     /// missing credentials), which KEDA handles differently from a failed read.
     BuildError(String),
+}
+
+/// One pod's value in a [`MetricValue::PerPod`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodValue {
+    /// Milli-units.
+    pub milli: i64,
+    /// When the sample was taken (scenario ms); `None`: at each evaluation.
+    pub timestamp: Option<i64>,
+    /// The window it covers (ms); `None`: the scenario's `sample_window`.
+    pub window: Option<i64>,
 }
 
 /// A signed duration in milliseconds, written `30s`, `-2m`, `1h30m`, `500ms`, or `0`.
@@ -346,6 +476,10 @@ pub struct Scenario {
     pub keda_status: ScaledObjectStatusInput,
     /// KEDA: the labelled pods at 0.
     pub labelled_pods: Vec<LabelledPodsConfig>,
+    /// The controller memory seeded from `history` (absolute times); the default state without it.
+    pub history: HpaState,
+    /// The window of per-pod samples that do not give theirs, ms.
+    pub sample_window_ms: i64,
 }
 
 /// The policy replayed.
@@ -366,6 +500,12 @@ pub struct NewPods {
     pub ready_after_ms: i64,
     /// Their containers.
     pub containers: Vec<ContainerRequests>,
+    /// Their init containers.
+    pub init_containers: Vec<InitContainerRequests>,
+    /// Their pod-level requests.
+    pub pod_requests: Option<BTreeMap<String, i64>>,
+    /// Their overhead.
+    pub overhead: BTreeMap<String, i64>,
 }
 
 /// One timeline entry, validated.
@@ -408,6 +548,10 @@ pub struct Step {
     pub reason: String,
     /// Per metric of the policy: current value against target.
     pub metrics: Vec<MetricReading>,
+    /// The seeded `history` entries this evaluation's stabilization and rate rules read, e.g.
+    /// `recommendation 8 at -1m`, `scale-down 2 at -30s` (empty once they have aged out).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seeded_history: Vec<String>,
     /// The engine's full decision.
     pub decision: Decision,
 }
@@ -426,6 +570,9 @@ pub struct MetricReading {
     pub proposal: Option<i32>,
     /// Why the metric could not be used.
     pub error: Option<String>,
+    /// How the pods were grouped for a per-pod metric: `ready 3, unready 1 (web-3), missing 0, ignored
+    /// 0`, also when no proposal was made.
+    pub pods: Option<String>,
 }
 
 /// Why a scenario was rejected: every problem found, each with its place in the file.
@@ -681,13 +828,15 @@ impl<'de> Deserialize<'de> for Readiness {
     }
 }
 
+/// A whole number: its `MilliValue()`, saturated at the `i64` range as apimachinery saturates it.
 fn quantity_from_i64<E: de::Error>(v: i64) -> Result<i64, E> {
-    v.checked_mul(1000)
-        .ok_or_else(|| E::custom(format!("{v} is too large to hold in milli-units")))
+    Ok(v.saturating_mul(1000))
 }
 
+/// A YAML float: NaN and infinities are refused (no Kubernetes quantity carries them, so no metrics API
+/// can serve them; write `error` to make a metric fail); a finite value beyond the range saturates.
 fn quantity_from_f64<E: de::Error>(v: f64) -> Result<i64, E> {
-    milli_from_f64(v).ok_or_else(|| E::custom(format!("{v} is not a finite quantity")))
+    sample_milli(v).map_err(|e| E::custom(format!("{e}; to make the metric fail, write error")))
 }
 
 fn quantity_from_str<E: de::Error>(v: &str) -> Result<i64, E> {
@@ -706,9 +855,7 @@ impl<'de> Deserialize<'de> for Quantity {
                 quantity_from_i64(v).map(Quantity)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Quantity, E> {
-                let v = i64::try_from(v)
-                    .map_err(|_| E::custom(format!("{v} is too large to hold in milli-units")))?;
-                self.visit_i64(v)
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Quantity, E> {
                 quantity_from_f64(v).map(Quantity)
@@ -791,13 +938,15 @@ impl<'de> Deserialize<'de> for MetricValue {
                 let mut default = None;
                 let mut total = None;
                 while let Some(key) = map.next_key::<String>()? {
-                    let q = map.next_value::<Quantity>()?.0;
-                    match key.as_str() {
-                        "total" => total = Some(q),
-                        "*" => default = Some(q),
-                        _ => {
-                            values.insert(key, q);
-                        }
+                    if key == "total" {
+                        total = Some(map.next_value::<Quantity>()?.0);
+                        continue;
+                    }
+                    let v = map.next_value::<PodValue>()?;
+                    if key == "*" {
+                        default = Some(v);
+                    } else {
+                        values.insert(key, v);
                     }
                 }
                 match total {
@@ -810,6 +959,64 @@ impl<'de> Deserialize<'de> for MetricValue {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for PodValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            value: Quantity,
+            timestamp: Option<Offset>,
+            window: Option<Offset>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PodValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a quantity, or {value: <quantity>, timestamp: <time>, window: <duration>}",
+                )
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PodValue, E> {
+                quantity_from_i64(v).map(PodValue::at_evaluation)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PodValue, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<PodValue, E> {
+                quantity_from_f64(v).map(PodValue::at_evaluation)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PodValue, E> {
+                quantity_from_str(v).map(PodValue::at_evaluation)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PodValue, A::Error> {
+                let full = Full::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                if let Some(w) = full.window
+                    && w.0 <= 0
+                {
+                    return Err(de::Error::custom("window: must be greater than 0"));
+                }
+                Ok(PodValue {
+                    milli: full.value.0,
+                    timestamp: full.timestamp.map(|o| o.0),
+                    window: full.window.map(|o| o.0),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl PodValue {
+    /// A value sampled at each evaluation, over the scenario's window.
+    fn at_evaluation(milli: i64) -> Self {
+        Self {
+            milli,
+            timestamp: None,
+            window: None,
+        }
     }
 }
 
@@ -1231,14 +1438,29 @@ fn containers_of(
     }
 }
 
+fn requests_of(m: &BTreeMap<String, Quantity>) -> BTreeMap<String, i64> {
+    m.iter().map(|(k, q)| (k.clone(), q.0)).collect()
+}
+
+fn init_containers_of(cs: &[InitContainerConfig]) -> Vec<InitContainerRequests> {
+    cs.iter()
+        .map(|c| InitContainerRequests {
+            name: c.name.clone(),
+            requests: requests_of(&c.requests),
+            restartable: c.restart_policy == Some(RestartPolicy::Always),
+        })
+        .collect()
+}
+
 /// Builds a pod from its configuration. `created` is the absolute time a pod without `started` started;
-/// `origin` is the absolute time of scenario time 0.
+/// `origin` is the absolute time of scenario time 0. What the configuration does not say about requests
+/// comes from `defaults` (the workload's pod template).
 fn build_pod(
     name: &str,
     cfg: &PodConfig,
     origin: i64,
     created: i64,
-    default_containers: &[ContainerRequests],
+    defaults: &NewPods,
 ) -> PodInfo {
     let start_ms = match cfg.started {
         Some(StartTime::At(o)) => Some(origin.saturating_add(o)),
@@ -1263,7 +1485,19 @@ fn build_pod(
         start_ms,
         deleting: cfg.deleting.unwrap_or(false),
         containers: containers_of(cfg.requests.as_ref(), cfg.containers.as_ref())
-            .unwrap_or_else(|| default_containers.to_vec()),
+            .unwrap_or_else(|| defaults.containers.clone()),
+        init_containers: cfg
+            .init_containers
+            .as_deref()
+            .map_or_else(|| defaults.init_containers.clone(), init_containers_of),
+        pod_requests: match &cfg.resources {
+            Some(r) => Some(requests_of(&r.requests)),
+            None => defaults.pod_requests.clone(),
+        },
+        overhead: cfg
+            .overhead
+            .as_ref()
+            .map_or_else(|| defaults.overhead.clone(), requests_of),
     }
 }
 
@@ -1295,6 +1529,15 @@ fn patch_pod(pod: &mut PodInfo, cfg: &PodConfig, origin: i64, at: i64) {
     if let Some(c) = containers_of(cfg.requests.as_ref(), cfg.containers.as_ref()) {
         pod.containers = c;
     }
+    if let Some(c) = &cfg.init_containers {
+        pod.init_containers = init_containers_of(c);
+    }
+    if let Some(r) = &cfg.resources {
+        pod.pod_requests = Some(requests_of(&r.requests));
+    }
+    if let Some(o) = &cfg.overhead {
+        pod.overhead = requests_of(o);
+    }
 }
 
 /// Parses and validates a scenario. Errors list every problem found, each with its line, column and field;
@@ -1313,6 +1556,11 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     let initial = read_initial(&file.initial, &target, &clock, &new_pods, &mut problems);
     let keys = target.policy.as_ref().map(Policy::keys);
     let timeline = read_timeline(&file.timeline, keys.as_deref(), &clock, &mut problems);
+    let history = read_history(file.history.as_ref(), &clock, &mut problems);
+    let sample_window_ms = file.sample_window.map_or(SAMPLE_WINDOW_MS, |o| o.0);
+    if sample_window_ms <= 0 {
+        problems.push(&[key("sample_window")], "must be greater than 0");
+    }
     match target.policy {
         Some(policy) if problems.is_empty() => Ok(Scenario {
             policy,
@@ -1329,9 +1577,81 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
             end_ms: clock.end_ms,
             keda_status: read_keda_status(&file.policy, &mut problems),
             labelled_pods: file.initial.labelled_pods.clone(),
+            history,
+            sample_window_ms,
         }),
         _ => Err(problems.into_error()),
     }
+}
+
+/// The seeded controller memory, at absolute times. Every entry must be in the past (`0s` or earlier);
+/// replica counts must not be negative and changes must be positive, as the controller records them.
+/// Seeded recommendations replace the one a fresh controller records first (upstream records it only
+/// when it has none).
+fn read_history(
+    history: Option<&HistoryConfig>,
+    clock: &ReplayClock,
+    p: &mut Problems<'_>,
+) -> HpaState {
+    let mut state = HpaState::default();
+    let Some(h) = history else {
+        return state;
+    };
+    let origin = clock.start_ms;
+    let mut check_at = |path: &[Seg], at: Offset| {
+        if at.0 > 0 {
+            let message = format!("{} is after 0s: history is the past", format_offset(at.0));
+            p.push(&[path, &[key("at")]].concat(), message);
+        }
+    };
+    for (i, r) in h.recommendations.iter().enumerate() {
+        let path = [key("history"), key("recommendations"), Seg::Index(i)];
+        check_at(&path, r.at);
+        state.recommendations.push(TimestampedRecommendation {
+            replicas: r.replicas,
+            at_ms: origin.saturating_add(r.at.0),
+        });
+    }
+    let mut events = |list: &[SeededEvent], name: &str| -> Vec<ScaleEvent> {
+        list.iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let path = [key("history"), key(name), Seg::Index(i)];
+                check_at(&path, e.at);
+                ScaleEvent {
+                    change: e.change,
+                    at_ms: origin.saturating_add(e.at.0),
+                    outdated: false,
+                }
+            })
+            .collect()
+    };
+    state.scale_up_events = events(&h.scale_up_events, "scale_up_events");
+    state.scale_down_events = events(&h.scale_down_events, "scale_down_events");
+    for (i, r) in h.recommendations.iter().enumerate() {
+        if r.replicas < 0 {
+            let path = [
+                key("history"),
+                key("recommendations"),
+                Seg::Index(i),
+                key("replicas"),
+            ];
+            p.push(&path, format!("{} must not be negative", r.replicas));
+        }
+    }
+    for (name, list) in [
+        ("scale_up_events", &h.scale_up_events),
+        ("scale_down_events", &h.scale_down_events),
+    ] {
+        for (i, e) in list.iter().enumerate() {
+            if e.change <= 0 {
+                let path = [key("history"), key(name), Seg::Index(i), key("change")];
+                p.push(&path, format!("{} must be greater than 0", e.change));
+            }
+        }
+    }
+    state.initialized = !state.recommendations.is_empty();
+    state
 }
 
 /// The policy, and the workload it scales.
@@ -1524,19 +1844,37 @@ fn read_new_pods(np: &NewPodsConfig, init: &InitialConfig, p: &mut Problems<'_>)
     }
     let pod_containers =
         |pod: &PodConfig| containers_of(pod.requests.as_ref(), pod.containers.as_ref());
+    let template = init
+        .pod_template
+        .as_ref()
+        .or_else(|| init.pods.as_ref().and_then(|pods| pods.first()));
     let containers = containers_of(np.requests.as_ref(), np.containers.as_ref())
-        .or_else(|| init.pod_template.as_ref().and_then(pod_containers))
-        .or_else(|| {
-            init.pods
-                .as_ref()
-                .and_then(|pods| pods.first())
-                .and_then(pod_containers)
-        })
+        .or_else(|| template.and_then(pod_containers))
+        .unwrap_or_default();
+    let init_containers = np
+        .init_containers
+        .as_ref()
+        .or_else(|| template.and_then(|t| t.init_containers.as_ref()))
+        .map(|c| init_containers_of(c))
+        .unwrap_or_default();
+    let pod_requests = np
+        .resources
+        .as_ref()
+        .or_else(|| template.and_then(|t| t.resources.as_ref()))
+        .map(|r| requests_of(&r.requests));
+    let overhead = np
+        .overhead
+        .as_ref()
+        .or_else(|| template.and_then(|t| t.overhead.as_ref()))
+        .map(requests_of)
         .unwrap_or_default();
     NewPods {
         running_after_ms,
         ready_after_ms,
         containers,
+        init_containers,
+        pod_requests,
+        overhead,
     }
 }
 
@@ -1556,7 +1894,6 @@ fn read_initial(
     }
     let origin = clock.start_ms;
     let started = origin.saturating_add(DEFAULT_INITIAL_START_MS);
-    let containers = &new_pods.containers;
     let mut pods = Vec::new();
     if let Some(listed) = &init.pods {
         let mut names = BTreeSet::new();
@@ -1571,7 +1908,7 @@ fn read_initial(
                 let message = format!("pod {name:?} is listed twice");
                 p.push(&[&path[..], &[key("name")]].concat(), message);
             }
-            pods.push(build_pod(name, pod, origin, started, containers));
+            pods.push(build_pod(name, pod, origin, started, new_pods));
         }
     } else {
         if let Some(t) = &init.pod_template {
@@ -1585,7 +1922,7 @@ fn read_initial(
         let template = init.pod_template.clone().unwrap_or_default();
         for i in 0..replicas.clamp(0, MAX_SIMULATED_REPLICAS) {
             let name = format!("{}-{i}", target.pod_prefix);
-            pods.push(build_pod(&name, &template, origin, started, containers));
+            pods.push(build_pod(&name, &template, origin, started, new_pods));
         }
     }
     InitialState { replicas, pods }
@@ -1850,7 +2187,7 @@ impl World<'_> {
                     patch_pod(&mut pod.info, cfg, origin, at);
                 }
                 None => self.pods.push(SimPod {
-                    info: build_pod(name, cfg, origin, at, &self.scenario.new_pods.containers),
+                    info: build_pod(name, cfg, origin, at, &self.scenario.new_pods),
                     created_ms: at,
                     lifecycle: None,
                 }),
@@ -1881,6 +2218,9 @@ impl World<'_> {
                         start_ms: None,
                         deleting: false,
                         containers: np.containers.clone(),
+                        init_containers: np.init_containers.clone(),
+                        pod_requests: np.pod_requests.clone(),
+                        overhead: np.overhead.clone(),
                     },
                     created_ms: now,
                     lifecycle: Some((
@@ -1935,10 +2275,17 @@ impl World<'_> {
 
     /// The sample for a per-pod metric at `now`.
     fn per_pod(&self, key: &str, pods: &[PodInfo], now: i64) -> MetricSample {
+        let origin = self.scenario.start_ms;
+        let window = self.scenario.sample_window_ms;
         let sample = |milli: i64| PodMetric {
-            value: milli as f64 / 1000.0,
+            milli,
             timestamp_ms: now,
-            window_ms: SAMPLE_WINDOW_MS,
+            window_ms: window,
+        };
+        let sample_of = |v: &PodValue| PodMetric {
+            milli: v.milli,
+            timestamp_ms: v.timestamp.map_or(now, |t| origin.saturating_add(t)),
+            window_ms: v.window.unwrap_or(window),
         };
         let running = |p: &&PodInfo| p.phase == PodPhase::Running && !p.deleting;
         match self.metrics.get(key) {
@@ -1956,11 +2303,11 @@ impl World<'_> {
             Some(MetricValue::PerPod { values, default }) => {
                 let mut m: BTreeMap<String, PodMetric> = values
                     .iter()
-                    .map(|(n, v)| (n.clone(), sample(*v)))
+                    .map(|(n, v)| (n.clone(), sample_of(v)))
                     .collect();
                 if let Some(d) = default {
                     for p in pods.iter().filter(running) {
-                        m.entry(p.name.clone()).or_insert_with(|| sample(*d));
+                        m.entry(p.name.clone()).or_insert_with(|| sample_of(d));
                     }
                 }
                 MetricSample::PerPod(m)
@@ -1989,13 +2336,9 @@ impl World<'_> {
         match self.metrics.get(key) {
             None => no_value(key),
             Some(MetricValue::Error(e)) => MetricSample::Failed(e.clone()),
-            Some(MetricValue::Scalar(v)) if external => {
-                MetricSample::External(vec![*v as f64 / 1000.0])
-            }
-            Some(MetricValue::Scalar(v)) => MetricSample::Object(*v as f64 / 1000.0),
-            Some(MetricValue::Series(vs)) if external => {
-                MetricSample::External(vs.iter().map(|v| *v as f64 / 1000.0).collect())
-            }
+            Some(MetricValue::Scalar(v)) if external => MetricSample::External(vec![*v]),
+            Some(MetricValue::Scalar(v)) => MetricSample::Object(*v),
+            Some(MetricValue::Series(vs)) if external => MetricSample::External(vs.clone()),
             Some(_) => MetricSample::Failed(format!(
                 "metric {key:?}: per-pod values given for a single-valued metric"
             )),
@@ -2062,11 +2405,12 @@ pub fn simulate(s: &Scenario) -> Vec<Step> {
         scaled_object: None,
         labelled_pods: s.labelled_pods.clone(),
     };
-    let mut hpa_state = HpaState::default();
+    let mut hpa_state = s.history.clone();
     let mut keda_state = KedaState {
         created_ms: s.keda_status.created_ms,
         last_active_ms: s.keda_status.last_active_ms,
         health: s.keda_status.health.clone(),
+        hpa: s.history.clone(),
         ..KedaState::default()
     };
     let mut next_change = 0;
@@ -2139,10 +2483,48 @@ pub fn simulate(s: &Scenario) -> Vec<Step> {
             min_replicas,
             reason: decision.reason.clone(),
             metrics: readings(&decision, &keys),
+            seeded_history: seeded_history_read(s, &decision),
             decision,
         });
     }
     steps
+}
+
+/// The entries of `s.history` among those the decision read, in scenario time.
+fn seeded_history_read(s: &Scenario, d: &Decision) -> Vec<String> {
+    let Some(read) = &d.history else {
+        return Vec::new();
+    };
+    let at = |ms: i64| format_offset(ms.saturating_sub(s.start_ms));
+    let seeded = &s.history;
+    let mut out = Vec::new();
+    for &(replicas, at_ms) in &read.recommendations {
+        let is_seeded = seeded
+            .recommendations
+            .iter()
+            .any(|r| r.replicas == replicas && r.at_ms == at_ms);
+        if is_seeded {
+            out.push(format!("recommendation {replicas} at {}", at(at_ms)));
+        }
+    }
+    for (label, read, seeded) in [
+        ("scale-up", &read.scale_up_events, &seeded.scale_up_events),
+        (
+            "scale-down",
+            &read.scale_down_events,
+            &seeded.scale_down_events,
+        ),
+    ] {
+        for &(change, at_ms) in read {
+            if seeded
+                .iter()
+                .any(|e| e.change == change && e.at_ms == at_ms)
+            {
+                out.push(format!("{label} {change} at {}", at(at_ms)));
+            }
+        }
+    }
+    out
 }
 
 fn readings(d: &Decision, keys: &[String]) -> Vec<MetricReading> {
@@ -2163,8 +2545,30 @@ fn readings(d: &Decision, keys: &[String]) -> Vec<MetricReading> {
             },
             proposal: m.proposal,
             error: m.error.clone(),
+            pods: m.pods.map(|c| pod_summary(c, m.pod_groups.as_ref())),
         })
         .collect()
+}
+
+/// `ready 3, unready 1 (web-3), missing 0, ignored 0`: each left-out class with up to five names.
+pub fn pod_summary(c: PodCounts, names: Option<&PodGroupNames>) -> String {
+    let listed = |n: usize, names: Option<&Vec<String>>| {
+        let Some(names) = names.filter(|v| !v.is_empty()) else {
+            return n.to_string();
+        };
+        let mut shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+        if names.len() > 5 {
+            shown.push("…");
+        }
+        format!("{n} ({})", shown.join(", "))
+    };
+    format!(
+        "ready {}, unready {}, missing {}, ignored {}",
+        c.ready,
+        listed(c.unready, names.map(|g| &g.unready)),
+        listed(c.missing, names.map(|g| &g.missing)),
+        listed(c.ignored, names.map(|g| &g.ignored)),
+    )
 }
 
 /// Milli-units as a plain decimal: `12500` → `12.5`, `900` → `0.9`.

@@ -17,6 +17,7 @@ use surge_engine::{
     evaluate_hpa, evaluate_scaled_object,
 };
 
+/// Float values (KEDA trigger values), the edges included.
 fn value() -> impl Strategy<Value = f64> {
     prop_oneof![
         4 => 0.0..1000.0f64,
@@ -26,6 +27,18 @@ fn value() -> impl Strategy<Value = f64> {
         1 => Just(1e300),
         1 => -1000.0..0.0f64,
         1 => Just(9.3e15),
+    ]
+}
+
+/// Milli-unit values (HPA samples), the int64 edges included.
+fn milli() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        4 => 0..1_000_000i64,
+        1 => Just(i64::MAX),
+        1 => Just(i64::MIN),
+        1 => Just(i64::MAX / 2 + 1),
+        1 => -1_000_000..0i64,
+        1 => any::<i64>(),
     ]
 }
 
@@ -93,6 +106,9 @@ fn pod() -> impl Strategy<Value = PodInfo> {
                 name: "main".into(),
                 requests: BTreeMap::from([("cpu".into(), request), ("memory".into(), request)]),
             }],
+            init_containers: Vec::new(),
+            pod_requests: None,
+            overhead: BTreeMap::new(),
         })
 }
 
@@ -100,16 +116,16 @@ fn sample() -> impl Strategy<Value = MetricSample> {
     prop_oneof![
         proptest::collection::btree_map(
             (0..8usize).prop_map(|i| format!("p{i}")),
-            (value(), any::<i64>()).prop_map(|(value, ts)| PodMetric {
-                value,
+            (milli(), any::<i64>()).prop_map(|(milli, ts)| PodMetric {
+                milli,
                 timestamp_ms: ts,
                 window_ms: 60_000
             }),
             0..8
         )
         .prop_map(MetricSample::PerPod),
-        value().prop_map(MetricSample::Object),
-        proptest::collection::vec(value(), 0..4).prop_map(MetricSample::External),
+        milli().prop_map(MetricSample::Object),
+        proptest::collection::vec(milli(), 0..4).prop_map(MetricSample::External),
         Just(MetricSample::Failed("down".into())),
     ]
 }

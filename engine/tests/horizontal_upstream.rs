@@ -1,5 +1,14 @@
 //! Cases ported from kubernetes `pkg/controller/podautoscaler/horizontal_test.go`, one row per upstream
 //! case (its name in the comment). Upstream builds timestamps from `time.Now()`; here `NOW` is fixed.
+//!
+//! Revision: kubernetes/kubernetes commit 003e86297d18a8538c9da3619871393f9703bf70 (the v1.36 line of
+//! the file: `ktesting`, `autoscalingapiv2`, events of both directions in `TestScalingWithRules`).
+//! Every test function of the file is ported here except those that test what the caller does in
+//! surge, not the engine: selector parsing and overlap between HPAs
+//! (`TestConditionInvalidSelectorMissing`, `TestConditionInvalidSelectorUnparsable`,
+//! `TestConditionAmbiguousSelectorWhen{Full,Partial}SelectorOverlapBetweenHPAs`), reading and
+//! updating the scale subresource (`TestConditionFailedGetScale`, `TestConditionFailedUpdateScale`),
+//! and the Go monitor labels and event recorder that every `testCase` also checks.
 
 // Test helpers may unwrap (a panic is a failed test) and tables are wide tuples by design.
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
@@ -739,8 +748,37 @@ fn test_scaling_with_rules() {
             5,
             "DesiredWithinRange",
         ),
+        // Rows of the v1.36 table where events of the other direction shift the period's start.
+        (
+            "scaleUp with percent policy and previous scale up and down events",
+            uniform(&[4], 120),
+            uniform(&[2], 120),
+            1,
+            1000,
+            Some(rules(0, 0, 300, 300, 0)),
+            None,
+            6,
+            24,
+            16,
+            "ScaleUpLimit",
+        ),
+        (
+            "scaleDown with percent policy and previous scale up and down events",
+            uniform(&[2], 120),
+            uniform(&[4], 120),
+            1,
+            1000,
+            None,
+            Some(rules(0, 0, 50, 180, 0)),
+            10,
+            1,
+            6,
+            "ScaleDownLimit",
+        ),
     ];
-    assert!(rows.len() >= 39);
+    // Upstream's row "scaleDownLimit is the limit because scaleDownLimit > minReplicas with user
+    // defined policies" sets `testThis: true`, which makes its loop return before asserting: not run.
+    assert_eq!(rows.len(), 41);
     for (name, up_events, down_events, min, max, up, down, current, desired, expected, condition) in
         rows
     {
@@ -927,6 +965,37 @@ fn test_normalize_desired_replicas_with_behavior() {
         let got: Vec<i32> = state.recommendations.iter().map(|r| r.replicas).collect();
         assert_eq!(got, stored, "{name}");
     }
+    // The two rows without `expectedRecommendations` (upstream then checks the replicas only):
+    // (name, recommendations, current, desired, expected, up window, down window).
+    let rows = [
+        (
+            "scale up and down stabilization, do not scale up when prenormalized rec goes down",
+            vec![rec(2, 100 * MIN), rec(3, 3 * MIN)],
+            2,
+            1,
+            2,
+            300,
+            300,
+        ),
+        (
+            "scale up and down stabilization, do not scale down when prenormalized rec goes up",
+            vec![rec(2, 100 * MIN), rec(1, 3 * MIN)],
+            2,
+            3,
+            2,
+            300,
+            300,
+        ),
+    ];
+    for (name, recs, current, desired, expected, up, down) in rows {
+        let mut state = HpaState {
+            recommendations: recs,
+            ..HpaState::default()
+        };
+        let (r, _, _) =
+            stabilize_recommendation_with_behaviors(&mut state, NOW, up, down, current, desired);
+        assert_eq!(r, expected, "{name}");
+    }
 }
 
 #[test]
@@ -1055,7 +1124,7 @@ fn cpu_pods(levels: &[i64]) -> (Vec<PodInfo>, MetricSample) {
             (
                 format!("test-pod-{i}"),
                 PodMetric {
-                    value: *l as f64 / 1000.0,
+                    milli: *l,
                     timestamp_ms: NOW - 30_000,
                     window_ms: 60_000,
                 },
@@ -1178,7 +1247,7 @@ fn test_scale_up_limit_without_behavior() {
         current_replicas: 1,
         status_replicas: 1,
         pods: vec![PodInfo::running("p", 1000)],
-        metrics: vec![MetricSample::External(vec![50.0])],
+        metrics: vec![MetricSample::External(vec![50_000])],
     };
     let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
     assert_eq!(d.recommendation, Some(50));
@@ -1221,7 +1290,7 @@ fn test_downscale_stabilization_over_time() {
         controller: ControllerConfig::default(),
     };
     let mut state = HpaState::default();
-    let input = |current, total: f64| HpaInput {
+    let input = |current, total: i64| HpaInput {
         current_replicas: current,
         status_replicas: current,
         pods: (0..current)
@@ -1230,11 +1299,11 @@ fn test_downscale_stabilization_over_time() {
         metrics: vec![MetricSample::External(vec![total])],
     };
     // t=0: 10 replicas, total 10 → ratio 1: keep.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 10.0), NOW);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 10_000), NOW);
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     assert!(d.metrics[0].within_tolerance);
     // t=60s: total 4 → proposal 4, held at 10 by the window.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 60_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 60_000);
     assert_eq!(d.recommendation, Some(4));
     assert_eq!(
         d.stabilization
@@ -1244,10 +1313,10 @@ fn test_downscale_stabilization_over_time() {
     );
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     // t=200s: still held.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 200_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 200_000);
     assert_eq!((d.desired_replicas, d.scale), (10, false));
     // t=301s: the recommendations of t=0 left the window: scale down to 4.
-    let d = evaluate_hpa(&spec, &mut state, &input(10, 4.0), NOW + 301_000);
+    let d = evaluate_hpa(&spec, &mut state, &input(10, 4_000), NOW + 301_000);
     assert_eq!((d.desired_replicas, d.scale), (4, true));
     assert_eq!(d.reason, "scale 10→4: All metrics below target");
     // Outdated slots are reused: the history does not grow.
@@ -1276,7 +1345,7 @@ fn test_behavior_per_direction_tolerance() {
         pods: (0..20)
             .map(|i| PodInfo::running(&format!("p{i}"), 1000))
             .collect(),
-        metrics: vec![MetricSample::External(vec![1.05])],
+        metrics: vec![MetricSample::External(vec![1_050])],
     };
     let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
     assert_eq!(d.desired_replicas, 21);
@@ -1286,4 +1355,1432 @@ fn test_behavior_per_direction_tolerance() {
     let d = evaluate_hpa(&spec, &mut HpaState::default(), &input, NOW);
     assert_eq!(d.desired_replicas, 20);
     assert!(d.metrics[0].within_tolerance);
+}
+
+// ---- `testCase` runs of horizontal_test.go (v1.36), one reconcile pass each. ----
+//
+// The harness mirrors upstream's fakes: pods `test-pod-N` (as many as `reportedCPURequests`, else
+// `statusReplicas`), each request split over `container1` and `container2`, Ready since its start time
+// (zero unless given; "hot" is now, "cool" 3 min ago); resource samples taken now over 1 min, each
+// container reporting half the pod's level; custom samples taken now; downscale window 5 min, tolerance
+// 0.1, CPU initialization 2 min, readiness delay 10 s. `recommendations: []` (not nil) in upstream skips
+// the initial recommendation: `Fresh::No` here. Upstream's test `init` sets `scaleUpLimitFactor = 8`;
+// surge's factor is kube-controller-manager's 2, so only rows the legacy limit does not bind are
+// compared (all of those below). The desired replica count and the status conditions are compared,
+// as upstream's status update asserts them (see `condition_mismatch`); the monitor labels and events
+// are not ported.
+
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    Zero,
+    Hot,
+    Cool,
+}
+
+#[derive(Clone, Copy)]
+enum Extra {
+    /// Pods AverageValue (milli).
+    Pods(i64),
+    /// Object Value (milli).
+    Object(i64),
+    /// Object AverageValue (milli).
+    ObjectAverage(i64),
+    /// External Value (milli).
+    External(i64),
+    /// External AverageValue (milli).
+    ExternalAverage(i64),
+}
+
+#[derive(Clone)]
+struct Case {
+    min: i32,
+    max: i32,
+    spec: i32,
+    status: i32,
+    cpu_target: Option<i32>,
+    /// ContainerResource cpu Utilization: (container, target).
+    container: Option<(&'static str, i32)>,
+    extra: Option<Extra>,
+    levels: Vec<i64>,
+    requests: Vec<i64>,
+    readiness: Vec<bool>,
+    start: Vec<Start>,
+    failed: Vec<bool>,
+    deleting: Vec<bool>,
+    /// `recommendations: []timestampedRecommendation{}`: no initial recommendation.
+    empty_recommendations: bool,
+    /// `scaleUpRules` (the scale-down rules are then defaulted, as the API server does).
+    scale_up_rules: Option<ScalingRules>,
+    /// `scaleDownRules` (the scale-up rules are then defaulted).
+    scale_down_rules: Option<ScalingRules>,
+    /// The CPU metrics read fails (upstream's metrics client returns "something went wrong").
+    cpu_failed: bool,
+    /// The `extra` metric's read fails.
+    extra_failed: bool,
+    /// Upstream's `metricsTarget: [{Type: "CheddarCheese"}]`: see [`Case::invalid_metric`].
+    invalid_metric: bool,
+    /// `reportedCPURequests: []resource.Quantity{}`: an empty but non-nil list, so no pods are listed.
+    no_pods: bool,
+    /// `recommendations` seeded into the controller (non-empty).
+    recommendations: Vec<TimestampedRecommendation>,
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Self {
+            min: 2,
+            max: 6,
+            spec: 3,
+            status: 3,
+            cpu_target: None,
+            container: None,
+            extra: None,
+            levels: Vec::new(),
+            requests: Vec::new(),
+            readiness: Vec::new(),
+            start: Vec::new(),
+            failed: Vec::new(),
+            deleting: Vec::new(),
+            empty_recommendations: false,
+            scale_up_rules: None,
+            scale_down_rules: None,
+            cpu_failed: false,
+            extra_failed: false,
+            invalid_metric: false,
+            no_pods: false,
+            recommendations: Vec::new(),
+        }
+    }
+}
+
+fn reconcile_decision(c: &Case) -> surge_engine::Decision {
+    let mut metrics = Vec::new();
+    let mut samples = Vec::new();
+    let n = if c.no_pods {
+        0
+    } else if c.requests.is_empty() {
+        usize::try_from(c.status).unwrap()
+    } else {
+        c.requests.len()
+    };
+    let pods: Vec<PodInfo> = (0..n)
+        .map(|i| {
+            let request = c.requests.get(i).copied().unwrap_or(1000);
+            let start = match c.start.get(i).copied().unwrap_or(Start::Zero) {
+                Start::Zero => 0,
+                Start::Hot => NOW,
+                Start::Cool => NOW - 3 * MIN,
+            };
+            let mut p = PodInfo::running(&format!("test-pod-{i}"), request / 2);
+            p.containers.push(surge_engine::ContainerRequests {
+                name: "container2".to_owned(),
+                ..p.containers[0].clone()
+            });
+            p.containers[0].name = "container1".to_owned();
+            if !c.readiness.get(i).copied().unwrap_or(true) {
+                p.ready = Some(surge_engine::ConditionStatus::False);
+            }
+            if c.failed.get(i).copied().unwrap_or(false) {
+                p.phase = surge_engine::PodPhase::Failed;
+            }
+            p.deleting = c.deleting.get(i).copied().unwrap_or(false);
+            p.start_ms = Some(start);
+            p.ready_transition_ms = start;
+            p
+        })
+        .collect();
+    let per_pod = |value: &dyn Fn(i64) -> i64, window_ms: i64| {
+        MetricSample::PerPod(
+            c.levels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    let m = PodMetric {
+                        milli: value(*l),
+                        timestamp_ms: NOW,
+                        window_ms,
+                    };
+                    (format!("test-pod-{i}"), m)
+                })
+                .collect(),
+        )
+    };
+    if let Some(t) = c.cpu_target {
+        metrics.push(MetricSpec {
+            source: MetricSource::Resource { name: "cpu".into() },
+            target: MetricTarget::Utilization(t),
+        });
+        // Two containers of level/2 each.
+        samples.push(if c.cpu_failed {
+            MetricSample::Failed("something went wrong".to_owned())
+        } else {
+            per_pod(&|l| 2 * (l / 2), MIN)
+        });
+    }
+    if let Some((container, t)) = c.container {
+        metrics.push(MetricSpec {
+            source: MetricSource::ContainerResource {
+                name: "cpu".into(),
+                container: container.into(),
+            },
+            target: MetricTarget::Utilization(t),
+        });
+        samples.push(per_pod(&|l| l / 2, MIN));
+    }
+    let object = || MetricSource::Object {
+        metric: "qps".into(),
+        kind: "Deployment".into(),
+        object: "some-deployment".into(),
+    };
+    let external = || MetricSource::External {
+        metric: "qps".into(),
+    };
+    match c.extra {
+        None => {}
+        Some(Extra::Pods(t)) => {
+            metrics.push(MetricSpec {
+                source: MetricSource::Pods {
+                    metric: "qps".into(),
+                },
+                target: MetricTarget::AverageValue(t),
+            });
+            samples.push(per_pod(&|l| l, 0));
+        }
+        Some(Extra::Object(t) | Extra::ObjectAverage(t)) => {
+            let target = match c.extra {
+                Some(Extra::Object(_)) => MetricTarget::Value(t),
+                _ => MetricTarget::AverageValue(t),
+            };
+            metrics.push(MetricSpec {
+                source: object(),
+                target,
+            });
+            samples.push(MetricSample::Object(c.levels[0]));
+        }
+        Some(Extra::External(t) | Extra::ExternalAverage(t)) => {
+            let target = match c.extra {
+                Some(Extra::External(_)) => MetricTarget::Value(t),
+                _ => MetricTarget::AverageValue(t),
+            };
+            metrics.push(MetricSpec {
+                source: external(),
+                target,
+            });
+            samples.push(MetricSample::External(c.levels.clone()));
+        }
+    }
+    if c.extra_failed
+        && let Some(last) = samples.last_mut()
+    {
+        *last = MetricSample::Failed("something went wrong".to_owned());
+    }
+    if c.invalid_metric {
+        // surge refuses a metric of unknown type when the manifest loads
+        // (`test_invalid_metric_source_type_is_refused_at_load`); upstream's controller meets it at
+        // reconcile time and treats it as one more invalid metric. The stand-in is a metric whose read
+        // fails, so the replica arithmetic around the invalid metric is the same.
+        metrics.push(MetricSpec {
+            source: MetricSource::External {
+                metric: "cheddar-cheese".into(),
+            },
+            target: MetricTarget::Value(1000),
+        });
+        samples.push(MetricSample::Failed(
+            "unknown metric source type \"CheddarCheese\"".to_owned(),
+        ));
+    }
+    let behavior = match (&c.scale_up_rules, &c.scale_down_rules) {
+        (None, None) => None,
+        (up, down) => Some(Behavior {
+            scale_up: up.clone().unwrap_or_else(ScalingRules::default_scale_up),
+            scale_down: down
+                .clone()
+                .unwrap_or_else(ScalingRules::default_scale_down),
+        }),
+    };
+    let spec = HpaSpec {
+        min_replicas: c.min,
+        max_replicas: c.max,
+        metrics,
+        behavior,
+        controller: ControllerConfig {
+            tolerance: 0.1,
+            cpu_initialization_period_ms: 2 * MIN,
+            delay_of_initial_readiness_status_ms: 10_000,
+            downscale_stabilization_window_ms: 5 * MIN,
+        },
+    };
+    let mut state = HpaState {
+        initialized: c.empty_recommendations || !c.recommendations.is_empty(),
+        recommendations: c.recommendations.clone(),
+        ..HpaState::default()
+    };
+    let input = HpaInput {
+        current_replicas: c.spec,
+        status_replicas: c.status,
+        pods,
+        metrics: samples,
+    };
+    evaluate_hpa(&spec, &mut state, &input, NOW)
+}
+
+#[test]
+fn test_case_runs() {
+    let r3 = vec![1000; 3];
+    let r5 = vec![1000; 5];
+    let cpu30 = Case {
+        cpu_target: Some(30),
+        levels: vec![300, 500, 700],
+        requests: r3.clone(),
+        ..Case::default()
+    };
+    let down5 = Case {
+        spec: 5,
+        status: 5,
+        requests: r5.clone(),
+        empty_recommendations: true,
+        ..Case::default()
+    };
+    let rows: Vec<(&str, Case, i32)> = vec![
+        ("TestScaleUp", cpu30.clone(), 5),
+        (
+            "TestScaleUpContainer",
+            Case {
+                cpu_target: None,
+                container: Some(("container1", 30)),
+                ..cpu30.clone()
+            },
+            5,
+        ),
+        (
+            "TestScaleUpUnreadyLessScale",
+            Case {
+                readiness: vec![false, true, true],
+                ..cpu30.clone()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpHotCpuLessScale",
+            Case {
+                start: vec![Start::Hot, Start::Cool, Start::Cool],
+                ..cpu30.clone()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpUnreadyNoScale",
+            Case {
+                levels: vec![400, 500, 700],
+                readiness: vec![true, false, false],
+                ..cpu30.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleUpHotCpuNoScale",
+            Case {
+                levels: vec![400, 500, 700],
+                readiness: vec![true, false, false],
+                start: vec![Start::Cool, Start::Hot, Start::Hot],
+                ..cpu30.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleUpIgnoresFailedPods",
+            Case {
+                spec: 2,
+                status: 2,
+                levels: vec![500, 700],
+                requests: vec![1000; 4],
+                readiness: vec![true, true, false, false],
+                failed: vec![false, false, true, true],
+                ..cpu30.clone()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpIgnoresDeletionPods",
+            Case {
+                spec: 2,
+                status: 2,
+                levels: vec![500, 700],
+                requests: vec![1000; 4],
+                readiness: vec![true, true, false, false],
+                deleting: vec![false, false, true, true],
+                ..cpu30.clone()
+            },
+            4,
+        ),
+        ("TestScaleUpDeployment", cpu30.clone(), 5),
+        ("TestScaleUpReplicaSet", cpu30.clone(), 5),
+        (
+            "TestScaleUpCM",
+            Case {
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![20000, 10000, 30000],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpCMUnreadyAndHotCpuNoLessScale",
+            Case {
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![50000, 10000, 30000],
+                readiness: vec![true, true, false],
+                start: vec![Start::Cool, Start::Cool, Start::Hot],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestScaleUpCMUnreadyandCpuHot",
+            Case {
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![50000, 15000, 30000],
+                readiness: vec![false, true, false],
+                start: vec![Start::Hot, Start::Cool, Start::Hot],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestScaleUpHotCpuNoScaleWouldScaleDown",
+            Case {
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![50000, 15000, 30000],
+                start: vec![Start::Hot, Start::Cool, Start::Hot],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestScaleUpCMObject",
+            Case {
+                extra: Some(Extra::Object(15_000)),
+                levels: vec![20000],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpFromZeroCMObject",
+            Case {
+                min: 0,
+                spec: 0,
+                status: 0,
+                extra: Some(Extra::Object(15_000)),
+                levels: vec![20000],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestScaleUpFromZeroIgnoresToleranceCMObject",
+            Case {
+                min: 0,
+                spec: 0,
+                status: 0,
+                extra: Some(Extra::Object(1_000)),
+                levels: vec![1000],
+                ..Case::default()
+            },
+            1,
+        ),
+        (
+            "TestScaleUpPerPodCMObject",
+            Case {
+                extra: Some(Extra::ObjectAverage(10_000)),
+                levels: vec![40000],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpCMExternal",
+            Case {
+                extra: Some(Extra::External(6666)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpPerPodCMExternal",
+            Case {
+                extra: Some(Extra::ExternalAverage(2222)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleDown",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownContainerResource",
+            Case {
+                container: Some(("container2", 50)),
+                levels: vec![100, 300, 500, 250, 250],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownStabilizeInitialSize",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                empty_recommendations: false,
+                ..down5.clone()
+            },
+            5,
+        ),
+        (
+            "TestScaleDownCM",
+            Case {
+                extra: Some(Extra::Pods(20_000)),
+                levels: vec![12000; 5],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownCMObject",
+            Case {
+                extra: Some(Extra::Object(20_000)),
+                levels: vec![12000],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownToZeroCMObject",
+            Case {
+                min: 0,
+                extra: Some(Extra::Object(20_000)),
+                levels: vec![0],
+                ..down5.clone()
+            },
+            0,
+        ),
+        (
+            "TestScaleDownPerPodCMObject",
+            Case {
+                extra: Some(Extra::ObjectAverage(20_000)),
+                levels: vec![60000],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownCMExternal",
+            Case {
+                extra: Some(Extra::External(14_400)),
+                levels: vec![8600],
+                requests: vec![],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownToZeroCMExternal",
+            Case {
+                min: 0,
+                extra: Some(Extra::External(14_400)),
+                levels: vec![0],
+                requests: vec![],
+                ..down5.clone()
+            },
+            0,
+        ),
+        (
+            "TestScaleDownPerPodCMExternal",
+            Case {
+                extra: Some(Extra::ExternalAverage(3000)),
+                levels: vec![8600],
+                requests: vec![],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownIncludeUnreadyPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                readiness: vec![true, true, true, false, false],
+                ..down5.clone()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownIgnoreHotCpuPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                start: vec![
+                    Start::Cool,
+                    Start::Cool,
+                    Start::Cool,
+                    Start::Hot,
+                    Start::Hot,
+                ],
+                ..down5.clone()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownIgnoresFailedPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                requests: vec![1000; 7],
+                readiness: vec![true, true, true, true, true, false, false],
+                failed: vec![false, false, false, false, false, true, true],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestScaleDownIgnoresDeletionPods",
+            Case {
+                cpu_target: Some(50),
+                levels: vec![100, 300, 500, 250, 250],
+                requests: vec![1000; 7],
+                readiness: vec![true, true, true, true, true, false, false],
+                deleting: vec![false, false, false, false, false, true, true],
+                ..down5.clone()
+            },
+            3,
+        ),
+        (
+            "TestTolerance",
+            Case {
+                min: 1,
+                max: 5,
+                cpu_target: Some(100),
+                levels: vec![1010, 1030, 1020],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCM",
+            Case {
+                min: 1,
+                max: 5,
+                extra: Some(Extra::Pods(20_000)),
+                levels: vec![20000, 20001, 21000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCMObject",
+            Case {
+                min: 1,
+                max: 5,
+                extra: Some(Extra::Object(20_000)),
+                levels: vec![20050],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestToleranceCMExternal",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::External(8666)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestTolerancePerPodCMObject",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::ObjectAverage(2200)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestTolerancePerPodCMExternal",
+            Case {
+                spec: 4,
+                status: 4,
+                extra: Some(Extra::ExternalAverage(2200)),
+                levels: vec![8600],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestMinReplicas",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![10, 95, 10],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestZeroMinReplicasDesiredZero",
+            Case {
+                min: 0,
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![0, 0, 0],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            0,
+        ),
+        (
+            "TestMinReplicasDesiredZero",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![0, 0, 0],
+                requests: vec![900, 1000, 1100],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestZeroReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 0,
+                status: 0,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            0,
+        ),
+        (
+            "TestTooFewReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 2,
+                status: 2,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestTooManyReplicas",
+            Case {
+                min: 3,
+                max: 5,
+                spec: 10,
+                status: 10,
+                cpu_target: Some(90),
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            "TestMaxReplicas",
+            Case {
+                max: 5,
+                cpu_target: Some(90),
+                levels: vec![8000, 9500, 1000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            "TestSuperfluousMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                levels: vec![4000, 9500, 3000, 7000, 3200, 2000],
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            6,
+        ),
+        (
+            "TestMissingMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                levels: vec![400, 95],
+                requests: vec![1000; 4],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            3,
+        ),
+        (
+            "TestEmptyMetrics",
+            Case {
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestEventCreated",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 1,
+                status: 1,
+                cpu_target: Some(50),
+                levels: vec![200],
+                requests: vec![200],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestEventNotCreated",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 2,
+                status: 2,
+                cpu_target: Some(50),
+                levels: vec![200, 200],
+                requests: vec![400, 400],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestMissingReports",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 4,
+                status: 4,
+                cpu_target: Some(50),
+                levels: vec![200],
+                requests: vec![200],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestUpscaleCap",
+            Case {
+                min: 1,
+                max: 100,
+                cpu_target: Some(10),
+                levels: vec![100, 200, 300],
+                requests: vec![100; 3],
+                scale_up_rules: Some(rules(0, 0, 700, 60, 0)),
+                ..Case::default()
+            },
+            24,
+        ),
+        (
+            "TestUpscaleCapGreaterThanMaxReplicas",
+            Case {
+                min: 1,
+                max: 20,
+                cpu_target: Some(10),
+                levels: vec![100, 200, 300],
+                requests: vec![100; 3],
+                scale_up_rules: Some(rules(0, 0, 700, 60, 0)),
+                ..Case::default()
+            },
+            20,
+        ),
+        (
+            "TestMoreReplicasThanSpecNoScale",
+            Case {
+                min: 1,
+                max: 8,
+                spec: 4,
+                status: 5,
+                cpu_target: Some(50),
+                levels: vec![500; 5],
+                requests: vec![1000; 5],
+                ..Case::default()
+            },
+            4,
+        ),
+        (
+            "TestScaleUpRCImmediately",
+            Case {
+                spec: 1,
+                status: 1,
+                levels: vec![0; 4],
+                requests: vec![1000; 4],
+                ..Case::default()
+            },
+            2,
+        ),
+        (
+            "TestScaleDownRCImmediately",
+            Case {
+                max: 5,
+                spec: 6,
+                status: 6,
+                cpu_target: Some(50),
+                levels: vec![8000, 9500, 1000],
+                requests: vec![900, 1000, 1100],
+                ..Case::default()
+            },
+            5,
+        ),
+        (
+            // Upstream's listed HPA targets 80 % (see its TODO), not the case's CPUTarget of 30.
+            "TestAvoidUnnecessaryUpdates",
+            Case {
+                spec: 2,
+                status: 2,
+                cpu_target: Some(80),
+                levels: vec![400, 500, 700],
+                requests: r3.clone(),
+                start: vec![Start::Cool, Start::Hot, Start::Hot],
+                empty_recommendations: true,
+                ..Case::default()
+            },
+            2,
+        ),
+    ];
+    let total = rows.len();
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|(name, c, want)| {
+            let d = reconcile_decision(c);
+            let mut problems = match upstream_conditions(name) {
+                Some(conditions) => condition_mismatch(&d, &conditions),
+                None => Vec::new(),
+            };
+            if d.desired_replicas != *want {
+                problems.insert(0, format!("{} != {want}", d.desired_replicas));
+            }
+            (!problems.is_empty()).then(|| format!("{name}: {}", problems.join("; ")))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {total} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert_eq!(total, 59);
+}
+
+/// The `expectedConditions` of the runs in [`test_case_runs`] (nil upstream: `statusOk`).
+/// `TestAvoidUnnecessaryUpdates` asserts that no status is written at all: no conditions to compare.
+fn upstream_conditions(name: &str) -> Option<Vec<Cond>> {
+    let ready = ("AbleToScale", true, "ReadyForNewScale");
+    let too_many = ("ScalingLimited", true, "TooManyReplicas");
+    let too_few = ("ScalingLimited", true, "TooFewReplicas");
+    Some(match name {
+        "TestAvoidUnnecessaryUpdates" => return None,
+        "TestScaleUpUnreadyNoScale"
+        | "TestScaleUpHotCpuNoScale"
+        | "TestTolerance"
+        | "TestToleranceCM"
+        | "TestToleranceCMObject"
+        | "TestToleranceCMExternal"
+        | "TestTolerancePerPodCMObject"
+        | "TestTolerancePerPodCMExternal"
+        | "TestEventNotCreated"
+        | "TestMoreReplicasThanSpecNoScale" => status_ok(&[ready]),
+        "TestScaleUpCMUnreadyandCpuHot"
+        | "TestScaleUpHotCpuNoScaleWouldScaleDown"
+        | "TestMaxReplicas"
+        | "TestSuperfluousMetrics"
+        | "TestUpscaleCapGreaterThanMaxReplicas" => status_ok(&[too_many]),
+        "TestScaleDownStabilizeInitialSize" => {
+            status_ok(&[("AbleToScale", true, "ScaleDownStabilized")])
+        }
+        "TestMinReplicas" | "TestMinReplicasDesiredZero" => status_ok(&[too_few]),
+        "TestUpscaleCap" => status_ok(&[("ScalingLimited", true, "ScaleUpLimit")]),
+        "TestZeroReplicas" => vec![
+            ("AbleToScale", true, "SucceededGetScale"),
+            ("ScalingActive", false, "ScalingDisabled"),
+        ],
+        "TestEmptyMetrics" => vec![
+            ("AbleToScale", true, "SucceededGetScale"),
+            ("ScalingActive", false, "FailedGetResourceMetric"),
+        ],
+        "TestTooFewReplicas"
+        | "TestTooManyReplicas"
+        | "TestScaleUpRCImmediately"
+        | "TestScaleDownRCImmediately" => vec![("AbleToScale", true, "SucceededRescale")],
+        _ => status_ok(&[]),
+    })
+}
+
+// ---- The rest of horizontal_test.go's `testCase` runs, with their status conditions. ----
+//
+// Conditions are compared as upstream's status update does (type, status and reason; messages cleared),
+// with two differences of scope, both the caller's in surge: `AbleToScale SucceededGetScale` (upstream
+// fetched the scale subresource; the engine is handed the replica counts) is not expected from the
+// engine, and for an unknown metric type (`InvalidMetricSourceType`) only the status is compared, as the
+// stand-in metric fails with its own reason (surge refuses such a manifest at load).
+
+type Cond = (&'static str, bool, &'static str);
+
+/// Upstream's `statusOkWithOverrides`.
+fn status_ok(overrides: &[Cond]) -> Vec<Cond> {
+    let mut out = vec![
+        ("AbleToScale", true, "SucceededRescale"),
+        ("ScalingActive", true, "ValidMetricFound"),
+        ("ScalingLimited", false, "DesiredWithinRange"),
+    ];
+    for o in overrides {
+        for c in &mut out {
+            if c.0 == o.0 {
+                *c = *o;
+            }
+        }
+    }
+    out
+}
+
+/// What differs between the engine's conditions and upstream's expected ones (empty: none).
+fn condition_mismatch(d: &surge_engine::Decision, want: &[Cond]) -> Vec<String> {
+    let want: Vec<&Cond> = want
+        .iter()
+        .filter(|(kind, _, reason)| !(*kind == "AbleToScale" && *reason == "SucceededGetScale"))
+        .collect();
+    let mut out = Vec::new();
+    for (kind, status, reason) in &want {
+        match d.condition(kind) {
+            None => out.push(format!("{kind} missing")),
+            Some(c) => {
+                let reason_ok = *reason == "InvalidMetricSourceType" || c.reason == *reason;
+                if c.status != *status || !reason_ok {
+                    out.push(format!(
+                        "{kind} {}/{} != {status}/{reason}",
+                        c.status, c.reason
+                    ));
+                }
+            }
+        }
+    }
+    for c in &d.conditions {
+        if !want.iter().any(|(kind, _, _)| *kind == c.kind) {
+            out.push(format!("unexpected {} {}/{}", c.kind, c.status, c.reason));
+        }
+    }
+    out
+}
+
+/// TestComputedToleranceAlgImplementation's inputs, derived as upstream derives them.
+fn computed_tolerance_case(target_offset: f64) -> (Case, i32, i32) {
+    let start_pods: i32 = 10;
+    let total_used: i64 = i64::from(start_pods) * 150;
+    let total_requested: i64 = 2 * total_used;
+    // Go divides the int32 values before converting: 3000 / 1500 = 2.
+    let requested_to_used = (total_requested / total_used) as f64;
+    let per_pod = total_requested / i64::from(start_pods);
+    let tolerance = 0.1;
+    let target = (1.0 / (requested_to_used * (1.0 - tolerance))).abs() + target_offset;
+    let percent = (target * 100.0) as i32;
+    let used_ratio = total_used as f64 / (total_requested as f64 * target);
+    let final_pods = (used_ratio * f64::from(start_pods)).ceil() as i32;
+    let case = Case {
+        min: 0,
+        max: 1000,
+        spec: start_pods,
+        status: start_pods,
+        cpu_target: Some(percent),
+        levels: vec![total_used / 10; 10],
+        requests: [100, -100, 10, -10, 2, -2, 1, -1, 0, 0]
+            .iter()
+            .map(|d| per_pod + d)
+            .collect(),
+        empty_recommendations: true,
+        ..Case::default()
+    };
+    (case, percent, final_pods)
+}
+
+#[test]
+fn test_case_runs_with_conditions() {
+    let r3 = vec![1000; 3];
+    let small = vec![100; 3];
+    let cpu30 = Case {
+        cpu_target: Some(30),
+        levels: vec![300, 500, 700],
+        requests: r3.clone(),
+        ..Case::default()
+    };
+    let down5 = Case {
+        spec: 5,
+        status: 5,
+        requests: vec![1000; 5],
+        empty_recommendations: true,
+        levels: vec![100, 300, 500, 250, 250],
+        ..Case::default()
+    };
+    let failed_get = |extra: Option<Extra>| Case {
+        min: 1,
+        max: 100,
+        cpu_target: if extra.is_none() { Some(10) } else { None },
+        cpu_failed: extra.is_none(),
+        extra,
+        extra_failed: extra.is_some(),
+        levels: vec![100, 200, 300],
+        requests: small.clone(),
+        ..Case::default()
+    };
+    let scaling_inactive = |reason| {
+        vec![
+            ("AbleToScale", true, "SucceededGetScale"),
+            ("ScalingActive", false, reason),
+        ]
+    };
+    let (tolerance_scales, percent1, pods1) = computed_tolerance_case(0.01);
+    let (tolerance_holds, percent2, _) = computed_tolerance_case(0.004);
+    // Upstream computes these; pinned here so that a change in the derivation shows.
+    assert_eq!((percent1, pods1, percent2), (56, 9, 55));
+
+    let rows: Vec<(&str, Case, i32, Vec<Cond>)> = vec![
+        (
+            "TestScaleDownWithScalingRules",
+            Case {
+                cpu_target: Some(50),
+                scale_up_rules: Some(rules(0, 0, 100, 15, 30)),
+                ..down5.clone()
+            },
+            3,
+            status_ok(&[]),
+        ),
+        (
+            "TestScaleUpOneMetricInvalid",
+            Case {
+                levels: vec![300, 400, 500],
+                invalid_metric: true,
+                ..cpu30.clone()
+            },
+            4,
+            status_ok(&[]),
+        ),
+        (
+            "TestScaleUpFromZeroOneMetricInvalid",
+            Case {
+                min: 0,
+                spec: 0,
+                status: 0,
+                levels: vec![300, 400, 500],
+                invalid_metric: true,
+                empty_recommendations: true,
+                ..cpu30.clone()
+            },
+            4,
+            status_ok(&[]),
+        ),
+        (
+            "TestScaleUpBothMetricsEmpty",
+            Case {
+                invalid_metric: true,
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            3,
+            scaling_inactive("InvalidMetricSourceType"),
+        ),
+        (
+            "TestEmptyCPURequest",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 1,
+                status: 1,
+                cpu_target: Some(100),
+                levels: vec![200],
+                no_pods: true,
+                ..Case::default()
+            },
+            1,
+            scaling_inactive("FailedGetResourceMetric"),
+        ),
+        (
+            // The other HPA's selector does not overlap: the caller passes this HPA its pods.
+            "TestConditionNoAmbiguousSelectorWhenNoSelectorOverlapBetweenHPAs",
+            cpu30.clone(),
+            5,
+            status_ok(&[]),
+        ),
+        (
+            "TestConditionFailedGetMetrics/FailedGetResourceMetric",
+            failed_get(None),
+            3,
+            scaling_inactive("FailedGetResourceMetric"),
+        ),
+        (
+            "TestConditionFailedGetMetrics/FailedGetPodsMetric",
+            failed_get(Some(Extra::Pods(15_000))),
+            3,
+            scaling_inactive("FailedGetPodsMetric"),
+        ),
+        (
+            "TestConditionFailedGetMetrics/FailedGetObjectMetric",
+            failed_get(Some(Extra::Object(15_000))),
+            3,
+            scaling_inactive("FailedGetObjectMetric"),
+        ),
+        (
+            "TestConditionFailedGetMetrics/FailedGetExternalMetric",
+            failed_get(Some(Extra::External(300))),
+            3,
+            scaling_inactive("FailedGetExternalMetric"),
+        ),
+        (
+            "TestConditionInvalidSourceType",
+            Case {
+                invalid_metric: true,
+                levels: vec![20000],
+                ..Case::default()
+            },
+            3,
+            scaling_inactive("InvalidMetricSourceType"),
+        ),
+        (
+            // `lastScaleTime` now: surge, like upstream, has no backoff on it.
+            "TestNoBackoffUpscaleCM",
+            Case {
+                min: 1,
+                max: 5,
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![20000, 10000, 30000],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            4,
+            status_ok(&[]),
+        ),
+        (
+            // The CPU proposal is far above max: upstream's test factor (8: limit 24) and surge's
+            // (2: limit 6) both exceed maxReplicas 5, so TooManyReplicas binds either way.
+            "TestNoBackoffUpscaleCMNoBackoffCpu",
+            Case {
+                min: 1,
+                max: 5,
+                cpu_target: Some(10),
+                extra: Some(Extra::Pods(15_000)),
+                levels: vec![20000, 10000, 30000],
+                requests: r3.clone(),
+                ..Case::default()
+            },
+            5,
+            status_ok(&[("ScalingLimited", true, "TooManyReplicas")]),
+        ),
+        (
+            "TestStabilizeDownscale",
+            Case {
+                min: 1,
+                max: 5,
+                spec: 4,
+                status: 4,
+                cpu_target: Some(100),
+                levels: vec![50, 50, 50],
+                requests: small.clone(),
+                recommendations: vec![rec(10, 10 * MIN), rec(4, MIN)],
+                ..Case::default()
+            },
+            4,
+            status_ok(&[("AbleToScale", true, "ScaleDownStabilized")]),
+        ),
+        (
+            "TestComputedToleranceAlgImplementation/tc1",
+            tolerance_scales,
+            9,
+            status_ok(&[]),
+        ),
+        (
+            "TestComputedToleranceAlgImplementation/tc2",
+            tolerance_holds,
+            10,
+            status_ok(&[("AbleToScale", true, "ReadyForNewScale")]),
+        ),
+        (
+            "TestScaleUpOneMetricEmpty",
+            Case {
+                levels: vec![300, 400, 500],
+                extra: Some(Extra::External(100)),
+                extra_failed: true,
+                ..cpu30.clone()
+            },
+            4,
+            status_ok(&[]),
+        ),
+        (
+            "TestNoScaleDownOneMetricInvalid",
+            Case {
+                cpu_target: Some(50),
+                invalid_metric: true,
+                ..down5.clone()
+            },
+            5,
+            scaling_inactive("InvalidMetricSourceType"),
+        ),
+        (
+            "TestNoScaleDownOneMetricEmpty",
+            Case {
+                cpu_target: Some(50),
+                extra: Some(Extra::External(1000)),
+                extra_failed: true,
+                ..down5.clone()
+            },
+            5,
+            scaling_inactive("FailedGetExternalMetric"),
+        ),
+    ];
+    let total = rows.len();
+    let failed: Vec<String> = rows
+        .iter()
+        .filter_map(|(name, c, want, conditions)| {
+            let d = reconcile_decision(c);
+            let mut problems = condition_mismatch(&d, conditions);
+            if d.desired_replicas != *want {
+                problems.insert(0, format!("{} != {want}", d.desired_replicas));
+            }
+            (!problems.is_empty()).then(|| format!("{name}: {}", problems.join("; ")))
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {total} failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    assert_eq!(total, 19);
+}
+
+#[test]
+fn test_invalid_metric_source_type_is_refused_at_load() {
+    // TestScaleUpOneMetricInvalid, TestScaleUpFromZeroOneMetricInvalid, TestScaleUpBothMetricsEmpty,
+    // TestConditionInvalidSourceType and TestNoScaleDownOneMetricInvalid list a metric of type
+    // "CheddarCheese". The API server would refuse it (upstream's own comment); surge refuses it when the
+    // manifest loads, naming the field, alone or beside a valid metric.
+    for metrics in [
+        "  - type: CheddarCheese\n",
+        "  - type: Resource\n    resource:\n      name: cpu\n      target:\n        type: Utilization\n        averageUtilization: 30\n  - type: CheddarCheese\n",
+    ] {
+        let yaml = format!(
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nspec:\n  minReplicas: 2\n  maxReplicas: 6\n  metrics:\n{metrics}"
+        );
+        let Err(surge_engine::ManifestError::Invalid(errors)) = surge_engine::parse_hpa(&yaml)
+        else {
+            panic!("expected the unknown metric type to be refused:\n{yaml}");
+        };
+        let index = metrics.matches("- type:").count() - 1;
+        assert_eq!(
+            errors,
+            vec![format!(
+                "spec.metrics[{index}].type: unknown metric type \"CheddarCheese\" (expected Resource, ContainerResource, Pods, Object or External)"
+            )]
+        );
+    }
+}
+
+#[test]
+fn test_multiple_hpas() {
+    // TestMultipleHPAs: 1000 HPAs over Deployments of one pod each (requests 500m + 500m, usage 200m +
+    // 300m, started 10 minutes ago), cpu target 10 %, scale-up `generateScalingRules(100, 60, 0, 0, 0)`,
+    // scale-down `generateScalingRules(2, 60, 1, 60, 300)`, each with its own past events. Upstream runs
+    // them through five workers and asserts every one was processed; here each is evaluated with its
+    // own state, and each must reach its own decision: 50 % on 10 % from 1 replica is 5, within what
+    // the scale-up policy still allows after its events (1 - 20 + 100).
+    let spec = HpaSpec {
+        min_replicas: 1,
+        max_replicas: 10,
+        metrics: vec![MetricSpec {
+            source: MetricSource::Resource { name: "cpu".into() },
+            target: MetricTarget::Utilization(10),
+        }],
+        behavior: Some(Behavior {
+            scale_up: rules(100, 60, 0, 0, 0),
+            scale_down: rules(2, 60, 1, 60, 300),
+        }),
+        controller: ControllerConfig {
+            tolerance: 0.1,
+            cpu_initialization_period_ms: 2 * MIN,
+            delay_of_initial_readiness_status_ms: 10_000,
+            downscale_stabilization_window_ms: 5 * MIN,
+        },
+    };
+    let mut states: Vec<HpaState> = (0..1000)
+        .map(|_| HpaState {
+            scale_up_events: uniform(&[8, 12, 9, 11], 120),
+            scale_down_events: uniform(&[10, 10, 10], 120),
+            ..HpaState::default()
+        })
+        .collect();
+    for (i, state) in states.iter_mut().enumerate() {
+        let name = format!("dummy-target-{i}-0");
+        let mut pod = PodInfo::running(&name, 500);
+        pod.containers.push(surge_engine::ContainerRequests {
+            name: "container2".to_owned(),
+            ..pod.containers[0].clone()
+        });
+        pod.containers[0].name = "container1".to_owned();
+        pod.start_ms = Some(NOW - 10 * MIN);
+        let sample = PodMetric {
+            milli: 200 + 300,
+            timestamp_ms: NOW,
+            window_ms: MIN,
+        };
+        let input = HpaInput {
+            current_replicas: 1,
+            status_replicas: 1,
+            pods: vec![pod],
+            metrics: vec![MetricSample::PerPod(BTreeMap::from([(name, sample)]))],
+        };
+        let d = evaluate_hpa(&spec, state, &input, NOW);
+        assert_eq!((d.desired_replicas, d.scale), (5, true), "HPA {i}");
+        assert_eq!(
+            d.condition("ScalingLimited").map(|c| c.reason.as_str()),
+            Some("DesiredWithinRange"),
+            "HPA {i}"
+        );
+    }
+    // Each HPA recorded its own scale-up of 4 in the last of its outdated slots, as upstream's
+    // `storeScaleEvent` does (the events of 105 and 75 s ago fell out of the 60 s period).
+    for state in &states {
+        let events: Vec<(i32, bool)> = state
+            .scale_up_events
+            .iter()
+            .map(|e| (e.change, e.outdated))
+            .collect();
+        assert_eq!(events, [(8, true), (4, false), (9, false), (11, false)]);
+    }
 }

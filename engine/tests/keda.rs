@@ -391,7 +391,7 @@ fn only_cpu_memory_triggers_are_always_active() {
                 (
                     p.name.clone(),
                     surge_engine::PodMetric {
-                        value: 0.1,
+                        milli: 100,
                         timestamp_ms: T0,
                         window_ms: 30_000,
                     },

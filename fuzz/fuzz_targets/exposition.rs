@@ -3,15 +3,23 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use surge_proto::exposition::{Entry, Format, Parser};
+use surge_proto::exposition::{Checks, Entry, Format, Parser};
 
 fuzz_target!(|data: &[u8]| {
-    for format in [Format::Text, Format::OpenMetrics] {
+    let modes = [
+        (Format::Text, Checks::Conformance),
+        (Format::OpenMetrics, Checks::Conformance),
+        (Format::OpenMetrics, Checks::Prometheus),
+    ];
+    for (format, checks) in modes {
         let mut errors = 0;
-        for entry in Parser::new(data, format) {
+        for entry in Parser::with_checks(data, format, checks) {
             match entry {
                 Ok(Entry::Sample(s)) => {
-                    assert!(s.series_key.starts_with(s.name));
+                    // A bare name starts the key; a quoted one is inside the key's quotes or braces.
+                    assert!(
+                        s.series_key.starts_with(&*s.name) || s.series_key.starts_with(['{', '"'])
+                    );
                     for (name, value) in s.labels() {
                         std::hint::black_box((name, value));
                     }

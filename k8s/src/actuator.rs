@@ -34,7 +34,9 @@ use surge_actuate::{
     Action, Actuator, Observed, ScaleTarget as Policy, VirtualWorkloads, Workload,
 };
 use surge_config::ActuationMode;
-use surge_engine::{ConditionStatus, ContainerRequests, Decision, PodInfo, PodPhase};
+use surge_engine::{
+    ConditionStatus, ContainerRequests, Decision, InitContainerRequests, PodInfo, PodPhase,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -482,19 +484,35 @@ pub fn pod_info(p: &Pod) -> PodInfo {
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
     let spec = p.spec.as_ref();
-    // Restartable init containers (sidecars) run alongside the app: their requests count, as upstream.
-    let sidecars = spec
-        .and_then(|s| s.init_containers.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
     let containers = spec
         .map(|s| s.containers.iter())
         .into_iter()
         .flatten()
-        .chain(sidecars)
         .map(container_requests)
         .collect();
+    // Init containers in order: sidecars (restartPolicy Always) count in the HPA's requests, plain ones
+    // in the pod-level aggregate (the engine decides, as calculateRequests does).
+    let init_containers = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let ContainerRequests { name, requests } = container_requests(c);
+            InitContainerRequests {
+                name,
+                requests,
+                restartable: c.restart_policy.as_deref() == Some("Always"),
+            }
+        })
+        .collect();
+    let pod_requests = spec
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .map(|r| milli_requests(r.iter()));
+    let overhead = spec
+        .and_then(|s| s.overhead.as_ref())
+        .map(|o| milli_requests(o.iter()))
+        .unwrap_or_default();
     PodInfo {
         name: p.name_any(),
         phase,
@@ -511,7 +529,28 @@ pub fn pod_info(p: &Pod) -> PodInfo {
             .map(|t| t.0.as_millisecond()),
         deleting: p.metadata.deletion_timestamp.is_some(),
         containers,
+        init_containers,
+        pod_requests,
+        overhead,
     }
+}
+
+/// Requests as milli-units (`MilliValue()`), cpu and memory only; an unreadable quantity is left out.
+fn milli_requests<'a>(
+    list: impl Iterator<
+        Item = (
+            &'a String,
+            &'a k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        ),
+    >,
+) -> std::collections::BTreeMap<String, i64> {
+    list.filter(|(name, _)| matches!(name.as_str(), "cpu" | "memory"))
+        .filter_map(|(name, q)| {
+            surge_engine::quantity::parse_milli(&q.0)
+                .ok()
+                .map(|v| (name.clone(), v))
+        })
+        .collect()
 }
 
 fn container_requests(c: &Container) -> ContainerRequests {
@@ -519,15 +558,8 @@ fn container_requests(c: &Container) -> ContainerRequests {
         .resources
         .as_ref()
         .and_then(|r| r.requests.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|(name, _)| matches!(name.as_str(), "cpu" | "memory"))
-        .filter_map(|(name, q)| {
-            surge_engine::quantity::parse_milli(&q.0)
-                .ok()
-                .map(|v| (name.clone(), v))
-        })
-        .collect();
+        .map(|r| milli_requests(r.iter()))
+        .unwrap_or_default();
     ContainerRequests {
         name: c.name.clone(),
         requests,
@@ -746,9 +778,22 @@ mod tests {
                     ])
                 ),
                 ("plain", BTreeMap::new()),
-                ("proxy", BTreeMap::from([("cpu".to_owned(), 100)])),
             ]
         );
+        // Init containers keep their order and say which are sidecars: the engine counts them.
+        let init: Vec<_> = info
+            .init_containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.restartable, c.requests.clone()))
+            .collect();
+        assert_eq!(
+            init,
+            vec![
+                ("init", false, BTreeMap::from([("cpu".to_owned(), 1000)])),
+                ("proxy", true, BTreeMap::from([("cpu".to_owned(), 100)])),
+            ]
+        );
+        assert_eq!(info.pod_requests, None);
         let pending: Pod =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}})).unwrap();
         let info = pod_info(&pending);

@@ -328,7 +328,7 @@ fn walk<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a VectorSelector, i64)) {
         ExprKind::Selector(s) => f(s, 0),
         ExprKind::Matrix { sel, range_ms } => f(sel, *range_ms),
         ExprKind::Call { args, .. } => args.iter().for_each(|a| walk(a, f)),
-        ExprKind::Aggregate { expr, .. } => walk(expr, f),
+        ExprKind::Aggregate { expr, .. } | ExprKind::Subquery { expr, .. } => walk(expr, f),
         ExprKind::Binary { lhs, rhs, .. } => {
             walk(lhs, f);
             walk(rhs, f);
@@ -343,7 +343,7 @@ fn walk_mut(e: &mut Expr, f: &mut dyn FnMut(&mut VectorSelector)) {
         ExprKind::Selector(s) => f(s),
         ExprKind::Matrix { sel, .. } => f(sel),
         ExprKind::Call { args, .. } => args.iter_mut().for_each(|a| walk_mut(a, f)),
-        ExprKind::Aggregate { expr, .. } => walk_mut(expr, f),
+        ExprKind::Aggregate { expr, .. } | ExprKind::Subquery { expr, .. } => walk_mut(expr, f),
         ExprKind::Binary { lhs, rhs, .. } => {
             walk_mut(lhs, f);
             walk_mut(rhs, f);

@@ -1133,7 +1133,9 @@ async fn external_latency_with_10k_series() {
     let now = crate::now_ms();
     for i in 0..10_000 {
         let pod = format!("web-{i}");
-        let pts: Vec<(i64, f64)> = (0..=30).map(|k| (k, ((30 - k) * 10) as f64)).collect();
+        // Ten minutes of data at 10 s: the `[10m]` window below still holds samples however long the
+        // 1,000 requests take on a loaded machine.
+        let pts: Vec<(i64, f64)> = (0..=60).map(|k| (k * 10, ((60 - k) * 10) as f64)).collect();
         write(
             &st,
             &[
@@ -1151,7 +1153,7 @@ async fn external_latency_with_10k_series() {
         insecure_dev_no_auth: true,
         external_metrics: vec![ExternalMetricRule {
             name: "alb_request_rate".into(),
-            query: r#"sum(rate(http_requests_total{service="web"}[30s]))"#.into(),
+            query: r#"sum(rate(http_requests_total{service="web"}[10m]))"#.into(),
         }],
         ..MetricsApiOptions::default()
     };

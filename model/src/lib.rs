@@ -7,8 +7,10 @@
 use std::fmt;
 
 pub mod discovery;
+pub mod names;
 
 pub use discovery::TargetGroup;
+pub use names::{EscapingScheme, NameValidationScheme, UnknownScheme};
 
 /// The string type of label names and values: a reference-counted string behind one thin pointer (8
 /// bytes, where `Arc<str>` takes 16), so a label is 16 bytes and a series of 7 labels holds 112 bytes of
@@ -198,7 +200,8 @@ impl LabelsBuilder {
     }
 }
 
-/// Whether `name` is a valid Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+/// Whether `name` is a valid *legacy* Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`. Prometheus 3
+/// takes any non-empty UTF-8 name by default: see [`NameValidationScheme`].
 pub fn is_valid_label_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
@@ -208,7 +211,8 @@ pub fn is_valid_label_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-/// Whether `name` is a valid Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+/// Whether `name` is a valid *legacy* Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`. Prometheus 3
+/// takes any non-empty UTF-8 name by default: see [`NameValidationScheme`].
 pub fn is_valid_metric_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()

@@ -3,6 +3,8 @@
 
 use surge_model::Sample;
 
+use crate::ast::Func;
+
 /// `extrapolatedRate` of Prometheus 2.x: `rate`, `increase` (counters) and `delta` (gauges).
 ///
 /// `points` are the non-stale samples with `range_start <= t <= range_end` (both ends inclusive in 2.x).
@@ -119,10 +121,21 @@ pub fn instant_value_of(prev: Sample, last: Sample, is_rate: bool) -> Option<f64
     Some(result)
 }
 
-/// `avg_over_time`: the incremental mean of Prometheus 2.x, which avoids overflow and handles infinities.
+/// Go's Kahan–Neumaier step (`kahanSumInc`): adds `inc` to `sum`, carrying the lost low bits in `c`.
+pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+/// `avg_over_time`: the incremental mean of Prometheus 2.x, which avoids overflow and handles infinities,
+/// Kahan-compensated as in 2.42.
 pub fn avg_over_time(points: &[Sample]) -> f64 {
-    let mut mean = 0.0f64;
-    let mut count = 0.0f64;
+    let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
     for p in points {
         count += 1.0;
         if mean.is_infinite() {
@@ -133,13 +146,245 @@ pub fn avg_over_time(points: &[Sample]) -> f64 {
                 continue;
             }
         }
-        mean += p.value / count - mean / count;
+        (mean, c) = kahan_sum_inc(p.value / count - mean / count, mean, c);
     }
-    mean
+    if mean.is_infinite() { mean } else { mean + c }
 }
 
+/// `sum_over_time`, Kahan-compensated as in 2.42.
 pub fn sum_over_time(points: &[Sample]) -> f64 {
-    points.iter().map(|p| p.value).sum()
+    let (mut sum, mut c) = (0.0f64, 0.0f64);
+    for p in points {
+        (sum, c) = kahan_sum_inc(p.value, sum, c);
+    }
+    if sum.is_infinite() { sum } else { sum + c }
+}
+
+/// `stdvar_over_time` (`stddev_over_time` is its square root): Welford's update, Kahan-compensated.
+pub fn stdvar_over_time(points: &[Sample]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+    for p in points {
+        count += 1.0;
+        let delta = p.value - (mean + c_mean);
+        (mean, c_mean) = kahan_sum_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_sum_inc(delta * (p.value - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// `quantile` of Prometheus (`quantile.go`): linear interpolation between the closest ranks; NaN for no
+/// values or a NaN φ, ∓Inf for φ outside [0, 1]. Sorts `values`.
+pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    // Go's sort order for these heaps: NaN first.
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// `changes`: how often the value changed (NaN to NaN is no change).
+pub fn changes(points: &[Sample]) -> f64 {
+    points
+        .windows(2)
+        .filter(|w| w[1].value != w[0].value && !(w[1].value.is_nan() && w[0].value.is_nan()))
+        .count() as f64
+}
+
+/// `resets`: how often the value went down.
+pub fn resets(points: &[Sample]) -> f64 {
+    points
+        .windows(2)
+        .filter(|w| w[1].value < w[0].value)
+        .count() as f64
+}
+
+/// Least-squares fit of `points` (`linearRegression` of 2.42, Kahan-compensated), x in seconds from
+/// `intercept_ms`: (slope, intercept). A constant series has slope 0 (NaN when the constant is infinite).
+pub fn linear_regression(points: &[Sample], intercept_ms: i64) -> (f64, f64) {
+    let init_y = points.first().map_or(f64::NAN, |p| p.value);
+    let mut const_y = true;
+    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0f64, 0.0, 0.0, 0.0);
+    for (i, p) in points.iter().enumerate() {
+        if const_y && i > 0 && p.value != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (p.timestamp_ms - intercept_ms) as f64 / 1e3;
+        (sum_x, c_x) = kahan_sum_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_sum_inc(p.value, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_sum_inc(x * p.value, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_sum_inc(x * x, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2);
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+/// `holt_winters` / `double_exponential_smoothing` (2.42's `funcHoltWinters`): the smoothed value after
+/// the last point, with smoothing factor `sf` and trend factor `tf` (both already checked to be in (0, 1)).
+/// Needs two points.
+pub fn holt_winters(points: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, points[0].value);
+    let mut b = points[1].value - points[0].value;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let x = sf * p.value;
+        // calcTrendValue(i - 1, …): at index 0 the trend is the initial one.
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+/// The element-wise math functions (Prometheus's `simpleFunc` users); identity for anything else.
+pub fn simple(func: Func) -> fn(f64) -> f64 {
+    match func {
+        Func::Abs => f64::abs,
+        Func::Ceil => f64::ceil,
+        Func::Floor => f64::floor,
+        Func::Sqrt => f64::sqrt,
+        Func::Exp => f64::exp,
+        Func::Ln => f64::ln,
+        Func::Log2 => f64::log2,
+        Func::Log10 => f64::log10,
+        Func::Sin => f64::sin,
+        Func::Cos => f64::cos,
+        Func::Tan => f64::tan,
+        Func::Asin => f64::asin,
+        Func::Acos => f64::acos,
+        Func::Atan => f64::atan,
+        Func::Sinh => f64::sinh,
+        Func::Cosh => f64::cosh,
+        Func::Tanh => f64::tanh,
+        Func::Asinh => f64::asinh,
+        Func::Acosh => f64::acosh,
+        Func::Atanh => f64::atanh,
+        Func::Deg => |v| v * 180.0 / std::f64::consts::PI,
+        Func::Rad => |v| v * std::f64::consts::PI / 180.0,
+        Func::Sgn => |v| {
+            if v < 0.0 {
+                -1.0
+            } else if v > 0.0 {
+                1.0
+            } else {
+                v
+            }
+        },
+        _ => |v| v,
+    }
+}
+
+/// Go's `int64(f)` on amd64: truncation toward zero, and the "integer indefinite" value (the minimum)
+/// for NaN and out-of-range values.
+pub fn go_float_to_i64(f: f64) -> i64 {
+    if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
+        i64::MIN
+    } else {
+        f as i64
+    }
+}
+
+/// What a date function (`hour`, `day_of_week`, …) reads from a UTC time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatePart {
+    DaysInMonth,
+    DayOfMonth,
+    DayOfWeek,
+    DayOfYear,
+    Hour,
+    Minute,
+    Month,
+    Year,
+}
+
+impl DatePart {
+    pub fn of(func: Func) -> DatePart {
+        match func {
+            Func::DaysInMonth => DatePart::DaysInMonth,
+            Func::DayOfMonth => DatePart::DayOfMonth,
+            Func::DayOfWeek => DatePart::DayOfWeek,
+            Func::DayOfYear => DatePart::DayOfYear,
+            Func::Hour => DatePart::Hour,
+            Func::Minute => DatePart::Minute,
+            Func::Month => DatePart::Month,
+            _ => DatePart::Year,
+        }
+    }
+
+    /// This part of the UTC time `secs` seconds after the Unix epoch.
+    pub fn of_unix_seconds(self, secs: i64) -> f64 {
+        let days = secs.div_euclid(86_400);
+        let in_day = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        const CUMULATIVE: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+        let v = match self {
+            DatePart::DaysInMonth => match m {
+                2 if leap => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            },
+            DatePart::DayOfMonth => d,
+            // 1970-01-01 was a Thursday (4); Sunday is 0.
+            DatePart::DayOfWeek => (days + 4).rem_euclid(7),
+            DatePart::DayOfYear => {
+                CUMULATIVE[usize::try_from(m - 1).unwrap_or(0)] + d + i64::from(leap && m > 2)
+            }
+            DatePart::Hour => in_day / 3600,
+            DatePart::Minute => in_day % 3600 / 60,
+            DatePart::Month => m,
+            DatePart::Year => y,
+        };
+        v as f64
+    }
+}
+
+/// (year, month 1–12, day 1–31) of a day count from 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 pub fn max_over_time(points: &[Sample]) -> f64 {

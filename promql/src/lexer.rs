@@ -154,7 +154,11 @@ fn duration_len(b: &[u8]) -> Option<usize> {
         }
         pairs += 1;
     }
-    if pairs == 0 || b.get(i).is_some_and(|c| is_ident_char(*c) || *c == b'.') {
+    // A duration is followed by neither a name character nor a dot; `:` may follow (`x[5m:1m]`).
+    if pairs == 0
+        || b.get(i)
+            .is_some_and(|c| (is_ident_char(*c) && *c != b':') || *c == b'.')
+    {
         return None;
     }
     Some(i)

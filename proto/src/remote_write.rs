@@ -468,6 +468,56 @@ mod tests {
         );
     }
 
+    /// Prometheus 3's UTF-8 names travel as they are: decoding checks only that names and values are
+    /// UTF-8 (the name scheme is the receiver's to apply), and invalid UTF-8 is refused with its offset.
+    #[test]
+    fn utf8_names_round_trip_and_invalid_utf8_is_refused() {
+        let labels = Labels::from_pairs([("__name__", "my.metric"), ("k.8s", "v"), ("ü ñ", "x")]);
+        let block = encode_label_block(&labels);
+        let mut raw = Vec::new();
+        encode_series(
+            &mut raw,
+            &block,
+            &[Sample {
+                timestamp_ms: 1,
+                value: 1.0,
+            }],
+        );
+        let mut seen = Vec::new();
+        for_each_series(&raw, |s| {
+            seen.extend(s.labels().map(|(n, v)| format!("{n}={v}")));
+            Ok::<(), ()>(())
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(seen, ["__name__=my.metric", "k.8s=v", "ü ñ=x"]);
+        for (n, v) in labels.iter().map(|l| (&*l.name, &*l.value)) {
+            assert!(
+                surge_model::NameValidationScheme::Utf8.is_valid_label_name(n),
+                "{n}"
+            );
+            assert!(!v.is_empty());
+        }
+        // A label name that is not UTF-8.
+        let bad = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "a".into(),
+                    value: "b".into(),
+                }],
+                samples: vec![],
+            }],
+        }
+        .encode_to_vec();
+        let at = bad.iter().position(|&b| b == b'a').unwrap();
+        let mut bad = bad;
+        bad[at] = 0xff;
+        assert!(matches!(
+            for_each_series(&bad, |_| Ok::<(), ()>(())),
+            Err(DecodeError::Utf8 { .. })
+        ));
+    }
+
     #[test]
     fn truncated_and_garbage_bodies_are_errors_not_panics() {
         let block = encode_label_block(&labels());

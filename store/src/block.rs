@@ -1060,7 +1060,7 @@ impl SampleRing {
                 b.lower_bound(maxt.saturating_add(1))
             };
             if from < to {
-                let before_last = (to - from >= 2).then_some((b, to - 2));
+                let before_last = (to - from >= 2).then(|| (b, to - 2));
                 acc.run(b.sample(from), before_last, b.sample(to - 1), to - from);
             }
             if to < b.len() {

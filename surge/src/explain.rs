@@ -144,6 +144,32 @@ fn render_keda(o: &mut String, k: &Value) {
     }
 }
 
+/// `ready 3, unready 1 (web-3), missing 0, ignored 0`: how `groupPods` classified the pods of a per-pod
+/// metric, with the names of those it left out.
+fn pod_groups(m: &Value) -> String {
+    let class = |key: &str| {
+        let n = m["pods"][key].as_u64().unwrap_or(0);
+        let names: Vec<&str> = m["pod_groups"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if names.is_empty() {
+            n.to_string()
+        } else {
+            format!("{n} ({})", names.join(", "))
+        }
+    };
+    format!(
+        "ready {}, unready {}, missing {}, ignored {}",
+        m["pods"]["ready"].as_u64().unwrap_or(0),
+        class("unready"),
+        class("missing"),
+        class("ignored")
+    )
+}
+
 /// Renders the newest decision in full and the rest as a history table.
 pub fn render(decisions: &[Value]) -> String {
     let mut o = String::new();
@@ -230,6 +256,9 @@ pub fn render(decisions: &[Value]) -> String {
                 ""
             },
         );
+        if m["pods"].is_object() {
+            let _ = writeln!(o, "    pods: {}", pod_groups(m));
+        }
         if let Some(e) = m["error"].as_str() {
             let _ = writeln!(o, "    error: {e}");
         }
@@ -258,6 +287,28 @@ pub fn render(decisions: &[Value]) -> String {
         }
     }
     render_keda(&mut o, &dec["keda"]);
+    let h = &dec["history"];
+    if h.is_object() {
+        let _ = writeln!(
+            o,
+            "Read history:    (what the windows and rate policies saw)"
+        );
+        for (label, key) in [
+            ("recommendations", "recommendations"),
+            ("scale-ups", "scale_up_events"),
+            ("scale-downs", "scale_down_events"),
+        ] {
+            let entries: Vec<String> = h[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| format!("{} at {}", e[0], clock(e[1].as_i64().unwrap_or(0))))
+                .collect();
+            if !entries.is_empty() {
+                let _ = writeln!(o, "  {label:<15} {}", entries.join(", "));
+            }
+        }
+    }
     let _ = writeln!(o, "Conditions:");
     for c in dec["conditions"].as_array().into_iter().flatten() {
         let _ = writeln!(
@@ -287,4 +338,52 @@ pub fn render(decisions: &[Value]) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::render;
+
+    /// The pod groups of a metric that could not propose, and the history the rules read, are shown.
+    #[test]
+    fn shows_pod_groups_and_the_history_read() {
+        let d = json!({
+            "policy": "shop/web", "mode": "dry-run", "workload": "shop/web",
+            "replicas_before": 3, "replicas_after": 3, "decided_at_ms": 60_000,
+            "trigger": "sync", "actuation": "none", "inputs": [],
+            "decision": {
+                "inputs": {"min_replicas": 1, "max_replicas": 10,
+                           "scale_up_tolerance": 0.1, "scale_down_tolerance": 0.1},
+                "metrics": [{
+                    "name": "cpu resource utilization (percentage of request)",
+                    "current_milli": null, "target": {"type": "Utilization", "value": 50},
+                    "ratio": null, "proposal": null, "within_tolerance": false,
+                    "pods": {"ready": 0, "unready": 2, "missing": 0, "ignored": 1},
+                    "pod_groups": {"unready": ["web-0", "web-1"], "missing": [], "ignored": ["web-2"]},
+                    "error": "failed to get cpu resource metric value: did not receive metrics for targeted pods (pods might be unready)"
+                }],
+                "history": {"recommendations": [[5, 0], [3, 15_000]], "scale_up_events": [],
+                            "scale_down_events": [[2, 30_000]]},
+                "conditions": [], "reason": "not scaling"
+            }
+        });
+        let text = render(&[d]);
+        assert!(
+            text.contains(
+                "    pods: ready 0, unready 2 (web-0, web-1), missing 0, ignored 1 (web-2)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  recommendations 5 at 00:00:00.000, 3 at 00:00:15.000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  scale-downs     2 at 00:00:30.000\n"),
+            "{text}"
+        );
+        assert!(!text.contains("scale-ups"), "{text}");
+    }
 }

@@ -44,7 +44,7 @@ pub fn main(target: &str, format: FormatArg, output: Output) -> ExitCode {
                 .map(|s| {
                     let labels: Map<String, Value> = s
                         .labels()
-                        .map(|(n, v)| (n.to_owned(), Value::String(v.into_owned())))
+                        .map(|(n, v)| (n.into_owned(), Value::String(v.into_owned())))
                         .collect();
                     json!({
                         "name": s.name,
@@ -110,7 +110,12 @@ fn fetch_url(url: &str) -> anyhow::Result<(Vec<u8>, Format)> {
     rt.block_on(async {
         let fetcher = surge_agent::scrape::fetch::Fetcher::new(surge_agent::http_client()?);
         let f = fetcher
-            .fetch(url, Duration::from_secs(10), BODY_LIMIT)
+            .fetch(
+                url,
+                Duration::from_secs(10),
+                BODY_LIMIT,
+                surge_model::EscapingScheme::AllowUtf8,
+            )
             .await?;
         Ok((f.body, f.format))
     })

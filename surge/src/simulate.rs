@@ -134,6 +134,24 @@ fn print_table(steps: &[Step]) -> std::io::Result<()> {
             "{time:>9}  {replicas:>9}  {:>7}  {metrics:<32}  {}",
             s.desired, s.reason
         )?;
+        if !s.seeded_history.is_empty() {
+            let read = s.seeded_history.join(", ");
+            writeln!(out, "{:>9}  {:>9}  {:>7}  history read: {read}", "", "", "")?;
+        }
+        // How the pods were grouped, when a per-pod metric left some out (also when no proposal was
+        // made): the first thing to look at when a proposal surprises.
+        for (m, p) in s.metrics.iter().zip(&s.decision.metrics) {
+            let left_out = p
+                .pods
+                .is_some_and(|c| c.unready + c.missing + c.ignored > 0);
+            if let (Some(pods), true) = (&m.pods, left_out) {
+                writeln!(
+                    out,
+                    "{:>9}  {:>9}  {:>7}  pods[{}]: {pods}",
+                    "", "", "", m.metric
+                )?;
+            }
+        }
     }
     Ok(())
 }

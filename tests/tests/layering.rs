@@ -73,6 +73,7 @@ const RULES: &[Rule] = &[
             "surge-promql",
             "surge-actuate",
             "surge-model",
+            "surge-nodes",
         ],
         forbidden: Forbidden::Crates {
             names: &[RUNTIME_AND_HTTP, CLUSTER_AND_CLOUD],

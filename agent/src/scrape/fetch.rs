@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use surge_model::EscapingScheme;
 use surge_proto::exposition::{self, Format};
 
 /// Why a fetch failed. Each becomes the target's `up` = 0 reason.
@@ -60,15 +61,17 @@ impl Fetcher {
         }
     }
 
-    /// GETs `url` with Prometheus's Accept header, within `timeout`, reading at most `limit` bytes (both on
-    /// the wire and after gzip decoding).
+    /// GETs `url` with Prometheus 3's Accept header (asking for names escaped with `escaping`), within
+    /// `timeout`, reading at most `limit` bytes (both on the wire and after gzip decoding).
     pub async fn fetch(
         &self,
         url: &str,
         timeout: Duration,
         limit: usize,
+        escaping: EscapingScheme,
     ) -> Result<Fetched, FetchError> {
-        match tokio::time::timeout(timeout, self.fetch_inner(url, timeout, limit)).await {
+        let inner = self.fetch_inner(url, timeout, limit, escaping);
+        match tokio::time::timeout(timeout, inner).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(timeout)),
         }
@@ -79,11 +82,12 @@ impl Fetcher {
         url: &str,
         timeout: Duration,
         limit: usize,
+        escaping: EscapingScheme,
     ) -> Result<Fetched, FetchError> {
         let mut resp = self
             .client
             .get(url)
-            .header(http::header::ACCEPT, exposition::ACCEPT_HEADER)
+            .header(http::header::ACCEPT, exposition::accept_header(escaping))
             .header(http::header::ACCEPT_ENCODING, "gzip")
             .header(
                 "X-Prometheus-Scrape-Timeout-Seconds",
@@ -141,4 +145,54 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request carries Prometheus 3's Accept header with the job's `escaping=`, and a quoted-name
+    /// body comes back as the text format. A real loopback server (axum) records the header.
+    #[tokio::test]
+    async fn asks_for_the_configured_escaping() {
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move |headers: http::HeaderMap| {
+                let record = record.clone();
+                async move {
+                    let accept = headers
+                        .get(http::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    record.lock().push(accept);
+                    "{\"my.metric\"} 1\n"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let fetcher = Fetcher::new(crate::http_client().unwrap());
+        let url = format!("http://{addr}/metrics");
+        for scheme in [EscapingScheme::AllowUtf8, EscapingScheme::Values] {
+            let f = fetcher
+                .fetch(&url, Duration::from_secs(5), 1 << 20, scheme)
+                .await
+                .unwrap();
+            assert_eq!(f.format, Format::Text);
+            assert_eq!(f.body, b"{\"my.metric\"} 1\n");
+        }
+        let seen = seen.lock().clone();
+        assert_eq!(
+            seen,
+            [
+                exposition::accept_header(EscapingScheme::AllowUtf8),
+                exposition::accept_header(EscapingScheme::Values)
+            ]
+        );
+        assert!(seen[1].contains(";escaping=values;"), "{}", seen[1]);
+    }
 }

@@ -9,10 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use surge_model::{
-    Labels, LabelsBuilder, Sample, is_valid_label_name, is_valid_metric_name, stale_nan,
+    ArcStr, EscapingScheme, Labels, LabelsBuilder, NameValidationScheme, Sample,
+    is_valid_metric_name, stale_nan,
 };
-use surge_proto::exposition::{Entry, Format, Parser};
+use surge_proto::exposition::{Checks, Entry, Format, Parser, normalize_float_label};
 
 use super::fetch::{FetchError, Fetched};
 use crate::relabel::Relabeler;
@@ -50,6 +53,11 @@ pub struct SeriesRules {
     pub honor_timestamps: bool,
     pub metric_relabel: Arc<Relabeler>,
     pub limits: ScrapeLimits,
+    /// Which names a series may have once escaped and relabeled; others are dropped as invalid.
+    pub name_validation: NameValidationScheme,
+    /// How scraped names that are not legacy names are rewritten before metric relabeling (as a target
+    /// that honours the Accept header's `escaping=` would have written them).
+    pub name_escaping: EscapingScheme,
 }
 
 /// Why a scrape body was refused. The target is marked down with this reason.
@@ -360,7 +368,8 @@ impl TargetProcessor {
         self.cache.merge();
         self.attempt = self.attempt.wrapping_add(1);
         let mut out = ScrapeOutput::default();
-        for entry in Parser::new(body, format) {
+        // Accept what Prometheus accepts (not only what the OpenMetrics conformance suite does).
+        for entry in Parser::with_checks(body, format, Checks::Prometheus) {
             match entry {
                 Ok(Entry::Sample(sample)) => self.add_sample(&sample, ts_ms, &mut out)?,
                 Ok(_) => {}
@@ -523,10 +532,13 @@ impl TargetProcessor {
         sample: &surge_proto::exposition::Sample<'_>,
     ) -> Result<SeriesBuild, ScrapeFailure> {
         let mut b = LabelsBuilder::default();
+        let escaping = self.rules.name_escaping;
         for (n, v) in sample.labels() {
-            b.set(n, v.as_ref());
+            // Prometheus 3 writes `le` and `quantile` in one canonical form (`1` → `1.0`).
+            let v = normalize_float_label(sample.kind, &n, v);
+            b.set(escape_name(escaping, n), v.as_ref());
         }
-        b.set("__name__", sample.name);
+        b.set("__name__", escape_name(escaping, sample.name.clone()));
         for l in self.rules.target_labels.iter() {
             if self.rules.honor_labels {
                 if b.get(&l.name).is_none() {
@@ -553,11 +565,12 @@ impl TargetProcessor {
             }
         }
         let labels = b.build();
+        let scheme = self.rules.name_validation;
         match labels.metric_name() {
-            Some(n) if is_valid_metric_name(n) => {}
+            Some(n) if scheme.is_valid_metric_name(n) => {}
             _ => return Ok(SeriesBuild::Invalid),
         }
-        if labels.iter().any(|l| !is_valid_label_name(&l.name)) {
+        if labels.iter().any(|l| !scheme.is_valid_label_name(&l.name)) {
             return Ok(SeriesBuild::Invalid);
         }
         let lim = &self.rules.limits;
@@ -594,6 +607,16 @@ enum SeriesBuild {
     Invalid,
 }
 
+/// A scraped metric or label name as `escaping` writes it. Legacy names (nearly all) pass through
+/// untouched whatever the scheme, as prometheus/common's `EscapeMetricFamily` leaves them; so does
+/// every name under `allow-utf-8`.
+fn escape_name(escaping: EscapingScheme, name: Cow<'_, str>) -> ArcStr {
+    if escaping == EscapingScheme::AllowUtf8 || is_valid_metric_name(&name) {
+        return ArcStr::from(&*name);
+    }
+    ArcStr::from(&*escaping.escape(&name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,7 +631,67 @@ mod tests {
             honor_timestamps: true,
             metric_relabel: Arc::new(Relabeler::new(&relabel).unwrap()),
             limits: ScrapeLimits::default(),
+            name_validation: NameValidationScheme::Utf8,
+            name_escaping: EscapingScheme::AllowUtf8,
         }
+    }
+
+    fn names(validation: NameValidationScheme, escaping: EscapingScheme) -> SeriesRules {
+        SeriesRules {
+            name_validation: validation,
+            name_escaping: escaping,
+            ..rules(false, "[]")
+        }
+    }
+
+    /// Prometheus 3's UTF-8 names: kept by default, escaped as the job asks, and dropped as invalid
+    /// under legacy validation when nothing escapes them.
+    #[test]
+    fn utf8_names_are_kept_escaped_or_refused() {
+        let body = b"{\"my.metric\", \"k.8s\"=\"v\"} 1\nplain_total{a=\"b\"} 2\n";
+        let cases = [
+            (
+                NameValidationScheme::Utf8,
+                EscapingScheme::AllowUtf8,
+                r#"my.metric{cluster="c1", instance="10.0.0.1:80", job="web", k.8s="v"} 1 @1000"#,
+            ),
+            (
+                NameValidationScheme::Legacy,
+                EscapingScheme::Underscores,
+                r#"my_metric{cluster="c1", instance="10.0.0.1:80", job="web", k_8s="v"} 1 @1000"#,
+            ),
+            (
+                NameValidationScheme::Legacy,
+                EscapingScheme::Dots,
+                r#"my_dot_metric{cluster="c1", instance="10.0.0.1:80", job="web", k_dot_8s="v"} 1 @1000"#,
+            ),
+            (
+                NameValidationScheme::Utf8,
+                EscapingScheme::Values,
+                r#"U__my_2e_metric{U__k_2e_8s="v", cluster="c1", instance="10.0.0.1:80", job="web"} 1 @1000"#,
+            ),
+        ];
+        for (validation, escaping, want) in cases {
+            let mut p = TargetProcessor::new(names(validation, escaping));
+            let out = p.process(body, Format::Text, 1000).unwrap();
+            let s = shown(&out);
+            assert_eq!(s[0], want, "{validation} {escaping}");
+            // Legacy names are never touched.
+            assert!(
+                s[1].starts_with(r#"plain_total{a="b","#),
+                "{validation} {escaping}: {s:?}"
+            );
+        }
+        // Legacy validation with nothing escaping (allow-utf-8 is refused by the config; a UTF-8 name
+        // made by metric relabeling is the other way in): the series is dropped as invalid.
+        let mut p = TargetProcessor::new(names(
+            NameValidationScheme::Legacy,
+            EscapingScheme::AllowUtf8,
+        ));
+        let out = p.process(body, Format::Text, 1000).unwrap();
+        let s = shown(&out);
+        assert!(s.iter().all(|l| !l.contains("my.metric")), "{s:?}");
+        assert!(s.iter().any(|l| l.starts_with("plain_total{")), "{s:?}");
     }
 
     fn shown(out: &ScrapeOutput) -> Vec<String> {

@@ -150,6 +150,8 @@ fn series_rules(target: &ScrapeTarget, external_labels: &Labels) -> SeriesRules 
         honor_timestamps: job.honor_timestamps,
         metric_relabel: job.metric_relabel.clone(),
         limits: job.limits,
+        name_validation: job.name_validation,
+        name_escaping: job.name_escaping,
     }
 }
 
@@ -163,7 +165,7 @@ async fn fetch(
     let job = &target.job;
     tokio::select! {
         _ = cancel.cancelled() => None,
-        r = fetcher.fetch(&target.url, job.timeout, job.body_size_limit) => Some(r),
+        r = fetcher.fetch(&target.url, job.timeout, job.body_size_limit, job.name_escaping) => Some(r),
     }
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use surge_model::{Labels, LabelsBuilder, Tier};
+use surge_model::{EscapingScheme, Labels, LabelsBuilder, NameValidationScheme, Tier};
 
 use super::processor::ScrapeLimits;
 use crate::relabel::Relabeler;
@@ -29,6 +29,10 @@ pub struct ScrapeJob {
     pub honor_timestamps: bool,
     pub limits: ScrapeLimits,
     pub body_size_limit: usize,
+    /// Which metric and label names scraped series may have (`metric_name_validation_scheme`).
+    pub name_validation: NameValidationScheme,
+    /// How names that are not legacy names are asked for and rewritten (`metric_name_escaping_scheme`).
+    pub name_escaping: EscapingScheme,
     pub relabel: Arc<Relabeler>,
     pub metric_relabel: Arc<Relabeler>,
 }

@@ -7,8 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::decision::{Condition, MetricProposal, PodCounts};
-use crate::quantity::milli_from_f64;
+use crate::decision::{Condition, MetricProposal, PodCounts, PodGroupNames};
 
 use super::{
     ConditionStatus, ControllerConfig, HpaInput, HpaSpec, MetricSample, MetricSource, MetricSpec,
@@ -199,8 +198,13 @@ pub fn compute_replicas_for_metric(
         proposal: None,
         within_tolerance: false,
         pods: None,
+        pod_groups: None,
         error: None,
     };
+    if let Some((counts, names)) = group_names(spec, sample, input, config, now_ms) {
+        out.pods = Some(counts);
+        out.pod_groups = Some(names);
+    }
     match compute(spec, sample, input, config, tolerances, now_ms) {
         Ok(p) => {
             out.current_milli = Some(p.usage);
@@ -209,7 +213,9 @@ pub fn compute_replicas_for_metric(
             out.rebalanced_ratio = p.rebalanced_ratio;
             out.proposal = Some(p.replicas);
             out.within_tolerance = p.within_tolerance;
-            out.pods = p.pods;
+            if p.pods.is_some() {
+                out.pods = p.pods;
+            }
             (out, None)
         }
         Err(e) => {
@@ -237,33 +243,77 @@ pub fn compute_replicas_for_metric(
     }
 }
 
-/// Per-pod samples converted to milli-units, in name order (the order of the input map), borrowing the
-/// names. The first non-finite value (in name order) is the error, as upstream's conversion reports it.
+/// For a per-pod metric whose samples arrived and whose selector matched pods: `groupPods`' classes, as
+/// counts and as the names of the pods left out (ready pods are only counted). Computed whether or not
+/// a proposal follows, so a decision that could not propose still says which pods were unready,
+/// missing or ignored.
+fn group_names(
+    spec: &MetricSpec,
+    sample: Option<&MetricSample>,
+    input: &HpaInput,
+    config: &ControllerConfig,
+    now_ms: i64,
+) -> Option<(PodCounts, PodGroupNames)> {
+    let resource = match &spec.source {
+        MetricSource::Resource { name } | MetricSource::ContainerResource { name, .. } => {
+            Some(name.as_str())
+        }
+        MetricSource::Pods { .. } => None,
+        MetricSource::Object { .. } | MetricSource::External { .. } => return None,
+    };
+    let Some(MetricSample::PerPod(map)) = sample else {
+        return None;
+    };
+    if input.pods.is_empty() {
+        return None;
+    }
+    let cpu = resource == Some("cpu");
+    let mut counts = PodCounts::default();
+    let mut names = PodGroupNames::default();
+    for pod in &input.pods {
+        let metric = map.get(&pod.name).map(|m| PodSample {
+            value: m.milli,
+            timestamp_ms: m.timestamp_ms,
+            window_ms: m.window_ms,
+        });
+        match classify_pod(pod, metric.as_ref(), cpu, config, now_ms) {
+            PodClass::Ready => counts.ready += 1,
+            PodClass::Unready => {
+                counts.unready += 1;
+                names.unready.push(pod.name.clone());
+            }
+            PodClass::Missing => {
+                counts.missing += 1;
+                names.missing.push(pod.name.clone());
+            }
+            PodClass::Ignored => {
+                counts.ignored += 1;
+                names.ignored.push(pod.name.clone());
+            }
+        }
+    }
+    Some((counts, names))
+}
+
+/// Per-pod samples in name order (the order of the input map), borrowing the names.
 fn per_pod_samples<'a>(
     sample: Option<&'a MetricSample>,
     what: &str,
 ) -> Result<Vec<(&'a str, PodSample)>, String> {
     match sample {
-        Some(MetricSample::PerPod(map)) => {
-            let mut out = Vec::with_capacity(map.len());
-            for (pod, m) in map {
-                let value = milli_from_f64(m.value).ok_or_else(|| {
-                    format!(
-                        "{what} value {} for pod {pod} is not a finite number",
-                        m.value
-                    )
-                })?;
-                out.push((
+        Some(MetricSample::PerPod(map)) => Ok(map
+            .iter()
+            .map(|(pod, m)| {
+                (
                     pod.as_str(),
                     PodSample {
-                        value,
+                        value: m.milli,
                         timestamp_ms: m.timestamp_ms,
                         window_ms: m.window_ms,
                     },
-                ));
-            }
-            Ok(out)
-        }
+                )
+            })
+            .collect()),
         Some(MetricSample::Failed(e)) => Err(e.clone()),
         Some(_) => Err(format!("expected per-pod samples for {what}")),
         None => Err(format!("no sample for {what}")),
@@ -272,16 +322,14 @@ fn per_pod_samples<'a>(
 
 fn object_value(sample: Option<&MetricSample>, what: &str) -> Result<i64, String> {
     match sample {
-        Some(MetricSample::Object(v)) => {
-            milli_from_f64(*v).ok_or_else(|| format!("{what} value {v} is not a finite number"))
-        }
+        Some(MetricSample::Object(v)) => Ok(*v),
         Some(MetricSample::Failed(e)) => Err(e.clone()),
         Some(_) => Err(format!("expected one object value for {what}")),
         None => Err(format!("no sample for {what}")),
     }
 }
 
-fn external_values(sample: Option<&MetricSample>, what: &str) -> Result<Vec<i64>, String> {
+fn external_values<'a>(sample: Option<&'a MetricSample>, what: &str) -> Result<&'a [i64], String> {
     match sample {
         Some(MetricSample::External(vs)) => {
             if vs.is_empty() {
@@ -289,17 +337,39 @@ fn external_values(sample: Option<&MetricSample>, what: &str) -> Result<Vec<i64>
                     "unable to get external metric {what}: no metrics returned from external metrics API"
                 ));
             }
-            vs.iter()
-                .map(|v| {
-                    milli_from_f64(*v)
-                        .ok_or_else(|| format!("{what} value {v} is not a finite number"))
-                })
-                .collect()
+            Ok(vs)
         }
         Some(MetricSample::Failed(e)) => Err(e.clone()),
         Some(_) => Err(format!("expected external series for {what}")),
         None => Err(format!("no sample for {what}")),
     }
+}
+
+/// `GetExternalMetricReplicas`' sum: stops at `MaxInt64` when a positive value would overflow it
+/// ("Cap at MaxInt64 for positive overflow"); a negative overflow wraps, as Go's `int64` addition does.
+pub fn external_usage(values: &[i64]) -> i64 {
+    let mut usage: i64 = 0;
+    for &v in values {
+        if v > 0 && usage > i64::MAX - v {
+            return i64::MAX;
+        }
+        usage = usage.wrapping_add(v);
+    }
+    usage
+}
+
+/// `GetExternalPerPodMetricReplicas`' sum: Go's wrapping addition, and `MaxInt64` as soon as the running
+/// total is negative ("the only way we would ever get here is because of an Int64 overflow" — also
+/// reached by negative values, as upstream).
+pub fn external_per_pod_usage(values: &[i64]) -> i64 {
+    let mut usage: i64 = 0;
+    for &v in values {
+        usage = usage.wrapping_add(v);
+        if usage < 0 {
+            return i64::MAX;
+        }
+    }
+    usage
 }
 
 fn compute(
@@ -403,17 +473,16 @@ fn compute(
         (MetricSource::Object { metric, .. }, MetricTarget::AverageValue(t)) => {
             invalid_target(t)?;
             let usage = object_value(sample, metric)?;
-            Ok(per_pod_total_replicas(
+            Ok(object_per_pod_replicas(
                 input.status_replicas,
                 t,
-                i128::from(usage),
+                usage,
                 tolerances,
             ))
         }
         (MetricSource::External { metric }, MetricTarget::Value(t)) => {
             invalid_target(t)?;
-            let values = external_values(sample, metric)?;
-            let usage = values.iter().fold(0i64, |acc, v| acc.saturating_add(*v));
+            let usage = external_usage(external_values(sample, metric)?);
             let ratio = usage as f64 / t as f64;
             get_usage_ratio_replica_count(current, ratio, tolerances, &input.pods).map(
                 |(replicas, within)| Proposal {
@@ -429,12 +498,11 @@ fn compute(
         }
         (MetricSource::External { metric }, MetricTarget::AverageValue(t)) => {
             invalid_target(t)?;
-            let values = external_values(sample, metric)?;
-            let total: i128 = values.iter().map(|v| i128::from(*v)).sum();
-            Ok(per_pod_total_replicas(
+            let usage = external_per_pod_usage(external_values(sample, metric)?);
+            Ok(external_per_pod_replicas(
                 input.status_replicas,
                 t,
-                total,
+                usage,
                 tolerances,
             ))
         }
@@ -549,31 +617,132 @@ fn pod_requests(
     container: Option<&str>,
     resource: &str,
 ) -> Result<Vec<i64>, String> {
-    let mut requests = Vec::with_capacity(pods.len());
-    for pod in pods {
-        let mut request: i64 = 0;
-        let mut found = false;
-        for c in &pod.containers {
-            if container.is_none() || container == Some(c.name.as_str()) {
-                let Some(r) = c.requests.get(resource) else {
-                    return Err(format!(
-                        "missing request for {resource} in container {} of Pod {}",
-                        c.name, pod.name
-                    ));
-                };
-                request = request.saturating_add(*r);
-            }
-            if container == Some(c.name.as_str()) {
-                found = true;
-                break;
-            }
-        }
-        if let (Some(name), false) = (container, found) {
-            return Err(format!("container {name} not found in Pod {}", pod.name));
-        }
-        requests.push(request);
+    pods.iter()
+        .map(|pod| pod_request(pod, container, resource))
+        .collect()
+}
+
+/// One pod's request for `resource`, as `calculateRequests` decides it (v1.36, `PodLevelResources` on,
+/// its default since 1.34): the pod-level requests when the pod sets any and the metric names no
+/// container (KEP-2837), else the sum over the regular containers and the restartable init containers
+/// (or the one named container among them).
+pub fn pod_request(pod: &PodInfo, container: Option<&str>, resource: &str) -> Result<i64, String> {
+    if container.is_none() && pod_level_requests_set(pod) {
+        return pod_level_request(pod, resource);
     }
-    Ok(requests)
+    requests_from_containers(pod, container, resource)
+}
+
+/// `resourcehelpers.IsSupportedPodLevelResource`: cpu, memory and huge pages.
+fn supported_pod_level_resource(name: &str) -> bool {
+    matches!(name, "cpu" | "memory") || name.starts_with("hugepages-")
+}
+
+/// `resourcehelpers.IsPodLevelRequestsSet`.
+fn pod_level_requests_set(pod: &PodInfo) -> bool {
+    pod.pod_requests
+        .as_ref()
+        .is_some_and(|r| r.keys().any(|k| supported_pod_level_resource(k)))
+}
+
+/// `calculatePodLevelRequests`: `resourcehelpers.PodRequests(pod, {})[resource]`, i.e. the pod-level
+/// request where the pod sets one for a supported resource, else the containers' aggregate (regular and
+/// sidecar containers summed, init containers as the maximum they need while they run), plus the pod's
+/// overhead.
+fn pod_level_request(pod: &PodInfo, resource: &str) -> Result<i64, String> {
+    let pod_level = pod
+        .pod_requests
+        .as_ref()
+        .and_then(|r| r.get(resource))
+        .filter(|_| supported_pod_level_resource(resource));
+    let request = match pod_level {
+        Some(r) => Some(*r),
+        None => aggregate_container_request(pod, resource),
+    };
+    let request = match (request, pod.overhead.get(resource)) {
+        (Some(r), Some(o)) => Some(r.saturating_add(*o)),
+        (r, o) => r.or(o.copied()),
+    };
+    request.ok_or_else(|| {
+        format!(
+            "missing pod-level request for {resource} in Pod {}",
+            pod.name
+        )
+    })
+}
+
+/// `resourcehelpers.AggregateContainerRequests` for one resource; `None` when no container names it.
+/// Each init container needs its own request plus the sidecars started before it; the pod needs the
+/// most of those and of the regular containers plus all sidecars.
+fn aggregate_container_request(pod: &PodInfo, resource: &str) -> Option<i64> {
+    let add = |a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(x), Some(y)) => Some(x.saturating_add(y)),
+        (x, y) => x.or(y),
+    };
+    let mut total = pod
+        .containers
+        .iter()
+        .fold(None, |acc, c| add(acc, c.requests.get(resource).copied()));
+    let mut sidecars: Option<i64> = None;
+    let mut init_max: Option<i64> = None;
+    for c in &pod.init_containers {
+        let own = c.requests.get(resource).copied();
+        let needs = if c.restartable {
+            total = add(total, own);
+            sidecars = add(sidecars, own);
+            sidecars
+        } else {
+            add(own, sidecars)
+        };
+        init_max = match (init_max, needs) {
+            (Some(m), Some(n)) => Some(m.max(n)),
+            (m, n) => m.or(n),
+        };
+    }
+    match (total, init_max) {
+        (Some(t), Some(m)) => Some(t.max(m)),
+        (t, m) => t.or(m),
+    }
+}
+
+/// `calculatePodRequestsFromContainers`: the regular containers, then the restartable init containers;
+/// all of them, or the one named `container` (an error when it is not there). Go's `int64` sum wraps;
+/// this one saturates (a request total past 9.2·10¹⁸ milli-units is not a pod).
+fn requests_from_containers(
+    pod: &PodInfo,
+    container: Option<&str>,
+    resource: &str,
+) -> Result<i64, String> {
+    let sidecars = pod
+        .init_containers
+        .iter()
+        .filter(|c| c.restartable)
+        .map(|c| (c.name.as_str(), &c.requests));
+    let all = pod
+        .containers
+        .iter()
+        .map(|c| (c.name.as_str(), &c.requests))
+        .chain(sidecars);
+    let mut request: i64 = 0;
+    for (name, requests) in all {
+        if container.is_none() || container == Some(name) {
+            let Some(r) = requests.get(resource) else {
+                return Err(format!(
+                    "missing request for {resource} in container {name} of Pod {}",
+                    pod.name
+                ));
+            };
+            request = request.saturating_add(*r);
+        }
+        // Container names are unique inside the pod.
+        if container == Some(name) {
+            return Ok(request);
+        }
+    }
+    match container {
+        Some(name) => Err(format!("container {name} not found in Pod {}", pod.name)),
+        None => Ok(request),
+    }
 }
 
 /// `calculateRequests`: each pod's request for `resource`, summed over containers (or one container).
@@ -1290,30 +1459,63 @@ pub fn get_usage_ratio_replica_count(
     }
 }
 
-/// `GetObjectPerPodMetricReplicas` / `GetExternalPerPodMetricReplicas` (AverageValue of a total).
-pub fn per_pod_total_replicas(
+/// Go's `int64(f)` for a float64 `f`, as Go compiles it on arm64 (`FCVTZS`): saturating, NaN → 0. The
+/// Go spec leaves an out-of-range conversion to the implementation (amd64 yields `MinInt64`); only paths
+/// upstream does not guard reach it (an Object or External AverageValue over zero status replicas).
+fn go_i64(f: f64) -> i64 {
+    f as i64
+}
+
+/// `GetObjectPerPodMetricReplicas` (Object AverageValue): no caps upstream, so the conversions are Go's.
+pub fn object_per_pod_replicas(
     status_replicas: i32,
     target_per_pod: i64,
-    total: i128,
+    usage: i64,
     tolerances: Tolerances,
 ) -> Proposal {
-    let usage_total = i128_to_i64(total);
-    let ratio = usage_total as f64 / (target_per_pod as f64 * f64::from(status_replicas));
+    let ratio = usage as f64 / (target_per_pod as f64 * f64::from(status_replicas));
     let within = tolerances.is_within(ratio);
     let replicas = if within {
         status_replicas
     } else {
-        ceil_i32(usage_total as f64 / target_per_pod as f64)
+        ceil_i32(usage as f64 / target_per_pod as f64)
     };
-    let usage = if usage_total == i64::MAX || status_replicas == 0 {
-        usage_total
+    Proposal {
+        replicas,
+        usage: go_i64((usage as f64 / f64::from(status_replicas)).ceil()),
+        utilization: None,
+        ratio,
+        rebalanced_ratio: None,
+        within_tolerance: within,
+        pods: None,
+    }
+}
+
+/// `GetExternalPerPodMetricReplicas` (External AverageValue) over the capped sum
+/// ([`external_per_pod_usage`]): the proposal capped at `MaxInt32`, the per-pod usage at `MaxInt64`.
+pub fn external_per_pod_replicas(
+    status_replicas: i32,
+    target_per_pod: i64,
+    usage: i64,
+    tolerances: Tolerances,
+) -> Proposal {
+    let ratio = usage as f64 / (target_per_pod as f64 * f64::from(status_replicas));
+    let within = tolerances.is_within(ratio);
+    let replicas = if within {
+        status_replicas
     } else {
-        let avg = (usage_total as f64 / f64::from(status_replicas)).ceil();
-        if avg.is_finite() && avg.abs() < 9.2e18 {
-            avg as i64
+        let count = (usage as f64 / target_per_pod as f64).ceil();
+        if count > f64::from(i32::MAX) {
+            i32::MAX
         } else {
-            usage_total
+            ceil_i32(count)
         }
+    };
+    // `float64(usage) >= float64(math.MaxInt64)`: true from 2^63 - 512 on, where the float rounds up.
+    let usage = if usage as f64 >= i64::MAX as f64 {
+        i64::MAX
+    } else {
+        go_i64((usage as f64 / f64::from(status_replicas)).ceil())
     };
     Proposal {
         replicas,
@@ -1409,6 +1611,9 @@ mod tests {
                                 requests,
                             })
                             .collect(),
+                        init_containers: Vec::new(),
+                        pod_requests: None,
+                        overhead: BTreeMap::new(),
                     }
                 },
             )

@@ -248,8 +248,31 @@ pub struct PodInfo {
     pub start_ms: Option<i64>,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
-    /// Containers and their resource requests (include restartable init containers here).
+    /// `spec.containers`: the regular containers and their resource requests.
     pub containers: Vec<ContainerRequests>,
+    /// `spec.initContainers`, in order. Restartable ones (sidecars, `restartPolicy: Always`) count in the
+    /// HPA's requests; plain ones only through the pod-level aggregate (see [`calc::calculate_requests`]).
+    #[serde(default)]
+    pub init_containers: Vec<InitContainerRequests>,
+    /// `spec.resources.requests` (pod-level resources, Kubernetes 1.32+), milli-units by resource name;
+    /// `None` when the pod sets none.
+    #[serde(default)]
+    pub pod_requests: Option<BTreeMap<String, i64>>,
+    /// `spec.overhead` (set from the RuntimeClass), milli-units by resource name. Counted only where
+    /// upstream counts it: in the pod-level aggregate.
+    #[serde(default)]
+    pub overhead: BTreeMap<String, i64>,
+}
+
+/// One init container's requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitContainerRequests {
+    /// Container name.
+    pub name: String,
+    /// Requests in milli-units, by resource name.
+    pub requests: BTreeMap<String, i64>,
+    /// `restartPolicy: Always`: a sidecar that runs beside the regular containers.
+    pub restartable: bool,
 }
 
 /// One container's requests, in milli-units per resource name.
@@ -287,25 +310,38 @@ pub enum ConditionStatus {
     Unknown,
 }
 
-/// One metric's sample at `now`, in the metric's base units (cores, bytes, requests per second...).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One metric's sample at `now`, in milli-units of the metric's base unit (millicores, milli-bytes,
+/// milli-requests per second...): the `MilliValue()` of the quantity the metrics API served, as the HPA
+/// reads it. [`crate::quantity::sample_milli`] converts a float sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetricSample {
     /// Per-pod values keyed by pod name (Resource, ContainerResource, Pods). Entries for pods not in
     /// `HpaInput::pods` are kept, as upstream keeps them.
     PerPod(BTreeMap<String, PodMetric>),
-    /// The single value of an Object metric.
-    Object(f64),
-    /// The series of an External metric (summed). An empty list is an error, as upstream.
-    External(Vec<f64>),
+    /// The single value of an Object metric, milli-units.
+    Object(i64),
+    /// The series of an External metric (summed), milli-units. An empty list is an error, as upstream.
+    External(Vec<i64>),
     /// The metric could not be fetched.
     Failed(String),
 }
 
+impl MetricSample {
+    /// An External metric of one float value (in base units), as a metrics API would serve it: a NaN
+    /// or an infinity, which no quantity can carry, fails the metric with a message saying so.
+    pub fn external_f64(value: f64) -> Self {
+        match crate::quantity::sample_milli(value) {
+            Ok(milli) => MetricSample::External(vec![milli]),
+            Err(e) => MetricSample::Failed(format!("external metric value {e}")),
+        }
+    }
+}
+
 /// One pod's sample.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PodMetric {
-    /// Value in base units.
-    pub value: f64,
+    /// Value in milli-units.
+    pub milli: i64,
     /// When the sample was taken, ms since the epoch (CPU readiness rules compare it).
     pub timestamp_ms: i64,
     /// The window the sample covers, ms.
@@ -398,7 +434,58 @@ impl PodInfo {
                 name: "main".to_owned(),
                 requests: BTreeMap::from([("cpu".to_owned(), cpu_milli)]),
             }],
+            init_containers: Vec::new(),
+            pod_requests: None,
+            overhead: BTreeMap::new(),
         }
+    }
+}
+
+/// The recommendations and scale events the normalization at `now_ms` reads: recommendations inside the
+/// longest stabilization window (without `behavior`, the controller's downscale window), events inside
+/// the longest policy period of their direction (without `behavior` none are read).
+fn history_used(state: &HpaState, spec: &HpaSpec, now_ms: i64) -> crate::decision::HistoryUsed {
+    let seconds = |s: i32| i64::from(s).saturating_mul(1000);
+    let default_down = spec.controller.downscale_stabilization_window_ms;
+    let window_ms = match &spec.behavior {
+        None => default_down,
+        Some(b) => {
+            let up = b.scale_up.stabilization_window_seconds.map_or(0, seconds);
+            let down = b
+                .scale_down
+                .stabilization_window_seconds
+                .map_or(default_down, seconds);
+            up.max(down)
+        }
+    };
+    let cutoff = now_ms.saturating_sub(window_ms);
+    let recommendations = state
+        .recommendations
+        .iter()
+        .filter(|r| r.at_ms > cutoff || (spec.behavior.is_none() && r.at_ms >= cutoff))
+        .map(|r| (r.replicas, r.at_ms))
+        .collect();
+    let events = |events: &[ScaleEvent], rules: Option<&ScalingRules>| -> Vec<(i32, i64)> {
+        let Some(rules) = rules else {
+            return Vec::new();
+        };
+        let cutoff = now_ms.saturating_sub(seconds(rules::longest_policy_period(rules)));
+        events
+            .iter()
+            .filter(|e| e.at_ms > cutoff)
+            .map(|e| (e.change, e.at_ms))
+            .collect()
+    };
+    crate::decision::HistoryUsed {
+        recommendations,
+        scale_up_events: events(
+            &state.scale_up_events,
+            spec.behavior.as_ref().map(|b| &b.scale_up),
+        ),
+        scale_down_events: events(
+            &state.scale_down_events,
+            spec.behavior.as_ref().map(|b| &b.scale_down),
+        ),
     }
 }
 
@@ -451,6 +538,7 @@ pub fn evaluate_hpa_with_min(
         conditions: Vec::new(),
         reason: String::new(),
         error: None,
+        history: None,
         keda: None,
     };
 
@@ -510,6 +598,7 @@ pub fn evaluate_hpa_with_min(
         } else {
             "metrics within tolerance of target".to_owned()
         };
+        d.history = Some(history_used(state, spec, now_ms));
         let normalized = match &spec.behavior {
             None => rules::normalize_desired_replicas(
                 state,

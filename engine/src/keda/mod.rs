@@ -745,6 +745,7 @@ fn set_replicas(
             pods: hpa_input.pods.len(),
             behavior: spec.behavior.is_some(),
         },
+        history: None,
         metrics: computed.map(|c| c.proposals).unwrap_or_default(),
         recommendation: None,
         recommended_by: None,

@@ -187,10 +187,10 @@ pub fn read_triggers(
                     Some(match s {
                         TriggerSample::Resource(s) => s,
                         TriggerSample::External(_, FallbackRead::Value(v)) => {
-                            MetricSample::External(vec![v])
+                            MetricSample::external_f64(v)
                         }
                         TriggerSample::External(_, FallbackRead::Fallback { value, .. }) => {
-                            MetricSample::External(vec![value])
+                            MetricSample::external_f64(value)
                         }
                         // Not reachable without scalingModifiers (admission requires a formula for it).
                         TriggerSample::External(_, FallbackRead::Placeholder) => {
@@ -263,7 +263,7 @@ fn composite_sample(
         _ => None,
     }) {
         out.fallback_triggers = vec![COMPOSITE_METRIC_NAME.to_owned()];
-        return MetricSample::External(vec![value]);
+        return MetricSample::external_f64(value);
     }
     if out.error {
         // `GetScaledObjectMetrics` answers the HPA with an error when a scaler failed below the threshold.
@@ -309,13 +309,14 @@ fn composite_sample(
         });
     match evaluated {
         Ok((v, nil_fallback)) => {
-            let value = composite_milli(v) as f64 / 1000.0;
-            out.formula_value = Some(value);
+            // `SetMilli(int64(out * 1000))`: truncated to milli-units.
+            let milli = composite_milli(v);
+            out.formula_value = Some(milli as f64 / 1000.0);
             if nil_fallback {
                 out.fallback_triggers = vec![COMPOSITE_METRIC_NAME.to_owned()];
                 out.fallback_replicas = spec.fallback.map(|f| f.replicas);
             }
-            MetricSample::External(vec![value])
+            MetricSample::External(vec![milli])
         }
         Err(e) => MetricSample::Failed(e.to_string()),
     }

@@ -19,16 +19,49 @@ use std::borrow::Cow;
 use std::io::Read;
 
 use memchr::memchr;
+use surge_model::EscapingScheme;
 
 mod openmetrics;
 mod scan;
 
 pub use scan::LabelIter;
 
-use scan::{Dialect, ScanError, Shape};
+use scan::{Dialect, NameInBraces, ScanError, Shape};
 
 /// Accept header exactly as Prometheus 2.x sends it when scraping (OpenMetrics preferred, then text 0.0.4).
 pub const ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// The Accept header Prometheus 3 sends with its default scrape protocols (OpenMetrics 1.0.0, 0.0.1,
+/// text 1.0.0, text 0.0.4), asking the target to write names that are not legacy names with
+/// `escaping` (`scrape/scrape.go` `acceptHeader`: only the 1.0.0 formats carry the parameter).
+pub fn accept_header(escaping: EscapingScheme) -> &'static str {
+    match escaping {
+        EscapingScheme::AllowUtf8 => concat!(
+            "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,",
+            "application/openmetrics-text;version=0.0.1;q=0.5,",
+            "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,",
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ),
+        EscapingScheme::Underscores => concat!(
+            "application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6,",
+            "application/openmetrics-text;version=0.0.1;q=0.5,",
+            "text/plain;version=1.0.0;escaping=underscores;q=0.4,",
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ),
+        EscapingScheme::Dots => concat!(
+            "application/openmetrics-text;version=1.0.0;escaping=dots;q=0.6,",
+            "application/openmetrics-text;version=0.0.1;q=0.5,",
+            "text/plain;version=1.0.0;escaping=dots;q=0.4,",
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ),
+        EscapingScheme::Values => concat!(
+            "application/openmetrics-text;version=1.0.0;escaping=values;q=0.6,",
+            "application/openmetrics-text;version=0.0.1;q=0.5,",
+            "text/plain;version=1.0.0;escaping=values;q=0.4,",
+            "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ),
+    }
+}
 
 /// Which exposition dialect a body is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,12 +101,15 @@ impl MetricType {
         }
     }
 
-    /// Types the text format knows (`untyped` is its name for unknown).
+    /// Types the text format knows (`untyped` is its name for unknown). `gaugehistogram` (and
+    /// `gauge_histogram`) are the names prometheus/common's expfmt takes for the gauge histogram, which
+    /// Prometheus 3 writes in the text format too.
     fn from_text(s: &str) -> Option<Self> {
         Some(match s {
             "counter" => Self::Counter,
             "gauge" => Self::Gauge,
             "histogram" => Self::Histogram,
+            "gaugehistogram" | "gauge_histogram" => Self::GaugeHistogram,
             "summary" => Self::Summary,
             "untyped" => Self::Unknown,
             _ => return None,
@@ -94,6 +130,73 @@ impl MetricType {
             _ => return None,
         })
     }
+}
+
+/// Prometheus 3's normalisation of the float-valued labels: a summary's `quantile` and a histogram's
+/// `le` are rewritten in the canonical OpenMetrics form (`"1"` → `"1.0"`, `"0.50"` → `"0.5"`, `"+inf"`
+/// → `"+Inf"`), so that one bucket has one series whichever way the target wrote the bound
+/// (`normalizeFloatsInLabelValues` in `model/textparse`). Any other label, or a value that is not a
+/// number, is returned as it is. Borrowed when already canonical.
+pub fn normalize_float_label<'v>(
+    kind: MetricType,
+    name: &str,
+    value: Cow<'v, str>,
+) -> Cow<'v, str> {
+    let float_label = matches!(
+        (kind, name),
+        (MetricType::Summary, "quantile") | (MetricType::Histogram, "le")
+    );
+    if !float_label {
+        return value;
+    }
+    // `strconv.ParseFloat` also takes hex and underscores, which bounds never hold in practice.
+    let Some(v) = scan::parse_number(&value) else {
+        return value;
+    };
+    let canonical = format_openmetrics_float(v);
+    if canonical == *value {
+        value
+    } else {
+        Cow::Owned(canonical)
+    }
+}
+
+/// A float as Prometheus writes it in OpenMetrics (`labels.FormatOpenMetricsFloat`): Go's shortest
+/// `%g` form, with `.0` added to a whole number, and `NaN`, `+Inf`, `-Inf`.
+pub fn format_openmetrics_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    // Rust's `{:e}` gives the shortest digits that round-trip, as Go's `'g', -1` does.
+    let sci = format!("{:e}", v.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if v.is_sign_negative() { "-" } else { "" };
+    // Go: `%e` when the exponent is below -4 or at least 6 (the shortest form's precision), else `%f`.
+    if !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        return format!(
+            "{sign}{first}{dot}{rest}e{exp_sign}{:02}",
+            exp.unsigned_abs()
+        );
+    }
+    let point = exp + 1;
+    let text = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point as usize >= digits.len() {
+        let zeros = "0".repeat(point as usize - digits.len());
+        format!("{digits}{zeros}.0")
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{int}.{frac}")
+    };
+    format!("{sign}{text}")
 }
 
 /// Picks the parser from a response `Content-Type` as Prometheus does: `application/openmetrics-text`
@@ -167,12 +270,19 @@ pub struct ParseError {
 /// One meaningful line of exposition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry<'a> {
-    /// `# TYPE family kind`.
-    Type { family: &'a str, kind: MetricType },
+    /// `# TYPE family kind`. A quoted family name (`# TYPE "my.metric" gauge`) is given unquoted and
+    /// unescaped, as are all names below.
+    Type {
+        family: Cow<'a, str>,
+        kind: MetricType,
+    },
     /// `# HELP family text`, unescaped.
-    Help { family: &'a str, text: Cow<'a, str> },
+    Help {
+        family: Cow<'a, str>,
+        text: Cow<'a, str>,
+    },
     /// `# UNIT family unit` (OpenMetrics only).
-    Unit { family: &'a str, unit: &'a str },
+    Unit { family: Cow<'a, str>, unit: &'a str },
     /// A sample line.
     Sample(Sample<'a>),
 }
@@ -180,9 +290,11 @@ pub enum Entry<'a> {
 /// One sample line, borrowed from the body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
-    /// Metric name of this line, e.g. `http_request_duration_seconds_bucket`.
-    pub name: &'a str,
-    /// The exact input slice `name{...labels...}` (or just `name`): the agent's per-target cache key.
+    /// Metric name of this line, e.g. `http_request_duration_seconds_bucket`, or `my.metric` for
+    /// `{"my.metric"} 1` (unquoted and unescaped; borrowed unless it held an escape).
+    pub name: Cow<'a, str>,
+    /// The exact input slice `name{...labels...}` (or just `name`, or `{"name",...labels...}`): the
+    /// agent's per-target cache key.
     pub series_key: &'a str,
     pub value: f64,
     /// Text: integer milliseconds. OpenMetrics: float seconds converted to milliseconds.
@@ -204,6 +316,20 @@ impl<'a> Sample<'a> {
     }
 }
 
+/// What an OpenMetrics body is checked for (the text format has one set of rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Checks {
+    /// Everything the OpenMetrics conformance suite checks: line syntax, and the cross-line rules
+    /// (families contiguous and not clashing, one HELP / TYPE / UNIT each and before the samples,
+    /// histogram buckets consistent, counter values, exemplar placement).
+    #[default]
+    Conformance,
+    /// What Prometheus's own scrape parser (`model/textparse/openmetricsparse.go`) checks: each
+    /// line's syntax only. This is what the agent scrapes with, so that it accepts what Prometheus
+    /// accepts.
+    Prometheus,
+}
+
 /// Iterates the entries of a whole body. After an `Err` the iterator ends.
 pub struct Parser<'a> {
     src: &'a str,
@@ -215,15 +341,23 @@ pub struct Parser<'a> {
     done: bool,
     /// Set when the body is not UTF-8: the first item is then this error.
     invalid: Option<ParseError>,
-    /// Text format: the family of the last `# TYPE` line, which later samples may belong to.
-    text_family: Option<(&'a str, MetricType)>,
+    /// Text format: the family of the last `# TYPE` line, which later samples may belong to: its name
+    /// as written (without quotes), its type, and whether the name holds an escape (so it must be
+    /// unescaped before comparing; kept `Copy` so that the sample path does not move or drop it).
+    text_family: Option<(&'a str, MetricType, bool)>,
     /// OpenMetrics: the per-family validation state.
     om: openmetrics::Validator<'a>,
 }
 
 impl<'a> Parser<'a> {
-    /// Checks the body for UTF-8 (the only whole-body pass) and prepares to iterate it.
+    /// Checks the body for UTF-8 (the only whole-body pass) and prepares to iterate it, with the
+    /// conformance suite's checks for OpenMetrics.
     pub fn new(input: &'a [u8], format: Format) -> Self {
+        Self::with_checks(input, format, Checks::Conformance)
+    }
+
+    /// As [`Parser::new`], with the given OpenMetrics checks.
+    pub fn with_checks(input: &'a [u8], format: Format, checks: Checks) -> Self {
         let (src, invalid) = match std::str::from_utf8(input) {
             Ok(src) => (src, None),
             Err(e) => {
@@ -247,7 +381,10 @@ impl<'a> Parser<'a> {
             done: false,
             invalid,
             text_family: None,
-            om: openmetrics::Validator::default(),
+            om: match checks {
+                Checks::Conformance => openmetrics::Validator::default(),
+                Checks::Prometheus => openmetrics::Validator::prometheus(),
+            },
         }
     }
 
@@ -329,14 +466,12 @@ impl<'a> Parser<'a> {
         let b = line.as_bytes();
         let keyword = if help { "HELP" } else { "TYPE" };
         let name_start = scan::skip_blanks(b, kw + 4);
-        let name_end = scan::metric_name_end(b, name_start);
-        if name_end == name_start {
+        let Some((family, name_end)) = scan::metric_name_token(line, name_start) else {
             return self.fail(
                 number,
                 ScanError::new(name_start, format!("expected metric name after {keyword}")),
             );
-        }
-        let family = &line[name_start..name_end];
+        };
         // Prometheus takes the rest of the line after exactly one separating blank.
         let (text, text_at) = match b.get(name_end) {
             None => ("", name_end),
@@ -360,10 +495,21 @@ impl<'a> Parser<'a> {
                 ScanError::new(text_at, format!("invalid metric type {text:?}")),
             );
         };
-        self.text_family = Some((family, kind));
+        let raw = match &family {
+            Cow::Borrowed(name) => (*name, false),
+            // Only an escaped quoted name is owned: keep it as written, inside the quotes.
+            Cow::Owned(_) => (
+                line.get(name_start + 1..name_end - 1).unwrap_or_default(),
+                true,
+            ),
+        };
+        self.text_family = Some((raw.0, kind, raw.1));
         Some(Ok(Entry::Type { family, kind }))
     }
 
+    /// A sample line: `name[{labels}] value [timestamp]`, where the name may also be quoted
+    /// (`"my.metric"{...}`, as prometheus/common's expfmt reads it) or written inside the braces
+    /// (`{"my.metric", a="b"}`, as Prometheus 3 writes it).
     #[inline]
     fn text_sample(
         &mut self,
@@ -372,27 +518,49 @@ impl<'a> Parser<'a> {
         number: usize,
     ) -> Option<Result<Entry<'a>, ParseError>> {
         let b = line.as_bytes();
+        let family = self.text_family;
         // Samples mostly follow their `# TYPE` line: a name starting with that (validated) family name
         // needs only the rest checked, and the prefix test is the one `text_kind` needs.
-        let family = self
-            .text_family
-            .filter(|(family, _)| scan::has_prefix(b, start, family.as_bytes()));
-        let name_end = match family {
-            Some((family, _)) => scan::metric_name_rest_end(b, start + family.len()),
-            None => scan::metric_name_end(b, start),
+        let mut prefixed = None;
+        let (mut name, name_end) = match b.get(start) {
+            Some(b'{') => (None, start),
+            Some(b'"') => match Self::quoted_name(line, start) {
+                Some(quoted) => quoted,
+                None => {
+                    return self.fail(number, ScanError::new(start, "unterminated metric name"));
+                }
+            },
+            _ => {
+                prefixed = family
+                    .filter(|(family, _, _)| scan::has_prefix(b, start, family.as_bytes()))
+                    .map(|(family, kind, _)| (family.len(), kind));
+                let end = match prefixed {
+                    Some((len, _)) => scan::metric_name_rest_end(b, start + len),
+                    None => scan::metric_name_end(b, start),
+                };
+                if end == start {
+                    return self.fail(number, ScanError::new(start, "expected metric name"));
+                }
+                (Some(Cow::Borrowed(&line[start..end])), end)
+            }
         };
-        if name_end == start {
-            return self.fail(number, ScanError::new(start, "expected metric name"));
-        }
         let mut key_end = name_end;
         let mut raw_labels = "";
         let mut shape = Shape::EMPTY;
         let mut i = scan::skip_blanks(b, name_end);
         if b.get(i) == Some(&b'{') {
-            let set = match scan::scan_labels(b, i, Dialect::Text) {
+            let names = if name.is_none() {
+                NameInBraces::Allowed
+            } else {
+                NameInBraces::Forbidden
+            };
+            let set = match scan::scan_labels(b, i, Dialect::Text, names) {
                 Ok(set) => set,
                 Err(e) => return self.fail(number, e),
             };
+            if let Some(q) = set.name {
+                name = Some(q.text(line));
+            }
             let close = set.close;
             shape = set.shape;
             raw_labels = &line[i + 1..close];
@@ -404,6 +572,9 @@ impl<'a> Parser<'a> {
                 ScanError::new(i, "expected a blank or '{' after the metric name"),
             );
         }
+        let Some(name) = name else {
+            return self.fail(number, ScanError::new(start, "metric name not set"));
+        };
         if i >= b.len() {
             return self.fail(number, ScanError::new(i, "expected value"));
         }
@@ -438,18 +609,44 @@ impl<'a> Parser<'a> {
                 );
             }
         }
-        let name = &line[start..name_end];
+        let kind = match (prefixed, family) {
+            (Some((len, kind)), _) => Self::text_kind(name.get(len..).unwrap_or_default(), kind),
+            (None, Some((family, kind, escaped))) => {
+                Self::quoted_kind(&name, family, kind, escaped)
+            }
+            (None, _) => MetricType::Unknown,
+        };
         Some(Ok(Entry::Sample(Sample {
             name,
             series_key: &line[start..key_end],
             value,
             timestamp_ms,
-            kind: family.map_or(MetricType::Unknown, |(family, kind)| {
-                Self::text_kind(name.get(family.len()..).unwrap_or_default(), kind)
-            }),
+            kind,
             raw_labels,
             shape,
         })))
+    }
+
+    /// The type of a sample whose name did not start with the `# TYPE` family as written: it may
+    /// still belong to it when the family was quoted (`# TYPE "a.b" gauge` then `{"a.b"} 1`).
+    #[inline(never)]
+    fn quoted_kind(name: &str, family: &str, kind: MetricType, escaped: bool) -> MetricType {
+        let family = if escaped {
+            Cow::Owned(scan::unescape_label(family))
+        } else {
+            Cow::Borrowed(family)
+        };
+        name.strip_prefix(family.as_ref())
+            .map_or(MetricType::Unknown, |suffix| Self::text_kind(suffix, kind))
+    }
+
+    /// expfmt's quoted metric name at the start of a sample line, `"my.metric"{...}`: the name and the
+    /// offset after its closing quote.
+    #[cold]
+    #[inline(never)]
+    fn quoted_name(line: &'a str, start: usize) -> Option<(Option<Cow<'a, str>>, usize)> {
+        let q = scan::quoted_at(line.as_bytes(), start)?;
+        Some((Some(q.text(line)), q.end + 1))
     }
 
     /// The type of a sample whose name is the last `# TYPE` family (of type `kind`) followed by `suffix`:
@@ -465,6 +662,10 @@ impl<'a> Parser<'a> {
                     MetricType::Histogram | MetricType::Summary
                 )
                 | ("_bucket", MetricType::Histogram)
+                | (
+                    "_bucket" | "_sum" | "_count" | "_gsum" | "_gcount",
+                    MetricType::GaugeHistogram
+                )
         );
         if belongs { kind } else { MetricType::Unknown }
     }

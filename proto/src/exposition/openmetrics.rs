@@ -5,10 +5,11 @@
 //! arrive: a family's end-of-family checks run when the next family (or `# EOF`) starts, so such an
 //! error points at that line.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
-use super::scan::{self, Dialect, LabelIter, ScanError, Shape};
+use super::scan::{self, Dialect, LabelIter, NameInBraces, ScanError, Shape};
 use super::{Entry, MetricType, Sample};
 
 type LineResult<T> = Result<T, ScanError>;
@@ -19,6 +20,9 @@ const MAX_EXEMPLAR_LABEL_CHARS: usize = 128;
 /// Validation state carried from line to line.
 #[derive(Default)]
 pub(super) struct Validator<'a> {
+    /// Only what Prometheus's own parser checks (line syntax), not the conformance suite's cross-line
+    /// rules.
+    prometheus: bool,
     eof: bool,
     family: Option<Family<'a>>,
     /// Every sample name claimed by a finished family (`family` + each suffix its type allows).
@@ -30,7 +34,10 @@ pub(super) struct Validator<'a> {
 
 /// The family being read.
 struct Family<'a> {
-    name: &'a str,
+    name: Cow<'a, str>,
+    /// The name as written (without quotes, escapes kept): what label names read raw from a line
+    /// compare with (a stateset's own label).
+    raw_name: &'a str,
     kind: MetricType,
     /// A `# TYPE` line was seen (or the family was opened by an untyped sample).
     typed: bool,
@@ -43,9 +50,10 @@ struct Family<'a> {
 }
 
 impl<'a> Family<'a> {
-    fn new(name: &'a str) -> Self {
+    fn new(name: Cow<'a, str>, raw_name: &'a str) -> Self {
         Self {
             name,
+            raw_name,
             kind: MetricType::Unknown,
             typed: false,
             help: false,
@@ -58,7 +66,7 @@ impl<'a> Family<'a> {
 
     /// The suffix `sample_name` has as a member of this family, if it is one.
     fn member_suffix(&self, sample_name: &str) -> Option<&'static str> {
-        let rest = sample_name.strip_prefix(self.name)?;
+        let rest = sample_name.strip_prefix(self.name.as_ref())?;
         suffixes(self.kind).iter().find(|s| **s == rest).copied()
     }
 }
@@ -76,8 +84,8 @@ fn suffixes(kind: MetricType) -> &'static [&'static str] {
 }
 
 /// `family` + `suffix`, compared and hashed as the joined string without building it.
-#[derive(Clone, Copy)]
-struct JoinedName<'a>(&'a str, &'static str);
+#[derive(Clone)]
+struct JoinedName<'a>(Cow<'a, str>, &'static str);
 
 impl JoinedName<'_> {
     fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
@@ -226,6 +234,15 @@ struct SampleLine<'a> {
 }
 
 impl<'a> Validator<'a> {
+    /// A validator that checks only what Prometheus's parser (`model/textparse/openmetricsparse.go`)
+    /// checks: each line's syntax, metric types and that a unit is a suffix of its metric's name.
+    pub(super) fn prometheus() -> Self {
+        Self {
+            prometheus: true,
+            ..Self::default()
+        }
+    }
+
     pub(super) fn saw_eof(&self) -> bool {
         self.eof
     }
@@ -241,7 +258,9 @@ impl<'a> Validator<'a> {
 
     fn metadata(&mut self, line: &'a str) -> LineResult<Option<Entry<'a>>> {
         if line == "# EOF" {
-            self.close_family()?;
+            if !self.prometheus {
+                self.close_family()?;
+            }
             self.eof = true;
             return Ok(None);
         }
@@ -260,22 +279,31 @@ impl<'a> Validator<'a> {
             ));
         }
         let name_at = 2 + keyword.len() + 1;
-        let Some((name, text)) = after.split_once(' ') else {
-            return Err(ScanError::new(
-                name_at.min(line.len()),
-                format!("expected metric name and text after {keyword}"),
-            ));
-        };
-        if !scan::is_metric_name(name) {
+        // The name is bare, or quoted (`# TYPE "my.metric" gauge`) as Prometheus 3 writes it.
+        let token = scan::metric_name_token(line, name_at);
+        let name_end = token.as_ref().map(|(_, end)| *end);
+        let Some(name) = token
+            .map(|(name, _)| name)
+            .filter(|_| name_end.is_some_and(|end| line.as_bytes().get(end) == Some(&b' ')))
+        else {
+            if !after.contains(' ') {
+                return Err(ScanError::new(
+                    name_at.min(line.len()),
+                    format!("expected metric name and text after {keyword}"),
+                ));
+            }
+            let word = after.split(' ').next().unwrap_or_default();
             return Err(ScanError::new(
                 name_at,
-                format!("invalid metric name {name:?}"),
+                format!("invalid metric name {word:?}"),
             ));
-        }
-        let text_at = name_at + name.len() + 1;
+        };
+        let name_end = name_end.unwrap_or(name_at);
+        let text_at = name_end + 1;
+        let text = &line[text_at..];
         match &self.family {
             Some(f) if f.name == name => {
-                if f.has_samples {
+                if f.has_samples && !self.prometheus {
                     return Err(ScanError::new(
                         0,
                         format!("{keyword} for {name} after its samples"),
@@ -283,8 +311,18 @@ impl<'a> Validator<'a> {
                 }
             }
             _ => {
-                self.close_family()?;
-                self.family = Some(Family::new(name));
+                if !self.prometheus {
+                    self.close_family()?;
+                }
+                let raw_name = line
+                    .get(name_at..name_end)
+                    .map(|n| {
+                        n.strip_prefix('"')
+                            .and_then(|n| n.strip_suffix('"'))
+                            .unwrap_or(n)
+                    })
+                    .unwrap_or_default();
+                self.family = Some(Family::new(name.clone(), raw_name));
             }
         }
         let Some(family) = self.family.as_mut() else {
@@ -292,17 +330,20 @@ impl<'a> Validator<'a> {
         };
         let entry = match keyword {
             "HELP" => {
-                if family.help {
+                if family.help && !self.prometheus {
                     return Err(ScanError::new(0, format!("more than one HELP for {name}")));
                 }
                 family.help = true;
-                Entry::Help {
-                    family: name,
-                    text: scan::unescape_help(text),
-                }
+                // OpenMetrics escapes `\"` in HELP too (the text format does not).
+                let text = if text.contains('\\') {
+                    Cow::Owned(scan::unescape_label(text))
+                } else {
+                    Cow::Borrowed(text)
+                };
+                Entry::Help { family: name, text }
             }
             "TYPE" => {
-                if family.typed {
+                if family.typed && !self.prometheus {
                     return Err(ScanError::new(0, format!("more than one TYPE for {name}")));
                 }
                 let Some(kind) = MetricType::from_openmetrics(text) else {
@@ -316,7 +357,7 @@ impl<'a> Validator<'a> {
                 Entry::Type { family: name, kind }
             }
             _ => {
-                if family.unit.is_some() {
+                if family.unit.is_some() && !self.prometheus {
                     return Err(ScanError::new(0, format!("more than one UNIT for {name}")));
                 }
                 let matches_name = name
@@ -335,12 +376,17 @@ impl<'a> Validator<'a> {
                 }
             }
         };
-        if family.unit.is_some_and(|u| !u.is_empty())
+        if !self.prometheus
+            && family.unit.is_some_and(|u| !u.is_empty())
             && matches!(family.kind, MetricType::Info | MetricType::StateSet)
         {
             return Err(ScanError::new(
                 0,
-                format!("{} {name} cannot have a unit", family.kind.as_str()),
+                format!(
+                    "{} {} cannot have a unit",
+                    family.kind.as_str(),
+                    family.name
+                ),
             ));
         }
         Ok(Some(entry))
@@ -352,12 +398,15 @@ impl<'a> Validator<'a> {
             return Ok(());
         };
         if let Some(h) = &family.histogram {
-            h.check(family.name).map_err(|e| ScanError::new(0, e))?;
+            h.check(&family.name).map_err(|e| ScanError::new(0, e))?;
         }
         let own = suffixes(family.kind);
         let extra: &[&'static str] = if own.contains(&"") { &[] } else { &[""] };
         for suffix in own.iter().chain(extra) {
-            if !self.seen_names.insert(JoinedName(family.name, suffix)) {
+            if !self
+                .seen_names
+                .insert(JoinedName(family.name.clone(), suffix))
+            {
                 return Err(ScanError::new(
                     0,
                     format!(
@@ -378,14 +427,31 @@ impl<'a> Validator<'a> {
             timestamp_s,
             exemplar_at,
         } = parsed;
-        let name = sample.name;
-
-        let suffix = match self.family.as_ref().and_then(|f| f.member_suffix(name)) {
+        if self.prometheus {
+            // A sample has its family's type when it is one of the family's samples; Prometheus checks
+            // nothing across lines.
+            sample.kind = self
+                .family
+                .as_ref()
+                .filter(|f| f.member_suffix(&sample.name).is_some())
+                .map_or(MetricType::Unknown, |f| f.kind);
+            return Ok(sample);
+        }
+        let suffix = match self
+            .family
+            .as_ref()
+            .and_then(|f| f.member_suffix(&sample.name))
+        {
             Some(suffix) => suffix,
             None => {
                 // A sample outside the current family starts an untyped one of its own.
                 self.close_family()?;
-                let mut family = Family::new(name);
+                // Only a stateset reads `raw_name`, and this family is untyped.
+                let raw_name = match &sample.name {
+                    Cow::Borrowed(name) => name,
+                    Cow::Owned(_) => "",
+                };
+                let mut family = Family::new(sample.name.clone(), raw_name);
                 family.typed = true;
                 self.family = Some(family);
                 ""
@@ -396,7 +462,7 @@ impl<'a> Validator<'a> {
         };
         family.has_samples = true;
         let kind = family.kind;
-        let fam = family.name;
+        let fam = family.raw_name;
         sample.kind = kind;
         let value = sample.value;
         let err = |reason: String| Err(ScanError::new(0, reason));
@@ -498,10 +564,10 @@ impl<'a> Validator<'a> {
             "_total" | "_sum" | "_count" | "_bucket" | "_gcount" | "_gsum"
         );
         if counter_like && value.is_nan() {
-            return err(format!("{name} cannot be NaN"));
+            return err(format!("{} cannot be NaN", sample.name));
         }
         if counter_like && suffix != "_gsum" && value < 0.0 {
-            return err(format!("{name} cannot be negative, got {value}"));
+            return err(format!("{} cannot be negative, got {value}", sample.name));
         }
         if let Some(at) = exemplar_at {
             let allowed = match kind {
@@ -566,19 +632,32 @@ fn is_integer(v: f64) -> bool {
 fn parse_sample_line(line: &str) -> LineResult<SampleLine<'_>> {
     let b = line.as_bytes();
     let name_end = scan::metric_name_end(b, 0);
-    if name_end == 0 {
+    if name_end == 0 && b.first() != Some(&b'{') {
         return Err(ScanError::new(0, "expected metric name"));
     }
+    let mut name = (name_end > 0).then(|| Cow::Borrowed(&line[..name_end]));
     let mut key_end = name_end;
     let mut raw_labels = "";
     let mut shape = Shape::EMPTY;
     if b.get(name_end) == Some(&b'{') {
-        let set = scan::scan_labels(b, name_end, Dialect::OpenMetrics)?;
+        // Without a name before the braces, it is the quoted one inside (`{"my.metric",a="b"}`).
+        let names = if name.is_none() {
+            NameInBraces::Allowed
+        } else {
+            NameInBraces::Forbidden
+        };
+        let set = scan::scan_labels(b, name_end, Dialect::OpenMetrics, names)?;
+        if let Some(q) = set.name {
+            name = Some(q.text(line));
+        }
         let close = set.close;
         shape = set.shape;
         raw_labels = &line[name_end + 1..close];
         key_end = close + 1;
     }
+    let Some(name) = name else {
+        return Err(ScanError::new(0, "metric name not set"));
+    };
     if b.get(key_end) != Some(&b' ') {
         return Err(ScanError::new(key_end, "expected ' ' and a value"));
     }
@@ -606,7 +685,7 @@ fn parse_sample_line(line: &str) -> LineResult<SampleLine<'_>> {
     }
     Ok(SampleLine {
         sample: Sample {
-            name: &line[..name_end],
+            name,
             series_key: &line[..key_end],
             value,
             timestamp_ms: timestamp_s.map(scan::seconds_to_millis),
@@ -649,7 +728,7 @@ fn exemplar(line: &str, at: usize) -> LineResult<()> {
         return Err(ScanError::new(at, "expected '# {' to start an exemplar"));
     }
     let open = at + 2;
-    let close = scan::scan_labels(b, open, Dialect::OpenMetrics)?.close;
+    let close = scan::scan_labels(b, open, Dialect::OpenMetrics, NameInBraces::Forbidden)?.close;
     let chars: usize = LabelIter::new(&line[open + 1..close])
         .map(|(n, v)| n.chars().count() + v.chars().count())
         .sum();

@@ -174,9 +174,17 @@ fn short_label_name(b: &[u8], i: usize) -> Option<usize> {
     Some(i + (first_eq.trailing_zeros() / 8) as usize)
 }
 
-/// Whether `s` as a whole is a valid metric name.
-pub(super) fn is_metric_name(s: &str) -> bool {
-    !s.is_empty() && metric_name_end(s.as_bytes(), 0) == s.len()
+/// The metric name at `i` of a metadata line, bare (`[a-zA-Z_:][a-zA-Z0-9_:]*`) or quoted (`"my.metric"`,
+/// unquoted and unescaped), and the offset after it. `None` when there is none, or its quote is not
+/// closed.
+pub(super) fn metric_name_token(line: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
+    let b = line.as_bytes();
+    if b.get(i) == Some(&b'"') {
+        let q = quoted_at(b, i)?;
+        return Some((q.text(line), q.end + 1));
+    }
+    let end = metric_name_end(b, i);
+    (end > i).then(|| (Cow::Borrowed(&line[i..end]), end))
 }
 
 #[inline]
@@ -241,24 +249,6 @@ fn find2(hay: &[u8], i: usize, a: u8, b: u8) -> Option<usize> {
     hay.get(offset..)?
         .iter()
         .position(|&c| c == a || c == b)
-        .map(|p| offset + p)
-}
-
-/// Offset of the first `a` at or after `i`, eight bytes at a time.
-#[inline]
-fn find1(hay: &[u8], i: usize, a: u8) -> Option<usize> {
-    let pa = LO * u64::from(a);
-    let mut offset = i;
-    while let Some(w) = word_at(hay, offset) {
-        let found = eq_mask(w, pa);
-        if found != 0 {
-            return Some(offset + (found.trailing_zeros() / 8) as usize);
-        }
-        offset += 8;
-    }
-    hay.get(offset..)?
-        .iter()
-        .position(|&c| c == a)
         .map(|p| offset + p)
 }
 
@@ -332,11 +322,65 @@ impl<'a> SeenNames<'a> {
     }
 }
 
-/// A validated label set: the offset of its `}`, and its shape.
+/// A validated label set: the offset of its `}`, its shape, and the quoted metric name written inside
+/// the braces (`{"my.metric", a="b"}`), if any.
 #[derive(Clone, Copy)]
 pub(super) struct LabelSet {
     pub close: usize,
     pub shape: Shape,
+    pub name: Option<Quoted>,
+}
+
+/// A quoted string within a line: the offsets of its content (without the quotes), and whether the
+/// content holds a backslash (so it needs unescaping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Quoted {
+    pub start: usize,
+    pub end: usize,
+    pub escaped: bool,
+}
+
+impl Quoted {
+    /// The content, unescaped (allocating only when it holds a backslash). Out of line: quoted names
+    /// are off the legacy names' path.
+    #[inline(never)]
+    pub(super) fn text<'a>(&self, line: &'a str) -> Cow<'a, str> {
+        let raw = line.get(self.start..self.end).unwrap_or_default();
+        if self.escaped {
+            Cow::Owned(unescape_label(raw))
+        } else {
+            Cow::Borrowed(raw)
+        }
+    }
+}
+
+/// The quoted string whose opening `"` is at `open` (label-value escapes: a backslash escapes the next
+/// byte). `None` when it is not closed on this line.
+#[inline]
+pub(super) fn quoted_at(b: &[u8], open: usize) -> Option<Quoted> {
+    let start = open + 1;
+    let first = quote_or_backslash(b, start)?;
+    if b.get(first) == Some(&b'"') {
+        return Some(Quoted {
+            start,
+            end: first,
+            escaped: false,
+        });
+    }
+    let end = closing_quote(b, first)?;
+    Some(Quoted {
+        start,
+        end,
+        escaped: true,
+    })
+}
+
+/// Whether a quoted metric name may appear inside a label set's braces: only where no name came before
+/// the braces, and never in an exemplar.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum NameInBraces {
+    Allowed,
+    Forbidden,
 }
 
 /// How [`LabelIter`] can walk a validated label set.
@@ -404,12 +448,18 @@ fn fingerprint(b: &[u8], start: usize, end: usize) -> u64 {
 /// fingerprints is checked in one quick pass; anything else (blanks, escapes, a possible duplicate,
 /// errors) is re-checked from the start by the general scanner, which alone reports errors.
 #[inline]
-pub(super) fn scan_labels(b: &[u8], open: usize, dialect: Dialect) -> Result<LabelSet, ScanError> {
+pub(super) fn scan_labels(
+    b: &[u8],
+    open: usize,
+    dialect: Dialect,
+    names: NameInBraces,
+) -> Result<LabelSet, ScanError> {
     let mut i = open + 1;
     if b.get(i) == Some(&b'}') {
         return Ok(LabelSet {
             close: i,
             shape: Shape::EMPTY,
+            name: None,
         });
     }
     let base = open + 1;
@@ -470,37 +520,87 @@ pub(super) fn scan_labels(b: &[u8], open: usize, dialect: Dialect) -> Result<Lab
             } else {
                 Shape::Plain
             };
-            return Ok(LabelSet { close: end, shape });
+            return Ok(LabelSet {
+                close: end,
+                shape,
+                name: None,
+            });
         }
     }
-    scan_labels_general(b, open, dialect).map(|close| LabelSet {
+    scan_labels_general(b, open, dialect, names).map(|(close, name)| LabelSet {
         close,
         shape: Shape::General,
+        name,
     })
 }
 
-/// Validates any label set whose `{` is at `open` and returns the offset of its `}`.
+/// Validates any label set whose `{` is at `open` and returns the offset of its `}` and the quoted
+/// metric name inside it, if any.
+///
+/// A label name is `[a-zA-Z_][a-zA-Z0-9_]*` or a quoted string (any UTF-8, label-value escapes). A
+/// quoted string followed by `,` or `}` instead of `=` is the metric name (`{"my.metric", a="b"}`), at
+/// most once, and only where `names` allows it. The text dialect also takes labels without a comma
+/// between them (`{a="b" c="d"}`), as Prometheus's lexer does.
 ///
 /// Label names must be unique: each is compared with the earlier ones, kept in a small array on the
 /// stack; a set with more names than that is re-scanned once it is known to be well formed.
 #[cold]
 #[inline(never)]
-fn scan_labels_general(b: &[u8], open: usize, dialect: Dialect) -> Result<usize, ScanError> {
+fn scan_labels_general(
+    b: &[u8],
+    open: usize,
+    dialect: Dialect,
+    names: NameInBraces,
+) -> Result<(usize, Option<Quoted>), ScanError> {
     let text = dialect == Dialect::Text;
     let skip = |i| if text { skip_blanks(b, i) } else { i };
     let mut i = skip(open + 1);
+    let mut metric_name = None;
     if b.get(i) == Some(&b'}') {
-        return Ok(i);
+        return Ok((i, None));
     }
     let mut seen = SeenNames::new();
     loop {
-        let name_start = i;
-        let name_end = label_name_end(b, i);
-        if name_end == name_start {
-            return Err(ScanError::new(i, "expected label name"));
+        let (name_start, name_end, after) = if b.get(i) == Some(&b'"') {
+            let Some(q) = quoted_at(b, i) else {
+                return Err(ScanError::new(i, "unterminated quoted label name"));
+            };
+            (q.start, q.end, q.end + 1)
+        } else {
+            let end = label_name_end(b, i);
+            if end == i {
+                return Err(ScanError::new(i, "expected label name"));
+            }
+            (i, end, end)
+        };
+        let quoted = after != name_end;
+        let next = skip(after);
+        if quoted && matches!(b.get(next), Some(b',' | b'}')) {
+            if names == NameInBraces::Forbidden {
+                return Err(ScanError::new(i, "expected label name"));
+            }
+            if metric_name.is_some() {
+                return Err(ScanError::new(i, "metric name already set"));
+            }
+            metric_name = Some(Quoted {
+                start: name_start,
+                end: name_end,
+                escaped: b
+                    .get(name_start..name_end)
+                    .is_some_and(|n| n.contains(&b'\\')),
+            });
+            if b.get(next) == Some(&b'}') {
+                i = next;
+                break;
+            }
+            i = skip(next + 1);
+            if b.get(i) == Some(&b'}') {
+                break;
+            }
+            continue;
         }
         seen.add(b, name_start, name_end)?;
-        i = skip(name_end);
+        i = next;
         if b.get(i) != Some(&b'=') {
             return Err(ScanError::new(i, "expected '=' after label name"));
         }
@@ -520,6 +620,8 @@ fn scan_labels_general(b: &[u8], open: usize, dialect: Dialect) -> Result<usize,
                     break;
                 }
             }
+            // Prometheus's text lexer needs no comma between labels.
+            Some(_) if text => {}
             _ => {
                 return Err(ScanError::new(i, "expected ',' or '}' after label value"));
             }
@@ -528,7 +630,7 @@ fn scan_labels_general(b: &[u8], open: usize, dialect: Dialect) -> Result<usize,
     if seen.count > INLINE_NAMES {
         check_unique(b, open + 1, i)?;
     }
-    Ok(i)
+    Ok((i, metric_name))
 }
 
 #[cold]
@@ -546,56 +648,74 @@ fn check_unique(b: &[u8], start: usize, end: usize) -> Result<(), ScanError> {
         return Ok(());
     };
     let mut outer = 0;
-    while let Some((name, _, _)) = next_general(raw, &mut outer) {
+    while let Some(label) = next_general(raw, &mut outer) {
         let mut inner = outer;
-        while let Some((other, _, _)) = next_general(raw, &mut inner) {
-            let other_name = raw.get(other.clone()).unwrap_or_default();
-            if other_name == raw.get(name.clone()).unwrap_or_default() {
-                return Err(duplicate(start + other.start, other_name));
+        while let Some(other) = next_general(raw, &mut inner) {
+            let other_name = raw.get(other.name.clone()).unwrap_or_default();
+            if other_name == raw.get(label.name.clone()).unwrap_or_default() {
+                return Err(duplicate(start + other.name.start, other_name));
             }
         }
     }
     Ok(())
 }
 
-/// The next `(name, escaped value, value holds a backslash)` of an already validated label set (the
-/// text between the braces) from `*pos`, as byte ranges. Stops quietly on anything unexpected, which
-/// validation has ruled out.
+/// One label of a validated set as byte ranges: the name (without quotes when quoted) and the value
+/// (still escaped), each with whether it holds a backslash.
+struct RawLabel {
+    name: Range<usize>,
+    name_escaped: bool,
+    value: Range<usize>,
+    value_escaped: bool,
+}
+
+/// The next label of an already validated label set (the text between the braces) from `*pos`,
+/// skipping a quoted metric name. Stops quietly on anything unexpected, which validation has ruled out.
 #[inline]
-fn next_general(b: &[u8], pos: &mut usize) -> Option<(Range<usize>, Range<usize>, bool)> {
+fn next_general(b: &[u8], pos: &mut usize) -> Option<RawLabel> {
     let mut i = *pos;
-    while b.get(i).is_some_and(|&c| is_blank(c) || c == b',') {
-        i += 1;
+    loop {
+        while b.get(i).is_some_and(|&c| is_blank(c) || c == b',') {
+            i += 1;
+        }
+        let (name, name_escaped, after) = if b.get(i) == Some(&b'"') {
+            let q = quoted_at(b, i)?;
+            (q.start..q.end, q.escaped, q.end + 1)
+        } else {
+            let end = label_name_end(b, i);
+            if end == i {
+                *pos = b.len();
+                return None;
+            }
+            (i..end, false, end)
+        };
+        let eq = skip_blanks(b, after);
+        if b.get(eq) != Some(&b'=') {
+            // A quoted metric name inside the braces: not a label.
+            i = eq;
+            continue;
+        }
+        i = skip_blanks(b, eq + 1);
+        if b.get(i) != Some(&b'"') {
+            *pos = b.len();
+            return None;
+        }
+        let start = i + 1;
+        // Fast path: no backslash before the closing quote.
+        let first = quote_or_backslash(b, start)?;
+        let (close, value_escaped) = if b.get(first) == Some(&b'"') {
+            (first, false)
+        } else {
+            (closing_quote(b, first)?, true)
+        };
+        *pos = close + 1;
+        return Some(RawLabel {
+            name,
+            name_escaped,
+            value: start..close,
+            value_escaped,
+        });
     }
-    // Validated already: the name runs to '=' (minus blanks before it in the text dialect).
-    let Some(eq) = find1(b, i, b'=') else {
-        *pos = b.len();
-        return None;
-    };
-    let mut name_end = eq;
-    while name_end > i && b.get(name_end - 1).is_some_and(|&c| is_blank(c)) {
-        name_end -= 1;
-    }
-    if name_end == i {
-        *pos = b.len();
-        return None;
-    }
-    let name = i..name_end;
-    i = skip_blanks(b, eq + 1);
-    if b.get(i) != Some(&b'"') {
-        *pos = b.len();
-        return None;
-    }
-    let start = i + 1;
-    // Fast path: no backslash before the closing quote.
-    let first = quote_or_backslash(b, start)?;
-    let (close, escaped) = if b.get(first) == Some(&b'"') {
-        (first, false)
-    } else {
-        (closing_quote(b, first)?, true)
-    };
-    *pos = close + 1;
-    Some((name, start..close, escaped))
 }
 
 /// Iterates a sample's labels as `(name, value)`, unescaping a value only when it holds a backslash.
@@ -638,21 +758,33 @@ impl<'a> LabelIter<'a> {
         }
     }
 
-    /// Next label with its value still escaped, as it appears on the wire.
+    /// Next label with its name and value still escaped, as they appear on the wire (a quoted name
+    /// without its quotes), and whether the value holds a backslash.
     #[inline]
     pub(super) fn next_raw(&mut self) -> Option<(&'a str, &'a str, bool)> {
+        self.next_escaped().map(|(n, _, v, e)| (n, v, e))
+    }
+
+    /// Next label as `(name, name holds a backslash, value, value holds a backslash)`, both escaped.
+    #[inline(always)]
+    fn next_escaped(&mut self) -> Option<(&'a str, bool, &'a str, bool)> {
         match self.shape {
             Shape::Indexed(spans) => {
                 let (name, value) = self.next_indexed(&spans)?;
-                Some((name, value, false))
+                Some((name, false, value, false))
             }
             Shape::Plain => {
                 let (name, value) = self.next_plain()?;
-                Some((name, value, false))
+                Some((name, false, value, false))
             }
             Shape::General => {
-                let (name, value, escaped) = next_general(self.raw.as_bytes(), &mut self.pos)?;
-                Some((self.raw.get(name)?, self.raw.get(value)?, escaped))
+                let l = next_general(self.raw.as_bytes(), &mut self.pos)?;
+                Some((
+                    self.raw.get(l.name)?,
+                    l.name_escaped,
+                    self.raw.get(l.value)?,
+                    l.value_escaped,
+                ))
             }
         }
     }
@@ -717,16 +849,22 @@ fn quote_bits(b: &[u8], at: usize) -> u64 {
 }
 
 impl<'a> Iterator for LabelIter<'a> {
-    type Item = (&'a str, Cow<'a, str>);
+    type Item = (Cow<'a, str>, Cow<'a, str>);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let (name, value, escaped) = self.next_raw()?;
-        if escaped {
-            Some((name, Cow::Owned(unescape_label(value))))
-        } else {
-            Some((name, Cow::Borrowed(value)))
-        }
+        let (name, name_escaped, value, value_escaped) = self.next_escaped()?;
+        let unescaped = |s: &'a str, escaped: bool| {
+            if escaped {
+                Cow::Owned(unescape_label(s))
+            } else {
+                Cow::Borrowed(s)
+            }
+        };
+        Some((
+            unescaped(name, name_escaped),
+            unescaped(value, value_escaped),
+        ))
     }
 }
 
@@ -899,23 +1037,35 @@ pub(super) fn overflowed(token: &str, value: f64) -> bool {
             .is_some_and(|c| !c.is_ascii_alphabetic())
 }
 
-/// An unsigned run of decimal digits that fits an `i64` (the text format's millisecond timestamp).
+/// The text format's millisecond timestamp: an optionally signed run of decimal digits that fits an
+/// `i64`, as `strconv.ParseInt` reads it (expfmt's parser; Prometheus 3 scrapes negative timestamps
+/// too, e.g. samples from before 1970).
 #[inline]
 pub(super) fn parse_millis(s: &str) -> Option<i64> {
-    if s.is_empty() {
+    let (neg, digits) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
         return None;
     }
+    // Accumulated negatively, so that `i64::MIN` itself fits.
     let mut v: i64 = 0;
-    for &c in s.as_bytes() {
+    for &c in digits.as_bytes() {
         if !c.is_ascii_digit() {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(i64::from(c - b'0'))?;
+        v = v.checked_mul(10)?.checked_sub(i64::from(c - b'0'))?;
     }
-    Some(v)
+    if neg { Some(v) } else { v.checked_neg() }
 }
 
-/// Converts OpenMetrics float seconds to integer milliseconds (rounded; saturating at the `i64` range).
+/// Converts OpenMetrics float seconds to integer milliseconds, rounded (saturating at the `i64` range).
+///
+/// Prometheus truncates (`int64(ts * 1000)`), which turns `1.001` into 1000 ms because the product is
+/// 1000.9999999999999; rounding gives what was written wherever a timestamp has at most millisecond
+/// precision, and differs from Prometheus only by that float noise.
 pub(super) fn seconds_to_millis(seconds: f64) -> i64 {
     // `as` saturates on overflow, which is the documented behaviour for absurd timestamps.
     (seconds * 1000.0).round() as i64
@@ -1073,18 +1223,21 @@ mod tests {
     fn walk(line: &str, quick: bool, dialect: Dialect) -> Result<Vec<(String, String)>, String> {
         let b = line.as_bytes();
         let result = if quick {
-            scan_labels(b, 0, dialect)
+            scan_labels(b, 0, dialect, NameInBraces::Allowed)
         } else {
-            scan_labels_general(b, 0, dialect).map(|close| LabelSet {
-                close,
-                shape: Shape::General,
+            scan_labels_general(b, 0, dialect, NameInBraces::Allowed).map(|(close, name)| {
+                LabelSet {
+                    close,
+                    shape: Shape::General,
+                    name,
+                }
             })
         };
         match result {
             Ok(set) => {
                 let raw = &line[1..set.close];
                 Ok(LabelIter::with_shape(raw, set.shape)
-                    .map(|(n, v)| (n.to_owned(), v.into_owned()))
+                    .map(|(n, v)| (n.into_owned(), v.into_owned()))
                     .collect())
             }
             Err(e) => Err(format!("{} {}", e.at, e.reason)),

@@ -143,8 +143,8 @@ fn text_errors() {
         ),
         ("a{c=\"1} 1", "line 1, column 5: unterminated label value"),
         (
-            "a{c=\"1\" d=\"2\"} 1",
-            "line 1, column 9: expected ',' or '}' after label value",
+            "a{c=\"1\" d} 1",
+            "line 1, column 10: expected '=' after label name",
         ),
         ("a{,} 1", "line 1, column 3: expected label name"),
         ("a{c=\"1\",,} 1", "line 1, column 9: expected label name"),
@@ -164,7 +164,8 @@ fn text_errors() {
         ("a 1_000", "line 1, column 3: invalid value \"1_000\""),
         ("a 1e999", "line 1, column 3: invalid value \"1e999\""),
         ("a -NaN", "line 1, column 3: invalid value \"-NaN\""),
-        ("a 1 -5", "line 1, column 5: invalid timestamp \"-5\""),
+        ("a 1 -", "line 1, column 5: invalid timestamp \"-\""),
+        ("a 1 --5", "line 1, column 5: invalid timestamp \"--5\""),
         ("a 1 1.5", "line 1, column 5: invalid timestamp \"1.5\""),
         (
             "a 1 99999999999999999999",
@@ -181,11 +182,11 @@ fn text_errors() {
         ("0a 1", "line 1, column 1: expected metric name"),
         (
             "{__name__=\"a\"} 1",
-            "line 1, column 1: expected metric name",
+            "line 1, column 1: metric name not set",
         ),
         (
-            "# TYPE a gaugehistogram",
-            "line 1, column 10: invalid metric type \"gaugehistogram\"",
+            "# TYPE a info",
+            "line 1, column 10: invalid metric type \"info\"",
         ),
         (
             "# TYPE a counter ",
@@ -332,6 +333,24 @@ fn content_negotiation() {
         assert_eq!(format_from_content_type(*ct), *want, "{ct:?}");
     }
     assert!(ACCEPT_HEADER.starts_with("application/openmetrics-text;version=1.0.0,"));
+    // Prometheus 3's header (scrape/scrape.go acceptHeader with the default scrape protocols).
+    assert_eq!(
+        accept_header(EscapingScheme::AllowUtf8),
+        "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,\
+         application/openmetrics-text;version=0.0.1;q=0.5,\
+         text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,\
+         text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+    );
+    for scheme in [
+        EscapingScheme::Underscores,
+        EscapingScheme::Dots,
+        EscapingScheme::Values,
+    ] {
+        let header = accept_header(scheme);
+        let param = format!(";escaping={scheme};");
+        assert_eq!(header.matches(param.as_str()).count(), 2, "{header}");
+        assert_eq!(header.matches("escaping=").count(), 2, "{header}");
+    }
 }
 
 #[test]
@@ -369,4 +388,106 @@ fn body_decoding() {
     assert!(
         matches!(decode_body(&gz, Some("br"), 1 << 20), Err(BodyError::UnsupportedEncoding(e)) if e == "br")
     );
+}
+
+/// Prometheus 3's quoted names: `{"name", ...}`, quoted label names, quoted metadata names, and
+/// expfmt's `"name"{...}` form; gauge histograms and negative timestamps in the text format.
+#[test]
+fn text_prometheus3_constructs() {
+    text(
+        "# HELP \"my.metric\" A \\\"dotted\\\" one.\n# TYPE \"my.metric\" gauge\n\
+         {\"my.metric\", \"k.8s\"=\"v\"} 1\n{\"my.metric\"} 2\n\"my.metric\"{a=\"b\"} 3 -1000\n\
+         \"my.metric\" 4\n{\"a\\\"q\"} 5\nb{\"c d\"=\"e\",f=\"g\"} 6\n",
+        r#"
+        HELP my.metric "A \\\"dotted\\\" one."
+        TYPE my.metric gauge
+        my.metric {k.8s="v"} 1.0 gauge key="{\"my.metric\", \"k.8s\"=\"v\"}"
+        my.metric {} 2.0 gauge key="{\"my.metric\"}"
+        my.metric {a="b"} 3.0 @-1000 gauge key="\"my.metric\"{a=\"b\"}"
+        my.metric {} 4.0 gauge key="\"my.metric\""
+        a"q {} 5.0 unknown key="{\"a\\\"q\"}"
+        b {c d="e",f="g"} 6.0 unknown key="b{\"c d\"=\"e\",f=\"g\"}"
+        "#,
+    );
+    text(
+        "# TYPE g gaugehistogram\ng_bucket{le=\"1\"} 1\ng_bucket{le=\"+Inf\"} 2\ng_gcount 2\ng_gsum 3\n",
+        r#"
+        TYPE g gaugehistogram
+        g_bucket {le="1"} 1.0 gaugehistogram key="g_bucket{le=\"1\"}"
+        g_bucket {le="+Inf"} 2.0 gaugehistogram key="g_bucket{le=\"+Inf\"}"
+        g_gcount {} 2.0 gaugehistogram key="g_gcount"
+        g_gsum {} 3.0 gaugehistogram key="g_gsum"
+        "#,
+    );
+    let errors: &[(&str, &str)] = &[
+        (
+            "{\"a\",\"b\"} 1",
+            "line 1, column 6: metric name already set",
+        ),
+        ("a{\"b\"} 1", "line 1, column 3: expected label name"),
+        (
+            "{\"a} 1",
+            "line 1, column 2: unterminated quoted label name",
+        ),
+        ("\"a 1", "line 1, column 1: unterminated metric name"),
+        ("{a=\"b\"} 1", "line 1, column 1: metric name not set"),
+    ];
+    for (input, err) in errors {
+        check_error(Format::Text, input, err);
+    }
+}
+
+#[test]
+fn openmetrics_prometheus3_constructs() {
+    om(
+        "# TYPE \"my.counter\" counter\n# UNIT \"my.counter\" \n{\"my.counter_total\",\"k.8s\"=\"v\"} 1 -1.5\n# EOF\n",
+        r#"
+        TYPE my.counter counter
+        UNIT my.counter ""
+        my.counter_total {k.8s="v"} 1.0 @-1500 counter key="{\"my.counter_total\",\"k.8s\"=\"v\"}"
+        "#,
+    );
+    check_error(
+        Format::OpenMetrics,
+        "a_total 1 # {\"x\"} 1\n# EOF\n",
+        "line 1, column 14: expected label name",
+    );
+}
+
+/// `labels.FormatOpenMetricsFloat` and the `le` / `quantile` normalisation of `model/textparse`.
+#[test]
+fn float_label_normalisation() {
+    let cases: &[(f64, &str)] = &[
+        (0.0, "0.0"),
+        (1.0, "1.0"),
+        (0.25, "0.25"),
+        (-1.5, "-1.5"),
+        (100000.0, "100000.0"),
+        (1e6, "1e+06"),
+        (1234567.0, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (0.00001, "1e-05"),
+        (1.5e-7, "1.5e-07"),
+        (1e300, "1e+300"),
+        (f64::INFINITY, "+Inf"),
+        (f64::NEG_INFINITY, "-Inf"),
+        (f64::NAN, "NaN"),
+        (-0.0, "-0.0"),
+    ];
+    for &(v, want) in cases {
+        assert_eq!(format_openmetrics_float(v), want, "{v}");
+    }
+    let n = |kind, name, v: &'static str| normalize_float_label(kind, name, Cow::Borrowed(v));
+    assert_eq!(n(MetricType::Histogram, "le", "1"), "1.0");
+    assert_eq!(n(MetricType::Histogram, "le", "+inf"), "+Inf");
+    assert_eq!(n(MetricType::Histogram, "le", "0.50"), "0.5");
+    assert_eq!(n(MetricType::Summary, "quantile", "0"), "0.0");
+    assert_eq!(n(MetricType::Histogram, "le", "x"), "x");
+    assert_eq!(n(MetricType::GaugeHistogram, "le", "1"), "1");
+    assert_eq!(n(MetricType::Summary, "le", "1"), "1");
+    assert_eq!(n(MetricType::Unknown, "le", "1"), "1");
+    assert!(matches!(
+        n(MetricType::Histogram, "le", "1.0"),
+        Cow::Borrowed(_)
+    ));
 }

@@ -95,7 +95,8 @@ fn render_ours(input: &[u8], format: Format) -> Vec<String> {
                     s.kind,
                     MetricType::Counter | MetricType::Summary | MetricType::Histogram
                 );
-                if format == Format::OpenMetrics && st_kind && s.name.to_cow().ends_with("_created") {
+                if format == Format::OpenMetrics && st_kind && s.name.to_cow().ends_with("_created")
+                {
                     continue;
                 }
                 let mut labels: Vec<(String, String)> = s

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use surge_model::{
     ArcStr, EscapingScheme, Labels, LabelsBuilder, NameValidationScheme, Sample,
     is_valid_metric_name, stale_nan,

@@ -272,12 +272,9 @@ pub struct ParseError {
 /// One meaningful line of exposition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry<'a> {
-    /// `# TYPE family kind`. A quoted family name (`# TYPE "my.metric" gauge`) is given unquoted and
-    /// unescaped, as are all names below.
-    Type {
-        family: Name<'a>,
-        kind: MetricType,
-    },
+    /// `# TYPE family kind`. A quoted family name (`# TYPE "my.metric" gauge`) is given without its
+    /// quotes, as are all names below; a [`Name`] is unescaped only when read.
+    Type { family: Name<'a>, kind: MetricType },
     /// `# HELP family text`, unescaped.
     Help {
         family: Name<'a>,
@@ -607,9 +604,7 @@ impl<'a> Parser<'a> {
             (Some((len, kind)), _) => {
                 Self::text_kind(name.raw().get(len..).unwrap_or_default(), kind)
             }
-            (None, Some((family, kind, escaped))) => {
-                Self::quoted_kind(name, family, kind, escaped)
-            }
+            (None, Some((family, kind, escaped))) => Self::quoted_kind(name, family, kind, escaped),
             (None, _) => MetricType::Unknown,
         };
         Some(Ok(Entry::Sample(Sample {

@@ -346,7 +346,10 @@ impl Quoted {
     /// The content as a name (escapes kept, read lazily).
     #[inline]
     pub(super) fn name<'a>(&self, line: &'a str) -> Name<'a> {
-        Name::new(line.get(self.start..self.end).unwrap_or_default(), self.escaped)
+        Name::new(
+            line.get(self.start..self.end).unwrap_or_default(),
+            self.escaped,
+        )
     }
 }
 

@@ -76,7 +76,7 @@ fn surge(body: &str) -> usize {
         match entry {
             Ok(Entry::Sample(s)) => {
                 for (name, value) in s.labels() {
-                    n += name.len() + value.len();
+                    n += name.raw().len() + value.len();
                 }
                 black_box(s.value);
                 n += 1;

@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Entry::Sample(s)) => {
                     // A bare name starts the key; a quoted one is inside the key's quotes or braces.
                     assert!(
-                        s.series_key.starts_with(&*s.name) || s.series_key.starts_with(['{', '"'])
+                        s.series_key.starts_with(s.name.raw())
+                            || s.series_key.starts_with(['{', '"'])
                     );
                     for (name, value) in s.labels() {
                         std::hint::black_box((name, value));

@@ -50,11 +50,11 @@ fn ours(body: &str) -> Vec<Flat> {
         if let Entry::Sample(s) = entry.unwrap() {
             let mut labels: BTreeMap<String, String> = s
                 .labels()
-                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .map(|(n, v)| (n.to_string(), v.into_owned()))
                 .collect();
             normalise(&mut labels);
             out.push((
-                s.name.into_owned(),
+                s.name.to_string(),
                 labels,
                 value_bits(s.value),
                 s.timestamp_ms,

@@ -101,7 +101,7 @@ fn round_trip(all: &[Series], format: Format) {
         assert_eq!(got.name, format!("metric_{i}x"));
         let labels: BTreeMap<String, String> = got
             .labels()
-            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .map(|(n, v)| (n.to_string(), v.into_owned()))
             .collect();
         assert_eq!(labels, want.labels);
         if want.value.is_nan() {

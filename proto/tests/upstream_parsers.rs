@@ -95,17 +95,18 @@ fn render_ours(input: &[u8], format: Format) -> Vec<String> {
                     s.kind,
                     MetricType::Counter | MetricType::Summary | MetricType::Histogram
                 );
-                if format == Format::OpenMetrics && st_kind && s.name.ends_with("_created") {
+                if format == Format::OpenMetrics && st_kind && s.name.to_cow().ends_with("_created")
+                {
                     continue;
                 }
                 let mut labels: Vec<(String, String)> = s
                     .labels()
                     .map(|(n, v)| {
-                        let v = normalize_float_label(s.kind, &n, v);
-                        (n.into_owned(), v.into_owned())
+                        let v = normalize_float_label(s.kind, &n.to_cow(), v);
+                        (n.to_string(), v.into_owned())
                     })
                     .collect();
-                labels.push(("__name__".to_owned(), s.name.clone().into_owned()));
+                labels.push(("__name__".to_owned(), s.name.to_string()));
                 labels.sort();
                 let ts = s.timestamp_ms.map(|t| format!(" @{t}")).unwrap_or_default();
                 format!("SERIES {} {:?}{ts} {labels:?}", s.series_key, s.value)
@@ -311,11 +312,11 @@ fn expfmt_text_parse() {
         for entry in Parser::new(input, Format::Text) {
             match entry {
                 Ok(Entry::Help { family, .. } | Entry::Type { family, .. }) => {
-                    names.push(family.into_owned());
+                    names.push(family.to_string());
                 }
                 Ok(Entry::Sample(s)) => {
-                    names.push(s.name.clone().into_owned());
-                    seen_pairs.extend(s.labels().map(|(n, v)| (n.into_owned(), v.into_owned())));
+                    names.push(s.name.to_string());
+                    seen_pairs.extend(s.labels().map(|(n, v)| (n.to_string(), v.into_owned())));
                 }
                 Ok(Entry::Unit { .. }) => {}
                 Err(e) => problem = Some(e.to_string()),

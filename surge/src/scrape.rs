@@ -44,10 +44,10 @@ pub fn main(target: &str, format: FormatArg, output: Output) -> ExitCode {
                 .map(|s| {
                     let labels: Map<String, Value> = s
                         .labels()
-                        .map(|(n, v)| (n.into_owned(), Value::String(v.into_owned())))
+                        .map(|(n, v)| (n.to_cow().into_owned(), Value::String(v.into_owned())))
                         .collect();
                     json!({
-                        "name": s.name,
+                        "name": s.name.to_cow(),
                         "labels": labels,
                         "value": json_value(s.value),
                         "timestamp_ms": s.timestamp_ms,

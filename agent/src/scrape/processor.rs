@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::borrow::Cow;
-
 use surge_model::{
     ArcStr, EscapingScheme, Labels, LabelsBuilder, NameValidationScheme, Sample,
     is_valid_metric_name, stale_nan,
@@ -534,11 +532,12 @@ impl TargetProcessor {
         let mut b = LabelsBuilder::default();
         let escaping = self.rules.name_escaping;
         for (n, v) in sample.labels() {
+            let n = n.to_cow();
             // Prometheus 3 writes `le` and `quantile` in one canonical form (`1` → `1.0`).
             let v = normalize_float_label(sample.kind, &n, v);
-            b.set(escape_name(escaping, n), v.as_ref());
+            b.set(escape_name(escaping, &n), v.as_ref());
         }
-        b.set("__name__", escape_name(escaping, sample.name.clone()));
+        b.set("__name__", escape_name(escaping, &sample.name.to_cow()));
         for l in self.rules.target_labels.iter() {
             if self.rules.honor_labels {
                 if b.get(&l.name).is_none() {
@@ -610,11 +609,11 @@ enum SeriesBuild {
 /// A scraped metric or label name as `escaping` writes it. Legacy names (nearly all) pass through
 /// untouched whatever the scheme, as prometheus/common's `EscapeMetricFamily` leaves them; so does
 /// every name under `allow-utf-8`.
-fn escape_name(escaping: EscapingScheme, name: Cow<'_, str>) -> ArcStr {
-    if escaping == EscapingScheme::AllowUtf8 || is_valid_metric_name(&name) {
-        return ArcStr::from(&*name);
+fn escape_name(escaping: EscapingScheme, name: &str) -> ArcStr {
+    if escaping == EscapingScheme::AllowUtf8 || is_valid_metric_name(name) {
+        return ArcStr::from(name);
     }
-    ArcStr::from(&*escaping.escape(&name))
+    ArcStr::from(&*escaping.escape(name))
 }
 
 #[cfg(test)]

@@ -21,9 +21,11 @@ use std::io::Read;
 use memchr::memchr;
 use surge_model::EscapingScheme;
 
+mod name;
 mod openmetrics;
 mod scan;
 
+pub use name::Name;
 pub use scan::LabelIter;
 
 use scan::{Dialect, NameInBraces, ScanError, Shape};
@@ -270,19 +272,16 @@ pub struct ParseError {
 /// One meaningful line of exposition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry<'a> {
-    /// `# TYPE family kind`. A quoted family name (`# TYPE "my.metric" gauge`) is given unquoted and
-    /// unescaped, as are all names below.
-    Type {
-        family: Cow<'a, str>,
-        kind: MetricType,
-    },
+    /// `# TYPE family kind`. A quoted family name (`# TYPE "my.metric" gauge`) is given without its
+    /// quotes, as are all names below; a [`Name`] is unescaped only when read.
+    Type { family: Name<'a>, kind: MetricType },
     /// `# HELP family text`, unescaped.
     Help {
-        family: Cow<'a, str>,
+        family: Name<'a>,
         text: Cow<'a, str>,
     },
     /// `# UNIT family unit` (OpenMetrics only).
-    Unit { family: Cow<'a, str>, unit: &'a str },
+    Unit { family: Name<'a>, unit: &'a str },
     /// A sample line.
     Sample(Sample<'a>),
 }
@@ -291,8 +290,8 @@ pub enum Entry<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample<'a> {
     /// Metric name of this line, e.g. `http_request_duration_seconds_bucket`, or `my.metric` for
-    /// `{"my.metric"} 1` (unquoted and unescaped; borrowed unless it held an escape).
-    pub name: Cow<'a, str>,
+    /// `{"my.metric"} 1` (unquoted; see [`Name`] for reading one that held an escape).
+    pub name: Name<'a>,
     /// The exact input slice `name{...labels...}` (or just `name`, or `{"name",...labels...}`): the
     /// agent's per-target cache key.
     pub series_key: &'a str,
@@ -495,15 +494,7 @@ impl<'a> Parser<'a> {
                 ScanError::new(text_at, format!("invalid metric type {text:?}")),
             );
         };
-        let raw = match &family {
-            Cow::Borrowed(name) => (*name, false),
-            // Only an escaped quoted name is owned: keep it as written, inside the quotes.
-            Cow::Owned(_) => (
-                line.get(name_start + 1..name_end - 1).unwrap_or_default(),
-                true,
-            ),
-        };
-        self.text_family = Some((raw.0, kind, raw.1));
+        self.text_family = Some((family.raw(), kind, family.is_escaped()));
         Some(Ok(Entry::Type { family, kind }))
     }
 
@@ -541,7 +532,7 @@ impl<'a> Parser<'a> {
                 if end == start {
                     return self.fail(number, ScanError::new(start, "expected metric name"));
                 }
-                (Some(Cow::Borrowed(&line[start..end])), end)
+                (Some(Name::plain(&line[start..end])), end)
             }
         };
         let mut key_end = name_end;
@@ -559,7 +550,7 @@ impl<'a> Parser<'a> {
                 Err(e) => return self.fail(number, e),
             };
             if let Some(q) = set.name {
-                name = Some(q.text(line));
+                name = Some(q.name(line));
             }
             let close = set.close;
             shape = set.shape;
@@ -610,10 +601,10 @@ impl<'a> Parser<'a> {
             }
         }
         let kind = match (prefixed, family) {
-            (Some((len, kind)), _) => Self::text_kind(name.get(len..).unwrap_or_default(), kind),
-            (None, Some((family, kind, escaped))) => {
-                Self::quoted_kind(&name, family, kind, escaped)
+            (Some((len, kind)), _) => {
+                Self::text_kind(name.raw().get(len..).unwrap_or_default(), kind)
             }
+            (None, Some((family, kind, escaped))) => Self::quoted_kind(name, family, kind, escaped),
             (None, _) => MetricType::Unknown,
         };
         Some(Ok(Entry::Sample(Sample {
@@ -630,7 +621,8 @@ impl<'a> Parser<'a> {
     /// The type of a sample whose name did not start with the `# TYPE` family as written: it may
     /// still belong to it when the family was quoted (`# TYPE "a.b" gauge` then `{"a.b"} 1`).
     #[inline(never)]
-    fn quoted_kind(name: &str, family: &str, kind: MetricType, escaped: bool) -> MetricType {
+    fn quoted_kind(name: Name<'_>, family: &str, kind: MetricType, escaped: bool) -> MetricType {
+        let name = name.to_cow();
         let family = if escaped {
             Cow::Owned(scan::unescape_label(family))
         } else {
@@ -644,9 +636,9 @@ impl<'a> Parser<'a> {
     /// offset after its closing quote.
     #[cold]
     #[inline(never)]
-    fn quoted_name(line: &'a str, start: usize) -> Option<(Option<Cow<'a, str>>, usize)> {
+    fn quoted_name(line: &'a str, start: usize) -> Option<(Option<Name<'a>>, usize)> {
         let q = scan::quoted_at(line.as_bytes(), start)?;
-        Some((Some(q.text(line)), q.end + 1))
+        Some((Some(q.name(line)), q.end + 1))
     }
 
     /// The type of a sample whose name is the last `# TYPE` family (of type `kind`) followed by `suffix`:

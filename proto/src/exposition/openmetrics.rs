@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use super::scan::{self, Dialect, LabelIter, NameInBraces, ScanError, Shape};
-use super::{Entry, MetricType, Sample};
+use super::{Entry, MetricType, Name, Sample};
 
 type LineResult<T> = Result<T, ScanError>;
 
@@ -282,7 +282,7 @@ impl<'a> Validator<'a> {
         // The name is bare, or quoted (`# TYPE "my.metric" gauge`) as Prometheus 3 writes it.
         let token = scan::metric_name_token(line, name_at);
         let name_end = token.as_ref().map(|(_, end)| *end);
-        let Some(name) = token
+        let Some(entry_name) = token
             .map(|(name, _)| name)
             .filter(|_| name_end.is_some_and(|end| line.as_bytes().get(end) == Some(&b' ')))
         else {
@@ -298,6 +298,7 @@ impl<'a> Validator<'a> {
                 format!("invalid metric name {word:?}"),
             ));
         };
+        let name = entry_name.to_cow();
         let name_end = name_end.unwrap_or(name_at);
         let text_at = name_end + 1;
         let text = &line[text_at..];
@@ -314,15 +315,7 @@ impl<'a> Validator<'a> {
                 if !self.prometheus {
                     self.close_family()?;
                 }
-                let raw_name = line
-                    .get(name_at..name_end)
-                    .map(|n| {
-                        n.strip_prefix('"')
-                            .and_then(|n| n.strip_suffix('"'))
-                            .unwrap_or(n)
-                    })
-                    .unwrap_or_default();
-                self.family = Some(Family::new(name.clone(), raw_name));
+                self.family = Some(Family::new(name.clone(), entry_name.raw()));
             }
         }
         let Some(family) = self.family.as_mut() else {
@@ -340,7 +333,10 @@ impl<'a> Validator<'a> {
                 } else {
                     Cow::Borrowed(text)
                 };
-                Entry::Help { family: name, text }
+                Entry::Help {
+                    family: entry_name,
+                    text,
+                }
             }
             "TYPE" => {
                 if family.typed && !self.prometheus {
@@ -354,7 +350,10 @@ impl<'a> Validator<'a> {
                 };
                 family.kind = kind;
                 family.typed = true;
-                Entry::Type { family: name, kind }
+                Entry::Type {
+                    family: entry_name,
+                    kind,
+                }
             }
             _ => {
                 if family.unit.is_some() && !self.prometheus {
@@ -371,7 +370,7 @@ impl<'a> Validator<'a> {
                 }
                 family.unit = Some(text);
                 Entry::Unit {
-                    family: name,
+                    family: entry_name,
                     unit: text,
                 }
             }
@@ -433,25 +432,22 @@ impl<'a> Validator<'a> {
             sample.kind = self
                 .family
                 .as_ref()
-                .filter(|f| f.member_suffix(&sample.name).is_some())
+                .filter(|f| f.member_suffix(&sample.name.to_cow()).is_some())
                 .map_or(MetricType::Unknown, |f| f.kind);
             return Ok(sample);
         }
         let suffix = match self
             .family
             .as_ref()
-            .and_then(|f| f.member_suffix(&sample.name))
+            .and_then(|f| f.member_suffix(&sample.name.to_cow()))
         {
             Some(suffix) => suffix,
             None => {
                 // A sample outside the current family starts an untyped one of its own.
                 self.close_family()?;
                 // Only a stateset reads `raw_name`, and this family is untyped.
-                let raw_name = match &sample.name {
-                    Cow::Borrowed(name) => name,
-                    Cow::Owned(_) => "",
-                };
-                let mut family = Family::new(sample.name.clone(), raw_name);
+                let raw_name = sample.name.as_str().unwrap_or_default();
+                let mut family = Family::new(sample.name.to_cow(), raw_name);
                 family.typed = true;
                 self.family = Some(family);
                 ""
@@ -635,7 +631,7 @@ fn parse_sample_line(line: &str) -> LineResult<SampleLine<'_>> {
     if name_end == 0 && b.first() != Some(&b'{') {
         return Err(ScanError::new(0, "expected metric name"));
     }
-    let mut name = (name_end > 0).then(|| Cow::Borrowed(&line[..name_end]));
+    let mut name = (name_end > 0).then(|| Name::plain(&line[..name_end]));
     let mut key_end = name_end;
     let mut raw_labels = "";
     let mut shape = Shape::EMPTY;
@@ -648,7 +644,7 @@ fn parse_sample_line(line: &str) -> LineResult<SampleLine<'_>> {
         };
         let set = scan::scan_labels(b, name_end, Dialect::OpenMetrics, names)?;
         if let Some(q) = set.name {
-            name = Some(q.text(line));
+            name = Some(q.name(line));
         }
         let close = set.close;
         shape = set.shape;
@@ -730,7 +726,7 @@ fn exemplar(line: &str, at: usize) -> LineResult<()> {
     let open = at + 2;
     let close = scan::scan_labels(b, open, Dialect::OpenMetrics, NameInBraces::Forbidden)?.close;
     let chars: usize = LabelIter::new(&line[open + 1..close])
-        .map(|(n, v)| n.chars().count() + v.chars().count())
+        .map(|(n, v)| n.to_cow().chars().count() + v.chars().count())
         .sum();
     if chars > MAX_EXEMPLAR_LABEL_CHARS {
         return Err(ScanError::new(

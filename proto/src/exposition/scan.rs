@@ -6,6 +6,8 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+use super::Name;
+
 /// Byte classes, one bit per role.
 const METRIC_START: u8 = 1; // [a-zA-Z_:]
 const METRIC_CONT: u8 = 2; // [a-zA-Z0-9_:]
@@ -177,14 +179,14 @@ fn short_label_name(b: &[u8], i: usize) -> Option<usize> {
 /// The metric name at `i` of a metadata line, bare (`[a-zA-Z_:][a-zA-Z0-9_:]*`) or quoted (`"my.metric"`,
 /// unquoted and unescaped), and the offset after it. `None` when there is none, or its quote is not
 /// closed.
-pub(super) fn metric_name_token(line: &str, i: usize) -> Option<(Cow<'_, str>, usize)> {
+pub(super) fn metric_name_token(line: &str, i: usize) -> Option<(Name<'_>, usize)> {
     let b = line.as_bytes();
     if b.get(i) == Some(&b'"') {
         let q = quoted_at(b, i)?;
-        return Some((q.text(line), q.end + 1));
+        return Some((q.name(line), q.end + 1));
     }
     let end = metric_name_end(b, i);
-    (end > i).then(|| (Cow::Borrowed(&line[i..end]), end))
+    (end > i).then(|| (Name::plain(&line[i..end]), end))
 }
 
 #[inline]
@@ -341,16 +343,13 @@ pub(super) struct Quoted {
 }
 
 impl Quoted {
-    /// The content, unescaped (allocating only when it holds a backslash). Out of line: quoted names
-    /// are off the legacy names' path.
-    #[inline(never)]
-    pub(super) fn text<'a>(&self, line: &'a str) -> Cow<'a, str> {
-        let raw = line.get(self.start..self.end).unwrap_or_default();
-        if self.escaped {
-            Cow::Owned(unescape_label(raw))
-        } else {
-            Cow::Borrowed(raw)
-        }
+    /// The content as a name (escapes kept, read lazily).
+    #[inline]
+    pub(super) fn name<'a>(&self, line: &'a str) -> Name<'a> {
+        Name::new(
+            line.get(self.start..self.end).unwrap_or_default(),
+            self.escaped,
+        )
     }
 }
 
@@ -849,22 +848,17 @@ fn quote_bits(b: &[u8], at: usize) -> u64 {
 }
 
 impl<'a> Iterator for LabelIter<'a> {
-    type Item = (Cow<'a, str>, Cow<'a, str>);
+    type Item = (Name<'a>, Cow<'a, str>);
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let (name, name_escaped, value, value_escaped) = self.next_escaped()?;
-        let unescaped = |s: &'a str, escaped: bool| {
-            if escaped {
-                Cow::Owned(unescape_label(s))
-            } else {
-                Cow::Borrowed(s)
-            }
+        let value = if value_escaped {
+            Cow::Owned(unescape_label(value))
+        } else {
+            Cow::Borrowed(value)
         };
-        Some((
-            unescaped(name, name_escaped),
-            unescaped(value, value_escaped),
-        ))
+        Some((Name::new(name, name_escaped), value))
     }
 }
 
@@ -1237,7 +1231,7 @@ mod tests {
             Ok(set) => {
                 let raw = &line[1..set.close];
                 Ok(LabelIter::with_shape(raw, set.shape)
-                    .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                    .map(|(n, v)| (n.to_string(), v.into_owned()))
                     .collect())
             }
             Err(e) => Err(format!("{} {}", e.at, e.reason)),

@@ -546,12 +546,8 @@ impl InputSample {
     }
 }
 
-/// Per-pod values as the HPA's samples, stamped with the read's time.
 /// Per-pod values as the HPA reads them: quantities, so a NaN or an infinity fails the metric naming the pod.
-fn pod_metrics(
-    m: BTreeMap<String, f64>,
-    ts: i64,
-) -> Result<BTreeMap<String, PodMetric>, String> {
+fn pod_metrics(m: BTreeMap<String, f64>, ts: i64) -> Result<BTreeMap<String, PodMetric>, String> {
     m.into_iter()
         .map(|(pod, v)| {
             let milli = sample_milli(v).map_err(|e| format!("value for pod {pod}: {e}"))?;

@@ -158,6 +158,11 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
                     let q = resource_query(&workload_of(&raw), &t.kind, t.container.as_deref());
                     return (t.name.clone(), true, false, q);
                 }
+                if t.kind == "cron" {
+                    // The engine reads a cron trigger from the clock and ignores its input: the slot
+                    // only keeps the triggers and their inputs aligned, so it reads no series.
+                    return (t.name.clone(), false, false, Some("vector(0)".to_owned()));
+                }
                 let q = raw["spec"]["triggers"][i]["metadata"]["query"]
                     .as_str()
                     .map(str::to_owned);

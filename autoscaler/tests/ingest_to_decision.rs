@@ -450,3 +450,48 @@ async fn a_memory_trigger_reads_per_pod_working_set() {
     assert_eq!(d.replicas_after, 4);
     cancel.cancel();
 }
+
+const CRON_POLICY: &str = r#"
+policies:
+  - name: web
+    initial_replicas: 2
+    scaled_object: |
+      apiVersion: keda.sh/v1alpha1
+      kind: ScaledObject
+      metadata: {name: web, namespace: default}
+      spec:
+        scaleTargetRef: {name: web}
+        minReplicaCount: 1
+        maxReplicaCount: 10
+        triggers:
+          - type: prometheus
+            name: rps
+            metadata: {query: 'sum(web_rps)', threshold: "100"}
+          - type: cron
+            name: business-day
+            metadata: {timezone: Europe/Berlin, start: "0 0 * * *", end: "59 23 * * *", desiredReplicas: "3"}
+"#;
+
+/// A live ScaledObject with a cron trigger: accepted (the trigger reads the clock, no query), and its
+/// window decides beside a Prometheus trigger, as KEDA's generated HPA takes the larger proposal.
+#[tokio::test]
+async fn a_cron_trigger_decides_from_the_clock_beside_a_query() {
+    let (state, a, cancel) = setup(CRON_POLICY).await;
+    let labels: &[(&str, &str)] = &[("__name__", "web_rps"), ("service", "web")];
+    state
+        .ingest_body(&body(&[(labels, 40.0, now_ms())]), Sender::Other, now_ms())
+        .unwrap();
+    let d = wait_for(|| {
+        a.decisions(Some("default/web"), 1)
+            .pop()
+            .filter(|d| d.decision.recommendation.is_some())
+    })
+    .await;
+    // The window is 00:00-23:59 Berlin time: closed only in the last minute of the Berlin day. The
+    // Prometheus trigger alone asks for ceil(40 / 100) = 1 replica.
+    let berlin = jiff::Timestamp::now().in_tz("Europe/Berlin").unwrap();
+    let open = !(berlin.hour() == 23 && berlin.minute() == 59);
+    let want = if open { 3 } else { 1 };
+    assert_eq!(d.decision.recommendation, Some(want), "{:?}", d.decision);
+    cancel.cancel();
+}

@@ -13,7 +13,7 @@ use surge_model::{
     ArcStr, EscapingScheme, Labels, LabelsBuilder, NameValidationScheme, Sample,
     is_valid_metric_name, stale_nan,
 };
-use surge_proto::exposition::{Checks, Entry, Format, Parser, normalize_float_label};
+use surge_proto::exposition::{Checks, Entry, Format, Parser};
 
 use super::fetch::{FetchError, Fetched};
 use crate::relabel::Relabeler;
@@ -533,8 +533,9 @@ impl TargetProcessor {
         let escaping = self.rules.name_escaping;
         for (n, v) in sample.labels() {
             let n = n.to_cow();
-            // Prometheus 3 writes `le` and `quantile` in one canonical form (`1` → `1.0`).
-            let v = normalize_float_label(sample.kind, &n, v);
+            // `le` and `quantile` are shipped as the target wrote them, as Prometheus 2 and the
+            // remote-write compliance suite expect (`le="1"` stays `le="1"`); Prometheus 3's
+            // canonical form (`proto::exposition::normalize_float_label`) is not applied.
             b.set(escape_name(escaping, &n), v.as_ref());
         }
         b.set("__name__", escape_name(escaping, &sample.name.to_cow()));

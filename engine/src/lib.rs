@@ -42,7 +42,9 @@ pub use keda::{
     KedaState, ScaledObjectSpec, ScalingModifiers, TriggerMetricType, TriggerSpec, TriggerValue,
     evaluate_scaled_object,
 };
+pub use keda::cluster::ClusterView;
 pub use manifest::{
-    ManifestError, parse_hpa, parse_scaled_job, parse_scaled_object, parse_scaled_object_status,
+    ManifestError, admit_scaled_object_update, parse_hpa, parse_scaled_job, parse_scaled_object,
+    parse_scaled_object_in, parse_scaled_object_status,
 };
 pub use schedule::{Schedule, ScheduleError};

@@ -19,6 +19,7 @@
 
 pub mod admission;
 pub mod annotations;
+pub mod cluster;
 pub mod executor;
 pub mod fallback;
 pub mod job;

@@ -107,23 +107,41 @@ fn bad_input_is_located() {
 
 #[test]
 fn created_jobs_are_carried_forward_until_they_finish() {
-    let text = scenario("default", "- at: 0s\n  metrics: {queue: 5}\n")
-        .replace("end: 90s\n", "end: 150s\nnew_jobs: {start_after: 40s, complete_after: 100s}\n");
+    let text = scenario("default", "- at: 0s\n  metrics: {queue: 5}\n").replace(
+        "end: 90s\n",
+        "end: 150s\nnew_jobs: {start_after: 40s, complete_after: 100s}\n",
+    );
     let steps = replay(&text);
-    let counts: Vec<(u32, u32)> = steps.iter().map(|s| (s.jobs.running, s.jobs.pending)).collect();
+    let counts: Vec<(u32, u32)> = steps
+        .iter()
+        .map(|s| (s.jobs.running, s.jobs.pending))
+        .collect();
     // 5 created at 0s: pending at 30s, running at 60s and 90s, finished at 120s, when 5 more are created
     // (pending at 150s).
     assert_eq!(counts, [(0, 0), (0, 5), (5, 0), (5, 0), (0, 0), (0, 5)]);
     assert_eq!(
         created(&steps),
-        [(0.0, 5), (30.0, 0), (60.0, 0), (90.0, 0), (120.0, 5), (150.0, 0)]
+        [
+            (0.0, 5),
+            (30.0, 0),
+            (60.0, 0),
+            (90.0, 0),
+            (120.0, 5),
+            (150.0, 0)
+        ]
     );
     // An observed count replaces everything created before it.
-    let text = scenario("default", "- at: 0s\n  metrics: {queue: 5}\n- at: 60s\n  jobs: {running: 1}\n");
+    let text = scenario(
+        "default",
+        "- at: 0s\n  metrics: {queue: 5}\n- at: 60s\n  jobs: {running: 1}\n",
+    );
     let steps = replay(&text);
     assert_eq!(created(&steps), [(0.0, 5), (30.0, 0), (60.0, 4), (90.0, 0)]);
     // Bad timings are located.
-    let bad = scenario("default", "").replace("end: 90s\n", "end: 90s\nnew_jobs: {start_after: 1m, complete_after: 30s}\n");
+    let bad = scenario("default", "").replace(
+        "end: 90s\n",
+        "end: 90s\nnew_jobs: {start_after: 1m, complete_after: 30s}\n",
+    );
     let e = job::parse(&bad).err().unwrap();
     assert_eq!(e.problems[0].field, "new_jobs.complete_after", "{e}");
 }

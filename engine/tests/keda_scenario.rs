@@ -240,9 +240,14 @@ fn the_cluster_the_webhook_reads_is_a_scenario_input() {
     );
     // A change in the timeline is admitted against the same cluster: retargeted at `web`, which the
     // other HPA manages.
-    let retarget = so(4, "", CPU).replace("scaleTargetRef: {name: worker}", "scaleTargetRef: {name: web}");
+    let retarget = so(4, "", CPU).replace(
+        "scaleTargetRef: {name: worker}",
+        "scaleTargetRef: {name: web}",
+    );
     let change = format!("- at: 5s\n  scaledObject: |\n{retarget}");
-    let e = scenario::parse(&file("500m", &change)).unwrap_err().to_string();
+    let e = scenario::parse(&file("500m", &change))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("is already managed by the hpa 'web'"), "{e}");
 }
 
@@ -253,5 +258,8 @@ fn a_cluster_without_a_scaled_object_is_refused() {
         cluster(4, "1")
     );
     let e = scenario::parse(&yaml).unwrap_err().to_string();
-    assert!(e.contains("policy.cluster: read only with a scaledObject"), "{e}");
+    assert!(
+        e.contains("policy.cluster: read only with a scaledObject"),
+        "{e}"
+    );
 }

@@ -554,8 +554,7 @@ fn hpa(name: &str, api: &str, kind: &str, owner: Option<&str>) -> Value {
         }
     });
     if let Some(owner) = owner {
-        h["metadata"]["ownerReferences"] =
-            json!([{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": owner, "uid": "u"}]);
+        h["metadata"]["ownerReferences"] = json!([{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": owner, "uid": "u"}]);
     }
     h
 }
@@ -624,7 +623,8 @@ fn refused_in(so: &Value, objects: &[Value], containing: &str) {
 
 fn so_on(api: &str, kind: &str) -> Value {
     let mut so = fixture("test-so", false, "");
-    so["spec"]["scaleTargetRef"] = json!({"name": "deployment-name", "apiVersion": api, "kind": kind});
+    so["spec"]["scaleTargetRef"] =
+        json!({"name": "deployment-name", "apiVersion": api, "kind": kind});
     so
 }
 
@@ -647,7 +647,7 @@ fn cluster_hpas_and_scaled_objects() {
     admitted_in(&fixture("test-so", false, ""), &[other_hpa, dep()]);
     // should validate the so creation when it's own hpa is already generated
     let own = hpa("test-so-hpa", "apps/v1", "Deployment", Some("test-so"));
-    admitted_in(&fixture("test-so", false, ""), &[own.clone()]);
+    admitted_in(&fixture("test-so", false, ""), std::slice::from_ref(&own));
     // should validate the so update when it's own hpa is already generated (maxReplicaCount 10 -> 7)
     let mut updated = fixture("test-so", false, "");
     updated["spec"]["maxReplicaCount"] = json!(7);
@@ -744,7 +744,11 @@ fn cluster_cpu_and_memory_requests() {
     // should validate the so creation with cpu and memory when deployment has requests
     admitted_in(&so(), &[workload_object("Deployment", true, true)]);
     // shouldn't validate the creation with cpu and memory when deployment is missing
-    refused_in(&so(), &[], "spec.scaleTargetRef: Deployment \"deployment-name\" not found");
+    refused_in(
+        &so(),
+        &[],
+        "spec.scaleTargetRef: Deployment \"deployment-name\" not found",
+    );
     // should validate the creation with cpu and memory when deployment is missing and dry-run is true
     assert!(admit_in(&so(), &view(&[], true)).is_ok());
     // shouldn't validate the so creation with cpu and memory when deployment hasn't got memory request
@@ -829,7 +833,8 @@ fn so_with_kind(mut so: Value, kind: &str) -> Value {
 
 fn so_on_cpu(api: &str, kind: &str) -> Value {
     let mut so = fixture("test-so", true, "");
-    so["spec"]["scaleTargetRef"] = json!({"name": "deployment-name", "apiVersion": api, "kind": kind});
+    so["spec"]["scaleTargetRef"] =
+        json!({"name": "deployment-name", "apiVersion": api, "kind": kind});
     so
 }
 
@@ -864,7 +869,11 @@ fn cluster_scale_to_zero_and_limits_only() {
     so["spec"]["triggers"] =
         json!([{"type": "memory", "metricType": "AverageValue", "metadata": {"value": "512Mi"}}]);
     admitted_in(&so, &[limits_only("memory", "1024m")]);
-    refused_in(&so, &[limits_only("cpu", "100m")], "doesn't have the memory request defined");
+    refused_in(
+        &so,
+        &[limits_only("cpu", "100m")],
+        "doesn't have the memory request defined",
+    );
 }
 
 /// `createScaledObjectSTZ`'s `scaleTargetRef` names only the workload (KEDA's defaults apply).
@@ -899,7 +908,9 @@ fn cluster_finalizer_removal() {
         panic!("admitted an update that edits the spec");
     };
     assert!(
-        errors.iter().any(|e| e.contains("doesn't have the cpu request defined")),
+        errors
+            .iter()
+            .any(|e| e.contains("doesn't have the cpu request defined")),
         "{errors:?}"
     );
     // Adding a finalizer is no removal.
@@ -917,13 +928,17 @@ fn cluster_objects_refused_when_unread() {
     let Err(ManifestError::Invalid(errors)) = ClusterView::from_manifests(yaml) else {
         panic!("a Service was accepted into the cluster view");
     };
-    assert!(errors[0].starts_with("objects[0].kind: \"Service\" is not an object"), "{errors:?}");
+    assert!(
+        errors[0].starts_with("objects[0].kind: \"Service\" is not an object"),
+        "{errors:?}"
+    );
     let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers: [{name: c, resources: {requests: {cpu: lots}}}]\n";
     let Err(ManifestError::Invalid(errors)) = ClusterView::from_manifests(bad) else {
         panic!("a bad quantity was accepted");
     };
     assert!(
-        errors[0].starts_with("objects[0].spec.template.spec.containers[0].resources.requests.cpu:"),
+        errors[0]
+            .starts_with("objects[0].spec.template.spec.containers[0].resources.requests.cpu:"),
         "{errors:?}"
     );
 }

@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::annotations::{TRANSFER_HPA_OWNERSHIP, VALIDATIONS_HPA_OWNERSHIP};
 use crate::manifest::{ManifestError, Quantity};
 use crate::quantity::parse_milli;
-use super::annotations::{TRANSFER_HPA_OWNERSHIP, VALIDATIONS_HPA_OWNERSHIP};
 
 /// `scaleTargetRef` of an HPA or a ScaledObject, as written (empty strings when absent).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -273,7 +273,10 @@ fn cluster_errors(
         .iter()
         .map(|t| {
             let container = t.metadata.get("containerName").map(Quantity::text);
-            (t.kind.clone().unwrap_or_default(), container.unwrap_or_default())
+            (
+                t.kind.clone().unwrap_or_default(),
+                container.unwrap_or_default(),
+            )
         })
         .collect::<Vec<_>>();
     let incoming = Incoming {

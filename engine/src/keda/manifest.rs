@@ -109,6 +109,9 @@ struct RawTrigger {
     metadata: BTreeMap<String, Quantity>,
 }
 
+/// KEDA's one push scaler (`pkg/scalers/external_scaler.go`, `StreamIsActive`).
+const PUSH_SCALER: &str = "external-push";
+
 /// Metadata keys that hold a scaler's target, in the order looked for.
 const THRESHOLD_KEYS: &[&str] = &[
     "threshold",
@@ -363,6 +366,12 @@ fn trigger(
     let kind = required(&raw.kind, &format!("{path}.type"), errors)?.clone();
     if kind.is_empty() {
         errors.push(format!("{path}.type: must not be empty"));
+        return None;
+    }
+    if kind == PUSH_SCALER {
+        errors.push(format!(
+            "{path}.type: {PUSH_SCALER:?} is a push scaler: KEDA also runs its executor whenever the scaler's stream reports activity (between polls, for that trigger alone), which surge does not model; the `external` scaler is the same service polled"
+        ));
         return None;
     }
     let named = raw.name.as_deref().is_some_and(|n| !n.is_empty());

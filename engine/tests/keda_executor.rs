@@ -516,7 +516,8 @@ fn get_triggers_activity_push_scaler() {
 fn get_triggers_activity_scaled_job() {
     // TestGetTriggersActivityScaledJob: ScaledJob triggers activity (the same rule over a ScaledJob's
     // external metric names)
-    let r = executor::triggers_activity(&names(&["trigger-x", "trigger-y"]), &names(&["trigger-x"]));
+    let r =
+        executor::triggers_activity(&names(&["trigger-x", "trigger-y"]), &names(&["trigger-x"]));
     assert_eq!(r.len(), 2);
     assert!(r["trigger-x"] && !r["trigger-y"]);
 }

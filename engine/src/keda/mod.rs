@@ -23,6 +23,7 @@ pub mod cluster;
 pub mod executor;
 pub mod fallback;
 pub mod job;
+pub mod job_object;
 pub mod manifest;
 pub mod selector;
 pub mod triggers;

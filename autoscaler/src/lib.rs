@@ -29,12 +29,15 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use surge_engine::quantity::sample_milli;
 use surge_engine::{
-    Decision, HpaInput, HpaState, KedaInput, KedaState, MetricSample, PodMetric, TriggerValue,
+    ContainerRequests, Decision, HpaInput, HpaState, KedaInput, KedaState, MetricSample, PodInfo,
+    PodMetric, TriggerValue,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use policy::{EnginePolicy, MetricInput, PolicyDef, build_policies};
+pub use policy::{
+    EnginePolicy, InputSource, MetricInput, PolicyDef, RequestsInput, build_policies,
+};
 pub use surge_actuate::{Action, Actuator, Observed, ScaleTarget, VirtualWorkloads, Workload};
 
 use surge_promql::{self as promql, EvalOptions, Value};
@@ -47,7 +50,12 @@ const KEPT_DECISIONS: usize = 256;
 #[derive(Debug, Clone, Serialize)]
 pub struct InputValue {
     pub metric: String,
+    /// The query read; empty (and not serialized) for an input the engine reads itself.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub query: String,
+    /// The engine computed the value itself (a KEDA cron trigger, from the clock): nothing was read.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub read_by_engine: bool,
     /// The summed value (External, Object, triggers), or the per-pod values.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
@@ -300,7 +308,8 @@ impl Autoscaler {
         let cause = slot.take_cause(trigger);
         let def = &slot.def;
         let (shown, samples) = self.read_inputs(def, now);
-        let observed = self.observe(def, &samples);
+        let mut observed = self.observe(def, &samples);
+        self.fill_requests(def, &mut observed.pods, now);
         let mut st = slot.state.lock();
         let decision = decide(def, &mut st, observed, samples, now);
         let actuation = self.actuator.apply(Action::Scale {
@@ -321,6 +330,54 @@ impl Autoscaler {
             .iter()
             .map(|input| read_input(&self.cache, input, now, &self.opts))
             .unzip()
+    }
+
+    /// Gives each observed pod the requests kube-state-metrics reports for it, for every resource a
+    /// Utilization target reads and the pod carries no request of (the dry-run actuator's pods carry
+    /// none; a pod spec an actuator read wins). A pod the series do not name keeps what it had, and the
+    /// HPA then reports it as missing the request.
+    fn fill_requests(&self, def: &PolicyDef, pods: &mut [PodInfo], now: i64) {
+        for r in &def.requests {
+            let Ok(Value::Vector(series)) =
+                promql::eval_instant(&self.cache, &r.expr, now, &self.opts)
+            else {
+                continue;
+            };
+            // pod → container → milli-units.
+            let mut by_pod: BTreeMap<&str, BTreeMap<&str, i64>> = BTreeMap::new();
+            for s in &series {
+                let (Some(pod), Ok(milli)) = (s.metric.get("pod"), sample_milli(s.value)) else {
+                    continue;
+                };
+                let container = s.metric.get("container").unwrap_or_default();
+                *by_pod.entry(pod).or_default().entry(container).or_insert(0) += milli;
+            }
+            for pod in pods.iter_mut() {
+                let has_request = pod
+                    .containers
+                    .iter()
+                    .any(|c| c.requests.get(&r.resource).is_some_and(|v| *v > 0));
+                let Some(containers) = by_pod.get(pod.name.as_str()) else {
+                    continue;
+                };
+                if has_request {
+                    continue;
+                }
+                pod.containers
+                    .retain(|c| c.requests.values().any(|v| *v > 0));
+                for (name, milli) in containers {
+                    match pod.containers.iter_mut().find(|c| c.name == *name) {
+                        Some(c) => {
+                            c.requests.insert(r.resource.clone(), *milli);
+                        }
+                        None => pod.containers.push(ContainerRequests {
+                            name: (*name).to_owned(),
+                            requests: BTreeMap::from([(r.resource.clone(), *milli)]),
+                        }),
+                    }
+                }
+            }
+        }
     }
 
     /// The workload as the actuator sees it; the policy's initial count when it knows nothing.
@@ -513,6 +570,8 @@ enum InputSample {
     Total(f64),
     Object(f64),
     Failed(String),
+    /// Nothing read: the engine computes the value (a cron trigger).
+    NotRead,
 }
 
 impl InputSample {
@@ -530,6 +589,7 @@ impl InputSample {
                 Err(e) => MetricSample::Failed(format!("object metric value {e}")),
             },
             InputSample::Failed(e) => MetricSample::Failed(e),
+            InputSample::NotRead => MetricSample::Failed("no query for this metric".to_owned()),
         }
     }
 
@@ -542,6 +602,7 @@ impl InputSample {
             },
             InputSample::Total(v) | InputSample::Object(v) => TriggerValue::Value(v),
             InputSample::Failed(e) => TriggerValue::Failed(e),
+            InputSample::NotRead => TriggerValue::NotRead,
         }
     }
 }
@@ -582,12 +643,20 @@ fn read_input(
 ) -> (InputValue, InputSample) {
     let mut shown = InputValue {
         metric: input.key.clone(),
-        query: input.query.clone(),
+        query: input.query().unwrap_or_default().to_owned(),
+        read_by_engine: false,
         value: None,
         per_pod: BTreeMap::new(),
         error: None,
     };
-    let sample = match promql::eval_instant(cache, &input.expr, now, opts) {
+    let expr = match &input.source {
+        InputSource::Query { expr, .. } => expr,
+        InputSource::Engine => {
+            shown.read_by_engine = true;
+            return (shown, InputSample::NotRead);
+        }
+    };
+    let sample = match promql::eval_instant(cache, expr, now, opts) {
         Err(e) => InputSample::Failed(e.to_string()),
         Ok(Value::Scalar(v)) if input.per_pod => InputSample::Failed(format!(
             "per-pod metric needs one series per pod, got the scalar {v}"
@@ -625,6 +694,7 @@ fn read_input(
         InputSample::PerPod(m, _) => shown.per_pod = m.clone(),
         InputSample::Total(v) | InputSample::Object(v) => shown.value = Some(*v),
         InputSample::Failed(e) => shown.error = Some(e.clone()),
+        InputSample::NotRead => {}
     }
     (shown, sample)
 }

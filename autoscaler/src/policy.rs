@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use surge_config::{Config, ConfigError, ConfigErrors, FieldPath, PolicyConfig};
-use surge_engine::{HpaSpec, MetricSource, ScaledObjectSpec, Schedule};
+use surge_engine::{HpaSpec, MetricSource, ScaledObjectSpec, Schedule, TriggerMetricType};
 
 use surge_actuate::{ScaleTarget, Workload};
 use surge_promql::ast::ExprKind;
@@ -17,18 +17,47 @@ pub enum EnginePolicy {
     ScaledObject(Box<ScaledObjectSpec>),
 }
 
-/// One metric (HPA) or trigger (KEDA) and the query that feeds it, in the engine's order.
+/// One metric (HPA) or trigger (KEDA) and what feeds it, in the engine's order.
 #[derive(Debug, Clone)]
 pub struct MetricInput {
     pub key: String,
-    pub query: String,
-    pub expr: Expr,
+    pub source: InputSource,
     /// Resource, ContainerResource and Pods metrics: one value per pod (by the `pod` label).
     pub per_pod: bool,
     /// Object metrics take one value; External and triggers sum every series.
     pub object: bool,
     /// The vector selectors of `expr`: a series matching one of them touches this policy.
     pub selectors: Vec<Vec<Matcher>>,
+}
+
+/// Where an input's value comes from.
+#[derive(Debug, Clone)]
+pub enum InputSource {
+    /// A PromQL query over the aggregator's cache.
+    Query { text: String, expr: Expr },
+    /// Nothing is read: the engine computes the value itself (a KEDA `cron` trigger, from the evaluation
+    /// time). The engine gets [`surge_engine::TriggerValue::NotRead`] in its slot.
+    Engine,
+}
+
+impl MetricInput {
+    /// The query, for an input that reads one.
+    pub fn query(&self) -> Option<&str> {
+        match &self.source {
+            InputSource::Query { text, .. } => Some(text),
+            InputSource::Engine => None,
+        }
+    }
+}
+
+/// The pods' resource requests, for Utilization targets: the series kube-state-metrics exports
+/// (`kube_pod_container_resource_requests`), one per pod and container, in base units (cores, bytes).
+#[derive(Debug, Clone)]
+pub struct RequestsInput {
+    /// `cpu` or `memory`.
+    pub resource: String,
+    pub query: String,
+    pub expr: Expr,
 }
 
 /// A policy ready to evaluate.
@@ -38,6 +67,8 @@ pub struct PolicyDef {
     pub target: ScaleTarget,
     pub engine: EnginePolicy,
     pub inputs: Vec<MetricInput>,
+    /// The requests Utilization targets divide by; empty when no target is a Utilization.
+    pub requests: Vec<RequestsInput>,
     pub min_interval_ms: i64,
     pub fallback_interval_ms: i64,
     /// Scheduled floors; empty for most policies.
@@ -135,18 +166,18 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
     let Some(engine) = engine else {
         return Err(problems);
     };
-    // (metric key, per_pod, object, query from the manifest)
-    let wanted: Vec<(String, bool, bool, Option<String>)> = match &engine {
+    // (metric key, per_pod, object, query from the manifest; `None` for an input the engine reads itself)
+    let wanted: Vec<(String, bool, bool, Option<Option<String>>)> = match &engine {
         EnginePolicy::Hpa(spec) => spec
             .metrics
             .iter()
             .map(|m| match &m.source {
                 MetricSource::Resource { name } | MetricSource::ContainerResource { name, .. } => {
-                    (name.clone(), true, false, None)
+                    (name.clone(), true, false, Some(None))
                 }
-                MetricSource::Pods { metric } => (metric.clone(), true, false, None),
-                MetricSource::Object { metric, .. } => (metric.clone(), false, true, None),
-                MetricSource::External { metric } => (metric.clone(), false, false, None),
+                MetricSource::Pods { metric } => (metric.clone(), true, false, Some(None)),
+                MetricSource::Object { metric, .. } => (metric.clone(), false, true, Some(None)),
+                MetricSource::External { metric } => (metric.clone(), false, false, Some(None)),
             })
             .collect(),
         EnginePolicy::ScaledObject(spec) => spec
@@ -156,23 +187,37 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
             .map(|(i, t)| {
                 if t.is_resource() {
                     let q = resource_query(&workload_of(&raw), &t.kind, t.container.as_deref());
-                    return (t.name.clone(), true, false, q);
+                    return (t.name.clone(), true, false, Some(q));
                 }
-                if t.kind == "cron" {
-                    // The engine reads a cron trigger from the clock and ignores its input: the slot
-                    // only keeps the triggers and their inputs aligned, so it reads no series.
-                    return (t.name.clone(), false, false, Some("vector(0)".to_owned()));
+                if !t.reads_input() {
+                    return (t.name.clone(), false, false, None);
                 }
                 let q = raw["spec"]["triggers"][i]["metadata"]["query"]
                     .as_str()
                     .map(str::to_owned);
-                (t.name.clone(), false, false, q)
+                (t.name.clone(), false, false, Some(q))
             })
             .collect(),
     };
     let known: Vec<String> = wanted.iter().map(|w| w.0.clone()).collect();
     let mut inputs = Vec::new();
     for (key, per_pod, object, manifest_query) in wanted {
+        let Some(manifest_query) = manifest_query else {
+            if p.metrics.contains_key(&key) {
+                problems.push((
+                    at.key("metrics").key(key.as_str()),
+                    format!("{key:?} is a cron trigger: the engine reads it from the clock, and no query can replace that"),
+                ));
+            }
+            inputs.push(MetricInput {
+                key,
+                source: InputSource::Engine,
+                per_pod,
+                object,
+                selectors: Vec::new(),
+            });
+            continue;
+        };
         let Some(query) = p.metrics.get(&key).cloned().or(manifest_query) else {
             problems.push((
                 at.key("metrics"),
@@ -186,8 +231,7 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
                 collect_selectors(&expr, &mut selectors);
                 inputs.push(MetricInput {
                     key,
-                    query,
-                    expr,
+                    source: InputSource::Query { text: query, expr },
                     per_pod,
                     object,
                     selectors,
@@ -199,12 +243,16 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
             )),
         }
     }
+    let requests = requests_inputs(&engine, &workload, p, at, &mut problems);
     // A metric of the manifest whose query does not parse was reported above; only strangers are left.
     for key in p.metrics.keys() {
-        if !known.contains(key) {
+        let requests_key = requests
+            .iter()
+            .any(|r| key.strip_prefix("requests.") == Some(r.resource.as_str()));
+        if !known.contains(key) && !requests_key {
             problems.push((
                 at.key("metrics").key(key.as_str()),
-                format!("{key:?} is not a metric or trigger of the manifest"),
+                format!("{key:?} is not a metric or trigger of the manifest (nor the requests.cpu/requests.memory of a Utilization target)"),
             ));
         }
     }
@@ -239,6 +287,7 @@ fn build_one(p: &PolicyConfig, at: &FieldPath) -> Result<PolicyDef, Problems> {
         },
         engine,
         inputs,
+        requests,
         min_interval_ms: p.min_interval.as_millis() as i64,
         fallback_interval_ms: p.fallback_interval.as_millis().max(1) as i64,
         schedules,
@@ -294,6 +343,75 @@ fn resource_query(w: &Workload, kind: &str, container: Option<&str>) -> Option<S
         )),
         _ => None,
     }
+}
+
+/// The `metrics:` keys that replace the requests queries, and the resource each is for.
+const REQUESTS_KEYS: [(&str, &str); 2] = [("requests.cpu", "cpu"), ("requests.memory", "memory")];
+
+/// The requests queries a policy needs: one per resource some Utilization target reads (an HPA
+/// Resource/ContainerResource metric with `averageUtilization`, a KEDA cpu/memory trigger with
+/// `metricType: Utilization`).
+///
+/// Design choice: requests come from kube-state-metrics' `kube_pod_container_resource_requests` series,
+/// not from the workload's pod template. The pipeline already ingests series, so a dry-run surge needs
+/// no API-server access and no copy of the template in its config; and the series are per pod, so they
+/// follow the pods actually running (a rollout's old and new requests side by side), which is what the
+/// HPA's `calculatePodRequests` reads from each pod's spec. The default query is
+/// `kube_pod_container_resource_requests{namespace="NS",pod=~"NAME-.*",resource="cpu"}` (unit `core`;
+/// `memory` in bytes); `metrics: {requests.cpu: <PromQL>}` replaces it (the result must keep the `pod`
+/// and `container` labels). kube-state-metrics exports regular containers only: init containers,
+/// restartable sidecars and pod-level `spec.resources` are not in these series, so a workload that has
+/// them needs an actuator that reads the pods.
+fn requests_inputs(
+    engine: &EnginePolicy,
+    workload: &Workload,
+    p: &PolicyConfig,
+    at: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<RequestsInput> {
+    let utilization: Vec<&str> = match engine {
+        EnginePolicy::Hpa(spec) => {
+            spec.metrics
+                .iter()
+                .filter(|m| matches!(m.target, surge_engine::MetricTarget::Utilization(_)))
+                .filter_map(|m| match &m.source {
+                    MetricSource::Resource { name }
+                    | MetricSource::ContainerResource { name, .. } => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect()
+        }
+        EnginePolicy::ScaledObject(spec) => spec
+            .triggers
+            .iter()
+            .filter(|t| t.is_resource() && t.metric_type == TriggerMetricType::Utilization)
+            .map(|t| t.kind.as_str())
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for (key, resource) in REQUESTS_KEYS {
+        if !utilization.contains(&resource) {
+            continue;
+        }
+        let query = p.metrics.get(key).cloned().unwrap_or_else(|| {
+            format!(
+                "kube_pod_container_resource_requests{{namespace=\"{}\",pod=~\"{}-.*\",resource=\"{resource}\"}}",
+                workload.namespace, workload.name
+            )
+        });
+        match promql::parse(&query) {
+            Ok(expr) => out.push(RequestsInput {
+                resource: resource.to_owned(),
+                query,
+                expr,
+            }),
+            Err(e) => problems.push((
+                at.key("metrics").key(key),
+                format!("query does not parse: {e}"),
+            )),
+        }
+    }
+    out
 }
 
 /// Every vector selector's matchers in `e`.

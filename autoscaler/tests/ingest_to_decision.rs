@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use surge_aggregator::{
     AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
 };
-use surge_autoscaler::{Actuator, Autoscaler, VirtualWorkloads, build_policies};
+use surge_autoscaler::{Actuator, Autoscaler, InputSource, VirtualWorkloads, build_policies};
 use surge_model::{Labels, Sample};
 use surge_proto::remote_write::{compress, encode_label_block, encode_series};
 use tokio_util::sync::CancellationToken;
@@ -400,7 +400,7 @@ async fn a_memory_trigger_reads_per_pod_working_set() {
     .unwrap();
     let p = &build_policies(&cfg).unwrap()[0];
     assert_eq!(
-        p.inputs[0].query,
+        p.inputs[0].query().unwrap(),
         r#"sum by (pod) (container_memory_working_set_bytes{namespace="shop",pod=~"api-.*",container!=""})"#
     );
     let (state, a, cancel) = setup(MEMORY_POLICY).await;
@@ -494,4 +494,169 @@ async fn a_cron_trigger_decides_from_the_clock_beside_a_query() {
     let want = if open { 3 } else { 1 };
     assert_eq!(d.decision.recommendation, Some(want), "{:?}", d.decision);
     cancel.cancel();
+}
+
+/// The cron trigger's input reads nothing: no query, the record says the engine read it.
+#[tokio::test]
+async fn a_cron_trigger_has_no_query() {
+    let cfg = surge_config::load_str(CRON_POLICY, "surge.yaml", &surge_config::MapEnv::default())
+        .unwrap();
+    let p = &build_policies(&cfg).unwrap()[0];
+    assert!(matches!(p.inputs[1].source, InputSource::Engine));
+    assert_eq!(p.inputs[1].query(), None);
+    assert!(p.inputs[1].selectors.is_empty());
+    // A query written for it could only be ignored: refused.
+    let with_query = format!("{CRON_POLICY}    metrics:\n      business-day: vector(3)\n");
+    let cfg = surge_config::load_str(&with_query, "surge.yaml", &surge_config::MapEnv::default())
+        .unwrap();
+    let errors = build_policies(&cfg).unwrap_err().to_string();
+    assert!(
+        errors.contains("\"business-day\" is a cron trigger"),
+        "{errors}"
+    );
+
+    let (state, a, cancel) = setup(CRON_POLICY).await;
+    let labels: &[(&str, &str)] = &[("__name__", "web_rps"), ("service", "web")];
+    state
+        .ingest_body(&body(&[(labels, 40.0, now_ms())]), Sender::Other, now_ms())
+        .unwrap();
+    let d = wait_for(|| a.decisions(Some("default/web"), 1).pop()).await;
+    let shown = serde_json::to_value(&d.inputs[1]).unwrap();
+    assert_eq!(
+        shown,
+        serde_json::json!({"metric": "business-day", "read_by_engine": true})
+    );
+    cancel.cancel();
+}
+
+const MEMORY_UTILIZATION_POLICY: &str = r#"
+policies:
+  - name: api
+    initial_replicas: 2
+    scaled_object: |
+      apiVersion: keda.sh/v1alpha1
+      kind: ScaledObject
+      metadata: {name: api, namespace: shop}
+      spec:
+        scaleTargetRef: {name: api}
+        minReplicaCount: 1
+        maxReplicaCount: 10
+        triggers:
+          - type: memory
+            metricType: Utilization
+            metadata: {value: "50"}
+"#;
+
+/// A Utilization trigger in dry-run: the requests come from kube-state-metrics' per-pod, per-container
+/// series; before they arrive the HPA reports the missing request and does not scale.
+#[tokio::test]
+async fn utilization_divides_by_kube_state_metrics_requests() {
+    let cfg = surge_config::load_str(
+        MEMORY_UTILIZATION_POLICY,
+        "surge.yaml",
+        &surge_config::MapEnv::default(),
+    )
+    .unwrap();
+    let p = &build_policies(&cfg).unwrap()[0];
+    assert_eq!(p.requests.len(), 1);
+    assert_eq!(
+        p.requests[0].query,
+        r#"kube_pod_container_resource_requests{namespace="shop",pod=~"api-.*",resource="memory"}"#
+    );
+    let (state, a, cancel) = setup(MEMORY_UTILIZATION_POLICY).await;
+    let mib = 1024.0 * 1024.0;
+    let usage = |pod: &'static str, container: &'static str| -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("__name__", "container_memory_working_set_bytes"),
+            ("namespace", "shop"),
+            ("pod", pod),
+            ("container", container),
+        ]
+    };
+    let request =
+        |pod: &'static str, container: &'static str| -> Vec<(&'static str, &'static str)> {
+            vec![
+                ("__name__", "kube_pod_container_resource_requests"),
+                ("namespace", "shop"),
+                ("pod", pod),
+                ("container", container),
+                ("resource", "memory"),
+                ("unit", "byte"),
+            ]
+        };
+    let (ua, sa, ub) = (
+        usage("api-6c5d-aaaaa", "app"),
+        usage("api-6c5d-aaaaa", "sidecar"),
+        usage("api-6c5d-bbbbb", "app"),
+    );
+    let t = now_ms();
+    state
+        .ingest_body(
+            &body(&[
+                (&ua, 250.0 * mib, t),
+                (&sa, 50.0 * mib, t),
+                (&ub, 300.0 * mib, t),
+            ]),
+            Sender::SurgeAgent,
+            now_ms(),
+        )
+        .unwrap();
+    let d = wait_for(|| {
+        a.decisions(Some("shop/api"), 1).pop().filter(|d| {
+            d.decision
+                .metrics
+                .first()
+                .is_some_and(|m| m.error.is_some())
+        })
+    })
+    .await;
+    let e = d.decision.metrics[0].error.clone().unwrap();
+    assert!(e.contains("request"), "{e}");
+    assert!(!d.decision.scale);
+
+    let (ra, rs, rb) = (
+        request("api-6c5d-aaaaa", "app"),
+        request("api-6c5d-aaaaa", "sidecar"),
+        request("api-6c5d-bbbbb", "app"),
+    );
+    let t = now_ms();
+    state
+        .ingest_body(
+            &body(&[
+                (&ra, 200.0 * mib, t),
+                (&rs, 100.0 * mib, t),
+                (&rb, 200.0 * mib, t),
+                // A fresh usage sample, so the policy evaluates on ingest.
+                (&ub, 300.0 * mib, t),
+            ]),
+            Sender::SurgeAgent,
+            now_ms(),
+        )
+        .unwrap();
+    let d = wait_for(|| {
+        a.decisions(Some("shop/api"), 1)
+            .pop()
+            .filter(|d| d.decision.recommendation.is_some())
+    })
+    .await;
+    // 600Mi used of 500Mi requested: 120% against 50%, ratio 2.4 → ceil(2 × 2.4) = 5, limited to 4.
+    let m = &d.decision.metrics[0];
+    assert_eq!(m.current_utilization, Some(120), "{:?}", d.decision);
+    assert_eq!(d.decision.recommendation, Some(5));
+    assert_eq!(d.replicas_after, 4);
+    cancel.cancel();
+}
+
+#[test]
+fn a_requests_query_no_target_reads_is_refused() {
+    let yaml = format!(
+        "{MEMORY_POLICY}    metrics:\n      requests.memory: kube_pod_container_resource_requests\n"
+    );
+    let cfg =
+        surge_config::load_str(&yaml, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
+    let errors = build_policies(&cfg).unwrap_err().to_string();
+    assert!(
+        errors.contains("\"requests.memory\" is not a metric or trigger"),
+        "{errors}"
+    );
 }

@@ -36,6 +36,7 @@ pub use hpa::{
     PodMetric, PodPhase, PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy, evaluate_hpa,
     evaluate_hpa_with_min,
 };
+pub use keda::cluster::ClusterView;
 pub use keda::job::{ScaledJobSpec, evaluate_scaled_job};
 pub use keda::{
     Annotations, FallbackBehavior, FallbackSpec, HealthStatus, HealthStatusType, KedaInput,
@@ -43,6 +44,7 @@ pub use keda::{
     evaluate_scaled_object,
 };
 pub use manifest::{
-    ManifestError, parse_hpa, parse_scaled_job, parse_scaled_object, parse_scaled_object_status,
+    ManifestError, admit_scaled_object_update, parse_hpa, parse_scaled_job, parse_scaled_object,
+    parse_scaled_object_in, parse_scaled_object_status,
 };
 pub use schedule::{Schedule, ScheduleError};

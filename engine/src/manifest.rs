@@ -524,5 +524,6 @@ pub(crate) fn rules(
 // ---- keda.sh/v1alpha1 ScaledObject and ScaledJob: in `crate::keda::manifest` ----
 
 pub use crate::keda::manifest::{
-    ScaledObjectStatusInput, parse_scaled_job, parse_scaled_object, parse_scaled_object_status,
+    ScaledObjectStatusInput, admit_scaled_object_update, parse_scaled_job, parse_scaled_object,
+    parse_scaled_object_in, parse_scaled_object_status,
 };

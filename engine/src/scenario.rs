@@ -79,6 +79,7 @@ use crate::hpa::{
     MetricSample, MetricSource, MetricTarget, PodInfo, PodMetric, PodPhase, ScaleEvent,
     TimestampedRecommendation,
 };
+use crate::keda::cluster::ClusterView;
 use crate::keda::manifest::ScaledObjectStatusInput;
 use crate::keda::selector::LabelSelector;
 use crate::keda::{self, KedaInput, KedaState, ScaledObjectSpec, TriggerValue};
@@ -188,6 +189,12 @@ pub struct PolicyConfig {
     /// spelling of surge's config file, is accepted too).
     #[serde(rename = "scaledObject", alias = "scaled_object")]
     pub scaled_object: Option<String>,
+    /// The Kubernetes objects of the ScaledObject's namespace that KEDA's admission webhook reads, as a
+    /// YAML block string of `---`-separated manifests (HorizontalPodAutoscalers, other ScaledObjects,
+    /// the Deployment or StatefulSet, LimitRanges, CustomResourceDefinitions; see
+    /// [`crate::keda::cluster`]). When given, the ScaledObject and every change of it in the timeline
+    /// are admitted against them as the webhook would; without it those checks are not made.
+    pub cluster: Option<String>,
 }
 
 /// A scheduled minimum: from every firing of `start`, for `duration`, at least `min_replicas`.
@@ -1549,13 +1556,20 @@ fn patch_pod(pod: &mut PodInfo, cfg: &PodConfig, origin: i64, at: i64) {
 pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     let file = read_document(text)?;
     let mut problems = Problems::new(text);
-    let target = read_policy(&file, &mut problems);
+    let cluster = read_cluster(&file.policy, &mut problems);
+    let target = read_policy(&file, cluster.as_ref(), &mut problems);
     let schedules = read_schedules(&file.schedules, &mut problems);
     let clock = read_clock(&file, &mut problems);
     let new_pods = read_new_pods(&file.new_pods, &file.initial, &mut problems);
     let initial = read_initial(&file.initial, &target, &clock, &new_pods, &mut problems);
     let keys = target.policy.as_ref().map(Policy::keys);
-    let timeline = read_timeline(&file.timeline, keys.as_deref(), &clock, &mut problems);
+    let timeline = read_timeline(
+        &file.timeline,
+        keys.as_deref(),
+        &clock,
+        cluster.as_ref(),
+        &mut problems,
+    );
     let history = read_history(file.history.as_ref(), &clock, &mut problems);
     let sample_window_ms = file.sample_window.map_or(SAMPLE_WINDOW_MS, |o| o.0);
     if sample_window_ms <= 0 {
@@ -1687,8 +1701,12 @@ fn read_document(text: &str) -> Result<ScenarioFile, ScenarioError> {
 
 /// The policy's manifest, with the file's controller flags applied, and its target. The target's name is
 /// read even from a manifest that fails validation, so that pod names and the later checks still run.
-fn read_policy(file: &ScenarioFile, p: &mut Problems<'_>) -> PolicyTarget {
-    let Some((path, manifest, parsed)) = policy_manifest(&file.policy, p) else {
+fn read_policy(
+    file: &ScenarioFile,
+    cluster: Option<&ClusterView>,
+    p: &mut Problems<'_>,
+) -> PolicyTarget {
+    let Some((path, manifest, parsed)) = policy_manifest(&file.policy, cluster, p) else {
         return PolicyTarget {
             policy: None,
             workload: "/pod".to_owned(),
@@ -1729,6 +1747,7 @@ fn read_policy(file: &ScenarioFile, p: &mut Problems<'_>) -> PolicyTarget {
 /// `None` when there is not exactly one (the problem is recorded).
 fn policy_manifest<'f>(
     policy: &'f PolicyConfig,
+    cluster: Option<&ClusterView>,
     p: &mut Problems<'_>,
 ) -> Option<(Vec<Seg>, &'f str, Result<Policy, ManifestError>)> {
     match (&policy.hpa, &policy.scaled_object) {
@@ -1741,7 +1760,7 @@ fn policy_manifest<'f>(
             Some((
                 path,
                 m,
-                manifest::parse_scaled_object(m).map(Policy::ScaledObject),
+                manifest::parse_scaled_object_in(m, cluster).map(Policy::ScaledObject),
             ))
         }
         (Some(_), Some(_)) => {
@@ -1952,13 +1971,14 @@ fn read_timeline(
     entries: &[TimelineEntry],
     keys: Option<&[(String, MetricShape)]>,
     clock: &ReplayClock,
+    cluster: Option<&ClusterView>,
     p: &mut Problems<'_>,
 ) -> Vec<Change> {
     let mut timeline = Vec::new();
     let mut last_at = i64::MIN;
     for (i, entry) in entries.iter().enumerate() {
         let path = [key("timeline"), Seg::Index(i)];
-        timeline.push(read_change(&path, entry, last_at, keys, clock, p));
+        timeline.push(read_change(&path, entry, last_at, keys, clock, cluster, p));
         last_at = last_at.max(entry.at.0);
     }
     timeline
@@ -1972,6 +1992,7 @@ fn read_change(
     last_at: i64,
     keys: Option<&[(String, MetricShape)]>,
     clock: &ReplayClock,
+    cluster: Option<&ClusterView>,
     p: &mut Problems<'_>,
 ) -> Change {
     let at = entry.at.0;
@@ -2007,7 +2028,7 @@ fn read_change(
     }
     let scaled_object = entry.scaled_object.as_ref().and_then(|text| {
         let so_path = [path, &[key(scaled_object_change_key(p.text, path))]].concat();
-        match manifest::parse_scaled_object(text) {
+        match manifest::parse_scaled_object_in(text, cluster) {
             Ok(so) => Some(Box::new(so)),
             Err(e) => {
                 p.manifest(&so_path, text, e);
@@ -2633,6 +2654,23 @@ fn scaled_object_change_key(text: &str, entry: &[Seg]) -> &'static str {
 }
 
 /// The policy manifest's `creationTimestamp`, `lastActiveTime` and `health` (KEDA's inputs).
+/// `policy.cluster`, read into the webhook's view of the namespace.
+fn read_cluster(policy: &PolicyConfig, p: &mut Problems<'_>) -> Option<ClusterView> {
+    let text = policy.cluster.as_ref()?;
+    if policy.scaled_object.is_none() {
+        let message = "read only with a scaledObject (the objects KEDA's admission webhook reads)";
+        p.push(&[key("policy"), key("cluster")], message);
+        return None;
+    }
+    match ClusterView::from_manifests(text) {
+        Ok(view) => Some(view),
+        Err(e) => {
+            p.manifest(&[key("policy"), key("cluster")], text, e);
+            None
+        }
+    }
+}
+
 fn read_keda_status(policy: &PolicyConfig, p: &mut Problems<'_>) -> ScaledObjectStatusInput {
     let Some(text) = &policy.scaled_object else {
         return ScaledObjectStatusInput::default();

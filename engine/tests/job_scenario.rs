@@ -73,9 +73,10 @@ fn accurate_strategy_counts_pending_jobs() {
   jobs: {running: 4, pending: 0}
 ",
     ));
-    // 6 + 4 unfinished - 2 pending <= 10: 6 - 2 pending; then 9 + 4 > 10: 10 - 4 running. The counts hold
-    // after their last entry.
-    assert_eq!(created(&steps), [(0.0, 4), (30.0, 6), (60.0, 6), (90.0, 6)]);
+    // 6 + 4 unfinished - 2 pending <= 10: 6 - 2 pending; then 9 + 4 > 10: 10 - 4 running. The 6 created
+    // at 30s run from 60s on (start_after 0s): 9 + 10 > 10, 10 - 10 running, none more.
+    assert_eq!(created(&steps), [(0.0, 4), (30.0, 6), (60.0, 0), (90.0, 0)]);
+    assert_eq!(steps[2].jobs.running, 10);
     assert_eq!(steps[0].decision.pending_jobs, 2);
     assert_eq!(steps[0].decision.running_jobs, 4);
 }
@@ -84,7 +85,8 @@ fn accurate_strategy_counts_pending_jobs() {
 fn a_trigger_without_a_value_fails_its_read() {
     let steps = replay(&scenario("default", "- at: 30s\n  metrics: {queue: 2}\n"));
     assert!(steps[0].decision.error);
-    assert_eq!(created(&steps), [(0.0, 0), (30.0, 2), (60.0, 2), (90.0, 2)]);
+    // The 2 created at 30s are running at 60s: 2 - 2.
+    assert_eq!(created(&steps), [(0.0, 0), (30.0, 2), (60.0, 0), (90.0, 0)]);
 }
 
 #[test]
@@ -101,4 +103,45 @@ fn bad_input_is_located() {
         e.problems.iter().all(|p| p.field == "policy.scaledJob"),
         "{e}"
     );
+}
+
+#[test]
+fn created_jobs_are_carried_forward_until_they_finish() {
+    let text = scenario("default", "- at: 0s\n  metrics: {queue: 5}\n").replace(
+        "end: 90s\n",
+        "end: 150s\nnew_jobs: {start_after: 40s, complete_after: 100s}\n",
+    );
+    let steps = replay(&text);
+    let counts: Vec<(u32, u32)> = steps
+        .iter()
+        .map(|s| (s.jobs.running, s.jobs.pending))
+        .collect();
+    // 5 created at 0s: pending at 30s, running at 60s and 90s, finished at 120s, when 5 more are created
+    // (pending at 150s).
+    assert_eq!(counts, [(0, 0), (0, 5), (5, 0), (5, 0), (0, 0), (0, 5)]);
+    assert_eq!(
+        created(&steps),
+        [
+            (0.0, 5),
+            (30.0, 0),
+            (60.0, 0),
+            (90.0, 0),
+            (120.0, 5),
+            (150.0, 0)
+        ]
+    );
+    // An observed count replaces everything created before it.
+    let text = scenario(
+        "default",
+        "- at: 0s\n  metrics: {queue: 5}\n- at: 60s\n  jobs: {running: 1}\n",
+    );
+    let steps = replay(&text);
+    assert_eq!(created(&steps), [(0.0, 5), (30.0, 0), (60.0, 4), (90.0, 0)]);
+    // Bad timings are located.
+    let bad = scenario("default", "").replace(
+        "end: 90s\n",
+        "end: 90s\nnew_jobs: {start_after: 1m, complete_after: 30s}\n",
+    );
+    let e = job::parse(&bad).err().unwrap();
+    assert_eq!(e.problems[0].field, "new_jobs.complete_after", "{e}");
 }

@@ -438,7 +438,7 @@ fn check_hpa_health_cannot_observe_leaves_the_condition() {
     assert_eq!(state.condition("HPAActive"), Some(&previous));
 }
 
-// ---- triggers_activity_test.go (polling scalers; push scalers are not modelled) ----
+// ---- triggers_activity_test.go ----
 
 fn names(n: &[&str]) -> Vec<String> {
     n.iter().map(|s| (*s).to_owned()).collect()
@@ -485,4 +485,52 @@ fn get_triggers_activity() {
     assert!(r["trigger-a"] && r["trigger-new"] && !r.contains_key("trigger-old"));
     // Empty metric names returns empty map
     assert!(executor::triggers_activity(&[], &names(&["x"])).is_empty());
+}
+
+#[test]
+fn get_triggers_activity_push_scaler() {
+    // TestGetTriggersActivityPushScaler
+    let previous: std::collections::BTreeMap<String, bool> = [
+        ("trigger-a", true),
+        ("trigger-b", false),
+        ("trigger-c", true),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    // Push scaler only updates its own trigger
+    let r = executor::push_triggers_activity(&previous, "trigger-b", &names(&["trigger-b"]));
+    assert_eq!(
+        (r["trigger-a"], r["trigger-b"], r["trigger-c"]),
+        (true, true, true)
+    );
+    // Push scaler deactivates its trigger
+    let r = executor::push_triggers_activity(&previous, "trigger-a", &[]);
+    assert_eq!(
+        (r["trigger-a"], r["trigger-b"], r["trigger-c"]),
+        (false, false, true)
+    );
+}
+
+#[test]
+fn get_triggers_activity_scaled_job() {
+    // TestGetTriggersActivityScaledJob: ScaledJob triggers activity (the same rule over a ScaledJob's
+    // external metric names)
+    let r =
+        executor::triggers_activity(&names(&["trigger-x", "trigger-y"]), &names(&["trigger-x"]));
+    assert_eq!(r.len(), 2);
+    assert!(r["trigger-x"] && !r["trigger-y"]);
+}
+
+#[test]
+fn a_push_scaler_is_refused_at_load() {
+    let yaml = "apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {name: a}\nspec:\n  scaleTargetRef: {name: w}\n  triggers:\n  - type: external-push\n    metadata: {scalerAddress: 'svc:9090', value: '5'}\n";
+    let Err(surge_engine::ManifestError::Invalid(errors)) = surge_engine::parse_scaled_object(yaml)
+    else {
+        panic!("an external-push trigger was accepted");
+    };
+    assert!(
+        errors[0].starts_with("spec.triggers[0].type: \"external-push\" is a push scaler"),
+        "{errors:?}"
+    );
 }

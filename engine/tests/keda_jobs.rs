@@ -1,6 +1,7 @@
 //! KEDA ScaledJob, ported from kedacore/keda at 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a:
 //! `pkg/scaling/executor/scale_jobs_test.go` and `pkg/scaling/scaledjob/metrics_test.go`. One block per
-//! upstream test, its name in a comment.
+//! upstream test, its name in a comment. `TestCreateJobs` and `TestGenerateJobs` build the Job objects
+//! from the manifest (`JobTemplate`): the mocked client's `Create` calls are the returned objects.
 
 // Test helpers may unwrap (a panic is a failed test).
 #![allow(clippy::unwrap_used)]
@@ -10,6 +11,7 @@ use surge_engine::keda::job::{
     self, JobInfo, JobOutcome, JobPod, JobScalingStrategy, JobTrigger, JobTriggerValue,
     MultipleScalersCalculation, ScaledJobSpec,
 };
+use surge_engine::keda::job_object;
 use surge_engine::parse_scaled_job;
 
 fn scaled_job(strategy: JobScalingStrategy) -> ScaledJobSpec {
@@ -436,4 +438,85 @@ fn min_and_max_replica_count() {
             "{name}"
         );
     }
+}
+
+/// `getMockScaledJobWithDefaultStrategyAndMeta(name)`: namespace `test`, label and annotation
+/// `test: test`, an empty `jobTargetRef`.
+const META_JOB: &str = "apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata:
+  name: test
+  namespace: test
+  labels: {test: test}
+  annotations: {test: test}
+spec:
+  jobTargetRef: {}
+  triggers:
+  - type: rabbitmq
+    metadata: {queueLength: '1'}
+";
+
+#[test]
+fn create_jobs() {
+    // TestCreateJobs: createJobs(scaleTo 2, maxScale 2) creates 2 Jobs, each `generateName: test-` in
+    // namespace `test`.
+    let t = job_object::JobTemplate::from_manifest(META_JOB).unwrap();
+    let jobs = t.create_jobs(2, 2, "main");
+    assert_eq!(jobs.len(), 2);
+    for j in &jobs {
+        assert_eq!(j["metadata"]["generateName"], "test-");
+        assert_eq!(j["metadata"]["namespace"], "test");
+    }
+    // Not upstream: scaleTo is capped at maxScale, and nothing is created when maxScale <= 0.
+    assert_eq!(t.create_jobs(5, 3, "main").len(), 3);
+    assert!(t.create_jobs(2, 0, "main").is_empty());
+}
+
+#[test]
+fn generate_jobs() {
+    // TestGenerateJobs
+    let t = job_object::JobTemplate::from_manifest(META_JOB).unwrap();
+    let jobs = t.generate_jobs(2, "main");
+    assert_eq!(jobs.len(), 2);
+    let annotations = serde_json::json!({"test": "test", "scaledjob.keda.sh/generation": "0"});
+    let labels = serde_json::json!({
+        "app.kubernetes.io/managed-by": "keda-operator",
+        "app.kubernetes.io/name": "test",
+        "app.kubernetes.io/part-of": "test",
+        "app.kubernetes.io/version": "main",
+        "scaledjob.keda.sh/name": "test",
+        "test": "test",
+    });
+    for j in &jobs {
+        assert_eq!(j["metadata"]["annotations"], annotations);
+        assert_eq!(j["metadata"]["labels"], labels);
+        assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "OnFailure");
+    }
+    // Not upstream: the excluded-labels annotation, a restartPolicy kept, the owner reference and the
+    // pod template's name and label.
+    let manifest = META_JOB
+        .replace("labels: {test: test}", "labels: {test: test, team: a}")
+        .replace(
+            "annotations: {test: test}",
+            "annotations: {scaledjob.keda.sh/job-excluded-labels: 'test'}",
+        )
+        .replace(
+            "jobTargetRef: {}",
+            "jobTargetRef: {template: {spec: {restartPolicy: Never, containers: [{name: w, image: w}]}}}",
+        );
+    let t = job_object::JobTemplate::from_manifest(&manifest).unwrap();
+    let j = &t.generate_jobs(1, "2.18.0")[0];
+    assert_eq!(j["metadata"]["labels"]["team"], "a");
+    assert!(j["metadata"]["labels"].get("test").is_none());
+    assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    assert_eq!(j["spec"]["template"]["metadata"]["generateName"], "test-");
+    assert_eq!(
+        j["spec"]["template"]["metadata"]["labels"]["scaledjob.keda.sh/name"],
+        "test"
+    );
+    assert_eq!(j["metadata"]["ownerReferences"][0]["kind"], "ScaledJob");
+    assert_eq!(j["metadata"]["ownerReferences"][0]["controller"], true);
+    // A template that is not an object is refused, not indexed.
+    let bad = META_JOB.replace("jobTargetRef: {}", "jobTargetRef: {template: 3}");
+    assert!(job_object::JobTemplate::from_manifest(&bad).is_err());
 }

@@ -203,3 +203,63 @@ triggers:
         "ScaleToZero"
     );
 }
+
+/// `policy.cluster`: the Deployment as `kubectl get -o yaml` shows it (only the fields read here).
+fn cluster(indent: usize, cpu_request: &str) -> String {
+    let text = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: worker, namespace: jobs}}\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources: {{requests: {{cpu: '{cpu_request}'}}}}\n---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: web, namespace: jobs}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}\n"
+    );
+    let pad = " ".repeat(indent);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
+const CPU: &str = "minReplicaCount: 1
+maxReplicaCount: 10
+triggers:
+- type: cpu
+  metricType: Utilization
+  metadata: {value: '50'}";
+
+#[test]
+fn the_cluster_the_webhook_reads_is_a_scenario_input() {
+    let file = |request: &str, change: &str| {
+        format!(
+            "policy:\n  scaledObject: |\n{}  cluster: |\n{}initial: {{replicas: 2, pod_template: {{requests: {{cpu: 500m}}}}}}\ntimeline:\n- at: 0s\n  metrics: {{cpu: 500m}}\n{change}end: 15s\n",
+            so(4, "", CPU),
+            cluster(4, request)
+        )
+    };
+    // The Deployment has its cpu request, and the other HPA targets another workload: admitted.
+    let steps = replay(&file("500m", ""));
+    assert_eq!(at(&steps, 0.0).replicas, 4);
+    // Without the request the webhook refuses the ScaledObject, at its field.
+    let e = scenario::parse(&file("0", "")).unwrap_err().to_string();
+    assert!(
+        e.contains("spec.triggers[0]: the scaledobject has a cpu trigger but the container app doesn't have the cpu request defined"),
+        "{e}"
+    );
+    // A change in the timeline is admitted against the same cluster: retargeted at `web`, which the
+    // other HPA manages.
+    let retarget = so(4, "", CPU).replace(
+        "scaleTargetRef: {name: worker}",
+        "scaleTargetRef: {name: web}",
+    );
+    let change = format!("- at: 5s\n  scaledObject: |\n{retarget}");
+    let e = scenario::parse(&file("500m", &change))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is already managed by the hpa 'web'"), "{e}");
+}
+
+#[test]
+fn a_cluster_without_a_scaled_object_is_refused() {
+    let yaml = format!(
+        "policy:\n  hpa: |\n    apiVersion: autoscaling/v2\n    kind: HorizontalPodAutoscaler\n    metadata: {{name: w}}\n    spec:\n      scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: w}}\n      maxReplicas: 3\n      metrics: [{{type: External, external: {{metric: {{name: q}}, target: {{type: Value, value: '1'}}}}}}]\n  cluster: |\n{}initial: {{replicas: 1}}\nend: 0s\n",
+        cluster(4, "1")
+    );
+    let e = scenario::parse(&yaml).unwrap_err().to_string();
+    assert!(
+        e.contains("policy.cluster: read only with a scaledObject"),
+        "{e}"
+    );
+}

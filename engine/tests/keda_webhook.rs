@@ -10,12 +10,21 @@
 //! what the webhook case is about. Several upstream `Should(HaveOccurred())` cases use `Eventually`, which
 //! retries until the second `Create` fails with AlreadyExists: their expectation is vacuous, and the
 //! webhook's code decides here (noted on each).
+//!
+//! The cases that need other objects in the cluster (an HPA or another ScaledObject on the workload, the
+//! Deployment or StatefulSet with its requests, a LimitRange, a finalizer update) build upstream's
+//! objects (`createHpa`, `createDeployment`, `createStatefulSet`, `createLimitRange`) as Kubernetes
+//! manifests, read them into a `ClusterView`, and admit through `parse_scaled_object_in` /
+//! `admit_scaled_object_update`: the section "cases that read the cluster" below.
 
 // Test helpers may unwrap (a panic is a failed test).
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
-use surge_engine::{ManifestError, parse_scaled_job, parse_scaled_object};
+use surge_engine::{
+    ClusterView, ManifestError, admit_scaled_object_update, parse_scaled_job, parse_scaled_object,
+    parse_scaled_object_in,
+};
 
 fn cron() -> Value {
     json!({"type": "cron", "metadata": {"timezone": "UTC", "start": "0 * * * *", "end": "1 * * * *", "desiredReplicas": "1"}})
@@ -525,6 +534,411 @@ fn scaled_job_triggers() {
         errors
             .iter()
             .any(|e| e.contains("no triggers defined in the ScaledObject/ScaledJob")),
+        "{errors:?}"
+    );
+}
+
+// ---- cases that read the cluster ----
+
+/// `createHpa(name, namespace, workloadName, targetAPI, targetKind, owner)`.
+fn hpa(name: &str, api: &str, kind: &str, owner: Option<&str>) -> Value {
+    let mut h = json!({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name, "namespace": "ns"},
+        "spec": {
+            "scaleTargetRef": {"name": "deployment-name", "apiVersion": api, "kind": kind},
+            "minReplicas": 5,
+            "maxReplicas": 10,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "AverageValue", "averageUtilization": 30}}}],
+        }
+    });
+    if let Some(owner) = owner {
+        h["metadata"]["ownerReferences"] = json!([{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": owner, "uid": "u"}]);
+    }
+    h
+}
+
+/// `createDeployment(namespace, hasCPU, hasMemory)` / `createStatefulSet(...)`: requests of 100m, or 0.
+fn workload_object(kind: &str, cpu: bool, memory: bool) -> Value {
+    let q = |set: bool| if set { "100m" } else { "0" };
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": {"name": "deployment-name", "namespace": "ns"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"test": "test"}},
+            "template": {
+                "metadata": {"labels": {"test": "test"}},
+                "spec": {"containers": [{"name": "test", "image": "test", "resources": {"requests": {"cpu": q(cpu), "memory": q(memory)}}}]},
+            },
+        }
+    })
+}
+
+/// `createLimitRange(name, namespace, type, cpu, memory)`: `default` limits.
+fn limit_range(kind: &str, cpu: &str, memory: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "test-limit-range", "namespace": "ns"},
+        "spec": {"limits": [{"type": kind, "default": {"cpu": cpu, "memory": memory}}]},
+    })
+}
+
+fn view(objects: &[Value], dry_run: bool) -> ClusterView {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let mut v = ClusterView::from_manifests(&serde_yaml_ng::to_string(&list).unwrap()).unwrap();
+    v.dry_run = dry_run;
+    v
+}
+
+fn admit_in(so: &Value, cluster: &ClusterView) -> Result<Vec<String>, Vec<String>> {
+    let yaml = serde_yaml_ng::to_string(so).unwrap();
+    match parse_scaled_object_in(&yaml, Some(cluster)) {
+        Ok(spec) => Ok(spec.warnings),
+        Err(ManifestError::Invalid(errors)) => Err(errors),
+        Err(e) => Err(vec![e.to_string()]),
+    }
+}
+
+#[track_caller]
+fn admitted_in(so: &Value, objects: &[Value]) {
+    if let Err(e) = admit_in(so, &view(objects, false)) {
+        panic!("refused: {e:?}");
+    }
+}
+
+#[track_caller]
+fn refused_in(so: &Value, objects: &[Value], containing: &str) {
+    match admit_in(so, &view(objects, false)) {
+        Ok(_) => panic!("admitted; expected an error containing {containing:?}"),
+        Err(errors) => assert!(
+            errors.iter().any(|e| e.contains(containing)),
+            "{errors:?} has no {containing:?}"
+        ),
+    }
+}
+
+fn so_on(api: &str, kind: &str) -> Value {
+    let mut so = fixture("test-so", false, "");
+    so["spec"]["scaleTargetRef"] =
+        json!({"name": "deployment-name", "apiVersion": api, "kind": kind});
+    so
+}
+
+#[test]
+fn cluster_hpas_and_scaled_objects() {
+    let dep = || workload_object("Deployment", true, true);
+    // should validate the so creation when there isn't any hpa
+    admitted_in(&fixture("test-so", false, ""), &[]);
+    // should validate the so creation when there are other SO for other workloads
+    let mut other = fixture("other-so", false, "");
+    other["spec"]["scaleTargetRef"]["name"] = json!("other-workload");
+    admitted_in(&fixture("test-so", false, ""), &[other]);
+    // should validate the so creation when another SO targets the same name with a different Kind
+    let mut sts = fixture("other-so", false, "");
+    sts["spec"]["scaleTargetRef"]["kind"] = json!("StatefulSet");
+    admitted_in(&fixture("test-so", false, ""), &[sts]);
+    // should validate the so creation when there are other HPA for other workloads
+    let mut other_hpa = hpa("other-hpa", "apps/v1", "Deployment", None);
+    other_hpa["spec"]["scaleTargetRef"]["name"] = json!("other-workload");
+    admitted_in(&fixture("test-so", false, ""), &[other_hpa, dep()]);
+    // should validate the so creation when it's own hpa is already generated
+    let own = hpa("test-so-hpa", "apps/v1", "Deployment", Some("test-so"));
+    admitted_in(&fixture("test-so", false, ""), std::slice::from_ref(&own));
+    // should validate the so update when it's own hpa is already generated (maxReplicaCount 10 -> 7)
+    let mut updated = fixture("test-so", false, "");
+    updated["spec"]["maxReplicaCount"] = json!(7);
+    let old = serde_yaml_ng::to_string(&fixture("test-so", false, "")).unwrap();
+    let new = serde_yaml_ng::to_string(&updated).unwrap();
+    let me = fixture("test-so", false, "");
+    let spec = admit_scaled_object_update(&old, &new, &view(&[own, me], false)).unwrap();
+    assert_eq!(spec.max_replica_count, 7);
+
+    // shouldn't validate the so creation when there is another unmanaged hpa
+    let unmanaged = || hpa("test-unmanaged-hpa", "apps/v1", "Deployment", None);
+    refused_in(
+        &fixture("test-so", false, ""),
+        &[unmanaged()],
+        "spec.scaleTargetRef: the workload 'deployment-name' of type 'apps/v1.Deployment' is already managed by the hpa 'test-unmanaged-hpa'",
+    );
+    // An HPA owned by another ScaledObject is still another's.
+    refused_in(
+        &fixture("test-so", false, ""),
+        &[hpa("keda-hpa-x", "apps/v1", "Deployment", Some("x"))],
+        "is already managed by the hpa 'keda-hpa-x'",
+    );
+    // should validate the so creation when there is another unmanaged hpa and so has
+    // transfer-hpa-ownership activated and the name is specified
+    let transfer = |hpa_name: &str| {
+        let mut so = fixture("test-so", false, hpa_name);
+        so["metadata"]["annotations"] =
+            json!({"scaledobject.keda.sh/transfer-hpa-ownership": "true"});
+        so
+    };
+    admitted_in(&transfer("test-unmanaged-hpa"), &[unmanaged()]);
+    // shouldn't validate the so creation when there is another unmanaged hpa and so has
+    // transfer-hpa-ownership activated but no name specified
+    refused_in(
+        &transfer(""),
+        &[unmanaged()],
+        "spec.advanced.horizontalPodAutoscalerConfig.name: the existing hpa 'test-unmanaged-hpa' for workload 'deployment-name' of type 'apps/v1.Deployment' must be specified by name in advanced settings to enable ownership transfer",
+    );
+    // shouldn't validate the so creation when hpa has shared-ownership unactivated (its expectation is
+    // ShouldNot(HaveOccurred()): the HPA's validations.keda.sh/hpa-ownership "false" turns the check off)
+    let mut shared = hpa(
+        "test-hpa-disabled-validation-by-hpa-ownership",
+        "apps/v1",
+        "Deployment",
+        None,
+    );
+    shared["metadata"]["annotations"] = json!({"validations.keda.sh/hpa-ownership": "false"});
+    let mut so = fixture(
+        "test-so",
+        false,
+        "test-hpa-disabled-validation-by-hpa-ownership",
+    );
+    so["metadata"]["annotations"] = json!({"scaledobject.keda.sh/transfer-hpa-ownership": "false"});
+    admitted_in(&so, &[shared]);
+    // shouldn't validate the so creation when there is another so
+    refused_in(
+        &fixture("test-so", false, ""),
+        &[fixture("test-so2", false, "")],
+        "spec.scaleTargetRef: the workload 'deployment-name' of type 'apps/v1.Deployment' is already managed by the ScaledObject 'test-so2'",
+    );
+    // Not upstream: the other check of verifyScaledObjects, the generated HPA's name already taken.
+    let mut same_hpa = fixture("test-so2", false, "shared-hpa");
+    same_hpa["spec"]["scaleTargetRef"]["name"] = json!("other-workload");
+    refused_in(
+        &fixture("test-so", false, "shared-hpa"),
+        &[same_hpa],
+        "spec.advanced.horizontalPodAutoscalerConfig.name: the HPA 'shared-hpa' is already managed by the ScaledObject 'test-so2'",
+    );
+    // shouldn't validate the so creation when there is another hpa with custom apis: the kind is one the
+    // REST mapper must know; with its CRD the HPA conflicts, without it ParseGVKR fails first.
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "custom-kinds.custom-api"},
+        "spec": {"group": "custom-api", "names": {"kind": "custom-kind"}, "versions": [{"name": "v1"}]},
+    });
+    let custom_hpa = hpa("test-custom-hpa", "custom-api/v1", "custom-kind", None);
+    refused_in(
+        &so_on("custom-api/v1", "custom-kind"),
+        &[custom_hpa.clone(), crd],
+        "is already managed by the hpa 'test-custom-hpa'",
+    );
+    refused_in(
+        &so_on("custom-api/v1", "custom-kind"),
+        &[custom_hpa],
+        "spec.scaleTargetRef: no matches for kind \"custom-kind\"",
+    );
+}
+
+#[test]
+fn cluster_cpu_and_memory_requests() {
+    let so = || fixture("test-so", true, "");
+    let sts_so = || so_with_kind(so(), "StatefulSet");
+    // should validate the so creation with cpu and memory when deployment has requests
+    admitted_in(&so(), &[workload_object("Deployment", true, true)]);
+    // shouldn't validate the creation with cpu and memory when deployment is missing
+    refused_in(
+        &so(),
+        &[],
+        "spec.scaleTargetRef: Deployment \"deployment-name\" not found",
+    );
+    // should validate the creation with cpu and memory when deployment is missing and dry-run is true
+    assert!(admit_in(&so(), &view(&[], true)).is_ok());
+    // shouldn't validate the so creation with cpu and memory when deployment hasn't got memory request
+    // (trigger 2 of the fixture is memory)
+    refused_in(
+        &so(),
+        &[workload_object("Deployment", true, false)],
+        "spec.triggers[2]: the scaledobject has a memory trigger but the container test doesn't have the memory request defined",
+    );
+    // shouldn't validate the SO creation with CPU and memory when deployment doesn't have CPU and memory
+    refused_in(
+        &so(),
+        &[workload_object("Deployment", false, false)],
+        "spec.triggers[1]: the scaledobject has a cpu trigger but the container test doesn't have the cpu request defined",
+    );
+    // should validate the SO creation with CPU and memory when deployment doesn't have CPU and memory, but
+    // LimitRange has the limits specified (NewMilliQuantity(100): 100m)
+    admitted_in(
+        &so(),
+        &[
+            workload_object("Deployment", false, false),
+            limit_range("Container", "100m", "100m"),
+        ],
+    );
+    // Not upstream: only a Container LimitRange counts, and a zero default does not.
+    refused_in(
+        &so(),
+        &[
+            workload_object("Deployment", false, false),
+            limit_range("Pod", "100m", "100m"),
+        ],
+        "doesn't have the cpu request defined",
+    );
+    refused_in(
+        &so(),
+        &[
+            workload_object("Deployment", false, false),
+            limit_range("Container", "100m", "0"),
+        ],
+        "doesn't have the memory request defined",
+    );
+    // shouldn't validate the so creation with cpu and memory when deployment hasn't got cpu request
+    refused_in(
+        &so(),
+        &[workload_object("Deployment", false, true)],
+        "doesn't have the cpu request defined",
+    );
+    // should validate the so creation with cpu and memory when statefulset has requests
+    admitted_in(&sts_so(), &[workload_object("StatefulSet", true, true)]);
+    // shouldn't validate the so creation with cpu and memory when statefulset hasn't got memory request
+    refused_in(
+        &sts_so(),
+        &[workload_object("StatefulSet", true, false)],
+        "doesn't have the memory request defined",
+    );
+    // shouldn't validate the so creation with cpu and memory when statefulset hasn't got cpu request
+    refused_in(
+        &sts_so(),
+        &[workload_object("StatefulSet", false, true)],
+        "doesn't have the cpu request defined",
+    );
+    // A StatefulSet does not stand in for the Deployment of the same name.
+    refused_in(
+        &so(),
+        &[workload_object("StatefulSet", true, true)],
+        "Deployment \"deployment-name\" not found",
+    );
+    // should validate the so creation without cpu and memory when custom resources (apiVersion
+    // "custom-api" with kind StatefulSet: resolved without the mapper, not apps/v1, so not read)
+    admitted_in(&so_on_cpu("custom-api", "StatefulSet"), &[]);
+    // Not upstream: containerName narrows the check to that container.
+    let mut named = so();
+    named["spec"]["triggers"][1]["metadata"]["containerName"] = json!("sidecar");
+    named["spec"]["triggers"][2]["metadata"]["containerName"] = json!("sidecar");
+    admitted_in(&named, &[workload_object("Deployment", false, false)]);
+}
+
+fn so_with_kind(mut so: Value, kind: &str) -> Value {
+    so["spec"]["scaleTargetRef"]["kind"] = json!(kind);
+    so
+}
+
+fn so_on_cpu(api: &str, kind: &str) -> Value {
+    let mut so = fixture("test-so", true, "");
+    so["spec"]["scaleTargetRef"] =
+        json!({"name": "deployment-name", "apiVersion": api, "kind": kind});
+    so
+}
+
+#[test]
+fn cluster_scale_to_zero_and_limits_only() {
+    let cpu_only = || workload_object("Deployment", true, false);
+    // should validate so creation when all requirements are met for scaling to zero with cpu scaler
+    admitted_in(&with_target(stz(0, 5, true)), &[cpu_only()]);
+    // shouldn't validate so creation with cpu scaler requirements not being met for scaling to 0
+    refused_in(
+        &with_target(stz(0, 5, false)),
+        &[cpu_only()],
+        "scale to zero doesn't work in this case",
+    );
+    // should validate so creation when min replicas is > 0 with only cpu scaler given
+    admitted_in(&with_target(stz(1, 5, false)), &[cpu_only()]);
+
+    // should not validate ScaledObject creation when deployment only provides cpu resource limits (its
+    // expectation is ShouldNot(HaveOccurred()): a limit above 0 counts as set)
+    let limits_only = |resource: &str, limit: &str| {
+        let mut w = workload_object("Deployment", false, false);
+        w["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] =
+            json!({resource: limit});
+        w
+    };
+    let mut so = fixture("test-so", false, "");
+    so["spec"]["triggers"] =
+        json!([{"type": "cpu", "metricType": "Utilization", "metadata": {"value": "10"}}]);
+    admitted_in(&so, &[limits_only("cpu", "100m")]);
+    // should not validate ScaledObject creation when deployment only provides memory resource limits
+    // (NewMilliQuantity(1024): 1024m; value 512Mi is an AverageValue target)
+    so["spec"]["triggers"] =
+        json!([{"type": "memory", "metricType": "AverageValue", "metadata": {"value": "512Mi"}}]);
+    admitted_in(&so, &[limits_only("memory", "1024m")]);
+    refused_in(
+        &so,
+        &[limits_only("cpu", "100m")],
+        "doesn't have the memory request defined",
+    );
+}
+
+/// `createScaledObjectSTZ`'s `scaleTargetRef` names only the workload (KEDA's defaults apply).
+fn with_target(mut so: Value) -> Value {
+    so["metadata"]["namespace"] = json!("ns");
+    so
+}
+
+#[test]
+fn cluster_finalizer_removal() {
+    // should validate the so update if it's removing the finalizer even if it's invalid: created with
+    // requests, the Deployment then loses them, and the update removing the finalizer is admitted.
+    let mut so = fixture("test-so", true, "");
+    so["metadata"]["finalizers"] = json!(["finalizer"]);
+    admitted_in(&so, &[workload_object("Deployment", true, true)]);
+    let mut no_requests = workload_object("Deployment", true, true);
+    no_requests["spec"]["template"]["spec"]["containers"][0]["resources"]
+        .as_object_mut()
+        .unwrap()
+        .remove("requests");
+    let cluster = view(&[no_requests], false);
+    let old = serde_yaml_ng::to_string(&so).unwrap();
+    let mut removed = so.clone();
+    removed["metadata"]["finalizers"] = json!([]);
+    let new = serde_yaml_ng::to_string(&removed).unwrap();
+    assert!(admit_scaled_object_update(&old, &new, &cluster).is_ok());
+    // The same update that also edits the spec is checked in full, and the missing requests refuse it.
+    removed["spec"]["maxReplicaCount"] = json!(9);
+    let edited = serde_yaml_ng::to_string(&removed).unwrap();
+    let Err(ManifestError::Invalid(errors)) = admit_scaled_object_update(&old, &edited, &cluster)
+    else {
+        panic!("admitted an update that edits the spec");
+    };
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("doesn't have the cpu request defined")),
+        "{errors:?}"
+    );
+    // Adding a finalizer is no removal.
+    let added = {
+        let mut a = so.clone();
+        a["metadata"]["finalizers"] = json!(["finalizer", "another"]);
+        serde_yaml_ng::to_string(&a).unwrap()
+    };
+    assert!(admit_scaled_object_update(&old, &added, &cluster).is_err());
+}
+
+#[test]
+fn cluster_objects_refused_when_unread() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
+    let Err(ManifestError::Invalid(errors)) = ClusterView::from_manifests(yaml) else {
+        panic!("a Service was accepted into the cluster view");
+    };
+    assert!(
+        errors[0].starts_with("objects[0].kind: \"Service\" is not an object"),
+        "{errors:?}"
+    );
+    let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers: [{name: c, resources: {requests: {cpu: lots}}}]\n";
+    let Err(ManifestError::Invalid(errors)) = ClusterView::from_manifests(bad) else {
+        panic!("a bad quantity was accepted");
+    };
+    assert!(
+        errors[0]
+            .starts_with("objects[0].spec.template.spec.containers[0].resources.requests.cpu:"),
         "{errors:?}"
     );
 }

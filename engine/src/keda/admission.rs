@@ -2,9 +2,9 @@
 //! `scaledobject_types.go`, `scaletriggers_types.go`), on the parsed spec. Each problem names its field and
 //! carries KEDA's own words.
 //!
-//! Checks that need the cluster are not made: another HPA or ScaledObject already managing the workload
-//! (`verifyHpas`, `verifyScaledObjects`) and containers without cpu/memory requests
-//! (`verifyCPUMemoryScalers` reads the Deployment; surge's HPA reports missing requests at evaluation).
+//! The checks that read the cluster (another HPA or ScaledObject on the workload, the workload's
+//! cpu/memory requests and LimitRanges) are in [`super::cluster`], made when the caller gives a
+//! [`super::cluster::ClusterView`].
 
 use super::{FallbackBehavior, ScaledObjectSpec, TriggerMetricType};
 use crate::formula::{ScalingModifiersError, validate_scaling_modifiers};

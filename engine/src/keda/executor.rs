@@ -289,6 +289,23 @@ pub fn triggers_activity(
         .collect()
 }
 
+/// `getTriggersActivity` for a push scaler (`ForPushScalerMetric`): the previous `status.triggersActivity`
+/// kept, and only the pushing trigger's entry set, active when listed in `active`. surge refuses push
+/// scalers in manifests (see [`super::manifest`]); this is the executor's rule, for a caller that receives
+/// pushes.
+pub fn push_triggers_activity(
+    previous: &std::collections::BTreeMap<String, bool>,
+    push_metric: &str,
+    active: &[String],
+) -> std::collections::BTreeMap<String, bool> {
+    let mut out = previous.clone();
+    out.insert(
+        push_metric.to_owned(),
+        active.iter().any(|a| a == push_metric),
+    );
+    out
+}
+
 /// `GetInitializedConditions`: Ready, Active and Fallback Unknown, Paused False (no HPAActive).
 pub fn initialized_conditions() -> Vec<KedaCondition> {
     vec![

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::annotations::Annotations;
+use super::cluster::{ClusterView, Incoming, TargetRef, hpa_name, verify_cluster};
 use super::fallback::{HealthStatus, HealthStatusType};
 use super::job::{JobScalingStrategy, JobTrigger, MultipleScalersCalculation, ScaledJobSpec};
 use super::{
@@ -41,6 +42,8 @@ struct Metadata {
     #[serde(default)]
     annotations: BTreeMap<String, String>,
     creation_timestamp: Option<String>,
+    #[serde(default)]
+    finalizers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +109,9 @@ struct RawTrigger {
     metadata: BTreeMap<String, Quantity>,
 }
 
+/// KEDA's one push scaler (`pkg/scalers/external_scaler.go`, `StreamIsActive`).
+const PUSH_SCALER: &str = "external-push";
+
 /// Metadata keys that hold a scaler's target, in the order looked for.
 const THRESHOLD_KEYS: &[&str] = &[
     "threshold",
@@ -153,6 +159,16 @@ fn check_kind(api_version: Option<&str>, kind: Option<&str>, want: &str, errors:
 /// `queueLength`, `lagThreshold`, ...) and its activation threshold from the matching `activation...`
 /// key; `cpu` and `memory` triggers read `value` and `containerName` as KEDA's cpu/memory scaler does.
 pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError> {
+    parse_scaled_object_in(yaml, None)
+}
+
+/// [`parse_scaled_object`] with the webhook's cluster checks ([`cluster::verify_cluster`]) made against
+/// `cluster` when given: another ScaledObject or HPA on the same workload, cpu/memory requests of the
+/// target's containers. Without a view those checks are not made (the caller vouches for the cluster).
+pub fn parse_scaled_object_in(
+    yaml: &str,
+    cluster: Option<&ClusterView>,
+) -> Result<ScaledObjectSpec, ManifestError> {
     let m: Manifest<SoSpec> = serde_yaml_ng::from_str(yaml).map_err(|e| ManifestError::yaml(&e))?;
     let mut errors = Vec::new();
     check_kind(
@@ -194,7 +210,7 @@ pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError
         .and_then(|m| modifiers(m, &mut errors));
     let mut so = ScaledObjectSpec {
         warnings: Vec::new(),
-        name: m.metadata.name,
+        name: m.metadata.name.clone(),
         annotations,
         polling_interval_seconds: spec.polling_interval.unwrap_or(30),
         cooldown_period_seconds: spec.cooldown_period.unwrap_or(300),
@@ -223,6 +239,9 @@ pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError
         }
         errors.push(e);
     }
+    if let Some(view) = cluster {
+        errors.extend(cluster_errors(&m.metadata, &spec, &so, view));
+    }
     if !errors.is_empty() {
         return Err(ManifestError::Invalid(errors));
     }
@@ -232,6 +251,72 @@ pub fn parse_scaled_object(yaml: &str) -> Result<ScaledObjectSpec, ManifestError
         spec.cooldown_period.is_some(),
     );
     Ok(so)
+}
+
+/// The webhook's checks against the cluster, for a ScaledObject that parsed this far.
+fn cluster_errors(
+    meta: &Metadata,
+    spec: &SoSpec,
+    so: &ScaledObjectSpec,
+    view: &ClusterView,
+) -> Vec<String> {
+    let target = spec
+        .scale_target_ref
+        .clone()
+        .and_then(|v| serde_yaml_ng::from_value::<TargetRef>(v).ok())
+        .unwrap_or_default();
+    let custom = spec
+        .advanced
+        .as_ref()
+        .and_then(|a| a.horizontal_pod_autoscaler_config.as_ref())
+        .and_then(|h| h.name.clone())
+        .unwrap_or_default();
+    let triggers = spec
+        .triggers
+        .iter()
+        .map(|t| {
+            let container = t.metadata.get("containerName").map(Quantity::text);
+            (
+                t.kind.clone().unwrap_or_default(),
+                container.unwrap_or_default(),
+            )
+        })
+        .collect::<Vec<_>>();
+    let incoming = Incoming {
+        name: &so.name,
+        target: &target,
+        hpa_name: &hpa_name(&so.name, &custom),
+        custom_hpa_name: &custom,
+        annotations: &meta.annotations,
+        triggers: &triggers,
+    };
+    verify_cluster(incoming, view)
+}
+
+/// Admits an update of a ScaledObject from `old_yaml` to `new_yaml` as the webhook's `ValidateUpdate`
+/// does: an update that only removes finalizers (the spec unchanged, fewer finalizers) skips the cluster
+/// checks, so a ScaledObject whose workload lost its requests can still be deleted. The checks on the
+/// spec alone still apply: surge refuses a spec it cannot honour whatever the cluster says, and an
+/// unchanged spec passed them when it was created. "Unchanged" compares the `spec` YAML trees (KEDA
+/// compares the typed structs with `equality.Semantic`; the trees differ where only the spelling of an
+/// equal value differs, such as `1` and `"1"`, which then counts as a change and is checked in full).
+pub fn admit_scaled_object_update(
+    old_yaml: &str,
+    new_yaml: &str,
+    cluster: &ClusterView,
+) -> Result<ScaledObjectSpec, ManifestError> {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(default)]
+        metadata: Metadata,
+        #[serde(default)]
+        spec: serde_yaml_ng::Value,
+    }
+    let read = |y: &str| serde_yaml_ng::from_str::<Shape>(y).map_err(|e| ManifestError::yaml(&e));
+    let (old, new) = (read(old_yaml)?, read(new_yaml)?);
+    let removing_finalizer =
+        new.metadata.finalizers.len() < old.metadata.finalizers.len() && new.spec == old.spec;
+    parse_scaled_object_in(new_yaml, (!removing_finalizer).then_some(cluster))
 }
 
 /// `scaleTargetRef` names an `apps/v1` Deployment or StatefulSet (KEDA's defaults when apiVersion or kind
@@ -281,6 +366,12 @@ fn trigger(
     let kind = required(&raw.kind, &format!("{path}.type"), errors)?.clone();
     if kind.is_empty() {
         errors.push(format!("{path}.type: must not be empty"));
+        return None;
+    }
+    if kind == PUSH_SCALER {
+        errors.push(format!(
+            "{path}.type: {PUSH_SCALER:?} is a push scaler: KEDA also runs its executor whenever the scaler's stream reports activity (between polls, for that trigger alone), which surge does not model; the `external` scaler is the same service polled"
+        ));
         return None;
     }
     let named = raw.name.as_deref().is_some_and(|n| !n.is_empty());
@@ -798,7 +889,7 @@ pub fn parse_scaled_job(yaml: &str) -> Result<ScaledJobSpec, ManifestError> {
         return Err(ManifestError::Invalid(errors));
     }
     Ok(ScaledJobSpec {
-        name: m.metadata.name,
+        name: m.metadata.name.clone(),
         paused: annotations.paused,
         polling_interval_seconds: spec.polling_interval.unwrap_or(30),
         min_replica_count: spec.min_replica_count,

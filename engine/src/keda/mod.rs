@@ -19,9 +19,11 @@
 
 pub mod admission;
 pub mod annotations;
+pub mod cluster;
 pub mod executor;
 pub mod fallback;
 pub mod job;
+pub mod job_object;
 pub mod manifest;
 pub mod selector;
 pub mod triggers;
@@ -192,6 +194,10 @@ pub enum TriggerValue {
     BuildFailed(String),
     /// cpu/memory triggers: per-pod usage (base units), read by the HPA as a Resource metric.
     PerPod(BTreeMap<String, PodMetric>),
+    /// The caller read nothing for this trigger: right for a trigger the engine reads itself (see
+    /// [`TriggerSpec::reads_input`]; a `cron` trigger reads the evaluation time), a failed read for any
+    /// other.
+    NotRead,
 }
 
 /// Per-ScaledObject memory the caller keeps; also the ScaledObject's `status`, which a scenario can seed.
@@ -224,6 +230,13 @@ impl TriggerSpec {
     /// A `cpu` or `memory` trigger: a Resource metric of the generated HPA.
     pub fn is_resource(&self) -> bool {
         self.kind == "cpu" || self.kind == "memory"
+    }
+
+    /// Whether the caller must read a value for this trigger. A `cron` trigger needs none: the engine
+    /// computes it from `now_ms`, and its slot in [`KedaInput::triggers`] is ignored
+    /// ([`TriggerValue::NotRead`] says so).
+    pub fn reads_input(&self) -> bool {
+        self.kind != "cron"
     }
 
     /// A `cron` trigger's schedule, parsed from its metadata; `None` for other triggers.

@@ -56,6 +56,9 @@ pub fn raw_read(value: Option<&TriggerValue>) -> Result<f64, String> {
         Some(TriggerValue::PerPod(_)) => {
             Err("per-pod resource usage given for an external trigger".to_owned())
         }
+        Some(TriggerValue::NotRead) => {
+            Err("no value was read for this trigger (only a cron trigger reads none)".to_owned())
+        }
         None => Err("no value for trigger".to_owned()),
     }
 }

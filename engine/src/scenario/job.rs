@@ -15,10 +15,17 @@
 //! end: 2m
 //! ```
 //!
-//! Design choice: `running` and `pending` are the cluster's counts as given, held until a later entry
-//! changes them; the Jobs a step creates are not added to them (how fast Jobs start and finish is the
-//! cluster's, so the scenario says it). A running Job has one Running pod with every condition True; a
-//! pending one has one Pending pod with none. Before its first value a trigger's read fails.
+//! The Jobs a poll creates are carried forward: each is Pending until `new_jobs.start_after` has passed
+//! since its poll (default `0s`: Running by the next poll), then Running until `new_jobs.complete_after`
+//! (default: never; it then finishes and no longer counts, as KEDA counts only unfinished Jobs). A
+//! timeline `jobs: {running, pending}` entry is the cluster observed at that time: it replaces every
+//! count, the created Jobs included, and Jobs created after it are added to it. A running Job has one
+//! Running pod with every condition True; a pending one has one Pending pod with none. Before its first
+//! value a trigger's read fails.
+//!
+//! ```yaml
+//! new_jobs: {start_after: 20s, complete_after: 2m}
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -47,6 +54,20 @@ pub struct JobScenarioFile {
     pub timeline: Vec<JobTimelineEntry>,
     /// When the replay stops (inclusive).
     pub end: Offset,
+    /// How the Jobs a poll creates behave.
+    #[serde(default)]
+    pub new_jobs: NewJobsConfig,
+}
+
+/// How the Jobs KEDA creates during the replay start and finish.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJobsConfig {
+    /// How long a created Job stays Pending (default `0s`).
+    pub start_after: Option<Offset>,
+    /// How long after its creation a Job finishes (default: it runs until a timeline `jobs` entry says
+    /// otherwise).
+    pub complete_after: Option<Offset>,
 }
 
 /// The policy of a ScaledJob scenario.
@@ -94,6 +115,8 @@ pub struct JobScenario {
     pub end_ms: i64,
     /// The timeline with keys resolved to trigger indices: (at, values by index, jobs).
     timeline: Vec<(i64, BTreeMap<usize, f64>, Option<JobCounts>)>,
+    /// How created Jobs behave.
+    pub new_jobs: NewJobsConfig,
 }
 
 /// One poll of a ScaledJob scenario.
@@ -101,7 +124,8 @@ pub struct JobScenario {
 pub struct JobStep {
     /// Scenario time, seconds.
     pub time_s: f64,
-    /// The Jobs the cluster ran at the poll.
+    /// The Jobs the cluster ran at the poll: the last observed counts plus the Jobs created since that
+    /// are still unfinished.
     pub jobs: JobCounts,
     /// Jobs KEDA creates at this poll.
     pub jobs_to_create: i64,
@@ -212,10 +236,32 @@ pub fn parse(text: &str) -> Result<JobScenario, ScenarioError> {
             ),
         ));
     }
+    for (name, offset) in [
+        ("start_after", file.new_jobs.start_after),
+        ("complete_after", file.new_jobs.complete_after),
+    ] {
+        if offset.is_some_and(|o| o.0 < 0) {
+            problems.push(problem(
+                &[key("new_jobs"), key(name)],
+                format!("new_jobs.{name}"),
+                "must not be negative".to_owned(),
+            ));
+        }
+    }
+    if let (Some(start), Some(done)) = (file.new_jobs.start_after, file.new_jobs.complete_after)
+        && done.0 < start.0
+    {
+        problems.push(problem(
+            &[key("new_jobs"), key("complete_after")],
+            "new_jobs.complete_after".to_owned(),
+            "must not come before start_after".to_owned(),
+        ));
+    }
     if !problems.is_empty() {
         return Err(ScenarioError { problems });
     }
     Ok(JobScenario {
+        new_jobs: file.new_jobs,
         spec,
         start_ms: file.start.map_or(0, |t| t.0),
         end_ms,
@@ -227,7 +273,9 @@ pub fn parse(text: &str) -> Result<JobScenario, ScenarioError> {
 pub fn simulate(s: &JobScenario) -> Vec<JobStep> {
     let poll_ms = i64::from(s.spec.polling_interval_seconds.max(1)) * 1000;
     let mut values: BTreeMap<usize, f64> = BTreeMap::new();
-    let mut counts = JobCounts::default();
+    let mut observed = JobCounts::default();
+    // The Jobs created since the last observed counts: (poll, scenario ms; how many).
+    let mut created: Vec<(i64, u32)> = Vec::new();
     let mut next = 0;
     let mut steps = Vec::new();
     let mut t = 0;
@@ -235,7 +283,8 @@ pub fn simulate(s: &JobScenario) -> Vec<JobStep> {
         while let Some((_, v, jobs)) = s.timeline.get(next).filter(|(at, _, _)| *at <= t) {
             values.extend(v.iter().map(|(k, v)| (*k, *v)));
             if let Some(j) = jobs {
-                counts = *j;
+                observed = *j;
+                created.clear();
             }
             next += 1;
         }
@@ -245,8 +294,13 @@ pub fn simulate(s: &JobScenario) -> Vec<JobStep> {
                 None => JobTriggerValue::Failed("no value in the scenario yet".to_owned()),
             })
             .collect();
+        let counts = with_created(observed, &created, t, s.new_jobs);
         let decision =
             evaluate_scaled_job(&s.spec, &reads, &jobs(counts), s.start_ms.saturating_add(t));
+        let to_create = u32::try_from(decision.jobs_to_create.max(0)).unwrap_or(u32::MAX);
+        if to_create > 0 {
+            created.push((t, to_create));
+        }
         steps.push(JobStep {
             time_s: t as f64 / 1000.0,
             jobs: counts,
@@ -256,6 +310,29 @@ pub fn simulate(s: &JobScenario) -> Vec<JobStep> {
         t += poll_ms;
     }
     steps
+}
+
+/// The observed counts plus the created Jobs unfinished at `t`, each Pending or Running by its age.
+fn with_created(
+    observed: JobCounts,
+    created: &[(i64, u32)],
+    t: i64,
+    new_jobs: NewJobsConfig,
+) -> JobCounts {
+    let start = new_jobs.start_after.map_or(0, |o| o.0);
+    let mut counts = observed;
+    for (age, n) in created.iter().map(|(at, n)| (t - at, *n)) {
+        if new_jobs.complete_after.is_some_and(|done| age >= done.0) {
+            continue;
+        }
+        let slot = if age >= start {
+            &mut counts.running
+        } else {
+            &mut counts.pending
+        };
+        *slot = slot.saturating_add(n);
+    }
+    counts
 }
 
 /// The Jobs the counts stand for: running ones with a Running pod (every condition True), pending ones

@@ -13,6 +13,8 @@
 //!     apiVersion: autoscaling/v2
 //!     kind: HorizontalPodAutoscaler
 //!     ...
+//!   # cluster: |                 # with scaledObject: the objects KEDA's webhook reads (other HPAs and
+//!   #   ...                      # ScaledObjects, the Deployment, LimitRanges), `---`-separated
 //! schedules: [{start: "0 9 * * MON-FRI", duration: 8h, min_replicas: 10}]
 //! sync_period: 15s
 //! start: 2026-01-05T08:55:00Z

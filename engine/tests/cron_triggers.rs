@@ -87,8 +87,8 @@ fn overlapping_windows_take_the_largest() {
     ];
     for (now, expected) in rows {
         let now: Timestamp = now.parse().unwrap();
-        // The engine reads cron triggers from the clock: the inputs given here are not read.
-        let values = vec![TriggerValue::Failed("not read".to_owned()); 2];
+        // The engine reads cron triggers from the clock: their slots say nothing was read.
+        let values = vec![TriggerValue::NotRead; 2];
         let input = KedaInput {
             current_replicas: 10,
             status_replicas: 10,

@@ -534,3 +534,11 @@ fn a_push_scaler_is_refused_at_load() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn not_read_is_a_failed_read_for_a_trigger_that_needs_input() {
+    use surge_engine::TriggerValue;
+    use surge_engine::keda::triggers::raw_read;
+    let e = raw_read(Some(&TriggerValue::NotRead)).unwrap_err();
+    assert!(e.contains("no value was read"), "{e}");
+}

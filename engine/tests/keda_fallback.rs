@@ -2,6 +2,7 @@
 //! `pkg/fallback/fallback_test.go` (`Describe("fallback")`), one block per `It`, its title in a comment.
 //! Upstream reads through mocked clients (the scaler, `/scale`, the status patch); here the same inputs
 //! are arguments: the read's result, the current replica count, the health map.
+//! `TestUpdateStatusConcurrency` shares the health map across threads under a lock, as the caller does.
 
 // Test helpers may unwrap (a panic is a failed test).
 #![allow(clippy::unwrap_used)]
@@ -310,4 +311,41 @@ fn scaling_modifiers_behavior_serves_a_placeholder() {
         FallbackRead::Placeholder
     );
     assert_eq!(status(&h), Some((1, Failing)));
+}
+
+#[test]
+fn update_status_concurrency() {
+    // TestUpdateStatusConcurrency: 20 concurrent reads of different metrics of one ScaledObject, all
+    // failing, must not race on the health map. Upstream shares the ScaledObject under the scalers
+    // cache's RWMutex; here `read_with_fallback` takes the health map `&mut`, so sharing it across threads
+    // needs a lock (the autoscaler holds one per policy), and the outcome is checked too: one failure per
+    // metric, none lost.
+    let spec = so(fb(3, 10, FallbackBehavior::Static));
+    let shared = std::sync::Mutex::new(BTreeMap::<String, HealthStatus>::new());
+    std::thread::scope(|s| {
+        for i in 0..20 {
+            let (spec, shared) = (&spec, &shared);
+            s.spawn(move || {
+                let mut h = shared.lock().unwrap();
+                fallback::read_with_fallback(
+                    spec,
+                    &mut h,
+                    &format!("metric_{i}"),
+                    Err("scaler error".to_owned()),
+                    (TriggerMetricType::AverageValue, 3.0),
+                    TargetReplicas {
+                        current: 1,
+                        ready: 1,
+                    },
+                );
+            });
+        }
+    });
+    let h = shared.into_inner().unwrap();
+    assert_eq!(h.len(), 20);
+    assert!(
+        h.values()
+            .all(|s| (s.number_of_failures, s.status) == (1, Failing)),
+        "{h:?}"
+    );
 }

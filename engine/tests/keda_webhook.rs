@@ -851,6 +851,8 @@ fn cluster_scale_to_zero_and_limits_only() {
     );
     // should validate so creation when min replicas is > 0 with only cpu scaler given
     admitted_in(&with_target(stz(1, 5, false)), &[cpu_only()]);
+    // Not upstream: on a dry run verifyCPUMemoryScalers checks nothing, the scale-to-zero rule included.
+    assert!(admit_in(&with_target(stz(0, 5, false)), &view(&[], true)).is_ok());
 
     // should not validate ScaledObject creation when deployment only provides cpu resource limits (its
     // expectation is ShouldNot(HaveOccurred()): a limit above 0 counts as set)

@@ -227,7 +227,9 @@ pub fn parse_scaled_object_in(
     };
     // The webhook's checks run on what parsed, so every problem is listed at once.
     let raw_triggers = spec.triggers.len();
-    let workload_target = is_workload_target(spec.scale_target_ref.as_ref());
+    // `verifyCPUMemoryScalers`, which holds the scale-to-zero rule, checks nothing on a dry run.
+    let dry_run = cluster.is_some_and(|c| c.dry_run);
+    let workload_target = is_workload_target(spec.scale_target_ref.as_ref()) && !dry_run;
     for e in admission::validate(
         &so,
         hpa_config.and_then(|h| h.name.as_deref()),

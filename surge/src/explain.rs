@@ -207,6 +207,11 @@ pub fn render(decisions: &[Value]) -> String {
     }
     let _ = writeln!(o, "Inputs:");
     for i in d["inputs"].as_array().into_iter().flatten() {
+        if i["read_by_engine"].as_bool() == Some(true) {
+            // A cron trigger: the engine computed it from the clock; there is no query to show.
+            let _ = writeln!(o, "  {:<22} = (from the clock)", s(&i["metric"]));
+            continue;
+        }
         let value = if let Some(e) = i["error"].as_str() {
             format!("unavailable: {e}")
         } else if let Some(v) = i["value"].as_f64() {

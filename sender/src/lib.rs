@@ -197,8 +197,17 @@ impl SenderOptions {
     }
 
     /// Checks every option and returns all problems at once.
+    /// Checks every option and returns all problems at once; with TLS options, their files are read
+    /// (as at start).
     pub fn validate(&self) -> Result<(), InvalidSenderOptions> {
-        service::RequestTemplate::new(self).map(|_| ())
+        let template = service::RequestTemplate::new(self)?;
+        match &self.tls {
+            Some(tls) => template.tls_client(tls).map(|_| ()).map_err(|e| InvalidSenderOptions {
+                destination: self.name.clone(),
+                problems: vec![SenderOptionError::Tls(e)],
+            }),
+            None => Ok(()),
+        }
     }
 }
 

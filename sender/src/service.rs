@@ -63,6 +63,14 @@ pub(crate) struct RequestTemplate {
 }
 
 impl RequestTemplate {
+    /// The client (and URL) of a destination with TLS options.
+    pub(crate) fn tls_client(
+        &self,
+        tls: &crate::ClientTls,
+    ) -> Result<(reqwest::Client, reqwest::Url), String> {
+        crate::auth::tls_client(tls, &self.url)
+    }
+
     /// Validates `opts` (every problem at once) and builds the request headers.
     pub(crate) fn new(opts: &SenderOptions) -> Result<Self, InvalidSenderOptions> {
         let mut problems = Vec::new();

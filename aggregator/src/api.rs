@@ -345,7 +345,10 @@ async fn query(State(st): State<Arc<AggregatorState>>, p: Params) -> Result<Resp
     let started = Instant::now();
     let t = time_param(&p, "time", Some(crate::now_ms()))?;
     let expr = parse_query(&p)?;
-    let v = evaluate(&st, move |cache, opts| promql::eval_instant(cache, &expr, t, opts)).await?;
+    let v = evaluate(&st, move |cache, opts| {
+        promql::eval_instant(cache, &expr, t, opts)
+    })
+    .await?;
     let body = value_json(&v, t);
     st.query_metrics
         .observe("query", started.elapsed().as_secs_f64());

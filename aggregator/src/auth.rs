@@ -52,7 +52,8 @@ pub enum TokenRejected {
 /// Checks a bearer token. Implemented by `surge_k8s::token_review::TokenReviewer`, and by fakes in
 /// tests.
 pub trait TokenAuthenticator: Send + Sync + 'static {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, TokenRejected>>;
+    fn authenticate<'a>(&'a self, token: &'a str)
+    -> BoxFuture<'a, Result<Identity, TokenRejected>>;
 }
 
 /// Why a write was refused (the `reason` label).

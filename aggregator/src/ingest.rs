@@ -24,11 +24,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::Extension;
+use axum::body::Body;
 use axum::extract::State;
-use surge_metrics_api::ClientIdentity;
 use axum::http::{HeaderMap, StatusCode, header};
+use surge_metrics_api::ClientIdentity;
 use surge_model::{Labels, METRIC_NAME, NameValidationScheme};
 use surge_proto::remote_write::{DecodeError, SeriesRef, decompress, for_each_series};
 
@@ -413,7 +413,9 @@ pub async fn write_handler(
             .and_then(|v| v.to_str().ok()),
     );
     if let Some(auth) = state.write_auth() {
-        let cn = client_cert.as_ref().map(|c| c.0.common_name.as_deref().unwrap_or(""));
+        let cn = client_cert
+            .as_ref()
+            .map(|c| c.0.common_name.as_deref().unwrap_or(""));
         if let Err(refusal) = auth.check(&headers, cn).await {
             let e = HttpError::Unauthenticated(refusal);
             state.ingest_metrics.request(sender, e.status().as_u16());

@@ -118,12 +118,16 @@ impl ListenerMetrics {
     }
 
     fn hit(&self, limit: Limit) {
-        self.limited.get_or_create(&[("limit", limit.as_str())]).inc();
+        self.limited
+            .get_or_create(&[("limit", limit.as_str())])
+            .inc();
     }
 
     /// How often `limit` was hit (for tests and tools).
     pub fn hits(&self, limit: Limit) -> u64 {
-        self.limited.get_or_create(&[("limit", limit.as_str())]).get()
+        self.limited
+            .get_or_create(&[("limit", limit.as_str())])
+            .get()
     }
 }
 
@@ -151,8 +155,10 @@ impl ServerTls {
             .map_err(|e| TlsError::Config(e.to_string()))?;
         let builder = match client_ca {
             Some(ca) => {
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(read_roots(ca)?), provider);
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(read_roots(ca)?),
+                    provider,
+                );
                 let verifier = if require_client_cert {
                     verifier
                 } else {
@@ -296,15 +302,14 @@ impl Connection {
     {
         let io = ActivityIo::new(io);
         let activity = io.activity.clone();
-        let svc = self
-            .app
-            .clone()
-            .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        let svc = self.app.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
                 if let Some(id) = &identity {
                     req.extensions_mut().insert(id.clone());
                 }
                 req
-            });
+            },
+        );
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())

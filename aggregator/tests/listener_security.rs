@@ -93,7 +93,10 @@ fn client(ca: &TestCa, identity: Option<(String, String)>) -> reqwest::Client {
 struct FakeTokens;
 
 impl TokenAuthenticator for FakeTokens {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, TokenRejected>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Identity, TokenRejected>> {
         Box::pin(async move {
             match token {
                 "good" => Ok(Identity {
@@ -135,7 +138,11 @@ impl Default for Setup {
 }
 
 async fn start(setup: Setup) -> Server {
-    let state = AggregatorState::standalone(CacheOptions::default(), QueryOptions::default(), setup.ingest);
+    let state = AggregatorState::standalone(
+        CacheOptions::default(),
+        QueryOptions::default(),
+        setup.ingest,
+    );
     state.set_query_limits(setup.query);
     let auth = setup.auth.map(Arc::new);
     if let Some(a) = &auth {
@@ -268,7 +275,10 @@ async fn https_with_tokens_refuses_every_unauthenticated_write() {
     // Nothing refused reached the store; queries stay open (only writes need credentials).
     assert_eq!(srv.state.cache().len(), 3);
     let q = c
-        .get(format!("https://localhost:{}/api/v1/query?query=up", srv.addr.port()))
+        .get(format!(
+            "https://localhost:{}/api/v1/query?query=up",
+            srv.addr.port()
+        ))
         .send()
         .await
         .unwrap();
@@ -300,7 +310,12 @@ async fn client_certificates_authenticate_when_allowed_and_are_required_when_con
     std::fs::write(dir.path().join("clients.crt"), &clients.pem).unwrap();
     let files = server_files(dir.path(), &ca);
     let tls = ServerTls::from_files(&files, Some(&dir.path().join("clients.crt")), true).unwrap();
-    let auth = WriteAuth::new(None, true, Duration::from_secs(10), &mut Registry::default());
+    let auth = WriteAuth::new(
+        None,
+        true,
+        Duration::from_secs(10),
+        &mut Registry::default(),
+    );
     let srv = start(Setup {
         tls: Some(tls),
         auth: Some(auth),
@@ -315,11 +330,18 @@ async fn client_certificates_authenticate_when_allowed_and_are_required_when_con
     );
     // No certificate: the handshake is refused (required); a certificate of another CA too.
     assert!(write(&client(&ca, None), &url, None).send().await.is_err());
-    let forged = client(&ca, Some(test_ca("evil").leaf("surge-agent", &["surge-agent"])));
+    let forged = client(
+        &ca,
+        Some(test_ca("evil").leaf("surge-agent", &["surge-agent"])),
+    );
     assert!(write(&forged, &url, None).send().await.is_err());
     // With a certificate, a token is still checked when sent (and refused: no authenticator).
     assert_eq!(
-        write(&agent, &url, Some("good")).send().await.unwrap().status(),
+        write(&agent, &url, Some("good"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(srv.state.cache().len(), 3);
@@ -534,7 +556,9 @@ async fn garbage_on_every_endpoint_is_refused_and_nothing_is_kept() {
     let truncated = valid[..valid.len() / 2].to_vec();
     // A snappy header announcing 1 GiB, then nothing.
     let bomb = vec![0x80, 0x80, 0x80, 0x80, 0x04, 0, 0, 0];
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let oversize = vec![0u8; 2 << 20];
     let rw = |ct: &str, ce: &str, body: &[u8]| {
         let mut r = format!(
@@ -556,25 +580,81 @@ async fn garbage_on_every_endpoint_is_refused_and_nothing_is_kept() {
         format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
     };
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("garbage body", rw("application/x-protobuf", "snappy", &garbage), "400"),
-        ("truncated snappy", rw("application/x-protobuf", "snappy", &truncated), "400"),
-        ("decompression bomb", rw("application/x-protobuf", "snappy", &bomb), "413"),
-        ("oversize body", rw("application/x-protobuf", "snappy", &oversize), "413"),
-        ("wrong content type", rw("application/json", "snappy", &valid), "415"),
-        ("wrong encoding", rw("application/x-protobuf", "gzip", &valid), "400"),
-        ("empty body", rw("application/x-protobuf", "snappy", &[]), "400"),
+        (
+            "garbage body",
+            rw("application/x-protobuf", "snappy", &garbage),
+            "400",
+        ),
+        (
+            "truncated snappy",
+            rw("application/x-protobuf", "snappy", &truncated),
+            "400",
+        ),
+        (
+            "decompression bomb",
+            rw("application/x-protobuf", "snappy", &bomb),
+            "413",
+        ),
+        (
+            "oversize body",
+            rw("application/x-protobuf", "snappy", &oversize),
+            "413",
+        ),
+        (
+            "wrong content type",
+            rw("application/json", "snappy", &valid),
+            "415",
+        ),
+        (
+            "wrong encoding",
+            rw("application/x-protobuf", "gzip", &valid),
+            "400",
+        ),
+        (
+            "empty body",
+            rw("application/x-protobuf", "snappy", &[]),
+            "400",
+        ),
         ("GET on write", get("/api/v1/write"), "405"),
         ("query garbage", get("/api/v1/query?query=%29%29%28"), "400"),
-        ("query bad time", get("/api/v1/query?query=up&time=yesterday"), "400"),
-        ("query_range no step", get("/api/v1/query_range?query=up&start=0&end=10"), "400"),
-        ("query_range too many points", get("/api/v1/query_range?query=up&start=0&end=100000000&step=1"), "400"),
+        (
+            "query bad time",
+            get("/api/v1/query?query=up&time=yesterday"),
+            "400",
+        ),
+        (
+            "query_range no step",
+            get("/api/v1/query_range?query=up&start=0&end=10"),
+            "400",
+        ),
+        (
+            "query_range too many points",
+            get("/api/v1/query_range?query=up&start=0&end=100000000&step=1"),
+            "400",
+        ),
         ("series no match", get("/api/v1/series"), "400"),
         ("series bad match", get("/api/v1/series?match[]=%7B"), "400"),
-        ("label values bad name", get("/api/v1/label/%FF%FE/values"), "400"),
+        (
+            "label values bad name",
+            get("/api/v1/label/%FF%FE/values"),
+            "400",
+        ),
         ("unknown path", get("/api/v2/write"), "404"),
-        ("not HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n".to_vec(), "400"),
-        ("bad request line", b"FROB / HTTP/9.9\r\n\r\n".to_vec(), "400"),
-        ("bad content length", b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(), "400"),
+        (
+            "not HTTP",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "bad request line",
+            b"FROB / HTTP/9.9\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            "bad content length",
+            b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(),
+            "400",
+        ),
     ];
     for (name, raw, want) in &cases {
         let answer = exchange(srv.addr, raw).await;
@@ -587,7 +667,10 @@ async fn garbage_on_every_endpoint_is_refused_and_nothing_is_kept() {
     assert_eq!(srv.state.cache().len(), 0);
     let answer = exchange(srv.addr, &get("/healthz")).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    wait_until("every connection to close", || srv.metrics.connections.get() == 0).await;
+    wait_until("every connection to close", || {
+        srv.metrics.connections.get() == 0
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -610,7 +693,11 @@ impl IngestObserver for HoldLarge {
                 .lock()
                 .unwrap()
                 .recv_timeout(Duration::from_secs(30));
-            let name = if waited.is_ok() { "large" } else { "large (small never ran)" };
+            let name = if waited.is_ok() {
+                "large"
+            } else {
+                "large (small never ran)"
+            };
             self.order.lock().unwrap().push(name);
         } else {
             self.order.lock().unwrap().push("small");
@@ -646,8 +733,14 @@ async fn a_large_write_does_not_stall_a_small_one() {
         tokio::task::yield_now().await;
     }
     let small = tokio::spawn(router(st.clone()).oneshot(req(write_body(10))));
-    assert_eq!(small.await.unwrap().unwrap().status(), StatusCode::NO_CONTENT);
-    assert_eq!(large.await.unwrap().unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        small.await.unwrap().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        large.await.unwrap().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(*hold.order.lock().unwrap(), ["small", "large"]);
     assert_eq!(st.cache().len(), 50_000);
 }
@@ -686,15 +779,16 @@ async fn queries_past_their_deadline_or_sample_limit_are_stopped_and_counted() {
     for i in 0..2_000 {
         let l = surge_model::Labels::from_pairs([("__name__", "x"), ("i", &*i.to_string())]);
         for k in 0..300 {
-            cache.append(
-                &l,
-                surge_model::Sample {
-                    timestamp_ms: now - 300_000 + k * 1000,
-                    value: k as f64,
-                },
-                now,
-            )
-            .unwrap();
+            cache
+                .append(
+                    &l,
+                    surge_model::Sample {
+                        timestamp_ms: now - 300_000 + k * 1000,
+                        value: k as f64,
+                    },
+                    now,
+                )
+                .unwrap();
         }
     }
     let end = now / 1000;
@@ -720,21 +814,29 @@ async fn queries_past_their_deadline_or_sample_limit_are_stopped_and_counted() {
     .await;
     let l = surge_model::Labels::from_pairs([("__name__", "y")]);
     for k in 0..2000 {
-        srv2.state.cache().append(
-            &l,
-            surge_model::Sample {
-                timestamp_ms: now - 200_000 + k * 100,
-                value: 1.0,
-            },
-            now,
-        )
-        .unwrap();
+        srv2.state
+            .cache()
+            .append(
+                &l,
+                surge_model::Sample {
+                    timestamp_ms: now - 200_000 + k * 100,
+                    value: 1.0,
+                },
+                now,
+            )
+            .unwrap();
     }
     let (status, body) = query_status(&srv2, "/api/v1/query?query=y%5B5m%5D").await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("too many samples"), "{body}");
     let m1 = metrics_text(&srv.state).await;
     let m2 = metrics_text(&srv2.state).await;
-    assert!(m1.contains(r#"surge_aggregator_queries_refused_total{reason="timeout"} 1"#), "{m1}");
-    assert!(m2.contains(r#"surge_aggregator_queries_refused_total{reason="too_many_samples"} 1"#), "{m2}");
+    assert!(
+        m1.contains(r#"surge_aggregator_queries_refused_total{reason="timeout"} 1"#),
+        "{m1}"
+    );
+    assert!(
+        m2.contains(r#"surge_aggregator_queries_refused_total{reason="too_many_samples"} 1"#),
+        "{m2}"
+    );
 }

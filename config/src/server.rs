@@ -148,13 +148,19 @@ impl ServerConfig {
     pub(crate) fn problems(&self) -> Vec<(FieldPath, String)> {
         let mut out = Vec::new();
         if self.max_connections == 0 {
-            out.push((FieldPath::root().key("max_connections"), "must be at least 1".into()));
+            out.push((
+                FieldPath::root().key("max_connections"),
+                "must be at least 1".into(),
+            ));
         }
         // hyper refuses a read buffer under 8 KiB; a head never needs less.
         if self.max_header_size < 8192 {
             out.push((
                 FieldPath::root().key("max_header_size"),
-                format!("{} bytes is too small (at least 8KiB)", self.max_header_size),
+                format!(
+                    "{} bytes is too small (at least 8KiB)",
+                    self.max_header_size
+                ),
             ));
         }
         for (field, d) in [
@@ -177,7 +183,8 @@ impl ServerConfig {
             ));
         }
         if let Some(a) = &self.auth {
-            if a.client_certificates && self.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none()) {
+            if a.client_certificates && self.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none())
+            {
                 out.push((
                     FieldPath::root().key("auth").key("client_certificates"),
                     "needs tls.client_ca_file to verify client certificates against".into(),

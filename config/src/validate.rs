@@ -392,7 +392,10 @@ fn aggregator(p: &mut Problems, at: &FieldPath, a: &AggregatorConfig) {
     let q = &a.query;
     p.nonzero(at.key("query").key("max_series"), q.max_series as u64);
     p.positive(at.key("query").key("lookback_delta"), q.lookback_delta);
-    p.nonzero(at.key("query").key("max_concurrent"), q.max_concurrent as u64);
+    p.nonzero(
+        at.key("query").key("max_concurrent"),
+        q.max_concurrent as u64,
+    );
     p.positive(at.key("query").key("timeout"), q.timeout);
     p.nonzero(at.key("query").key("max_samples"), q.max_samples as u64);
     remote_writes(p, &at.key("remote_write"), &a.remote_write);

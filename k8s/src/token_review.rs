@@ -49,7 +49,11 @@ impl std::fmt::Debug for TokenReviewer {
 impl TokenReviewer {
     /// Tokens must be issued for one of `audiences` (empty: the API server's own) and, when
     /// `allowed_users` is not empty, belong to one of them.
-    pub fn new(client: Client, audiences: Vec<String>, allowed_users: Vec<String>) -> TokenReviewer {
+    pub fn new(
+        client: Client,
+        audiences: Vec<String>,
+        allowed_users: Vec<String>,
+    ) -> TokenReviewer {
         TokenReviewer {
             api: Api::all(client),
             audiences,

@@ -2150,7 +2150,10 @@ mod tests {
             Some(EvalError::TooManySamples { limit: 6 })
         );
         // A subquery's points count too.
-        assert!(run(&c, "max_over_time(vector(1)[1m:10s])", 120.0, &o(6)).starts_with("error: query processing"));
+        assert!(
+            run(&c, "max_over_time(vector(1)[1m:10s])", 120.0, &o(6))
+                .starts_with("error: query processing")
+        );
         assert_eq!(
             run(&c, "max_over_time(vector(1)[1m:10s])", 120.0, &o(7)),
             "{} 1"

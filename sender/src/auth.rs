@@ -115,9 +115,8 @@ impl reqwest::dns::Resolve for AliasResolver {
             name.as_str().to_owned()
         };
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
@@ -139,7 +138,10 @@ pub(crate) fn tls_client(
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
         if certs.is_empty() {
-            return Err(format!("ca_file {}: no CERTIFICATE in the file", ca.display()));
+            return Err(format!(
+                "ca_file {}: no CERTIFICATE in the file",
+                ca.display()
+            ));
         }
         builder = builder.tls_certs_only(certs);
     }
@@ -148,8 +150,13 @@ pub(crate) fn tls_client(
             std::fs::read(cert).map_err(|e| format!("cert_file {}: {e}", cert.display()))?;
         pem.push(b'\n');
         pem.extend(std::fs::read(key).map_err(|e| format!("key_file {}: {e}", key.display()))?);
-        let identity = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| format!("cert_file {} / key_file {}: {e}", cert.display(), key.display()))?;
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            format!(
+                "cert_file {} / key_file {}: {e}",
+                cert.display(),
+                key.display()
+            )
+        })?;
         builder = builder.identity(identity);
     }
     if tls.insecure_skip_verify {

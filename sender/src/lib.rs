@@ -202,10 +202,13 @@ impl SenderOptions {
     pub fn validate(&self) -> Result<(), InvalidSenderOptions> {
         let template = service::RequestTemplate::new(self)?;
         match &self.tls {
-            Some(tls) => template.tls_client(tls).map(|_| ()).map_err(|e| InvalidSenderOptions {
-                destination: self.name.clone(),
-                problems: vec![SenderOptionError::Tls(e)],
-            }),
+            Some(tls) => template
+                .tls_client(tls)
+                .map(|_| ())
+                .map_err(|e| InvalidSenderOptions {
+                    destination: self.name.clone(),
+                    problems: vec![SenderOptionError::Tls(e)],
+                }),
             None => Ok(()),
         }
     }

@@ -163,11 +163,12 @@ impl HttpTransport {
         let client = match &opts.tls {
             None => client,
             Some(tls) => {
-                let (client, url) =
-                    crate::auth::tls_client(tls, &template.url).map_err(|e| InvalidSenderOptions {
+                let (client, url) = crate::auth::tls_client(tls, &template.url).map_err(|e| {
+                    InvalidSenderOptions {
                         destination: opts.name.clone(),
                         problems: vec![SenderOptionError::Tls(e)],
-                    })?;
+                    }
+                })?;
                 template.url = url;
                 client
             }
@@ -175,7 +176,10 @@ impl HttpTransport {
         Ok(HttpTransport {
             client,
             template,
-            token: opts.bearer_token_file.clone().map(crate::auth::TokenFile::new),
+            token: opts
+                .bearer_token_file
+                .clone()
+                .map(crate::auth::TokenFile::new),
         })
     }
 }

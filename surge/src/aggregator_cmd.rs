@@ -206,7 +206,10 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     }
     let c = cancel.clone();
     let server = tokio::spawn(async move {
-        if let Err(e) = listener_security.serve(listener, app, c.cancelled_owned()).await {
+        if let Err(e) = listener_security
+            .serve(listener, app, c.cancelled_owned())
+            .await
+        {
             tracing::error!(error = %e, "aggregator HTTP server failed");
         }
     });

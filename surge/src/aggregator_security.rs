@@ -27,8 +27,15 @@ impl Listener {
         app: axum::Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        surge_aggregator::listener::serve(listener, app, self.limits, self.tls, self.metrics, shutdown)
-            .await
+        surge_aggregator::listener::serve(
+            listener,
+            app,
+            self.limits,
+            self.tls,
+            self.metrics,
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -36,7 +43,10 @@ impl Listener {
 struct KubeTokens(TokenReviewer);
 
 impl TokenAuthenticator for KubeTokens {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Identity, TokenRejected>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Identity, TokenRejected>> {
         Box::pin(async move {
             match self.0.review(token).await {
                 Ok(u) => Ok(Identity {
@@ -44,9 +54,10 @@ impl TokenAuthenticator for KubeTokens {
                 }),
                 Err(ReviewError::Unauthenticated(why)) => Err(TokenRejected::Invalid(why)),
                 Err(ReviewError::NotAllowed(user)) => Err(TokenRejected::Forbidden(user)),
-                Err(e @ ReviewError::Failed(_)) => {
-                    Err(TokenRejected::Unavailable(format!("{:#}", anyhow::Error::new(e))))
-                }
+                Err(e @ ReviewError::Failed(_)) => Err(TokenRejected::Unavailable(format!(
+                    "{:#}",
+                    anyhow::Error::new(e)
+                ))),
             }
         })
     }

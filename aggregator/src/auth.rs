@@ -41,7 +41,7 @@ pub enum TokenRejected {
     /// The authenticator answered: not a valid token (expired, wrong audience, revoked, unknown).
     #[error("token rejected: {0}")]
     Invalid(String),
-    /// The authenticator valid token's user is not one allowed to write.
+    /// The token is valid, but its user is not one allowed to write.
     #[error("user {0:?} is not allowed to write")]
     Forbidden(String),
     /// The authenticator could not answer (e.g. the API server is unreachable); not cached.
@@ -89,13 +89,16 @@ impl AuthRefusal {
 /// Most cached token results; beyond it the cache is emptied (tokens are few: one per agent pod).
 const MAX_CACHED: usize = 4096;
 
+/// A token's answer (by the token's hash) and when it was given.
+type CachedAnswer = (Instant, Result<Identity, TokenRejected>);
+
 /// The remote-write authentication policy with its cache and metrics.
 pub struct WriteAuth {
     authenticator: Option<Arc<dyn TokenAuthenticator>>,
     /// A verified client certificate (mTLS) is enough on its own.
     client_certificates: bool,
     cache_ttl: Duration,
-    cache: Mutex<HashMap<u64, (Instant, Result<Identity, TokenRejected>)>>,
+    cache: Mutex<HashMap<u64, CachedAnswer>>,
     refused: Family<[(&'static str, &'static str); 1], Counter>,
     reviews: Counter,
 }
@@ -268,7 +271,9 @@ mod tests {
     #[tokio::test]
     async fn decides_every_kind_of_request() {
         let (a, _) = auth(false);
-        let cases: &[(Option<&str>, Option<&str>, Result<&str, &str>)] = &[
+        // (Authorization header, client certificate name, user or refusal reason)
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Result<&'a str, &'a str>);
+        let cases: &[Case] = &[
             (Some("Bearer good"), None, Ok("agent")),
             (Some("bearer good"), None, Ok("agent")),
             (Some("Bearer bad"), None, Err("invalid_token")),

@@ -117,24 +117,13 @@ struct Server {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+#[derive(Default)]
 struct Setup {
     limits: ServerLimits,
     ingest: IngestOptions,
     query: QueryLimits,
     tls: Option<ServerTls>,
     auth: Option<WriteAuth>,
-}
-
-impl Default for Setup {
-    fn default() -> Self {
-        Setup {
-            limits: ServerLimits::default(),
-            ingest: IngestOptions::default(),
-            query: QueryLimits::default(),
-            tls: None,
-            auth: None,
-        }
-    }
 }
 
 async fn start(setup: Setup) -> Server {
@@ -290,9 +279,8 @@ async fn https_with_tokens_refuses_every_unauthenticated_write() {
             .get(format!("http://127.0.0.1:{}/healthz", srv.addr.port()))
             .send()
             .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-            == false
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
     );
     let stranger = client(&test_ca("other-ca"), None);
     assert!(write(&stranger, &url, Some("good")).send().await.is_err());

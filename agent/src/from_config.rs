@@ -146,6 +146,13 @@ pub fn sender_options(rw: &RemoteWriteConfig) -> Result<SenderOptions, SpecError
             retry_on_http_429: q.retry_on_http_429,
         },
         write_relabel,
+        tls: rw.tls_config.as_ref().map(|t| surge_sender::ClientTls {
+            ca_file: t.ca_file.clone(),
+            client_cert: t.cert_file.clone().zip(t.key_file.clone()),
+            server_name: t.server_name.clone(),
+            insecure_skip_verify: t.insecure_skip_verify,
+        }),
+        bearer_token_file: rw.bearer_token_file.clone(),
     })
 }
 

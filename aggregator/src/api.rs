@@ -247,12 +247,108 @@ fn parse_query(p: &Params) -> Result<promql::Expr, HttpError> {
         .map_err(|e| HttpError::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
+/// The query API's limits in force: a slot per concurrent query, the deadline and the sample bound.
+#[derive(Debug)]
+pub(crate) struct QueryGate {
+    pub(crate) limits: crate::QueryLimits,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl QueryGate {
+    pub(crate) fn new(limits: crate::QueryLimits) -> QueryGate {
+        QueryGate {
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent.max(1))),
+            limits,
+        }
+    }
+}
+
+/// Raises the evaluation's cancel flag when dropped: the deadline passed, or the client went away and
+/// axum dropped the handler.
+struct CancelOnDrop(promql::Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Runs one evaluation off the async threads (a blocking-pool thread), at most `max_concurrent` at a
+/// time, under the query deadline: waiting for a slot counts against it, and when it passes the
+/// evaluator's cancel flag is raised and the answer is 503 `timeout`. One heavy query therefore
+/// neither stalls the accept path nor other requests.
+async fn evaluate<T: Send + 'static>(
+    st: &Arc<AggregatorState>,
+    eval: impl FnOnce(&surge_store::SeriesCache, &promql::EvalOptions) -> Result<T, promql::EvalError>
+    + Send
+    + 'static,
+) -> Result<T, HttpError> {
+    let gate = st.query_gate();
+    let deadline = tokio::time::Instant::now() + gate.limits.timeout;
+    let timed_out = |st: &AggregatorState, what: &str| {
+        st.query_metrics.refused("timeout");
+        HttpError::Timeout(format!(
+            "query timed out in {what} (the aggregator's query timeout is {:?})",
+            gate.limits.timeout
+        ))
+    };
+    let slot = match tokio::time::timeout_at(deadline, gate.slots.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(_)) => return Err(HttpError::Internal("query slots closed".into())),
+        Err(_) => return Err(timed_out(st, "queue (too many concurrent queries)")),
+    };
+    let cancel = promql::Cancel::new();
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let opts = promql::EvalOptions {
+        max_samples: gate.limits.max_samples,
+        cancel: Some(cancel.clone()),
+        ..st.eval_options()
+    };
+    let cache = st.cache().clone();
+    let mut task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        eval(&cache, &opts)
+    });
+    let joined = tokio::select! {
+        j = &mut task => j,
+        _ = tokio::time::sleep_until(deadline) => {
+            cancel.cancel();
+            task.await
+        }
+    };
+    match joined {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(promql::EvalError::Cancelled)) => Err(timed_out(st, "expression evaluation")),
+        Ok(Err(e)) => {
+            match &e {
+                promql::EvalError::TooManySamples { .. } => {
+                    st.query_metrics.refused("too_many_samples")
+                }
+                promql::EvalError::TooManySeries { .. } => {
+                    st.query_metrics.refused("too_many_series")
+                }
+                _ => {}
+            }
+            Err(match e {
+                promql::EvalError::RangeQueryType(_) => HttpError::BadData(e.to_string()),
+                e => HttpError::Execution(e.to_string()),
+            })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "query evaluation task failed");
+            Err(HttpError::Internal("query evaluation failed".into()))
+        }
+    }
+}
+
 async fn query(State(st): State<Arc<AggregatorState>>, p: Params) -> Result<Response, HttpError> {
     let started = Instant::now();
     let t = time_param(&p, "time", Some(crate::now_ms()))?;
     let expr = parse_query(&p)?;
-    let v = promql::eval_instant(st.cache(), &expr, t, &st.eval_options())
-        .map_err(|e| HttpError::Execution(e.to_string()))?;
+    let v = evaluate(&st, move |cache, opts| {
+        promql::eval_instant(cache, &expr, t, opts)
+    })
+    .await?;
     let body = value_json(&v, t);
     st.query_metrics
         .observe("query", started.elapsed().as_secs_f64());
@@ -291,12 +387,10 @@ async fn query_range(
         ));
     }
     let expr = parse_query(&p)?;
-    let m = promql::eval_range(st.cache(), &expr, start, end, step, &st.eval_options()).map_err(
-        |e| match e {
-            promql::EvalError::RangeQueryType(_) => HttpError::BadData(e.to_string()),
-            _ => HttpError::Execution(e.to_string()),
-        },
-    )?;
+    let m = evaluate(&st, move |cache, opts| {
+        promql::eval_range(cache, &expr, start, end, step, opts)
+    })
+    .await?;
     let mut body = String::with_capacity(256);
     matrix_json(&mut body, &m);
     st.query_metrics

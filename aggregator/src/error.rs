@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::AuthRefusal;
 use crate::ingest::RequestError;
 
 /// Every error an aggregator handler can answer with. Internals never leak: only the messages below reach
@@ -22,16 +23,29 @@ pub enum HttpError {
     /// A query that ran out of time (503, `timeout`).
     #[error("{0}")]
     Timeout(String),
+    /// A remote-write request without acceptable credentials (401 with `WWW-Authenticate: Bearer`), or
+    /// whose token could not be checked (503, retried by senders); plain text.
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthRefusal),
     /// Anything else (500, `internal`).
     #[error("{0}")]
     Internal(String),
 }
 
 impl HttpError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.kind().0
+    }
+
     /// Status and Prometheus `errorType`.
     fn kind(&self) -> (StatusCode, &'static str) {
         match self {
             HttpError::Ingest(e) => (e.status(), "bad_data"),
+            HttpError::Unauthenticated(e) if e.is_unavailable() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            HttpError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             HttpError::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
             HttpError::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
             HttpError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
@@ -45,6 +59,12 @@ impl IntoResponse for HttpError {
         let (status, error_type) = self.kind();
         match self {
             HttpError::Ingest(e) => (status, format!("{e}\n")).into_response(),
+            HttpError::Unauthenticated(e) => (
+                status,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                format!("{e}\n"),
+            )
+                .into_response(),
             other => (
                 status,
                 Json(serde_json::json!({

@@ -24,9 +24,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use surge_metrics_api::ClientIdentity;
 use surge_model::{Labels, METRIC_NAME, NameValidationScheme};
 use surge_proto::remote_write::{DecodeError, SeriesRef, decompress, for_each_series};
 
@@ -142,6 +144,9 @@ pub enum RequestError {
     /// The body could not be read from the connection.
     #[error("reading the request body failed")]
     Body,
+    /// The body did not arrive within `body_timeout`.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The body is not a valid snappy-compressed `WriteRequest`.
     #[error(transparent)]
     Decode(#[from] DecodeError),
@@ -152,6 +157,7 @@ impl RequestError {
         match self {
             RequestError::UnsupportedEncoding(_) | RequestError::Body => StatusCode::BAD_REQUEST,
             RequestError::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RequestError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RequestError::BodyTooLarge { .. }
             | RequestError::Decode(DecodeError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::Decode(_) => StatusCode::BAD_REQUEST,
@@ -166,6 +172,7 @@ impl RequestError {
             RequestError::BodyTooLarge { .. }
             | RequestError::Decode(DecodeError::TooLarge { .. }) => "too_large",
             RequestError::Body => "body_read",
+            RequestError::BodyTimeout(_) => "body_timeout",
             RequestError::Decode(DecodeError::Snappy(_)) => "corrupt_snappy",
             RequestError::Decode(_) => "corrupt_protobuf",
         }
@@ -396,6 +403,7 @@ fn check_headers(headers: &HeaderMap, opts: &IngestOptions) -> Result<(), Reques
 /// `POST /api/v1/write`.
 pub async fn write_handler(
     State(state): State<Arc<AggregatorState>>,
+    client_cert: Option<Extension<ClientIdentity>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, HttpError> {
@@ -404,21 +412,45 @@ pub async fn write_handler(
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
     );
+    if let Some(auth) = state.write_auth() {
+        let cn = client_cert
+            .as_ref()
+            .map(|c| c.0.common_name.as_deref().unwrap_or(""));
+        if let Err(refusal) = auth.check(&headers, cn).await {
+            let e = HttpError::Unauthenticated(refusal);
+            state.ingest_metrics.request(sender, e.status().as_u16());
+            tracing::warn!(sender = sender.as_str(), reason = %e, "remote-write request refused: not authenticated");
+            return Err(e);
+        }
+    }
     let result = async {
         check_headers(&headers, &state.ingest_opts)?;
         let limit = state.ingest_opts.max_body_bytes;
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-            // `to_bytes` reports an exceeded limit as an error whose source is `LengthLimitError`.
-            let mut src: Option<&dyn std::error::Error> = Some(&e);
-            while let Some(s) = src {
-                if s.to_string().contains("length limit exceeded") {
-                    return RequestError::BodyTooLarge { limit };
+        let timeout = state.ingest_opts.body_timeout;
+        let read = axum::body::to_bytes(body, limit);
+        let bytes = match tokio::time::timeout(timeout, read).await {
+            Err(_) => return Err(RequestError::BodyTimeout(timeout)),
+            Ok(read) => read.map_err(|e| {
+                // `to_bytes` reports an exceeded limit as an error whose source is `LengthLimitError`.
+                let mut src: Option<&dyn std::error::Error> = Some(&e);
+                while let Some(s) = src {
+                    if s.to_string().contains("length limit exceeded") {
+                        return RequestError::BodyTooLarge { limit };
+                    }
+                    src = s.source();
                 }
-                src = s.source();
-            }
-            RequestError::Body
-        })?;
-        state.ingest_body(&bytes, sender, crate::now_ms())
+                RequestError::Body
+            })?,
+        };
+        // Decompressing and applying a large write is CPU work: it runs on the blocking pool so the
+        // async threads keep accepting and answering other requests meanwhile.
+        let st = state.clone();
+        tokio::task::spawn_blocking(move || st.ingest_body(&bytes, sender, crate::now_ms()))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "remote-write apply task failed");
+                RequestError::Body
+            })?
     }
     .await;
     match result {

@@ -15,8 +15,10 @@
 //! the evaluator take the time as an argument.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod ingest;
+pub mod listener;
 pub mod metrics;
 pub mod onward;
 pub mod options;
@@ -30,10 +32,11 @@ use prometheus_client::registry::Registry;
 pub use api::router;
 pub use error::HttpError;
 pub use ingest::{IngestSummary, RejectReason, Sender};
-pub use options::IngestOptions;
+pub use options::{IngestOptions, QueryLimits};
 pub use surge_promql::{EvalOptions, QueryOptions};
 pub use surge_store::{CacheOptions, IngestObserver, SeriesCache, SeriesId, Touched};
 
+use auth::WriteAuth;
 use metrics::{IngestMetrics, QueryMetrics};
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -50,6 +53,8 @@ pub struct AggregatorState {
     query_metrics: QueryMetrics,
     observers: RwLock<Vec<Arc<dyn IngestObserver>>>,
     registry: OnceLock<Arc<Registry>>,
+    query_gate: RwLock<Arc<api::QueryGate>>,
+    write_auth: OnceLock<Arc<WriteAuth>>,
 }
 
 impl std::fmt::Debug for AggregatorState {
@@ -84,6 +89,8 @@ impl AggregatorState {
             query_metrics,
             observers: RwLock::new(Vec::new()),
             registry: OnceLock::new(),
+            query_gate: RwLock::new(Arc::new(api::QueryGate::new(QueryLimits::default()))),
+            write_auth: OnceLock::new(),
         }
     }
 
@@ -119,6 +126,30 @@ impl AggregatorState {
 
     pub fn ingest_options(&self) -> &IngestOptions {
         &self.ingest_opts
+    }
+
+    /// Sets the query API's concurrency, deadline and sample limits (default: [`QueryLimits::default`]).
+    /// Queries already running keep the limits they started with.
+    pub fn set_query_limits(&self, limits: QueryLimits) {
+        *self.query_gate.write() = Arc::new(api::QueryGate::new(limits));
+    }
+
+    pub fn query_limits(&self) -> QueryLimits {
+        self.query_gate.read().limits.clone()
+    }
+
+    pub(crate) fn query_gate(&self) -> Arc<api::QueryGate> {
+        self.query_gate.read().clone()
+    }
+
+    /// Requires authentication for remote-write (see [`auth`]). Only the first call has an effect;
+    /// returns whether it did.
+    pub fn set_write_auth(&self, auth: Arc<WriteAuth>) -> bool {
+        self.write_auth.set(auth).is_ok()
+    }
+
+    pub fn write_auth(&self) -> Option<&Arc<WriteAuth>> {
+        self.write_auth.get()
     }
 
     /// Registers an observer called after every ingest with the series it touched.

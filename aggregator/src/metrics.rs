@@ -83,8 +83,11 @@ fn code_str(code: u16) -> &'static str {
         204 => "204",
         400 => "400",
         413 => "413",
+        401 => "401",
+        408 => "408",
         415 => "415",
         500 => "500",
+        503 => "503",
         _ => "other",
     }
 }
@@ -99,12 +102,16 @@ fn duration_histogram() -> Histogram {
 pub struct QueryMetrics {
     /// Query latency by endpoint (`query`, `query_range`, `series`, `labels`, `label_values`).
     pub duration: Family<L1, Histogram, fn() -> Histogram>,
+    /// Queries refused or stopped by a limit, by reason (`timeout`, `too_many_samples`,
+    /// `too_many_series`).
+    pub refused: Family<L1, Counter>,
 }
 
 impl Default for QueryMetrics {
     fn default() -> Self {
         QueryMetrics {
             duration: Family::new_with_constructor(duration_histogram),
+            refused: Family::default(),
         }
     }
 }
@@ -116,6 +123,15 @@ impl QueryMetrics {
             "Latency of Prometheus API queries, by endpoint",
             self.duration.clone(),
         );
+        registry.register(
+            "surge_aggregator_queries_refused",
+            "Queries refused or stopped by a limit, by reason",
+            self.refused.clone(),
+        );
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&[("reason", reason)]).inc();
     }
 
     pub fn observe(&self, endpoint: &'static str, seconds: f64) {

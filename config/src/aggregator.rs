@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::path::FieldPath;
 use crate::remote_write::RemoteWriteConfig;
+use crate::server::ServerConfig;
 use crate::{duration, fields, size};
 
 /// The aggregator: receives remote-write from agents, holds recent samples, answers queries and
@@ -41,6 +42,8 @@ pub struct AggregatorConfig {
     /// `rate(x[30s])` plus a scrape); it ingests meanwhile. `0s` (the default): ready at once.
     #[serde(with = "duration")]
     pub warmup: Duration,
+    /// The listener's TLS, write authentication and connection limits.
+    pub server: ServerConfig,
 }
 
 impl Default for AggregatorConfig {
@@ -54,6 +57,7 @@ impl Default for AggregatorConfig {
             kubernetes_api: None,
             shutdown_delay: Duration::from_secs(3),
             warmup: Duration::ZERO,
+            server: ServerConfig::default(),
         }
     }
 }
@@ -95,6 +99,15 @@ pub struct QueryConfig {
     /// How far back an instant query looks for a series' latest sample. Default `5m`.
     #[serde(with = "duration")]
     pub lookback_delta: Duration,
+    /// Queries evaluated at once; more wait (within their timeout). Default 20.
+    pub max_concurrent: usize,
+    /// A query's deadline, waiting included; past it the evaluation stops and the answer is 503
+    /// `timeout`. Default `2m`.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// The most samples one query may hold (points read by range selectors and of a range query's
+    /// result). Default 50000000.
+    pub max_samples: usize,
 }
 
 impl Default for QueryConfig {
@@ -102,6 +115,9 @@ impl Default for QueryConfig {
         QueryConfig {
             max_series: 100_000,
             lookback_delta: Duration::from_secs(300),
+            max_concurrent: 20,
+            timeout: Duration::from_secs(120),
+            max_samples: 50_000_000,
         }
     }
 }

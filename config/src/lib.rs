@@ -42,6 +42,7 @@ mod path;
 mod policy;
 mod relabel;
 mod remote_write;
+mod server;
 pub mod size;
 mod source;
 mod validate;
@@ -69,6 +70,9 @@ pub use relabel::{
     RelabelProblem, RelabelRegex,
 };
 pub use remote_write::{KubernetesEndpointsConfig, QueueConfig, RemoteWriteConfig};
+pub use server::{
+    ClientTlsConfig, ServerConfig, ServerTlsConfig, TokenReviewConfig, WriteAuthConfig,
+};
 pub use size::{SizeError, format_size, parse_size};
 
 /// A whole surge config file. Both sections are optional; a missing one takes its defaults.

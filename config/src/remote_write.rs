@@ -1,12 +1,14 @@
 //! `remote_write:` destinations, shared by the agent and the aggregator.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::duration;
 use crate::relabel::RelabelConfig;
+use crate::server::ClientTlsConfig;
 
 /// A Prometheus remote-write 1.0 receiver series are sent to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +37,15 @@ pub struct RemoteWriteConfig {
     /// and while the Service has no endpoint, samples go to `url` itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes_endpoints: Option<KubernetesEndpointsConfig>,
+    /// TLS toward an `https://` destination: CA, client certificate, server name. Verification is on
+    /// unless `insecure_skip_verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_config: Option<ClientTlsConfig>,
+    /// Send `Authorization: Bearer <the file's content>` with every request, e.g. a projected
+    /// ServiceAccount token (`/var/run/secrets/surge/token`). The file is re-read when it changes (the
+    /// kubelet rotates it). Absent (the default): no token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 /// A Kubernetes Service whose ready endpoints are remote-write destinations.
@@ -63,6 +74,8 @@ impl Default for RemoteWriteConfig {
             write_relabel_configs: Vec::new(),
             queue_config: QueueConfig::default(),
             kubernetes_endpoints: None,
+            tls_config: None,
+            bearer_token_file: None,
         }
     }
 }

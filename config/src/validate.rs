@@ -266,6 +266,11 @@ fn remote_writes(p: &mut Problems, at: &FieldPath, rws: &[RemoteWriteConfig]) {
 }
 
 fn remote_write(p: &mut Problems, at: &FieldPath, rw: &RemoteWriteConfig) {
+    if let Some(t) = &rw.tls_config {
+        for (field, message) in t.problems() {
+            p.add(at.key("tls_config").join(&field), message);
+        }
+    }
     if let Some(k) = &rw.kubernetes_endpoints {
         let at = at.key("kubernetes_endpoints");
         for (field, value) in [
@@ -387,7 +392,16 @@ fn aggregator(p: &mut Problems, at: &FieldPath, a: &AggregatorConfig) {
     let q = &a.query;
     p.nonzero(at.key("query").key("max_series"), q.max_series as u64);
     p.positive(at.key("query").key("lookback_delta"), q.lookback_delta);
+    p.nonzero(
+        at.key("query").key("max_concurrent"),
+        q.max_concurrent as u64,
+    );
+    p.positive(at.key("query").key("timeout"), q.timeout);
+    p.nonzero(at.key("query").key("max_samples"), q.max_samples as u64);
     remote_writes(p, &at.key("remote_write"), &a.remote_write);
+    for (field, message) in a.server.problems() {
+        p.add(at.key("server").join(&field), message);
+    }
     // The Kubernetes metrics APIs: the checks live beside the type in aggregator.rs.
     if let Some(k) = &a.kubernetes_api {
         let at = at.key("kubernetes_api");

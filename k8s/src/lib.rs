@@ -8,6 +8,7 @@
 //! - [`endpoints`]: the ready endpoints of a Service (`remote_write[].kubernetes_endpoints`).
 //! - [`lease`]: leader election with a `coordination.k8s.io/v1` Lease (only the leader actuates).
 //! - [`scale`]: the `/scale` subresource of a workload: cached reads, serialized patches, Events.
+//! - [`token_review`]: bearer tokens checked with a TokenReview (the aggregator's write authentication).
 //! - [`actuator`]: [`scale::KubeActuator`], the engine's `Actuator` on a real cluster.
 
 pub mod actuator;
@@ -16,3 +17,4 @@ pub mod discovery;
 pub mod endpoints;
 pub mod lease;
 pub mod scale;
+pub mod token_review;

@@ -51,6 +51,40 @@ pub struct EvalOptions {
     pub freshness: Option<Duration>,
     /// The step of a subquery written without one (`x[5m:]`): Prometheus's `global.evaluation_interval`.
     pub default_subquery_step: Duration,
+    /// The most samples one evaluation may hold: points read by range selectors plus the points of a range
+    /// query's (or a subquery's) result, as Prometheus's `--query.max-samples` bounds what a query loads.
+    /// `usize::MAX` (the presets' value): unbounded.
+    pub max_samples: usize,
+    /// Raised by the caller when the query's deadline passes; the evaluator checks it at every step and
+    /// selector and stops with [`EvalError::Cancelled`]. The evaluator reads no clock: the caller owns
+    /// the timer.
+    pub cancel: Option<Cancel>,
+}
+
+/// A flag a caller raises to stop an evaluation (its deadline passed, its client went away).
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Stops every evaluation holding this flag at its next check.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for Cancel {
+    /// Two flags are equal when they are the same flag.
+    fn eq(&self, other: &Cancel) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Default for EvalOptions {
@@ -70,6 +104,8 @@ impl EvalOptions {
             max_series: q.max_series,
             freshness: None,
             default_subquery_step: DEFAULT_SUBQUERY_STEP,
+            max_samples: usize::MAX,
+            cancel: None,
         }
     }
 
@@ -88,6 +124,14 @@ pub enum EvalError {
     /// The selectors touched more than `max_series` series.
     #[error("query touches more than {limit} series (the aggregator's query max_series limit)")]
     TooManySeries { limit: usize },
+    /// The caller's [`Cancel`] flag was raised (the query's deadline passed).
+    #[error("query timed out in expression evaluation")]
+    Cancelled,
+    /// The evaluation held more than `max_samples` samples.
+    #[error(
+        "query processing would load too many samples into memory in query execution (limit {limit})"
+    )]
+    TooManySamples { limit: usize },
     /// Dropping the metric name (or relabeling) made two results identical.
     #[error("vector cannot contain metrics with the same labelset")]
     DuplicateLabelset,
@@ -175,12 +219,17 @@ pub fn eval_range(
     let step = step_ms.max(1);
     while t <= end_ms {
         ev.touched = 0;
+        ev.check_cancel()?;
         match ev.eval(expr, t)? {
-            Value::Scalar(v) => series.entry(Labels::default()).or_default().push(Point {
-                timestamp_ms: t,
-                value: v,
-            }),
+            Value::Scalar(v) => {
+                ev.count_samples(1)?;
+                series.entry(Labels::default()).or_default().push(Point {
+                    timestamp_ms: t,
+                    value: v,
+                })
+            }
             Value::Vector(v) => {
+                ev.count_samples(v.len())?;
                 for s in v {
                     series.entry(s.metric.to_labels()).or_default().push(Point {
                         timestamp_ms: t,
@@ -214,6 +263,10 @@ struct Evaluator<'a> {
     touched: usize,
     stale_reads: u64,
     buf: Vec<Sample>,
+    /// Samples held so far, against `max_samples`: a range query's and its subqueries' result points
+    /// and the points range selectors returned. Never reset within an evaluation, so it bounds the whole
+    /// query, not a step.
+    samples: usize,
 }
 
 fn unwrap_parens(mut e: &Expr) -> &Expr {
@@ -311,7 +364,27 @@ impl<'a> Evaluator<'a> {
             touched: 0,
             stale_reads: 0,
             buf: Vec::with_capacity(512),
+            samples: 0,
         }
+    }
+
+    /// Fails once the caller raised the cancel flag.
+    fn check_cancel(&self) -> Result<(), EvalError> {
+        match &self.opts.cancel {
+            Some(c) if c.is_cancelled() => Err(EvalError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts `n` more samples held, against `max_samples`.
+    fn count_samples(&mut self, n: usize) -> Result<(), EvalError> {
+        self.samples = self.samples.saturating_add(n);
+        if self.samples > self.opts.max_samples {
+            return Err(EvalError::TooManySamples {
+                limit: self.opts.max_samples,
+            });
+        }
+        Ok(())
     }
 
     fn finish(&mut self) {
@@ -332,6 +405,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn select(&mut self, sel: &VectorSelector) -> Result<Vec<Arc<Series>>, EvalError> {
+        self.check_cancel()?;
         let limit = self.opts.max_series.saturating_sub(self.touched);
         let series =
             self.cache
@@ -482,6 +556,7 @@ impl<'a> Evaluator<'a> {
         for s in self.select(sel)? {
             self.buf.clear();
             s.range_into(mint, maxt, &mut self.buf);
+            self.count_samples(self.buf.len())?;
             if !self.buf.is_empty() {
                 out.push(RangeSeries {
                     labels: s.labels().clone(),
@@ -527,7 +602,9 @@ impl<'a> Evaluator<'a> {
         while ts <= maxt {
             // Each inner step is one evaluation's worth of series for `max_series`.
             self.touched = base_touched;
+            self.check_cancel()?;
             if let Value::Vector(v) = self.eval(expr, ts)? {
+                self.count_samples(v.len())?;
                 for s in v {
                     series.entry(s.metric.to_labels()).or_default().push(Point {
                         timestamp_ms: ts,
@@ -758,6 +835,9 @@ impl<'a> Evaluator<'a> {
         sel: &VectorSelector,
         f: impl FnMut(&Arc<Series>),
     ) -> Result<(), EvalError> {
+        if opts.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            return Err(EvalError::Cancelled);
+        }
         let limit = opts.max_series.saturating_sub(*touched);
         let n =
             cache
@@ -845,6 +925,7 @@ impl<'a> Evaluator<'a> {
         let mut agg = Aggregation::new(op, grouping, without);
         // Large selections are scanned by two threads, each recording (group, value) in scan order, and
         // replayed here in that order: the same result as one thread, bit for bit.
+        self.check_cancel()?;
         let limit = self.opts.max_series.saturating_sub(self.touched);
         let parts = self
             .cache
@@ -2009,6 +2090,73 @@ mod tests {
         assert_eq!(
             run(&c, "sum(c) + sum(g)", 120.0, &o),
             "error: query touches more than 2 series (the aggregator's query max_series limit)"
+        );
+    }
+
+    #[test]
+    fn a_raised_cancel_flag_stops_every_kind_of_evaluation() {
+        let c = dataset();
+        let cancel = Cancel::new();
+        let o = EvalOptions {
+            cancel: Some(cancel.clone()),
+            ..EvalOptions::default()
+        };
+        // Not raised: evaluations run as usual.
+        assert_eq!(run(&c, "sum(c)", 120.0, &o), "{} 165");
+        cancel.cancel();
+        for q in [
+            "c",
+            "sum(c)",
+            "rate(c[1m])",
+            "sum(rate(c[1m]))",
+            "c[1m]",
+            "max_over_time(sum(c)[1m:10s])",
+        ] {
+            assert_eq!(
+                run(&c, q, 120.0, &o),
+                "error: query timed out in expression evaluation",
+                "{q}"
+            );
+        }
+        let e = parse("vector(1)").unwrap();
+        assert_eq!(
+            eval_range(&c, &e, 0, 60_000, 10_000, &o).err(),
+            Some(EvalError::Cancelled)
+        );
+    }
+
+    #[test]
+    fn max_samples_bounds_range_selectors_subqueries_and_range_results() {
+        let c = dataset();
+        let o = |max_samples| EvalOptions {
+            max_samples,
+            ..EvalOptions::default()
+        };
+        // `c[30s]` at 120 s: each of the two `c` series holds the 4 samples at 90, 100, 110 and 120 s.
+        let matrix_points = 8;
+        assert!(run(&c, "c[30s]", 120.0, &o(matrix_points)).starts_with("Matrix"));
+        assert_eq!(
+            run(&c, "c[30s]", 120.0, &o(matrix_points - 1)),
+            format!(
+                "error: query processing would load too many samples into memory in query execution (limit {})",
+                matrix_points - 1
+            )
+        );
+        // A range query of `vector(1)` over 7 steps holds 7 points.
+        let e = parse("vector(1)").unwrap();
+        assert!(eval_range(&c, &e, 0, 60_000, 10_000, &o(7)).is_ok());
+        assert_eq!(
+            eval_range(&c, &e, 0, 60_000, 10_000, &o(6)).err(),
+            Some(EvalError::TooManySamples { limit: 6 })
+        );
+        // A subquery's points count too.
+        assert!(
+            run(&c, "max_over_time(vector(1)[1m:10s])", 120.0, &o(6))
+                .starts_with("error: query processing")
+        );
+        assert_eq!(
+            run(&c, "max_over_time(vector(1)[1m:10s])", 120.0, &o(7)),
+            "{} 1"
         );
     }
 

@@ -13,7 +13,7 @@ pub mod parser;
 pub mod value;
 
 pub use ast::{Expr, ParseError};
-pub use eval::{EvalError, EvalOptions, eval_instant, eval_range};
+pub use eval::{Cancel, EvalError, EvalOptions, eval_instant, eval_range};
 pub use options::QueryOptions;
 pub use parser::{parse, parse_selector};
 pub use value::{Metric, Point, RangeSeries, Value, VectorSample, format_timestamp, format_value};

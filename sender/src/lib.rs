@@ -29,6 +29,7 @@
 //! queue-length gauge counts queued, batching *and* in-flight samples, and `capacity` bounds all of them.
 //! A sample that is retried and then delivered is never counted as dropped.
 
+pub mod auth;
 pub mod endpoints;
 mod events;
 mod metrics;
@@ -52,6 +53,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::ClientTls;
 pub use endpoints::EndpointFanOut;
 pub use metrics::SenderMetrics;
 pub use output::{Output, Outputs, ShutdownFuture};
@@ -140,6 +142,10 @@ pub struct SenderOptions {
     pub queue_config: QueueOptions,
     /// The destination's `write_relabel_configs`; `None` ships series unchanged.
     pub write_relabel: Option<RelabelFn>,
+    /// TLS options; with them the destination gets a client of its own (see [`auth`]).
+    pub tls: Option<ClientTls>,
+    /// `Authorization: Bearer` from this file, re-read when it changes (see [`auth`]).
+    pub bearer_token_file: Option<std::path::PathBuf>,
 }
 
 /// `queue_config` of one destination.
@@ -187,12 +193,26 @@ impl SenderOptions {
             headers: BTreeMap::new(),
             queue_config: QueueOptions::default(),
             write_relabel: None,
+            tls: None,
+            bearer_token_file: None,
         }
     }
 
     /// Checks every option and returns all problems at once.
+    /// Checks every option and returns all problems at once; with TLS options, their files are read
+    /// (as at start).
     pub fn validate(&self) -> Result<(), InvalidSenderOptions> {
-        service::RequestTemplate::new(self).map(|_| ())
+        let template = service::RequestTemplate::new(self)?;
+        match &self.tls {
+            Some(tls) => template
+                .tls_client(tls)
+                .map(|_| ())
+                .map_err(|e| InvalidSenderOptions {
+                    destination: self.name.clone(),
+                    problems: vec![SenderOptionError::Tls(e)],
+                }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -205,6 +225,8 @@ impl fmt::Debug for SenderOptions {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("queue_config", &self.queue_config)
             .field("write_relabel", &self.write_relabel.is_some())
+            .field("tls", &self.tls)
+            .field("bearer_token_file", &self.bearer_token_file)
             .finish()
     }
 }
@@ -227,6 +249,9 @@ pub enum SenderOptionError {
     /// `min_backoff` is above `max_backoff`.
     #[error("queue_config.min_backoff: {min:?} is above max_backoff {max:?}")]
     Backoff { min: Duration, max: Duration },
+    /// The TLS options do not load (a file, a certificate, the server name).
+    #[error("tls_config: {0}")]
+    Tls(String),
 }
 
 /// Every problem with one destination's options.

@@ -63,6 +63,14 @@ pub(crate) struct RequestTemplate {
 }
 
 impl RequestTemplate {
+    /// The client (and URL) of a destination with TLS options.
+    pub(crate) fn tls_client(
+        &self,
+        tls: &crate::ClientTls,
+    ) -> Result<(reqwest::Client, reqwest::Url), String> {
+        crate::auth::tls_client(tls, &self.url)
+    }
+
     /// Validates `opts` (every problem at once) and builds the request headers.
     pub(crate) fn new(opts: &SenderOptions) -> Result<Self, InvalidSenderOptions> {
         let mut problems = Vec::new();
@@ -142,27 +150,54 @@ impl RequestTemplate {
 pub(crate) struct HttpTransport {
     client: reqwest::Client,
     template: RequestTemplate,
+    token: Option<crate::auth::TokenFile>,
 }
 
 impl HttpTransport {
+    /// A destination with TLS options gets a client of its own instead of `client`.
     pub(crate) fn new(
         opts: &SenderOptions,
         client: reqwest::Client,
     ) -> Result<Self, InvalidSenderOptions> {
+        let mut template = RequestTemplate::new(opts)?;
+        let client = match &opts.tls {
+            None => client,
+            Some(tls) => {
+                let (client, url) = crate::auth::tls_client(tls, &template.url).map_err(|e| {
+                    InvalidSenderOptions {
+                        destination: opts.name.clone(),
+                        problems: vec![SenderOptionError::Tls(e)],
+                    }
+                })?;
+                template.url = url;
+                client
+            }
+        };
         Ok(HttpTransport {
             client,
-            template: RequestTemplate::new(opts)?,
+            template,
+            token: opts
+                .bearer_token_file
+                .clone()
+                .map(crate::auth::TokenFile::new),
         })
     }
 }
 
 impl Transport for HttpTransport {
     async fn send(&self, body: Bytes) -> AttemptResult {
-        let request = self
+        let mut request = self
             .client
             .post(self.template.url.clone())
             .headers(self.template.headers.clone())
             .body(body);
+        if let Some(token) = &self.token {
+            match token.current() {
+                Ok(t) => request = request.bearer_auth(&*t),
+                // Never sent without its token: retried like a network error.
+                Err(e) => return AttemptResult::Network(e),
+            }
+        }
         let mut response = match request.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return AttemptResult::Timeout,

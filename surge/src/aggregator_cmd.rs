@@ -43,6 +43,7 @@ fn options(cfg: &AggregatorConfig) -> (CacheOptions, QueryOptions, IngestOptions
     };
     let ingest = IngestOptions {
         max_body_bytes: usize::try_from(cfg.max_request_body_size).unwrap_or(usize::MAX),
+        body_timeout: cfg.server.body_timeout,
         ..IngestOptions::default()
     };
     (cache, query, ingest)
@@ -130,6 +131,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     let (cache, query, ingest) = options(cfg);
     let mut registry = Registry::default();
     let state = Arc::new(AggregatorState::new(cache, query, ingest, &mut registry));
+    let listener_security = crate::aggregator_security::setup(cfg, &state, &mut registry).await?;
     let client = surge_agent::http_client()?;
     let sender_metrics = surge_sender::SenderMetrics::new(&mut registry);
     let mut outputs: Vec<Arc<dyn surge_sender::Output>> = Vec::new();
@@ -204,8 +206,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     }
     let c = cancel.clone();
     let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(c.cancelled_owned())
+        if let Err(e) = listener_security
+            .serve(listener, app, c.cancelled_owned())
             .await
         {
             tracing::error!(error = %e, "aggregator HTTP server failed");

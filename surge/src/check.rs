@@ -199,6 +199,7 @@ fn sender_problem(p: &SenderOptionError) -> (FieldPath, String) {
         }
         SenderOptionError::Zero { field } => field.split('.').fold(at, |p, k| p.key(k)),
         SenderOptionError::Backoff { .. } => at.key("queue_config").key("min_backoff"),
+        SenderOptionError::Tls(_) => at.key("tls_config"),
     };
     // The sender's messages start with the field they are about, which the position already names.
     let text = p.to_string();

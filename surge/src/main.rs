@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod agent_cmd;
 mod aggregator_cmd;
+mod aggregator_security;
 mod check;
 mod explain;
 mod process;

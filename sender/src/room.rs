@@ -59,9 +59,7 @@ impl QueueOptions {
         match room {
             Room::Health => self.capacity,
             Room::Tier(Tier::Critical) => self.capacity - self.health_room(),
-            Room::Tier(Tier::Standard) => {
-                self.capacity - self.health_room() - self.critical_room()
-            }
+            Room::Tier(Tier::Standard) => self.capacity - self.health_room() - self.critical_room(),
         }
     }
 }

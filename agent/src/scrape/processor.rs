@@ -19,6 +19,10 @@ use super::fetch::{FetchError, Fetched};
 use crate::relabel::Relabeler;
 use surge_sender::{SeriesMeta, SeriesSamples};
 
+/// How many series at the end of every scrape's (and a stopped target's) output are health series: the
+/// [`SYNTHETIC`] ones, which outputs keep room for ([`surge_sender::Output::submit_with_health`]).
+pub const HEALTH_SERIES: usize = SYNTHETIC.len();
+
 /// The synthetic series written after every scrape, in this order (Prometheus's, which dashboards and
 /// alerts expect by name).
 const SYNTHETIC: [&str; 5] = [
@@ -30,6 +34,11 @@ const SYNTHETIC: [&str; 5] = [
 ];
 
 /// Limits a scrape must stay within; a violation fails the whole scrape (`up` = 0), as in Prometheus.
+///
+/// The sample limits and the memory budget are checked *while* the body is parsed: a scrape is refused
+/// as soon as it passes one, before the rest of its series are built, so a target exposing millions of
+/// series costs the agent at most the budget (plus its body, capped by `body_size_limit`), never memory
+/// in proportion to what it exposes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScrapeLimits {
     /// Samples after metric relabeling; 0 = unlimited.
@@ -38,6 +47,31 @@ pub struct ScrapeLimits {
     pub label_limit: usize,
     pub label_name_length_limit: usize,
     pub label_value_length_limit: usize,
+    /// The estimated memory of the target's series (see [`series_memory`]), in bytes; 0 = unlimited.
+    pub series_memory_limit: usize,
+    /// The most samples one scrape may ship: its share of the smallest output queue
+    /// ([`surge_sender::Output::max_scrape_samples`]); 0 = no bound. Set by the scrape loop from the
+    /// agent's outputs, not from the config.
+    pub queue_share: usize,
+}
+
+/// The memory estimate behind `series_memory_limit`, per exposition line and per shipped sample.
+///
+/// Every line holds a series-cache entry (40 bytes, plus a 56-byte slot the scrape it first appears in);
+/// a shipped sample also holds its slot in the scrape's batch (40), its queue entry in a destination
+/// (64) and, for its series, the encoded label block with its reference-count header and the
+/// allocator's rounding. The estimate is deliberately a little above what was measured, so the budget
+/// errs on the safe side.
+pub mod series_memory {
+    /// Bytes per exposition line (its cache entry).
+    pub const PER_LINE: usize = 64;
+    /// Bytes per shipped sample, besides its label block.
+    pub const PER_SAMPLE: usize = 144;
+
+    /// The estimate for one shipped sample whose label block is `label_block` bytes long.
+    pub fn sample(label_block: usize) -> usize {
+        PER_LINE + PER_SAMPLE + label_block
+    }
 }
 
 /// How a target's samples get their labels and timestamps.
@@ -64,8 +98,21 @@ pub enum ScrapeFailure {
     /// The exposition is malformed; the message carries line and column.
     #[error("parse error: {0}")]
     Parse(String),
-    #[error("sample_limit exceeded: {got} samples > limit {limit}")]
-    SampleLimit { got: usize, limit: usize },
+    /// Counted while parsing: the scrape stops at the first sample over the limit.
+    #[error("sample_limit exceeded: more than {limit} samples")]
+    SampleLimit { limit: usize },
+    /// The scrape would take more than its share of a destination's queue (a quarter of
+    /// `queue_config.capacity`): refused whole, so it cannot fill the queue and have other targets'
+    /// samples dropped.
+    #[error(
+        "scrape refused: more than {limit} samples, over its share of the remote-write queue (a quarter of queue_config.capacity; raise capacity or set metric_relabel_configs)"
+    )]
+    QueueShare { limit: usize },
+    /// The target's series would need more memory than `series_memory_limit`.
+    #[error(
+        "scrape refused: its series need more than series_memory_limit ({limit} bytes) after {lines} lines"
+    )]
+    SeriesMemory { limit: usize, lines: usize },
     #[error("label_limit exceeded: series {series} has {got} labels > limit {limit}")]
     LabelLimit {
         series: String,
@@ -108,6 +155,8 @@ impl ScrapeError {
             ScrapeError::Fetch(FetchError::Decode(_)) => "decode",
             ScrapeError::Process(ScrapeFailure::Parse(_)) => "parse",
             ScrapeError::Process(ScrapeFailure::SampleLimit { .. }) => "sample_limit",
+            ScrapeError::Process(ScrapeFailure::QueueShare { .. }) => "queue_share",
+            ScrapeError::Process(ScrapeFailure::SeriesMemory { .. }) => "series_memory_limit",
             ScrapeError::Process(_) => "label_limit",
         }
     }
@@ -203,6 +252,11 @@ impl SeriesCache {
 
     fn insert_fresh(&mut self, key: Key, entry: CacheEntry, out_index: Option<usize>) {
         self.fresh.push((key, entry, out_index));
+    }
+
+    /// Forgets the current scrape's new series (it was refused), and their memory.
+    fn discard_fresh(&mut self) {
+        self.fresh = Vec::new();
     }
 
     /// Merges the fresh entries in. A series new in this scrape that repeated within it keeps its first
@@ -321,6 +375,12 @@ impl TargetProcessor {
         }
     }
 
+    /// Whether a scrape has written the synthetic series, so that [`Self::stop`] ends them too (as its
+    /// last [`HEALTH_SERIES`] series).
+    pub fn reported(&self) -> bool {
+        self.reported
+    }
+
     /// The target went away at `ts_ms`: a staleness marker for every series it wrote, the synthetic
     /// ones included once a scrape has written them.
     pub fn stop(&mut self, ts_ms: i64) -> Vec<SeriesSamples> {
@@ -365,24 +425,40 @@ impl TargetProcessor {
     ) -> Result<ScrapeOutput, ScrapeFailure> {
         self.cache.merge();
         self.attempt = self.attempt.wrapping_add(1);
+        let processed = self.process_body(body, format, ts_ms);
+        if processed.is_err() {
+            // The refused scrape's new series never shipped: they leave no trace in the cache, so a
+            // target refused on every scrape holds no memory for what it exposes.
+            self.cache.discard_fresh();
+        }
+        processed
+    }
+
+    fn process_body(
+        &mut self,
+        body: &[u8],
+        format: Format,
+        ts_ms: i64,
+    ) -> Result<ScrapeOutput, ScrapeFailure> {
         let mut out = ScrapeOutput::default();
+        let mut budget = ScrapeBudget::new(&self.rules.limits);
         // Accept what Prometheus accepts (not only what the OpenMetrics conformance suite does).
         for entry in Parser::with_checks(body, format, Checks::Prometheus) {
             match entry {
-                Ok(Entry::Sample(sample)) => self.add_sample(&sample, ts_ms, &mut out)?,
+                Ok(Entry::Sample(sample)) => {
+                    let shipped = out.series.len();
+                    self.add_sample(&sample, ts_ms, &mut out)?;
+                    let added = out.series[shipped..]
+                        .first()
+                        .map(|s| s.series.label_block().len());
+                    budget.admit(added, out.stats.scraped)?;
+                }
                 Ok(_) => {}
                 Err(e) => return Err(ScrapeFailure::Parse(e.to_string())),
             }
         }
         self.drop_repeats(&mut out);
         out.stats.post_relabel = out.series.len();
-        let limit = self.rules.limits.sample_limit;
-        if limit > 0 && out.stats.post_relabel > limit {
-            return Err(ScrapeFailure::SampleLimit {
-                got: out.stats.post_relabel,
-                limit,
-            });
-        }
         out.stats.stale_markers = self.mark_vanished(ts_ms, &mut out.series);
         Ok(out)
     }
@@ -598,6 +674,65 @@ impl TargetProcessor {
             }
         }
         Ok(SeriesBuild::Keep(SeriesMeta::new(labels)))
+    }
+}
+
+/// One scrape's sample count and memory estimate against its limits, checked sample by sample.
+struct ScrapeBudget {
+    /// `sample_limit` or the queue share, whichever is smaller (0 = none), and the failure it gives.
+    samples: Option<(usize, ScrapeFailure)>,
+    memory_limit: usize,
+    shipped: usize,
+    memory: usize,
+}
+
+impl ScrapeBudget {
+    fn new(limits: &ScrapeLimits) -> Self {
+        let sample_limit = (limits.sample_limit > 0).then(|| {
+            let limit = limits.sample_limit;
+            (limit, ScrapeFailure::SampleLimit { limit })
+        });
+        let share = (limits.queue_share > 0).then(|| {
+            let limit = limits.queue_share;
+            (limit, ScrapeFailure::QueueShare { limit })
+        });
+        let samples = match (sample_limit, share) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        ScrapeBudget {
+            samples,
+            memory_limit: limits.series_memory_limit,
+            shipped: 0,
+            memory: 0,
+        }
+    }
+
+    /// Accounts for one exposition line that shipped a sample with a label block of `shipped` bytes
+    /// (`None`: the line shipped nothing: relabeled away, a duplicate or invalid); `lines` so far.
+    ///
+    /// A duplicate of a series new in this scrape is only recognised when the scrape ends, so until
+    /// then it counts as a sample: a target exactly at its limit that repeats new series is refused.
+    fn admit(&mut self, shipped: Option<usize>, lines: usize) -> Result<(), ScrapeFailure> {
+        self.memory += match shipped {
+            Some(block) => {
+                self.shipped += 1;
+                series_memory::sample(block)
+            }
+            None => series_memory::PER_LINE,
+        };
+        if let Some((limit, failure)) = &self.samples
+            && self.shipped > *limit
+        {
+            return Err(failure.clone());
+        }
+        if self.memory_limit > 0 && self.memory > self.memory_limit {
+            return Err(ScrapeFailure::SeriesMemory {
+                limit: self.memory_limit,
+                lines,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -817,7 +952,7 @@ mod tests {
         assert!(p.process(b"a 1\nb 1\n", Format::Text, 1).is_ok());
         assert_eq!(
             p.process(b"a 1\nb 1\nc 1\n", Format::Text, 2).unwrap_err(),
-            ScrapeFailure::SampleLimit { got: 3, limit: 2 }
+            ScrapeFailure::SampleLimit { limit: 2 }
         );
         let mut r = rules(false, "[]");
         r.limits.label_limit = 4;
@@ -835,6 +970,90 @@ mod tests {
                 }
             ),
             "{err}"
+        );
+    }
+
+    fn many_series(n: usize) -> String {
+        (0..n).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect()
+    }
+
+    /// A scrape over its queue share or memory budget is refused at the first sample over it, with the
+    /// reason, and leaves nothing behind in the cache: a target refused on every scrape holds no memory
+    /// for what it exposes, and the last good scrape's series get their staleness markers.
+    #[test]
+    fn budgets_refuse_a_scrape_while_parsing_and_keep_nothing() {
+        let mut r = rules(false, "[]");
+        r.limits.queue_share = 100;
+        let mut p = TargetProcessor::new(r);
+        assert!(
+            p.process(many_series(100).as_bytes(), Format::Text, 1)
+                .is_ok()
+        );
+        assert_eq!(p.cached_series(), 100);
+        let err = p
+            .process(many_series(10_000).as_bytes(), Format::Text, 2)
+            .unwrap_err();
+        assert_eq!(err, ScrapeFailure::QueueShare { limit: 100 });
+        assert_eq!(
+            p.cached_series(),
+            100,
+            "the refused scrape's series are gone"
+        );
+        assert_eq!(p.fail(2).len(), 100);
+
+        // The smaller of sample_limit and the share decides, and names itself.
+        let mut r = rules(false, "[]");
+        (r.limits.queue_share, r.limits.sample_limit) = (100, 50);
+        let mut p = TargetProcessor::new(r);
+        let err = p
+            .process(many_series(101).as_bytes(), Format::Text, 1)
+            .unwrap_err();
+        assert_eq!(err, ScrapeFailure::SampleLimit { limit: 50 });
+        assert_eq!(p.cached_series(), 0);
+
+        // Memory: each shipped series costs its label block plus the fixed part.
+        let mut r = rules(false, "[]");
+        r.limits.series_memory_limit = 100 * series_memory::sample(0);
+        let mut p = TargetProcessor::new(r);
+        let err = p
+            .process(many_series(1000).as_bytes(), Format::Text, 1)
+            .unwrap_err();
+        let ScrapeFailure::SeriesMemory { lines, .. } = err else {
+            panic!("{err}")
+        };
+        // Labels here encode to ~50 bytes, so the budget ends well before 100 series.
+        assert!((40..100).contains(&lines), "{lines}");
+        assert_eq!(p.cached_series(), 0);
+        let failed = ScrapeError::Process(err);
+        assert_eq!(failed.reason(), "series_memory_limit");
+        assert!(
+            failed.to_string().contains("series_memory_limit"),
+            "{failed}"
+        );
+    }
+
+    /// Series relabeled away still hold a cache entry each, so they count against the memory budget.
+    #[test]
+    fn series_relabeled_away_count_against_memory() {
+        let mut r = rules(
+            false,
+            "[{source_labels: [__name__], regex: 'm', action: drop}]",
+        );
+        r.limits.series_memory_limit = 10 * series_memory::PER_LINE;
+        let mut p = TargetProcessor::new(r);
+        let err = p
+            .process(many_series(11).as_bytes(), Format::Text, 1)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ScrapeFailure::SeriesMemory {
+                limit: 10 * series_memory::PER_LINE,
+                lines: 11
+            }
+        );
+        assert!(
+            p.process(many_series(10).as_bytes(), Format::Text, 2)
+                .is_ok()
         );
     }
 

@@ -231,23 +231,59 @@ type Key = [u64; 2];
 /// A sorted `Vec` rather than a hash map because one entry per live series is most of the agent's memory:
 /// it holds exactly `len` entries of 40 bytes (16-byte key, 24-byte entry), where a hash map holds up to twice that in empty buckets.
 /// Series first seen in a scrape go to `fresh` and are merged in when the scrape ends.
+///
+/// A target writes its series in the same order scrape after scrape, so each line's entry is first
+/// looked for where the same line found it last time (`order`): one comparison instead of the binary
+/// search's ~log2(n) dependent cache misses, which were a third of the agent's parsing time. 4 bytes per
+/// series and scrape, kept for two scrapes.
 #[derive(Default)]
 struct SeriesCache {
     sorted: Vec<(Key, CacheEntry)>,
     /// New entries of the current scrape, with the index of their sample in the scrape's output.
     fresh: Vec<(Key, CacheEntry, Option<usize>)>,
+    /// Per line of the previous scrape, the index in `sorted` it found ([`NOT_FOUND`] if none);
+    /// emptied whenever `sorted` changes shape.
+    order: Vec<u32>,
+    /// The same for the current scrape, being written.
+    next_order: Vec<u32>,
 }
+
+/// A line whose series was not in the cache.
+const NOT_FOUND: u32 = u32::MAX;
 
 impl SeriesCache {
     fn len(&self) -> usize {
         self.sorted.len() + self.fresh.len()
     }
 
-    fn get_mut(&mut self, key: Key) -> Option<&mut CacheEntry> {
-        match self.sorted.binary_search_by(|(k, _)| k.cmp(&key)) {
-            Ok(i) => Some(&mut self.sorted[i].1),
-            Err(_) => None,
+    /// Starts a scrape: the last scrape's line order becomes the prediction.
+    fn begin_scrape(&mut self) {
+        std::mem::swap(&mut self.order, &mut self.next_order);
+        self.next_order.clear();
+    }
+
+    /// The entry of `key`, found on the `line`-th sample line of the scrape (0-based).
+    fn get_mut(&mut self, key: Key, line: usize) -> Option<&mut CacheEntry> {
+        let predicted = self
+            .order
+            .get(line)
+            .map(|&i| i as usize)
+            .filter(|&i| self.sorted.get(i).is_some_and(|(k, _)| *k == key));
+        let found = predicted.or_else(|| self.sorted.binary_search_by(|(k, _)| k.cmp(&key)).ok());
+        if self.next_order.len() == line {
+            self.next_order.push(
+                found
+                    .and_then(|i| u32::try_from(i).ok())
+                    .unwrap_or(NOT_FOUND),
+            );
         }
+        found.map(|i| &mut self.sorted[i].1)
+    }
+
+    /// `sorted` changed shape: recorded positions no longer hold.
+    fn forget_order(&mut self) {
+        self.order.clear();
+        self.next_order.clear();
     }
 
     fn insert_fresh(&mut self, key: Key, entry: CacheEntry, out_index: Option<usize>) {
@@ -266,6 +302,7 @@ impl SeriesCache {
         if self.fresh.is_empty() {
             return repeats;
         }
+        self.forget_order();
         let mut fresh = std::mem::take(&mut self.fresh);
         fresh.sort_by_key(|(k, _, idx)| (*k, idx.unwrap_or(usize::MAX)));
         let mut merged = Vec::with_capacity(self.sorted.len() + fresh.len());
@@ -292,7 +329,11 @@ impl SeriesCache {
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&mut CacheEntry) -> bool) {
+        let before = self.sorted.len();
         self.sorted.retain_mut(|(_, e)| keep(e));
+        if self.sorted.len() != before {
+            self.forget_order();
+        }
         // Give memory back after a target shrinks a lot, without reallocating on small changes.
         if self.sorted.capacity() > 64 && self.sorted.capacity() > self.sorted.len() * 2 {
             self.sorted.shrink_to_fit();
@@ -442,6 +483,7 @@ impl TargetProcessor {
     ) -> Result<ScrapeOutput, ScrapeFailure> {
         let mut out = ScrapeOutput::default();
         let mut budget = ScrapeBudget::new(&self.rules.limits);
+        self.cache.begin_scrape();
         // Accept what Prometheus accepts (not only what the OpenMetrics conformance suite does).
         for entry in Parser::with_checks(body, format, Checks::Prometheus) {
             match entry {
@@ -483,7 +525,7 @@ impl TargetProcessor {
             timestamp_ms: t,
             value: sample.value,
         };
-        if let Some(e) = self.cache.get_mut(key) {
+        if let Some(e) = self.cache.get_mut(key, out.stats.scraped - 1) {
             if e.touched == attempt {
                 out.stats.duplicates += 1;
             } else {
@@ -1054,6 +1096,47 @@ mod tests {
         assert!(
             p.process(many_series(10).as_bytes(), Format::Text, 2)
                 .is_ok()
+        );
+    }
+
+    /// The line-order prediction is only a shortcut: a target that reorders, drops or repeats lines gets
+    /// exactly what a binary search would have found.
+    #[test]
+    fn reordered_lines_find_their_series() {
+        let mut p = TargetProcessor::new(rules(false, "[]"));
+        let forward: String = (0..50).map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect();
+        let backward: String = (0..50)
+            .rev()
+            .map(|i| format!("m{{i=\"{i}\"}} {i}\n"))
+            .collect();
+        let first = shown(&p.process(forward.as_bytes(), Format::Text, 1000).unwrap());
+        for (ts, body) in [
+            (2000, &forward),
+            (3000, &backward),
+            (4000, &forward),
+            (5000, &forward),
+        ] {
+            let out = p.process(body.as_bytes(), Format::Text, ts).unwrap();
+            assert_eq!((out.stats.series_added, out.stats.duplicates), (0, 0));
+            let mut got: Vec<String> = shown(&out)
+                .iter()
+                .map(|l| l.replace(&format!(" @{ts}"), " @1000"))
+                .collect();
+            let mut want = first.clone();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "at {ts}");
+        }
+        let out = p
+            .process(b"m{i=\"3\"} 1\nm{i=\"3\"} 2\n", Format::Text, 6000)
+            .unwrap();
+        assert_eq!(
+            (
+                out.series.len(),
+                out.stats.duplicates,
+                out.stats.stale_markers
+            ),
+            (1 + 49, 1, 49)
         );
     }
 

@@ -119,6 +119,7 @@ impl Agent {
         let outputs: Outputs = outputs.into_iter().chain(spec.outputs).collect();
         let ctx = Arc::new(ScrapeContext {
             fetcher: Fetcher::new(client),
+            max_scrape_samples: outputs.max_scrape_samples(),
             outputs: outputs.clone(),
             metrics: scrape_metrics,
             external_labels: spec.external_labels,

@@ -78,6 +78,9 @@ fn job_spec(sc: &ScrapeConfig) -> Result<JobSpec, SpecError> {
             label_limit: to_usize(sc.label_limit),
             label_name_length_limit: to_usize(sc.label_name_length_limit),
             label_value_length_limit: to_usize(sc.label_value_length_limit),
+            series_memory_limit: to_usize(sc.series_memory_limit),
+            // Set by each scrape loop from the agent's outputs.
+            queue_share: 0,
         },
         body_size_limit: to_usize(sc.body_size_limit),
         name_validation: sc.metric_name_validation_scheme,

@@ -189,6 +189,13 @@ pub struct ScrapeConfig {
     /// in bytes. Cannot be 0: it bounds the agent's memory.
     #[serde(with = "size")]
     pub body_size_limit: u64,
+    /// Most memory one target's series may hold in the agent, estimated while the body is parsed (per
+    /// series: its encoded labels plus about 200 bytes of cache, batch and queue entries), e.g. `16MiB`
+    /// (the default, about 50 000 series of typical labels) or an integer in bytes. A scrape over it is
+    /// refused whole, with `up` = 0 and the reason, before the rest of its series are built. Cannot be
+    /// 0: with `body_size_limit` it bounds what one target can cost the agent whatever it exposes.
+    #[serde(with = "size")]
+    pub series_memory_limit: u64,
     /// Which metric and label names a scraped series may have, as Prometheus 3's
     /// `metric_name_validation_scheme`: `utf8` (the default; any non-empty UTF-8 name, e.g.
     /// `{"my.metric", "k.8s"="v"}`) or `legacy` (`[a-zA-Z_:][a-zA-Z0-9_:]*` names and
@@ -235,6 +242,7 @@ impl Default for ScrapeConfig {
             label_name_length_limit: 0,
             label_value_length_limit: 0,
             body_size_limit: 64 << 20,
+            series_memory_limit: 16 << 20,
             metric_name_validation_scheme: NameValidationScheme::Utf8,
             metric_name_escaping_scheme: None,
             static_configs: Vec::new(),

@@ -42,6 +42,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(s.metrics_path, "/metrics");
     assert!(s.honor_timestamps && !s.honor_labels);
     assert_eq!(s.body_size_limit, 64 << 20);
+    assert_eq!(s.series_memory_limit, 16 << 20);
     assert_eq!(
         s.metric_name_validation_scheme,
         surge_model::NameValidationScheme::Utf8
@@ -181,6 +182,7 @@ fn reports_every_validation_error_with_position() {
       interval: 1s
       timeout: 2s
       body_size_limit: 0
+      series_memory_limit: 0
       static_configs: [{targets: ["http://a:9100/metrics"]}]
       relabel_configs:
         - source_labels: [a]
@@ -205,15 +207,16 @@ aggregator:
             r#"surge.yaml:2:21: agent.external_labels.bad-name: "bad-name" is not a valid label name (expected [a-zA-Z_][a-zA-Z0-9_]*)"#,
             r#"surge.yaml:6:16: agent.scrape_configs[0].timeout: timeout 2s is longer than interval 1s"#,
             r#"surge.yaml:7:24: agent.scrape_configs[0].body_size_limit: must be above 0: it bounds the memory one scrape may use (default 64MiB)"#,
-            r#"surge.yaml:8:35: agent.scrape_configs[0].static_configs[0].targets[0]: "http://a:9100/metrics" is not host:port (set the scheme with scheme: and the path with metrics_path:)"#,
-            r#"surge.yaml:11:18: agent.scrape_configs[0].relabel_configs[0].regex: "a(b" is not a valid regular expression: unclosed group"#,
-            r#"surge.yaml:13:11: agent.scrape_configs[0].relabel_configs[1].modulus: action hashmod requires a modulus above 0"#,
-            r#"surge.yaml:16:17: agent.scrape_configs[1].job_name: job_name "web" is already used by agent.scrape_configs[0]"#,
-            r#"surge.yaml:17:21: agent.scrape_configs[1].metrics_path: "metrics" is not a path (it must start with /)"#,
-            r#"surge.yaml:18:7: agent.scrape_configs[2]: job_name is required"#,
-            r#"surge.yaml:20:12: agent.remote_write[0].url: "ftp://x/y" is not an http or https URL"#,
-            r#"surge.yaml:22:7: agent.remote_write[2].name: name "a:1" is already used by remote_write[1] (names default to the URL's host:port; set name to tell them apart)"#,
-            r#"surge.yaml:24:23: aggregator.cache.max_series: must be above 0"#,
+            r#"surge.yaml:8:28: agent.scrape_configs[0].series_memory_limit: must be above 0: it bounds the memory one target's series may use (default 16MiB)"#,
+            r#"surge.yaml:9:35: agent.scrape_configs[0].static_configs[0].targets[0]: "http://a:9100/metrics" is not host:port (set the scheme with scheme: and the path with metrics_path:)"#,
+            r#"surge.yaml:12:18: agent.scrape_configs[0].relabel_configs[0].regex: "a(b" is not a valid regular expression: unclosed group"#,
+            r#"surge.yaml:14:11: agent.scrape_configs[0].relabel_configs[1].modulus: action hashmod requires a modulus above 0"#,
+            r#"surge.yaml:17:17: agent.scrape_configs[1].job_name: job_name "web" is already used by agent.scrape_configs[0]"#,
+            r#"surge.yaml:18:21: agent.scrape_configs[1].metrics_path: "metrics" is not a path (it must start with /)"#,
+            r#"surge.yaml:19:7: agent.scrape_configs[2]: job_name is required"#,
+            r#"surge.yaml:21:12: agent.remote_write[0].url: "ftp://x/y" is not an http or https URL"#,
+            r#"surge.yaml:23:7: agent.remote_write[2].name: name "a:1" is already used by remote_write[1] (names default to the URL's host:port; set name to tell them apart)"#,
+            r#"surge.yaml:25:23: aggregator.cache.max_series: must be above 0"#,
         ]
     );
 }

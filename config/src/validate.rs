@@ -144,6 +144,12 @@ fn scrape(p: &mut Problems, at: &FieldPath, s: &ScrapeConfig) {
             "must be above 0: it bounds the memory one scrape may use (default 64MiB)",
         );
     }
+    if s.series_memory_limit == 0 {
+        p.add(
+            at.key("series_memory_limit"),
+            "must be above 0: it bounds the memory one target's series may use (default 16MiB)",
+        );
+    }
     if s.metric_name_validation_scheme == NameValidationScheme::Legacy
         && s.metric_name_escaping_scheme == Some(EscapingScheme::AllowUtf8)
     {

@@ -125,14 +125,23 @@ impl Output for EndpointFanOut {
     }
 
     fn submit(&self, batch: Arc<Batch>) {
+        self.submit_with_health(batch, 0);
+    }
+
+    fn submit_with_health(&self, batch: Arc<Batch>, health: usize) {
         let members = self.current.read();
         if members.by_address.is_empty() {
-            self.fallback.submit(batch);
+            self.fallback.submit_with_health(batch, health);
             return;
         }
         for sender in members.by_address.values() {
-            sender.submit(batch.clone());
+            sender.submit_with_health(batch.clone(), health);
         }
+    }
+
+    /// Every member has the destination's `queue_config`, so the fallback's bound is theirs.
+    fn max_scrape_samples(&self) -> Option<usize> {
+        Some(self.fallback.max_scrape_samples())
     }
 
     fn shutdown(&self, deadline: Duration) -> ShutdownFuture<'_> {

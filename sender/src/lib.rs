@@ -36,6 +36,7 @@ mod metrics;
 pub mod output;
 pub mod queued;
 mod request;
+mod room;
 mod service;
 mod shard;
 #[cfg(test)]
@@ -62,6 +63,7 @@ pub use queued::{Attempt, Chunk, Cut, Deliver, Encoded, QueuedOptions, QueuedOut
 use events::{DropReason, SamplesDropped};
 use metrics::DestinationMetrics;
 use request::{PendingEntry, ShardMsg};
+use room::Room;
 use service::{HttpTransport, Transport};
 
 /// One series' identity, shared by every batch that carries it; created once per series by the scrape loop.
@@ -331,9 +333,9 @@ impl Shared {
         }
     }
 
-    /// Reserves room for up to `n` samples; returns how many fit.
-    fn reserve(&self, n: usize) -> usize {
-        let cap = self.opts.capacity;
+    /// Reserves room for up to `n` samples of `room` (see [`room`]); returns how many fit.
+    fn reserve(&self, n: usize, room: Room) -> usize {
+        let cap = self.opts.ceiling(room);
         let mut cur = self.queued.load(Ordering::Relaxed);
         loop {
             let granted = n.min(cap.saturating_sub(cur));
@@ -447,6 +449,13 @@ impl RemoteWriteSender {
     /// destination's capacity are dropped and counted (`queue_full`); after shutdown, everything is
     /// dropped and counted (`shutdown`).
     pub fn submit(&self, batch: Arc<Batch>) {
+        self.submit_with_health(batch, 0);
+    }
+
+    /// Like [`RemoteWriteSender::submit`], where the last `health` series of the batch are health
+    /// series (`up` and the other synthetic series of a scrape): they use the room kept for them, so
+    /// they are not dropped because other series filled the queue (see [`room`]).
+    pub fn submit_with_health(&self, batch: Arc<Batch>, health: usize) {
         let inner = &*self.inner;
         let shared = &*inner.shared;
         let guard = inner.shards.read();
@@ -457,29 +466,40 @@ impl RemoteWriteSender {
 
         // Resolve each series' outgoing identity first, so samples relabeled away take no capacity.
         let routed = inner.route(&batch);
-        let wanted: usize = routed
-            .iter()
-            .map(|(i, _)| batch.series[*i].samples.len())
-            .sum();
-        if wanted == 0 {
+        let first_health = batch.series.len().saturating_sub(health);
+        let wanted = |health: bool| -> usize {
+            routed
+                .iter()
+                .filter(|(i, _)| (*i >= first_health) == health)
+                .map(|(i, _)| batch.series[*i].samples.len())
+                .sum()
+        };
+        let (wanted_data, wanted_health) = (wanted(false), wanted(true));
+        if wanted_data + wanted_health == 0 {
             return;
         }
-        let mut room = shared.reserve(wanted);
+        let mut room_data = shared.reserve(wanted_data, Room::Tier(batch.tier));
+        let mut room_health = shared.reserve(wanted_health, Room::Health);
         let now = tokio::time::Instant::now();
         let mut entries = Vec::with_capacity(routed.len());
         let mut full = 0;
         for (idx, meta) in routed {
             let n = batch.series[idx].samples.len();
+            let room = if idx >= first_health {
+                &mut room_health
+            } else {
+                &mut room_data
+            };
             // Whole series only: a series' samples in one batch stay together, so time order holds.
-            if n > room {
+            if n > *room {
                 full += n;
                 continue;
             }
-            room -= n;
+            *room -= n;
             let shard = shard_for(meta.hash(), input.shards);
             entries.push(PendingEntry::new(shard, batch.clone(), idx, meta, now));
         }
-        shared.release(room);
+        shared.release(room_data + room_health);
         if !entries.is_empty()
             && let Err(mpsc::error::SendError(msg)) = input.tx.send(ShardMsg::new(entries))
         {
@@ -489,6 +509,11 @@ impl RemoteWriteSender {
             shared.dropped(DropReason::Shutdown, n);
         }
         shared.dropped(DropReason::QueueFull, full);
+    }
+
+    /// The most samples one scrape may submit here (a quarter of `capacity`; see [`room`]).
+    pub fn max_scrape_samples(&self) -> usize {
+        self.inner.shared.opts.max_scrape_samples()
     }
 
     /// Stops accepting, flushes everything queued (the standard tier without waiting for its deadline)

@@ -45,6 +45,22 @@ pub trait Output: Send + Sync + 'static {
 
     /// Stops accepting and flushes within `deadline`; see the trait's contract.
     fn shutdown(&self, deadline: Duration) -> ShutdownFuture<'_>;
+
+    /// Like [`Output::submit`], where the last `health` series of `batch` are health series (a scrape's
+    /// `up`, `scrape_duration_seconds`, …): an output with a bounded queue keeps room for them, so a
+    /// target's health is never dropped because other series filled the queue. The default submits
+    /// the batch as usual.
+    fn submit_with_health(&self, batch: Arc<Batch>, health: usize) {
+        let _ = health;
+        self.submit(batch);
+    }
+
+    /// The most samples one scrape may hand to this output, if it has such a bound (a share of a
+    /// bounded queue). The agent refuses a larger scrape whole, with `up` = 0 and the reason, instead of
+    /// letting it fill the queue. The default is no bound.
+    fn max_scrape_samples(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl Output for RemoteWriteSender {
@@ -58,6 +74,14 @@ impl Output for RemoteWriteSender {
 
     fn shutdown(&self, deadline: Duration) -> ShutdownFuture<'_> {
         Box::pin(self.close(deadline))
+    }
+
+    fn submit_with_health(&self, batch: Arc<Batch>, health: usize) {
+        RemoteWriteSender::submit_with_health(self, batch, health);
+    }
+
+    fn max_scrape_samples(&self) -> Option<usize> {
+        Some(RemoteWriteSender::max_scrape_samples(self))
     }
 }
 
@@ -81,6 +105,23 @@ impl Outputs {
         for output in self.0.iter() {
             output.submit(batch.clone());
         }
+    }
+
+    /// Like [`Outputs::submit`], where the last `health` series are health series (see
+    /// [`Output::submit_with_health`]).
+    pub fn submit_with_health(&self, batch: Batch, health: usize) {
+        if batch.series.is_empty() {
+            return;
+        }
+        let batch = Arc::new(batch);
+        for output in self.0.iter() {
+            output.submit_with_health(batch.clone(), health);
+        }
+    }
+
+    /// The smallest [`Output::max_scrape_samples`] of the outputs; `None` when none has a bound.
+    pub fn max_scrape_samples(&self) -> Option<usize> {
+        self.0.iter().filter_map(|o| o.max_scrape_samples()).min()
     }
 
     /// Shuts every output down at once (so the deadline bounds the whole flush, not each output in turn)

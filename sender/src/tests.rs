@@ -820,3 +820,40 @@ fn retry_after_http_dates_are_read_by_the_calendar() {
     check("Sun, 06 Nov 1994 08:49:37 +0000", None);
     check("Sun, 06 Nov 94 08:49:37 GMT", None);
 }
+
+/// The destination hangs, so nothing leaves the queue: standard volume stops at its ceiling (78 of 100),
+/// the critical tier still has its own room (to 98), and a scrape's health series (the batch's tail)
+/// get the last 2 even when both tiers have filled everything they may.
+#[tokio::test(start_paused = true)]
+async fn health_series_and_the_critical_tier_keep_room_of_their_own() {
+    let q = QueueOptions {
+        capacity: 100,
+        ..QueueOptions::default()
+    };
+    let p = paused(q, std::iter::repeat_n(Reply::Hang, 100));
+    p.submit(Tier::Standard, 1, 0..90);
+    assert_eq!(p.sender.queued_samples(), 78);
+    assert_eq!(p.dropped("queue_full"), 12.0);
+    p.submit(Tier::Critical, 2, 100..130);
+    assert_eq!(p.sender.queued_samples(), 98);
+    assert_eq!(p.dropped("queue_full"), 12.0 + 10.0);
+    // A scrape of 3 data series and 2 health series: the data does not fit, its health does.
+    let series = (200..205)
+        .map(|i| SeriesSamples {
+            series: meta(i),
+            samples: smallvec::smallvec![Sample {
+                timestamp_ms: 3,
+                value: 1.0,
+            }],
+        })
+        .collect();
+    let batch = Arc::new(Batch {
+        tier: Tier::Critical,
+        series,
+        scrape_end_ms: 3,
+    });
+    Output::submit_with_health(&p.sender, batch, 2);
+    assert_eq!(p.sender.queued_samples(), 100);
+    assert_eq!(p.dropped("queue_full"), 22.0 + 3.0);
+    assert_eq!(Output::max_scrape_samples(&p.sender), Some(25));
+}

@@ -17,7 +17,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::fetch::{FetchError, Fetched, Fetcher};
-use super::processor::{ScrapeReport, SeriesRules, TargetProcessor};
+use super::processor::{HEALTH_SERIES, ScrapeReport, SeriesRules, TargetProcessor};
 use super::target::ScrapeTarget;
 use crate::metrics::ScrapeMetrics;
 use surge_sender::{Batch, Outputs, SeriesSamples};
@@ -47,6 +47,9 @@ pub struct ScrapeContext {
     pub outputs: Outputs,
     pub metrics: ScrapeMetrics,
     pub external_labels: Labels,
+    /// The most samples one scrape may ship ([`Outputs::max_scrape_samples`]); a larger scrape is
+    /// refused whole. `None`: no output bounds it.
+    pub max_scrape_samples: Option<usize>,
 }
 
 pub fn now_ms() -> i64 {
@@ -114,7 +117,7 @@ pub async fn run_target(
 ) {
     let cancel = &stop.token;
     let tier = target.job.tier;
-    let mut proc = TargetProcessor::new(series_rules(&target, &ctx.external_labels));
+    let mut proc = TargetProcessor::new(series_rules(&target, &ctx));
     let metrics = ctx.metrics.for_job(&target.job.name);
     let mut status = TargetStatus::new(&target, health);
     let mut slots = ScrapeSlots::new(target.job.interval, target.offset());
@@ -127,29 +130,32 @@ pub async fn run_target(
         recycle(&ctx.fetcher, fetched);
         metrics.scraped(&report, proc.cached_series());
         status.record(&report);
-        ship(&ctx, tier, report.series, now_ms());
+        ship(&ctx, tier, report.series, HEALTH_SERIES, now_ms());
     }
     if !stop.ends_series() {
         return;
     }
     // The target went away: end every series it wrote, including the synthetic ones.
     let ts = slots.end();
+    let health = if proc.reported() { HEALTH_SERIES } else { 0 };
     let markers = proc.stop(ts);
     metrics.stopped(markers.len());
-    ship(&ctx, tier, markers, ts);
+    ship(&ctx, tier, markers, health, ts);
 }
 
 /// How this target's samples get their labels and timestamps: its own labels, the agent's external
-/// labels, and the job's honor, relabel and limit settings.
-fn series_rules(target: &ScrapeTarget, external_labels: &Labels) -> SeriesRules {
+/// labels, and the job's honor, relabel and limit settings, with the outputs' bound on one scrape.
+fn series_rules(target: &ScrapeTarget, ctx: &ScrapeContext) -> SeriesRules {
     let job = &target.job;
+    let mut limits = job.limits;
+    limits.queue_share = ctx.max_scrape_samples.unwrap_or(0);
     SeriesRules {
         target_labels: target.labels.clone(),
-        external_labels: external_labels.clone(),
+        external_labels: ctx.external_labels.clone(),
         honor_labels: job.honor_labels,
         honor_timestamps: job.honor_timestamps,
         metric_relabel: job.metric_relabel.clone(),
-        limits: job.limits,
+        limits,
         name_validation: job.name_validation,
         name_escaping: job.name_escaping,
     }
@@ -176,13 +182,21 @@ fn recycle(fetcher: &Fetcher, fetched: Result<Fetched, FetchError>) {
     }
 }
 
-/// Hands one scrape's series to every output; `scrape_end_ms` is carried for latency accounting.
-fn ship(ctx: &ScrapeContext, tier: Tier, series: Vec<SeriesSamples>, scrape_end_ms: i64) {
-    ctx.outputs.submit(Batch {
+/// Hands one scrape's series to every output, the last `health` being its health series (which the
+/// outputs keep room for); `scrape_end_ms` is carried for latency accounting.
+fn ship(
+    ctx: &ScrapeContext,
+    tier: Tier,
+    series: Vec<SeriesSamples>,
+    health: usize,
+    scrape_end_ms: i64,
+) {
+    let batch = Batch {
         tier,
         series,
         scrape_end_ms,
-    });
+    };
+    ctx.outputs.submit_with_health(batch, health);
 }
 
 /// A target's place in time: one tick per interval at the target's offset, and each scrape's timestamp.

@@ -164,7 +164,7 @@ impl Preparer {
         }
         // Open histograms of this chunk: (histogram, timestamp) → index into out.points and the
         // cumulative (le, delta) pairs gathered so far.
-        let mut histograms: HashMap<(u64, i64), (usize, Vec<(f64, f64)>)> = HashMap::new();
+        let mut histograms: HashMap<(u64, i64), OpenHistogram> = HashMap::new();
         for batch in &chunk.batches {
             for s in &batch.series {
                 let key = s.series.hash();
@@ -254,6 +254,9 @@ impl Preparer {
         out
     }
 }
+
+/// A histogram being gathered: its point's index and the cumulative (le, delta) pairs so far.
+type OpenHistogram = (usize, Vec<(f64, f64)>);
 
 /// Cumulative bucket deltas (`le`, delta) → per-bucket (bound, count), zero counts left out.
 fn distribution(mut buckets: Vec<(f64, f64)>) -> PointValue {

@@ -66,7 +66,9 @@ fn localstack() -> &'static LocalStack {
             String::from_utf8_lossy(&out.stderr)
         );
         let pid = std::fs::read_to_string(dir.join("localstack.pid")).unwrap();
-        // LocalStack runs in its own session: a watchdog stops it when this test process ends.
+        // LocalStack runs in its own session: a watchdog stops it when this test process ends. The
+        // watchdog outlives this process on purpose, so it is never waited for.
+        #[allow(clippy::zombie_processes)]
         std::process::Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -529,7 +531,7 @@ async fn put_metric_data_rides_out_throttling_and_5xx_without_doubling() {
     }
     assert!(out.shutdown(Duration::from_secs(30)).await.completed);
     assert_eq!(proxy.faults_left(), 0);
-    assert!(proxy.requests.load(Ordering::Relaxed) >= 1 + 4);
+    assert!(proxy.requests.load(Ordering::Relaxed) > 4);
     let direct = aws_sdk_cloudwatch::Client::new(&sdk(&ls.endpoint).await);
     let got = read_back(&direct, &namespace, "inflight", "web-9", 1, t0).await;
     assert_eq!(
@@ -554,12 +556,12 @@ async fn put_metric_data_rides_out_throttling_and_5xx_without_doubling() {
 // ---------------------------------------------------------------------------------------------
 // EMF to CloudWatch Logs
 
+/// One value of an EMF document: (metric, dimensions, resolution, value, count).
+type EmfRow = (String, Vec<(String, String)>, u64, f64, f64);
+
 /// Checks one EMF document against the specification's rules and returns its values as
 /// (metric, dimensions, resolution, value, count) rows.
-fn validate_emf(
-    doc: &Value,
-    namespace: &str,
-) -> Vec<(String, Vec<(String, String)>, u64, f64, f64)> {
+fn validate_emf(doc: &Value, namespace: &str) -> Vec<EmfRow> {
     let aws = &doc["_aws"];
     let ts = aws["Timestamp"]
         .as_i64()

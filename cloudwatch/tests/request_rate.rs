@@ -130,7 +130,7 @@ async fn put_metric_data_calls_per_second_against_the_minimum() {
         budgeted / minimum
     );
     // Without a budget every critical batch leaves at once: one call per target scrape.
-    assert!(unbudgeted >= 19.0 && unbudgeted <= 21.0, "{unbudgeted}");
+    assert!((19.0..=21.0).contains(&unbudgeted), "{unbudgeted}");
     // With one, batches that wait for a slot are coalesced: at most the budget, never below the minimum.
     assert!(
         budgeted <= 2.5 + 0.1 && budgeted >= minimum * 0.9,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use surge_model::{EscapingScheme, NameValidationScheme, Tier, is_valid_label_name};
 
+use crate::cloudwatch::{EmfConfig, PutMetricDataConfig};
 use crate::path::FieldPath;
 use crate::relabel::RelabelConfig;
 use crate::remote_write::RemoteWriteConfig;
@@ -31,6 +32,10 @@ pub struct AgentConfig {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// Where scraped series go (the aggregator, and any other remote-write receiver).
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// CloudWatch embedded-metric-format outputs (stdout or CloudWatch Logs).
+    pub emf: Vec<EmfConfig>,
+    /// CloudWatch `PutMetricData` outputs.
+    pub cloudwatch: Vec<PutMetricDataConfig>,
 }
 
 impl Default for AgentConfig {
@@ -42,6 +47,8 @@ impl Default for AgentConfig {
             tiers: TiersConfig::default(),
             scrape_configs: Vec::new(),
             remote_write: Vec::new(),
+            emf: Vec::new(),
+            cloudwatch: Vec::new(),
         }
     }
 }

@@ -32,6 +32,7 @@
 
 mod agent;
 mod aggregator;
+mod cloudwatch;
 pub mod duration;
 mod env;
 mod error;
@@ -58,6 +59,10 @@ pub use agent::{
 pub use aggregator::{
     AggregatorConfig, CacheConfig, CustomMetricConfig, ExternalMetricConfig, ForwardTlsConfig,
     KubernetesApiConfig, KubernetesApiTlsConfig, QueryConfig, RequestHeaderConfig,
+};
+pub use cloudwatch::{
+    AwsConfig, CloudWatchQueueConfig, EmfConfig, EmfDestination, MAX_EMF_EVENT_BYTES,
+    PutMetricDataConfig,
 };
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use env::{Env, MapEnv, ProcessEnv};

@@ -501,3 +501,78 @@ fn metrics_api_listen_needs_its_own_port() {
         ]
     );
 }
+
+#[test]
+fn cloudwatch_outputs_load_with_their_defaults() {
+    let text = r#"
+agent:
+  emf:
+    - namespace: surge
+      dimensions: [namespace, pod]
+    - name: logs
+      namespace: surge
+      destination: cloudwatch_logs
+      log_group: /surge/metrics
+      log_stream: node-1
+      aws: {region: eu-west-1, endpoint_url: "http://127.0.0.1:4566"}
+  cloudwatch:
+    - namespace: surge
+      counter_pattern: "^requests$"
+      queue_config: {max_requests_per_second: 5}
+"#;
+    let c = load(text).unwrap();
+    let a = &c.agent;
+    assert_eq!(a.emf[0].name, "emf");
+    assert_eq!(a.emf[0].destination, crate::EmfDestination::Stdout);
+    assert_eq!(a.emf[0].max_event_bytes, 256 * 1024);
+    assert_eq!(a.emf[1].destination, crate::EmfDestination::CloudwatchLogs);
+    assert_eq!(a.emf[1].aws.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(a.cloudwatch[0].name, "cloudwatch");
+    assert_eq!(
+        a.cloudwatch[0].queue_config.max_requests_per_second,
+        Some(5.0)
+    );
+    assert_eq!(
+        a.cloudwatch[0].queue_config.batch_send_deadline,
+        std::time::Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn cloudwatch_outputs_report_every_problem_with_its_place() {
+    let text = r#"agent:
+  emf:
+    - namespace: AWS/EC2
+      dimensions: [pod, pod, "bad-name"]
+      destination: cloudwatch_logs
+      max_event_bytes: 2000000
+    - name: x
+      namespace: ok
+      aws: {region: "EU WEST"}
+  cloudwatch:
+    - name: x
+      counter_pattern: "a(b"
+      queue_config: {capacity: 0, max_requests_per_second: 0}
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            r#"surge.yaml:3:7: agent.emf[0]: log_group is required with destination: cloudwatch_logs"#,
+            r#"surge.yaml:3:7: agent.emf[0]: log_stream is required with destination: cloudwatch_logs"#,
+            r#"surge.yaml:3:18: agent.emf[0].namespace: "AWS/EC2" is not a custom namespace (at most 255 characters, not AWS/…, not starting with :)"#,
+            r#"surge.yaml:4:25: agent.emf[0].dimensions[1]: "pod" is listed twice"#,
+            r#"surge.yaml:4:30: agent.emf[0].dimensions[2]: "bad-name" is not a label name"#,
+            r#"surge.yaml:6:24: agent.emf[0].max_event_bytes: 2000000 is outside 1024..=1048550"#,
+            r#"surge.yaml:7:7: agent.emf[1]: aws: applies to destination: cloudwatch_logs only"#,
+            r#"surge.yaml:9:21: agent.emf[1].aws.region: "EU WEST" is not a region name (e.g. eu-west-1)"#,
+            r#"surge.yaml:11:7: agent.cloudwatch[0]: namespace is required"#,
+            r#"surge.yaml:11:13: agent.cloudwatch[0].name: name "x" is already used by emf[1]"#,
+            r#"surge.yaml:12:24: agent.cloudwatch[0].counter_pattern: "a(b" is not a regular expression: regex parse error:
+    a(b
+     ^
+error: unclosed group"#,
+            r#"surge.yaml:13:32: agent.cloudwatch[0].queue_config.capacity: must be above 0"#,
+            r#"surge.yaml:13:60: agent.cloudwatch[0].queue_config.max_requests_per_second: 0 must be a positive number"#,
+        ]
+    );
+}

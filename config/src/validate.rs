@@ -89,6 +89,43 @@ fn agent(p: &mut Problems, at: &FieldPath, a: &AgentConfig) {
         }
     }
     remote_writes(p, &at.key("remote_write"), &a.remote_write);
+    cloudwatch_outputs(p, at, a);
+}
+
+/// `emf` and `cloudwatch`: each entry's own checks (beside the types, in cloudwatch.rs) and unique
+/// names across both lists (a name is the `destination` label of the sender's metrics).
+fn cloudwatch_outputs(p: &mut Problems, at: &FieldPath, a: &AgentConfig) {
+    let mut names: HashMap<&str, String> = HashMap::new();
+    let entries = a
+        .emf
+        .iter()
+        .map(|e| ("emf", e.name.as_str(), e.problems()))
+        .chain(
+            a.cloudwatch
+                .iter()
+                .map(|c| ("cloudwatch", c.name.as_str(), c.problems())),
+        );
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (list, name, problems) in entries {
+        let i = index.entry(list).or_insert(0);
+        let at = at.key(list).index(*i);
+        *i += 1;
+        for (field, message) in problems {
+            p.add(at.join(&field), message);
+        }
+        if name.is_empty() {
+            continue;
+        }
+        let here = format!("{list}[{}]", *i - 1);
+        if let Some(first) = names.get(name) {
+            p.add(
+                at.key("name"),
+                format!("name {name:?} is already used by {first}"),
+            );
+        } else {
+            names.insert(name, here);
+        }
+    }
 }
 
 fn tiers(p: &mut Problems, at: &FieldPath, t: &TiersConfig) {

@@ -61,6 +61,18 @@ pub fn main(config: &Path) -> ExitCode {
         // Start with the complete target list when discovery answers quickly; never wait forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), k8s.synced()).await;
         let registry = Arc::new(Mutex::new(prometheus_client::registry::Registry::default()));
+        // CloudWatch outputs (EMF, PutMetricData): built here so the agent never links the AWS SDK.
+        if !cfg.agent.emf.is_empty() || !cfg.agent.cloudwatch.is_empty() {
+            let metrics = surge_sender::SenderMetrics::new(&mut registry.lock());
+            match surge_cloudwatch::start_outputs(&cfg.agent, &metrics).await {
+                Ok(outputs) => spec.outputs.extend(outputs),
+                Err(e) => {
+                    eprintln!("surge: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            spec.sender_metrics = Some(metrics);
+        }
         let agent = match Agent::start(spec, registry, file_sd_loader(), glob_expander()).await {
             Ok(a) => a,
             Err(e) => {

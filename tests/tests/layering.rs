@@ -287,6 +287,35 @@ fn violations(g: &Graph) -> Vec<String> {
             ));
         }
     }
+    // Only the CloudWatch crates depend on the AWS SDK (its build is minutes); processes reach it
+    // through them: the binary builds CloudWatch outputs and hands them to the agent as `dyn Output`.
+    const AWS_CRATES: &[&str] = &["surge-cloudwatch", "surge-alb"];
+    for name in &g.workspace {
+        if AWS_CRATES.contains(&name.as_str()) {
+            continue;
+        }
+        let is_aws = |to: &str| to.starts_with("aws-");
+        let direct = g
+            .edges
+            .get(name)
+            .into_iter()
+            .flatten()
+            .any(|(to, normal)| *normal && is_aws(to));
+        if direct {
+            out.push(format!(
+                "only surge-cloudwatch and surge-alb depend on the AWS SDK: {name} has it as a normal dependency"
+            ));
+        }
+        if ["surge", "surge-tests"].contains(&name.as_str()) {
+            continue;
+        }
+        if let Some((_, path)) = g.linked(name).into_iter().find(|(dep, _)| is_aws(dep)) {
+            out.push(format!(
+                "only surge-cloudwatch, surge-alb and the binary link the AWS SDK: {}",
+                path.join(" → ")
+            ));
+        }
+    }
     out
 }
 
@@ -362,6 +391,12 @@ fn the_checker_reports_each_kind_of_break() {
             "aws-sdk-cloudwatch",
             true,
             "do no I/O: surge-promql → aws-sdk-cloudwatch",
+        ),
+        (
+            "surge-agent",
+            "surge-cloudwatch",
+            true,
+            "only surge-cloudwatch, surge-alb and the binary link the AWS SDK: surge-agent → surge-cloudwatch → aws-",
         ),
         (
             "surge-agent",

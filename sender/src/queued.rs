@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{DropReason, RequestRetried, RetryReason, SamplesDropped};
 use super::request::RequestStats;
+use super::room::Room;
 use super::service::Backoff;
 use super::{Batch, Output, QueueOptions, SenderMetrics, Shared, ShutdownFuture, ShutdownReport};
 
@@ -293,7 +294,7 @@ impl<D: Deliver> Output for QueuedOutput<D> {
             return;
         };
         // Whole batches only: the lane hands batches to the encoder as they came.
-        let granted = shared.reserve(n);
+        let granted = shared.reserve(n, Room::Tier(batch.tier));
         if granted < n {
             shared.release(granted);
             shared.dropped(DropReason::QueueFull, n);

@@ -11,6 +11,8 @@
 //! Architecture invariant: no I/O, no clock, no runtime. Time is an argument (`now`), files are text
 //! passed in, and the decisions are data; creating NodeClaims or deleting nodes is the actuator's job.
 
+mod ahead;
+mod buffer;
 mod catalog;
 mod consolidate;
 pub mod cron;
@@ -21,7 +23,13 @@ mod provision;
 pub mod requirements;
 mod resources;
 mod source;
+mod template;
 
+pub use ahead::{ScaleUp, plan_ahead};
+pub use buffer::{
+    ACTIVE_CAPACITY, BufferLimits, BufferSource, CapacityBuffer, Headroom, PAUSE_IMAGE,
+    PAUSE_PRIORITY, PAUSE_PRIORITY_CLASS, ScalableRef, limit_replicas, percentage_replicas,
+};
 pub use catalog::{
     Catalog, EVICTION_THRESHOLD_MEMORY, InstanceType, OfferingLabels, VM_MEMORY_OVERHEAD_PERCENT,
     allocatable, kube_reserved_cpu_millis, kube_reserved_memory_mib, memory_capacity_mib,

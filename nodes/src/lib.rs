@@ -24,6 +24,7 @@ pub mod requirements;
 mod resources;
 mod source;
 mod template;
+mod timeline;
 
 pub use ahead::{ScaleUp, plan_ahead};
 pub use buffer::{
@@ -49,3 +50,5 @@ pub use provision::{
 pub use requirements::{CapacityType, Operator, Requirement};
 pub use resources::{GIB, MIB, Resources, parse_cpu, parse_memory};
 pub use source::{LoadError, LoadErrors};
+pub use template::pods_from_k8s_yaml;
+pub use timeline::{Deletion, Launch, NodeScenario, NodeStep, replay};

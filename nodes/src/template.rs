@@ -207,6 +207,64 @@ struct RawWorkloadSpec {
     template: RawTemplate,
 }
 
+#[derive(Deserialize, Default)]
+struct RawReplicas {
+    #[serde(default)]
+    replicas: Option<u32>,
+}
+
+/// The pods a YAML stream of Kubernetes objects stands for: a `Pod` or `PodTemplate` is one pod, a
+/// Deployment, StatefulSet or ReplicaSet is `spec.replicas` pods (default 1) named `namespace/name-i`.
+/// Every document's problems are reported, each with its document number.
+pub fn pods_from_k8s_yaml(text: &str, source: &str) -> Result<Vec<Pod>, LoadErrors> {
+    let mut pods = Vec::new();
+    let mut errors = Vec::new();
+    for (i, part) in crate::nodepool::split_documents(text)
+        .into_iter()
+        .enumerate()
+    {
+        if part
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        let origin = format!("{source} (document {})", i + 1);
+        let pod = match Pod::from_k8s_yaml(part, &origin) {
+            Ok(p) => p,
+            Err(mut e) => {
+                errors.append(&mut e.0);
+                continue;
+            }
+        };
+        // The document parsed as a pod spec carrier above, so it parses here too.
+        let Ok(object) = serde_yaml_ng::from_str::<RawObject>(part) else {
+            continue;
+        };
+        if !matches!(
+            object.kind.as_str(),
+            "Deployment" | "StatefulSet" | "ReplicaSet"
+        ) {
+            pods.push(pod);
+            continue;
+        }
+        let replicas = serde_yaml_ng::from_value::<RawReplicas>(object.spec)
+            .ok()
+            .and_then(|r| r.replicas)
+            .unwrap_or(1);
+        for r in 0..replicas {
+            let mut p = pod.clone();
+            p.name = format!("{}-{r}", pod.name);
+            pods.push(p);
+        }
+    }
+    if errors.is_empty() {
+        Ok(pods)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
 impl Pod {
     /// Reads a Kubernetes object that carries a pod spec: a `Pod` (its `spec`), a `PodTemplate` (its
     /// `template.spec`), or a workload with `spec.template.spec` (Deployment, StatefulSet, ReplicaSet,

@@ -540,3 +540,45 @@ fn headroom_is_a_pause_deployment_priced_by_the_nodes_it_keeps() {
     let recent = Headroom::from_recent_scale_ups("web", "shop", &chunk, &[2, 9, 4]);
     assert_eq!(recent.replicas, 9);
 }
+
+#[test]
+fn a_node_scenario_replays_launches_waits_and_consolidation() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/web-burst.yaml"
+    ))
+    .unwrap();
+    assert!(surge_nodes::NodeScenario::is_node_scenario(&text));
+    let scenario = surge_nodes::NodeScenario::from_yaml(&text, "web-burst.yaml").unwrap();
+    let catalog = Catalog::embedded();
+    let steps = surge_nodes::replay(&scenario, &catalog);
+    assert_eq!(steps.len(), 6);
+    // The burst launches nodes; its pods wait only for the boot when planned at the decision, and
+    // for Pending + batch window + boot otherwise.
+    let burst = &steps[1];
+    assert_eq!(burst.new_pods, 36);
+    assert!(!burst.launches.is_empty());
+    assert_eq!(burst.wait_ahead_max, 45);
+    assert_eq!(burst.wait_pending_max, 57);
+    assert!(burst.wait_ahead_mean < burst.wait_pending_mean);
+    // Batch pods land on amd64 types only.
+    for l in &steps[2].launches {
+        assert_eq!(
+            catalog.get(&l.instance_type).unwrap().arch,
+            "amd64",
+            "{l:?}"
+        );
+    }
+    assert!(steps[2].cost_per_hour > steps[1].cost_per_hour);
+    // After the fall, consolidation removes (or shrinks) capacity and the bill drops.
+    let removed: usize = steps[3..].iter().map(|s| s.deletions.len()).sum();
+    assert!(removed > 0);
+    assert!(steps[5].cost_per_hour < steps[2].cost_per_hour);
+    assert!(steps.iter().all(|s| s.unschedulable == 0));
+    // A bad scenario is refused at its field.
+    let bad = text.replace("cpu: 500m", "cpu: fast");
+    let err = surge_nodes::NodeScenario::from_yaml(&bad, "s.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("workloads[0].cpu"), "{err}");
+}

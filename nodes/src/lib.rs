@@ -14,6 +14,7 @@
 mod ahead;
 mod buffer;
 mod catalog;
+mod claim;
 mod consolidate;
 pub mod cron;
 mod nodepool;

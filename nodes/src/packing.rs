@@ -532,9 +532,9 @@ pub(crate) fn improve(p: &Problem<'_>, mut bins: Vec<Bin>) -> Vec<Bin> {
     bins
 }
 
-/// Re-plans the pods of the nodes at `picked` together (every greedy variant, improved) and keeps the
-/// result where it costs less. True when the packing changed.
-fn repack(p: &Problem<'_>, bins: &mut Vec<Bin>, picked: &[usize]) -> bool {
+/// Re-plans the pods of the nodes at `picked` together (every greedy variant, re-sized, and with
+/// `polish` improved) and keeps the result where it costs less. True when the packing changed.
+fn repack(p: &Problem<'_>, bins: &mut Vec<Bin>, picked: &[usize], polish: bool) -> bool {
     let mut counts: Vec<(usize, u64)> = Vec::new();
     let mut was = 0.0;
     for &i in picked {
@@ -562,7 +562,12 @@ fn repack(p: &Problem<'_>, bins: &mut Vec<Bin>, picked: &[usize]) -> bool {
         (Value::BreakEven, false),
         (Value::Alone, true),
     ] {
-        let candidate = improve(&sub, greedy(&sub, how, anchored));
+        let mut candidate = greedy(&sub, how, anchored);
+        if polish {
+            candidate = improve(&sub, candidate);
+        } else {
+            resize(&sub, &mut candidate);
+        }
         let cost = sub.cost(&candidate);
         if cost < was - 1e-9 && best.as_ref().is_none_or(|(c, _)| cost < *c) {
             best = Some((cost, candidate));
@@ -590,7 +595,7 @@ fn repack(p: &Problem<'_>, bins: &mut Vec<Bin>, picked: &[usize]) -> bool {
 /// sliding window of fuller ones, re-planned (see [`repack`]) and kept where cheaper; `rounds` repacks at
 /// most. The tail of a packing is where whole nodes are lost, and mixing in fuller nodes lets their
 /// pods change places with the tail's so that both end on better-filled kinds.
-fn local_search(p: &Problem<'_>, mut bins: Vec<Bin>, rounds: usize) -> Vec<Bin> {
+fn local_search(p: &Problem<'_>, mut bins: Vec<Bin>, rounds: usize, polish: bool) -> Vec<Bin> {
     let mut done = 0;
     let mut offset = 0;
     while done < rounds && bins.len() >= 2 {
@@ -609,7 +614,7 @@ fn local_search(p: &Problem<'_>, mut bins: Vec<Bin>, rounds: usize) -> Vec<Bin> 
             }
         };
         offset += 8;
-        repack(p, &mut bins, &picked);
+        repack(p, &mut bins, &picked, polish);
         done += 1;
     }
     bins
@@ -619,7 +624,7 @@ fn local_search(p: &Problem<'_>, mut bins: Vec<Bin>, rounds: usize) -> Vec<Bin> 
 /// generated scenarios (break-even anchored, alone free), which keeps 10,000 pods within the time budget.
 const ALL_VARIANTS_UP_TO_PODS: u64 = 2_000;
 
-/// How many repacks the local search makes on the cheapest construction (a quarter above
+/// How many repacks the local search makes on the cheapest construction (up to
 /// [`ALL_VARIANTS_UP_TO_PODS`]).
 const LOCAL_SEARCH_ROUNDS: usize = 48;
 
@@ -635,13 +640,11 @@ pub(crate) fn best(p: &Problem<'_>) -> Vec<Bin> {
     for (how, anchored) in variants {
         plans.push(improve(p, greedy(p, how, anchored)));
     }
-    let rounds = if pods <= ALL_VARIANTS_UP_TO_PODS {
-        LOCAL_SEARCH_ROUNDS
-    } else {
-        LOCAL_SEARCH_ROUNDS / 4
-    };
+    // Above the threshold only the dozen emptiest nodes of each plan are re-planned (un-polished):
+    // the search's `improve` on every repack costs more than 10,000 pods' time budget leaves.
+    let small = pods <= ALL_VARIANTS_UP_TO_PODS;
     for plan in plans.iter_mut() {
-        *plan = local_search(p, std::mem::take(plan), 2);
+        *plan = local_search(p, std::mem::take(plan), if small { 2 } else { 1 }, small);
     }
     let key = |bins: &[Bin]| (p.cost(bins), bins.len());
     let best = plans
@@ -655,7 +658,11 @@ pub(crate) fn best(p: &Problem<'_>) -> Vec<Bin> {
             }
         })
         .unwrap_or_default();
-    local_search(p, best, rounds)
+    if small {
+        local_search(p, best, LOCAL_SEARCH_ROUNDS, true)
+    } else {
+        best
+    }
 }
 
 #[cfg(test)]

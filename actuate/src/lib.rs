@@ -70,7 +70,7 @@ pub struct Observed {
     pub pods: Vec<PodInfo>,
 }
 
-/// One thing the engine asks for. Pod decisions today; node claims and warm pools are the next variants.
+/// One thing the engine asks for: pod decisions, node claims and headroom.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Action<'a> {
@@ -79,6 +79,15 @@ pub enum Action<'a> {
         target: &'a ScaleTarget,
         decision: &'a Decision,
     },
+    /// Node decisions: a `karpenter.sh/v1` NodeClaim to create per planned node
+    /// ([`surge_nodes::PlannedNode::node_claim`] gives its manifest) and the NodeClaims to delete
+    /// (consolidation), by name. An actuator with a cluster creates and deletes them (leader only).
+    NodeClaims {
+        create: &'a [surge_nodes::PlannedNode],
+        delete: &'a [String],
+    },
+    /// Headroom: set the pause Deployment's replicas ([`surge_nodes::Headroom::manifests`]).
+    Headroom { headroom: &'a surge_nodes::Headroom },
 }
 
 /// Where replica counts come from and where decisions go.
@@ -137,6 +146,23 @@ impl Actuator for VirtualWorkloads {
                     format!("dry-run: stays at {before}")
                 }
             }
+            Action::NodeClaims { create, delete } => {
+                let types: Vec<String> = create
+                    .iter()
+                    .map(|n| format!("{} {}", n.instance_type, n.capacity_type))
+                    .collect();
+                format!(
+                    "dry-run: would create {} NodeClaims [{}] and delete {} [{}]",
+                    create.len(),
+                    types.join(", "),
+                    delete.len(),
+                    delete.join(", ")
+                )
+            }
+            Action::Headroom { headroom } => format!(
+                "dry-run: would keep {}/{} at {} pause pods",
+                headroom.namespace, headroom.name, headroom.replicas
+            ),
         }
     }
 }
@@ -187,5 +213,37 @@ mod tests {
         let names = ["a", "b", "c", "d", "e"];
         let seen = v.observe(&t, &names).expect("known");
         assert_eq!(seen.pods[4].name, "e");
+    }
+
+    #[test]
+    fn dry_run_reports_node_claims_and_headroom() {
+        let v = VirtualWorkloads::default();
+        let node = surge_nodes::PlannedNode {
+            name: "general-1".into(),
+            pool: "general".into(),
+            instance_type: "m7g.large".into(),
+            capacity_type: surge_nodes::CapacityType::Spot,
+            zone: "us-east-1a".into(),
+            price: 0.03,
+            pods: vec!["shop/web-0".into()],
+        };
+        let said = v.apply(Action::NodeClaims {
+            create: std::slice::from_ref(&node),
+            delete: &["general-0".into()],
+        });
+        assert_eq!(
+            said,
+            "dry-run: would create 1 NodeClaims [m7g.large spot] and delete 1 [general-0]"
+        );
+        let h = surge_nodes::Headroom {
+            name: "web-headroom".into(),
+            namespace: "shop".into(),
+            chunk: surge_nodes::Pod::new("", 500, 1 << 30),
+            replicas: 3,
+        };
+        assert_eq!(
+            v.apply(Action::Headroom { headroom: &h }),
+            "dry-run: would keep shop/web-headroom at 3 pause pods"
+        );
     }
 }

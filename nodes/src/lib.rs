@@ -11,7 +11,10 @@
 //! Architecture invariant: no I/O, no clock, no runtime. Time is an argument (`now`), files are text
 //! passed in, and the decisions are data; creating NodeClaims or deleting nodes is the actuator's job.
 
+mod ahead;
+mod buffer;
 mod catalog;
+mod claim;
 mod consolidate;
 pub mod cron;
 mod nodepool;
@@ -21,7 +24,14 @@ mod provision;
 pub mod requirements;
 mod resources;
 mod source;
+mod template;
+mod timeline;
 
+pub use ahead::{ScaleUp, plan_ahead};
+pub use buffer::{
+    ACTIVE_CAPACITY, BufferLimits, BufferSource, CapacityBuffer, Headroom, PAUSE_IMAGE,
+    PAUSE_PRIORITY, PAUSE_PRIORITY_CLASS, ScalableRef, limit_replicas, percentage_replicas,
+};
 pub use catalog::{
     Catalog, EVICTION_THRESHOLD_MEMORY, InstanceType, OfferingLabels, VM_MEMORY_OVERHEAD_PERCENT,
     allocatable, kube_reserved_cpu_millis, kube_reserved_memory_mib, memory_capacity_mib,
@@ -41,3 +51,5 @@ pub use provision::{
 pub use requirements::{CapacityType, Operator, Requirement};
 pub use resources::{GIB, MIB, Resources, parse_cpu, parse_memory};
 pub use source::{LoadError, LoadErrors};
+pub use template::pods_from_k8s_yaml;
+pub use timeline::{Deletion, Launch, NodeScenario, NodeStep, replay};

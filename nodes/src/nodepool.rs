@@ -272,7 +272,7 @@ impl NodePool {
     }
 }
 
-fn split_documents(text: &str) -> Vec<&str> {
+pub(crate) fn split_documents(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut start = 0;
     let mut offset = 0;

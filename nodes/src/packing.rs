@@ -19,7 +19,8 @@
 //! - [`improve`]: every node re-launched as the cheapest kind that holds its pods; the emptiest nodes
 //!   emptied into the free room of the others where they fit; pairs of the emptiest nodes merged onto
 //!   one cheaper kind; then re-sized again. It never raises the cost.
-//! - [`repack_tail`]: the pods of the dozen emptiest nodes re-planned together, kept where cheaper.
+//! - [`local_search`]: the pods of the emptiest nodes, with a sliding window of fuller ones, re-planned
+//!   together and kept where cheaper.
 //!
 //! [`best`] runs the constructions (the greedy with two ways of valuing a pod, each free or anchored on
 //! the largest pod left; only the two that win most often above 2,000 pods), improves each, and keeps
@@ -531,17 +532,14 @@ pub(crate) fn improve(p: &Problem<'_>, mut bins: Vec<Bin>) -> Vec<Bin> {
     bins
 }
 
-/// Re-plans the pods of the `n` emptiest nodes together (every greedy variant, merged) and keeps the
-/// result where it costs less: the tail of a packing is where whole nodes are lost.
-fn repack_tail(p: &Problem<'_>, mut bins: Vec<Bin>, n: usize) -> Vec<Bin> {
-    if bins.len() < 2 {
-        return bins;
-    }
-    bins.sort_by(|a, b| fill_ratio(p, a).total_cmp(&fill_ratio(p, b)));
-    let tail: Vec<Bin> = bins.drain(..n.min(bins.len())).collect();
+/// Re-plans the pods of the nodes at `picked` together (every greedy variant, re-sized, and with
+/// `polish` improved) and keeps the result where it costs less. True when the packing changed.
+fn repack(p: &Problem<'_>, bins: &mut Vec<Bin>, picked: &[usize], polish: bool) -> bool {
     let mut counts: Vec<(usize, u64)> = Vec::new();
-    for b in &tail {
-        for (d, c) in &b.counts {
+    let mut was = 0.0;
+    for &i in picked {
+        was += p.kinds[bins[i].kind].price;
+        for (d, c) in &bins[i].counts {
             add_count(&mut counts, *d, *c);
         }
     }
@@ -557,7 +555,7 @@ fn repack_tail(p: &Problem<'_>, mut bins: Vec<Bin>, n: usize) -> Vec<Bin> {
         demands: &demands,
         compat: p.compat,
     };
-    let mut best_tail = tail;
+    let mut best: Option<(f64, Vec<Bin>)> = None;
     for (how, anchored) in [
         (Value::BreakEven, true),
         (Value::Alone, false),
@@ -565,24 +563,70 @@ fn repack_tail(p: &Problem<'_>, mut bins: Vec<Bin>, n: usize) -> Vec<Bin> {
         (Value::Alone, true),
     ] {
         let mut candidate = greedy(&sub, how, anchored);
-        resize(&sub, &mut candidate);
-        if sub.cost(&candidate) < p.cost(&best_tail) - 1e-9 {
-            // Back to the full problem's demand numbering.
-            for b in candidate.iter_mut() {
-                for (d, _) in b.counts.iter_mut() {
-                    *d = counts[*d].0;
-                }
-            }
-            best_tail = candidate;
+        if polish {
+            candidate = improve(&sub, candidate);
+        } else {
+            resize(&sub, &mut candidate);
+        }
+        let cost = sub.cost(&candidate);
+        if cost < was - 1e-9 && best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, candidate));
         }
     }
-    bins.extend(best_tail);
+    let Some((_, mut fresh)) = best else {
+        return false;
+    };
+    // Back to the full problem's demand numbering.
+    for b in fresh.iter_mut() {
+        for (d, _) in b.counts.iter_mut() {
+            *d = counts[*d].0;
+        }
+    }
+    let mut picked = picked.to_vec();
+    picked.sort_unstable_by(|a, b| b.cmp(a));
+    for i in picked {
+        bins.swap_remove(i);
+    }
+    bins.extend(fresh);
+    true
+}
+
+/// Large-neighbourhood search over the tail: the pods of a few of the emptiest nodes, together with a
+/// sliding window of fuller ones, re-planned (see [`repack`]) and kept where cheaper; `rounds` repacks at
+/// most. The tail of a packing is where whole nodes are lost, and mixing in fuller nodes lets their
+/// pods change places with the tail's so that both end on better-filled kinds.
+fn local_search(p: &Problem<'_>, mut bins: Vec<Bin>, rounds: usize, polish: bool) -> Vec<Bin> {
+    let mut done = 0;
+    let mut offset = 0;
+    while done < rounds && bins.len() >= 2 {
+        bins.sort_by(|a, b| fill_ratio(p, a).total_cmp(&fill_ratio(p, b)));
+        let n = bins.len();
+        let picked: Vec<usize> = match done {
+            // The emptiest 12, then 24.
+            0 => (0..12.min(n)).collect(),
+            1 => (0..24.min(n)).collect(),
+            // Four emptiest and eight from a window that slides up the fill order.
+            _ => {
+                offset = if 4 + offset + 8 > n { 0 } else { offset };
+                (0..4.min(n))
+                    .chain((4 + offset)..(4 + offset + 8).min(n))
+                    .collect()
+            }
+        };
+        offset += 8;
+        repack(p, &mut bins, &picked, polish);
+        done += 1;
+    }
     bins
 }
 
 /// Up to this many pods, every greedy variant is tried; above it, the two that win most often on the
 /// generated scenarios (break-even anchored, alone free), which keeps 10,000 pods within the time budget.
 const ALL_VARIANTS_UP_TO_PODS: u64 = 2_000;
+
+/// How many repacks the local search makes on the cheapest construction (up to
+/// [`ALL_VARIANTS_UP_TO_PODS`]).
+const LOCAL_SEARCH_ROUNDS: usize = 48;
 
 /// The constructions, improved; the cheapest (ties: fewer nodes). Karpenter's FFD is among them, so
 /// the result never costs more than it.
@@ -596,11 +640,14 @@ pub(crate) fn best(p: &Problem<'_>) -> Vec<Bin> {
     for (how, anchored) in variants {
         plans.push(improve(p, greedy(p, how, anchored)));
     }
+    // Above the threshold only the dozen emptiest nodes of each plan are re-planned (un-polished):
+    // the search's `improve` on every repack costs more than 10,000 pods' time budget leaves.
+    let small = pods <= ALL_VARIANTS_UP_TO_PODS;
     for plan in plans.iter_mut() {
-        *plan = repack_tail(p, std::mem::take(plan), 12);
+        *plan = local_search(p, std::mem::take(plan), if small { 2 } else { 1 }, small);
     }
     let key = |bins: &[Bin]| (p.cost(bins), bins.len());
-    plans
+    let best = plans
         .into_iter()
         .min_by(|a, b| {
             let (ca, cb) = (key(a), key(b));
@@ -610,7 +657,12 @@ pub(crate) fn best(p: &Problem<'_>) -> Vec<Bin> {
                 ca.0.total_cmp(&cb.0)
             }
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if small {
+        local_search(p, best, LOCAL_SEARCH_ROUNDS, true)
+    } else {
+        best
+    }
 }
 
 #[cfg(test)]

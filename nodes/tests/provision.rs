@@ -462,3 +462,86 @@ fn the_plan_serializes_as_the_cli_prints_it() {
     assert_eq!(node["capacity_type"], "spot");
     assert!(json["unschedulable"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_planned_node_becomes_a_node_claim_pinned_to_its_offering() {
+    let catalog = Catalog::embedded();
+    let pool = NodePool::from_yaml(
+        "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {name: general}\nspec:\n  template:\n    metadata: {labels: {team: web}}\n    spec:\n      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}\n      taints: [{key: dedicated, value: web, effect: NoSchedule}]\n      expireAfter: 720h\n      requirements:\n        - {key: karpenter.k8s.aws/instance-category, operator: In, values: [c, m, r]}\n",
+        "general",
+    )
+    .unwrap();
+    let mut ps = pods("web", 3, 1000, GIB);
+    for p in ps.iter_mut() {
+        p.tolerations.push(Toleration {
+            key: "dedicated".into(),
+            operator: TolerationOperator::Equal,
+            value: "web".into(),
+            effect: None,
+        });
+    }
+    let pools = [pool];
+    let decided = plan(&input(&catalog, &pools, &ps));
+    let node = &decided.nodes[0];
+    let claim = node.node_claim(&pools[0], 3000, 3 * GIB);
+    let get = |path: &[&str]| {
+        path.iter()
+            .try_fold(&claim, |v, k| v.get(*k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(get(&["apiVersion"]).as_str(), Some("karpenter.sh/v1"));
+    assert_eq!(get(&["kind"]).as_str(), Some("NodeClaim"));
+    assert_eq!(
+        get(&["metadata", "name"]).as_str(),
+        Some(node.name.as_str())
+    );
+    assert_eq!(
+        get(&["metadata", "labels", "karpenter.sh/nodepool"]).as_str(),
+        Some("general")
+    );
+    assert_eq!(get(&["metadata", "labels", "team"]).as_str(), Some("web"));
+    assert_eq!(
+        get(&["spec", "nodeClassRef", "kind"]).as_str(),
+        Some("EC2NodeClass")
+    );
+    assert_eq!(get(&["spec", "expireAfter"]).as_str(), Some("720h"));
+    assert_eq!(
+        get(&["spec", "taints"]).as_sequence().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        get(&["spec", "resources", "requests", "cpu"]).as_str(),
+        Some("3000m")
+    );
+    let reqs = get(&["spec", "requirements"]);
+    let find = |key: &str| {
+        reqs.as_sequence()
+            .unwrap()
+            .iter()
+            .find(|r| r.get("key").and_then(|k| k.as_str()) == Some(key))
+            .and_then(|r| r.get("values"))
+            .and_then(|v| v.as_sequence())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+    };
+    assert_eq!(
+        find("node.kubernetes.io/instance-type"),
+        Some(vec![node.instance_type.clone()])
+    );
+    assert_eq!(
+        find("karpenter.sh/capacity-type"),
+        Some(vec![node.capacity_type.to_string()])
+    );
+    assert_eq!(
+        find("topology.kubernetes.io/zone"),
+        Some(vec![node.zone.clone()])
+    );
+    assert_eq!(
+        find("karpenter.k8s.aws/instance-category"),
+        Some(vec!["c".into(), "m".into(), "r".into()])
+    );
+}

@@ -3,11 +3,11 @@
 //! --test quality -- --nocapture`).
 //!
 //! The targets are plan/bound ≤ 1.03 without selectors and ≤ 1.08 with them. Measured here
-//! (10 scenarios each, 100-1,000 pods): without selectors median 1.031, worst 1.040; with arch and
-//! capacity-type selectors median 1.051, worst 1.116 (the worst is a 100-pod scenario split across
-//! nine selector classes, where the LP's fractional nodes per class are far below any whole node).
-//! The assertions hold the measured figures so a regression fails; they are looser than the targets,
-//! which are not met yet.
+//! (10 scenarios each, 100-1,000 pods, with the local search over the tail): without selectors median
+//! 1.027, worst 1.035; with arch and capacity-type selectors median 1.048, worst 1.116 (the worst is a
+//! 100-pod scenario split across nine selector classes, 10 nodes, where the LP's fractional nodes per
+//! class are far below any whole node; every other scenario is ≤ 1.052). The assertions hold the
+//! measured figures so a regression fails; the median without selectors holds the target.
 
 // Test helpers may unwrap: a panic there is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -98,10 +98,10 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
 
 #[test]
 fn plan_cost_against_the_lp_bound_without_selectors() {
-    ratios(false, 1.035, 1.045);
+    ratios(false, 1.03, 1.04);
 }
 
 #[test]
 fn plan_cost_against_the_lp_bound_with_arch_and_capacity_type_selectors() {
-    ratios(true, 1.06, 1.12);
+    ratios(true, 1.055, 1.12);
 }

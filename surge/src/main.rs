@@ -11,6 +11,7 @@ mod aggregator_cmd;
 mod aggregator_security;
 mod check;
 mod explain;
+mod nodes_cmd;
 mod process;
 mod run;
 mod scrape;
@@ -56,6 +57,12 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Node decisions (`surge-nodes`): `surge nodes plan --pods FILE --pools FILE` prints the nodes a batch
+    /// of pending pods needs, as JSON.
+    Nodes {
+        #[command(subcommand)]
+        what: NodesCommand,
+    },
     /// Scrape one URL (or read a file, `-` for stdin) once and print what the agent would ship.
     Scrape {
         /// `http(s)://` URL, file path, or `-` for stdin.
@@ -92,6 +99,23 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: Option<BenchCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodesCommand {
+    /// Plan new nodes for pods: Pods, PodTemplates or Deployments/StatefulSets/ReplicaSets (their
+    /// `spec.replicas` pods) against karpenter.sh/v1 NodePools; exit 2 when a pod fits no pool.
+    Plan {
+        /// YAML stream of pod-carrying objects.
+        #[arg(long)]
+        pods: PathBuf,
+        /// YAML stream of NodePools.
+        #[arg(long)]
+        pools: PathBuf,
+        /// Instance-type catalog (default: the embedded us-east-1 catalog).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
     },
 }
 
@@ -180,6 +204,14 @@ fn main() -> ExitCode {
         ),
         Command::Run { config, no_view } => run::main(config.as_deref(), no_view),
         Command::Aggregator { config } => aggregator_cmd::main(&config),
+        Command::Nodes {
+            what:
+                NodesCommand::Plan {
+                    pods,
+                    pools,
+                    catalog,
+                },
+        } => nodes_cmd::plan_main(&pods, &pools, catalog.as_deref()),
         Command::Simulate { scenario, output } => simulate::main(&scenario, output),
         Command::Bench { what: None } => bench(latency::run(latency::LatencyBenchArgs {
             targets: 500,

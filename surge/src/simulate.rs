@@ -20,6 +20,9 @@ pub fn main(path: &Path, output: Output) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if surge_nodes::NodeScenario::is_node_scenario(&text) {
+        return crate::nodes_cmd::simulate_main(path, &text, output);
+    }
     if job::is_job_scenario(&text) {
         return main_jobs(path, &text, output);
     }

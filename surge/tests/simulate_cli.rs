@@ -180,3 +180,90 @@ fn scaled_job_scenarios_print_the_jobs_to_create() {
     assert!(text.starts_with("scaledjob invoice-export\n"), "{text}");
     assert!(text.contains("create 6 job(s)"), "{text}");
 }
+
+fn nodes_example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../nodes/scenarios")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_node_scenario_prints_launches_deletions_and_waits() {
+    let out = surge(&[
+        "simulate",
+        &nodes_example("web-burst.yaml"),
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6);
+    let burst = &steps[1];
+    assert!(!burst["nodes"].as_array().unwrap().is_empty());
+    assert!(burst["nodes"][0]["instance_type"].is_string());
+    assert!(burst["wait_ahead_max_s"].as_u64() < burst["wait_pending_max_s"].as_u64());
+    let table = surge(&["simulate", &nodes_example("web-burst.yaml")]);
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("wait ahead") && text.contains("+"), "{text}");
+}
+
+#[test]
+fn nodes_plan_prints_the_nodes_and_flags_what_fits_nowhere() {
+    let out = surge(&[
+        "nodes",
+        "plan",
+        "--pods",
+        &nodes_example("pods.yaml"),
+        "--pools",
+        &nodes_example("pools.yaml"),
+    ]);
+    // The `huge` pod fits no instance type: exit 2, the rest planned.
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = v["nodes"].as_array().unwrap();
+    let pods: Vec<&str> = nodes
+        .iter()
+        .flat_map(|n| {
+            n["pods"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(pods.len(), 7, "{pods:?}");
+    assert!(pods.contains(&"shop/legacy") && pods.contains(&"shop/web-5"));
+    for n in nodes {
+        for key in ["name", "instance_type", "capacity_type"] {
+            assert!(n[key].is_string(), "{key} in {n}");
+        }
+    }
+    assert_eq!(v["unschedulable"][0]["pod"], "shop/huge");
+    // A bad NodePool is refused with its field.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("pools.yaml");
+    std::fs::write(&bad, "apiVersion: karpenter.sh/v1\nkind: NodePool\nmetadata: {name: x}\nspec:\n  weight: heavy\n  template: {spec: {requirements: []}}\n").unwrap();
+    let out = surge(&[
+        "nodes",
+        "plan",
+        "--pods",
+        &nodes_example("pods.yaml"),
+        "--pools",
+        &bad.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("weight"));
+}

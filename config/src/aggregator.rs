@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alb::AlbConfig;
 use crate::path::FieldPath;
 use crate::remote_write::RemoteWriteConfig;
 use crate::{duration, fields, size};
@@ -41,6 +42,10 @@ pub struct AggregatorConfig {
     /// `rate(x[30s])` plus a scrape); it ingests meanwhile. `0s` (the default): ready at once.
     #[serde(with = "duration")]
     pub warmup: Duration,
+    /// ALB request metrics for policies: CloudWatch's (60 s, leader only) and the targets' own (1 s).
+    /// Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alb: Option<AlbConfig>,
 }
 
 impl Default for AggregatorConfig {
@@ -54,6 +59,7 @@ impl Default for AggregatorConfig {
             kubernetes_api: None,
             shutdown_delay: Duration::from_secs(3),
             warmup: Duration::ZERO,
+            alb: None,
         }
     }
 }

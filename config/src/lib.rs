@@ -32,6 +32,7 @@
 
 mod agent;
 mod aggregator;
+mod alb;
 pub mod duration;
 mod env;
 mod error;
@@ -58,6 +59,7 @@ pub use aggregator::{
     AggregatorConfig, CacheConfig, CustomMetricConfig, ExternalMetricConfig, ForwardTlsConfig,
     KubernetesApiConfig, KubernetesApiTlsConfig, QueryConfig, RequestHeaderConfig,
 };
+pub use alb::{AlbConfig, AlbTargetGroupConfig, AlbTargetSideConfig};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Position};

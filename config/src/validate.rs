@@ -388,6 +388,12 @@ fn aggregator(p: &mut Problems, at: &FieldPath, a: &AggregatorConfig) {
     p.nonzero(at.key("query").key("max_series"), q.max_series as u64);
     p.positive(at.key("query").key("lookback_delta"), q.lookback_delta);
     remote_writes(p, &at.key("remote_write"), &a.remote_write);
+    if let Some(alb) = &a.alb {
+        let at = at.key("alb");
+        for (field, message) in alb.problems() {
+            p.add(at.join(&field), message);
+        }
+    }
     // The Kubernetes metrics APIs: the checks live beside the type in aggregator.rs.
     if let Some(k) = &a.kubernetes_api {
         let at = at.key("kubernetes_api");

@@ -106,6 +106,7 @@ const RULES: &[Rule] = &[
             "surge-promql",
             "surge-metrics-api",
             "surge-autoscaler",
+            "surge-alb",
         ],
         forbidden: Forbidden::Crates {
             names: &[&["surge-agent"]],
@@ -287,8 +288,28 @@ fn violations(g: &Graph) -> Vec<String> {
             ));
         }
     }
+    // The AWS SDK (a large build) is linked only by the crates that call AWS, the binary and the test
+    // crate; a dev-dependency elsewhere ships in no process and is allowed.
+    for name in &g.workspace {
+        if AWS_SDK_USERS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some((_, path)) = g
+            .linked(name)
+            .into_iter()
+            .find(|(dep, _)| dep.starts_with("aws-"))
+        {
+            out.push(format!(
+                "only surge-alb, surge-cloudwatch, the binary and tests link the AWS SDK: {}",
+                path.join(" → ")
+            ));
+        }
+    }
     out
 }
+
+/// The crates that may link `aws-*`.
+const AWS_SDK_USERS: &[&str] = &["surge-alb", "surge-cloudwatch", "surge", "surge-tests"];
 
 fn metadata() -> Value {
     let host =
@@ -386,6 +407,12 @@ fn the_checker_reports_each_kind_of_break() {
             "surge-agent",
             true,
             "the Kubernetes adapter straddles neither half",
+        ),
+        (
+            "surge-aggregator",
+            "aws-sdk-cloudwatch",
+            true,
+            "link the AWS SDK: surge-aggregator → aws-sdk-cloudwatch",
         ),
         (
             "surge-benches",

@@ -177,3 +177,67 @@ impl AlbConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MapEnv, load_str};
+
+    #[test]
+    fn the_documented_example_loads_with_its_defaults() {
+        let text = r#"
+aggregator:
+  alb:
+    region: us-east-1
+    target_groups:
+      - load_balancer: app/web-lb/50dc6c495c0c9188
+        target_group: targetgroup/web/73e2d6bc24d8a067
+    target_side:
+      - target_group: targetgroup/web/73e2d6bc24d8a067
+        query: sum(rate(http_requests_total{service="web"}[5s]))
+"#;
+        let c = load_str(text, "surge.yaml", &MapEnv::new()).unwrap();
+        let alb = c.aggregator.alb.unwrap();
+        assert_eq!(alb.region.as_deref(), Some("us-east-1"));
+        assert_eq!(alb.interval, Duration::from_secs(60));
+        assert_eq!(alb.lookback, Duration::from_secs(240));
+        assert_eq!(alb.zero_fill_after, Duration::from_secs(180));
+        assert_eq!(
+            alb.target_groups[0].load_balancer,
+            "app/web-lb/50dc6c495c0c9188"
+        );
+        assert_eq!(alb.target_side[0].load_balancer, None);
+        assert!(!alb.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_position() {
+        let text = r#"aggregator:
+  alb:
+    endpoint_url: localhost:4566
+    lookback: 90s
+    target_groups:
+      - load_balancer: web-lb
+        target_group: targetgroup/web/1
+      - load_balancer: app/a/1
+        target_group: web
+    target_side:
+      - target_group: targetgroup/web/1
+        query: " "
+"#;
+        let lines = match load_str(text, "surge.yaml", &MapEnv::new()) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.to_lines(),
+        };
+        assert_eq!(
+            lines,
+            [
+                r#"surge.yaml:3:19: aggregator.alb.endpoint_url: "localhost:4566" is not an http or https URL"#,
+                "surge.yaml:4:15: aggregator.alb.lookback: 1m30s is not a whole number of minutes (CloudWatch periods are 60s), e.g. 4m",
+                r#"surge.yaml:6:24: aggregator.alb.target_groups[0].load_balancer: "web-lb" is not an ALB's LoadBalancer dimension (app/NAME/ID, the ARN's suffix)"#,
+                r#"surge.yaml:9:23: aggregator.alb.target_groups[1].target_group: "web" is not a TargetGroup dimension (targetgroup/NAME/ID, the ARN's suffix)"#,
+                "surge.yaml:12:16: aggregator.alb.target_side[0].query: must not be empty",
+            ]
+        );
+    }
+}

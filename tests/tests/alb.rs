@@ -1,5 +1,5 @@
 //! ALB request metrics end to end, with real processes: the `surge agent` scrapes two real HTTP targets
-//! every second whose request counters the test drives at known rates (30/s and 20/s, by sending them
+//! every second (critical tier: shipped at once, not batched) whose request counters the test drives at known rates (30/s and 20/s, by sending them
 //! real requests) and writes to a `surge aggregator`, which computes the target-side request rate
 //! (`aggregator.alb.target_side`) and also runs the CloudWatch source against LocalStack (credentials
 //! from the environment, the standard chain; no leader election: one replica, it just runs). The test
@@ -176,6 +176,7 @@ async fn a_policy_reads_the_alb_request_rate_from_cloudwatch_and_from_the_target
   scrape_configs:
     - job_name: web
       interval: 1s
+      tier: critical
       static_configs: [{{targets: ["{a}", "{b}"]}}]
   remote_write:
     - url: http://127.0.0.1:{port}/api/v1/write
@@ -240,7 +241,7 @@ aggregator:
         .and_then(|s| s["values"].as_array()?.last().cloned());
     assert_eq!(
         last,
-        Some(serde_json::json!([((n - MIN) / 1000) as f64, "90"])),
+        Some(serde_json::json!([(n - MIN) / 1000, "90"])),
         "{sum:?}\n{}",
         std::fs::read_to_string(dir.path().join("aggregator.log")).unwrap_or_default()
     );

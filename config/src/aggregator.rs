@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alb::AlbConfig;
 use crate::path::FieldPath;
 use crate::remote_write::RemoteWriteConfig;
 use crate::server::ServerConfig;
@@ -44,6 +45,10 @@ pub struct AggregatorConfig {
     pub warmup: Duration,
     /// The listener's TLS, write authentication and connection limits.
     pub server: ServerConfig,
+    /// ALB request metrics for policies: CloudWatch's (60 s, leader only) and the targets' own (1 s).
+    /// Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alb: Option<AlbConfig>,
 }
 
 impl Default for AggregatorConfig {
@@ -58,6 +63,7 @@ impl Default for AggregatorConfig {
             shutdown_delay: Duration::from_secs(3),
             warmup: Duration::ZERO,
             server: ServerConfig::default(),
+            alb: None,
         }
     }
 }

@@ -33,6 +33,7 @@
 mod agent;
 mod aggregator;
 mod cloudwatch;
+mod alb;
 pub mod duration;
 mod env;
 mod error;
@@ -64,6 +65,7 @@ pub use cloudwatch::{
     AwsConfig, CloudWatchQueueConfig, EmfConfig, EmfDestination, MAX_EMF_EVENT_BYTES,
     PutMetricDataConfig,
 };
+pub use alb::{AlbConfig, AlbTargetGroupConfig, AlbTargetSideConfig};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Position};

@@ -445,6 +445,12 @@ fn aggregator(p: &mut Problems, at: &FieldPath, a: &AggregatorConfig) {
     for (field, message) in a.server.problems() {
         p.add(at.key("server").join(&field), message);
     }
+    if let Some(alb) = &a.alb {
+        let at = at.key("alb");
+        for (field, message) in alb.problems() {
+            p.add(at.join(&field), message);
+        }
+    }
     // The Kubernetes metrics APIs: the checks live beside the type in aggregator.rs.
     if let Some(k) = &a.kubernetes_api {
         let at = at.key("kubernetes_api");

@@ -165,6 +165,12 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
         &mut registry,
     );
     state.add_observer(autoscaler.clone());
+    // ALB request metrics: CloudWatch's on the leader only (every replica when there is no election),
+    // the target-side 1 s rate on every replica. Tasks end with `cancel`.
+    if let Some(alb) = cfg.alb.as_ref().filter(|a| !a.is_empty()) {
+        let leading = leader.as_ref().map(|l| l.subscribe());
+        surge_alb::start(alb, state.clone(), leading, &mut registry, cancel.clone()).await?;
+    }
     // The Kubernetes metrics APIs: rules and certificates are checked before any port is bound.
     let metrics_api = match &cfg.kubernetes_api {
         Some(k) => {

@@ -106,6 +106,7 @@ const RULES: &[Rule] = &[
             "surge-promql",
             "surge-metrics-api",
             "surge-autoscaler",
+            "surge-alb",
         ],
         forbidden: Forbidden::Crates {
             names: &[&["surge-agent"]],
@@ -421,6 +422,12 @@ fn the_checker_reports_each_kind_of_break() {
             "surge-agent",
             true,
             "the Kubernetes adapter straddles neither half",
+        ),
+        (
+            "surge-aggregator",
+            "aws-sdk-cloudwatch",
+            true,
+            "link the AWS SDK: surge-aggregator → aws-sdk-cloudwatch",
         ),
         (
             "surge-benches",

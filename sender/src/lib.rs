@@ -33,6 +33,7 @@ pub mod endpoints;
 mod events;
 mod metrics;
 pub mod output;
+mod receipt;
 mod request;
 mod service;
 mod shard;
@@ -54,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 pub use endpoints::EndpointFanOut;
 pub use metrics::SenderMetrics;
 pub use output::{Output, Outputs, ShutdownFuture};
+pub use receipt::{BatchOutcome, OnSettled};
 
 use events::{DropReason, SamplesDropped};
 use metrics::DestinationMetrics;
@@ -420,6 +422,19 @@ impl RemoteWriteSender {
     /// destination's capacity are dropped and counted (`queue_full`); after shutdown, everything is
     /// dropped and counted (`shutdown`).
     pub fn submit(&self, batch: Arc<Batch>) {
+        self.submit_inner(batch, None);
+    }
+
+    /// Like [`RemoteWriteSender::submit`], and calls `on_settled` once the sender is done with every
+    /// sample of the batch (delivered, dropped for good, or cancelled by shutdown; see
+    /// [`BatchOutcome`]). Called from a delivery task or from this call itself; it must not block.
+    /// The durable queue uses this to advance its cursor only past delivered batches.
+    pub fn submit_tracked(&self, batch: Arc<Batch>, on_settled: OnSettled) {
+        let receipt = receipt::Receipt::new(batch.sample_count(), on_settled);
+        self.submit_inner(batch, Some(receipt));
+    }
+
+    fn submit_inner(&self, batch: Arc<Batch>, receipt: Option<Arc<receipt::Receipt>>) {
         let inner = &*self.inner;
         let shared = &*inner.shared;
         let guard = inner.shards.read();
@@ -434,6 +449,10 @@ impl RemoteWriteSender {
             .iter()
             .map(|(i, _)| batch.series[*i].samples.len())
             .sum();
+        if let Some(r) = &receipt {
+            // Relabeled away: settled for good at once.
+            r.dropped(batch.sample_count() - wanted);
+        }
         if wanted == 0 {
             return;
         }
@@ -450,7 +469,10 @@ impl RemoteWriteSender {
             }
             room -= n;
             let shard = shard_for(meta.hash(), input.shards);
-            entries.push(PendingEntry::new(shard, batch.clone(), idx, meta, now));
+            entries.push(
+                PendingEntry::new(shard, batch.clone(), idx, meta, now)
+                    .with_receipt(receipt.clone()),
+            );
         }
         shared.release(room);
         if !entries.is_empty()
@@ -460,6 +482,9 @@ impl RemoteWriteSender {
             let n = msg.samples();
             shared.release(n);
             shared.dropped(DropReason::Shutdown, n);
+        }
+        if let Some(r) = &receipt {
+            r.dropped(full);
         }
         shared.dropped(DropReason::QueueFull, full);
     }

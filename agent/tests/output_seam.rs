@@ -88,6 +88,7 @@ fn spec(target: String, outputs: Vec<Arc<dyn Output>>) -> AgentSpec {
         destinations: Vec::new(),
         outputs,
         endpoint_sets: Default::default(),
+        durable: Default::default(),
     }
 }
 

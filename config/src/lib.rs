@@ -68,7 +68,10 @@ pub use relabel::{
     DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, RelabelAction, RelabelConfig,
     RelabelProblem, RelabelRegex,
 };
-pub use remote_write::{KubernetesEndpointsConfig, QueueConfig, RemoteWriteConfig};
+pub use remote_write::{
+    DurableQueueConfig, FsyncMode, KubernetesEndpointsConfig, QueueConfig, RemoteWriteConfig,
+    WhenFullMode,
+};
 pub use size::{SizeError, format_size, parse_size};
 
 /// A whole surge config file. Both sections are optional; a missing one takes its defaults.

@@ -78,6 +78,12 @@ impl SeriesMeta {
         )))
     }
 
+    /// A series from a label block this crate encoded earlier (e.g. read back from the durable queue,
+    /// whose records are checksummed).
+    pub fn from_label_block(block: Arc<[u8]>) -> Self {
+        SeriesMeta(block)
+    }
+
     /// A hash of the series' identity (its label block): routes the series to a shard and keys the
     /// relabel cache. Computed on use (~15 ns) rather than stored, to keep the per-series footprint small.
     pub fn hash(&self) -> u64 {

@@ -13,5 +13,5 @@ mod metrics;
 pub mod record;
 
 pub use durable::{DurableOptions, DurableOutput, WhenFull};
-pub use log::{FsyncPolicy, Log, Recovery};
+pub use log::{FsyncPolicy, Log, LogReader, ReadOutcome, Recovery};
 pub use metrics::WalMetrics;

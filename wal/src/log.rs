@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Write};
+use std::io::{self, Read as _, Seek as _, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ pub(crate) struct Segment {
 }
 
 /// The segments readers may open: first sequence number and path, in order.
-pub(crate) type SegmentIndex = Arc<Mutex<Vec<(u64, PathBuf)>>>;
+pub type SegmentIndex = Arc<Mutex<Vec<(u64, PathBuf)>>>;
 
 /// The writer's side of the log.
 pub struct Log {
@@ -175,7 +175,7 @@ impl Log {
         self.bytes
     }
 
-    pub(crate) fn index(&self) -> SegmentIndex {
+    pub fn index(&self) -> SegmentIndex {
         self.index.clone()
     }
 
@@ -195,7 +195,12 @@ impl Log {
         let (Some(file), Some(seg)) = (self.active.as_mut(), self.segments.back_mut()) else {
             return Err(io::Error::other("no active segment"));
         };
-        file.write_all(frames)?;
+        if let Err(e) = file.write_all(frames) {
+            // A partial write (e.g. ENOSPC) is cut off again, so later records follow good data.
+            let _ = file.set_len(seg.bytes);
+            let _ = file.seek(io::SeekFrom::Start(seg.bytes));
+            return Err(e);
+        }
         seg.bytes += frames.len() as u64;
         seg.records.extend_from_slice(records);
         self.bytes += frames.len() as u64;
@@ -284,9 +289,12 @@ impl Log {
 
     /// Records the cursor (`acked` = first unacknowledged sequence number) and deletes every segment
     /// wholly below it (never the active one).
+    ///
+    /// Segments go first: that frees space on a full disk, and is safe even if the cursor write then
+    /// fails (a restart replays from the older cursor what is still on disk: duplicates, not loss).
     pub fn ack(&mut self, acked: u64) -> io::Result<()> {
-        write_cursor(&self.dir, acked, self.fsync == FsyncPolicy::Always)?;
-        self.remove_acked(acked)
+        self.remove_acked(acked)?;
+        write_cursor(&self.dir, acked, self.fsync == FsyncPolicy::Always)
     }
 
     fn remove_acked(&mut self, acked: u64) -> io::Result<()> {
@@ -400,27 +408,27 @@ fn write_cursor(dir: &Path, acked: u64, sync: bool) -> io::Result<()> {
 }
 
 /// Reads records back by sequence number, in rising order, from the segment files.
-pub(crate) struct LogReader {
+pub struct LogReader {
     index: SegmentIndex,
     /// The segment being read: its first sequence number, file, bytes read so far and read position.
     cur: Option<(u64, File, Vec<u8>, usize)>,
 }
 
 /// What [`LogReader::read`] found for a sequence number.
-pub(crate) enum ReadOutcome {
+pub enum ReadOutcome {
     Batch(Batch),
     /// The record is gone (its segment dropped or corrupt): reading resumes at `next`.
     Missing { next: u64 },
 }
 
 impl LogReader {
-    pub(crate) fn new(index: SegmentIndex) -> Self {
+    pub fn new(index: SegmentIndex) -> Self {
         LogReader { index, cur: None }
     }
 
     /// The record `want`, which the writer has already persisted. `next_seq` is the writer's next
     /// sequence number (the bound for a gap at the end).
-    pub(crate) fn read(&mut self, want: u64, next_seq: u64) -> ReadOutcome {
+    pub fn read(&mut self, want: u64, next_seq: u64) -> ReadOutcome {
         for _ in 0..2 {
             let seg = {
                 let index = self.index.lock();

@@ -395,7 +395,9 @@ impl WarmUp {
     /// Holds `decision` at its current count if it scales down inside the window.
     pub fn hold_scale_down(&self, decision: &mut surge_engine::Decision, now_ms: i64) {
         let until = self.until_ms.load(std::sync::atomic::Ordering::Relaxed);
-        if now_ms >= until || !decision.scale || decision.desired_replicas >= decision.current_replicas
+        if now_ms >= until
+            || !decision.scale
+            || decision.desired_replicas >= decision.current_replicas
         {
             return;
         }

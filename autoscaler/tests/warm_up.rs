@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
-use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms};
+use surge_aggregator::{
+    AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
+};
 use surge_autoscaler::{Autoscaler, DecisionRecord, VirtualWorkloads, build_policies};
 use surge_model::{Labels, Sample};
 use surge_proto::remote_write::{compress, encode_label_block, encode_series};
@@ -42,7 +44,8 @@ policies:
 /// A restarted aggregator: only the agent of node `a` has written again (100 rps of its pods); the
 /// agent of node `b` (300 rps) has not yet. Returns the decision the engine makes on that view.
 async fn decision_on_a_half_warm_cache(warm_up: Option<Duration>) -> Arc<DecisionRecord> {
-    let cfg = surge_config::load_str(POLICY, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
+    let cfg =
+        surge_config::load_str(POLICY, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
     let state = AggregatorState::standalone(
         CacheOptions::default(),
         QueryOptions::default(),
@@ -72,16 +75,24 @@ async fn decision_on_a_half_warm_cache(warm_up: Option<Duration>) -> Arc<Decisio
         }],
     );
     let body = compress(&raw, &mut snap::raw::Encoder::new());
-    state.ingest_body(&body, Sender::SurgeAgent, now_ms()).unwrap();
+    state
+        .ingest_body(&body, Sender::SurgeAgent, now_ms())
+        .unwrap();
     let d = async {
         loop {
-            if let Some(d) = a.decisions(Some("web"), 1).pop().filter(|d| d.trigger == "ingest") {
+            if let Some(d) = a
+                .decisions(Some("web"), 1)
+                .pop()
+                .filter(|d| d.trigger == "ingest")
+            {
                 return d;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    let d = tokio::time::timeout(Duration::from_secs(5), d).await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), d)
+        .await
+        .unwrap();
     cancel.cancel();
     d
 }
@@ -93,7 +104,11 @@ async fn a_policy_whose_inputs_are_partial_after_a_restart_does_not_scale_down()
     assert_eq!(d.decision.recommendation, Some(2));
     assert_eq!((d.replicas_before, d.replicas_after), (8, 8));
     assert!(!d.decision.scale);
-    assert!(d.decision.reason.contains("warming up"), "{}", d.decision.reason);
+    assert!(
+        d.decision.reason.contains("warming up"),
+        "{}",
+        d.decision.reason
+    );
 }
 
 #[tokio::test]

@@ -331,7 +331,10 @@ fn remote_write(p: &mut Problems, at: &FieldPath, rw: &RemoteWriteConfig) {
     if let Some(d) = &q.durable {
         let at = at.key("durable");
         if d.dir.is_empty() {
-            p.add(at.key("dir"), "is required (the queue's own directory)".to_owned());
+            p.add(
+                at.key("dir"),
+                "is required (the queue's own directory)".to_owned(),
+            );
         }
         if d.max_bytes < 64 << 10 {
             p.add(

@@ -878,7 +878,11 @@ async fn a_tracked_batch_reports_its_fate_once_every_request_has_ended() {
     );
     tracked(2, 3);
     p.transport.wait_attempts(5).await;
-    assert_eq!(outcomes.lock().len(), 1, "a hanging request has not settled");
+    assert_eq!(
+        outcomes.lock().len(),
+        1,
+        "a hanging request has not settled"
+    );
     let _ = p.sender.clone().shutdown(Duration::from_secs(1)).await;
     let last = outcomes.lock()[1];
     assert_eq!(last.0, 2);

@@ -137,7 +137,8 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     for rw in &cfg.remote_write {
         let opts = surge_agent::from_config::sender_options(rw)?;
         let capacity = opts.queue_config.capacity;
-        let sender = surge_sender::RemoteWriteSender::try_start(opts, client.clone(), &sender_metrics)?;
+        let sender =
+            surge_sender::RemoteWriteSender::try_start(opts, client.clone(), &sender_metrics)?;
         outputs.push(match surge_agent::from_config::durable_options(rw) {
             Some(d) => surge_wal::DurableOutput::start(d, sender, capacity, &wal_metrics)?.0,
             None => Arc::new(sender),

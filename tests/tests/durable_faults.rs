@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -97,9 +97,15 @@ impl Prometheus {
         let bin = peer_binary("prometheus", "prometheus").unwrap();
         let log = std::fs::File::create(self.dir.join("prometheus.log")).unwrap();
         let child = Command::new(bin)
-            .arg(format!("--config.file={}", self.dir.join("prometheus.yml").display()))
+            .arg(format!(
+                "--config.file={}",
+                self.dir.join("prometheus.yml").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .arg(format!("--storage.tsdb.path={}", self.dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                self.dir.join("data").display()
+            ))
             .arg("--web.enable-remote-write-receiver")
             .stdout(Stdio::null())
             .stderr(log)
@@ -194,29 +200,31 @@ async fn proxy(upstream: String) -> Arc<Proxy> {
     let http = client();
     let app = Router::new().route(
         "/api/v1/write",
-        post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let p = state.clone();
-            let http = http.clone();
-            let upstream = upstream.clone();
-            async move {
-                match p.mode.load(Ordering::SeqCst) {
-                    1 => return axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    2 => tokio::time::sleep(Duration::from_secs(3)).await,
-                    _ => {}
-                }
-                let mut req = http.post(format!("{upstream}/api/v1/write")).body(body);
-                for (k, v) in headers.iter() {
-                    if k != "host" && k != "content-length" {
-                        req = req.header(k, v);
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let p = state.clone();
+                let http = http.clone();
+                let upstream = upstream.clone();
+                async move {
+                    match p.mode.load(Ordering::SeqCst) {
+                        1 => return axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        2 => tokio::time::sleep(Duration::from_secs(3)).await,
+                        _ => {}
+                    }
+                    let mut req = http.post(format!("{upstream}/api/v1/write")).body(body);
+                    for (k, v) in headers.iter() {
+                        if k != "host" && k != "content-length" {
+                            req = req.header(k, v);
+                        }
+                    }
+                    match req.send().await {
+                        Ok(r) => axum::http::StatusCode::from_u16(r.status().as_u16())
+                            .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                        Err(_) => axum::http::StatusCode::BAD_GATEWAY,
                     }
                 }
-                match req.send().await {
-                    Ok(r) => axum::http::StatusCode::from_u16(r.status().as_u16())
-                        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
-                    Err(_) => axum::http::StatusCode::BAD_GATEWAY,
-                }
-            }
-        }),
+            },
+        ),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     p
@@ -322,7 +330,9 @@ impl AgentProc {
     /// Dropped samples with a reason, all series of a scrape included.
     async fn dropped(&self) -> f64 {
         self.metric("surge_wal_samples_dropped_total").await
-            + self.metric("surge_remote_write_samples_dropped_total").await
+            + self
+                .metric("surge_remote_write_samples_dropped_total")
+                .await
     }
 }
 
@@ -381,7 +391,10 @@ async fn wait_scrapes(t: &Target, n: u64) {
 }
 
 fn durable(dir: &Path) -> String {
-    format!("{{dir: {}, max_bytes: 64MiB, fsync: batch, fsync_interval: 200ms}}", dir.display())
+    format!(
+        "{{dir: {}, max_bytes: 64MiB, fsync: batch, fsync_interval: 200ms}}",
+        dir.display()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,7 +402,14 @@ async fn destination_down_then_back_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let t = target().await;
     let mut prom = Prometheus::start(dir.path()).await;
-    let agent = AgentProc::start(dir.path(), t.port, &prom.url(), &durable(&dir.path().join("wal")), 200).await;
+    let agent = AgentProc::start(
+        dir.path(),
+        t.port,
+        &prom.url(),
+        &durable(&dir.path().join("wal")),
+        200,
+    )
+    .await;
     wait_scrapes(&t, 3).await;
     prom.stop();
     tokio::time::sleep(fault_duration()).await;
@@ -407,7 +427,14 @@ async fn agent_sigkilled_mid_stream_resumes_from_its_cursor() {
     let prom = Prometheus::start(dir.path()).await;
     let px = proxy(prom.url()).await;
     let url = format!("http://127.0.0.1:{}", px.port);
-    let mut agent = AgentProc::start(dir.path(), t.port, &url, &durable(&dir.path().join("wal")), 200).await;
+    let mut agent = AgentProc::start(
+        dir.path(),
+        t.port,
+        &url,
+        &durable(&dir.path().join("wal")),
+        200,
+    )
+    .await;
     wait_scrapes(&t, 3).await;
     // A backlog on disk: the destination fails for a while, then the agent is killed mid-interval.
     px.set(Mode::Fail500);
@@ -430,7 +457,14 @@ async fn destination_answering_500_loses_nothing() {
     let prom = Prometheus::start(dir.path()).await;
     let px = proxy(prom.url()).await;
     let url = format!("http://127.0.0.1:{}", px.port);
-    let agent = AgentProc::start(dir.path(), t.port, &url, &durable(&dir.path().join("wal")), 200).await;
+    let agent = AgentProc::start(
+        dir.path(),
+        t.port,
+        &url,
+        &durable(&dir.path().join("wal")),
+        200,
+    )
+    .await;
     wait_scrapes(&t, 3).await;
     px.set(Mode::Fail500);
     tokio::time::sleep(fault_duration()).await;
@@ -446,7 +480,14 @@ async fn slow_destination_loses_nothing() {
     let prom = Prometheus::start(dir.path()).await;
     let px = proxy(prom.url()).await;
     let url = format!("http://127.0.0.1:{}", px.port);
-    let agent = AgentProc::start(dir.path(), t.port, &url, &durable(&dir.path().join("wal")), 200).await;
+    let agent = AgentProc::start(
+        dir.path(),
+        t.port,
+        &url,
+        &durable(&dir.path().join("wal")),
+        200,
+    )
+    .await;
     wait_scrapes(&t, 3).await;
     // Each write takes 3 s (beyond the 2 s remote_timeout, so most attempts time out and are retried).
     px.set(Mode::Slow);
@@ -471,7 +512,14 @@ async fn full_disk_drops_are_counted_exactly() {
         .status()
         .is_ok_and(|s| s.success());
     let _unmount = Unmount(mounted.then(|| wal.clone()));
-    println!("full disk via {}", if mounted { "a 64 KiB tmpfs" } else { "max_bytes: 64KiB" });
+    println!(
+        "full disk via {}",
+        if mounted {
+            "a 64 KiB tmpfs"
+        } else {
+            "max_bytes: 64KiB"
+        }
+    );
     let durable = if mounted {
         format!("{{dir: {}, max_bytes: 1GiB}}", wal.display())
     } else {

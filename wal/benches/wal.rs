@@ -12,7 +12,9 @@ use surge_model::{Labels, Sample, Tier};
 use surge_sender::{
     Batch, Output, RemoteWriteSender, SenderMetrics, SenderOptions, SeriesMeta, SeriesSamples,
 };
-use surge_wal::{DurableOptions, DurableOutput, FsyncPolicy, Log, LogReader, ReadOutcome, WalMetrics};
+use surge_wal::{
+    DurableOptions, DurableOutput, FsyncPolicy, Log, LogReader, ReadOutcome, WalMetrics,
+};
 
 /// One scrape of a typical target: 1000 series with realistic label sets, one sample each.
 fn batch(series: &[SeriesMeta], ts: i64) -> Batch {

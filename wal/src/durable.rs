@@ -134,10 +134,17 @@ struct Core {
     settled: BTreeSet<u64>,
     /// Samples accepted and not yet acknowledged (the backlog gauge).
     backlog: u64,
+    /// Samples of each accepted batch not yet settled, by sequence number: what a record lost on disk
+    /// held, so its loss is counted in samples.
+    sizes: std::collections::BTreeMap<u64, u32>,
 }
 
 enum WriterMsg {
-    Append { seq: u64, frame: Vec<u8>, samples: u32 },
+    Append {
+        seq: u64,
+        frame: Vec<u8>,
+        samples: u32,
+    },
     Ack(u64),
     Flush(std::sync::mpsc::SyncSender<()>),
 }
@@ -175,6 +182,7 @@ impl DurableOutput {
                 acked: rec.acked,
                 settled: BTreeSet::new(),
                 backlog: rec.pending_samples,
+                sizes: log.records_from(rec.acked).into_iter().collect(),
             }),
             writer: Mutex::new(Some(writer_tx)),
             acks: ack_tx,
@@ -318,9 +326,9 @@ impl Inner {
         self.pending_bytes.fetch_add(len, Ordering::Relaxed);
         core.next_seq += 1;
         core.backlog += n as u64;
+        core.sizes.insert(seq, n as u32);
         self.metrics.appended.inc_by(n as u64);
-        if core.send_next == seq && core.mem.is_empty() && core.inflight + n <= self.window.max(n)
-        {
+        if core.send_next == seq && core.mem.is_empty() && core.inflight + n <= self.window.max(n) {
             // Live path: nothing older waits, so send from memory now.
             self.hand_over(&mut core, seq, batch, false);
             self.metrics.backlog.set(core.backlog as i64);
@@ -349,14 +357,17 @@ impl Inner {
             self.metrics.replayed.inc_by(n as u64);
         }
         let acks = self.acks.clone();
-        self.sender
-            .submit_tracked(batch, Box::new(move |o| {
+        self.sender.submit_tracked(
+            batch,
+            Box::new(move |o| {
                 let _ = acks.send((seq, o));
-            }));
+            }),
+        );
     }
 
     /// Marks `seq` settled and moves the cursor; returns whether it moved.
-    fn settle(&self, core: &mut Core, seq: u64, samples: u64) -> bool {
+    fn settle(&self, core: &mut Core, seq: u64) -> bool {
+        let samples = core.sizes.remove(&seq).map_or(0, u64::from);
         core.backlog = core.backlog.saturating_sub(samples);
         if seq < core.acked {
             return false;
@@ -390,7 +401,7 @@ impl Inner {
                 }
             }
             dropped += u64::from(samples);
-            moved |= self.settle(&mut core, seq, u64::from(samples));
+            moved |= self.settle(&mut core, seq);
         }
         // The pump skips settled records when it reaches them.
         let acked = core.acked;
@@ -428,7 +439,7 @@ async fn pump_loop(
                         // Cancelled by shutdown: not settled, so it is sent again after the restart.
                         if o.unsettled() == 0 || !inner.closed.load(Ordering::Acquire) {
                             inner.metrics.acked.inc_by(o.samples as u64);
-                            if inner.settle(&mut core, seq, o.samples as u64) {
+                            if inner.settle(&mut core, seq) {
                                 moved = Some(core.acked);
                             }
                         }
@@ -505,9 +516,14 @@ async fn feed(inner: &Arc<Inner>, reader: &mut LogReader) {
             ReadOutcome::Missing { next } => {
                 // Lost to corruption: counted at open (`surge_wal_lost_batches_total`); move on.
                 tracing::warn!(destination = %inner.name, from = want, to = next, "durable queue: records missing on disk, skipped");
+                let mut lost = 0;
                 for seq in want..next.min(core.next_seq) {
-                    inner.settle(&mut core, seq, 0);
+                    if !core.settled.contains(&seq) {
+                        lost += core.sizes.get(&seq).map_or(0, |n| u64::from(*n));
+                    }
+                    inner.settle(&mut core, seq);
                 }
+                inner.metrics.dropped("corrupt", lost);
                 core.send_next = next.max(want + 1);
                 let acked = core.acked;
                 drop(core);

@@ -175,6 +175,15 @@ impl Log {
         self.bytes
     }
 
+    /// Sequence number and samples of every record at or after `acked`, in order.
+    pub fn records_from(&self, acked: u64) -> Vec<(u64, u32)> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.records.iter().copied())
+            .filter(|r| r.0 >= acked)
+            .collect()
+    }
+
     pub fn index(&self) -> SegmentIndex {
         self.index.clone()
     }
@@ -272,7 +281,8 @@ impl Log {
     /// Removes the oldest segment (rolling first if it is the active one) and returns what it held, so
     /// the caller can count its unacknowledged samples as dropped. `None` when the log is empty.
     pub(crate) fn drop_oldest(&mut self) -> io::Result<Option<Segment>> {
-        if self.segments.len() == 1 && self.segments.front().is_some_and(|s| !s.records.is_empty()) {
+        if self.segments.len() == 1 && self.segments.front().is_some_and(|s| !s.records.is_empty())
+        {
             self.roll(self.next_seq)?;
         }
         if self.segments.len() < 2 {
@@ -418,7 +428,9 @@ pub struct LogReader {
 pub enum ReadOutcome {
     Batch(Batch),
     /// The record is gone (its segment dropped or corrupt): reading resumes at `next`.
-    Missing { next: u64 },
+    Missing {
+        next: u64,
+    },
 }
 
 impl LogReader {
@@ -458,6 +470,8 @@ impl LogReader {
             if let Some(found) = self.scan_to(want) {
                 return found;
             }
+            // What was read may be stale (a failed write cut off again): read the file afresh.
+            self.cur = None;
         }
         // Unreadable: skip to the next segment's start.
         let index = self.index.lock();

@@ -50,7 +50,7 @@ impl WalMetrics {
         );
         registry.register(
             "surge_wal_samples_dropped",
-            "Samples the durable queue gave up on, by reason (wal_full, disk_error, shutdown).",
+            "Samples the durable queue gave up on, by reason (wal_full, disk_error, corrupt, shutdown).",
             m.dropped.clone(),
         );
         registry.register(

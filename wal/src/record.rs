@@ -81,7 +81,10 @@ pub(crate) fn frame(buf: &[u8]) -> Result<(&[u8], usize), FrameError> {
 /// The sequence number and sample count of a checked payload, without decoding labels.
 pub(crate) fn peek(payload: &[u8]) -> Option<(u64, usize)> {
     let seq = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
-    let mut r = Reader { buf: payload, pos: 17 };
+    let mut r = Reader {
+        buf: payload,
+        pos: 17,
+    };
     let series = r.u32()? as usize;
     let mut samples = 0;
     for _ in 0..series {

@@ -70,7 +70,10 @@ fn batch(ts: i64, series: usize) -> Arc<Batch> {
         tier: Tier::Critical,
         series: (0..series)
             .map(|i| SeriesSamples {
-                series: SeriesMeta::new(Labels::from_pairs([("__name__", format!("m{i}").as_str())])),
+                series: SeriesMeta::new(Labels::from_pairs([(
+                    "__name__",
+                    format!("m{i}").as_str(),
+                )])),
                 samples: smallvec::smallvec![Sample {
                     timestamp_ms: ts,
                     value: ts as f64,
@@ -165,7 +168,10 @@ async fn an_outage_longer_than_the_memory_window_is_replayed_from_disk_in_order(
     check_order(&got);
     let distinct: BTreeSet<_> = got.iter().cloned().collect();
     assert_eq!(distinct.len(), 120 * 50);
-    assert!(q.metric("surge_wal_replayed_samples_total") > 0, "read back from disk");
+    assert!(
+        q.metric("surge_wal_replayed_samples_total") > 0,
+        "read back from disk"
+    );
     assert_eq!(q.metric("surge_wal_samples_dropped_total"), 0);
     assert_eq!(q.metric("surge_remote_write_samples_dropped_total"), 0);
 }
@@ -225,7 +231,8 @@ async fn a_full_budget_drops_the_oldest_segments_and_counts_every_sample() {
     let got = rx.got.lock().clone();
     check_order(&got);
     let distinct: BTreeSet<_> = got.iter().cloned().collect();
-    let dropped = q.metric("surge_wal_samples_dropped_total{destination=\"d\",reason=\"wal_full\"}");
+    let dropped =
+        q.metric("surge_wal_samples_dropped_total{destination=\"d\",reason=\"wal_full\"}");
     assert!(dropped > 0);
     assert_eq!(distinct.len() as u64 + dropped, 200 * 20);
     // The newest samples survive.
@@ -250,11 +257,18 @@ async fn backpressure_keeps_the_oldest_and_refuses_the_newest() {
     rx.status.store(204, Ordering::SeqCst);
     wait_for("the backlog", || q.out.backlog_samples() == 0).await;
     let distinct: BTreeSet<_> = rx.got.lock().iter().cloned().collect();
-    let dropped = q.metric("surge_wal_samples_dropped_total{destination=\"d\",reason=\"wal_full\"}");
+    let dropped =
+        q.metric("surge_wal_samples_dropped_total{destination=\"d\",reason=\"wal_full\"}");
     assert!(dropped > 0);
     assert_eq!(distinct.len() as u64 + dropped, 200 * 20);
-    assert!(distinct.contains(&("m0".to_owned(), 0)), "the oldest is kept");
-    assert!(!distinct.contains(&("m0".to_owned(), 199)), "the newest is refused");
+    assert!(
+        distinct.contains(&("m0".to_owned(), 0)),
+        "the oldest is kept"
+    );
+    assert!(
+        !distinct.contains(&("m0".to_owned(), 199)),
+        "the newest is refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,8 @@
 //! Besides criterion's timings it prints, once, the disk bytes per sample and the p50/p99 of single
 //! `submit` calls (criterion reports means, and the bound is on the p99).
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -66,7 +66,7 @@ pub(crate) fn frame(buf: &[u8]) -> Result<(&[u8], usize), FrameError> {
     };
     let len = u32_at(header, 0) as usize;
     let crc = u32_at(header, 4);
-    if len > MAX_PAYLOAD || len < 21 {
+    if !(21..=MAX_PAYLOAD).contains(&len) {
         return Err(FrameError::Corrupt);
     }
     let Some(payload) = buf.get(FRAME_HEADER..FRAME_HEADER + len) else {

@@ -5,6 +5,8 @@
 //! A real receiver rather than Prometheus here so each test can fail it on cue in milliseconds; the
 //! real-process fault tests (`tests/tests/durable_faults.rs`) use Prometheus.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};

@@ -61,6 +61,9 @@ pub struct AgentSpec {
     /// instead of their URL (e.g. every aggregator replica, from the Service's EndpointSlices); see
     /// [`surge_sender::EndpointFanOut`].
     pub endpoint_sets: BTreeMap<String, tokio::sync::watch::Receiver<Vec<String>>>,
+    /// Destinations (by name) with a durable queue on disk in front of their sender
+    /// (`queue_config.durable`); see [`surge_wal::DurableOutput`].
+    pub durable: BTreeMap<String, surge_wal::DurableOptions>,
 }
 
 impl AgentSpec {
@@ -103,22 +106,30 @@ impl Agent {
         expand: GlobExpander,
     ) -> std::io::Result<Agent> {
         let client = crate::http_client().map_err(std::io::Error::other)?;
-        let (scrape_metrics, sender_metrics) = {
+        let (scrape_metrics, sender_metrics, wal_metrics) = {
             let mut r = registry.lock();
             let scrape = crate::metrics::ScrapeMetrics::new(&mut r);
             let sender = match spec.sender_metrics {
                 Some(m) => m,
                 None => SenderMetrics::new(&mut r),
             };
-            (scrape, sender)
+            (scrape, sender, surge_wal::WalMetrics::new(&mut r))
         };
+        let mut durable = spec.durable;
         let mut endpoint_sets = spec.endpoint_sets;
         let mut outputs: Vec<Arc<dyn Output>> = Vec::with_capacity(spec.destinations.len());
         for o in spec.destinations {
             outputs.push(match endpoint_sets.remove(&o.name) {
                 Some(set) => EndpointFanOut::start(o, set, client.clone(), &sender_metrics)
                     .map_err(std::io::Error::other)?,
-                None => Arc::new(RemoteWriteSender::start(o, client.clone(), &sender_metrics)),
+                None => match durable.remove(&o.name) {
+                    Some(d) => {
+                        let capacity = o.queue_config.capacity;
+                        let sender = RemoteWriteSender::start(o, client.clone(), &sender_metrics);
+                        surge_wal::DurableOutput::start(d, sender, capacity, &wal_metrics)?.0
+                    }
+                    None => Arc::new(RemoteWriteSender::start(o, client.clone(), &sender_metrics)),
+                },
             });
         }
         let outputs: Outputs = outputs.into_iter().chain(spec.outputs).collect();

@@ -46,6 +46,32 @@ pub fn agent_spec(cfg: &AgentConfig) -> Result<AgentSpec, SpecError> {
         outputs: Vec::new(),
         sender_metrics: None,
         endpoint_sets: Default::default(),
+        durable: cfg
+            .remote_write
+            .iter()
+            .filter_map(|rw| Some((rw.name.clone(), durable_options(rw)?)))
+            .collect(),
+    })
+}
+
+/// Maps `queue_config.durable` of one `remote_write` entry onto the durable queue's options (used by
+/// the aggregator's onward write too); `None` when the destination has no durable queue.
+pub fn durable_options(rw: &RemoteWriteConfig) -> Option<surge_wal::DurableOptions> {
+    use surge_config::{FsyncMode, WhenFullMode};
+    let d = rw.queue_config.durable.as_ref()?;
+    Some(surge_wal::DurableOptions {
+        max_bytes: d.max_bytes,
+        fsync: match d.fsync {
+            FsyncMode::Always => surge_wal::FsyncPolicy::Always,
+            FsyncMode::Batch => surge_wal::FsyncPolicy::Batch(d.fsync_interval),
+            FsyncMode::Never => surge_wal::FsyncPolicy::Never,
+        },
+        when_full: match d.when_full {
+            WhenFullMode::DropOldest => surge_wal::WhenFull::DropOldest,
+            WhenFullMode::Backpressure => surge_wal::WhenFull::Backpressure,
+        },
+        memory_samples: rw.queue_config.capacity,
+        ..surge_wal::DurableOptions::new(&d.dir)
     })
 }
 

@@ -89,6 +89,7 @@ fn spec(target: String, outputs: Vec<Arc<dyn Output>>) -> AgentSpec {
         outputs,
         sender_metrics: None,
         endpoint_sets: Default::default(),
+        durable: Default::default(),
     }
 }
 

@@ -178,6 +178,8 @@ pub struct Autoscaler {
     wake: Notify,
     actuator: Arc<dyn Actuator>,
     metrics: EngineMetrics,
+    /// Until when (ms since the epoch) scale-downs are held after start; see [`policy::WarmUp`].
+    warm_up: policy::WarmUp,
 }
 
 impl Autoscaler {
@@ -208,7 +210,14 @@ impl Autoscaler {
             wake: Notify::new(),
             actuator,
             metrics: EngineMetrics::new(registry),
+            warm_up: policy::WarmUp::starting_now(now_ms()),
         })
+    }
+
+    /// Sets how long after start scale-downs are held while the cache warms up (default
+    /// [`policy::DEFAULT_WARM_UP`]; zero turns the hold off).
+    pub fn set_warm_up(&self, warm_up: std::time::Duration) {
+        self.warm_up.set(warm_up);
     }
 
     pub fn policies(&self) -> impl Iterator<Item = &PolicyDef> + '_ {
@@ -311,7 +320,8 @@ impl Autoscaler {
         let mut observed = self.observe(def, &samples);
         self.fill_requests(def, &mut observed.pods, now);
         let mut st = slot.state.lock();
-        let decision = decide(def, &mut st, observed, samples, now);
+        let mut decision = decide(def, &mut st, observed, samples, now);
+        self.warm_up.hold_scale_down(&mut decision, now);
         let actuation = self.actuator.apply(Action::Scale {
             target: &def.target,
             decision: &decision,

@@ -471,3 +471,63 @@ mod tests {
         assert_eq!(on[0].target.mode, surge_config::ActuationMode::DryRun);
     }
 }
+
+/// How long after the engine starts a scale-down is held by default: the HPA's default scale-down
+/// stabilization window, which a restart empties.
+pub const DEFAULT_WARM_UP: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Restart hygiene: the engine does not scale down on a half-warm cache.
+///
+/// After an aggregator restart the cache fills as agents write again (and replay what their durable
+/// queues held); until every agent has written, a sum or an average over pods reads low, and the
+/// engine's own memory (the HPA's stabilization window, KEDA's cooldown) starts empty. So for
+/// `warm_up` after start a decision to scale *down* is held at the current count, saying why; a
+/// scale-up still goes through (partial inputs under-count load, so they cannot make a scale-up
+/// wrong). Once the window has passed, the HPA's own stabilization window is full again and
+/// decisions stand as the engine made them.
+#[derive(Debug)]
+pub struct WarmUp {
+    started_ms: i64,
+    until_ms: std::sync::atomic::AtomicI64,
+}
+
+impl WarmUp {
+    pub fn starting_now(now_ms: i64) -> Self {
+        WarmUp {
+            started_ms: now_ms,
+            until_ms: std::sync::atomic::AtomicI64::new(
+                now_ms + DEFAULT_WARM_UP.as_millis() as i64,
+            ),
+        }
+    }
+
+    /// Sets the window, counted from the start.
+    pub fn set(&self, warm_up: std::time::Duration) {
+        let ms = i64::try_from(warm_up.as_millis()).unwrap_or(i64::MAX);
+        self.until_ms.store(
+            self.started_ms.saturating_add(ms),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Holds `decision` at its current count if it scales down inside the window.
+    pub fn hold_scale_down(&self, decision: &mut surge_engine::Decision, now_ms: i64) {
+        let until = self.until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if now_ms >= until
+            || !decision.scale
+            || decision.desired_replicas >= decision.current_replicas
+        {
+            return;
+        }
+        decision.reason = format!(
+            "held at {} while warming up after start ({} s left; inputs may be partial): the engine \
+             proposed {} ({})",
+            decision.current_replicas,
+            (until - now_ms + 999) / 1000,
+            decision.desired_replicas,
+            decision.reason
+        );
+        decision.desired_replicas = decision.current_replicas;
+        decision.scale = false;
+    }
+}

@@ -32,8 +32,8 @@
 
 mod agent;
 mod aggregator;
-mod cloudwatch;
 mod alb;
+mod cloudwatch;
 pub mod duration;
 mod env;
 mod error;
@@ -61,11 +61,11 @@ pub use aggregator::{
     AggregatorConfig, CacheConfig, CustomMetricConfig, ExternalMetricConfig, ForwardTlsConfig,
     KubernetesApiConfig, KubernetesApiTlsConfig, QueryConfig, RequestHeaderConfig,
 };
+pub use alb::{AlbConfig, AlbTargetGroupConfig, AlbTargetSideConfig};
 pub use cloudwatch::{
     AwsConfig, CloudWatchQueueConfig, EmfConfig, EmfDestination, MAX_EMF_EVENT_BYTES,
     PutMetricDataConfig,
 };
-pub use alb::{AlbConfig, AlbTargetGroupConfig, AlbTargetSideConfig};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Position};
@@ -76,7 +76,10 @@ pub use relabel::{
     DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, RelabelAction, RelabelConfig,
     RelabelProblem, RelabelRegex,
 };
-pub use remote_write::{KubernetesEndpointsConfig, QueueConfig, RemoteWriteConfig};
+pub use remote_write::{
+    DurableQueueConfig, FsyncMode, KubernetesEndpointsConfig, QueueConfig, RemoteWriteConfig,
+    WhenFullMode,
+};
 pub use server::{
     ClientTlsConfig, ServerConfig, ServerTlsConfig, TokenReviewConfig, WriteAuthConfig,
 };

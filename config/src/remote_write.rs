@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 use crate::relabel::RelabelConfig;
 use crate::server::ClientTlsConfig;
+use crate::size;
 
 /// A Prometheus remote-write 1.0 receiver series are sent to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,7 +99,7 @@ impl RemoteWriteConfig {
 }
 
 /// How samples wait for, and are retried towards, one destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     /// Samples buffered for this destination; beyond it new samples are dropped and counted.
@@ -120,6 +121,64 @@ pub struct QueueConfig {
     pub max_backoff: Duration,
     /// Retry requests the receiver answered with 429 Too Many Requests. Default true.
     pub retry_on_http_429: bool,
+    /// Keep what this destination has accepted on disk until the destination acknowledged it, so an
+    /// outage, a restart or `kill -9` loses nothing within `max_bytes`. Off by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durable: Option<DurableQueueConfig>,
+}
+
+/// A durable queue on disk in front of one destination.
+///
+/// While the destination answers, samples are sent from memory and written to disk beside the send;
+/// after an outage or a restart, what was not acknowledged is sent again from disk, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurableQueueConfig {
+    /// The queue's own directory (one per destination), e.g. `/var/lib/surge/wal/aggregator`. Required.
+    pub dir: String,
+    /// Disk used at most, e.g. `1GiB`. Default `1GiB`.
+    #[serde(with = "size")]
+    pub max_bytes: u64,
+    /// When written records are forced to disk: `batch` (every `fsync_interval`), `always` (every
+    /// write), `never` (left to the kernel). A killed process loses nothing written in any mode; this is
+    /// about power loss. Default `batch`.
+    pub fsync: FsyncMode,
+    /// The `batch` mode's interval. Default `1s`.
+    #[serde(with = "duration")]
+    pub fsync_interval: Duration,
+    /// When `max_bytes` is used up: `drop_oldest` deletes the oldest data, `backpressure` refuses new
+    /// samples at the queue and keeps the oldest. Either way the samples are counted
+    /// (`surge_wal_samples_dropped_total{reason="wal_full"}`). Default `drop_oldest`.
+    pub when_full: WhenFullMode,
+}
+
+impl Default for DurableQueueConfig {
+    fn default() -> Self {
+        DurableQueueConfig {
+            dir: String::new(),
+            max_bytes: 1 << 30,
+            fsync: FsyncMode::Batch,
+            fsync_interval: Duration::from_secs(1),
+            when_full: WhenFullMode::DropOldest,
+        }
+    }
+}
+
+/// `queue_config.durable.fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    Batch,
+    Always,
+    Never,
+}
+
+/// `queue_config.durable.when_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFullMode {
+    DropOldest,
+    Backpressure,
 }
 
 impl Default for QueueConfig {
@@ -132,6 +191,7 @@ impl Default for QueueConfig {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             retry_on_http_429: true,
+            durable: None,
         }
     }
 }

@@ -576,3 +576,73 @@ error: unclosed group"#,
         ]
     );
 }
+
+#[test]
+fn a_durable_queue_loads_with_its_defaults_and_its_mistakes_are_listed() {
+    let cfg = load(
+        r#"
+agent:
+  remote_write:
+    - url: http://a/
+      queue_config:
+        durable: {dir: /var/lib/surge/wal/a, max_bytes: 2GiB, fsync: always, when_full: backpressure}
+    - url: http://b/
+      queue_config:
+        durable: {dir: /var/lib/surge/wal/b}
+"#,
+    )
+    .unwrap();
+    let a = cfg.agent.remote_write[0]
+        .queue_config
+        .durable
+        .clone()
+        .unwrap();
+    assert_eq!(a.max_bytes, 2 << 30);
+    assert_eq!(a.fsync, crate::FsyncMode::Always);
+    assert_eq!(a.when_full, crate::WhenFullMode::Backpressure);
+    let b = cfg.agent.remote_write[1]
+        .queue_config
+        .durable
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (b.max_bytes, b.fsync, b.fsync_interval, b.when_full),
+        (
+            1 << 30,
+            crate::FsyncMode::Batch,
+            Duration::from_secs(1),
+            crate::WhenFullMode::DropOldest
+        )
+    );
+    let e = errors(
+        r#"
+agent:
+  remote_write:
+    - url: http://a/
+      queue_config:
+        durable: {max_bytes: 1KiB}
+"#,
+    );
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].contains("queue_config.durable.dir: is required"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].contains("queue_config.durable.max_bytes: 1024 is below"),
+        "{}",
+        e[1]
+    );
+    let e = errors(
+        r#"
+agent:
+  remote_write:
+    - url: http://a/
+      queue_config:
+        durable: {dir: /x, fsync: sometimes}
+"#,
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("queue_config.durable.fsync"), "{}", e[0]);
+}

@@ -376,6 +376,28 @@ fn remote_write(p: &mut Problems, at: &FieldPath, rw: &RemoteWriteConfig) {
             ),
         );
     }
+    if let Some(d) = &q.durable {
+        let at = at.key("durable");
+        if d.dir.is_empty() {
+            p.add(
+                at.key("dir"),
+                "is required (the queue's own directory)".to_owned(),
+            );
+        }
+        if d.max_bytes < 64 << 10 {
+            p.add(
+                at.key("max_bytes"),
+                format!("{} is below the smallest disk budget, 64KiB", d.max_bytes),
+            );
+        }
+        if rw.kubernetes_endpoints.is_some() {
+            p.add(
+                at.clone(),
+                "is not supported with kubernetes_endpoints (each endpoint would need its own queue)"
+                    .to_owned(),
+            );
+        }
+    }
     p.positive(at.key("batch_send_deadline"), q.batch_send_deadline);
     p.positive(at.key("min_backoff"), q.min_backoff);
     if q.min_backoff > q.max_backoff {

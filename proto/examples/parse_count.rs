@@ -13,7 +13,6 @@
 
 use std::hint::black_box;
 
-
 #[path = "../testdata/parse_bodies.rs"]
 mod parse_bodies;
 

@@ -35,6 +35,7 @@ mod events;
 mod metrics;
 pub mod output;
 pub mod queued;
+mod receipt;
 mod request;
 mod room;
 mod service;
@@ -59,6 +60,7 @@ pub use endpoints::EndpointFanOut;
 pub use metrics::SenderMetrics;
 pub use output::{Output, Outputs, ShutdownFuture};
 pub use queued::{Attempt, Chunk, Cut, Deliver, Encoded, QueuedOptions, QueuedOutput, SendFuture};
+pub use receipt::{BatchOutcome, OnSettled};
 
 use events::{DropReason, SamplesDropped};
 use metrics::DestinationMetrics;
@@ -80,6 +82,12 @@ impl SeriesMeta {
         SeriesMeta(Arc::from(surge_proto::remote_write::encode_label_block(
             &labels,
         )))
+    }
+
+    /// A series from a label block this crate encoded earlier (e.g. read back from the durable queue,
+    /// whose records are checksummed).
+    pub fn from_label_block(block: Arc<[u8]>) -> Self {
+        SeriesMeta(block)
     }
 
     /// A hash of the series' identity (its label block): routes the series to a shard and keys the
@@ -449,13 +457,31 @@ impl RemoteWriteSender {
     /// destination's capacity are dropped and counted (`queue_full`); after shutdown, everything is
     /// dropped and counted (`shutdown`).
     pub fn submit(&self, batch: Arc<Batch>) {
-        self.submit_with_health(batch, 0);
+        self.submit_inner(batch, 0, None);
     }
 
     /// Like [`RemoteWriteSender::submit`], where the last `health` series of the batch are health
     /// series (`up` and the other synthetic series of a scrape): they use the room kept for them, so
     /// they are not dropped because other series filled the queue (see [`room`]).
     pub fn submit_with_health(&self, batch: Arc<Batch>, health: usize) {
+        self.submit_inner(batch, health, None);
+    }
+
+    /// Like [`RemoteWriteSender::submit`], and calls `on_settled` once the sender is done
+    /// with every sample of the batch (delivered, dropped for good, or cancelled by shutdown; see
+    /// [`BatchOutcome`]). Called from a delivery task or from this call itself; it must not block.
+    /// The durable queue uses this to advance its cursor only past delivered batches.
+    pub fn submit_tracked(&self, batch: Arc<Batch>, on_settled: OnSettled) {
+        let receipt = receipt::Receipt::new(batch.sample_count(), on_settled);
+        self.submit_inner(batch, 0, Some(receipt));
+    }
+
+    fn submit_inner(
+        &self,
+        batch: Arc<Batch>,
+        health: usize,
+        receipt: Option<Arc<receipt::Receipt>>,
+    ) {
         let inner = &*self.inner;
         let shared = &*inner.shared;
         let guard = inner.shards.read();
@@ -475,6 +501,10 @@ impl RemoteWriteSender {
                 .sum()
         };
         let (wanted_data, wanted_health) = (wanted(false), wanted(true));
+        if let Some(r) = &receipt {
+            // Relabeled away: settled for good at once.
+            r.dropped(batch.sample_count() - wanted_data - wanted_health);
+        }
         if wanted_data + wanted_health == 0 {
             return;
         }
@@ -497,7 +527,10 @@ impl RemoteWriteSender {
             }
             *room -= n;
             let shard = shard_for(meta.hash(), input.shards);
-            entries.push(PendingEntry::new(shard, batch.clone(), idx, meta, now));
+            entries.push(
+                PendingEntry::new(shard, batch.clone(), idx, meta, now)
+                    .with_receipt(receipt.clone()),
+            );
         }
         shared.release(room_data + room_health);
         if !entries.is_empty()
@@ -507,6 +540,9 @@ impl RemoteWriteSender {
             let n = msg.samples();
             shared.release(n);
             shared.dropped(DropReason::Shutdown, n);
+        }
+        if let Some(r) = &receipt {
+            r.dropped(full);
         }
         shared.dropped(DropReason::QueueFull, full);
     }

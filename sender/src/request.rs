@@ -11,6 +11,7 @@ use std::sync::Arc;
 use surge_model::{Sample, Tier};
 use tokio::time::Instant;
 
+use super::receipt::Receipt;
 use super::{Batch, SeriesMeta};
 
 /// One series of one submitted batch, waiting in a shard.
@@ -26,6 +27,8 @@ pub(crate) struct PendingEntry {
     /// Samples of this entry already put into a request.
     taken: usize,
     enqueued_at: Instant,
+    /// The batch's delivery receipt, when the caller tracks it (see [`Receipt`]).
+    receipt: Option<Arc<Receipt>>,
 }
 
 impl PendingEntry {
@@ -43,7 +46,14 @@ impl PendingEntry {
             series,
             taken: 0,
             enqueued_at,
+            receipt: None,
         }
+    }
+
+    /// Ties the entry to its batch's receipt: requests carrying its samples report to it.
+    pub(crate) fn with_receipt(mut self, receipt: Option<Arc<Receipt>>) -> Self {
+        self.receipt = receipt;
+        self
     }
 
     pub(crate) fn shard(&self) -> usize {
@@ -155,6 +165,9 @@ impl PendingQueue {
             let avail = front.remaining();
             let k = avail.len().min(budget);
             cut.push(&front.series, &avail[..k]);
+            if let Some(r) = &front.receipt {
+                cut.receipts.push((r.clone(), k));
+            }
             budget -= k;
             self.samples -= k;
             if front.tier() == Tier::Critical {
@@ -185,6 +198,8 @@ pub(crate) struct RequestCut {
     samples: Vec<(Sample, u32)>,
     /// Scratch for one run's samples.
     run: Vec<Sample>,
+    /// The receipts of tracked batches with the number of their samples in this cut.
+    receipts: Vec<(Arc<Receipt>, usize)>,
 }
 
 impl RequestCut {
@@ -192,6 +207,12 @@ impl RequestCut {
         let piece = self.series.len() as u32;
         self.series.push(series.clone());
         self.samples.extend(samples.iter().map(|s| (*s, piece)));
+    }
+
+    /// The receipts of the tracked samples in the cut, taken out so the request can settle them when
+    /// it ends.
+    pub(crate) fn take_receipts(&mut self) -> Vec<(Arc<Receipt>, usize)> {
+        std::mem::take(&mut self.receipts)
     }
 
     /// Samples taken so far.

@@ -208,6 +208,7 @@ impl<T: Transport> Dispatcher<T> {
         let transport = self.transport.clone();
         let samples = cut.len();
         let first_shard = held.first().copied().unwrap_or(0);
+        let receipts = cut.take_receipts();
         let task = tokio::spawn(async move {
             let mut raw = Vec::new();
             let stats = cut.encode(&mut raw);
@@ -226,6 +227,13 @@ impl<T: Transport> Dispatcher<T> {
                 first_shard,
             )
             .await;
+            for (receipt, n) in &receipts {
+                match &outcome {
+                    Delivery::Delivered => receipt.delivered(*n),
+                    Delivery::Rejected { .. } => receipt.dropped(*n),
+                    Delivery::Cancelled => {}
+                }
+            }
             match outcome {
                 Delivery::Delivered => {
                     shared.metrics.delivered(&stats, body_len);

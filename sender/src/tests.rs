@@ -857,3 +857,71 @@ async fn health_series_and_the_critical_tier_keep_room_of_their_own() {
     assert_eq!(p.dropped("queue_full"), 22.0 + 3.0);
     assert_eq!(Output::max_scrape_samples(&p.sender), Some(25));
 }
+
+/// A tracked batch reports once, after its last request ends: a batch split over three requests
+/// (delivered after a retry, refused with 400, delivered) settles with the refused samples as dropped;
+/// a batch cancelled at the shutdown deadline settles with its samples unsettled.
+#[tokio::test(start_paused = true)]
+async fn a_tracked_batch_reports_its_fate_once_every_request_has_ended() {
+    let q = QueueOptions {
+        max_shards: 1,
+        max_samples_per_send: 4,
+        ..QueueOptions::default()
+    };
+    let p = paused(
+        q,
+        [
+            Reply::Status(503, None),
+            Reply::Status(204, None),
+            Reply::Status(400, None),
+            Reply::Status(204, None),
+            Reply::Hang,
+        ],
+    );
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let tracked = |ts: i64, n: usize| {
+        let series = (0..n)
+            .map(|i| SeriesSamples {
+                series: meta(i),
+                samples: smallvec::smallvec![Sample {
+                    timestamp_ms: ts,
+                    value: 1.0,
+                }],
+            })
+            .collect();
+        let o = outcomes.clone();
+        p.sender.submit_tracked(
+            Arc::new(Batch {
+                tier: Tier::Critical,
+                series,
+                scrape_end_ms: ts,
+            }),
+            Box::new(move |outcome| o.lock().push((ts, outcome))),
+        );
+    };
+    tracked(1, 10);
+    p.transport.wait_attempts(4).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        *outcomes.lock(),
+        vec![(
+            1,
+            BatchOutcome {
+                samples: 10,
+                delivered: 6,
+                dropped: 4
+            }
+        )]
+    );
+    tracked(2, 3);
+    p.transport.wait_attempts(5).await;
+    assert_eq!(
+        outcomes.lock().len(),
+        1,
+        "a hanging request has not settled"
+    );
+    let _ = p.sender.clone().shutdown(Duration::from_secs(1)).await;
+    let last = outcomes.lock()[1];
+    assert_eq!(last.0, 2);
+    assert_eq!(last.1.unsettled(), 3);
+}

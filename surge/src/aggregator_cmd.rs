@@ -134,14 +134,17 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     let listener_security = crate::aggregator_security::setup(cfg, &state, &mut registry).await?;
     let client = surge_agent::http_client()?;
     let sender_metrics = surge_sender::SenderMetrics::new(&mut registry);
+    let wal_metrics = surge_wal::WalMetrics::new(&mut registry);
     let mut outputs: Vec<Arc<dyn surge_sender::Output>> = Vec::new();
     for rw in &cfg.remote_write {
         let opts = surge_agent::from_config::sender_options(rw)?;
-        outputs.push(Arc::new(surge_sender::RemoteWriteSender::try_start(
-            opts,
-            client.clone(),
-            &sender_metrics,
-        )?));
+        let capacity = opts.queue_config.capacity;
+        let sender =
+            surge_sender::RemoteWriteSender::try_start(opts, client.clone(), &sender_metrics)?;
+        outputs.push(match surge_agent::from_config::durable_options(rw) {
+            Some(d) => surge_wal::DurableOutput::start(d, sender, capacity, &wal_metrics)?.0,
+            None => Arc::new(sender),
+        });
     }
     let onward = Arc::new(Onward::new(surge_sender::Outputs::new(outputs)));
     state.add_observer(onward.clone());

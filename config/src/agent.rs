@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use surge_model::{EscapingScheme, NameValidationScheme, Tier, is_valid_label_name};
 
+use crate::otlp::OtlpConfig;
 use crate::path::FieldPath;
 use crate::relabel::RelabelConfig;
 use crate::remote_write::RemoteWriteConfig;
@@ -31,6 +32,9 @@ pub struct AgentConfig {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// Where scraped series go (the aggregator, and any other remote-write receiver).
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// OpenTelemetry (OTLP) metrics destinations, beside `remote_write`: every scraped batch goes to
+    /// each of them too.
+    pub otlp: Vec<OtlpConfig>,
 }
 
 impl Default for AgentConfig {
@@ -42,6 +46,7 @@ impl Default for AgentConfig {
             tiers: TiersConfig::default(),
             scrape_configs: Vec::new(),
             remote_write: Vec::new(),
+            otlp: Vec::new(),
         }
     }
 }

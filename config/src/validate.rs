@@ -89,6 +89,36 @@ fn agent(p: &mut Problems, at: &FieldPath, a: &AgentConfig) {
         }
     }
     remote_writes(p, &at.key("remote_write"), &a.remote_write);
+    otlps(p, &at.key("otlp"), &a.otlp, &a.remote_write);
+}
+
+/// The OTLP destinations: each entry's own checks (beside the type, in otlp.rs) and unique names.
+fn otlps(
+    p: &mut Problems,
+    at: &FieldPath,
+    outputs: &[crate::otlp::OtlpConfig],
+    remote_writes: &[RemoteWriteConfig],
+) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, o) in outputs.iter().enumerate() {
+        let at = at.index(i);
+        for (field, message) in o.problems() {
+            p.add(at.join(&field), message);
+        }
+        if let Some(first) = names.insert(&o.name, i) {
+            p.add(
+                at.key("name"),
+                format!("name {:?} is already used by otlp[{first}]", o.name),
+            );
+            names.insert(&o.name, first);
+        } else if let Some(rw) = remote_writes.iter().position(|rw| rw.name == o.name) {
+            // Both kinds count in the same metric families, by `destination`.
+            p.add(
+                at.key("name"),
+                format!("name {:?} is already used by remote_write[{rw}]", o.name),
+            );
+        }
+    }
 }
 
 fn tiers(p: &mut Problems, at: &FieldPath, t: &TiersConfig) {
@@ -342,7 +372,7 @@ fn remote_write(p: &mut Problems, at: &FieldPath, rw: &RemoteWriteConfig) {
     }
 }
 
-fn url_problem(url: &str) -> Option<String> {
+pub(crate) fn url_problem(url: &str) -> Option<String> {
     if url.is_empty() {
         return Some("url is required".to_owned());
     }

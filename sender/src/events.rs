@@ -22,6 +22,8 @@ pub(crate) enum RetryReason {
     Http429,
     Timeout,
     Network,
+    /// A [`QueuedOutput`](crate::queued::QueuedOutput)'s receiver named the reason (`throttled`, ...).
+    Other(&'static str),
 }
 
 impl RetryReason {
@@ -31,6 +33,7 @@ impl RetryReason {
             RetryReason::Http429 => "http_429",
             RetryReason::Timeout => "timeout",
             RetryReason::Network => "network",
+            RetryReason::Other(reason) => reason,
         }
     }
 }
@@ -46,6 +49,9 @@ pub(crate) enum DropReason {
     Shutdown,
     /// The destination's options are invalid, so it sends nothing.
     InvalidOptions,
+    /// A [`QueuedOutput`](crate::queued::QueuedOutput)'s encoder or receiver refused the samples, for a
+    /// reason from its own fixed set (`nan`, `timestamp_out_of_range`, `auth`, ...).
+    Refused(&'static str),
 }
 
 impl DropReason {
@@ -55,6 +61,7 @@ impl DropReason {
             DropReason::Http(status) => Cow::Owned(format!("http_{status}")),
             DropReason::Shutdown => Cow::Borrowed("shutdown"),
             DropReason::InvalidOptions => Cow::Borrowed("invalid_options"),
+            DropReason::Refused(reason) => Cow::Borrowed(reason),
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod endpoints;
 mod events;
 mod metrics;
 pub mod output;
+pub mod queued;
 mod request;
 mod service;
 mod shard;
@@ -54,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 pub use endpoints::EndpointFanOut;
 pub use metrics::SenderMetrics;
 pub use output::{Output, Outputs, ShutdownFuture};
+pub use queued::{Attempt, Chunk, Cut, Deliver, Encoded, QueuedOptions, QueuedOutput, SendFuture};
 
 use events::{DropReason, SamplesDropped};
 use metrics::DestinationMetrics;

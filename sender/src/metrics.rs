@@ -165,6 +165,17 @@ impl DestinationMetrics {
             .inc();
     }
 
+    /// Like [`DestinationMetrics::observe_attempt`] for a queued output, whose receiver names the status.
+    pub(crate) fn observe_status(&self, status: &str, took: Duration) {
+        self.send_duration.observe(took.as_secs_f64());
+        self.requests
+            .get_or_create(&StatusLabels {
+                destination: self.destination.clone(),
+                status: status.to_owned(),
+            })
+            .inc();
+    }
+
     pub(crate) fn delivered(&self, stats: &RequestStats, body_bytes: usize) {
         self.samples_sent.inc_by(stats.samples as u64);
         self.bytes_sent.inc_by(body_bytes as u64);

@@ -2,7 +2,7 @@
 //! HTTP/protobuf or gRPC.
 //!
 //! ```text
-//! submit(Arc<Batch>) ─▶ queue (surge-sender) ─▶ encode: kinds recognised per batch, resources from
+//! submit(Arc<Batch>) ─▶ QueuedOutput (surge-sender) ─▶ encode: kinds recognised per batch, resources from
 //!   Kubernetes labels, start times, staleness flags ─▶ ExportMetricsServiceRequest(s) ─▶
 //!   POST /v1/metrics (reqwest) | MetricsService/Export (tonic) ─▶ retried or refused per the OTLP spec
 //! ```
@@ -18,8 +18,11 @@
 //!   staleness, resources).
 //! - [`transport`]: the two transports, TLS (rustls + ring), gzip, headers, timeout, and which answers
 //!   are retried.
+//! - [`output`]: [`OtlpDeliver`] behind surge-sender's `QueuedOutput`, which keeps the output contract
+//!   (bounded queue, tiers, retries, counted drops, bounded shutdown); [`start`] builds one.
 
 pub mod encode;
+pub mod output;
 pub mod transport;
 
 use std::collections::BTreeMap;
@@ -29,6 +32,7 @@ use std::time::Duration;
 use surge_config::{OtlpCompression, OtlpConfig, OtlpProtocol};
 
 pub use encode::{Encoded, EncodedRequest, Encoder, ResourceLabels};
+pub use output::{OtlpDeliver, OtlpMetrics, start};
 pub use transport::{Outcome, Prepared, Transport};
 
 /// Which transport.

@@ -8,6 +8,7 @@
 #[path = "receiver/harness.rs"]
 mod harness;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use harness::{Receiver, ReceiverOptions};
@@ -549,4 +550,60 @@ async fn a_bad_request_is_refused_not_retried() {
         ),
         "{outcome:?}"
     );
+}
+
+/// The whole output (surge-sender's queue in front of OTLP): the first two requests of each transport
+/// fail with 503 / UNAVAILABLE, are retried, and every point arrives exactly once; the retries are
+/// counted, nothing is dropped, and shutdown reports every sample flushed.
+async fn through_the_queue(grpc: bool) {
+    use prometheus_client::registry::Registry;
+    use surge_sender::{Output, SenderMetrics};
+
+    let receiver = Receiver::start(ReceiverOptions {
+        fail_first: 2,
+        ..Default::default()
+    });
+    let port = if grpc {
+        receiver.grpc_port
+    } else {
+        receiver.http_port
+    };
+    let mut opts = options(format!("http://127.0.0.1:{port}"), grpc);
+    opts.name = "queued".to_owned();
+    opts.min_backoff = Duration::from_millis(10);
+    let mut registry = Registry::default();
+    let sender_metrics = SenderMetrics::new(&mut registry);
+    let otlp_metrics = surge_otlp::OtlpMetrics::new(&mut registry);
+    let output = surge_otlp::start(&opts, &sender_metrics, &otlp_metrics).unwrap();
+    let mut samples = 0;
+    for batch in scrapes() {
+        samples += batch.sample_count() as u64;
+        output.submit(Arc::new(batch));
+    }
+    let report = output.shutdown(Duration::from_secs(20)).await;
+    assert!(report.completed, "{report:?}");
+    assert_eq!(report.dropped_samples, 0);
+    // The broken histogram's and the weird bucket's samples are shipped as gauges: all of them count.
+    assert_eq!(report.flushed_samples, samples);
+    check(&receiver, if grpc { "grpc" } else { "http" });
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let reason = if grpc { "grpc_unavailable" } else { "http_503" };
+    let retries =
+        format!("surge_remote_write_retries_total{{destination=\"queued\",reason=\"{reason}\"}} 2");
+    assert!(text.contains(&retries), "no {retries:?} in\n{text}");
+    assert!(
+        !text.contains("surge_remote_write_samples_dropped_total{"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_queued_output_retries_and_delivers_everything_once_over_http() {
+    through_the_queue(false).await;
+}
+
+#[tokio::test]
+async fn the_queued_output_retries_and_delivers_everything_once_over_grpc() {
+    through_the_queue(true).await;
 }

@@ -54,6 +54,9 @@ pub struct AgentSpec {
     /// to every output, and each is flushed at shutdown): where a destination that is not remote-write
     /// plugs in without an edit to the agent. Usually empty.
     pub outputs: Vec<Arc<dyn Output>>,
+    /// The sender's metrics, when the caller registered them already to build `outputs` with (a
+    /// registry holds each family once); `None` lets the agent register them.
+    pub sender_metrics: Option<SenderMetrics>,
     /// Destinations (by name) written to every member of a changing set of `host:port` endpoints
     /// instead of their URL (e.g. every aggregator replica, from the Service's EndpointSlices); see
     /// [`surge_sender::EndpointFanOut`].
@@ -102,10 +105,12 @@ impl Agent {
         let client = crate::http_client().map_err(std::io::Error::other)?;
         let (scrape_metrics, sender_metrics) = {
             let mut r = registry.lock();
-            (
-                crate::metrics::ScrapeMetrics::new(&mut r),
-                SenderMetrics::new(&mut r),
-            )
+            let scrape = crate::metrics::ScrapeMetrics::new(&mut r);
+            let sender = match spec.sender_metrics {
+                Some(m) => m,
+                None => SenderMetrics::new(&mut r),
+            };
+            (scrape, sender)
         };
         let mut endpoint_sets = spec.endpoint_sets;
         let mut outputs: Vec<Arc<dyn Output>> = Vec::with_capacity(spec.destinations.len());

@@ -44,6 +44,7 @@ pub fn agent_spec(cfg: &AgentConfig) -> Result<AgentSpec, SpecError> {
         jobs,
         destinations,
         outputs: Vec::new(),
+        sender_metrics: None,
         endpoint_sets: Default::default(),
     })
 }

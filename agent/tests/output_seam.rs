@@ -87,6 +87,7 @@ fn spec(target: String, outputs: Vec<Arc<dyn Output>>) -> AgentSpec {
         }],
         destinations: Vec::new(),
         outputs,
+        sender_metrics: None,
         endpoint_sets: Default::default(),
     }
 }

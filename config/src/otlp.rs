@@ -282,3 +282,104 @@ pub(crate) fn endpoint_has_path(url: &str) -> bool {
     rest.find('/')
         .is_some_and(|i| !matches!(&rest[i..], "/" | ""))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ConfigErrors, MapEnv, OtlpCompression, OtlpProtocol, load_str};
+
+    fn errors(text: &str) -> Vec<String> {
+        match load_str(text, "surge.yaml", &MapEnv::new()) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => ConfigErrors::to_lines(&e),
+        }
+    }
+
+    #[test]
+    fn an_otlp_destination_loads_with_its_defaults() {
+        let text = r#"
+agent:
+  otlp:
+    - endpoint: http://collector:4318
+    - endpoint: https://collector:4317
+      protocol: grpc
+      compression: gzip
+      headers: {authorization: Bearer x}
+      timeout: 3s
+      tls: {ca_file: /etc/ca.pem}
+      resource_attributes: {namespace: k8s.namespace.name}
+      queue: {capacity: 500, max_samples_per_send: 100}
+"#;
+        let c = load_str(text, "surge.yaml", &MapEnv::new()).unwrap();
+        let [a, b] = &c.agent.otlp[..] else {
+            panic!("two entries")
+        };
+        assert_eq!(a.name, "otlp");
+        assert_eq!(a.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(a.compression, OtlpCompression::None);
+        assert_eq!(a.timeout, std::time::Duration::from_secs(10));
+        assert_eq!(a.resource_attributes, super::default_resource_attributes());
+        assert_eq!(a.queue, super::OtlpQueueConfig::default());
+        assert_eq!(b.name, "otlp-1");
+        assert_eq!(b.protocol, OtlpProtocol::Grpc);
+        assert_eq!(b.compression, OtlpCompression::Gzip);
+        assert_eq!(b.headers["authorization"], "Bearer x");
+        assert_eq!(b.timeout, std::time::Duration::from_secs(3));
+        assert_eq!(
+            b.tls.as_ref().and_then(|t| t.ca_file.as_deref()),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(b.resource_attributes.len(), 1);
+        assert_eq!((b.queue.capacity, b.queue.max_samples_per_send), (500, 100));
+    }
+
+    #[test]
+    fn every_otlp_problem_is_reported_with_its_position() {
+        let text = r#"
+agent:
+  remote_write:
+    - url: http://agg:9091/api/v1/write
+      name: agg
+  otlp:
+    - protocol: grpc
+    - endpoint: http://c:4317/v1/metrics
+      protocol: grpc
+      headers: {Authorization: x}
+    - endpoint: ftp://c
+      timeout: 0s
+      tls: {cert_file: /c.pem}
+      queue: {capacity: 10, max_samples_per_send: 20, min_backoff: 2s, max_backoff: 1s}
+    - endpoint: http://c:4318
+      name: agg
+    - endpoint: http://c:4318
+      name: agg
+"#;
+        assert_eq!(
+            errors(text),
+            [
+                r#"surge.yaml:7:7: agent.otlp[0]: endpoint is required"#,
+                r#"surge.yaml:8:17: agent.otlp[1].endpoint: "http://c:4317/v1/metrics" has a path, which gRPC does not use (e.g. http://collector:4317)"#,
+                r#"surge.yaml:10:17: agent.otlp[1].headers.Authorization: "Authorization": gRPC metadata keys are lowercase (write "authorization")"#,
+                r#"surge.yaml:11:17: agent.otlp[2].endpoint: "ftp://c" is not an http or https URL"#,
+                r#"surge.yaml:12:16: agent.otlp[2].timeout: must be above 0s"#,
+                r#"surge.yaml:13:12: agent.otlp[2].tls: tls is set but endpoint is not https://"#,
+                r#"surge.yaml:13:12: agent.otlp[2].tls.key_file: key_file is required with cert_file"#,
+                r#"surge.yaml:14:50: agent.otlp[2].queue.max_samples_per_send: max_samples_per_send 20 is more than capacity 10"#,
+                r#"surge.yaml:14:87: agent.otlp[2].queue.max_backoff: max_backoff 1s is shorter than min_backoff 2s"#,
+                r#"surge.yaml:16:13: agent.otlp[3].name: name "agg" is already used by remote_write[0]"#,
+                r#"surge.yaml:18:13: agent.otlp[4].name: name "agg" is already used by otlp[3]"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_protocol_names_the_choices() {
+        let e = errors("agent:\n  otlp:\n    - endpoint: http://c:4318\n      protocol: http/json\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with(
+                r#"surge.yaml:4:17: agent.otlp[0].protocol: unknown variant `http/json`, expected `http/protobuf` or `grpc`"#
+            ),
+            "{e:?}"
+        );
+    }
+}

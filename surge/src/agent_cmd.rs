@@ -61,6 +61,26 @@ pub fn main(config: &Path) -> ExitCode {
         // Start with the complete target list when discovery answers quickly; never wait forever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), k8s.synced()).await;
         let registry = Arc::new(Mutex::new(prometheus_client::registry::Registry::default()));
+        // OTLP outputs: built here so the agent never links tonic or opentelemetry.
+        if !cfg.agent.otlp.is_empty() {
+            let mut r = registry.lock();
+            let metrics = spec
+                .sender_metrics
+                .get_or_insert_with(|| surge_sender::SenderMetrics::new(&mut r))
+                .clone();
+            let otlp_metrics = surge_otlp::OtlpMetrics::new(&mut r);
+            for o in &cfg.agent.otlp {
+                let started = surge_otlp::OtlpOptions::from_config(o)
+                    .and_then(|opts| surge_otlp::start(&opts, &metrics, &otlp_metrics));
+                match started {
+                    Ok(output) => spec.outputs.push(output),
+                    Err(e) => {
+                        eprintln!("surge: otlp {}: {e}", o.name);
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
         let agent = match Agent::start(spec, registry, file_sd_loader(), glob_expander()).await {
             Ok(a) => a,
             Err(e) => {

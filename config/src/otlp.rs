@@ -358,13 +358,13 @@ agent:
             [
                 r#"surge.yaml:7:7: agent.otlp[0]: endpoint is required"#,
                 r#"surge.yaml:8:17: agent.otlp[1].endpoint: "http://c:4317/v1/metrics" has a path, which gRPC does not use (e.g. http://collector:4317)"#,
-                r#"surge.yaml:10:17: agent.otlp[1].headers.Authorization: "Authorization": gRPC metadata keys are lowercase (write "authorization")"#,
+                r#"surge.yaml:10:32: agent.otlp[1].headers.Authorization: "Authorization": gRPC metadata keys are lowercase (write "authorization")"#,
                 r#"surge.yaml:11:17: agent.otlp[2].endpoint: "ftp://c" is not an http or https URL"#,
                 r#"surge.yaml:12:16: agent.otlp[2].timeout: must be above 0s"#,
                 r#"surge.yaml:13:12: agent.otlp[2].tls: tls is set but endpoint is not https://"#,
                 r#"surge.yaml:13:12: agent.otlp[2].tls.key_file: key_file is required with cert_file"#,
-                r#"surge.yaml:14:50: agent.otlp[2].queue.max_samples_per_send: max_samples_per_send 20 is more than capacity 10"#,
-                r#"surge.yaml:14:87: agent.otlp[2].queue.max_backoff: max_backoff 1s is shorter than min_backoff 2s"#,
+                r#"surge.yaml:14:51: agent.otlp[2].queue.max_samples_per_send: max_samples_per_send 20 is more than capacity 10"#,
+                r#"surge.yaml:14:85: agent.otlp[2].queue.max_backoff: max_backoff 1s is shorter than min_backoff 2s"#,
                 r#"surge.yaml:16:13: agent.otlp[3].name: name "agg" is already used by remote_write[0]"#,
                 r#"surge.yaml:18:13: agent.otlp[4].name: name "agg" is already used by otlp[3]"#,
             ]
@@ -373,11 +373,12 @@ agent:
 
     #[test]
     fn an_unknown_protocol_names_the_choices() {
-        let e = errors("agent:\n  otlp:\n    - endpoint: http://c:4318\n      protocol: http/json\n");
+        let e =
+            errors("agent:\n  otlp:\n    - endpoint: http://c:4318\n      protocol: http/json\n");
         assert_eq!(e.len(), 1);
         assert!(
             e[0].starts_with(
-                r#"surge.yaml:4:17: agent.otlp[0].protocol: unknown variant `http/json`, expected `http/protobuf` or `grpc`"#
+                r#"surge.yaml:4:17: agent.otlp[0].protocol: unknown variant "http/json", expected "http/protobuf" or "grpc""#
             ),
             "{e:?}"
         );

@@ -36,13 +36,23 @@ fn scrape(families: usize, ts: i64) -> Batch {
             }]),
         });
     };
-    let bounds = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"];
+    let bounds = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+    ];
     for f in 0..families {
         for v in 0..10 {
             let route = || ("route", format!("/api/v{v}"));
             match f % 5 {
-                0 | 1 => push(format!("app_gauge_{f}"), vec![route()], (f * v) as f64 + 0.5),
-                2 | 3 => push(format!("app_requests_{f}_total"), vec![route()], (1000 + f * v) as f64),
+                0 | 1 => push(
+                    format!("app_gauge_{f}"),
+                    vec![route()],
+                    (f * v) as f64 + 0.5,
+                ),
+                2 | 3 => push(
+                    format!("app_requests_{f}_total"),
+                    vec![route()],
+                    (1000 + f * v) as f64,
+                ),
                 _ => {
                     for (i, le) in bounds.iter().enumerate() {
                         push(
@@ -52,7 +62,11 @@ fn scrape(families: usize, ts: i64) -> Batch {
                         );
                     }
                     push(format!("app_latency_{f}_seconds_sum"), vec![route()], 12.5);
-                    push(format!("app_latency_{f}_seconds_count"), vec![route()], 100.0);
+                    push(
+                        format!("app_latency_{f}_seconds_count"),
+                        vec![route()],
+                        100.0,
+                    );
                 }
             }
         }

@@ -281,7 +281,11 @@ fn violations(g: &Graph) -> Vec<String> {
         if ["surge", "surge-tests"].contains(&name.as_str()) {
             continue;
         }
-        if let Some((_, path)) = g.linked(name).into_iter().find(|(dep, _)| is_otlp_stack(dep)) {
+        if let Some((_, path)) = g
+            .linked(name)
+            .into_iter()
+            .find(|(dep, _)| is_otlp_stack(dep))
+        {
             out.push(format!(
                 "only surge-otlp and the binary link opentelemetry and tonic: {}",
                 path.join(" → ")

@@ -815,3 +815,83 @@ impl RequestsBuilder {
         self.done
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! What the Python receiver cannot show: how requests are cut and what is dropped. The points
+    //! themselves are checked against the real receiver in `tests/receiver.rs`.
+
+    use surge_model::Tier;
+    use surge_sender::{Samples, SeriesSamples};
+
+    use super::*;
+
+    fn batch(series: &[(&str, &[(&str, &str)], i64, f64)]) -> Batch {
+        Batch {
+            tier: Tier::Standard,
+            series: series
+                .iter()
+                .map(|(name, labels, ts, v)| {
+                    let mut pairs = vec![(METRIC_NAME, *name)];
+                    pairs.extend_from_slice(labels);
+                    SeriesSamples {
+                        series: SeriesMeta::new(Labels::from_pairs(pairs)),
+                        samples: Samples::from_slice(&[Sample {
+                            timestamp_ms: *ts,
+                            value: *v,
+                        }]),
+                    }
+                })
+                .collect(),
+            scrape_end_ms: 0,
+        }
+    }
+
+    #[test]
+    fn requests_are_cut_at_the_sample_budget_and_a_histogram_is_never_split() {
+        let b = batch(&[
+            ("a", &[], 1000, 1.0),
+            ("h_bucket", &[("le", "1")], 1000, 1.0),
+            ("h_bucket", &[("le", "+Inf")], 1000, 2.0),
+            ("h_sum", &[], 1000, 3.0),
+            ("h_count", &[], 1000, 2.0),
+            ("b", &[], 1000, 1.0),
+        ]);
+        let e = Encoder::new(ResourceLabels::default(), 3).encode([&b]);
+        // `a` alone (the histogram's 4 samples do not fit beside it), the histogram alone (over the
+        // budget on its own, never split), then `b`.
+        let samples: Vec<usize> = e.requests.iter().map(|r| r.samples).collect();
+        assert_eq!(samples, [1, 4, 1]);
+        assert!(e.dropped.is_empty());
+        let names: Vec<Vec<String>> = e
+            .requests
+            .iter()
+            .map(|r| {
+                r.message.resource_metrics[0].scope_metrics[0]
+                    .metrics
+                    .iter()
+                    .map(|m| m.name.clone())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(names, [vec!["a"], vec!["h"], vec!["b"]]);
+        assert_eq!(e.requests[1].highest_timestamp_ms, Some(1000));
+    }
+
+    #[test]
+    fn samples_before_1970_are_dropped_and_counted() {
+        let b = batch(&[("a", &[], -5, 1.0), ("b", &[], 5, 1.0)]);
+        let e = Encoder::new(ResourceLabels::default(), 100).encode([&b]);
+        assert_eq!(e.dropped, [("negative_timestamp", 1)]);
+        assert_eq!(e.requests.len(), 1);
+        assert_eq!(e.requests[0].samples, 1);
+    }
+
+    #[test]
+    fn float_label_values_parse_as_prometheus_writes_them() {
+        assert_eq!(parse_float("+Inf"), Some(f64::INFINITY));
+        assert_eq!(parse_float("1e-3"), Some(0.001));
+        assert_eq!(parse_float("NaN"), None);
+        assert_eq!(parse_float("abc"), None);
+    }
+}

@@ -826,7 +826,10 @@ mod tests {
 
     use super::*;
 
-    fn batch(series: &[(&str, &[(&str, &str)], i64, f64)]) -> Batch {
+    /// A series of one sample: name, labels, timestamp, value.
+    type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], i64, f64);
+
+    fn batch(series: &[Row]) -> Batch {
         Batch {
             tier: Tier::Standard,
             series: series

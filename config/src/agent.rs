@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use surge_model::{EscapingScheme, NameValidationScheme, Tier, is_valid_label_name};
 
 use crate::cloudwatch::{EmfConfig, PutMetricDataConfig};
+use crate::otlp::OtlpConfig;
 use crate::path::FieldPath;
 use crate::relabel::RelabelConfig;
 use crate::remote_write::RemoteWriteConfig;
@@ -36,6 +37,9 @@ pub struct AgentConfig {
     pub emf: Vec<EmfConfig>,
     /// CloudWatch `PutMetricData` outputs.
     pub cloudwatch: Vec<PutMetricDataConfig>,
+    /// OpenTelemetry (OTLP) metrics destinations, beside `remote_write`: every scraped batch goes to
+    /// each of them too.
+    pub otlp: Vec<OtlpConfig>,
 }
 
 impl Default for AgentConfig {
@@ -49,6 +53,7 @@ impl Default for AgentConfig {
             remote_write: Vec::new(),
             emf: Vec::new(),
             cloudwatch: Vec::new(),
+            otlp: Vec::new(),
         }
     }
 }

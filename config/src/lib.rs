@@ -40,6 +40,7 @@ mod error;
 mod fields;
 mod file_sd;
 mod load;
+mod otlp;
 mod path;
 mod policy;
 mod relabel;
@@ -70,6 +71,10 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Position};
 pub use file_sd::{expand_file_sd_globs, load_file_sd, parse_file_sd};
+pub use otlp::{
+    OtlpCompression, OtlpConfig, OtlpProtocol, OtlpQueueConfig, OtlpTlsConfig,
+    default_resource_attributes,
+};
 pub use path::{FieldPath, PathSegment};
 pub use policy::{ActuationMode, PolicyConfig, ScheduleConfig};
 pub use relabel::{
@@ -152,6 +157,11 @@ impl Config {
         {
             if rw.name.is_empty() {
                 rw.name = rw.url_authority().to_owned();
+            }
+        }
+        for (i, o) in self.agent.otlp.iter_mut().enumerate() {
+            if o.name.is_empty() {
+                o.name = otlp::OtlpConfig::default_name(i);
             }
         }
     }

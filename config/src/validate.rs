@@ -90,6 +90,7 @@ fn agent(p: &mut Problems, at: &FieldPath, a: &AgentConfig) {
     }
     remote_writes(p, &at.key("remote_write"), &a.remote_write);
     cloudwatch_outputs(p, at, a);
+    otlps(p, &at.key("otlp"), &a.otlp, &a.remote_write);
 }
 
 /// `emf` and `cloudwatch`: each entry's own checks (beside the types, in cloudwatch.rs) and unique
@@ -124,6 +125,35 @@ fn cloudwatch_outputs(p: &mut Problems, at: &FieldPath, a: &AgentConfig) {
             );
         } else {
             names.insert(name, here);
+        }
+    }
+}
+
+/// The OTLP destinations: each entry's own checks (beside the type, in otlp.rs) and unique names.
+fn otlps(
+    p: &mut Problems,
+    at: &FieldPath,
+    outputs: &[crate::otlp::OtlpConfig],
+    remote_writes: &[RemoteWriteConfig],
+) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, o) in outputs.iter().enumerate() {
+        let at = at.index(i);
+        for (field, message) in o.problems() {
+            p.add(at.join(&field), message);
+        }
+        if let Some(first) = names.insert(&o.name, i) {
+            p.add(
+                at.key("name"),
+                format!("name {:?} is already used by otlp[{first}]", o.name),
+            );
+            names.insert(&o.name, first);
+        } else if let Some(rw) = remote_writes.iter().position(|rw| rw.name == o.name) {
+            // Both kinds count in the same metric families, by `destination`.
+            p.add(
+                at.key("name"),
+                format!("name {:?} is already used by remote_write[{rw}]", o.name),
+            );
         }
     }
 }
@@ -412,7 +442,7 @@ fn remote_write(p: &mut Problems, at: &FieldPath, rw: &RemoteWriteConfig) {
     }
 }
 
-fn url_problem(url: &str) -> Option<String> {
+pub(crate) fn url_problem(url: &str) -> Option<String> {
     if url.is_empty() {
         return Some("url is required".to_owned());
     }

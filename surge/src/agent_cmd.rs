@@ -63,7 +63,10 @@ pub fn main(config: &Path) -> ExitCode {
         let registry = Arc::new(Mutex::new(prometheus_client::registry::Registry::default()));
         // CloudWatch outputs (EMF, PutMetricData): built here so the agent never links the AWS SDK.
         if !cfg.agent.emf.is_empty() || !cfg.agent.cloudwatch.is_empty() {
-            let metrics = surge_sender::SenderMetrics::new(&mut registry.lock());
+            let metrics = spec
+                .sender_metrics
+                .get_or_insert_with(|| surge_sender::SenderMetrics::new(&mut registry.lock()))
+                .clone();
             match surge_cloudwatch::start_outputs(&cfg.agent, &metrics).await {
                 Ok(outputs) => spec.outputs.extend(outputs),
                 Err(e) => {
@@ -71,7 +74,26 @@ pub fn main(config: &Path) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            spec.sender_metrics = Some(metrics);
+        }
+        // OTLP outputs: built here so the agent never links tonic or opentelemetry.
+        if !cfg.agent.otlp.is_empty() {
+            let mut r = registry.lock();
+            let metrics = spec
+                .sender_metrics
+                .get_or_insert_with(|| surge_sender::SenderMetrics::new(&mut r))
+                .clone();
+            let otlp_metrics = surge_otlp::OtlpMetrics::new(&mut r);
+            for o in &cfg.agent.otlp {
+                let started = surge_otlp::OtlpOptions::from_config(o)
+                    .and_then(|opts| surge_otlp::start(&opts, &metrics, &otlp_metrics));
+                match started {
+                    Ok(output) => spec.outputs.push(output),
+                    Err(e) => {
+                        eprintln!("surge: otlp {}: {e}", o.name);
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
         }
         let agent = match Agent::start(spec, registry, file_sd_loader(), glob_expander()).await {
             Ok(a) => a,

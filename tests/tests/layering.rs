@@ -261,6 +261,38 @@ fn violations(g: &Graph) -> Vec<String> {
             ));
         }
     }
+    // Only the OTLP output depends on opentelemetry* and tonic (gRPC's stack); processes reach them
+    // through it: the binary builds OTLP outputs and hands them to the agent as `dyn Output`.
+    let is_otlp_stack = |to: &str| to.starts_with("opentelemetry") || to == "tonic";
+    for name in &g.workspace {
+        if name == "surge-otlp" {
+            continue;
+        }
+        let direct = g
+            .edges
+            .get(name)
+            .into_iter()
+            .flatten()
+            .any(|(to, normal)| *normal && is_otlp_stack(to));
+        if direct {
+            out.push(format!(
+                "only surge-otlp depends on opentelemetry and tonic: {name} has one as a normal dependency"
+            ));
+        }
+        if ["surge", "surge-tests"].contains(&name.as_str()) {
+            continue;
+        }
+        if let Some((_, path)) = g
+            .linked(name)
+            .into_iter()
+            .find(|(dep, _)| is_otlp_stack(dep))
+        {
+            out.push(format!(
+                "only surge-otlp and the binary link opentelemetry and tonic: {}",
+                path.join(" → ")
+            ));
+        }
+    }
     // Only the Kubernetes adapter links kube; the binary reaches it through the adapter. The test crate's
     // library is test infrastructure (kubelet-play drives a real control plane), never part of a process.
     for name in &g.workspace {
@@ -446,6 +478,18 @@ fn the_checker_reports_each_kind_of_break() {
             "surge-k8s",
             true,
             "only surge-k8s and the binary link kube: surge-aggregator → surge-k8s",
+        ),
+        (
+            "surge-agent",
+            "surge-otlp",
+            true,
+            "only surge-otlp and the binary link opentelemetry and tonic: surge-agent → surge-otlp → ",
+        ),
+        (
+            "surge-aggregator",
+            "tonic",
+            true,
+            "only surge-otlp depends on opentelemetry and tonic: surge-aggregator",
         ),
     ];
     for (from, to, normal, expect) in cases {

@@ -7,7 +7,7 @@
 //! (LocalStack never throttles, and accepts any credential): the proxy answers a scripted number of
 //! requests itself, in the wire shape AWS uses, and forwards the rest.
 //!
-//! Needs LocalStack: `/work/shared/aws/localstack-up.sh` (or `$SURGE_LOCALSTACK_UP`), which builds its
+//! Needs LocalStack: `../shared/aws/localstack-up.sh` beside the checkout (or `$SURGE_LOCALSTACK_UP`), which builds its
 //! virtualenv on first use; `$SURGE_LOCALSTACK_ENDPOINT` reuses one already running instead.
 
 #![allow(clippy::unwrap_used)]
@@ -52,8 +52,10 @@ fn localstack() -> &'static LocalStack {
         }
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("surge-cw-localstack-{port}"));
-        let script = std::env::var("SURGE_LOCALSTACK_UP")
-            .unwrap_or_else(|_| "/work/shared/aws/localstack-up.sh".to_owned());
+        // `../shared` beside the checkout, as CI lays it out.
+        let script = std::env::var("SURGE_LOCALSTACK_UP").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/aws/localstack-up.sh").to_owned()
+        });
         let out = std::process::Command::new("bash")
             .arg(&script)
             .arg(&dir)

@@ -2988,3 +2988,124 @@ fn test_multiple_hpas() {
         assert_eq!(events, [(8, true), (4, false), (9, false), (11, false)]);
     }
 }
+
+/// The selector and `/scale` cases written as scenarios (`initial.scale`, `fail_scale_get`,
+/// `fail_scale_update`), as `surge simulate` replays them: CPU at 50 % of a 30 % target asks for 5 of
+/// 3 replicas whenever the controller gets that far.
+#[test]
+fn test_scale_and_selector_cases_as_scenarios() {
+    let replay = |initial_scale: &str, entry: &str| {
+        let yaml = format!(
+            "policy:
+  hpa: |
+    apiVersion: autoscaling/v2
+    kind: HorizontalPodAutoscaler
+    metadata: {{name: test-hpa, namespace: test-namespace}}
+    spec:
+      scaleTargetRef: {{apiVersion: v1, kind: ReplicationController, name: test-rc}}
+      minReplicas: 2
+      maxReplicas: 6
+      metrics:
+      - type: Resource
+        resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 30}}}}
+initial:
+  replicas: 3
+  pod_template: {{requests: {{cpu: '1'}}}}
+{initial_scale}
+timeline:
+  - at: 0s
+    metrics: {{cpu: 500m}}
+{entry}
+end: 15s
+"
+        );
+        let s = surge_engine::scenario::parse(&yaml)
+            .unwrap_or_else(|e| panic!("scenario rejected:\n{e}\n{yaml}"));
+        surge_engine::scenario::simulate(&s)
+            .iter()
+            .map(|step| {
+                let d = &step.decision;
+                let active = d.condition("ScalingActive").map(|c| c.reason.clone());
+                let able = d
+                    .condition("AbleToScale")
+                    .map(|c| (c.status, c.reason.clone()));
+                (step.replicas, active, able)
+            })
+            .collect::<Vec<_>>()
+    };
+    let scale = |selector: &str, labels: &str, other: &str| {
+        format!(
+            "  scale:\n    selector: '{selector}'\n    pod_labels: {labels}\n    other_hpas: \
+             [{{key: test-namespace/test-hpa-2, selector: '{other}'}}]"
+        )
+    };
+    let inactive = |reason: &str| (3, Some(reason.to_owned()), None);
+    let valid = Some("ValidMetricFound".to_owned());
+    let rescaled = (
+        5,
+        valid.clone(),
+        Some((true, "SucceededRescale".to_owned())),
+    );
+    let plain = "{name: test-pod}";
+    let both = "{name: test-pod, cheddar: cheese}";
+    for (name, initial, entry, want) in [
+        (
+            "TestConditionNoAmbiguousSelectorWhenNoSelectorOverlapBetweenHPAs",
+            scale("name=test-pod", plain, "cheddar=cheese"),
+            "",
+            vec![
+                rescaled.clone(),
+                (5, valid.clone(), Some((true, "ReadyForNewScale".into()))),
+            ],
+        ),
+        (
+            "TestConditionAmbiguousSelectorWhenFullSelectorOverlapBetweenHPAs",
+            scale("name=test-pod", plain, "name=test-pod"),
+            "",
+            vec![inactive("AmbiguousSelector"); 2],
+        ),
+        (
+            "TestConditionAmbiguousSelectorWhenPartialSelectorOverlapBetweenHPAs",
+            scale("name=test-pod", both, "cheddar=cheese"),
+            "",
+            vec![inactive("AmbiguousSelector"); 2],
+        ),
+        (
+            "TestConditionInvalidSelectorMissing",
+            scale("", plain, "cheddar=cheese"),
+            "",
+            vec![inactive("InvalidSelector"); 2],
+        ),
+        (
+            "TestConditionInvalidSelectorUnparsable",
+            scale("cheddar cheese", plain, "cheddar=cheese"),
+            "",
+            vec![inactive("InvalidSelector"); 2],
+        ),
+        (
+            // The read fails at 0s only; at 15s the controller scales.
+            "TestConditionFailedGetScale",
+            String::new(),
+            "    fail_scale_get: something went wrong",
+            vec![
+                (3, None, Some((false, "FailedGetScale".to_owned()))),
+                rescaled.clone(),
+            ],
+        ),
+        (
+            "TestConditionFailedUpdateScale",
+            String::new(),
+            "    fail_scale_update: something went wrong",
+            vec![
+                (
+                    3,
+                    valid.clone(),
+                    Some((false, "FailedUpdateScale".to_owned())),
+                ),
+                rescaled.clone(),
+            ],
+        ),
+    ] {
+        assert_eq!(replay(&initial, entry), want, "{name}");
+    }
+}

@@ -42,10 +42,16 @@
 //!       - {name: envoy, restart_policy: Always, requests: {cpu: 100m}}
 //!     resources: {requests: {cpu: "1"}}   # pod-level spec.resources (wins for Resource metrics)
 //!     overhead: {cpu: 50m}       # spec.overhead, added to pod-level requests
+//!   scale:                       # the /scale selector, checked as upstream (InvalidSelector,
+//!     selector: app=web          # AmbiguousSelector); without it the selector is not checked
+//!     pod_labels: {app: web}
+//!     other_hpas: [{key: shop/web-canary, selector: app=web}]
 //! timeline:
 //!   - at: 0s
 //!     metrics:                   # a per-pod value may carry its own timestamp and window
 //!       cpu: {"*": 300m, web-2: {value: 900m, timestamp: -10s, window: 1m}}
+//!     fail_scale_get: timeout    # the next evaluation's /scale read fails (FailedGetScale);
+//!     # fail_scale_update: ...   # or its update, if it scales (FailedUpdateScale)
 //! ```
 //!
 //! Values are Kubernetes quantities read as the HPA reads them (`MilliValue()`): exact int64 milli-units,

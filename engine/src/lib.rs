@@ -33,8 +33,8 @@ pub use decision::{
 pub use hpa::{
     Behavior, ConditionStatus, ContainerRequests, ControllerConfig, HpaInput, HpaSpec, HpaState,
     InitContainerRequests, MetricSample, MetricSource, MetricSpec, MetricTarget, PodInfo,
-    PodMetric, PodPhase, PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy, evaluate_hpa,
-    evaluate_hpa_with_min,
+    PodMetric, PodPhase, PolicyKind, ScaleAccess, ScalingPolicy, ScalingRules, SelectPolicy,
+    evaluate_hpa, evaluate_hpa_with_min, evaluate_hpa_with_scale,
 };
 pub use keda::cluster::ClusterView;
 pub use keda::job::{ScaledJobSpec, evaluate_scaled_job};

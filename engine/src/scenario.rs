@@ -42,10 +42,16 @@
 //!       - {name: envoy, restart_policy: Always, requests: {cpu: 100m}}
 //!     resources: {requests: {cpu: "1"}}   # pod-level spec.resources (wins for Resource metrics)
 //!     overhead: {cpu: 50m}       # spec.overhead, added to pod-level requests
+//!   scale:                       # the /scale selector, checked as upstream (InvalidSelector,
+//!     selector: app=web          # AmbiguousSelector); without it the selector is not checked
+//!     pod_labels: {app: web}
+//!     other_hpas: [{key: shop/web-canary, selector: app=web}]
 //! timeline:
 //!   - at: 0s
 //!     metrics:                   # a per-pod value may carry its own timestamp and window
 //!       cpu: {"*": 300m, web-2: {value: 900m, timestamp: -10s, window: 1m}}
+//!     fail_scale_get: timeout    # the next evaluation's /scale read fails (FailedGetScale);
+//!     # fail_scale_update: ...   # or its update, if it scales (FailedUpdateScale)
 //! ```
 //!
 //! Values are Kubernetes quantities read as the HPA reads them (`MilliValue()`): exact int64 milli-units,
@@ -78,8 +84,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::decision::{Decision, PodCounts, PodGroupNames};
 use crate::hpa::{
     self, ConditionStatus, ContainerRequests, HpaInput, HpaSpec, HpaState, InitContainerRequests,
-    MetricSample, MetricSource, MetricTarget, PodInfo, PodMetric, PodPhase, ScaleEvent,
-    TimestampedRecommendation,
+    MetricSample, MetricSource, MetricTarget, OtherHpa, PodInfo, PodMetric, PodPhase, ScaleAccess,
+    ScaleEvent, TimestampedRecommendation,
 };
 use crate::keda::cluster::ClusterView;
 use crate::keda::manifest::ScaledObjectStatusInput;
@@ -239,9 +245,29 @@ pub struct InitialConfig {
     pub labelled_pods: Vec<LabelledPodsConfig>,
     /// Explicit pods (any number: upstream's test tables often list fewer or more pods than replicas).
     pub pods: Option<Vec<PodConfig>>,
+    /// HPA: the target's `/scale` selector and the namespace's other HPAs, checked as upstream's
+    /// `validateAndParseSelector` does. Without it the selector is not checked.
+    pub scale: Option<ScaleConfig>,
     /// A template for `replicas` identical pods named `<target>-0`, `<target>-1`, … (`name` not allowed).
     /// Without `pods` or `pod_template`, `replicas` pods are made from an empty template.
     pub pod_template: Option<PodConfig>,
+}
+
+/// The target's `/scale` subresource as an HPA replay reads it, and the other HPAs of the namespace
+/// (see [`crate::hpa::ScaleAccess`]).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleConfig {
+    /// `scale.status.selector` as the read returns it, in string form (`name=web`); `""`: the target
+    /// has none (`InvalidSelector`).
+    pub selector: String,
+    /// The labels every pod of the target carries (its template's), matched against `other_hpas`.
+    #[serde(default)]
+    pub pod_labels: BTreeMap<String, String>,
+    /// The other HPAs of the namespace, `{key: <namespace>/<name>, selector: ...}`: one whose selector
+    /// matches the target's pods makes the selector ambiguous (`AmbiguousSelector`).
+    #[serde(default)]
+    pub other_hpas: Vec<OtherHpa>,
 }
 
 /// A pod, or a change to one (in the timeline, only the fields given change).
@@ -384,6 +410,13 @@ pub struct TimelineEntry {
     pub scaled_object: Option<String>,
     /// KEDA: replaces the labelled pod population (see `initial.labelled_pods`).
     pub labelled_pods: Option<Vec<LabelledPodsConfig>>,
+    /// HPA: replaces `initial.scale` (the target's `/scale` selector and the other HPAs).
+    pub scale: Option<ScaleConfig>,
+    /// HPA: the next evaluation's `/scale` read fails with this error (`FailedGetScale`).
+    pub fail_scale_get: Option<String>,
+    /// HPA: the next evaluation's `/scale` update, if it scales, fails with this error
+    /// (`FailedUpdateScale`: the replicas stay).
+    pub fail_scale_update: Option<String>,
 }
 
 /// A metric's value from a timeline entry on. Numbers and Kubernetes quantities (`450m`, `2k`) are both
@@ -485,6 +518,8 @@ pub struct Scenario {
     pub keda_status: ScaledObjectStatusInput,
     /// KEDA: the labelled pods at 0.
     pub labelled_pods: Vec<LabelledPodsConfig>,
+    /// HPA: the `/scale` selector and other HPAs at 0 (`None`: not checked).
+    pub scale: Option<ScaleConfig>,
     /// The controller memory seeded from `history` (absolute times); the default state without it.
     pub history: HpaState,
     /// The window of per-pod samples that do not give theirs, ms.
@@ -534,6 +569,12 @@ pub struct Change {
     pub scaled_object: Option<Box<ScaledObjectSpec>>,
     /// A new labelled pod population.
     pub labelled_pods: Option<Vec<LabelledPodsConfig>>,
+    /// A new `/scale` selector and other HPAs.
+    pub scale: Option<ScaleConfig>,
+    /// The next evaluation's `/scale` read fails with this error.
+    pub fail_scale_get: Option<String>,
+    /// The next evaluation's `/scale` update fails with this error.
+    pub fail_scale_update: Option<String>,
 }
 
 /// One evaluation of the replay.
@@ -1573,6 +1614,9 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         &mut problems,
     );
     let history = read_history(file.history.as_ref(), &clock, &mut problems);
+    if matches!(target.policy, Some(Policy::ScaledObject(_))) {
+        refuse_scale_for_keda(&file, &mut problems);
+    }
     let sample_window_ms = file.sample_window.map_or(SAMPLE_WINDOW_MS, |o| o.0);
     if sample_window_ms <= 0 {
         problems.push(&[key("sample_window")], "must be greater than 0");
@@ -1593,10 +1637,30 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
             end_ms: clock.end_ms,
             keda_status: read_keda_status(&file.policy, &mut problems),
             labelled_pods: file.initial.labelled_pods.clone(),
+            scale: file.initial.scale.clone(),
             history,
             sample_window_ms,
         }),
         _ => Err(problems.into_error()),
+    }
+}
+
+/// The `/scale` inputs are the HPA's: a KEDA replay does not read them, so giving them is a mistake.
+fn refuse_scale_for_keda(file: &ScenarioFile, p: &mut Problems<'_>) {
+    const WHY: &str = "only an HPA policy's replay reads the /scale subresource";
+    if file.initial.scale.is_some() {
+        p.push(&[key("initial"), key("scale")], WHY);
+    }
+    for (i, entry) in file.timeline.iter().enumerate() {
+        for (field, given) in [
+            ("scale", entry.scale.is_some()),
+            ("fail_scale_get", entry.fail_scale_get.is_some()),
+            ("fail_scale_update", entry.fail_scale_update.is_some()),
+        ] {
+            if given {
+                p.push(&[key("timeline"), Seg::Index(i), key(field)], WHY);
+            }
+        }
     }
 }
 
@@ -2046,6 +2110,9 @@ fn read_change(
         replicas: entry.replicas,
         scaled_object,
         labelled_pods: entry.labelled_pods.clone(),
+        scale: entry.scale.clone(),
+        fail_scale_get: entry.fail_scale_get.clone(),
+        fail_scale_update: entry.fail_scale_update.clone(),
     }
 }
 
@@ -2182,11 +2249,35 @@ struct World<'a> {
     scaled_object: Option<ScaledObjectSpec>,
     /// The labelled pods for `kubernetes-workload` triggers.
     labelled_pods: Vec<LabelledPodsConfig>,
+    /// HPA: the `/scale` selector and other HPAs as last set.
+    scale: Option<ScaleConfig>,
+    /// HPA: failures of the next evaluation's `/scale` read and update.
+    fail_scale_get: Option<String>,
+    fail_scale_update: Option<String>,
 }
 
 impl World<'_> {
     fn pods_at(&self, now: i64) -> Vec<PodInfo> {
         self.pods.iter().map(|p| p.at(now)).collect()
+    }
+
+    /// What this evaluation's `/scale` read and update return; the injected failures are used up.
+    fn scale_access(&mut self, pods: &[PodInfo]) -> ScaleAccess {
+        let mut access = ScaleAccess {
+            get_error: self.fail_scale_get.take(),
+            update_error: self.fail_scale_update.take(),
+            ..ScaleAccess::default()
+        };
+        if let Some(scale) = &self.scale {
+            access.selector = Some(scale.selector.clone());
+            access.hpa_key.clone_from(&self.scenario.workload);
+            access.other_hpas.clone_from(&scale.other_hpas);
+            access.pod_labels = pods
+                .iter()
+                .map(|p| (p.name.clone(), scale.pod_labels.clone()))
+                .collect();
+        }
+        access
     }
 
     fn apply(&mut self, change: &Change) {
@@ -2200,6 +2291,15 @@ impl World<'_> {
         }
         if let Some(l) = &change.labelled_pods {
             self.labelled_pods = l.clone();
+        }
+        if let Some(scale) = &change.scale {
+            self.scale = Some(scale.clone());
+        }
+        if let Some(e) = &change.fail_scale_get {
+            self.fail_scale_get = Some(e.clone());
+        }
+        if let Some(e) = &change.fail_scale_update {
+            self.fail_scale_update = Some(e.clone());
         }
         for cfg in &change.pods {
             let Some(name) = &cfg.name else { continue };
@@ -2427,6 +2527,9 @@ pub fn simulate(s: &Scenario) -> Vec<Step> {
         next_index: u64::try_from(s.initial_pods.len()).unwrap_or(0),
         scaled_object: None,
         labelled_pods: s.labelled_pods.clone(),
+        scale: s.scale.clone(),
+        fail_scale_get: None,
+        fail_scale_update: None,
     };
     let mut hpa_state = s.history.clone();
     let mut keda_state = KedaState {
@@ -2459,6 +2562,7 @@ pub fn simulate(s: &Scenario) -> Vec<Step> {
                         MetricShape::External | MetricShape::Trigger => world.single(k, true),
                     })
                     .collect();
+                let access = world.scale_access(&pods);
                 let input = HpaInput {
                     current_replicas: before,
                     status_replicas,
@@ -2466,7 +2570,8 @@ pub fn simulate(s: &Scenario) -> Vec<Step> {
                     metrics,
                 };
                 let min = Schedule::effective_min(&s.schedules, spec.min_replicas, now);
-                let d = hpa::evaluate_hpa_with_min(spec, &mut hpa_state, &input, now, min);
+                let d =
+                    hpa::evaluate_hpa_with_scale(spec, &mut hpa_state, &input, &access, now, min);
                 (d, min, keys.into_iter().map(|(k, _)| k).collect::<Vec<_>>())
             }
             Policy::ScaledObject(initial) => {

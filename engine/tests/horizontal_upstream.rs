@@ -3,18 +3,18 @@
 //!
 //! Revision: kubernetes/kubernetes commit 003e86297d18a8538c9da3619871393f9703bf70 (the v1.36 line of
 //! the file: `ktesting`, `autoscalingapiv2`, events of both directions in `TestScalingWithRules`).
-//! Every test function of the file is ported here except those that test what the caller does in
-//! surge, not the engine: selector parsing and overlap between HPAs
-//! (`TestConditionInvalidSelectorMissing`, `TestConditionInvalidSelectorUnparsable`,
-//! `TestConditionAmbiguousSelectorWhen{Full,Partial}SelectorOverlapBetweenHPAs`), reading and
-//! updating the scale subresource (`TestConditionFailedGetScale`, `TestConditionFailedUpdateScale`),
-//! and the Go monitor labels and event recorder that every `testCase` also checks.
+//! Every test function of the file is ported here (84/84). The `/scale` subresource and the other HPAs
+//! of the namespace are inputs ([`ScaleAccess`]): the selector cases (`TestConditionInvalidSelector*`,
+//! `TestCondition{No,}AmbiguousSelectorWhen*SelectorOverlapBetweenHPAs`) pass the selector the scale
+//! read returns and the other HPA's, and `TestConditionFailed{Get,Update}Scale` the failed read or
+//! write. Not ported are the Go monitor labels and event recorder that every `testCase` also checks.
 
 // Test helpers may unwrap (a panic is a failed test) and tables are wide tuples by design.
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
 use std::collections::BTreeMap;
 
+use surge_engine::hpa::OtherHpa;
 use surge_engine::hpa::rules::{
     self, calculate_scale_down_limit_with_behaviors, calculate_scale_up_limit_with_scaling_rules,
     convert_desired_replicas_with_behavior_rate, convert_desired_replicas_with_rules,
@@ -26,7 +26,7 @@ use surge_engine::hpa::{
     PodInfo, PodMetric, PolicyKind, ScaleEvent, ScalingPolicy, ScalingRules, SelectPolicy,
     TimestampedRecommendation,
 };
-use surge_engine::{ControllerConfig, evaluate_hpa};
+use surge_engine::{ControllerConfig, ScaleAccess, evaluate_hpa, evaluate_hpa_with_scale};
 
 const NOW: i64 = 1_700_000_000_000;
 const MIN: i64 = 60_000;
@@ -1423,6 +1423,9 @@ struct Case {
     no_pods: bool,
     /// `recommendations` seeded into the controller (non-empty).
     recommendations: Vec<TimestampedRecommendation>,
+    /// What the `/scale` read and write return, and the namespace's other HPAs (default: the read
+    /// succeeds and the selector is not checked).
+    scale: ScaleAccess,
 }
 
 impl Default for Case {
@@ -1449,6 +1452,7 @@ impl Default for Case {
             invalid_metric: false,
             no_pods: false,
             recommendations: Vec::new(),
+            scale: ScaleAccess::default(),
         }
     }
 }
@@ -1621,7 +1625,38 @@ fn reconcile_decision(c: &Case) -> surge_engine::Decision {
         pods,
         metrics: samples,
     };
-    evaluate_hpa(&spec, &mut state, &input, NOW)
+    evaluate_hpa_with_scale(&spec, &mut state, &input, &c.scale, NOW, spec.min_replicas)
+}
+
+/// Upstream's `/scale` read and `hpaSelectors` for the selector cases: the target's
+/// `scale.status.selector` as read (`""`: none), another HPA `test-hpa-2` of the namespace whose
+/// target selects `other`, and `pods` pods labelled `name: test-pod` plus `extra`.
+fn selector_access(
+    selector: &str,
+    other: Option<&str>,
+    extra: &[(&str, &str)],
+    pods: usize,
+) -> ScaleAccess {
+    let labels: BTreeMap<String, String> = [("name", "test-pod")]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    ScaleAccess {
+        selector: Some(selector.to_owned()),
+        hpa_key: "test-namespace/test-hpa".to_owned(),
+        other_hpas: other
+            .map(|o| OtherHpa {
+                key: "test-namespace/test-hpa-2".to_owned(),
+                selector: o.to_owned(),
+            })
+            .into_iter()
+            .collect(),
+        pod_labels: (0..pods)
+            .map(|i| (format!("test-pod-{i}"), labels.clone()))
+            .collect(),
+        ..ScaleAccess::default()
+    }
 }
 
 #[test]
@@ -2461,6 +2496,15 @@ fn test_case_runs_with_conditions() {
         requests: small.clone(),
         ..Case::default()
     };
+    // The selector and scale cases' inputs, which upstream never reaches the metrics of.
+    let cpu10 = Case {
+        min: 1,
+        max: 100,
+        cpu_target: Some(10),
+        levels: vec![100, 200, 300],
+        requests: small.clone(),
+        ..Case::default()
+    };
     let scaling_inactive = |reason| {
         vec![
             ("AbleToScale", true, "SucceededGetScale"),
@@ -2533,11 +2577,85 @@ fn test_case_runs_with_conditions() {
             scaling_inactive("FailedGetResourceMetric"),
         ),
         (
-            // The other HPA's selector does not overlap: the caller passes this HPA its pods.
             "TestConditionNoAmbiguousSelectorWhenNoSelectorOverlapBetweenHPAs",
-            cpu30.clone(),
+            Case {
+                scale: selector_access("name=test-pod", Some("cheddar=cheese"), &[], 3),
+                ..cpu30.clone()
+            },
             5,
             status_ok(&[]),
+        ),
+        (
+            "TestConditionAmbiguousSelectorWhenFullSelectorOverlapBetweenHPAs",
+            Case {
+                scale: selector_access("name=test-pod", Some("name=test-pod"), &[], 3),
+                ..cpu30.clone()
+            },
+            3,
+            scaling_inactive("AmbiguousSelector"),
+        ),
+        (
+            // Upstream's pods carry `cheddar: cheese` too, which test-hpa-2 selects.
+            "TestConditionAmbiguousSelectorWhenPartialSelectorOverlapBetweenHPAs",
+            Case {
+                scale: selector_access(
+                    "name=test-pod",
+                    Some("cheddar=cheese"),
+                    &[("cheddar", "cheese")],
+                    3,
+                ),
+                ..cpu30.clone()
+            },
+            3,
+            scaling_inactive("AmbiguousSelector"),
+        ),
+        (
+            // The scale read returns no selector.
+            "TestConditionInvalidSelectorMissing",
+            Case {
+                scale: selector_access("", None, &[], 3),
+                ..cpu10.clone()
+            },
+            3,
+            scaling_inactive("InvalidSelector"),
+        ),
+        (
+            "TestConditionInvalidSelectorUnparsable",
+            Case {
+                scale: selector_access("cheddar cheese", None, &[], 3),
+                ..cpu10.clone()
+            },
+            3,
+            scaling_inactive("InvalidSelector"),
+        ),
+        (
+            "TestConditionFailedGetScale",
+            Case {
+                scale: ScaleAccess {
+                    get_error: Some("something went wrong".to_owned()),
+                    ..ScaleAccess::default()
+                },
+                ..cpu10.clone()
+            },
+            3,
+            vec![("AbleToScale", false, "FailedGetScale")],
+        ),
+        (
+            "TestConditionFailedUpdateScale",
+            Case {
+                min: 1,
+                max: 5,
+                cpu_target: Some(100),
+                levels: vec![150, 150, 150],
+                requests: small.clone(),
+                scale: ScaleAccess {
+                    update_error: Some("something went wrong".to_owned()),
+                    ..ScaleAccess::default()
+                },
+                ..Case::default()
+            },
+            3,
+            status_ok(&[("AbleToScale", false, "FailedUpdateScale")]),
         ),
         (
             "TestConditionFailedGetMetrics/FailedGetResourceMetric",
@@ -2682,7 +2800,93 @@ fn test_case_runs_with_conditions() {
         failed.len(),
         failed.join("\n")
     );
-    assert_eq!(total, 19);
+    assert_eq!(total, 25);
+}
+
+/// The messages of the `/scale` and selector conditions (upstream's status update clears them, so the
+/// rows above compare reasons only) and what each failure leaves in the controller's state: a failed
+/// read returns before `recordInitialRecommendation`, a failed update records no scale event.
+#[test]
+fn test_scale_access_messages_and_state() {
+    let base = Case {
+        min: 1,
+        max: 5,
+        cpu_target: Some(100),
+        levels: vec![150, 150, 150],
+        requests: vec![100; 3],
+        scale_up_rules: Some(rules(4, 60, 0, 0, 0)),
+        ..Case::default()
+    };
+    let message = |scale: ScaleAccess, kind: &str| {
+        let d = reconcile_decision(&Case {
+            scale,
+            ..base.clone()
+        });
+        d.condition(kind).unwrap().message.clone()
+    };
+    assert_eq!(
+        message(selector_access("", None, &[], 3), "ScalingActive"),
+        "the HPA target's scale is missing a selector"
+    );
+    assert!(
+        message(
+            selector_access("cheddar cheese", None, &[], 3),
+            "ScalingActive"
+        )
+        .starts_with("couldn't convert selector into a corresponding internal selector object: ")
+    );
+    assert_eq!(
+        message(
+            selector_access("name=test-pod", Some("name=test-pod"), &[], 3),
+            "ScalingActive"
+        ),
+        "pods by selector name=test-pod are controlled by multiple HPAs: \
+         [test-namespace/test-hpa test-namespace/test-hpa-2]"
+    );
+    let failing = |get: bool| ScaleAccess {
+        get_error: get.then(|| "something went wrong".to_owned()),
+        update_error: (!get).then(|| "something went wrong".to_owned()),
+        ..ScaleAccess::default()
+    };
+    assert_eq!(
+        message(failing(true), "AbleToScale"),
+        "the HPA controller was unable to get the target's current scale: something went wrong"
+    );
+    assert_eq!(
+        message(failing(false), "AbleToScale"),
+        "the HPA controller was unable to update the target scale: something went wrong"
+    );
+
+    let spec = HpaSpec {
+        min_replicas: 1,
+        max_replicas: 5,
+        metrics: Vec::new(),
+        behavior: Some(Behavior {
+            scale_up: rules(4, 60, 0, 0, 0),
+            scale_down: ScalingRules::default_scale_down(),
+        }),
+        controller: ControllerConfig::default(),
+    };
+    let input = HpaInput {
+        current_replicas: 6,
+        status_replicas: 6,
+        ..HpaInput::default()
+    };
+    let run = |scale: &ScaleAccess| {
+        let mut state = HpaState::default();
+        let d = evaluate_hpa_with_scale(&spec, &mut state, &input, scale, NOW, 1);
+        (d.desired_replicas, d.scale, state)
+    };
+    let (desired, scaled, state) = run(&failing(true));
+    assert_eq!((desired, scaled, state), (6, false, HpaState::default()));
+    let (desired, scaled, state) = run(&failing(false));
+    assert_eq!((desired, scaled), (6, false));
+    assert!(state.initialized && state.scale_down_events.is_empty());
+    let (desired, scaled, state) = run(&ScaleAccess::default());
+    assert_eq!(
+        (desired, scaled, state.scale_down_events.len()),
+        (5, true, 1)
+    );
 }
 
 #[test]
@@ -2782,5 +2986,126 @@ fn test_multiple_hpas() {
             .map(|e| (e.change, e.outdated))
             .collect();
         assert_eq!(events, [(8, true), (4, false), (9, false), (11, false)]);
+    }
+}
+
+/// The selector and `/scale` cases written as scenarios (`initial.scale`, `fail_scale_get`,
+/// `fail_scale_update`), as `surge simulate` replays them: CPU at 50 % of a 30 % target asks for 5 of
+/// 3 replicas whenever the controller gets that far.
+#[test]
+fn test_scale_and_selector_cases_as_scenarios() {
+    let replay = |initial_scale: &str, entry: &str| {
+        let yaml = format!(
+            "policy:
+  hpa: |
+    apiVersion: autoscaling/v2
+    kind: HorizontalPodAutoscaler
+    metadata: {{name: test-hpa, namespace: test-namespace}}
+    spec:
+      scaleTargetRef: {{apiVersion: v1, kind: ReplicationController, name: test-rc}}
+      minReplicas: 2
+      maxReplicas: 6
+      metrics:
+      - type: Resource
+        resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 30}}}}
+initial:
+  replicas: 3
+  pod_template: {{requests: {{cpu: '1'}}}}
+{initial_scale}
+timeline:
+  - at: 0s
+    metrics: {{cpu: 500m}}
+{entry}
+end: 15s
+"
+        );
+        let s = surge_engine::scenario::parse(&yaml)
+            .unwrap_or_else(|e| panic!("scenario rejected:\n{e}\n{yaml}"));
+        surge_engine::scenario::simulate(&s)
+            .iter()
+            .map(|step| {
+                let d = &step.decision;
+                let active = d.condition("ScalingActive").map(|c| c.reason.clone());
+                let able = d
+                    .condition("AbleToScale")
+                    .map(|c| (c.status, c.reason.clone()));
+                (step.replicas, active, able)
+            })
+            .collect::<Vec<_>>()
+    };
+    let scale = |selector: &str, labels: &str, other: &str| {
+        format!(
+            "  scale:\n    selector: '{selector}'\n    pod_labels: {labels}\n    other_hpas: \
+             [{{key: test-namespace/test-hpa-2, selector: '{other}'}}]"
+        )
+    };
+    let inactive = |reason: &str| (3, Some(reason.to_owned()), None);
+    let valid = Some("ValidMetricFound".to_owned());
+    let rescaled = (
+        5,
+        valid.clone(),
+        Some((true, "SucceededRescale".to_owned())),
+    );
+    let plain = "{name: test-pod}";
+    let both = "{name: test-pod, cheddar: cheese}";
+    for (name, initial, entry, want) in [
+        (
+            "TestConditionNoAmbiguousSelectorWhenNoSelectorOverlapBetweenHPAs",
+            scale("name=test-pod", plain, "cheddar=cheese"),
+            "",
+            vec![
+                rescaled.clone(),
+                (5, valid.clone(), Some((true, "ReadyForNewScale".into()))),
+            ],
+        ),
+        (
+            "TestConditionAmbiguousSelectorWhenFullSelectorOverlapBetweenHPAs",
+            scale("name=test-pod", plain, "name=test-pod"),
+            "",
+            vec![inactive("AmbiguousSelector"); 2],
+        ),
+        (
+            "TestConditionAmbiguousSelectorWhenPartialSelectorOverlapBetweenHPAs",
+            scale("name=test-pod", both, "cheddar=cheese"),
+            "",
+            vec![inactive("AmbiguousSelector"); 2],
+        ),
+        (
+            "TestConditionInvalidSelectorMissing",
+            scale("", plain, "cheddar=cheese"),
+            "",
+            vec![inactive("InvalidSelector"); 2],
+        ),
+        (
+            "TestConditionInvalidSelectorUnparsable",
+            scale("cheddar cheese", plain, "cheddar=cheese"),
+            "",
+            vec![inactive("InvalidSelector"); 2],
+        ),
+        (
+            // The read fails at 0s only; at 15s the controller scales.
+            "TestConditionFailedGetScale",
+            String::new(),
+            "    fail_scale_get: something went wrong",
+            vec![
+                (3, None, Some((false, "FailedGetScale".to_owned()))),
+                rescaled.clone(),
+            ],
+        ),
+        (
+            "TestConditionFailedUpdateScale",
+            String::new(),
+            "    fail_scale_update: something went wrong",
+            vec![
+                (
+                    3,
+                    valid.clone(),
+                    Some((false, "FailedUpdateScale".to_owned())),
+                ),
+                rescaled.clone(),
+            ],
+        ),
+    ] {
+        assert_eq!(replay(&initial, entry), want, "{name}");
     }
 }

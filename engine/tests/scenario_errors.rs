@@ -182,3 +182,42 @@ fn shape_errors_name_the_field_and_place() {
         assert!(problems[0].starts_with(want), "{yaml}\n{}", problems[0]);
     }
 }
+
+/// The `/scale` inputs are the HPA's: a ScaledObject replay refuses them, each at its field.
+#[test]
+fn scale_inputs_are_refused_for_a_scaled_object() {
+    let problems = check(
+        "policy:
+  scaledObject: |
+    apiVersion: keda.sh/v1alpha1
+    kind: ScaledObject
+    metadata: {name: web, namespace: shop}
+    spec:
+      scaleTargetRef: {name: web}
+      triggers:
+      - type: cron
+        name: day
+        metadata: {timezone: UTC, start: 0 8 * * *, end: 0 18 * * *, desiredReplicas: '3'}
+initial:
+  replicas: 1
+  scale: {selector: app=web}
+timeline:
+  - at: 0s
+    fail_scale_get: timeout
+    fail_scale_update: conflict
+end: 15s
+",
+    );
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    for (problem, field) in problems.iter().zip([
+        "initial.scale",
+        "timeline[0].fail_scale_get",
+        "timeline[0].fail_scale_update",
+    ]) {
+        assert!(
+            problem.contains(field)
+                && problem.contains("only an HPA policy's replay reads the /scale subresource"),
+            "{problem}"
+        );
+    }
+}

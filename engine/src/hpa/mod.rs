@@ -12,6 +12,9 @@ use crate::decision::{Condition, Decision, DecisionInputs};
 
 pub mod calc;
 pub mod rules;
+pub mod scale;
+
+pub use scale::{OtherHpa, ScaleAccess};
 
 /// Default global tolerance (`--horizontal-pod-autoscaler-tolerance`).
 pub const DEFAULT_TOLERANCE: f64 = 0.1;
@@ -511,6 +514,26 @@ pub fn evaluate_hpa_with_min(
     now_ms: i64,
     min_replicas: i32,
 ) -> Decision {
+    evaluate_hpa_with_scale(
+        spec,
+        state,
+        input,
+        &ScaleAccess::default(),
+        now_ms,
+        min_replicas,
+    )
+}
+
+/// [`evaluate_hpa_with_min`] with what the caller's `/scale` read and write returned (see
+/// [`ScaleAccess`]): a failed read, a missing, unparsable or ambiguous selector, a failed update.
+pub fn evaluate_hpa_with_scale(
+    spec: &HpaSpec,
+    state: &mut HpaState,
+    input: &HpaInput,
+    scale: &ScaleAccess,
+    now_ms: i64,
+    min_replicas: i32,
+) -> Decision {
     let current = input.current_replicas.max(0);
     let max_replicas = spec.max_replicas.max(0);
     let min_replicas = min_replicas.clamp(0, i32::MAX);
@@ -542,6 +565,18 @@ pub fn evaluate_hpa_with_min(
         keda: None,
     };
 
+    if let Some(error) = &scale.get_error {
+        d.set_condition(Condition::new(
+            "AbleToScale",
+            false,
+            "FailedGetScale",
+            format!("the HPA controller was unable to get the target's current scale: {error}"),
+        ));
+        d.reason = format!("not scaling: failed to query scale subresource: {error}");
+        d.error = Some(error.clone());
+        return d;
+    }
+
     // recordInitialRecommendation.
     if !state.initialized {
         state.initialized = true;
@@ -568,6 +603,18 @@ pub fn evaluate_hpa_with_min(
         desired = min_replicas;
         d.reason = "Current number of replicas below Spec.MinReplicas".to_owned();
     } else {
+        let pod_names: Vec<&str> = input.pods.iter().map(|p| p.name.as_str()).collect();
+        if let Err(problem) = scale.validate_selector(&pod_names) {
+            d.set_condition(Condition::new(
+                "ScalingActive",
+                false,
+                problem.reason,
+                problem.message,
+            ));
+            d.reason = format!("not scaling: {}", problem.error);
+            d.error = Some(problem.error);
+            return d;
+        }
         let computed = calc::compute_replicas_for_metrics(spec, input, tolerances, now_ms);
         d.metrics = computed.proposals;
         let Some((metric_desired, metric_name)) = computed.replicas else {
@@ -636,7 +683,19 @@ pub fn evaluate_hpa_with_min(
     }
 
     let desired = desired.max(0);
-    if desired != current {
+    if let Some(error) = scale.update_error.as_ref().filter(|_| desired != current) {
+        d.set_condition(Condition::new(
+            "AbleToScale",
+            false,
+            "FailedUpdateScale",
+            format!("the HPA controller was unable to update the target scale: {error}"),
+        ));
+        d.reason = format!(
+            "failed to rescale {current}→{desired}: {error}: {}",
+            d.reason
+        );
+        d.error = Some(error.clone());
+    } else if desired != current {
         d.scale = true;
         d.desired_replicas = desired;
         rules::store_scale_event(state, spec.behavior.as_ref(), now_ms, current, desired);

@@ -54,7 +54,11 @@ fn localstack() -> &'static LocalStack {
         let dir = std::env::temp_dir().join(format!("surge-cw-localstack-{port}"));
         // `../shared` beside the checkout, as CI lays it out.
         let script = std::env::var("SURGE_LOCALSTACK_UP").unwrap_or_else(|_| {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/aws/localstack-up.sh").to_owned()
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/aws/localstack-up.sh"
+            )
+            .to_owned()
         });
         let out = std::process::Command::new("bash")
             .arg(&script)

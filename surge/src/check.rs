@@ -117,15 +117,14 @@ pub fn check(cfg: &Config, files: Files) -> Result<CheckSummary, ConfigErrors> {
     };
     // The agent spec already maps (and reports) the agent's destinations; the aggregator's are new here.
     let agent_rw = root.key("agent").key("remote_write");
-    remote_writes(cfg, &agent_rw, &cfg.agent.remote_write, false, &mut errors);
+    let mut destinations = Destinations {
+        files,
+        unchecked: &mut unchecked_files,
+        errors: &mut errors,
+    };
+    destinations.check(cfg, &agent_rw, &cfg.agent.remote_write, false);
     let aggregator_rw = root.key("aggregator").key("remote_write");
-    remote_writes(
-        cfg,
-        &aggregator_rw,
-        &cfg.aggregator.remote_write,
-        true,
-        &mut errors,
-    );
+    destinations.check(cfg, &aggregator_rw, &cfg.aggregator.remote_write, true);
     let policies = match surge_autoscaler::build_policies(cfg) {
         Ok(p) => p.len(),
         Err(e) => {
@@ -159,31 +158,60 @@ pub fn check(cfg: &Config, files: Files) -> Result<CheckSummary, ConfigErrors> {
     }
 }
 
-/// Each destination as its sender would start it (the aggregator refuses invalid options; the agent
-/// would disable the destination and drop everything sent to it). `report_mapping`: whether a
-/// destination that cannot be mapped onto sender options is reported here (or already was).
-fn remote_writes(
-    cfg: &Config,
-    at: &FieldPath,
-    rws: &[RemoteWriteConfig],
-    report_mapping: bool,
-    errors: &mut Vec<ConfigError>,
-) {
-    for (i, rw) in rws.iter().enumerate() {
-        let at = at.index(i);
-        let opts: SenderOptions = match sender_options(rw) {
-            Ok(o) => o,
-            Err(e) => {
-                if report_mapping {
-                    errors.push(cfg.error_at(at.key("write_relabel_configs"), e.detail));
+/// Where the remote-write destinations' problems and unchecked files go.
+struct Destinations<'a> {
+    files: Files,
+    unchecked: &'a mut Vec<PathBuf>,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Destinations<'_> {
+    /// Each destination as its sender would start it (the aggregator refuses invalid options; the agent
+    /// would disable the destination and drop everything sent to it). `report_mapping`: whether a
+    /// destination that cannot be mapped onto sender options is reported here (or already was). A
+    /// `tls_config` none of whose files is on this machine (a mounted Secret) is listed as not checked,
+    /// unless every file is required.
+    fn check(
+        &mut self,
+        cfg: &Config,
+        at: &FieldPath,
+        rws: &[RemoteWriteConfig],
+        report_mapping: bool,
+    ) {
+        for (i, rw) in rws.iter().enumerate() {
+            let at = at.index(i);
+            let opts: SenderOptions = match sender_options(rw) {
+                Ok(o) => o,
+                Err(e) => {
+                    if report_mapping {
+                        self.errors
+                            .push(cfg.error_at(at.key("write_relabel_configs"), e.detail));
+                    }
+                    continue;
                 }
-                continue;
+            };
+            let tls_files: Vec<&Path> = rw
+                .tls_config
+                .iter()
+                .flat_map(|t| [&t.ca_file, &t.cert_file, &t.key_file])
+                .flatten()
+                .map(PathBuf::as_path)
+                .collect();
+            let tls_absent = self.files == Files::WhenPresent
+                && !tls_files.is_empty()
+                && tls_files.iter().all(|f| !f.exists());
+            if tls_absent {
+                self.unchecked
+                    .extend(tls_files.iter().map(|f| f.to_path_buf()));
             }
-        };
-        if let Err(invalid) = opts.validate() {
-            for problem in &invalid.problems {
-                let (field, message) = sender_problem(problem);
-                errors.push(cfg.error_at(at.join(&field), message));
+            if let Err(invalid) = opts.validate() {
+                for problem in &invalid.problems {
+                    if tls_absent && matches!(problem, SenderOptionError::Tls(_)) {
+                        continue;
+                    }
+                    let (field, message) = sender_problem(problem);
+                    self.errors.push(cfg.error_at(at.join(&field), message));
+                }
             }
         }
     }

@@ -230,6 +230,39 @@ policies:
     assert_eq!(err.lines().collect::<Vec<_>>(), want, "{err}");
 }
 
+/// A destination's client TLS files that are not on this machine (a Secret mounted in the pod) are listed
+/// as not checked; with `--require-files` they must exist.
+#[test]
+fn check_config_lists_remote_write_tls_files_that_are_not_here() {
+    let text = "agent:
+  remote_write:
+    - url: https://surge-aggregator:9091/api/v1/write
+      tls_config: {ca_file: /nonexistent/surge/ca.crt}
+";
+    let (_d, path) = write_temp("surge.yaml", text.as_bytes());
+    let out = surge(&["check-config", &path], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("not checked: /nonexistent/surge/ca.crt"),
+        "{stdout}"
+    );
+    let out = surge(&["check-config", "--require-files", &path], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{path}:4:19: agent.remote_write[0].tls_config: ca_file /nonexistent/surge/ca.crt:"
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_config_accepts_policies_metric_rules_and_real_certificates() {
     let pki = pki();

@@ -329,6 +329,35 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Stops an output: `close_input` closes what feeds its tasks (they then send what they hold without
+    /// waiting and end); they get until `deadline`, then are cancelled. Reports what was delivered and
+    /// dropped meanwhile. A second call finds no tasks and reports nothing more.
+    pub(crate) async fn close(
+        &self,
+        close_input: impl FnOnce(),
+        tasks: &Mutex<Vec<JoinHandle<()>>>,
+        deadline: Duration,
+    ) -> ShutdownReport {
+        let delivered_before = self.delivered.load(Ordering::Relaxed);
+        let dropped_before = self.shutdown_dropped.load(Ordering::Relaxed);
+        close_input();
+        let tasks = std::mem::take(&mut *tasks.lock());
+        let mut all = futures::future::join_all(tasks);
+        let completed = match tokio::time::timeout(deadline, &mut all).await {
+            Ok(_) => true,
+            Err(_) => {
+                self.cancel.cancel();
+                all.await;
+                false
+            }
+        };
+        ShutdownReport {
+            flushed_samples: self.delivered.load(Ordering::Relaxed) - delivered_before,
+            dropped_samples: self.shutdown_dropped.load(Ordering::Relaxed) - dropped_before,
+            completed,
+        }
+    }
+
     fn new(opts: &SenderOptions, metrics: &SenderMetrics) -> Self {
         Shared {
             remote_timeout: opts.remote_timeout,
@@ -566,26 +595,12 @@ impl RemoteWriteSender {
     /// reports nothing more.
     pub(crate) async fn close(&self, deadline: Duration) -> ShutdownReport {
         let inner = &*self.inner;
-        let shared = &*inner.shared;
-        let delivered_before = shared.delivered.load(Ordering::Relaxed);
-        let dropped_before = shared.shutdown_dropped.load(Ordering::Relaxed);
         // Dropping the sender closes the channel: the dispatcher drains it, flushes and ends.
-        drop(inner.shards.write().take());
-        let tasks = std::mem::take(&mut *inner.tasks.lock());
-        let mut all = futures::future::join_all(tasks);
-        let completed = match tokio::time::timeout(deadline, &mut all).await {
-            Ok(_) => true,
-            Err(_) => {
-                shared.cancel.cancel();
-                all.await;
-                false
-            }
-        };
-        ShutdownReport {
-            flushed_samples: shared.delivered.load(Ordering::Relaxed) - delivered_before,
-            dropped_samples: shared.shutdown_dropped.load(Ordering::Relaxed) - dropped_before,
-            completed,
-        }
+        let close_input = || drop(inner.shards.write().take());
+        inner
+            .shared
+            .close(close_input, &inner.tasks, deadline)
+            .await
     }
 
     /// Samples currently holding capacity (queued, batching or in flight).

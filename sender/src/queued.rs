@@ -253,26 +253,12 @@ impl<D: Deliver> QueuedOutput<D> {
 
     async fn close(&self, deadline: Duration) -> ShutdownReport {
         let inner = &*self.inner;
-        let shared = &*inner.shared;
-        let delivered_before = shared.delivered.load(Ordering::Relaxed);
-        let dropped_before = shared.shutdown_dropped.load(Ordering::Relaxed);
         // Closing the channels tells each lane to send what it holds without waiting and end.
-        drop(inner.lanes.write().take());
-        let tasks = std::mem::take(&mut *inner.tasks.lock());
-        let mut all = futures::future::join_all(tasks);
-        let completed = match tokio::time::timeout(deadline, &mut all).await {
-            Ok(_) => true,
-            Err(_) => {
-                shared.cancel.cancel();
-                all.await;
-                false
-            }
-        };
-        ShutdownReport {
-            flushed_samples: shared.delivered.load(Ordering::Relaxed) - delivered_before,
-            dropped_samples: shared.shutdown_dropped.load(Ordering::Relaxed) - dropped_before,
-            completed,
-        }
+        let close_input = || drop(inner.lanes.write().take());
+        inner
+            .shared
+            .close(close_input, &inner.tasks, deadline)
+            .await
     }
 }
 

@@ -134,13 +134,7 @@ pub fn check(cfg: &Config, files: Files) -> Result<CheckSummary, ConfigErrors> {
     };
     let metric_rules = match &cfg.aggregator.kubernetes_api {
         Some(k) => {
-            let mut present = |group: &[&Path]| {
-                let here = files == Files::Required || group.iter().any(|f| f.exists());
-                if !here {
-                    unchecked_files.extend(group.iter().map(|f| f.to_path_buf()));
-                }
-                here
-            };
+            let mut present = |group: &[&Path]| checked_here(files, group, &mut unchecked_files);
             metrics_api(cfg, k, &mut present, &mut errors);
             k.external_metrics.len() + k.custom_metrics.len()
         }
@@ -156,6 +150,16 @@ pub fn check(cfg: &Config, files: Files) -> Result<CheckSummary, ConfigErrors> {
             unchecked_files,
         }),
     }
+}
+
+/// Whether a group of files is checked here: always with [`Files::Required`], else when any of them is
+/// on this machine; a group that is not is added to `unchecked`.
+fn checked_here(files: Files, group: &[&Path], unchecked: &mut Vec<PathBuf>) -> bool {
+    let here = files == Files::Required || group.iter().any(|f| f.exists());
+    if !here {
+        unchecked.extend(group.iter().map(|f| f.to_path_buf()));
+    }
+    here
 }
 
 /// Where the remote-write destinations' problems and unchecked files go.
@@ -197,13 +201,8 @@ impl Destinations<'_> {
                 .flatten()
                 .map(PathBuf::as_path)
                 .collect();
-            let tls_absent = self.files == Files::WhenPresent
-                && !tls_files.is_empty()
-                && tls_files.iter().all(|f| !f.exists());
-            if tls_absent {
-                self.unchecked
-                    .extend(tls_files.iter().map(|f| f.to_path_buf()));
-            }
+            let tls_absent =
+                !tls_files.is_empty() && !checked_here(self.files, &tls_files, self.unchecked);
             if let Err(invalid) = opts.validate() {
                 for problem in &invalid.problems {
                     if tls_absent && matches!(problem, SenderOptionError::Tls(_)) {

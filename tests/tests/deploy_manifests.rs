@@ -9,7 +9,11 @@
 //!   apply of the RBAC objects, `kubectl auth can-i` as each ServiceAccount proves both the grants and
 //!   what is refused;
 //! - the kustomize copy of the agent's RBAC holds the same objects as `deploy/rbac-agent.yaml`;
-//! - the cert-manager overlay renders and its Certificate is the one the APIServices name.
+//! - the cert-manager overlay renders and its Certificate is the one the APIServices name;
+//! - the agent → aggregator path is secured as shipped: HTTPS with the serving Secret's CA (only its
+//!   `ca.crt` mounted on the agents), a projected ServiceAccount token for the `surge-aggregator`
+//!   audience as the agent's `bearer_token_file`, TokenReview auth for that audience in the aggregator's
+//!   config, and the aggregator's probes over HTTPS.
 //!
 //! Needs etcd (`apt-get install -y etcd-server`; `.ci/run` installs it).
 
@@ -257,6 +261,7 @@ fn deploy_manifests_against_a_real_apiserver() {
     }
 
     check_workloads(&objs);
+    check_write_path(&objs);
     check_rbac_rules(&objs);
     check_grants(&cp);
     check_agent_rbac_copy(&cp);
@@ -465,6 +470,90 @@ fn check_workloads(objs: &[Value]) {
             "{name}"
         );
     }
+}
+
+/// The volume named `name` of a pod spec, and the container's mount of it.
+fn volume<'a>(pod: &'a Value, name: &str) -> (&'a Value, &'a Value) {
+    let v = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("volume {name}"));
+    let m = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("mount of {name}"));
+    (v, m)
+}
+
+/// The `surge.yaml` of a ConfigMap, parsed.
+fn surge_config(objs: &[Value], name: &str) -> Value {
+    let cm = find(objs, "ConfigMap", name);
+    let text = cm["data"]["surge.yaml"].as_str().unwrap();
+    serde_json::to_value(serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text).unwrap()).unwrap()
+}
+
+fn check_write_path(objs: &[Value]) {
+    // The agent: a projected token for the aggregator's audience, and the CA alone.
+    let agent = &find(objs, "DaemonSet", "surge-agent")["spec"]["template"]["spec"];
+    let (token, token_mount) = volume(agent, "aggregator-token");
+    let sources = token["projected"]["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "{token}");
+    let sat = &sources[0]["serviceAccountToken"];
+    assert_eq!(sat["audience"], "surge-aggregator");
+    assert_eq!(sat["expirationSeconds"], 3600);
+    let token_file = format!(
+        "{}/{}",
+        token_mount["mountPath"].as_str().unwrap(),
+        sat["path"].as_str().unwrap()
+    );
+    let (ca, ca_mount) = volume(agent, "aggregator-ca");
+    assert_eq!(ca["secret"]["secretName"], "surge-aggregator-tls");
+    assert_eq!(
+        ca["secret"]["items"],
+        json!([{"key": "ca.crt", "path": "ca.crt"}]),
+        "only the CA reaches the agents, never tls.key"
+    );
+    let ca_file = format!("{}/ca.crt", ca_mount["mountPath"].as_str().unwrap());
+
+    let cfg = surge_config(objs, "surge-agent-config");
+    let rw = &cfg["agent"]["remote_write"][0];
+    assert!(rw["url"].as_str().unwrap().starts_with("https://"), "{rw}");
+    assert_eq!(rw["bearer_token_file"], token_file.as_str());
+    assert_eq!(rw["tls_config"]["ca_file"], ca_file.as_str());
+    assert!(rw["tls_config"]["insecure_skip_verify"].is_null(), "{rw}");
+    assert_eq!(
+        rw["tls_config"]["server_name"],
+        "${AGGREGATOR_SERVICE:-surge-aggregator}.${POD_NAMESPACE}.svc"
+    );
+
+    // The aggregator: HTTPS with the mounted Secret, TokenReview for the agents' audience, HTTPS probes.
+    let cfg = surge_config(objs, "surge-aggregator-config");
+    let server = &cfg["aggregator"]["server"];
+    assert_eq!(server["tls"]["cert_file"], "/etc/surge/tls/tls.crt");
+    assert_eq!(server["tls"]["key_file"], "/etc/surge/tls/tls.key");
+    let review = &server["auth"]["token_review"];
+    assert_eq!(review["audiences"], json!(["surge-aggregator"]));
+    assert_eq!(
+        review["allowed_users"],
+        json!(["system:serviceaccount:${POD_NAMESPACE}:${AGENT_SERVICE_ACCOUNT:-surge-agent}"])
+    );
+    let dep = &find(objs, "Deployment", "surge-aggregator")["spec"]["template"]["spec"];
+    let c = &dep["containers"][0];
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], "http", "{probe}");
+    }
+    let sa = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "AGENT_SERVICE_ACCOUNT")
+        .expect("AGENT_SERVICE_ACCOUNT in the aggregator's env");
+    assert_eq!(sa["value"], "surge-agent");
 }
 
 fn check_rbac_rules(objs: &[Value]) {

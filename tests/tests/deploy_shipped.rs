@@ -8,6 +8,11 @@
 //! - the three APIServices become Available and `kubectl get --raw` answers through kube-apiserver;
 //! - the agent of node n1 scrapes an annotated app pod (its `/api/v1/targets`), and a new pod's first
 //!   scrape arrives at the aggregator;
+//! - the agent writes to the aggregator over HTTPS (verified against the CA in the shipped Secret) with
+//!   its projected ServiceAccount token, which the aggregator checks with a TokenReview against the real
+//!   API server; a write without a token, with a token for the API server's audience, with garbage, or
+//!   with another ServiceAccount's token for the right audience answers 401, each counted by reason, and
+//!   plain HTTP gets no answer;
 //! - a real HPA with an External metric scales the app's Deployment from surge's answer;
 //! - both aggregator replicas hold the same samples (the same answer at the same evaluation time, and
 //!   their newest samples at most one scrape apart over a load step);
@@ -350,19 +355,175 @@ async fn external_value(plane: &ControlPlane, dir: &Path) -> Result<f64> {
     surge_tests::kubelet::parse_quantity(q).with_context(|| format!("quantity {q:?}"))
 }
 
-/// An instant query on one aggregator replica's Prometheus API.
-async fn query(
-    http: &reqwest::Client,
+/// One aggregator replica, reached over HTTPS as the agents reach it: at its pod IP, its certificate
+/// verified against `ca.crt` of the shipped Secret under the Service's name.
+struct Replica {
+    pod: String,
     ip: Ipv4Addr,
-    q: &str,
-    at: Option<f64>,
-) -> Result<Vec<Value>> {
+    client: reqwest::Client,
+    /// `https://surge-aggregator.<ns>.svc:9091`, resolved to the pod IP by `client`.
+    base: String,
+}
+
+/// The ready aggregator replicas, each with its HTTPS client.
+async fn replicas_over_https(
+    plane: &ControlPlane,
+    kubelet: &Kubelet,
+    ns: &str,
+    dir: &Path,
+) -> Result<Vec<Replica>> {
+    let ca = run(
+        plane,
+        "kubectl",
+        &[
+            "-n",
+            ns,
+            "get",
+            "secret",
+            "surge-aggregator-tls",
+            "-o",
+            r#"go-template={{index .data "ca.crt" | base64decode}}"#,
+        ],
+        dir,
+    )
+    .await?;
+    let host = format!("surge-aggregator.{ns}.svc");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut out = Vec::new();
+    for (pod, ip) in aggregator_ips(kubelet, ns).await {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca.as_bytes())?)
+            .resolve(&host, std::net::SocketAddr::new(ip.into(), 9091))
+            .build()?;
+        out.push(Replica {
+            pod,
+            ip,
+            client,
+            base: format!("https://{host}:9091"),
+        });
+    }
+    Ok(out)
+}
+
+/// The aggregator's write path as shipped: HTTPS only, and only the agents' tokens (for the
+/// `surge-aggregator` audience, reviewed by the API server) may write. Returns a figure.
+async fn check_write_security(
+    plane: &ControlPlane,
+    ns: &str,
+    r: &Replica,
+    dir: &Path,
+) -> Result<String> {
+    // Plain HTTP to the HTTPS listener gets no answer.
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(format!("http://{}:9091/healthz", r.ip))
+        .send()
+        .await;
+    ensure!(
+        !plain.as_ref().is_ok_and(|a| a.status().is_success()),
+        "plain HTTP answered: {plain:?}"
+    );
+    let api_audience = run(
+        plane,
+        "kubectl",
+        &["-n", ns, "create", "token", "surge-agent"],
+        dir,
+    )
+    .await?;
+    let other_account = run(
+        plane,
+        "kubectl",
+        &[
+            "-n",
+            ns,
+            "create",
+            "token",
+            "surge-aggregator",
+            "--audience",
+            "surge-aggregator",
+        ],
+        dir,
+    )
+    .await?;
+    let attempts: [(&str, Option<&str>); 4] = [
+        ("no token", None),
+        (
+            "the agent's token for the API server's audience",
+            Some(api_audience.trim()),
+        ),
+        ("garbage", Some("not-a-token")),
+        (
+            "another account's token for surge-aggregator",
+            Some(other_account.trim()),
+        ),
+    ];
+    for (what, token) in attempts {
+        let mut req = r
+            .client
+            .post(format!("{}/api/v1/write", r.base))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", "snappy")
+            .header("x-prometheus-remote-write-version", "0.1.0")
+            .body(Vec::new());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let status = req.send().await?.status();
+        ensure!(status == 401, "a write with {what} answered {status}");
+    }
+    let metrics = r
+        .client
+        .get(format!("{}/metrics", r.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let count = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let refused = |reason: &str| {
+        count(&format!(
+            "surge_aggregator_auth_refused_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    ensure!(
+        refused("missing") >= 1.0,
+        "no write refused as missing:\n{metrics}"
+    );
+    ensure!(
+        refused("invalid_token") >= 2.0,
+        "wrong-audience and garbage tokens not refused as invalid:\n{metrics}"
+    );
+    ensure!(
+        refused("forbidden_user") >= 1.0,
+        "another account's token not refused as forbidden:\n{metrics}"
+    );
+    let reviews = count("surge_aggregator_auth_token_reviews_total");
+    // The agent's token, the wrong-audience one, garbage and the other account's: each reviewed once.
+    ensure!(reviews >= 4.0, "{reviews} TokenReviews:\n{metrics}");
+    Ok(format!(
+        "writes over HTTPS with the agent's projected token ({reviews} TokenReviews on {}); no token, wrong audience, garbage and another account all 401",
+        r.pod
+    ))
+}
+
+/// An instant query on one aggregator replica's Prometheus API (over HTTPS).
+async fn query(r: &Replica, q: &str, at: Option<f64>) -> Result<Vec<Value>> {
     let mut params = vec![("query", q.to_owned())];
     if let Some(t) = at {
         params.push(("time", format!("{t:.3}")));
     }
-    let v: Value = http
-        .get(format!("http://{ip}:9091/api/v1/query"))
+    let v: Value = r
+        .client
+        .get(format!("{}/api/v1/query", r.base))
         .query(&params)
         .send()
         .await?
@@ -558,8 +719,12 @@ async fn scenario(
     figure(format!("external metric through kube-apiserver: {v}"));
 
     // A new pod's first scrape reaches the aggregator.
-    let replicas = aggregator_ips(kubelet, ns).await;
-    ensure!(replicas.len() == 2, "two aggregator replicas: {replicas:?}");
+    let replicas = replicas_over_https(plane, kubelet, ns, dir).await?;
+    ensure!(
+        replicas.len() == 2,
+        "two aggregator replicas: {} ready",
+        replicas.len()
+    );
     let created = Instant::now();
     run(
         plane,
@@ -573,8 +738,7 @@ async fn scenario(
         Duration::from_secs(30),
         async || {
             let r = query(
-                &http,
-                replicas[0].1,
+                &replicas[0],
                 "count(http_requests_total{app=\"web\"})",
                 None,
             )
@@ -589,6 +753,9 @@ async fn scenario(
         created.elapsed().as_secs_f64()
     ));
 
+    // The agent's samples arrived over HTTPS with its token; nothing else may write.
+    figure(check_write_security(plane, ns, &replicas[0], dir).await?);
+
     // Both replicas hold the same samples: the same answer at the same (past) evaluation time, and their
     // newest samples at most one scrape apart over a load step.
     let mut max_gap_scrapes: f64 = 0.0;
@@ -596,8 +763,8 @@ async fn scenario(
     app.set_rate(12.0);
     while step_at.elapsed() < Duration::from_secs(8) {
         let mut newest = Vec::new();
-        for (_, ip) in &replicas {
-            let r = query(&http, *ip, "http_requests_total{app=\"web\"}[5s]", None).await?;
+        for r in &replicas {
+            let r = query(r, "http_requests_total{app=\"web\"}[5s]", None).await?;
             newest.push(newest_sample(&r).context("no newest sample")?);
         }
         max_gap_scrapes = max_gap_scrapes.max((newest[0] - newest[1]).abs());
@@ -605,10 +772,9 @@ async fn scenario(
     }
     let t = unix_now() - 2.0;
     let mut answers = Vec::new();
-    for (_, ip) in &replicas {
+    for r in &replicas {
         let r = query(
-            &http,
-            *ip,
+            r,
             "sum(rate(http_requests_total{app=\"web\"}[30s]))",
             Some(t),
         )
@@ -673,7 +839,7 @@ async fn scenario(
     run(
         plane,
         "kubectl",
-        &["-n", ns, "delete", "pod", &replicas[0].0, "--wait=false"],
+        &["-n", ns, "delete", "pod", &replicas[0].pod, "--wait=false"],
         dir,
     )
     .await?;

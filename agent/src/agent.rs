@@ -18,7 +18,7 @@ use crate::scrape::fetch::Fetcher;
 use crate::scrape::manager::TargetManager;
 use crate::scrape::run::ScrapeContext;
 use crate::scrape::target::{ScrapeJob, ScrapeTarget, TargetGroup, targets_for_job};
-use crate::server::{ServerState, router};
+use crate::server::{ServerState, agent_limits, serve};
 use surge_sender::{
     EndpointFanOut, Output, Outputs, RemoteWriteSender, SenderMetrics, SenderOptions,
 };
@@ -162,12 +162,10 @@ impl Agent {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr).await?;
                 let local = listener.local_addr()?;
-                let app = router(state.clone());
                 let c = cancel.clone();
+                let serving = state.clone();
                 let h = tokio::spawn(async move {
-                    let r = axum::serve(listener, app)
-                        .with_graceful_shutdown(c.cancelled_owned())
-                        .await;
+                    let r = serve(listener, serving, agent_limits(), c.cancelled_owned()).await;
                     if let Err(e) = r {
                         tracing::error!(error = %e, "agent HTTP server failed");
                     }

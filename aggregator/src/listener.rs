@@ -1,135 +1,25 @@
-//! The aggregator's own HTTP(S) listener: remote-write ingest and the Prometheus API behind connection
-//! limits, optional TLS (with optional client certificates) whose certificate reloads while serving.
+//! The aggregator's own HTTP(S) listener: remote-write ingest and the Prometheus API behind the shared
+//! hardened listener ([`surge_sender::listener`]: connection cap, head size and read time, idle and
+//! handshake timeouts, each refusal counted in `surge_aggregator_http_limited_total{limit}`), with
+//! optional TLS (with optional client certificates) whose certificate reloads while serving.
 //!
-//! A hand-written accept loop (as `surge_metrics_api::tls::serve`, whose certificate loading it reuses)
-//! rather than `axum::serve`, because every limit below needs the connection itself:
-//!
-//! - `max_connections`: beyond it a connection is answered `503` (plain HTTP) or closed (TLS) at once and
-//!   counted; it never waits in the process for a slot.
-//! - `header_read_timeout`: a client must send a request's whole head within it (slowloris); hyper
-//!   closes the connection otherwise.
-//! - `max_header_bytes`: a larger request head answers `431` and closes.
-//! - `idle_timeout`: a connection with no bytes read or written for this long is closed; a request still
-//!   being answered (a long query) is finished first (hyper's graceful shutdown).
-//! - `tls_handshake_timeout`: a TLS client must finish its handshake within it.
-//!
-//! Each refusal counts in `surge_aggregator_http_limited_total{limit}`. The request body's own limits
-//! (size, read time) belong to the handlers that read bodies (see [`crate::ingest`]).
+//! What is the aggregator's here is the TLS: the serving certificate read from files by
+//! `surge_metrics_api::tls` (and re-read when they change), client certificates verified against a CA,
+//! and a verified certificate's name handed to the handlers as a [`ClientIdentity`]. The request body's
+//! own limits (size, read time) belong to the handlers that read bodies (see [`crate::ingest`]).
 
 use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use surge_metrics_api::tls::{ClientIdentity, ReloadingCert, TlsError, read_roots};
 use surge_metrics_api::{TlsFiles, tls as mtls};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use surge_sender::listener::ServingTls;
+pub use surge_sender::listener::{Limit, ListenerMetrics, ServerLimits};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
-use tower::ServiceExt;
-
-/// Connection limits of the listener.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerLimits {
-    /// Connections served at once. Default 1024.
-    pub max_connections: usize,
-    /// The largest request head (request line and headers). Default 64 KiB.
-    pub max_header_bytes: usize,
-    /// Time allowed to send a request head. Default 10 s.
-    pub header_read_timeout: Duration,
-    /// A connection silent this long is closed. Default 2 min.
-    pub idle_timeout: Duration,
-    /// Time allowed for a TLS handshake. Default 10 s.
-    pub tls_handshake_timeout: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_connections: 1024,
-            max_header_bytes: 64 << 10,
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
-            tls_handshake_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Which limit refused or closed a connection (the `limit` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    MaxConnections,
-    HeaderReadTimeout,
-    HeaderTooLarge,
-    IdleTimeout,
-    TlsHandshakeTimeout,
-    TlsHandshakeFailed,
-}
-
-impl Limit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::MaxConnections => "max_connections",
-            Limit::HeaderReadTimeout => "header_read_timeout",
-            Limit::HeaderTooLarge => "header_too_large",
-            Limit::IdleTimeout => "idle_timeout",
-            Limit::TlsHandshakeTimeout => "tls_handshake_timeout",
-            Limit::TlsHandshakeFailed => "tls_handshake_failed",
-        }
-    }
-}
-
-/// The listener's metrics.
-#[derive(Debug, Clone, Default)]
-pub struct ListenerMetrics {
-    /// Connections open now.
-    pub connections: Gauge,
-    /// Connections refused or closed by a limit, by limit.
-    pub limited: Family<[(&'static str, &'static str); 1], Counter>,
-}
-
-impl ListenerMetrics {
-    pub fn new(registry: &mut Registry) -> ListenerMetrics {
-        let m = ListenerMetrics::default();
-        registry.register(
-            "surge_aggregator_http_connections",
-            "Connections open on the aggregator's listener",
-            m.connections.clone(),
-        );
-        registry.register(
-            "surge_aggregator_http_limited",
-            "Connections refused or closed by a listener limit, by limit",
-            m.limited.clone(),
-        );
-        m
-    }
-
-    fn hit(&self, limit: Limit) {
-        self.limited
-            .get_or_create(&[("limit", limit.as_str())])
-            .inc();
-    }
-
-    /// How often `limit` was hit (for tests and tools).
-    pub fn hits(&self, limit: Limit) -> u64 {
-        self.limited
-            .get_or_create(&[("limit", limit.as_str())])
-            .get()
-    }
-}
 
 /// TLS of the listener: the reloading serving certificate and the rustls config built around it.
 #[derive(Debug, Clone)]
@@ -181,6 +71,30 @@ impl ServerTls {
     }
 }
 
+impl ServingTls for ServerTls {
+    fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
+    fn reload_interval(&self) -> Option<Duration> {
+        self.cert.reload_interval()
+    }
+
+    fn reload_if_changed(&self) -> Result<bool, String> {
+        self.cert.reload_if_changed().map_err(|e| e.to_string())
+    }
+
+    fn peer_extensions(&self, conn: &rustls::ServerConnection) -> http::Extensions {
+        let mut out = http::Extensions::new();
+        if let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) {
+            out.insert(ClientIdentity {
+                common_name: mtls::subject_common_name(leaf),
+            });
+        }
+        out
+    }
+}
+
 /// Serves `app` on `listener` (HTTPS when `tls` is set) under `limits` until `shutdown` completes; then
 /// stops accepting, closes idle connections and lets requests in flight finish.
 pub async fn serve(
@@ -191,235 +105,6 @@ pub async fn serve(
     metrics: ListenerMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let acceptor = tls
-        .as_ref()
-        .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
-    let reload_every = tls
-        .as_ref()
-        .and_then(|t| t.cert.reload_interval())
-        .unwrap_or(Duration::from_secs(3600));
-    let mut reload = tokio::time::interval(reload_every);
-    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = reload.tick() => {
-                if let Some(t) = &tls {
-                    match t.cert.reload_if_changed() {
-                        Ok(true) => tracing::info!("aggregator: serving certificate reloaded"),
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!(error = %e, "aggregator: certificate reload failed; keeping the current one"),
-                    }
-                }
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let (mut tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "aggregator: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    metrics.hit(Limit::MaxConnections);
-                    tracing::debug!(%peer, limit = limits.max_connections, "aggregator: connection refused: max_connections reached");
-                    if acceptor.is_none() {
-                        // A short plain answer, so a client sees why; bounded so it cannot hold anything.
-                        conns.spawn(async move {
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(1),
-                                tcp.write_all(b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 42\r\n\r\ntoo many connections (max_connections)\r\n\r\n"),
-                            )
-                            .await;
-                        });
-                    }
-                    continue;
-                };
-                let conn = Connection {
-                    app: app.clone(),
-                    limits: limits.clone(),
-                    metrics: metrics.clone(),
-                    stop: stop_rx.clone(),
-                };
-                let acceptor = acceptor.clone();
-                conns.spawn(async move {
-                    let _slot = slot;
-                    let metrics = conn.metrics.clone();
-                    metrics.connections.inc();
-                    match acceptor {
-                        None => conn.serve(tcp, None, peer).await,
-                        Some(acceptor) => {
-                            match tokio::time::timeout(conn.limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
-                                Ok(Ok(s)) => {
-                                    let identity = identity_of(s.get_ref().1);
-                                    conn.serve(s, identity, peer).await;
-                                }
-                                Ok(Err(e)) => {
-                                    metrics.hit(Limit::TlsHandshakeFailed);
-                                    tracing::debug!(%peer, error = %e, "aggregator: TLS handshake failed");
-                                }
-                                Err(_) => metrics.hit(Limit::TlsHandshakeTimeout),
-                            }
-                        }
-                    }
-                    metrics.connections.dec();
-                });
-            }
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    while conns.join_next().await.is_some() {}
-    Ok(())
-}
-
-fn identity_of(conn: &rustls::ServerConnection) -> Option<ClientIdentity> {
-    let leaf = conn.peer_certificates()?.first()?;
-    Some(ClientIdentity {
-        common_name: mtls::subject_common_name(leaf),
-    })
-}
-
-/// What one connection task needs.
-struct Connection {
-    app: Router,
-    limits: ServerLimits,
-    metrics: ListenerMetrics,
-    stop: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Connection {
-    async fn serve<S>(mut self, io: S, identity: Option<ClientIdentity>, peer: std::net::SocketAddr)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let io = ActivityIo::new(io);
-        let activity = io.activity.clone();
-        let svc = self.app.clone().map_request(
-            move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                if let Some(id) = &identity {
-                    req.extensions_mut().insert(id.clone());
-                }
-                req
-            },
-        );
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout)
-            .max_header_size(self.limits.max_header_bytes);
-        let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
-        tokio::pin!(conn);
-        let idle = self.limits.idle_timeout.max(Duration::from_millis(10));
-        let mut check = tokio::time::interval(idle / 4);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        if e.is_timeout() {
-                            self.metrics.hit(Limit::HeaderReadTimeout);
-                        } else if e.is_parse_too_large() {
-                            self.metrics.hit(Limit::HeaderTooLarge);
-                        }
-                        tracing::debug!(%peer, error = %e, "aggregator: connection ended");
-                    }
-                    return;
-                }
-                _ = check.tick(), if !closing => {
-                    if activity.idle_for() >= idle {
-                        self.metrics.hit(Limit::IdleTimeout);
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-                _ = self.stop.changed(), if !closing => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-        }
-    }
-}
-
-/// When a connection last moved a byte, in milliseconds since it opened.
-#[derive(Debug)]
-struct Activity {
-    opened: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    fn touch(&self) {
-        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Duration {
-        let now = self.opened.elapsed();
-        now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
-    }
-}
-
-/// An IO that records when it last read or wrote a byte, for `idle_timeout`.
-struct ActivityIo<S> {
-    inner: S,
-    activity: Arc<Activity>,
-}
-
-impl<S> ActivityIo<S> {
-    fn new(inner: S) -> Self {
-        ActivityIo {
-            inner,
-            activity: Arc::new(Activity {
-                opened: Instant::now(),
-                last_ms: AtomicU64::new(0),
-            }),
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+    let tls = tls.map(|t| Arc::new(t) as Arc<dyn ServingTls>);
+    surge_sender::listener::serve(listener, app, limits, tls, metrics, shutdown).await
 }

@@ -137,7 +137,7 @@ async fn start(setup: Setup) -> Server {
     if let Some(a) = &auth {
         state.set_write_auth(a.clone());
     }
-    let metrics = ListenerMetrics::new(&mut Registry::default());
+    let metrics = ListenerMetrics::new(&mut Registry::default(), "aggregator");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

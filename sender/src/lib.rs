@@ -32,6 +32,7 @@
 pub mod auth;
 pub mod endpoints;
 mod events;
+pub mod listener;
 mod metrics;
 pub mod output;
 pub mod queued;

@@ -120,6 +120,6 @@ pub async fn setup(
             tls_handshake_timeout: s.tls_handshake_timeout,
         },
         tls,
-        metrics: ListenerMetrics::new(registry),
+        metrics: ListenerMetrics::new(registry, "aggregator"),
     })
 }

@@ -130,9 +130,25 @@ fn the_agent_config_takes_the_node_name_from_the_environment() {
         tiers,
         BTreeSet::from(["critical".to_owned(), "standard".to_owned()])
     );
+    // HTTPS, verified under the Service's name also when writing to a replica's pod IP, with the
+    // projected token.
+    let rw = &c.agent.remote_write[0];
     assert_eq!(
-        c.agent.remote_write[0].url,
-        "http://surge-aggregator.surge.svc:9091/api/v1/write"
+        rw.url,
+        "https://surge-aggregator.surge.svc:9091/api/v1/write"
+    );
+    let tls = rw
+        .tls_config
+        .as_ref()
+        .expect("the agent verifies the aggregator");
+    assert_eq!(
+        tls.server_name.as_deref(),
+        Some("surge-aggregator.surge.svc")
+    );
+    assert!(!tls.insecure_skip_verify);
+    assert_eq!(
+        rw.bearer_token_file.as_deref(),
+        Some(std::path::Path::new("/var/run/secrets/surge/token"))
     );
     // Every aggregator replica, from the Service's EndpointSlices.
     let k = c.agent.remote_write[0]

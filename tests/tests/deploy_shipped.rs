@@ -848,8 +848,10 @@ async fn scenario(
     while Instant::now() < until {
         match external_value(plane, dir).await {
             Ok(v) => {
+                // 3 %: on a loaded 2-core machine a late scrape moves a 30 s rate by up to ~2 %
+                // (seen: 36.003 → 35.362 at load average 14); a replica's loss would halve it or fail.
                 ensure!(
-                    (v - before).abs() <= 0.01 * before.max(1.0),
+                    (v - before).abs() <= 0.03 * before.max(1.0),
                     "the answer moved from {before} to {v} while a replica went away"
                 );
                 ok += 1;

@@ -112,12 +112,18 @@ impl Agent {
         let (scrape_metrics, sender_metrics, wal_metrics, series_total) = {
             let mut r = registry.lock();
             let scrape = crate::metrics::ScrapeMetrics::new(&mut r);
-            let total = crate::scrape::total::SeriesTotal::new(spec.total_series_limit, Some(&mut r));
+            let total =
+                crate::scrape::total::SeriesTotal::new(spec.total_series_limit, Some(&mut r));
             let sender = match spec.sender_metrics {
                 Some(m) => m,
                 None => SenderMetrics::new(&mut r),
             };
-            (scrape, sender, surge_wal::WalMetrics::new(&mut r), Arc::new(total))
+            (
+                scrape,
+                sender,
+                surge_wal::WalMetrics::new(&mut r),
+                Arc::new(total),
+            )
         };
         let mut durable = spec.durable;
         let mut endpoint_sets = spec.endpoint_sets;

@@ -1341,7 +1341,8 @@ mod tests {
         let total = Arc::new(SeriesTotal::new(150, None));
         let mut a = TargetProcessor::new(rules(false, "[]")).with_series_total(total.clone());
         let mut b = TargetProcessor::new(rules(false, "[]")).with_series_total(total.clone());
-        a.process(many_series(100).as_bytes(), Format::Text, 1).unwrap();
+        a.process(many_series(100).as_bytes(), Format::Text, 1)
+            .unwrap();
         assert_eq!(total.held(), 100);
         let err = b
             .process(many_series(60).as_bytes(), Format::Text, 1)
@@ -1358,9 +1359,16 @@ mod tests {
         assert_eq!(total.held(), 100);
         let failed = ScrapeError::Process(err);
         assert_eq!(failed.reason(), "series_total_limit");
-        assert!(failed.to_string().contains("total_series_limit (150 series"), "{failed}");
+        assert!(
+            failed
+                .to_string()
+                .contains("total_series_limit (150 series"),
+            "{failed}"
+        );
         // The target held before is not affected: same series, nothing new to reserve.
-        let out = a.process(many_series(100).as_bytes(), Format::Text, 2).unwrap();
+        let out = a
+            .process(many_series(100).as_bytes(), Format::Text, 2)
+            .unwrap();
         assert_eq!(out.series.len(), 100);
         // The refused target goes through `scrape` too: up = 0 with the reason.
         let fetched = Ok(Fetched {
@@ -1369,11 +1377,16 @@ mod tests {
         });
         let report = b.scrape(&fetched, 2, || Duration::ZERO);
         assert!(!report.up());
-        assert_eq!(report.error.as_ref().map(ScrapeError::reason), Some("series_total_limit"));
+        assert_eq!(
+            report.error.as_ref().map(ScrapeError::reason),
+            Some("series_total_limit")
+        );
         // A shrinks: its vanished series are given back, and B fits.
-        a.process(many_series(40).as_bytes(), Format::Text, 3).unwrap();
+        a.process(many_series(40).as_bytes(), Format::Text, 3)
+            .unwrap();
         assert_eq!(total.held(), 40);
-        b.process(many_series(60).as_bytes(), Format::Text, 3).unwrap();
+        b.process(many_series(60).as_bytes(), Format::Text, 3)
+            .unwrap();
         assert_eq!(total.held(), 100);
         // A removed target gives back everything it held.
         drop(a);

@@ -170,7 +170,11 @@ pub async fn dump_handler(
         .unwrap_or("");
     if asker == state.instance_id() {
         metrics.dump("self");
-        return Ok((StatusCode::CONFLICT, "a replica does not copy from itself\n").into_response());
+        return Ok((
+            StatusCode::CONFLICT,
+            "a replica does not copy from itself\n",
+        )
+            .into_response());
     }
     if !state.is_ready() {
         metrics.dump("unavailable");
@@ -281,8 +285,9 @@ impl PeerClient {
                     .map_err(|e| CopyError::Setup(format!("cert_file {}: {e}", cert.display())))?;
                 pem.push(b'\n');
                 pem.extend(
-                    std::fs::read(key)
-                        .map_err(|e| CopyError::Setup(format!("key_file {}: {e}", key.display())))?,
+                    std::fs::read(key).map_err(|e| {
+                        CopyError::Setup(format!("key_file {}: {e}", key.display()))
+                    })?,
                 );
                 let id = reqwest::Identity::from_pem(&pem)
                     .map_err(|e| CopyError::Setup(format!("cert_file {}: {e}", cert.display())))?;
@@ -402,7 +407,15 @@ pub async fn warm_up_from_peers(
         }
         let copied = tokio::time::timeout_at(
             deadline,
-            copy_from(state, &address, client, token.as_deref(), min_ms, opts, &mut report),
+            copy_from(
+                state,
+                &address,
+                client,
+                token.as_deref(),
+                min_ms,
+                opts,
+                &mut report,
+            ),
         )
         .await
         .unwrap_or(Err(CopyError::Timeout));
@@ -448,9 +461,7 @@ async fn copy_from(
 ) -> Result<i64, CopyError> {
     let (http, base) = client.for_peer(address)?;
     let url = format!("{base}{DUMP_PATH}?min_time_ms={min_ms}");
-    let mut req = http
-        .get(url)
-        .header(INSTANCE_HEADER, state.instance_id());
+    let mut req = http.get(url).header(INSTANCE_HEADER, state.instance_id());
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }

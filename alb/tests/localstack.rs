@@ -430,10 +430,8 @@ async fn the_leaders_alb_series_reach_a_replica_that_does_not_lead() {
     let leader_addr = leader_listener.local_addr().unwrap();
     serve(leader.clone(), leader_listener);
 
-    let (_peers_tx, peers) = tokio::sync::watch::channel(vec![
-        leader_addr.to_string(),
-        replica_addr.clone(),
-    ]);
+    let (_peers_tx, peers) =
+        tokio::sync::watch::channel(vec![leader_addr.to_string(), replica_addr.clone()]);
     let writer = surge_aggregator::peers::PeerWriter::start(
         surge_sender::SenderOptions::new("peers", "http://peer/api/v1/write"),
         peers,
@@ -447,7 +445,11 @@ async fn the_leaders_alb_series_reach_a_replica_that_does_not_lead() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(writer.addresses(), vec![replica_addr.clone()], "itself skipped");
+    assert_eq!(
+        writer.addresses(),
+        vec![replica_addr.clone()],
+        "itself skipped"
+    );
 
     let cfg = AlbConfig {
         target_groups: vec![AlbTargetGroupConfig {
@@ -456,8 +458,13 @@ async fn the_leaders_alb_series_reach_a_replica_that_does_not_lead() {
         }],
         ..AlbConfig::default()
     };
-    let mut source = CloudWatchSource::new(cw.clone(), &cfg, leader.clone(), AlbMetrics::new(&mut registry))
-        .with_replication(writer.clone());
+    let mut source = CloudWatchSource::new(
+        cw.clone(),
+        &cfg,
+        leader.clone(),
+        AlbMetrics::new(&mut registry),
+    )
+    .with_replication(writer.clone());
     let written = source.poll(now).await.unwrap();
     assert!(written > 0);
 

@@ -182,7 +182,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
         let replicate = peers
             .as_ref()
             .filter(|(p, _)| p.replicate_alb)
-            .map(|(p, set)| crate::peers::writer(p, set.clone(), cfg.listen.port(), &client, &sender_metrics))
+            .map(|(p, set)| {
+                crate::peers::writer(p, set.clone(), cfg.listen.port(), &client, &sender_metrics)
+            })
             .transpose()?;
         surge_alb::start(
             alb,

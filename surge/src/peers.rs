@@ -108,7 +108,9 @@ pub async fn warm_up(
         own_port,
     };
     let report = surge_aggregator::peers::warm_up_from_peers(state, peers, &client, &opts).await;
-    let since = report.history_since_ms.map_or(start_ms, |s| s.min(start_ms));
+    let since = report
+        .history_since_ms
+        .map_or(start_ms, |s| s.min(start_ms));
     cache.set_history_since(since);
     state.set_accepting_writes(true);
     match &report.peer {
@@ -119,7 +121,9 @@ pub async fn warm_up(
             history_s = (start_ms - since) / 1000,
             "warmed from a peer replica"
         ),
-        None => tracing::warn!(attempts = ?report.attempts, "no peer replica gave its recent window: starting cold"),
+        None => {
+            tracing::warn!(attempts = ?report.attempts, "no peer replica gave its recent window: starting cold")
+        }
     }
     let warmup_ms = i64::try_from(warmup.as_millis()).unwrap_or(i64::MAX);
     report.peer.is_some() && since <= start_ms.saturating_sub(warmup_ms)

@@ -116,7 +116,11 @@ fn window(end_ms: i64) -> (Vec<u8>, usize) {
         let mut samples: Vec<Sample> = (0..120)
             .map(|k| Sample {
                 timestamp_ms: end_ms - (119 - k) * 1000,
-                value: if k == 70 { 0.5 } else { (k * (s + 1)) as f64 * 1.1 + 0.3 },
+                value: if k == 70 {
+                    0.5
+                } else {
+                    (k * (s + 1)) as f64 * 1.1 + 0.3
+                },
             })
             .collect();
         if s == 2 {
@@ -182,7 +186,12 @@ async fn a_starting_replica_answers_like_its_peer_before_any_new_sample() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p[0].as_f64().unwrap(), p[1].as_str().unwrap().parse().unwrap()))
+            .map(|p| {
+                (
+                    p[0].as_f64().unwrap(),
+                    p[1].as_str().unwrap().parse().unwrap(),
+                )
+            })
             .collect()
     };
     let (from_a, from_b) = (
@@ -192,7 +201,10 @@ async fn a_starting_replica_answers_like_its_peer_before_any_new_sample() {
     assert_eq!(from_a.len(), from_b.len());
     for ((ta, va), (tb, vb)) in from_a.iter().zip(&from_b) {
         assert_eq!(ta, tb);
-        assert!((va - vb).abs() <= 1e-12 * va.abs().max(1.0), "{q} at {ta}: {va} vs {vb}");
+        assert!(
+            (va - vb).abs() <= 1e-12 * va.abs().max(1.0),
+            "{q} at {ta}: {va} vs {vb}"
+        );
     }
     let m = b.metrics().await;
     assert_eq!(
@@ -269,6 +281,9 @@ async fn a_down_or_silent_peer_does_not_hold_the_start() {
         1.0,
         "{m}"
     );
-    assert_eq!(metric(&m, "surge_aggregator_peer_warmup_samples_total "), 0.0);
+    assert_eq!(
+        metric(&m, "surge_aggregator_peer_warmup_samples_total "),
+        0.0
+    );
     drop(silent);
 }

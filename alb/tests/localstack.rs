@@ -383,6 +383,9 @@ async fn an_unreachable_endpoint_is_one_counted_error_per_poll() {
     );
 }
 
+/// A target group of its own: tests run in parallel and LocalStack instances may share what they hold.
+const REPLICATED_TG: &str = "targetgroup/replicated/0a1b2c3d4e5f6a7b";
+
 /// ALB series on every replica: CloudWatch's are read on the Lease leader only, so the leader writes
 /// what it polled to every peer replica (`aggregator.peers.replicate_alb`); an HPA reading the metrics
 /// APIs through a replica that does not lead sees the same series, values and timestamps. The leader
@@ -397,8 +400,18 @@ async fn the_leaders_alb_series_reach_a_replica_that_does_not_lead() {
     put(
         &cw,
         vec![
-            datum("RequestCount", Some(TG), n - 3 * MIN + 10_000, 90.0),
-            datum("RequestCount", Some(TG), n - 2 * MIN + 5_000, 30.0),
+            datum(
+                "RequestCount",
+                Some(REPLICATED_TG),
+                n - 3 * MIN + 10_000,
+                90.0,
+            ),
+            datum(
+                "RequestCount",
+                Some(REPLICATED_TG),
+                n - 2 * MIN + 5_000,
+                30.0,
+            ),
         ],
     )
     .await;
@@ -454,7 +467,7 @@ async fn the_leaders_alb_series_reach_a_replica_that_does_not_lead() {
     let cfg = AlbConfig {
         target_groups: vec![AlbTargetGroupConfig {
             load_balancer: LB.into(),
-            target_group: TG.into(),
+            target_group: REPLICATED_TG.into(),
         }],
         ..AlbConfig::default()
     };
@@ -471,8 +484,10 @@ async fn the_leaders_alb_series_reach_a_replica_that_does_not_lead() {
     let leader_base = format!("http://{leader_addr}");
     let replica_base = format!("http://{replica_addr}");
     for selector in [
-        format!("aws_applicationelb_request_count_sum{{target_group=\"{TG}\"}}"),
-        format!("aws_applicationelb_request_rate{{target_group=\"{TG}\",source=\"cloudwatch\"}}"),
+        format!("aws_applicationelb_request_count_sum{{target_group=\"{REPLICATED_TG}\"}}"),
+        format!(
+            "aws_applicationelb_request_rate{{target_group=\"{REPLICATED_TG}\",source=\"cloudwatch\"}}"
+        ),
     ] {
         let on_leader = read(&leader_base, &selector, now).await;
         assert_eq!(on_leader.len(), 1, "{on_leader:?}");
@@ -489,7 +504,7 @@ async fn the_leaders_alb_series_reach_a_replica_that_does_not_lead() {
     // The minute that started at n-3m, stamped at its end: the replica has it as the leader does.
     let (_, points) = read(
         &replica_base,
-        &format!("aws_applicationelb_request_count_sum{{target_group=\"{TG}\"}}"),
+        &format!("aws_applicationelb_request_count_sum{{target_group=\"{REPLICATED_TG}\"}}"),
         now,
     )
     .await

@@ -481,10 +481,11 @@ pub const DEFAULT_WARM_UP: std::time::Duration = std::time::Duration::from_secs(
 /// After an aggregator restart the cache fills as agents write again (and replay what their durable
 /// queues held); until every agent has written, a sum or an average over pods reads low, and the
 /// engine's own memory (the HPA's stabilization window, KEDA's cooldown) starts empty. So for
-/// `warm_up` after start a decision to scale *down* is held at the current count, saying why; a
-/// scale-up still goes through (partial inputs under-count load, so they cannot make a scale-up
-/// wrong). Once the window has passed, the HPA's own stabilization window is full again and
-/// decisions stand as the engine made them.
+/// `warm_up` after start a decision to scale *down* is held at the current count, saying why. A
+/// partial window can also over-read (an `avg_over_time` over the seconds since start reads a burst
+/// as the whole window): that, scale-ups included, is [`history_gap`]'s to hold, until the store's
+/// history covers what the policy reads. Once the window has passed, the HPA's own stabilization
+/// window is full again and decisions stand as the engine made them.
 #[derive(Debug)]
 pub struct WarmUp {
     started_ms: i64,

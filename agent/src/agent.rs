@@ -64,6 +64,9 @@ pub struct AgentSpec {
     /// Destinations (by name) with a durable queue on disk in front of their sender
     /// (`queue_config.durable`); see [`surge_wal::DurableOutput`].
     pub durable: BTreeMap<String, surge_wal::DurableOptions>,
+    /// The most series every target's cache may hold together (`agent.total_series_limit`; 0: no
+    /// cap); see [`crate::scrape::total`].
+    pub total_series_limit: usize,
 }
 
 impl AgentSpec {
@@ -106,14 +109,21 @@ impl Agent {
         expand: GlobExpander,
     ) -> std::io::Result<Agent> {
         let client = crate::http_client().map_err(std::io::Error::other)?;
-        let (scrape_metrics, sender_metrics, wal_metrics) = {
+        let (scrape_metrics, sender_metrics, wal_metrics, series_total) = {
             let mut r = registry.lock();
             let scrape = crate::metrics::ScrapeMetrics::new(&mut r);
+            let total =
+                crate::scrape::total::SeriesTotal::new(spec.total_series_limit, Some(&mut r));
             let sender = match spec.sender_metrics {
                 Some(m) => m,
                 None => SenderMetrics::new(&mut r),
             };
-            (scrape, sender, surge_wal::WalMetrics::new(&mut r))
+            (
+                scrape,
+                sender,
+                surge_wal::WalMetrics::new(&mut r),
+                Arc::new(total),
+            )
         };
         let mut durable = spec.durable;
         let mut endpoint_sets = spec.endpoint_sets;
@@ -139,6 +149,7 @@ impl Agent {
             outputs: outputs.clone(),
             metrics: scrape_metrics,
             external_labels: spec.external_labels,
+            series_total: Some(series_total),
         });
         let manager = Arc::new(tokio::sync::Mutex::new(TargetManager::new(ctx)));
         let cancel = CancellationToken::new();

@@ -51,6 +51,7 @@ pub fn agent_spec(cfg: &AgentConfig) -> Result<AgentSpec, SpecError> {
             .iter()
             .filter_map(|rw| Some((rw.name.clone(), durable_options(rw)?)))
             .collect(),
+        total_series_limit: usize::try_from(cfg.total_series_limit).unwrap_or(usize::MAX),
     })
 }
 

@@ -62,7 +62,7 @@ impl ScrapeMetrics {
         registry.register("surge_scrapes", "Scrapes attempted", m.scrapes.clone());
         registry.register(
             "surge_scrape_failures",
-            "Failed scrapes by reason (timeout, http_status, body_too_large, network, decode, parse, sample_limit, queue_share, series_memory_limit, label_limit)",
+            "Failed scrapes by reason (timeout, http_status, body_too_large, network, decode, parse, sample_limit, queue_share, series_memory_limit, series_total_limit, label_limit)",
             m.failures.clone(),
         );
         registry.register(

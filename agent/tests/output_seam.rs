@@ -90,6 +90,7 @@ fn spec(target: String, outputs: Vec<Arc<dyn Output>>) -> AgentSpec {
         sender_metrics: None,
         endpoint_sets: Default::default(),
         durable: Default::default(),
+        total_series_limit: 0,
     }
 }
 

@@ -30,6 +30,7 @@ use crate::ingest::write_handler;
 pub fn router(state: Arc<AggregatorState>) -> Router {
     Router::new()
         .route("/api/v1/write", post(write_handler))
+        .route(crate::peers::DUMP_PATH, get(crate::peers::dump_handler))
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/series", get(series).post(series))

@@ -27,6 +27,10 @@ pub enum HttpError {
     /// whose token could not be checked (503, retried by senders); plain text.
     #[error(transparent)]
     Unauthenticated(#[from] AuthRefusal),
+    /// Writes are not taken yet: a warm-up from a peer replica runs (503 with `Retry-After: 1`,
+    /// retried by senders); plain text.
+    #[error("{0}")]
+    Warming(String),
     /// Anything else (500, `internal`).
     #[error("{0}")]
     Internal(String),
@@ -49,6 +53,7 @@ impl HttpError {
             HttpError::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
             HttpError::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
             HttpError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            HttpError::Warming(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             HttpError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -59,6 +64,12 @@ impl IntoResponse for HttpError {
         let (status, error_type) = self.kind();
         match self {
             HttpError::Ingest(e) => (status, format!("{e}\n")).into_response(),
+            HttpError::Warming(e) => (
+                status,
+                [(axum::http::header::RETRY_AFTER, "1")],
+                format!("{e}\n"),
+            )
+                .into_response(),
             HttpError::Unauthenticated(e) => (
                 status,
                 [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],

@@ -423,6 +423,12 @@ pub async fn write_handler(
             return Err(e);
         }
     }
+    if !state.accepting_writes() {
+        state.ingest_metrics.request(sender, 503);
+        return Err(HttpError::Warming(
+            "warming up from a peer replica: retry shortly".into(),
+        ));
+    }
     let result = async {
         check_headers(&headers, &state.ingest_opts)?;
         let limit = state.ingest_opts.max_body_bytes;

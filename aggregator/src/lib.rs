@@ -22,6 +22,7 @@ pub mod listener;
 pub mod metrics;
 pub mod onward;
 pub mod options;
+pub mod peers;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -39,6 +40,18 @@ pub use surge_store::{CacheOptions, IngestObserver, SeriesCache, SeriesId, Touch
 use auth::WriteAuth;
 use metrics::{IngestMetrics, QueryMetrics};
 
+/// A random id per process start (the clock's nanoseconds and the process id, hashed).
+fn new_instance_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&nanos.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    format!("{:016x}", h.digest())
+}
+
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
@@ -55,6 +68,11 @@ pub struct AggregatorState {
     registry: OnceLock<Arc<Registry>>,
     query_gate: RwLock<Arc<api::QueryGate>>,
     write_auth: OnceLock<Arc<WriteAuth>>,
+    /// This process's id among the replicas (see [`peers`]).
+    instance_id: String,
+    peer_metrics: peers::PeerMetrics,
+    /// Writes are answered 503 while false (a warm-up from a peer runs; see [`peers`]).
+    accepting_writes: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for AggregatorState {
@@ -81,6 +99,7 @@ impl AggregatorState {
         ingest_metrics.register(registry);
         let query_metrics = QueryMetrics::default();
         query_metrics.register(registry);
+        let peer_metrics = peers::PeerMetrics::new(registry);
         AggregatorState {
             cache,
             query_opts,
@@ -91,7 +110,31 @@ impl AggregatorState {
             registry: OnceLock::new(),
             query_gate: RwLock::new(Arc::new(api::QueryGate::new(QueryLimits::default()))),
             write_auth: OnceLock::new(),
+            instance_id: new_instance_id(),
+            peer_metrics,
+            accepting_writes: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// This process's id among the replicas: random per start.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    pub fn peer_metrics(&self) -> &peers::PeerMetrics {
+        &self.peer_metrics
+    }
+
+    /// Whether `/api/v1/write` takes writes; while not, it answers 503 with `Retry-After`, which
+    /// senders retry (a warm-up from a peer must land before newer samples; see [`peers`]).
+    pub fn set_accepting_writes(&self, accepting: bool) {
+        self.accepting_writes
+            .store(accepting, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn accepting_writes(&self) -> bool {
+        self.accepting_writes
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A state with its own registry, already published and ready: for tests, benches and tools.

@@ -25,6 +25,8 @@ use crate::metrics::AlbMetrics;
 use crate::naming::{self, AlbMetric, METRICS, REQUEST_RATE, Scope};
 use crate::points::{PERIOD_MS, PlanCounts, SeriesBook, Window};
 use crate::write::WriteBatch;
+use surge_aggregator::peers::PeerWriter;
+use surge_sender::{Batch, SeriesMeta, SeriesSamples};
 
 /// `GetMetricData` takes at most this many queries per call.
 const MAX_QUERIES_PER_CALL: usize = 500;
@@ -64,6 +66,8 @@ pub struct CloudWatchSource {
     zero_fill_after_ms: i64,
     interval: Duration,
     metrics: AlbMetrics,
+    /// The peer replicas the written series also go to (this source runs on the leader only).
+    replicate: Option<Arc<PeerWriter>>,
 }
 
 /// The SDK's HTTP client: rustls on ring, as every TLS connection of surge (no aws-lc build step).
@@ -150,6 +154,7 @@ impl CloudWatchSource {
             zero_fill_after_ms: i64::try_from(cfg.zero_fill_after.as_millis()).unwrap_or(i64::MAX),
             interval: cfg.interval,
             metrics,
+            replicate: None,
         }
     }
 
@@ -232,6 +237,15 @@ impl CloudWatchSource {
         let fetched = self.fetch(window).await?;
         let empty = BTreeMap::new();
         let mut batch = WriteBatch::default();
+        let mut copies: Vec<SeriesSamples> = Vec::new();
+        let mut copy = |labels: &surge_model::Labels, samples: &[Sample]| {
+            if self.replicate.is_some() && !samples.is_empty() {
+                copies.push(SeriesSamples {
+                    series: SeriesMeta::new(labels.clone()),
+                    samples: samples.iter().copied().collect(),
+                });
+            }
+        };
         let mut counts = PlanCounts::default();
         for s in &mut self.series {
             let points = fetched.get(&s.query_id).unwrap_or(&empty);
@@ -252,8 +266,10 @@ impl CloudWatchSource {
                     })
                     .collect();
                 batch.push(rate, &per_second);
+                copy(rate, &per_second);
             }
             batch.push(&s.labels, &samples);
+            copy(&s.labels, &samples);
         }
         self.metrics.points(&counts);
         let written = batch.samples();
@@ -262,7 +278,23 @@ impl CloudWatchSource {
             .map_err(PollError::Ingest)?;
         self.metrics
             .written(naming::SOURCE_CLOUDWATCH, written as u64);
+        if let Some(peers) = &self.replicate
+            && !copies.is_empty()
+        {
+            peers.submit(Batch {
+                tier: surge_model::Tier::Critical,
+                series: copies,
+                scrape_end_ms: now_ms,
+            });
+        }
         Ok(written)
+    }
+
+    /// Also writes every polled series to the peer replicas, so a replica that does not lead holds the
+    /// ALB series too (an HPA may read the metrics APIs through any replica).
+    pub fn with_replication(mut self, peers: Arc<PeerWriter>) -> Self {
+        self.replicate = Some(peers);
+        self
     }
 
     /// Polls every `interval` until `cancel`, while `leader` says this replica leads (`None`: always,

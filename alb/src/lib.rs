@@ -79,12 +79,14 @@ pub struct Alb {
 }
 
 /// Starts what `cfg` configures: the target-side evaluator (registered as an observer of `state`) and,
-/// with target groups, the CloudWatch source gated by `leader` (`None`: no election, always runs).
+/// with target groups, the CloudWatch source gated by `leader` (`None`: no election, always runs),
+/// writing to the peer replicas too when `replicate` is given.
 /// Registers the metrics into `registry`; the tasks end on `cancel`.
 pub async fn start(
     cfg: &AlbConfig,
     state: Arc<AggregatorState>,
     leader: Option<watch::Receiver<bool>>,
+    replicate: Option<Arc<surge_aggregator::peers::PeerWriter>>,
     registry: &mut Registry,
     cancel: CancellationToken,
 ) -> Result<Alb, StartError> {
@@ -98,7 +100,10 @@ pub async fn start(
     }
     if !cfg.target_groups.is_empty() {
         let client = cloudwatch::client(cfg).await;
-        let source = CloudWatchSource::new(client, cfg, state, metrics);
+        let mut source = CloudWatchSource::new(client, cfg, state, metrics);
+        if let Some(peers) = replicate {
+            source = source.with_replication(peers);
+        }
         tracing::info!(
             target_groups = cfg.target_groups.len(),
             interval = ?cfg.interval,

@@ -382,3 +382,133 @@ async fn an_unreachable_endpoint_is_one_counted_error_per_poll() {
         "{text}"
     );
 }
+
+/// A target group of its own: tests run in parallel and LocalStack instances may share what they hold.
+const REPLICATED_TG: &str = "targetgroup/replicated/0a1b2c3d4e5f6a7b";
+
+/// ALB series on every replica: CloudWatch's are read on the Lease leader only, so the leader writes
+/// what it polled to every peer replica (`aggregator.peers.replicate_alb`); an HPA reading the metrics
+/// APIs through a replica that does not lead sees the same series, values and timestamps. The leader
+/// lists itself among the peers (as a Service's endpoints do) and must skip itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_alb_series_reach_a_replica_that_does_not_lead() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ls = LocalStack::start();
+    let cw = client(&ls.url);
+    let now = surge_aggregator::now_ms();
+    let n = now.div_euclid(MIN) * MIN;
+    put(
+        &cw,
+        vec![
+            datum(
+                "RequestCount",
+                Some(REPLICATED_TG),
+                n - 3 * MIN + 10_000,
+                90.0,
+            ),
+            datum(
+                "RequestCount",
+                Some(REPLICATED_TG),
+                n - 2 * MIN + 5_000,
+                30.0,
+            ),
+        ],
+    )
+    .await;
+
+    // Both replicas serve on real sockets; only the leader polls CloudWatch.
+    let serve = |state: Arc<AggregatorState>, listener: tokio::net::TcpListener| {
+        tokio::spawn(surge_aggregator::serve(
+            listener,
+            state,
+            std::future::pending(),
+        ))
+    };
+    let replica = AggregatorState::standalone(
+        CacheOptions::default(),
+        QueryOptions::default(),
+        IngestOptions::default(),
+    );
+    let replica_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let replica_addr = replica_listener.local_addr().unwrap().to_string();
+    serve(replica.clone(), replica_listener);
+    let mut registry = Registry::default();
+    let leader = Arc::new(AggregatorState::new(
+        CacheOptions::default(),
+        QueryOptions::default(),
+        IngestOptions::default(),
+        &mut registry,
+    ));
+    let leader_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let leader_addr = leader_listener.local_addr().unwrap();
+    serve(leader.clone(), leader_listener);
+
+    let (_peers_tx, peers) =
+        tokio::sync::watch::channel(vec![leader_addr.to_string(), replica_addr.clone()]);
+    let writer = surge_aggregator::peers::PeerWriter::start(
+        surge_sender::SenderOptions::new("peers", "http://peer/api/v1/write"),
+        peers,
+        leader_addr.port(),
+        reqwest::Client::new(),
+        &surge_sender::SenderMetrics::new(&mut registry),
+    );
+    for _ in 0..100 {
+        if !writer.addresses().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        writer.addresses(),
+        vec![replica_addr.clone()],
+        "itself skipped"
+    );
+
+    let cfg = AlbConfig {
+        target_groups: vec![AlbTargetGroupConfig {
+            load_balancer: LB.into(),
+            target_group: REPLICATED_TG.into(),
+        }],
+        ..AlbConfig::default()
+    };
+    let mut source = CloudWatchSource::new(
+        cw.clone(),
+        &cfg,
+        leader.clone(),
+        AlbMetrics::new(&mut registry),
+    )
+    .with_replication(writer.clone());
+    let written = source.poll(now).await.unwrap();
+    assert!(written > 0);
+
+    let leader_base = format!("http://{leader_addr}");
+    let replica_base = format!("http://{replica_addr}");
+    for selector in [
+        format!("aws_applicationelb_request_count_sum{{target_group=\"{REPLICATED_TG}\"}}"),
+        format!(
+            "aws_applicationelb_request_rate{{target_group=\"{REPLICATED_TG}\",source=\"cloudwatch\"}}"
+        ),
+    ] {
+        let on_leader = read(&leader_base, &selector, now).await;
+        assert_eq!(on_leader.len(), 1, "{on_leader:?}");
+        let mut on_replica = Vec::new();
+        for _ in 0..200 {
+            on_replica = read(&replica_base, &selector, now).await;
+            if on_replica == on_leader {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(on_replica, on_leader, "{selector}");
+    }
+    // The minute that started at n-3m, stamped at its end: the replica has it as the leader does.
+    let (_, points) = read(
+        &replica_base,
+        &format!("aws_applicationelb_request_count_sum{{target_group=\"{REPLICATED_TG}\"}}"),
+        now,
+    )
+    .await
+    .remove(0);
+    assert!(points.contains(&(n - 2 * MIN, 90.0)), "{points:?}");
+    assert!(points.contains(&(n - MIN, 30.0)), "{points:?}");
+}

@@ -153,6 +153,8 @@ impl EngineMetrics {
 
 struct PolicySlot {
     def: PolicyDef,
+    /// How much history its queries read ([`policy::history_needed_ms`]).
+    history_ms: i64,
     dirty: AtomicBool,
     /// Newest triggering sample timestamp and its ingest time since the last evaluation (0 = none).
     trigger_sample_ms: AtomicI64,
@@ -195,6 +197,7 @@ impl Autoscaler {
         let slots = policies
             .into_iter()
             .map(|def| PolicySlot {
+                history_ms: policy::history_needed_ms(&def, opts.freshness),
                 def,
                 dirty: AtomicBool::new(true),
                 trigger_sample_ms: AtomicI64::new(0),
@@ -320,8 +323,26 @@ impl Autoscaler {
         let mut observed = self.observe(def, &samples);
         self.fill_requests(def, &mut observed.pods, now);
         let mut st = slot.state.lock();
-        let mut decision = decide(def, &mut st, observed, samples, now);
-        self.warm_up.hold_scale_down(&mut decision, now);
+        let gap = policy::history_gap(self.cache.history_since(), slot.history_ms, now);
+        let decision = match &gap {
+            None => {
+                let mut d = decide(def, &mut st, observed, samples, now);
+                self.warm_up.hold_scale_down(&mut d, now);
+                d
+            }
+            // Not covered yet: the engine decides on a copy of its memory, so what a partial window
+            // proposes is shown but neither acted on nor remembered (stabilization, cooldowns).
+            Some(why) => {
+                let mut scratch = SlotState {
+                    hpa: st.hpa.clone(),
+                    keda: st.keda.clone(),
+                    ..SlotState::default()
+                };
+                let mut d = decide(def, &mut scratch, observed, samples, now);
+                policy::hold_uncovered(&mut d, why);
+                d
+            }
+        };
         let actuation = self.actuator.apply(Action::Scale {
             target: &def.target,
             decision: &decision,

@@ -481,10 +481,11 @@ pub const DEFAULT_WARM_UP: std::time::Duration = std::time::Duration::from_secs(
 /// After an aggregator restart the cache fills as agents write again (and replay what their durable
 /// queues held); until every agent has written, a sum or an average over pods reads low, and the
 /// engine's own memory (the HPA's stabilization window, KEDA's cooldown) starts empty. So for
-/// `warm_up` after start a decision to scale *down* is held at the current count, saying why; a
-/// scale-up still goes through (partial inputs under-count load, so they cannot make a scale-up
-/// wrong). Once the window has passed, the HPA's own stabilization window is full again and
-/// decisions stand as the engine made them.
+/// `warm_up` after start a decision to scale *down* is held at the current count, saying why. A
+/// partial window can also over-read (an `avg_over_time` over the seconds since start reads a burst
+/// as the whole window): that, scale-ups included, is [`history_gap`]'s to hold, until the store's
+/// history covers what the policy reads. Once the window has passed, the HPA's own stabilization
+/// window is full again and decisions stand as the engine made them.
 #[derive(Debug)]
 pub struct WarmUp {
     started_ms: i64,
@@ -529,5 +530,146 @@ impl WarmUp {
         );
         decision.desired_replicas = decision.current_replicas;
         decision.scale = false;
+    }
+}
+
+/// How much history (ms before the evaluation time) a policy's queries read: the longest range
+/// selector or subquery with its offset, over every input and requests query, and at least
+/// `freshness` (the autoscaling path's `stale_after`: within it every live series has written once, so
+/// an instant sum over pods is whole only after it). `@` pins a time no restart can cover and adds
+/// nothing.
+pub fn history_needed_ms(def: &PolicyDef, freshness: Option<std::time::Duration>) -> i64 {
+    let floor = freshness.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let queries = def
+        .inputs
+        .iter()
+        .filter_map(|i| match &i.source {
+            InputSource::Query { expr, .. } => Some(expr),
+            InputSource::Engine => None,
+        })
+        .chain(def.requests.iter().map(|r| &r.expr));
+    queries.map(expr_history_ms).fold(floor, i64::max)
+}
+
+/// The history one expression reads before its evaluation time.
+fn expr_history_ms(e: &Expr) -> i64 {
+    let back = |offset_ms: i64| offset_ms.max(0);
+    match &e.kind {
+        ExprKind::Selector(sel) => back(sel.offset_ms),
+        ExprKind::Matrix { sel, range_ms } => range_ms.saturating_add(back(sel.offset_ms)),
+        ExprKind::Subquery {
+            expr,
+            range_ms,
+            offset_ms,
+            ..
+        } => range_ms
+            .saturating_add(back(*offset_ms))
+            .saturating_add(expr_history_ms(expr)),
+        ExprKind::Call { args, .. } => args.iter().map(expr_history_ms).max().unwrap_or(0),
+        ExprKind::Aggregate { expr, param, .. } => {
+            expr_history_ms(expr).max(param.as_deref().map_or(0, expr_history_ms))
+        }
+        ExprKind::Binary { lhs, rhs, .. } => expr_history_ms(lhs).max(expr_history_ms(rhs)),
+        ExprKind::Neg(e) | ExprKind::Paren(e) => expr_history_ms(e),
+        ExprKind::Number(_) | ExprKind::String(_) => 0,
+    }
+}
+
+/// Restart hygiene, second half: why a policy must not act yet, or `None` when its inputs are covered.
+///
+/// `since_ms` is the store's [`surge_store::SeriesCache::history_since`]: from when it holds every
+/// sample. A policy reading `needed_ms` of history at `now_ms` decides only once that window lies
+/// after it; before, an `avg_over_time(x[1m])` (or `max_over_time`, `irate`, `deriv`) over the 10 s
+/// an aggregator has been up reads the last 10 s as if they were the minute (a burst becomes a
+/// scale-up a full window would not make), a `rate` reads low (Prometheus divides by the whole range:
+/// a scale-down), and an average over the pods that wrote again reads whatever those happen to be. This holds scale-ups as well as
+/// scale-downs; [`WarmUp`] keeps holding scale-downs longer, for the engine's own memory.
+pub fn history_gap(since_ms: i64, needed_ms: i64, now_ms: i64) -> Option<String> {
+    if since_ms == surge_store::HISTORY_PENDING {
+        return Some(
+            "waiting for the recent window from a peer replica (the cache is being warmed)".into(),
+        );
+    }
+    let from = now_ms.saturating_sub(needed_ms);
+    if from >= since_ms {
+        return None;
+    }
+    Some(format!(
+        "the inputs read {} s of history and the cache holds it for {} s ({} s to go)",
+        (needed_ms + 999) / 1000,
+        (now_ms.saturating_sub(since_ms).max(0)) / 1000,
+        (since_ms - from + 999) / 1000,
+    ))
+}
+
+/// Holds `decision` at the current count because its inputs are not covered (see [`history_gap`]).
+pub fn hold_uncovered(decision: &mut surge_engine::Decision, why: &str) {
+    decision.reason = format!(
+        "held at {} until the inputs are covered: {why}; the engine proposed {} ({})",
+        decision.current_replicas, decision.desired_replicas, decision.reason
+    );
+    decision.desired_replicas = decision.current_replicas;
+    decision.scale = false;
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    fn def(query: &str) -> PolicyDef {
+        let yaml = format!(
+            r#"policies:
+  - mode: dry-run
+    hpa: |
+      apiVersion: autoscaling/v2
+      kind: HorizontalPodAutoscaler
+      metadata: {{name: web, namespace: shop}}
+      spec:
+        scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+        maxReplicas: 10
+        metrics:
+          - type: External
+            external:
+              metric: {{name: rps}}
+              target: {{type: AverageValue, averageValue: "10"}}
+    metrics:
+      rps: '{query}'
+"#
+        );
+        let cfg =
+            surge_config::load_str(&yaml, "surge.yaml", &surge_config::MapEnv::new()).unwrap();
+        build_policies(&cfg).unwrap().remove(0)
+    }
+
+    #[test]
+    fn history_is_the_longest_range_with_offsets_and_subqueries() {
+        let five = Some(std::time::Duration::from_secs(5));
+        // (query, needed ms)
+        let cases = [
+            ("sum(x)", 5_000),
+            ("sum(rate(x[1m]))", 60_000),
+            ("sum(rate(x[30s] offset 1m)) + sum(y)", 90_000),
+            ("max_over_time(rate(x[1m])[5m:15s])", 360_000),
+            ("sum(x offset 10s)", 10_000),
+            ("sum(rate(x[1s]))", 5_000),
+            ("quantile(0.9, avg_over_time(x[2m]))", 120_000),
+        ];
+        for (q, want) in cases {
+            assert_eq!(history_needed_ms(&def(q), five), want, "{q}");
+        }
+        assert_eq!(history_needed_ms(&def("sum(x)"), None), 0);
+    }
+
+    #[test]
+    fn a_window_is_covered_only_after_the_history_start() {
+        let start = 1_000_000;
+        // A 1 min rate, 10 s after start: 50 s to go.
+        let why = history_gap(start, 60_000, start + 10_000).unwrap();
+        assert!(why.contains("60 s of history"), "{why}");
+        assert!(why.contains("50 s to go"), "{why}");
+        assert_eq!(history_gap(start, 60_000, start + 60_000), None);
+        assert_eq!(history_gap(surge_store::HISTORY_COMPLETE, 60_000, 0), None);
+        let pending = history_gap(surge_store::HISTORY_PENDING, 0, start).unwrap();
+        assert!(pending.contains("peer"), "{pending}");
     }
 }

@@ -40,6 +40,12 @@ pub struct AgentConfig {
     /// OpenTelemetry (OTLP) metrics destinations, beside `remote_write`: every scraped batch goes to
     /// each of them too.
     pub otlp: Vec<OtlpConfig>,
+    /// The most series the agent holds for all targets together (each target's scrape cache, relabeled-
+    /// away series included: they cost memory too). A scrape whose new series would go past it is
+    /// refused whole, with `up` = 0 and the reason `series_total_limit`, and the targets already held
+    /// keep theirs; `surge_agent_series` shows the count. Default 250000 (about 75 MiB of series
+    /// state, inside a 256 MiB DaemonSet memory limit with the queues); 0: no cap.
+    pub total_series_limit: u64,
 }
 
 impl Default for AgentConfig {
@@ -54,6 +60,7 @@ impl Default for AgentConfig {
             emf: Vec::new(),
             cloudwatch: Vec::new(),
             otlp: Vec::new(),
+            total_series_limit: 250_000,
         }
     }
 }

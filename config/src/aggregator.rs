@@ -49,6 +49,9 @@ pub struct AggregatorConfig {
     /// Absent: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alb: Option<AlbConfig>,
+    /// The other replicas: warm-up from one at start, ALB series to all. Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<crate::peers::PeersConfig>,
 }
 
 impl Default for AggregatorConfig {
@@ -64,6 +67,7 @@ impl Default for AggregatorConfig {
             warmup: Duration::ZERO,
             server: ServerConfig::default(),
             alb: None,
+            peers: None,
         }
     }
 }

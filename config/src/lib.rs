@@ -42,6 +42,7 @@ mod file_sd;
 mod load;
 mod otlp;
 mod path;
+mod peers;
 mod policy;
 mod relabel;
 mod remote_write;
@@ -76,6 +77,7 @@ pub use otlp::{
     default_resource_attributes,
 };
 pub use path::{FieldPath, PathSegment};
+pub use peers::PeersConfig;
 pub use policy::{ActuationMode, PolicyConfig, ScheduleConfig};
 pub use relabel::{
     DEFAULT_REGEX, DEFAULT_REPLACEMENT, DEFAULT_SEPARATOR, RelabelAction, RelabelConfig,

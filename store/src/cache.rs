@@ -631,6 +631,11 @@ fn keeps(rest: &[&Matcher], s: &Series) -> bool {
     rest.iter().all(|m| m.matches_labels(&s.labels))
 }
 
+/// [`SeriesCache::history_since`] of a store that declared nothing: complete history.
+pub const HISTORY_COMPLETE: i64 = i64::MIN;
+/// [`SeriesCache::history_since`] while the history is being copied in: nothing is complete yet.
+pub const HISTORY_PENDING: i64 = i64::MAX;
+
 /// The series cache. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct SeriesCache {
@@ -644,6 +649,8 @@ pub struct SeriesCache {
     scan_threads: AtomicUsize,
     /// Explicit readiness ([`Self::set_ready`]): readers answer 503 until the process says the store serves.
     ready: AtomicBool,
+    /// Since when the store holds complete history ([`Self::set_history_since`]).
+    history_since_ms: std::sync::atomic::AtomicI64,
 }
 
 impl SeriesCache {
@@ -657,6 +664,7 @@ impl SeriesCache {
             metrics: CacheMetrics::default(),
             scan_threads: AtomicUsize::new(1),
             ready: AtomicBool::new(false),
+            history_since_ms: std::sync::atomic::AtomicI64::new(HISTORY_COMPLETE),
         }
     }
 
@@ -668,6 +676,20 @@ impl SeriesCache {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Restart hygiene, explicit like readiness: the process says since when (ms since the epoch) the
+    /// store holds *every* sample its writers sent: its start, or earlier once a peer replica's recent
+    /// window was copied in; [`HISTORY_PENDING`] while such a copy runs. Readers that need a window of
+    /// history (the autoscaler's rates) wait until the window lies after it. Default
+    /// [`HISTORY_COMPLETE`]: nothing declared, the store is taken as complete (tests, tools).
+    pub fn set_history_since(&self, since_ms: i64) {
+        self.history_since_ms.store(since_ms, Ordering::Release);
+    }
+
+    /// See [`Self::set_history_since`].
+    pub fn history_since(&self) -> i64 {
+        self.history_since_ms.load(Ordering::Acquire)
     }
 
     /// Registers the cache's metrics.

@@ -17,7 +17,10 @@ pub mod cache;
 pub mod observer;
 pub mod options;
 
-pub use cache::{Current, MatchOp, Matcher, Series, SeriesCache, SeriesId, SweepStats};
+pub use cache::{
+    Current, HISTORY_COMPLETE, HISTORY_PENDING, MatchOp, Matcher, Series, SeriesCache, SeriesId,
+    SweepStats,
+};
 pub use observer::{IngestObserver, Touched, dedup_touched};
 pub use options::{CacheOptions, millis};
 

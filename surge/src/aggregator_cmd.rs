@@ -131,6 +131,9 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     let (cache, query, ingest) = options(cfg);
     let mut registry = Registry::default();
     let state = Arc::new(AggregatorState::new(cache, query, ingest, &mut registry));
+    let start_ms = surge_aggregator::now_ms();
+    // Restart hygiene: the store holds every sample from now on (earlier once a peer's copy lands).
+    state.cache().set_history_since(start_ms);
     let listener_security = crate::aggregator_security::setup(cfg, &state, &mut registry).await?;
     let client = surge_agent::http_client()?;
     let sender_metrics = surge_sender::SenderMetrics::new(&mut registry);
@@ -149,6 +152,10 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     let onward = Arc::new(Onward::new(surge_sender::Outputs::new(outputs)));
     state.add_observer(onward.clone());
     let cancel = CancellationToken::new();
+    let peers = match cfg.peers.as_ref().filter(|p| !p.is_empty()) {
+        Some(p) => Some((p, crate::peers::addresses(p, cancel.clone()).await?)),
+        None => None,
+    };
     // A policy in `scale` mode needs the cluster: a Lease elects the one replica that patches `/scale`.
     // Without one, decisions drive a virtual replica count (dry-run).
     let targets: Vec<ScaleTarget> = policies.iter().map(|p| p.target.clone()).collect();
@@ -172,7 +179,22 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
     // the target-side 1 s rate on every replica. Tasks end with `cancel`.
     if let Some(alb) = cfg.alb.as_ref().filter(|a| !a.is_empty()) {
         let leading = leader.as_ref().map(|l| l.subscribe());
-        surge_alb::start(alb, state.clone(), leading, &mut registry, cancel.clone()).await?;
+        let replicate = peers
+            .as_ref()
+            .filter(|(p, _)| p.replicate_alb)
+            .map(|(p, set)| {
+                crate::peers::writer(p, set.clone(), cfg.listen.port(), &client, &sender_metrics)
+            })
+            .transpose()?;
+        surge_alb::start(
+            alb,
+            state.clone(),
+            leading,
+            replicate,
+            &mut registry,
+            cancel.clone(),
+        )
+        .await?;
     }
     // The Kubernetes metrics APIs: rules and certificates are checked before any port is bound.
     let metrics_api = match &cfg.kubernetes_api {
@@ -243,8 +265,14 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
             }
         }
     });
+    // Warm from a peer before taking writes (see surge_aggregator::peers); bounded by its timeout.
+    let mut warm_from_peer = false;
+    if let Some((p, set)) = &peers {
+        warm_from_peer =
+            crate::peers::warm_up(&state, p, set.clone(), addr.port(), start_ms, cfg.warmup).await;
+    }
     // Ready once warm: queries wait for the history the rules read; ingest does not.
-    if cfg.warmup.is_zero() {
+    if cfg.warmup.is_zero() || warm_from_peer {
         state.set_ready(true);
     } else {
         let (st, c, warmup) = (state.clone(), cancel.clone(), cfg.warmup);

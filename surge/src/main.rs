@@ -12,6 +12,7 @@ mod aggregator_security;
 mod check;
 mod explain;
 mod nodes_cmd;
+mod peers;
 mod process;
 mod run;
 mod scrape;

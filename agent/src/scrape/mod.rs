@@ -5,3 +5,4 @@ pub mod manager;
 pub mod processor;
 pub mod run;
 pub mod target;
+pub mod total;

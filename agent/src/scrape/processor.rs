@@ -16,6 +16,7 @@ use surge_model::{
 use surge_proto::exposition::{Checks, Entry, Format, Parser};
 
 use super::fetch::{FetchError, Fetched};
+use super::total::SeriesTotal;
 use crate::relabel::Relabeler;
 use surge_sender::{SeriesMeta, SeriesSamples};
 
@@ -113,6 +114,16 @@ pub enum ScrapeFailure {
         "scrape refused: its series need more than series_memory_limit ({limit} bytes) after {lines} lines"
     )]
     SeriesMemory { limit: usize, lines: usize },
+    /// The scrape's new series would take the series of every target together past
+    /// `agent.total_series_limit` (see [`super::total`]).
+    #[error(
+        "scrape refused: its {new} new series would take the agent past total_series_limit ({limit} series across all targets, {held} held)"
+    )]
+    SeriesTotal {
+        limit: usize,
+        held: usize,
+        new: usize,
+    },
     #[error("label_limit exceeded: series {series} has {got} labels > limit {limit}")]
     LabelLimit {
         series: String,
@@ -157,6 +168,7 @@ impl ScrapeError {
             ScrapeError::Process(ScrapeFailure::SampleLimit { .. }) => "sample_limit",
             ScrapeError::Process(ScrapeFailure::QueueShare { .. }) => "queue_share",
             ScrapeError::Process(ScrapeFailure::SeriesMemory { .. }) => "series_memory_limit",
+            ScrapeError::Process(ScrapeFailure::SeriesTotal { .. }) => "series_total_limit",
             ScrapeError::Process(_) => "label_limit",
         }
     }
@@ -354,6 +366,18 @@ pub struct TargetProcessor {
     synthetic: Vec<SeriesMeta>,
     /// Whether a scrape has written the synthetic series, which then need staleness markers too.
     reported: bool,
+    /// The agent-wide series count this target's cache entries are counted in, and how many are.
+    total: Option<std::sync::Arc<SeriesTotal>>,
+    counted: usize,
+}
+
+impl Drop for TargetProcessor {
+    /// A removed target gives its series back to the agent-wide total.
+    fn drop(&mut self) {
+        if let Some(t) = &self.total {
+            t.release(self.counted);
+        }
+    }
 }
 
 impl TargetProcessor {
@@ -364,9 +388,50 @@ impl TargetProcessor {
             attempt: 0,
             synthetic: Vec::new(),
             reported: false,
+            total: None,
+            counted: 0,
         };
         p.synthetic = SYNTHETIC.iter().map(|n| p.synthetic_series(n)).collect();
         p
+    }
+
+    /// Counts this target's series in the agent-wide `total`: a scrape whose new series do not fit is
+    /// refused whole (see [`super::total`]).
+    pub fn with_series_total(mut self, total: std::sync::Arc<SeriesTotal>) -> Self {
+        self.total = Some(total);
+        self
+    }
+
+    /// Reserves the scrape's new series in the agent-wide total before they join the cache.
+    fn reserve_new_series(&mut self) -> Result<(), ScrapeFailure> {
+        let (Some(total), new) = (&self.total, self.cache.fresh.len()) else {
+            return Ok(());
+        };
+        if new == 0 {
+            return Ok(());
+        }
+        total
+            .reserve(new)
+            .map_err(|over| ScrapeFailure::SeriesTotal {
+                limit: over.limit,
+                held: over.held,
+                new,
+            })?;
+        self.counted += new;
+        Ok(())
+    }
+
+    /// After a scrape changed the cache: gives back what it no longer holds (vanished series, and
+    /// repeats that were reserved as new).
+    fn settle_series_total(&mut self) {
+        let Some(total) = &self.total else {
+            return;
+        };
+        let held = self.cache.len();
+        if held < self.counted {
+            total.release(self.counted - held);
+            self.counted = held;
+        }
     }
 
     /// Everything one scrape writes, in one call: the scraped samples with the staleness markers of
@@ -472,6 +537,7 @@ impl TargetProcessor {
             // target refused on every scrape holds no memory for what it exposes.
             self.cache.discard_fresh();
         }
+        self.settle_series_total();
         processed
     }
 
@@ -499,6 +565,7 @@ impl TargetProcessor {
                 Err(e) => return Err(ScrapeFailure::Parse(e.to_string())),
             }
         }
+        self.reserve_new_series()?;
         self.drop_repeats(&mut out);
         out.stats.post_relabel = out.series.len();
         out.stats.stale_markers = self.mark_vanished(ts_ms, &mut out.series);
@@ -1264,5 +1331,65 @@ mod tests {
             ]
         );
         assert!(markers.iter().all(|s| s.samples[0].timestamp_ms == 2000));
+    }
+
+    /// `agent.total_series_limit`: the targets' series together stay under one count. A scrape whose
+    /// new series do not fit is refused whole and leaves nothing; the targets already held keep
+    /// scraping; series given back (a target shrinks, or goes away) make room again.
+    #[test]
+    fn the_total_series_limit_refuses_the_scrape_that_would_pass_it() {
+        let total = Arc::new(SeriesTotal::new(150, None));
+        let mut a = TargetProcessor::new(rules(false, "[]")).with_series_total(total.clone());
+        let mut b = TargetProcessor::new(rules(false, "[]")).with_series_total(total.clone());
+        a.process(many_series(100).as_bytes(), Format::Text, 1)
+            .unwrap();
+        assert_eq!(total.held(), 100);
+        let err = b
+            .process(many_series(60).as_bytes(), Format::Text, 1)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ScrapeFailure::SeriesTotal {
+                limit: 150,
+                held: 100,
+                new: 60
+            }
+        );
+        assert_eq!(b.cached_series(), 0, "the refused scrape keeps nothing");
+        assert_eq!(total.held(), 100);
+        let failed = ScrapeError::Process(err);
+        assert_eq!(failed.reason(), "series_total_limit");
+        assert!(
+            failed
+                .to_string()
+                .contains("total_series_limit (150 series"),
+            "{failed}"
+        );
+        // The target held before is not affected: same series, nothing new to reserve.
+        let out = a
+            .process(many_series(100).as_bytes(), Format::Text, 2)
+            .unwrap();
+        assert_eq!(out.series.len(), 100);
+        // The refused target goes through `scrape` too: up = 0 with the reason.
+        let fetched = Ok(Fetched {
+            body: many_series(60).into_bytes(),
+            format: Format::Text,
+        });
+        let report = b.scrape(&fetched, 2, || Duration::ZERO);
+        assert!(!report.up());
+        assert_eq!(
+            report.error.as_ref().map(ScrapeError::reason),
+            Some("series_total_limit")
+        );
+        // A shrinks: its vanished series are given back, and B fits.
+        a.process(many_series(40).as_bytes(), Format::Text, 3)
+            .unwrap();
+        assert_eq!(total.held(), 40);
+        b.process(many_series(60).as_bytes(), Format::Text, 3)
+            .unwrap();
+        assert_eq!(total.held(), 100);
+        // A removed target gives back everything it held.
+        drop(a);
+        assert_eq!(total.held(), 60);
     }
 }

@@ -50,6 +50,8 @@ pub struct ScrapeContext {
     /// The most samples one scrape may ship ([`Outputs::max_scrape_samples`]); a larger scrape is
     /// refused whole. `None`: no output bounds it.
     pub max_scrape_samples: Option<usize>,
+    /// The agent-wide series count (`agent.total_series_limit`); `None`: no cap.
+    pub series_total: Option<Arc<super::total::SeriesTotal>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -118,6 +120,9 @@ pub async fn run_target(
     let cancel = &stop.token;
     let tier = target.job.tier;
     let mut proc = TargetProcessor::new(series_rules(&target, &ctx));
+    if let Some(total) = &ctx.series_total {
+        proc = proc.with_series_total(total.clone());
+    }
     let metrics = ctx.metrics.for_job(&target.job.name);
     let mut status = TargetStatus::new(&target, health);
     let mut slots = ScrapeSlots::new(target.job.interval, target.offset());

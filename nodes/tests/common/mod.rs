@@ -227,8 +227,9 @@ pub fn lp_bound(catalog: &Catalog, pool: &NodePool, pods: &[Pod], daemonsets: &[
 /// knapsack per kind (branch and bound over whole pod counts) finds one worth more. At every round,
 /// the prices divided by the largest worth/price ratio any pattern reaches are feasible for *every*
 /// pattern, so Σ countᵍ·πᵍ / ratio is a true lower bound on the configuration LP, hence on every plan
-/// (weak duality; Farley's bound). The best such bound over the rounds is returned, and only rounds
-/// whose knapsacks all finished within their budget count: `None` when none did.
+/// (weak duality; Farley's bound). Where a knapsack runs out of its budget, the ratio takes its
+/// fractional upper bound instead of the worth found, which keeps the round's bound true (only
+/// weaker). The best bound over the rounds is returned; `None` when the LP itself fails.
 pub fn pattern_bound(
     catalog: &Catalog,
     pool: &NodePool,
@@ -338,27 +339,23 @@ pub fn pattern_bound(
             .map(|v| solution.var_value(*v).max(0.0))
             .collect();
         let mut ratio: f64 = 1.0;
-        let mut exact = true;
         let mut added = 0;
         for (k, kind) in kinds.iter().enumerate() {
-            let Some((worth, counts)) =
-                knapsack(kind.cpu, kind.mem, kind.pods, &holds[k], &groups, &pi)
-            else {
-                exact = false;
-                continue;
-            };
-            ratio = ratio.max(worth / kind.price);
-            if worth > kind.price * (1.0 + 1e-9) {
-                let row: Vec<_> = counts.iter().map(|(g, n)| (price[*g], *n as f64)).collect();
+            let best_pattern = knapsack(kind.cpu, kind.mem, kind.pods, &holds[k], &groups, &pi);
+            ratio = ratio.max(best_pattern.most / kind.price);
+            if best_pattern.worth > kind.price * (1.0 + 1e-9) {
+                let row: Vec<_> = best_pattern
+                    .counts
+                    .iter()
+                    .map(|(g, n)| (price[*g], *n as f64))
+                    .collect();
                 lp.add_constraint(row.as_slice(), ComparisonOp::Le, kind.price);
                 added += 1;
             }
         }
-        if exact {
-            let objective: f64 = pi.iter().zip(&groups).map(|(p, g)| p * g.3 as f64).sum();
-            let bound = objective / ratio;
-            best = Some(best.map_or(bound, |b: f64| b.max(bound)));
-        }
+        let objective: f64 = pi.iter().zip(&groups).map(|(p, g)| p * g.3 as f64).sum();
+        let bound = objective / ratio;
+        best = Some(best.map_or(bound, |b: f64| b.max(bound)));
         if added == 0 {
             break;
         }
@@ -366,10 +363,19 @@ pub fn pattern_bound(
     best
 }
 
+/// The best pattern a knapsack found for one kind.
+struct BestPattern {
+    /// What the pattern found is worth, and its pods per group.
+    worth: f64,
+    counts: Vec<(usize, u64)>,
+    /// The most any pattern of the kind is worth: `worth` where the search finished, else the
+    /// fractional bound at its root.
+    most: f64,
+}
+
 /// The most a node of this room is worth at prices `pi`: whole pods of the groups it may hold, each
-/// group at most its count. Exact (depth-first branch and bound, bounded by the best worth per unit
-/// of CPU, of memory and of pod slots among the groups not yet decided), or None past a budget of
-/// search nodes.
+/// group at most its count. Depth-first branch and bound, bounded by the best worth per unit of CPU,
+/// of memory and of pod slots among the groups not yet decided, within a budget of search nodes.
 fn knapsack(
     cpu: u64,
     mem: u64,
@@ -377,7 +383,7 @@ fn knapsack(
     holds: &[usize],
     groups: &[(u64, u64, &Pod, u64)],
     pi: &[f64],
-) -> Option<(f64, Vec<(usize, u64)>)> {
+) -> BestPattern {
     let mut order: Vec<usize> = holds.iter().copied().filter(|g| pi[*g] > 1e-12).collect();
     // Most worth per share of the node first.
     let share = |g: usize| {
@@ -454,13 +460,22 @@ fn knapsack(
         groups,
         pi,
         tail: &tail,
-        budget: 200_000,
+        budget: 1_000_000,
         best: 0.0,
         best_counts: Vec::new(),
         counts: Vec::new(),
     };
-    if !search.go(0, cpu, mem, slots, 0.0) {
-        return None;
+    let finished = search.go(0, cpu, mem, slots, 0.0);
+    let root = (tail[0].0 * cpu as f64)
+        .min(tail[0].1 * mem as f64)
+        .min(tail[0].2 * slots as f64);
+    BestPattern {
+        worth: search.best,
+        most: if finished {
+            search.best
+        } else {
+            search.best.max(root)
+        },
+        counts: search.best_counts,
     }
-    Some((search.best, search.best_counts))
 }

@@ -1,13 +1,21 @@
-//! Plan cost against an independent LP lower bound on generated scenarios, and against Karpenter's
+//! Plan cost against an independent lower bound on generated scenarios, and against Karpenter's
 //! first-fit-decreasing. The measured distribution is printed (`cargo test -p surge-nodes --release
 //! --test quality -- --nocapture`).
 //!
+//! The bound is the LP relaxation's ([`common::lp_bound`]: fractional nodes and fractional pods) and,
+//! on the smallest scenarios (up to [`PATTERN_BOUND_UP_TO_PODS`] pods), the larger of it and the
+//! configuration LP's ([`common::pattern_bound`]: whole pods per node, fractional nodes), both true
+//! lower bounds on every plan. The LP's alone is loose where a selector class has a handful of pods:
+//! 22 pods of 200m fill a 3,920m node 19 at a time, which no plan can beat and the LP does not see.
+//!
 //! The targets are plan/bound ≤ 1.03 without selectors and ≤ 1.08 with them. Measured here
 //! (10 scenarios each, 100-1,000 pods, with the local search over the tail): without selectors median
-//! 1.027, worst 1.035; with arch and capacity-type selectors median 1.048, worst 1.116 (the worst is a
-//! 100-pod scenario split across nine selector classes, 10 nodes, where the LP's fractional nodes per
-//! class are far below any whole node; every other scenario is ≤ 1.052). The assertions hold the
-//! measured figures so a regression fails; the median without selectors holds the target.
+//! 1.026, p90 and worst 1.034 (a 400-pod scenario, against the LP's bound; the 100-pod one is 1.016
+//! against the configuration LP's, 1.035 against the LP's alone); with arch and capacity-type
+//! selectors median 1.048, p90 and worst 1.077 (the 100-pod scenario split across nine selector
+//! classes: 1.116 against the LP's bound alone; every other scenario is ≤ 1.052 against the LP's).
+//! The assertions hold the measured figures so a regression fails; the with-selectors worst and the
+//! median without selectors hold the targets.
 
 // Test helpers may unwrap: a panic there is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -16,11 +24,16 @@ mod common;
 
 use surge_nodes::{Catalog, ProvisionInput, Strategy, plan_with};
 
+/// Up to this many pods, the configuration LP's bound is computed too (its knapsacks grow with the
+/// number of pod groups; above this the LP's bound is within a few percent of the plans anyway).
+const PATTERN_BOUND_UP_TO_PODS: usize = 100;
+
 fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
     let catalog = Catalog::embedded();
     let pools = [common::general_pool()];
     let mut plan_ratios = Vec::new();
     let mut ffd_ratios = Vec::new();
+    let mut lp_ratios = Vec::new();
     for (seed, n) in [
         (1, 100),
         (2, 200),
@@ -46,7 +59,11 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
         let best = plan_with(&input, Strategy::Best);
         let ffd = plan_with(&input, Strategy::KarpenterFfd);
         assert!(best.unschedulable.is_empty() && ffd.unschedulable.is_empty());
-        let bound = common::lp_bound(&catalog, &pools[0], &pods, &[]);
+        let lp = common::lp_bound(&catalog, &pools[0], &pods, &[]);
+        let pattern = (n <= PATTERN_BOUND_UP_TO_PODS)
+            .then(|| common::pattern_bound(&catalog, &pools[0], &pods, &[]))
+            .flatten();
+        let bound = pattern.map_or(lp, |p| p.max(lp));
         let (b, f) = (best.cost_per_hour(), ffd.cost_per_hour());
         assert!(
             b >= bound * (1.0 - 1e-6),
@@ -54,27 +71,31 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
         );
         assert!(b <= f + 1e-9, "seed {seed}: plan {b} dearer than FFD {f}");
         println!(
-            "selectors={selectors} seed={seed} pods={n}: bound {bound:.4} plan {b:.4} ({:.4}x, {} nodes) ffd {f:.4} ({:.4}x, {} nodes)",
+            "selectors={selectors} seed={seed} pods={n}: bound {bound:.4} (lp {lp:.4}, patterns {pattern:.4?}) plan {b:.4} ({:.4}x, {:.4}x the lp's, {} nodes) ffd {f:.4} ({:.4}x, {} nodes)",
             b / bound,
+            b / lp,
             best.nodes.len(),
             f / bound,
             ffd.nodes.len()
         );
         plan_ratios.push(b / bound);
+        lp_ratios.push(b / lp);
         ffd_ratios.push(f / bound);
     }
     let summary = |r: &mut Vec<f64>| {
         r.sort_by(f64::total_cmp);
         format!(
-            "min {:.4} median {:.4} max {:.4}",
+            "min {:.4} median {:.4} p90 {:.4} max {:.4}",
             r[0],
             r[r.len() / 2],
+            r[r.len() * 9 / 10],
             r[r.len() - 1]
         )
     };
     println!(
-        "selectors={selectors}: plan/bound {}; ffd/bound {}",
+        "selectors={selectors}: plan/bound {}; plan/lp bound {}; ffd/bound {}",
         summary(&mut plan_ratios),
+        summary(&mut lp_ratios),
         summary(&mut ffd_ratios)
     );
     let (median, worst) = (
@@ -103,5 +124,5 @@ fn plan_cost_against_the_lp_bound_without_selectors() {
 
 #[test]
 fn plan_cost_against_the_lp_bound_with_arch_and_capacity_type_selectors() {
-    ratios(true, 1.055, 1.12);
+    ratios(true, 1.055, 1.08);
 }

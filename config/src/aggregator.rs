@@ -49,6 +49,9 @@ pub struct AggregatorConfig {
     /// Absent: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alb: Option<AlbConfig>,
+    /// Node decisions with the pod decisions: NodeClaims asked for before pods go Pending. Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<crate::nodes::NodesConfig>,
 }
 
 impl Default for AggregatorConfig {
@@ -64,6 +67,7 @@ impl Default for AggregatorConfig {
             warmup: Duration::ZERO,
             server: ServerConfig::default(),
             alb: None,
+            nodes: None,
         }
     }
 }

@@ -154,7 +154,7 @@ impl Seen {
 /// Records when each object `api` lists or watches first appears.
 fn watch_first<K>(api: Api<K>, cfg: watcher::Config) -> Seen
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K: kube::Resource + Clone + std::fmt::Debug + k8s_openapi::serde::de::DeserializeOwned + Send + 'static,
 {
     let seen = Seen::default();
     let s = seen.clone();
@@ -222,8 +222,10 @@ fn provider(plane: &'static ControlPlane, client: kube::Client, delay: Duration)
                             t.max_pods.to_string(),
                         ];
                         args.extend(labels);
-                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                        tokio::task::spawn_blocking(move || plane.script("fake-node.sh", &args))
+                        tokio::task::spawn_blocking(move || {
+                            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                            plane.script("fake-node.sh", &args)
+                        })
                             .await
                             .unwrap();
                         let status = serde_json::json!({"status": {
@@ -334,11 +336,11 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
     .await;
     assert!(nodes.is_synced(), "node caches synced");
     kube.set_nodes(nodes.clone());
-    let state = Arc::new(AggregatorState::standalone(
+    let state = AggregatorState::standalone(
         CacheOptions::default(),
         QueryOptions::default(),
         IngestOptions::default(),
-    ));
+    );
     let autoscaler = Autoscaler::new(
         state.cache().clone(),
         state.autoscaling_eval_options(),

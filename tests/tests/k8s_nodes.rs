@@ -230,9 +230,10 @@ fn provider(plane: &'static ControlPlane, client: kube::Client, delay: Duration)
                             .unwrap();
                         let status = serde_json::json!({"status": {
                             "nodeName": name, "providerID": format!("fake:///{zone}/{name}")}});
-                        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                            .await
-                            .unwrap();
+                        // The claim may be gone already (deleted after its launch timeout).
+                        let _ = api
+                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                            .await;
                     });
                 }
                 Ok(watcher::Event::Delete(claim)) => {
@@ -325,7 +326,7 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         client.clone(),
         leader.clone(),
         NodeActuatorConfig {
-            launch_timeout: Duration::from_secs(4),
+            launch_timeout: Duration::from_secs(8),
             ..Default::default()
         },
         pools.clone(),
@@ -362,7 +363,7 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         pods.len() == 1 && pods[0].spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("base")
     })
     .await;
-    provider(plane, client.clone(), Duration::from_secs(2));
+    provider(plane, client.clone(), Duration::from_secs(1));
     let claims = watch_first(
         Api::<DynamicObject>::all_with(client.clone(), &node_claim_resource()),
         watcher::Config::default(),

@@ -36,10 +36,10 @@ use surge_engine::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use nodes::{NodeDecisions, NodeRecord};
 pub use policy::{
     EnginePolicy, InputSource, MetricInput, PolicyDef, RequestsInput, build_policies,
 };
-pub use nodes::{NodeDecisions, NodeRecord};
 pub use surge_actuate::{
     Action, Actuator, NodeView, Observed, ScaleTarget, VirtualWorkloads, Workload,
 };
@@ -336,8 +336,8 @@ impl Autoscaler {
         let (shown, samples) = self.read_inputs(def, now);
         let mut observed = self.observe(def, &samples);
         self.fill_requests(def, &mut observed.pods, now);
-        let existing_pods = u32::try_from(observed.pods.iter().filter(|p| !p.deleting).count())
-            .unwrap_or(u32::MAX);
+        let existing_pods =
+            u32::try_from(observed.pods.iter().filter(|p| !p.deleting).count()).unwrap_or(u32::MAX);
         let mut st = slot.state.lock();
         let mut decision = decide(def, &mut st, observed, samples, now);
         self.warm_up.hold_scale_down(&mut decision, now);

@@ -41,7 +41,9 @@ impl Actuator for Cluster {
         Some(Observed {
             spec_replicas: 10,
             status_replicas: 10,
-            pods: (0..10).map(|i| PodInfo::running(&format!("web-{i}"), 0)).collect(),
+            pods: (0..10)
+                .map(|i| PodInfo::running(&format!("web-{i}"), 0))
+                .collect(),
         })
     }
     fn apply(&self, _: Action<'_>) -> String {
@@ -91,7 +93,11 @@ fn setup(nodes: bool) -> Arc<Autoscaler> {
         }],
     );
     state
-        .ingest_body(&compress(&raw, &mut snap::raw::Encoder::new()), Sender::Other, now)
+        .ingest_body(
+            &compress(&raw, &mut snap::raw::Encoder::new()),
+            Sender::Other,
+            now,
+        )
         .expect("ingest");
     // 100 Ready nodes, most nearly full; 20 claims in flight; 50 Pending pods of mixed shapes.
     let view = NodeView {
@@ -100,7 +106,13 @@ fn setup(nodes: bool) -> Arc<Autoscaler> {
             .collect(),
         in_flight: (100..120).map(|i| node(i, Resources::ZERO)).collect(),
         pending: (0..50)
-            .map(|i| Pod::new(&format!("shop/batch-{i}"), 500 + (i % 4) * 500, (1 + i % 3) << 30))
+            .map(|i| {
+                Pod::new(
+                    &format!("shop/batch-{i}"),
+                    500 + (i % 4) * 500,
+                    (1 + i % 3) << 30,
+                )
+            })
             .collect(),
         ..NodeView::default()
     };
@@ -127,7 +139,10 @@ fn setup(nodes: bool) -> Arc<Autoscaler> {
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("node_decision");
     g.throughput(Throughput::Elements(1));
-    for (name, nodes) in [("pod_decision_only", false), ("pod_and_node_decision", true)] {
+    for (name, nodes) in [
+        ("pod_decision_only", false),
+        ("pod_and_node_decision", true),
+    ] {
         let a = setup(nodes);
         a.evaluate_all(now_ms());
         let d = a.decisions(Some("web"), 1).pop().expect("a decision");

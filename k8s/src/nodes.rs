@@ -159,8 +159,7 @@ impl NodeActuator {
         sync_timeout: Duration,
         cancel: CancellationToken,
     ) -> Arc<NodeActuator> {
-        let claims_api: Api<DynamicObject> =
-            Api::all_with(client.clone(), &node_claim_resource());
+        let claims_api: Api<DynamicObject> = Api::all_with(client.clone(), &node_claim_resource());
         let (claims, c_ready) = reflect(
             claims_api,
             reflector::store::Writer::new(node_claim_resource()),
@@ -274,7 +273,10 @@ impl NodeActuator {
             .collect();
         match docs {
             Ok(docs) => {
-                self.asked.lock().headroom.insert(key.clone(), headroom.replicas);
+                self.asked
+                    .lock()
+                    .headroom
+                    .insert(key.clone(), headroom.replicas);
                 self.enqueue(format!("headroom/{key}"), Write::Headroom(docs));
                 format!("headroom {key} → {} queued", headroom.replicas)
             }
@@ -285,7 +287,11 @@ impl NodeActuator {
     /// The workload's pod template, from one of its live pods (selected by the `/scale` selector the
     /// caller passes): requests, nodeSelector, node affinity, tolerations. Remembered for the claims'
     /// requests.
-    pub fn pod_template(&self, workload_key: &str, selector: &kube::core::Selector) -> Option<surge_nodes::Pod> {
+    pub fn pod_template(
+        &self,
+        workload_key: &str,
+        selector: &kube::core::Selector,
+    ) -> Option<surge_nodes::Pod> {
         use kube::core::SelectorExt;
         let (ns, _) = workload_key.split_once('/')?;
         let pod = self.pods.state().into_iter().find(|p| {
@@ -367,7 +373,8 @@ impl NodeActuator {
                 backed.insert(n.clone());
             }
             let node = node_name.as_ref().and_then(|n| nodes.get(n));
-            let deleting = claim.metadata.deletion_timestamp.is_some() || asked.deleted.contains(&name);
+            let deleting =
+                claim.metadata.deletion_timestamp.is_some() || asked.deleted.contains(&name);
             let mut existing = claim_offering(&claim);
             existing.name = name.clone();
             match node.filter(|n| is_ready(n)) {
@@ -402,7 +409,11 @@ impl NodeActuator {
         // Claims asked for but not yet in the cache are in flight too: the next evaluation must not
         // ask for them again.
         for (name, (planned, _)) in &asked.created {
-            let known = view.in_flight.iter().chain(&view.existing).any(|n| &n.name == name)
+            let known = view
+                .in_flight
+                .iter()
+                .chain(&view.existing)
+                .any(|n| &n.name == name)
                 || view.cluster.iter().any(|c| &c.node.name == name)
                 || asked.deleted.contains(name)
                 || self.claims.state().iter().any(|c| &c.name_any() == name);
@@ -483,13 +494,18 @@ impl NodeActuator {
     }
 
     fn count(&self, op: &'static str, outcome: &'static str) {
-        self.writes.get_or_create(&WriteLabels { op, outcome }).inc();
+        self.writes
+            .get_or_create(&WriteLabels { op, outcome })
+            .inc();
     }
 
     /// Takes the oldest pending write.
     fn next_write(&self) -> Option<(String, u64, Write)> {
         let mut q = self.queue.lock();
-        let key = q.iter().min_by_key(|(_, (seq, _))| *seq).map(|(k, _)| k.clone())?;
+        let key = q
+            .iter()
+            .min_by_key(|(_, (seq, _))| *seq)
+            .map(|(k, _)| k.clone())?;
         q.remove(&key).map(|(seq, w)| (key, seq, w))
     }
 
@@ -564,13 +580,12 @@ impl NodeActuator {
     }
 
     async fn write(&self, key: &str, write: &Write) -> Result<(), kube::Error> {
-        let claims: Api<DynamicObject> =
-            Api::all_with(self.client.clone(), &node_claim_resource());
+        let claims: Api<DynamicObject> = Api::all_with(self.client.clone(), &node_claim_resource());
         let name = key.split_once('/').map_or(key, |(_, n)| n);
         match write {
             Write::CreateClaim(manifest) => {
-                let obj: DynamicObject = serde_json::from_value(manifest.clone())
-                    .map_err(kube::Error::SerdeError)?;
+                let obj: DynamicObject =
+                    serde_json::from_value(manifest.clone()).map_err(kube::Error::SerdeError)?;
                 match claims.create(&PostParams::default(), &obj).await {
                     Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
                     r => r.map(drop),
@@ -630,8 +645,8 @@ impl TokenBucket {
 
     async fn take(&mut self) {
         let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate)
-            .min(self.burst);
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;
         if self.tokens < 1.0 {
             let wait = (1.0 - self.tokens) / self.rate;
@@ -650,7 +665,13 @@ fn reflect<K>(
     cancel: &CancellationToken,
 ) -> (Store<K>, Arc<AtomicBool>)
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let store = writer.as_reader();

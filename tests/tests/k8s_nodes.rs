@@ -26,7 +26,9 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
-use surge_aggregator::{AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms};
+use surge_aggregator::{
+    AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
+};
 use surge_autoscaler::{Autoscaler, NodeDecisions, build_policies};
 use surge_k8s::lease::{LeaderElector, LeaseConfig};
 use surge_k8s::nodes::{NodeActuator, NodeActuatorConfig, node_claim_resource};
@@ -154,7 +156,12 @@ impl Seen {
 /// Records when each object `api` lists or watches first appears.
 fn watch_first<K>(api: Api<K>, cfg: watcher::Config) -> Seen
 where
-    K: kube::Resource + Clone + std::fmt::Debug + k8s_openapi::serde::de::DeserializeOwned + Send + 'static,
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + 'static,
 {
     let seen = Seen::default();
     let s = seen.clone();
@@ -177,12 +184,14 @@ fn provider(plane: &'static ControlPlane, client: kube::Client, delay: Duration)
     let catalog = surge_nodes::Catalog::embedded();
     tokio::spawn(async move {
         let mut handled = BTreeSet::new();
-        let mut stream = std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
+        let mut stream =
+            std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(watcher::Event::Apply(claim) | watcher::Event::InitApply(claim)) => {
                     let name = kube::ResourceExt::name_any(&claim);
-                    if claim.metadata.deletion_timestamp.is_some() || !handled.insert(name.clone()) {
+                    if claim.metadata.deletion_timestamp.is_some() || !handled.insert(name.clone())
+                    {
                         continue;
                     }
                     let pinned = |key: &str| -> String {
@@ -226,8 +235,8 @@ fn provider(plane: &'static ControlPlane, client: kube::Client, delay: Duration)
                             let args: Vec<&str> = args.iter().map(String::as_str).collect();
                             plane.script("fake-node.sh", &args)
                         })
-                            .await
-                            .unwrap();
+                        .await
+                        .unwrap();
                         let status = serde_json::json!({"status": {
                             "nodeName": name, "providerID": format!("fake:///{zone}/{name}")}});
                         // The claim may be gone already (deleted after its launch timeout).
@@ -239,7 +248,8 @@ fn provider(plane: &'static ControlPlane, client: kube::Client, delay: Duration)
                 Ok(watcher::Event::Delete(claim)) => {
                     let name = kube::ResourceExt::name_any(&claim);
                     tokio::task::spawn_blocking(move || {
-                        let _ = plane.try_kubectl(&["delete", "node", &name, "--ignore-not-found"], None);
+                        let _ = plane
+                            .try_kubectl(&["delete", "node", &name, "--ignore-not-found"], None);
                     });
                 }
                 _ => {}
@@ -301,8 +311,12 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
     let cancel = CancellationToken::new();
 
     // The engine as the aggregator wires it, with node decisions on.
-    let cfg = surge_config::load_str(&policy_yaml(), "surge.yaml", &surge_config::MapEnv::default())
-        .unwrap();
+    let cfg = surge_config::load_str(
+        &policy_yaml(),
+        "surge.yaml",
+        &surge_config::MapEnv::default(),
+    )
+    .unwrap();
     let policies = build_policies(&cfg).unwrap();
     let targets: Vec<_> = policies.iter().map(|p| p.target.clone()).collect();
     let mut registry = Registry::default();
@@ -357,11 +371,19 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         interval_ms: 500,
     }));
     state.add_observer(autoscaler.clone());
-    wait_for("the Lease", Duration::from_secs(10), async || leader.is_leader()).await;
-    wait_for("web's first pod Running", Duration::from_secs(30), async || {
-        let pods = web_pods(&client).await;
-        pods.len() == 1 && pods[0].spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("base")
+    wait_for("the Lease", Duration::from_secs(10), async || {
+        leader.is_leader()
     })
+    .await;
+    wait_for(
+        "web's first pod Running",
+        Duration::from_secs(30),
+        async || {
+            let pods = web_pods(&client).await;
+            pods.len() == 1
+                && pods[0].spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("base")
+        },
+    )
     .await;
     provider(plane, client.clone(), Duration::from_secs(1));
     let claims = watch_first(
@@ -425,7 +447,10 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
     // The first claims are spot (cheapest): the provider never fulfils them. After the launch
     // timeout they are deleted and on-demand claims replace them; the scheduler binds every pod.
     wait_for("every web pod bound", Duration::from_secs(40), async || {
-        web_pods(&client).await.iter().all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+        web_pods(&client)
+            .await
+            .iter()
+            .all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
     })
     .await;
     let nodes_api: Api<Node> = Api::all(client.clone());
@@ -447,9 +472,15 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         .filter(|n| n.capacity_type == surge_nodes::CapacityType::Spot)
         .map(|n| n.name.clone())
         .collect();
-    assert!(!spot_claims.is_empty(), "spot first where the pool allows it");
+    assert!(
+        !spot_claims.is_empty(),
+        "spot first where the pool allows it"
+    );
     for s in &spot_claims {
-        assert!(!live.contains(s), "spot claim {s} (never launched) was deleted");
+        assert!(
+            !live.contains(s),
+            "spot claim {s} (never launched) was deleted"
+        );
     }
     for p in web_pods(&client).await {
         let node_name = p.spec.unwrap().node_name.unwrap();
@@ -460,7 +491,10 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         let labels = kube::ResourceExt::labels(&node);
         assert_eq!(labels["karpenter.sh/capacity-type"], "on-demand");
         assert_eq!(labels["node.kubernetes.io/instance-type"], "m5.xlarge");
-        assert!(live.contains(&node_name), "{node_name} backed by a live claim");
+        assert!(
+            live.contains(&node_name),
+            "{node_name} backed by a live claim"
+        );
     }
     assert!(
         live.len() <= 2,
@@ -473,22 +507,26 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         web_pods(&client).await.len() == 1
     })
     .await;
-    wait_for("empty nodes' claims deleted", Duration::from_secs(30), async || {
-        let pods = web_pods(&client).await;
-        let used: BTreeSet<String> = pods
-            .iter()
-            .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
-            .collect();
-        let live: Vec<String> = claim_api
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(kube::ResourceExt::name_any)
-            .collect();
-        live.iter().all(|c| used.contains(c))
-    })
+    wait_for(
+        "empty nodes' claims deleted",
+        Duration::from_secs(30),
+        async || {
+            let pods = web_pods(&client).await;
+            let used: BTreeSet<String> = pods
+                .iter()
+                .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+                .collect();
+            let live: Vec<String> = claim_api
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(kube::ResourceExt::name_any)
+                .collect();
+            live.iter().all(|c| used.contains(c))
+        },
+    )
     .await;
     let deleted: Vec<String> = autoscaler
         .decisions(Some("web"), 256)

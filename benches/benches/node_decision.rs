@@ -1,6 +1,6 @@
 //! Pod decision → node decision: one HPA policy whose every evaluation scales a workload 10 → 20
 //! replicas, with and without node decisions (NodePools + the embedded catalog, a cluster of 100 Ready
-//! nodes, 20 in-flight claims and 50 Pending pods). The difference between the two is what capacity
+//! nodes, 2 in-flight claims and 50 Pending pods). The difference between the two is what capacity
 //! before Pending adds to a decision: `nodes::plan_ahead` over the cluster, the claims' names, the
 //! actuator hand-off (a no-op here). Floor: ≤ 10 ms.
 
@@ -99,12 +99,12 @@ fn setup(nodes: bool) -> Arc<Autoscaler> {
             now,
         )
         .expect("ingest");
-    // 100 Ready nodes, most nearly full; 20 claims in flight; 50 Pending pods of mixed shapes.
+    // 100 Ready nodes, most nearly full; 2 claims in flight; 50 Pending pods of mixed shapes.
     let view = NodeView {
         existing: (0..100)
             .map(|i| node(i, Resources::new(3000 + (i as u64 % 8) * 100, 12 << 30, 3)))
             .collect(),
-        in_flight: (100..120).map(|i| node(i, Resources::ZERO)).collect(),
+        in_flight: (100..102).map(|i| node(i, Resources::ZERO)).collect(),
         pending: (0..50)
             .map(|i| {
                 Pod::new(

@@ -90,6 +90,23 @@ pub enum Action<'a> {
     Headroom { headroom: &'a surge_nodes::Headroom },
 }
 
+/// The cluster as node decisions see it: nodes, NodeClaims not yet nodes, Pending pods, and what
+/// consolidation needs. Names are NodeClaim names where a claim backs the node (what deleting takes).
+#[derive(Debug, Clone, Default)]
+pub struct NodeView {
+    /// Ready nodes, with what their bound pods request.
+    pub existing: Vec<surge_nodes::ExistingNode>,
+    /// NodeClaims created but not yet Ready nodes (requests zero: the pods headed there are the Pending
+    /// pods and the pods a decision is about to create).
+    pub in_flight: Vec<surge_nodes::ExistingNode>,
+    /// Pods no node is bound to yet.
+    pub pending: Vec<surge_nodes::Pod>,
+    /// The nodes surge's claims launched, for consolidation.
+    pub cluster: Vec<surge_nodes::ClusterNode>,
+    /// Offerings that failed to launch recently (a claim that never became a node).
+    pub unavailable: Vec<surge_nodes::Unavailable>,
+}
+
 /// Where replica counts come from and where decisions go.
 pub trait Actuator: Send + Sync {
     /// The workload's current state, or `None` when unknown. `metric_pods` are the pods the policy's
@@ -100,6 +117,18 @@ pub trait Actuator: Send + Sync {
     /// Carries out `action`; returns a short description of what happened (`dry-run: 3 → 5`,
     /// `patched /scale 3 → 5`, `not the leader`, …), shown with the decision.
     fn apply(&self, action: Action<'_>) -> String;
+
+    /// The cluster's nodes, claims and Pending pods for node decisions (`None`: not known, so no node
+    /// decision is made). Answered from caches, like `observe`.
+    fn observe_nodes(&self) -> Option<NodeView> {
+        None
+    }
+
+    /// The pod the workload's next replica will be (requests, nodeSelector, node affinity,
+    /// tolerations), or `None` when unknown: capacity ahead of Pending needs it.
+    fn pod_template(&self, _target: &ScaleTarget) -> Option<surge_nodes::Pod> {
+        None
+    }
 }
 
 /// The dry-run actuator: a virtual replica count per policy, all pods running and ready. The pods are

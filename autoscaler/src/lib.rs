@@ -12,6 +12,7 @@
 //! Architecture invariant: the ingest path only marks policies dirty (a map lookup and an atomic store per
 //! touched series); it never evaluates, so a slow policy cannot slow ingest.
 
+mod nodes;
 pub mod policy;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -35,10 +36,13 @@ use surge_engine::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use nodes::{NodeDecisions, NodeRecord};
 pub use policy::{
     EnginePolicy, InputSource, MetricInput, PolicyDef, RequestsInput, build_policies,
 };
-pub use surge_actuate::{Action, Actuator, Observed, ScaleTarget, VirtualWorkloads, Workload};
+pub use surge_actuate::{
+    Action, Actuator, NodeView, Observed, ScaleTarget, VirtualWorkloads, Workload,
+};
 
 use surge_promql::{self as promql, EvalOptions, Value};
 use surge_store::{IngestObserver, SeriesCache, SeriesId, Touched};
@@ -87,6 +91,9 @@ pub struct DecisionRecord {
     /// What the actuator did: `dry-run: 3 → 5`, `patched /scale 3 → 5`, `not the leader`, …
     pub actuation: String,
     pub decision: Decision,
+    /// The node decision made with it (capacity before Pending, consolidation), when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeRecord>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -182,6 +189,8 @@ pub struct Autoscaler {
     metrics: EngineMetrics,
     /// Until when (ms since the epoch) scale-downs are held after start; see [`policy::WarmUp`].
     warm_up: policy::WarmUp,
+    /// Node decisions, when configured ([`Autoscaler::set_node_decisions`]).
+    nodes: std::sync::OnceLock<nodes::NodeEngine>,
 }
 
 impl Autoscaler {
@@ -214,7 +223,15 @@ impl Autoscaler {
             actuator,
             metrics: EngineMetrics::new(registry),
             warm_up: policy::WarmUp::starting_now(now_ms()),
+            nodes: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Turns node decisions on: each scale-up also plans the nodes its pods need and hands the
+    /// NodeClaims to the actuator, and a periodic pass consolidates. Set once, before [`Autoscaler::run`];
+    /// a second call is ignored (returns false).
+    pub fn set_node_decisions(&self, cfg: NodeDecisions) -> bool {
+        self.nodes.set(nodes::NodeEngine::new(cfg)).is_ok()
     }
 
     /// Sets how long after start scale-downs are held while the cache warms up (default
@@ -322,6 +339,8 @@ impl Autoscaler {
         let (shown, samples) = self.read_inputs(def, now);
         let mut observed = self.observe(def, &samples);
         self.fill_requests(def, &mut observed.pods, now);
+        let existing_pods =
+            u32::try_from(observed.pods.iter().filter(|p| !p.deleting).count()).unwrap_or(u32::MAX);
         let mut st = slot.state.lock();
         let gap = policy::history_gap(self.cache.history_since(), slot.history_ms, now);
         let decision = match &gap {
@@ -343,11 +362,25 @@ impl Autoscaler {
                 d
             }
         };
+        // Nodes first: the NodeClaims are queued before the /scale patch that creates the pods. A held
+        // decision adds no replicas, so it asks for no nodes.
+        let nodes = self.nodes.get().and_then(|n| {
+            n.decide(
+                self.actuator.as_ref(),
+                &def.target,
+                &decision,
+                existing_pods,
+                now,
+            )
+        });
         let actuation = self.actuator.apply(Action::Scale {
             target: &def.target,
             decision: &decision,
         });
-        let record = self.record(def, cause, shown, actuation, decision, started);
+        let mut record = self.record(def, cause, shown, actuation, decision, started);
+        if let Some(r) = Arc::get_mut(&mut record) {
+            r.nodes = nodes;
+        }
         st.last_eval_ms = now;
         if st.decisions.len() == KEPT_DECISIONS {
             st.decisions.pop_front();
@@ -481,6 +514,7 @@ impl Autoscaler {
             inputs,
             actuation,
             decision,
+            nodes: None,
         })
     }
 }

@@ -52,6 +52,9 @@ pub struct AggregatorConfig {
     /// The other replicas: warm-up from one at start, ALB series to all. Absent: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peers: Option<crate::peers::PeersConfig>,
+    /// Node decisions with the pod decisions: NodeClaims asked for before pods go Pending. Absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<crate::nodes::NodesConfig>,
 }
 
 impl Default for AggregatorConfig {
@@ -68,6 +71,7 @@ impl Default for AggregatorConfig {
             server: ServerConfig::default(),
             alb: None,
             peers: None,
+            nodes: None,
         }
     }
 }

@@ -100,6 +100,8 @@ pub struct KubeActuator {
     /// By policy: the last `(current, desired)` recorded as an Event, so an `hpa` policy whose decision
     /// stands until the HPA acts records it once, not once per evaluation.
     recorded: Mutex<HashMap<String, (i32, i32)>>,
+    /// Node actuation, when node decisions are configured ([`KubeActuator::set_nodes`]).
+    nodes: std::sync::OnceLock<Arc<crate::nodes::NodeActuator>>,
 }
 
 impl KubeActuator {
@@ -144,6 +146,7 @@ impl KubeActuator {
             targets: Mutex::new(HashMap::new()),
             pods: Mutex::new(HashMap::new()),
             recorded: Mutex::new(HashMap::new()),
+            nodes: std::sync::OnceLock::new(),
         });
         // A dry-run policy's workload is followed only for its Events' uid; its pods are not needed.
         let followed: Vec<_> = policies
@@ -189,6 +192,17 @@ impl KubeActuator {
             .lock()
             .get(&target_key(workload))
             .and_then(|t| t.last_outcome())
+    }
+
+    /// Carries out node decisions (NodeClaims, headroom) with `nodes` and answers `observe_nodes` from
+    /// its caches. Set once; a second call is ignored (returns false).
+    pub fn set_nodes(&self, nodes: Arc<crate::nodes::NodeActuator>) -> bool {
+        self.nodes.set(nodes).is_ok()
+    }
+
+    /// The client this actuator uses (the same one serves node actuation).
+    pub fn client(&self) -> &Client {
+        &self.ctx.client
     }
 
     /// The leader election this actuator obeys.
@@ -248,9 +262,31 @@ impl Actuator for KubeActuator {
     fn apply(&self, action: Action<'_>) -> String {
         match action {
             Action::Scale { target, decision } => self.scale(target, decision),
-            // `Action` is non_exhaustive: node claims and warm pools are actions of other actuators.
-            _ => "not an action of the /scale actuator: skipped".into(),
+            Action::NodeClaims { create, delete } => match self.nodes.get() {
+                Some(n) => n.apply_claims(create, delete),
+                None => "node actuation not configured: skipped".into(),
+            },
+            Action::Headroom { headroom } => match self.nodes.get() {
+                Some(n) => n.apply_headroom(headroom),
+                None => "node actuation not configured: skipped".into(),
+            },
+            _ => "not an action of the Kubernetes actuator: skipped".into(),
         }
+    }
+
+    fn observe_nodes(&self) -> Option<surge_actuate::NodeView> {
+        self.nodes.get()?.observe_nodes()
+    }
+
+    /// From a live pod of the workload (its `/scale` selector's); dry-run policies have none.
+    fn pod_template(&self, policy: &Policy) -> Option<surge_nodes::Pod> {
+        if policy.mode == ActuationMode::DryRun {
+            return None;
+        }
+        let nodes = self.nodes.get()?;
+        let scale = self.target(&policy.workload).observed()?;
+        let selector = parse_selector(scale.selector.as_deref()?).ok()?;
+        nodes.pod_template(&policy.workload.key(), &selector)
     }
 }
 

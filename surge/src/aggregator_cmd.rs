@@ -163,6 +163,7 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
         .await
         .map_err(|e| anyhow::anyhow!("kubernetes actuation: {e}"))?;
     let leader = kube.as_ref().map(|k| k.leader().clone());
+    let kube_nodes = kube.clone();
     let actuator: Arc<dyn Actuator> = match kube {
         Some(k) => k,
         None => Arc::new(VirtualWorkloads::default()),
@@ -175,6 +176,16 @@ pub async fn start(config: &Config) -> anyhow::Result<RunningAggregator> {
         &mut registry,
     );
     state.add_observer(autoscaler.clone());
+    if let Some(n) = cfg.nodes.as_ref().filter(|n| n.enabled) {
+        crate::nodes_cmd::start_node_decisions(
+            n,
+            &autoscaler,
+            kube_nodes.as_ref(),
+            &mut registry,
+            cancel.clone(),
+        )
+        .await?;
+    }
     // ALB request metrics: CloudWatch's on the leader only (every replica when there is no election),
     // the target-side 1 s rate on every replica. Tasks end with `cancel`.
     if let Some(alb) = cfg.alb.as_ref().filter(|a| !a.is_empty()) {

@@ -166,3 +166,59 @@ fn print_table(steps: &[NodeStep]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `aggregator.nodes`: reads the NodePools and the catalog, starts node actuation on `kube`'s client
+/// (the same Lease leader acts) and turns node decisions on in `autoscaler`. Without Kubernetes
+/// actuation (no policy in `scale` mode) there is no cluster to read: a warning, and no node decisions.
+pub async fn start_node_decisions(
+    cfg: &surge_config::NodesConfig,
+    autoscaler: &surge_autoscaler::Autoscaler,
+    kube: Option<&std::sync::Arc<surge_k8s::actuator::KubeActuator>>,
+    registry: &mut prometheus_client::registry::Registry,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let path = &cfg.node_pools_file;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("aggregator.nodes.node_pools_file: {}: {e}", path.display())
+    })?;
+    let pools = NodePool::all_from_yaml(&text, &path.display().to_string())
+        .map_err(|e| anyhow::anyhow!("aggregator.nodes.node_pools_file: {e}"))?;
+    let catalog = match &cfg.catalog_file {
+        None => Catalog::embedded(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                anyhow::anyhow!("aggregator.nodes.catalog_file: {}: {e}", p.display())
+            })?;
+            Catalog::from_yaml(&text, &p.display().to_string())
+                .map_err(|e| anyhow::anyhow!("aggregator.nodes.catalog_file: {e}"))?
+        }
+    };
+    let Some(kube) = kube else {
+        tracing::warn!(
+            "aggregator.nodes is set but no policy actuates on Kubernetes (mode: scale): no node decisions"
+        );
+        return Ok(());
+    };
+    let actuator_cfg = surge_k8s::nodes::NodeActuatorConfig {
+        launch_timeout: cfg.launch_timeout,
+        ..Default::default()
+    };
+    let nodes = surge_k8s::nodes::NodeActuator::start(
+        kube.client().clone(),
+        kube.leader().clone(),
+        actuator_cfg,
+        pools.clone(),
+        registry,
+        std::time::Duration::from_secs(10),
+        cancel,
+    )
+    .await;
+    kube.set_nodes(nodes);
+    autoscaler.set_node_decisions(surge_autoscaler::NodeDecisions {
+        pools,
+        catalog,
+        daemonsets: Vec::new(),
+        interval_ms: i64::try_from(cfg.interval.as_millis()).unwrap_or(i64::MAX),
+    });
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Node decisions in the engine loop: capacity before Pending, and consolidation.
+//!
+//! ```text
+//! pod decision current → desired (adds) ─▶ actuator.pod_template ─┐
+//! actuator.observe_nodes (nodes, in-flight claims, Pending pods) ─┼─▶ nodes::plan_ahead ─▶ Action::NodeClaims
+//!                                          (every `interval`) ────┴─▶ nodes::consolidate (Delete only)
+//! ```
+//!
+//! When a policy decides to add replicas and node decisions are configured, the nodes those pods will
+//! need are planned in the same evaluation, from the workload's pod template, and handed to the
+//! actuator with the pod decision: the NodeClaims exist before the ReplicaSet has created the pods, so
+//! they never wait for Karpenter's Pending-pod batch window. Between scale-ups, one evaluation per
+//! `interval` (any policy's) plans for Pending pods that nothing covers (a claim that never became a
+//! node) and runs consolidation.
+//!
+//! Design choices: planned nodes are renamed `<pool>-<ms since epoch, base 36>-<i>` so claims of
+//! different decisions never collide; consolidation's `Replace` decisions are left to a provisioner
+//! (only `Delete` is carried out), since a replacement must launch and register before the old node
+//! goes, which is a multi-step workflow rather than one decision.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use serde::Serialize;
+use surge_actuate::{Action, Actuator, ScaleTarget};
+use surge_engine::Decision;
+use surge_nodes::{
+    Catalog, ConsolidationInput, NodePool, PlannedNode, ProvisionInput, ScaleUp, Unschedulable,
+};
+
+/// What node decisions read: the NodePools, the instance-type catalog, the DaemonSet pods every node
+/// runs, and how often the between-decisions pass (Pending pods, consolidation) runs.
+#[derive(Debug, Clone)]
+pub struct NodeDecisions {
+    pub pools: Vec<NodePool>,
+    pub catalog: Catalog,
+    pub daemonsets: Vec<surge_nodes::Pod>,
+    /// Milliseconds between passes over Pending pods and consolidation (scale-ups do not wait).
+    pub interval_ms: i64,
+}
+
+/// The node side of one decision, as `/api/v1/decisions` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRecord {
+    /// NodeClaims asked for.
+    pub create: Vec<PlannedNode>,
+    /// NodeClaims consolidation deletes.
+    pub delete: Vec<String>,
+    /// Pods no pool can take, with the requirement that failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unschedulable: Vec<Unschedulable>,
+    /// From the pod decision to the node decision (planning included, the actuator's queueing not).
+    pub decided_in_us: u64,
+    /// What the actuator did with it.
+    pub actuation: String,
+}
+
+/// Node decisions configured on an [`crate::Autoscaler`], with the time of the last pass.
+pub(crate) struct NodeEngine {
+    pub(crate) cfg: NodeDecisions,
+    last_pass_ms: AtomicI64,
+}
+
+impl NodeEngine {
+    pub(crate) fn new(cfg: NodeDecisions) -> NodeEngine {
+        NodeEngine {
+            cfg,
+            last_pass_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Whether the between-decisions pass is due now; claims it when it is (one policy runs it).
+    fn take_pass(&self, now: i64) -> bool {
+        let last = self.last_pass_ms.load(Ordering::Acquire);
+        now - last >= self.cfg.interval_ms
+            && self
+                .last_pass_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// The node decision that goes with `decision` of `target`, whose workload has `existing_pods`
+    /// pods now; `None` when there is nothing to decide (no scale-up and no pass due, or nothing known).
+    pub(crate) fn decide(
+        &self,
+        actuator: &dyn Actuator,
+        target: &ScaleTarget,
+        decision: &Decision,
+        existing_pods: u32,
+        now: i64,
+    ) -> Option<NodeRecord> {
+        let started = std::time::Instant::now();
+        let adds = decision.scale && decision.desired_replicas > decision.current_replicas;
+        if !adds && !self.take_pass(now) {
+            return None;
+        }
+        let view = actuator.observe_nodes()?;
+        let template = if adds {
+            actuator.pod_template(target)
+        } else {
+            None
+        };
+        let workload = target.workload.key();
+        let desired = u32::try_from(decision.desired_replicas).unwrap_or(0);
+        let scale_ups: Vec<ScaleUp<'_>> = template
+            .iter()
+            .map(|t| ScaleUp {
+                workload: &workload,
+                template: t,
+                existing_pods,
+                desired,
+            })
+            .collect();
+        let cfg = &self.cfg;
+        let input = ProvisionInput {
+            catalog: &cfg.catalog,
+            pools: &cfg.pools,
+            pods: &view.pending,
+            existing: &view.existing,
+            in_flight: &view.in_flight,
+            daemonsets: &cfg.daemonsets,
+            unavailable: &view.unavailable,
+        };
+        let mut plan = surge_nodes::plan_ahead(&input, &scale_ups);
+        let stamp = base36(now);
+        for (i, n) in plan.nodes.iter_mut().enumerate() {
+            n.name = format!("{}-{stamp}-{i}", n.pool);
+        }
+        // Consolidation only when nothing is being launched and no pod is Pending: a scale-up's or a
+        // Pending pod's way may lead to the nodes that look empty now.
+        let delete: Vec<String> = if plan.nodes.is_empty() && !adds && view.pending.is_empty() {
+            self.deletions(&view, now)
+        } else {
+            Vec::new()
+        };
+        if plan.nodes.is_empty() && delete.is_empty() && plan.unschedulable.is_empty() {
+            return None;
+        }
+        let decided_in_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let actuation = if plan.nodes.is_empty() && delete.is_empty() {
+            String::new()
+        } else {
+            actuator.apply(Action::NodeClaims {
+                create: &plan.nodes,
+                delete: &delete,
+            })
+        };
+        Some(NodeRecord {
+            create: plan.nodes,
+            delete,
+            unschedulable: plan.unschedulable,
+            decided_in_us,
+            actuation,
+        })
+    }
+
+    /// The claims consolidation deletes now (its `Delete` decisions).
+    fn deletions(&self, view: &surge_actuate::NodeView, now: i64) -> Vec<String> {
+        let Ok(now) = jiff::Timestamp::from_millisecond(now) else {
+            return Vec::new();
+        };
+        let input = ConsolidationInput {
+            catalog: &self.cfg.catalog,
+            pools: &self.cfg.pools,
+            nodes: &view.cluster,
+            daemonsets: &self.cfg.daemonsets,
+            unavailable: &view.unavailable,
+            spot_to_spot: false,
+        };
+        surge_nodes::consolidate(&input, now)
+            .into_iter()
+            .filter(|d| d.action == surge_nodes::Action::Delete)
+            .map(|d| d.node)
+            .collect()
+    }
+}
+
+/// `n` in base 36 (lowercase: NodeClaim names are DNS labels).
+fn base36(mut n: i64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    n = n.max(0);
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base36_names_are_dns_labels() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+        assert_eq!(base36(1_767_225_600_000), "mjuohs00");
+    }
+}

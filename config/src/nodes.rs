@@ -1,0 +1,71 @@
+//! The `aggregator.nodes:` section: node decisions with the pod decisions (capacity before Pending).
+//!
+//! ```yaml
+//! aggregator:
+//!   nodes:
+//!     node_pools_file: /etc/surge/nodepools.yaml   # karpenter.sh/v1 NodePools
+//!     catalog_file: /etc/surge/catalog.yaml        # optional: the embedded AWS catalog otherwise
+//!     interval: 5s
+//!     launch_timeout: 15m
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration;
+
+/// When a policy (in `scale` or `hpa` mode) decides to add replicas, plan the nodes its new pods need
+/// from the NodePools and the catalog and create Karpenter `NodeClaim`s at once (Lease leader only);
+/// consolidation deletes the claims of nodes no longer needed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodesConfig {
+    /// Turns node decisions off without removing the section. Default `true`.
+    pub enabled: bool,
+    /// A YAML stream of `karpenter.sh/v1` NodePools (required).
+    pub node_pools_file: PathBuf,
+    /// An instance-type catalog; absent: the catalog shipped with surge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_file: Option<PathBuf>,
+    /// How often Pending pods nothing covers are planned for and consolidation runs (scale-ups
+    /// never wait for it). Default `5s`.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// A NodeClaim that is not a Ready node after this long is deleted and its offering avoided, so
+    /// another type or capacity type is tried (Karpenter's registration TTL). Default `15m`.
+    #[serde(with = "duration")]
+    pub launch_timeout: Duration,
+}
+
+impl Default for NodesConfig {
+    fn default() -> Self {
+        NodesConfig {
+            enabled: true,
+            node_pools_file: PathBuf::new(),
+            catalog_file: None,
+            interval: Duration::from_secs(5),
+            launch_timeout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn the_nodes_section_reads_with_defaults() {
+        let yaml = "aggregator:\n  nodes:\n    node_pools_file: pools.yaml\n    interval: 2s\n";
+        let c = crate::load_str(yaml, "surge.yaml", &crate::MapEnv::default()).unwrap();
+        let n = c.aggregator.nodes.unwrap();
+        assert!(n.enabled);
+        assert_eq!(n.node_pools_file.to_str(), Some("pools.yaml"));
+        assert_eq!(n.catalog_file, None);
+        assert_eq!(n.interval, Duration::from_secs(2));
+        assert_eq!(n.launch_timeout, Duration::from_secs(900));
+        let bad = "aggregator:\n  nodes:\n    node_pool_file: pools.yaml\n";
+        assert!(crate::load_str(bad, "surge.yaml", &crate::MapEnv::default()).is_err());
+    }
+}

@@ -1,0 +1,812 @@
+//! [`NodeActuator`]: node decisions carried out on a real cluster — Karpenter `NodeClaim`s created and
+//! deleted, the headroom Deployment's replicas set — and the cluster as node decisions see it.
+//!
+//! ```text
+//! reflectors: NodeClaims (karpenter.sh/v1, dynamic) · Nodes · Pods (all namespaces)
+//!   observe_nodes ─▶ NodeView: Ready nodes + their pods' requests, in-flight claims, Pending pods,
+//!                    surge's nodes for consolidation, offerings that failed to launch
+//! apply(NodeClaims / Headroom) ─▶ leader? ─▶ pending writes, one per object (latest wins)
+//!   writer task ─▶ token bucket ─▶ create / delete / server-side apply ─▶ 429: wait Retry-After, retry
+//! ```
+//!
+//! Architecture invariant: as for `/scale`, neither `observe_nodes` nor `apply` waits for the network.
+//!
+//! Coalescing: a NodeClaim is created once per name and deleted once per name; the headroom
+//! Deployment is written only when its replica count differs from the last one asked for, and a newer
+//! count replaces one not yet written. Writes go out at most `writes_per_second` (burst `burst`); a 429
+//! puts the write back and pauses the writer for the Status' `retryAfterSeconds` (1 s when absent).
+//!
+//! A claim that has not become a Ready node after `launch_timeout` (Karpenter's registration TTL) is
+//! deleted and its offering is reported unavailable for `unavailable_ttl`, so the next plan falls back
+//! to another type or capacity type. That check runs in `observe_nodes` (a cache read) and queues the
+//! delete like any other write.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use surge_actuate::NodeView;
+use surge_nodes::requirements::{CAPACITY_TYPE, INSTANCE_TYPE, NODEPOOL, ZONE};
+use surge_nodes::{
+    CapacityType, ClusterNode, ExistingNode, Headroom, NodePool, PlannedNode, Resources,
+    Unavailable, parse_cpu, parse_memory,
+};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::LeaderHandle;
+
+/// The field manager of surge's server-side applies.
+const FIELD_MANAGER: &str = "surge";
+
+/// Tuning of [`NodeActuator`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeActuatorConfig {
+    /// Client-side rate limit of writes (creates, deletes, applies) to the API server.
+    pub writes_per_second: f64,
+    /// Writes that may go at once after a quiet spell.
+    pub burst: u32,
+    /// A claim not a Ready node after this long is deleted and its offering marked unavailable.
+    pub launch_timeout: Duration,
+    /// How long an offering that failed to launch is avoided (Karpenter's unavailable-offerings cache).
+    pub unavailable_ttl: Duration,
+    /// Longest one write may take.
+    pub write_timeout: Duration,
+}
+
+impl Default for NodeActuatorConfig {
+    fn default() -> Self {
+        NodeActuatorConfig {
+            writes_per_second: 10.0,
+            burst: 20,
+            launch_timeout: Duration::from_secs(15 * 60),
+            unavailable_ttl: Duration::from_secs(3 * 60),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The `karpenter.sh/v1` NodeClaim resource.
+pub fn node_claim_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
+        "nodeclaims",
+    )
+}
+
+/// One object's pending write; a newer one for the same object replaces it.
+#[derive(Debug, Clone)]
+enum Write {
+    CreateClaim(serde_json::Value),
+    DeleteClaim,
+    Headroom(Vec<serde_json::Value>),
+}
+
+impl Write {
+    fn op(&self) -> &'static str {
+        match self {
+            Write::CreateClaim(_) => "create_claim",
+            Write::DeleteClaim => "delete_claim",
+            Write::Headroom(_) => "headroom",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    op: &'static str,
+    outcome: &'static str,
+}
+
+/// What this replica asked for, so each object is written once per change.
+#[derive(Default)]
+struct Asked {
+    /// Claims asked to be created, with the offering (for the launch timeout).
+    created: BTreeMap<String, (PlannedNode, Instant)>,
+    deleted: BTreeSet<String>,
+    /// Headroom replicas last asked for, by `namespace/name`.
+    headroom: HashMap<String, u32>,
+    /// Offerings that failed to launch, until when.
+    unavailable: Vec<(Unavailable, Instant)>,
+    /// Per node: its pods' names and when that set last changed (consolidation's `last_pod_event`).
+    pod_sets: HashMap<String, (BTreeSet<String>, jiff::Timestamp)>,
+    /// Templates served by `pod_template`, by workload `namespace/name`: the claims' requests of the
+    /// pods still to be created.
+    templates: HashMap<String, surge_nodes::Pod>,
+}
+
+/// Node actuation on a real cluster; see the module doc.
+pub struct NodeActuator {
+    client: Client,
+    leader: LeaderHandle,
+    cfg: NodeActuatorConfig,
+    pools: Vec<NodePool>,
+    claims: Store<DynamicObject>,
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    ready: [Arc<AtomicBool>; 3],
+    asked: Mutex<Asked>,
+    /// Pending writes by object key (`claim/<name>`, `headroom/<ns>/<name>`), oldest first.
+    queue: Mutex<BTreeMap<String, (u64, Write)>>,
+    seq: std::sync::atomic::AtomicU64,
+    wake: Notify,
+    writes: Family<WriteLabels, Counter>,
+}
+
+impl NodeActuator {
+    /// Starts the NodeClaim, Node and Pod reflectors and the writer task; waits up to `sync_timeout`
+    /// for the caches. Everything stops on `cancel`.
+    pub async fn start(
+        client: Client,
+        leader: LeaderHandle,
+        cfg: NodeActuatorConfig,
+        pools: Vec<NodePool>,
+        registry: &mut Registry,
+        sync_timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Arc<NodeActuator> {
+        let claims_api: Api<DynamicObject> = Api::all_with(client.clone(), &node_claim_resource());
+        let (claims, c_ready) = reflect(
+            claims_api,
+            reflector::store::Writer::new(node_claim_resource()),
+            &cancel,
+        );
+        let (nodes, n_ready) = reflect(
+            Api::<Node>::all(client.clone()),
+            reflector::store::Writer::default(),
+            &cancel,
+        );
+        let (pods, p_ready) = reflect(
+            Api::<Pod>::all(client.clone()),
+            reflector::store::Writer::default(),
+            &cancel,
+        );
+        let writes = Family::default();
+        registry.register(
+            "surge_node_writes",
+            "NodeClaim and headroom writes by operation and outcome",
+            writes.clone(),
+        );
+        let actuator = Arc::new(NodeActuator {
+            client,
+            leader,
+            cfg,
+            pools,
+            claims,
+            nodes,
+            pods,
+            ready: [c_ready, n_ready, p_ready],
+            asked: Mutex::new(Asked::default()),
+            queue: Mutex::new(BTreeMap::new()),
+            seq: std::sync::atomic::AtomicU64::new(0),
+            wake: Notify::new(),
+            writes,
+        });
+        tokio::spawn(actuator.clone().write_loop(cancel));
+        let deadline = Instant::now() + sync_timeout;
+        while !actuator.is_synced() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        actuator
+    }
+
+    /// Whether the three caches have been filled once.
+    pub fn is_synced(&self) -> bool {
+        self.ready.iter().all(|r| r.load(Ordering::Acquire))
+    }
+
+    /// NodeClaim creations and deletions: each name once, leader only.
+    pub fn apply_claims(&self, create: &[PlannedNode], delete: &[String]) -> String {
+        if !self.leader.is_leader() {
+            self.count("any", "not_leader");
+            return "not the leader: skipped".into();
+        }
+        let mut created = 0;
+        let mut deleted = 0;
+        {
+            let mut asked = self.asked.lock();
+            for n in create {
+                if asked.created.contains_key(&n.name) {
+                    continue;
+                }
+                let Some(pool) = self.pools.iter().find(|p| p.name == n.pool) else {
+                    tracing::warn!(claim = %n.name, pool = %n.pool, "planned node of an unknown pool: skipped");
+                    continue;
+                };
+                let requests = self.requests_of(&asked, n);
+                let manifest = match serde_json::to_value(n.node_claim(
+                    pool,
+                    requests.cpu_millis,
+                    requests.memory_bytes,
+                )) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(claim = %n.name, error = %e, "NodeClaim manifest not JSON: skipped");
+                        continue;
+                    }
+                };
+                asked
+                    .created
+                    .insert(n.name.clone(), (n.clone(), Instant::now()));
+                self.enqueue(format!("claim/{}", n.name), Write::CreateClaim(manifest));
+                created += 1;
+            }
+            for name in delete {
+                if asked.deleted.insert(name.clone()) {
+                    self.enqueue(format!("claim/{name}"), Write::DeleteClaim);
+                    deleted += 1;
+                }
+            }
+        }
+        format!("NodeClaims queued: create {created}, delete {deleted}")
+    }
+
+    /// The headroom Deployment's replicas (and its PriorityClass), applied when the count changes.
+    pub fn apply_headroom(&self, headroom: &Headroom) -> String {
+        if !self.leader.is_leader() {
+            self.count("headroom", "not_leader");
+            return "not the leader: skipped".into();
+        }
+        let key = format!("{}/{}", headroom.namespace, headroom.name);
+        if self.asked.lock().headroom.get(&key) == Some(&headroom.replicas) {
+            return format!("headroom {key} already at {}", headroom.replicas);
+        }
+        let docs: Result<Vec<serde_json::Value>, _> = headroom
+            .manifests()
+            .split("\n---")
+            .filter(|d| !d.trim().is_empty())
+            .map(serde_yaml_ng::from_str::<serde_json::Value>)
+            .collect();
+        match docs {
+            Ok(docs) => {
+                self.asked
+                    .lock()
+                    .headroom
+                    .insert(key.clone(), headroom.replicas);
+                self.enqueue(format!("headroom/{key}"), Write::Headroom(docs));
+                format!("headroom {key} → {} queued", headroom.replicas)
+            }
+            Err(e) => format!("headroom manifests unreadable: {e}"),
+        }
+    }
+
+    /// The workload's pod template, from one of its live pods (selected by the `/scale` selector the
+    /// caller passes): requests, nodeSelector, node affinity, tolerations. Remembered for the claims'
+    /// requests.
+    pub fn pod_template(
+        &self,
+        workload_key: &str,
+        selector: &kube::core::Selector,
+    ) -> Option<surge_nodes::Pod> {
+        use kube::core::SelectorExt;
+        let (ns, _) = workload_key.split_once('/')?;
+        let pod = self.pods.state().into_iter().find(|p| {
+            p.namespace().as_deref() == Some(ns)
+                && p.metadata.deletion_timestamp.is_none()
+                && selector.matches(p.labels())
+        })?;
+        let mut template = to_node_pod(&pod)?;
+        template.name = workload_key.to_owned();
+        self.asked
+            .lock()
+            .templates
+            .insert(workload_key.to_owned(), template.clone());
+        Some(template)
+    }
+
+    /// What the planned node's pods request: Pending pods by name, pods still to be created
+    /// (`<workload>-ahead-<i>`) from their workload's template.
+    fn requests_of(&self, asked: &Asked, n: &PlannedNode) -> Resources {
+        let pending: HashMap<String, Resources> = self
+            .pods
+            .state()
+            .iter()
+            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()))
+            .filter_map(|p| to_node_pod(p).map(|np| (np.name.clone(), np.requests())))
+            .collect();
+        n.pods.iter().fold(Resources::ZERO, |acc, name| {
+            let r = pending.get(name).copied().or_else(|| {
+                let (workload, _) = name.rsplit_once("-ahead-")?;
+                asked.templates.get(workload).map(|t| t.requests())
+            });
+            acc + r.unwrap_or(Resources::ZERO)
+        })
+    }
+
+    /// The cluster as node decisions see it; `None` until the caches are filled.
+    pub fn observe_nodes(&self) -> Option<NodeView> {
+        if !self.is_synced() {
+            return None;
+        }
+        let now = Instant::now();
+        let wall = jiff::Timestamp::now();
+        let nodes: HashMap<String, Arc<Node>> = self
+            .nodes
+            .state()
+            .into_iter()
+            .map(|n| (n.name_any(), n))
+            .collect();
+        let pods = self.pods.state();
+        let mut by_node: HashMap<String, Vec<surge_nodes::Pod>> = HashMap::new();
+        let mut pending = Vec::new();
+        for p in &pods {
+            if is_daemonset(p) || is_terminal(p) {
+                continue;
+            }
+            let Some(np) = to_node_pod(p) else { continue };
+            match p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                Some(node) => by_node.entry(node).or_default().push(np),
+                None if p.metadata.deletion_timestamp.is_none() => pending.push(np),
+                None => {}
+            }
+        }
+        let mut view = NodeView {
+            pending,
+            ..NodeView::default()
+        };
+        let mut asked = self.asked.lock();
+        asked.unavailable.retain(|(_, until)| *until > now);
+        let mut backed = BTreeSet::new();
+        let mut timed_out = Vec::new();
+        for claim in self.claims.state() {
+            let name = claim.name_any();
+            let node_name = claim
+                .data
+                .pointer("/status/nodeName")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            if let Some(n) = &node_name {
+                backed.insert(n.clone());
+            }
+            let node = node_name.as_ref().and_then(|n| nodes.get(n));
+            let deleting =
+                claim.metadata.deletion_timestamp.is_some() || asked.deleted.contains(&name);
+            let mut existing = claim_offering(&claim);
+            existing.name = name.clone();
+            match node.filter(|n| is_ready(n)) {
+                Some(node) => {
+                    let pods = by_node.get(&node.name_any()).cloned().unwrap_or_default();
+                    existing.allocatable = allocatable(node);
+                    existing.requested = pods.iter().fold(Resources::ZERO, |a, p| a + p.requests());
+                    let last = self.last_pod_event(&mut asked, &name, &pods, node, wall);
+                    view.cluster.push(ClusterNode {
+                        node: existing.clone(),
+                        pods,
+                        last_pod_event: last,
+                        initialized: true,
+                        ready: true,
+                        marked_for_deletion: deleting,
+                    });
+                    if !deleting {
+                        view.existing.push(existing);
+                    }
+                }
+                None if deleting => {}
+                None => {
+                    let created = asked.created.get(&name).map(|(_, at)| *at);
+                    if created.is_some_and(|at| now.duration_since(at) > self.cfg.launch_timeout) {
+                        timed_out.push((name.clone(), existing));
+                    } else {
+                        view.in_flight.push(existing);
+                    }
+                }
+            }
+        }
+        // Claims asked for but not yet in the cache are in flight too: the next evaluation must not
+        // ask for them again.
+        for (name, (planned, _)) in &asked.created {
+            let known = view
+                .in_flight
+                .iter()
+                .chain(&view.existing)
+                .any(|n| &n.name == name)
+                || view.cluster.iter().any(|c| &c.node.name == name)
+                || asked.deleted.contains(name)
+                || self.claims.state().iter().any(|c| &c.name_any() == name);
+            if !known {
+                view.in_flight.push(ExistingNode {
+                    name: name.clone(),
+                    pool: Some(planned.pool.clone()),
+                    instance_type: planned.instance_type.clone(),
+                    capacity_type: planned.capacity_type,
+                    zone: planned.zone.clone(),
+                    labels: BTreeMap::new(),
+                    taints: Vec::new(),
+                    requested: Resources::ZERO,
+                    allocatable: None,
+                });
+            }
+        }
+        for (name, n) in timed_out {
+            tracing::warn!(claim = %name, instance_type = %n.instance_type, capacity_type = %n.capacity_type,
+                "NodeClaim did not become a node in time: deleting it, offering marked unavailable");
+            asked.unavailable.push((
+                Unavailable {
+                    instance_type: n.instance_type,
+                    capacity_type: Some(n.capacity_type),
+                    zone: Some(n.zone),
+                },
+                now + self.cfg.unavailable_ttl,
+            ));
+            if asked.deleted.insert(name.clone()) && self.leader.is_leader() {
+                self.enqueue(format!("claim/{name}"), Write::DeleteClaim);
+            }
+        }
+        // Nodes no claim backs (not surge's, or another provisioner's): capacity, never consolidated.
+        for (name, node) in &nodes {
+            if backed.contains(name) || !is_ready(node) {
+                continue;
+            }
+            let mut existing = node_offering(node);
+            let pods = by_node.get(name).cloned().unwrap_or_default();
+            existing.requested = pods.iter().fold(Resources::ZERO, |a, p| a + p.requests());
+            view.existing.push(existing);
+        }
+        view.unavailable = asked.unavailable.iter().map(|(u, _)| u.clone()).collect();
+        Some(view)
+    }
+
+    /// When a pod was last scheduled onto or removed from the claim's node (its Ready time at first).
+    fn last_pod_event(
+        &self,
+        asked: &mut Asked,
+        claim: &str,
+        pods: &[surge_nodes::Pod],
+        node: &Node,
+        now: jiff::Timestamp,
+    ) -> jiff::Timestamp {
+        let names: BTreeSet<String> = pods.iter().map(|p| p.name.clone()).collect();
+        let entry = asked.pod_sets.entry(claim.to_owned()).or_insert_with(|| {
+            let ready_at = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|c| c.last_transition_time.as_ref())
+                .and_then(|t| jiff::Timestamp::from_millisecond(t.0.as_millisecond()).ok())
+                .unwrap_or(now);
+            (names.clone(), ready_at)
+        });
+        if entry.0 != names {
+            *entry = (names, now);
+        }
+        entry.1
+    }
+
+    fn enqueue(&self, key: String, write: Write) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.queue.lock().insert(key, (seq, write));
+        self.wake.notify_one();
+    }
+
+    fn count(&self, op: &'static str, outcome: &'static str) {
+        self.writes
+            .get_or_create(&WriteLabels { op, outcome })
+            .inc();
+    }
+
+    /// Takes the oldest pending write.
+    fn next_write(&self) -> Option<(String, u64, Write)> {
+        let mut q = self.queue.lock();
+        let key = q
+            .iter()
+            .min_by_key(|(_, (seq, _))| *seq)
+            .map(|(k, _)| k.clone())?;
+        q.remove(&key).map(|(seq, w)| (key, seq, w))
+    }
+
+    /// Writes pending objects one at a time under the rate limit until `cancel`.
+    async fn write_loop(self: Arc<Self>, cancel: CancellationToken) {
+        let mut bucket = TokenBucket::new(self.cfg.writes_per_second, self.cfg.burst);
+        loop {
+            let Some((key, seq, write)) = self.next_write() else {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = self.wake.notified() => continue,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = bucket.take() => {}
+            }
+            if !self.leader.is_leader() {
+                self.count(write.op(), "not_leader");
+                continue;
+            }
+            let op = write.op();
+            let result =
+                tokio::time::timeout(self.cfg.write_timeout, self.write(&key, &write)).await;
+            match result {
+                Ok(Ok(())) => self.count(op, "ok"),
+                Ok(Err(kube::Error::Api(s))) if s.code == 429 => {
+                    self.count(op, "throttled");
+                    let wait = s
+                        .details
+                        .as_ref()
+                        .map(|d| d.retry_after_seconds)
+                        .filter(|s| *s > 0)
+                        .unwrap_or(1);
+                    tracing::info!(object = %key, wait_s = wait, "API server asked to retry later (429)");
+                    // Put it back unless a newer write for the object arrived meanwhile.
+                    self.queue.lock().entry(key).or_insert((seq, write));
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(u64::from(wait))) => {}
+                    }
+                }
+                Ok(Err(e)) => {
+                    self.count(op, "error");
+                    tracing::warn!(object = %key, error = %e, "node write failed");
+                    self.forget(&key, &write);
+                }
+                Err(_) => {
+                    self.count(op, "timeout");
+                    tracing::warn!(object = %key, "node write timed out");
+                    self.forget(&key, &write);
+                }
+            }
+        }
+    }
+
+    /// After a failed write, forget that it was asked for, so the next decision asks again.
+    fn forget(&self, key: &str, write: &Write) {
+        let mut asked = self.asked.lock();
+        match (write, key.split_once('/')) {
+            (Write::CreateClaim(_), Some((_, name))) => {
+                asked.created.remove(name);
+            }
+            (Write::DeleteClaim, Some((_, name))) => {
+                asked.deleted.remove(name);
+            }
+            (Write::Headroom(_), Some((_, name))) => {
+                asked.headroom.remove(name);
+            }
+            _ => {}
+        }
+    }
+
+    async fn write(&self, key: &str, write: &Write) -> Result<(), kube::Error> {
+        let claims: Api<DynamicObject> = Api::all_with(self.client.clone(), &node_claim_resource());
+        let name = key.split_once('/').map_or(key, |(_, n)| n);
+        match write {
+            Write::CreateClaim(manifest) => {
+                let obj: DynamicObject =
+                    serde_json::from_value(manifest.clone()).map_err(kube::Error::SerdeError)?;
+                match claims.create(&PostParams::default(), &obj).await {
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                    r => r.map(drop),
+                }
+            }
+            Write::DeleteClaim => match claims.delete(name, &DeleteParams::default()).await {
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                r => r.map(drop),
+            },
+            Write::Headroom(docs) => {
+                for doc in docs {
+                    let obj: DynamicObject =
+                        serde_json::from_value(doc.clone()).map_err(kube::Error::SerdeError)?;
+                    let Some(types) = obj.types.clone() else {
+                        continue;
+                    };
+                    let (group, version) = types
+                        .api_version
+                        .split_once('/')
+                        .unwrap_or(("", types.api_version.as_str()));
+                    let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+                    let plural = format!("{}s", types.kind.to_ascii_lowercase())
+                        .replace("classs", "classes");
+                    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural);
+                    let api: Api<DynamicObject> = match obj.namespace() {
+                        Some(ns) => Api::namespaced_with(self.client.clone(), &ns, &ar),
+                        None => Api::all_with(self.client.clone(), &ar),
+                    };
+                    let params = PatchParams::apply(FIELD_MANAGER).force();
+                    api.patch(&obj.name_any(), &params, &Patch::Apply(&obj))
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A client-side rate limit: `rate` tokens a second, at most `burst` saved.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: u32) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: rate.max(0.01),
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    async fn take(&mut self) {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens < 1.0 {
+            let wait = (1.0 - self.tokens) / self.rate;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            self.tokens = 1.0;
+            self.at = Instant::now();
+        }
+        self.tokens -= 1.0;
+    }
+}
+
+/// A reflector over `api` (managed fields dropped) on a task; the flag turns true once it listed.
+fn reflect<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    cancel: &CancellationToken,
+) -> (Store<K>, Arc<AtomicBool>)
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let store = writer.as_reader();
+    let ready = Arc::new(AtomicBool::new(false));
+    let flag = ready.clone();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer);
+    let cancel = cancel.clone();
+    let reader = store.clone();
+    tokio::spawn(async move {
+        let waiter = reader.clone();
+        let flag2 = flag.clone();
+        tokio::spawn(async move {
+            if waiter.wait_until_ready().await.is_ok() {
+                flag2.store(true, Ordering::Release);
+            }
+        });
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = stream.next() => match ev {
+                    Some(Err(e)) => tracing::debug!(error = %e, "node actuation watch error"),
+                    Some(Ok(_)) => {}
+                    None => return,
+                }
+            }
+        }
+    });
+    (store, ready)
+}
+
+fn is_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        && n.metadata.deletion_timestamp.is_none()
+}
+
+fn is_daemonset(p: &Pod) -> bool {
+    p.metadata
+        .owner_references
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|r| r.kind == "DaemonSet"))
+}
+
+fn is_terminal(p: &Pod) -> bool {
+    matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// A pod as placement sees it, named `namespace/name`; `None` when its spec cannot be read.
+fn to_node_pod(p: &Pod) -> Option<surge_nodes::Pod> {
+    let text = serde_json::to_string(p).ok()?;
+    match surge_nodes::Pod::from_k8s_yaml(&text, "pod") {
+        Ok(mut np) => {
+            np.do_not_disrupt = p
+                .annotations()
+                .get("karpenter.sh/do-not-disrupt")
+                .is_some_and(|v| v == "true");
+            Some(np)
+        }
+        Err(e) => {
+            tracing::debug!(pod = %p.name_any(), error = %e, "pod spec not readable for node decisions");
+            None
+        }
+    }
+}
+
+fn capacity_type(v: Option<&str>) -> CapacityType {
+    match v {
+        Some("spot") => CapacityType::Spot,
+        _ => CapacityType::OnDemand,
+    }
+}
+
+/// A claim's offering: the pinned instance type, capacity type and zone of its requirements, its pool.
+fn claim_offering(claim: &DynamicObject) -> ExistingNode {
+    let pinned = |key: &str| -> Option<String> {
+        claim
+            .data
+            .pointer("/spec/requirements")?
+            .as_array()?
+            .iter()
+            .find(|r| r.get("key").and_then(|k| k.as_str()) == Some(key))?
+            .get("values")?
+            .get(0)?
+            .as_str()
+            .map(str::to_owned)
+    };
+    ExistingNode {
+        name: claim.name_any(),
+        pool: claim.labels().get(NODEPOOL).cloned(),
+        instance_type: pinned(INSTANCE_TYPE).unwrap_or_default(),
+        capacity_type: capacity_type(pinned(CAPACITY_TYPE).as_deref()),
+        zone: pinned(ZONE).unwrap_or_default(),
+        labels: BTreeMap::new(),
+        taints: Vec::new(),
+        requested: Resources::ZERO,
+        allocatable: None,
+    }
+}
+
+/// A node's offering from its well-known labels, with the allocatable it reports.
+fn node_offering(n: &Node) -> ExistingNode {
+    let labels = n.labels();
+    let taints = n
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    ExistingNode {
+        name: n.name_any(),
+        pool: labels.get(NODEPOOL).cloned(),
+        instance_type: labels.get(INSTANCE_TYPE).cloned().unwrap_or_default(),
+        capacity_type: capacity_type(labels.get(CAPACITY_TYPE).map(String::as_str)),
+        zone: labels.get(ZONE).cloned().unwrap_or_default(),
+        labels: labels.clone(),
+        taints,
+        requested: Resources::ZERO,
+        allocatable: allocatable(n),
+    }
+}
+
+fn allocatable(n: &Node) -> Option<Resources> {
+    let a = n.status.as_ref()?.allocatable.as_ref()?;
+    let cpu = parse_cpu(&a.get("cpu")?.0).ok()?;
+    let memory = parse_memory(&a.get("memory")?.0).ok()?;
+    let pods = a.get("pods").and_then(|p| p.0.parse().ok()).unwrap_or(110);
+    Some(Resources::new(cpu, memory, pods))
+}

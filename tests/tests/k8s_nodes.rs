@@ -1,0 +1,540 @@
+//! Node decisions on a real control plane (`../shared/k8s`: etcd, kube-apiserver, controller-manager,
+//! scheduler; `ready-pods.sh` playing the kubelet) with Karpenter's NodeClaim and NodePool CRDs applied
+//! (`tests/data/karpenter/`, from kubernetes-sigs/karpenter 2266468104f3 `pkg/apis/crds/`).
+//!
+//! The engine runs in-process as in the aggregator: samples of a load metric are ingested into an
+//! `AggregatorState`, the `Autoscaler` decides replicas of Deployment `nodes/web` and, with node
+//! decisions on, the NodeClaims its new pods need; a `KubeActuator` with a `NodeActuator` patches
+//! `/scale` and creates and deletes the claims.
+//!
+//! Mocked: the cloud provider only (there is no real one here). [`provider`] plays Karpenter's
+//! cloud-provider side: each NodeClaim becomes a Ready fake Node (`fake-node.sh`, with the claim's
+//! instance-type, capacity-type, zone and `karpenter.sh/nodepool` labels) after a delay and the claim's
+//! `status.nodeName`/`providerID` are set; a spot claim never becomes a node (no spot capacity), so the
+//! fallback to on-demand is exercised; a deleted claim's node is deleted. Everything else is real: the
+//! scheduler binds the pods to those nodes, the ReplicaSet controller creates and deletes them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+use surge_aggregator::{
+    AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
+};
+use surge_autoscaler::{Autoscaler, NodeDecisions, build_policies};
+use surge_k8s::lease::{LeaderElector, LeaseConfig};
+use surge_k8s::nodes::{NodeActuator, NodeActuatorConfig, node_claim_resource};
+use surge_k8s::scale::{KubeActuator, KubeActuatorConfig};
+use surge_model::{Labels, Sample};
+use surge_proto::remote_write::{compress, encode_label_block, encode_series};
+use surge_tests::k8s::{ControlPlane, start_plane};
+use tokio_util::sync::CancellationToken;
+
+/// This file's control plane ports.
+const APISERVER_PORT: u16 = 58443;
+const ETCD_PORT: u16 = 59790;
+const NS: &str = "nodes";
+
+const NODE_POOL: &str = r#"apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: general}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+      requirements:
+        - {key: node.kubernetes.io/instance-type, operator: In, values: [m5.xlarge]}
+        - {key: topology.kubernetes.io/zone, operator: In, values: [us-east-1a]}
+        - {key: karpenter.sh/capacity-type, operator: In, values: [spot, on-demand]}
+  disruption:
+    consolidationPolicy: WhenEmpty
+    consolidateAfter: 1s
+    budgets: [{nodes: "100%"}]
+"#;
+
+fn policy_yaml() -> String {
+    format!(
+        r#"policies:
+  - name: web
+    mode: scale
+    min_interval: 200ms
+    hpa: |
+      apiVersion: autoscaling/v2
+      kind: HorizontalPodAutoscaler
+      metadata: {{name: web, namespace: {NS}}}
+      spec:
+        scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
+        minReplicas: 1
+        maxReplicas: 20
+        metrics:
+          - type: External
+            external:
+              metric: {{name: rps}}
+              target: {{type: AverageValue, averageValue: "10"}}
+        behavior:
+          scaleUp:
+            stabilizationWindowSeconds: 0
+            policies: [{{type: Pods, value: 20, periodSeconds: 1}}]
+          scaleDown:
+            stabilizationWindowSeconds: 0
+            policies: [{{type: Percent, value: 100, periodSeconds: 1}}]
+    metrics:
+      rps: sum(web_rps)
+"#
+    )
+}
+
+fn start() -> ControlPlane {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "surge_k8s=info,surge_autoscaler=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let plane = start_plane(APISERVER_PORT, ETCD_PORT, None).unwrap();
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
+    plane.kubectl(&["apply", "-f", crds], None);
+    plane.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodeclaims.karpenter.sh",
+            "crd/nodepools.karpenter.sh",
+        ],
+        None,
+    );
+    // The NodePool as Karpenter's API accepts it (the CRD's validation), and as surge reads it.
+    plane.kubectl(&["apply", "-f", "-"], Some(NODE_POOL));
+    // One node not launched by a claim: room for the first replica only (1 CPU each).
+    plane.script("fake-node.sh", &["base", "1500m", "4Gi", "110"]);
+    plane.ready_pods().unwrap();
+    plane.kubectl(&["create", "namespace", NS], None);
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {NS}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - name: app
+          image: registry.k8s.io/pause:3.10
+          resources: {{requests: {{cpu: "1", memory: 1Gi}}}}
+"#
+        )),
+    );
+    plane
+}
+
+/// When each object was first seen by a watch.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<BTreeMap<String, Instant>>>);
+
+impl Seen {
+    fn first(&self) -> Option<Instant> {
+        self.0.lock().values().min().copied()
+    }
+    fn names(&self) -> BTreeSet<String> {
+        self.0.lock().keys().cloned().collect()
+    }
+}
+
+/// Records when each object `api` lists or watches first appears.
+fn watch_first<K>(api: Api<K>, cfg: watcher::Config) -> Seen
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let seen = Seen::default();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff().applied_objects());
+        while let Some(ev) = stream.next().await {
+            if let Ok(o) = ev {
+                let name = kube::ResourceExt::name_any(&o);
+                s.0.lock().entry(name).or_insert_with(Instant::now);
+            }
+        }
+    });
+    seen
+}
+
+/// The mock cloud provider (see the module doc): on-demand claims become Ready nodes after `delay`,
+/// spot claims never do; a deleted claim's node goes too.
+fn provider(plane: &'static ControlPlane, client: kube::Client, delay: Duration) {
+    let api: Api<DynamicObject> = Api::all_with(client, &node_claim_resource());
+    let catalog = surge_nodes::Catalog::embedded();
+    tokio::spawn(async move {
+        let mut handled = BTreeSet::new();
+        let mut stream =
+            std::pin::pin!(watcher(api.clone(), watcher::Config::default()).default_backoff());
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(claim) | watcher::Event::InitApply(claim)) => {
+                    let name = kube::ResourceExt::name_any(&claim);
+                    if claim.metadata.deletion_timestamp.is_some() || !handled.insert(name.clone())
+                    {
+                        continue;
+                    }
+                    let pinned = |key: &str| -> String {
+                        claim.data["spec"]["requirements"]
+                            .as_array()
+                            .and_then(|rs| rs.iter().find(|r| r["key"] == key))
+                            .and_then(|r| r["values"][0].as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let (it, ct, zone) = (
+                        pinned("node.kubernetes.io/instance-type"),
+                        pinned("karpenter.sh/capacity-type"),
+                        pinned("topology.kubernetes.io/zone"),
+                    );
+                    if ct == "spot" {
+                        continue; // No spot capacity: this claim never becomes a node.
+                    }
+                    let pool = kube::ResourceExt::labels(&claim)
+                        .get("karpenter.sh/nodepool")
+                        .cloned()
+                        .unwrap_or_default();
+                    let t = catalog.get(&it).unwrap().clone();
+                    let api = api.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let labels = [
+                            format!("node.kubernetes.io/instance-type={it}"),
+                            format!("karpenter.sh/capacity-type={ct}"),
+                            format!("topology.kubernetes.io/zone={zone}"),
+                            format!("karpenter.sh/nodepool={pool}"),
+                        ];
+                        let mut args = vec![
+                            name.clone(),
+                            t.vcpu.to_string(),
+                            format!("{}Mi", t.memory_mib),
+                            t.max_pods.to_string(),
+                        ];
+                        args.extend(labels);
+                        tokio::task::spawn_blocking(move || {
+                            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                            plane.script("fake-node.sh", &args)
+                        })
+                        .await
+                        .unwrap();
+                        let status = serde_json::json!({"status": {
+                            "nodeName": name, "providerID": format!("fake:///{zone}/{name}")}});
+                        // The claim may be gone already (deleted after its launch timeout).
+                        let _ = api
+                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                            .await;
+                    });
+                }
+                Ok(watcher::Event::Delete(claim)) => {
+                    let name = kube::ResourceExt::name_any(&claim);
+                    tokio::task::spawn_blocking(move || {
+                        let _ = plane
+                            .try_kubectl(&["delete", "node", &name, "--ignore-not-found"], None);
+                    });
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+/// Ingests `web_rps = load` every 500 ms (the metric stays fresh) until cancelled.
+fn feed(state: Arc<AggregatorState>, load: Arc<Mutex<f64>>, cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut enc = snap::raw::Encoder::new();
+        loop {
+            let mut raw = Vec::new();
+            let l = Labels::from_pairs([("__name__", "web_rps")]);
+            let sample = Sample {
+                timestamp_ms: now_ms(),
+                value: *load.lock(),
+            };
+            encode_series(&mut raw, &encode_label_block(&l), &[sample]);
+            state
+                .ingest_body(&compress(&raw, &mut enc), Sender::SurgeAgent, now_ms())
+                .unwrap();
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    });
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !ok().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn web_pods(client: &kube::Client) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), NS);
+    api.list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_before_pending_then_fallback_then_consolidation() {
+    let started = Instant::now();
+    let plane: &'static ControlPlane = Box::leak(Box::new(start()));
+    let client = plane.admin_client().await.unwrap();
+    let cancel = CancellationToken::new();
+
+    // The engine as the aggregator wires it, with node decisions on.
+    let cfg = surge_config::load_str(
+        &policy_yaml(),
+        "surge.yaml",
+        &surge_config::MapEnv::default(),
+    )
+    .unwrap();
+    let policies = build_policies(&cfg).unwrap();
+    let targets: Vec<_> = policies.iter().map(|p| p.target.clone()).collect();
+    let mut registry = Registry::default();
+    let mut lease = LeaseConfig::new("surge", NS, "replica-a");
+    lease.lease_duration = Duration::from_secs(4);
+    lease.renew_deadline = Duration::from_secs(3);
+    lease.renew_period = Duration::from_millis(500);
+    lease.retry_period = Duration::from_millis(500);
+    let leader = LeaderElector::start(client.clone(), lease, cancel.clone()).unwrap();
+    let kube = KubeActuator::start(
+        client.clone(),
+        leader.clone(),
+        KubeActuatorConfig::default(),
+        &targets,
+        &mut registry,
+        cancel.clone(),
+    )
+    .await;
+    let pools = surge_nodes::NodePool::all_from_yaml(NODE_POOL, "nodepool.yaml").unwrap();
+    let nodes = NodeActuator::start(
+        client.clone(),
+        leader.clone(),
+        NodeActuatorConfig {
+            launch_timeout: Duration::from_secs(8),
+            ..Default::default()
+        },
+        pools.clone(),
+        &mut registry,
+        Duration::from_secs(10),
+        cancel.clone(),
+    )
+    .await;
+    assert!(nodes.is_synced(), "node caches synced");
+    kube.set_nodes(nodes.clone());
+    let state = AggregatorState::standalone(
+        CacheOptions::default(),
+        QueryOptions::default(),
+        IngestOptions::default(),
+    );
+    let autoscaler = Autoscaler::new(
+        state.cache().clone(),
+        state.autoscaling_eval_options(),
+        policies,
+        kube.clone(),
+        &mut registry,
+    );
+    autoscaler.set_warm_up(Duration::ZERO);
+    assert!(autoscaler.set_node_decisions(NodeDecisions {
+        pools,
+        catalog: surge_nodes::Catalog::embedded(),
+        daemonsets: Vec::new(),
+        interval_ms: 500,
+    }));
+    state.add_observer(autoscaler.clone());
+    wait_for("the Lease", Duration::from_secs(10), async || {
+        leader.is_leader()
+    })
+    .await;
+    wait_for(
+        "web's first pod Running",
+        Duration::from_secs(30),
+        async || {
+            let pods = web_pods(&client).await;
+            pods.len() == 1
+                && pods[0].spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("base")
+        },
+    )
+    .await;
+    provider(plane, client.clone(), Duration::from_secs(1));
+    let claims = watch_first(
+        Api::<DynamicObject>::all_with(client.clone(), &node_claim_resource()),
+        watcher::Config::default(),
+    );
+    let first_pod = {
+        let pods = web_pods(&client).await;
+        kube::ResourceExt::name_any(&pods[0])
+    };
+    let pods_seen = watch_first(
+        Api::<Pod>::namespaced(client.clone(), NS),
+        watcher::Config::default().labels("app=web"),
+    );
+    let load = Arc::new(Mutex::new(10.0));
+    feed(state.clone(), load.clone(), cancel.clone());
+    tokio::spawn(autoscaler.clone().run(cancel.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(claims.names().is_empty(), "no claim at steady load");
+
+    // Load step: 10 → 60 rps at 10 per replica is 6 replicas, 5 new pods of 1 CPU; `base` is full,
+    // so they need nodes (m5.xlarge: 3 such pods each).
+    let step = Instant::now();
+    *load.lock() = 60.0;
+    wait_for("6 web pods", Duration::from_secs(20), async || {
+        web_pods(&client).await.len() == 6
+    })
+    .await;
+    let d = autoscaler
+        .decisions(Some("web"), 50)
+        .into_iter()
+        .rev()
+        .find(|d| d.decision.scale && d.replicas_after > d.replicas_before)
+        .unwrap();
+    let node_decision = d.nodes.clone().expect("a node decision with the scale-up");
+    assert!(!node_decision.create.is_empty(), "{node_decision:?}");
+    eprintln!(
+        "scale-up {} → {}: {} NodeClaims decided {} µs after the pod decision; {}",
+        d.replicas_before,
+        d.replicas_after,
+        node_decision.create.len(),
+        node_decision.decided_in_us,
+        node_decision.actuation
+    );
+    // The claims exist before the new pods do, let alone go Pending.
+    let first_claim = claims.first().expect("claims created");
+    let first_new_pod = pods_seen
+        .0
+        .lock()
+        .iter()
+        .filter(|(n, _)| **n != first_pod)
+        .map(|(_, t)| *t)
+        .min()
+        .unwrap();
+    assert!(
+        first_claim <= first_new_pod,
+        "first claim seen {:?} after the load step, first new pod {:?}",
+        first_claim - step,
+        first_new_pod - step
+    );
+    // The first claims are spot (cheapest): the provider never fulfils them. After the launch
+    // timeout they are deleted and on-demand claims replace them; the scheduler binds every pod.
+    wait_for("every web pod bound", Duration::from_secs(40), async || {
+        web_pods(&client)
+            .await
+            .iter()
+            .all(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
+    })
+    .await;
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let claim_api: Api<DynamicObject> = Api::all_with(client.clone(), &node_claim_resource());
+    let live: BTreeSet<String> = claim_api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(kube::ResourceExt::name_any)
+        .collect();
+    let spot_claims: Vec<String> = d
+        .nodes
+        .as_ref()
+        .unwrap()
+        .create
+        .iter()
+        .filter(|n| n.capacity_type == surge_nodes::CapacityType::Spot)
+        .map(|n| n.name.clone())
+        .collect();
+    assert!(
+        !spot_claims.is_empty(),
+        "spot first where the pool allows it"
+    );
+    for s in &spot_claims {
+        assert!(
+            !live.contains(s),
+            "spot claim {s} (never launched) was deleted"
+        );
+    }
+    for p in web_pods(&client).await {
+        let node_name = p.spec.unwrap().node_name.unwrap();
+        if node_name == "base" {
+            continue;
+        }
+        let node = nodes_api.get(&node_name).await.unwrap();
+        let labels = kube::ResourceExt::labels(&node);
+        assert_eq!(labels["karpenter.sh/capacity-type"], "on-demand");
+        assert_eq!(labels["node.kubernetes.io/instance-type"], "m5.xlarge");
+        assert!(
+            live.contains(&node_name),
+            "{node_name} backed by a live claim"
+        );
+    }
+    assert!(
+        live.len() <= 2,
+        "no more claims than the 5 pods need (2 × m5.xlarge): {live:?}"
+    );
+
+    // Load drops: back to 1 replica; consolidation deletes the claims of the nodes left empty.
+    *load.lock() = 10.0;
+    wait_for("web back at 1 pod", Duration::from_secs(20), async || {
+        web_pods(&client).await.len() == 1
+    })
+    .await;
+    wait_for(
+        "empty nodes' claims deleted",
+        Duration::from_secs(30),
+        async || {
+            let pods = web_pods(&client).await;
+            let used: BTreeSet<String> = pods
+                .iter()
+                .filter_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+                .collect();
+            let live: Vec<String> = claim_api
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(kube::ResourceExt::name_any)
+                .collect();
+            live.iter().all(|c| used.contains(c))
+        },
+    )
+    .await;
+    let deleted: Vec<String> = autoscaler
+        .decisions(Some("web"), 256)
+        .iter()
+        .filter_map(|d| d.nodes.as_ref())
+        .flat_map(|n| n.delete.clone())
+        .collect();
+    assert!(!deleted.is_empty(), "consolidation decided deletions");
+    cancel.cancel();
+    eprintln!("k8s_nodes scenario wall time: {:?}", started.elapsed());
+}

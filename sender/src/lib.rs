@@ -101,7 +101,8 @@ impl SeriesMeta {
     /// (the label values), so the full comparison runs only when they are almost surely equal.
     pub fn same_series(&self, other: &SeriesMeta) -> bool {
         let (a, b) = (&*self.0, &*other.0);
-        std::ptr::eq(a, b) || (a.len() == b.len() && a.last_chunk::<8>() == b.last_chunk::<8>() && a == b)
+        std::ptr::eq(a, b)
+            || (a.len() == b.len() && a.last_chunk::<8>() == b.last_chunk::<8>() && a == b)
     }
 
     /// `surge_proto::remote_write::encode_label_block(&labels)`, reused for every request.

@@ -374,8 +374,9 @@ async fn health_series_keep_their_room_behind_the_durable_queue() {
     wait_for("the backlog", || q.out.backlog_samples() == 0).await;
     assert_eq!(health_received(&rx, "a"), 5, "a's own health series");
     assert_eq!(health_received(&rx, "b"), 5, "b's health series");
-    let queue_full =
-        q.metric("surge_remote_write_samples_dropped_total{destination=\"d\",reason=\"queue_full\"}");
+    let queue_full = q.metric(
+        "surge_remote_write_samples_dropped_total{destination=\"d\",reason=\"queue_full\"}",
+    );
     // The critical tier may fill 2 000 − 40: 1 960 of a's 1 990 data samples fit.
     assert_eq!(queue_full, 30);
     assert_eq!(rx.got.lock().len() as u64 + queue_full, 2_010);
@@ -407,7 +408,11 @@ async fn a_full_disk_under_backpressure_keeps_the_health_series() {
     q.out.flush().await;
     let refused =
         q.metric("surge_wal_samples_dropped_total{destination=\"d\",reason=\"wal_full\"}");
-    assert_eq!(refused - refused_before, 20, "the data is refused, the health kept");
+    assert_eq!(
+        refused - refused_before,
+        20,
+        "the data is refused, the health kept"
+    );
     rx.status.store(204, Ordering::SeqCst);
     wait_for("the backlog", || q.out.backlog_samples() == 0).await;
     assert_eq!(health_received(&rx, "t"), 5);

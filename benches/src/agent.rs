@@ -28,6 +28,10 @@ pub struct AgentBenchArgs {
     pub warmup: Duration,
     pub peers: bool,
     pub json: bool,
+    /// Also measure surge with `queue_config.durable` on (see [`durable_contender`]).
+    pub durable: bool,
+    /// Also measure this surge binary (e.g. the previous build), plain config: a before/after in one run.
+    pub baseline_exe: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -67,6 +71,8 @@ struct Figures {
     samples_per_s: f64,
     requests_per_s: f64,
     bytes_per_sample: f64,
+    /// CPU seconds per million samples delivered: the floor is ≤ 0.5.
+    cpu_s_per_m_samples: f64,
 }
 
 /// Runs the benchmark and prints its report (run from the `surge` binary: contenders are spawned from
@@ -106,6 +112,12 @@ pub async fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
         })
         .await?,
     );
+    if args.durable {
+        results.push(durable_contender(&exe, &args, &sink, dir.path(), &scrape, &rw).await?);
+    }
+    if let Some(base) = &args.baseline_exe {
+        results.push(baseline_contender(base, &args, &sink, &surge_cfg).await?);
+    }
     if args.peers {
         let prom_cfg = dir.path().join("prometheus.yaml");
         std::fs::write(
@@ -150,6 +162,56 @@ pub async fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
     report(&args, &results)
 }
 
+/// surge with the durable queue on (`queue_config.durable`, default fsync `batch` every 1 s and 1 GiB
+/// budget) on the same targets and sink.
+async fn durable_contender(
+    exe: &std::path::Path,
+    args: &AgentBenchArgs,
+    sink: &Sink,
+    dir: &std::path::Path,
+    scrape: &str,
+    rw: &str,
+) -> anyhow::Result<Figures> {
+    let cfg = dir.join("surge-durable.yaml");
+    let wal = dir.join("wal");
+    std::fs::write(
+        &cfg,
+        format!(
+            "agent:\n  listen: 127.0.0.1:0\n  scrape_configs:\n{}\n  remote_write:\n    - url: {rw}\n      queue_config: {{capacity: 1000000, durable: {{dir: {}}}}}\n",
+            indent(scrape, 4),
+            wal.display()
+        ),
+    )?;
+    measure("surge agent (durable queue)", args, sink, || {
+        Command::new(exe)
+            .arg("agent")
+            .arg("-c")
+            .arg(&cfg)
+            .env("RUST_LOG", "warn")
+            .spawn()
+    })
+    .await
+}
+
+/// Another surge binary on the plain config (e.g. the previous build): the before of a before/after.
+async fn baseline_contender(
+    exe: &std::path::Path,
+    args: &AgentBenchArgs,
+    sink: &Sink,
+    cfg: &std::path::Path,
+) -> anyhow::Result<Figures> {
+    let name = format!("surge agent ({})", exe.display());
+    measure(&name, args, sink, || {
+        Command::new(exe)
+            .arg("agent")
+            .arg("-c")
+            .arg(cfg)
+            .env("RUST_LOG", "warn")
+            .spawn()
+    })
+    .await
+}
+
 fn report(args: &AgentBenchArgs, results: &[Figures]) -> anyhow::Result<()> {
     let expected = (args.targets * (args.series + 5)) as f64;
     let mut out = std::io::stdout().lock();
@@ -183,20 +245,21 @@ fn report(args: &AgentBenchArgs, results: &[Figures]) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<36} {:>9} {:>9} {:>10} {:>12} {:>10} {:>8}",
-        "contender", "cpu", "rss MiB", "peak MiB", "samples/s", "requests/s", "B/sample"
+        "{:<36} {:>9} {:>9} {:>10} {:>12} {:>10} {:>8} {:>9}",
+        "contender", "cpu", "rss MiB", "peak MiB", "samples/s", "requests/s", "B/sample", "CPU-s/M"
     )?;
     for r in results {
         writeln!(
             out,
-            "{:<36} {:>9.3} {:>9.1} {:>10.1} {:>12.0} {:>10.1} {:>8.2}",
+            "{:<36} {:>9.3} {:>9.1} {:>10.1} {:>12.0} {:>10.1} {:>8.2} {:>9.3}",
             r.name,
             r.cpu_cores,
             r.rss_mib,
             r.peak_rss_mib,
             r.samples_per_s,
             r.requests_per_s,
-            r.bytes_per_sample
+            r.bytes_per_sample,
+            r.cpu_s_per_m_samples
         )?;
     }
     if let Some(base) = results.first() {
@@ -274,5 +337,6 @@ async fn measure(
         samples_per_s: samples / wall,
         requests_per_s: (r1 - r0) as f64 / wall,
         bytes_per_sample: (b1 - b0) as f64 / samples.max(1.0),
+        cpu_s_per_m_samples: cpu / (samples / 1e6).max(1e-9),
     })
 }

@@ -97,6 +97,15 @@ impl SeriesMeta {
         xxhash_rust::xxh3::xxh3_64(&self.0)
     }
 
+    /// Whether `self` and `other` are the same series (equal label blocks). The same allocation answers
+    /// at once, and two blocks of different series usually differ in length or in their last bytes
+    /// (the label values), so the full comparison runs only when they are almost surely equal.
+    pub fn same_series(&self, other: &SeriesMeta) -> bool {
+        let (a, b) = (&*self.0, &*other.0);
+        std::ptr::eq(a, b)
+            || (a.len() == b.len() && a.last_chunk::<8>() == b.last_chunk::<8>() && a == b)
+    }
+
     /// `surge_proto::remote_write::encode_label_block(&labels)`, reused for every request.
     pub fn label_block(&self) -> &[u8] {
         &self.0
@@ -502,8 +511,19 @@ impl RemoteWriteSender {
     /// [`BatchOutcome`]). Called from a delivery task or from this call itself; it must not block.
     /// The durable queue uses this to advance its cursor only past delivered batches.
     pub fn submit_tracked(&self, batch: Arc<Batch>, on_settled: OnSettled) {
+        self.submit_tracked_with_health(batch, 0, on_settled);
+    }
+
+    /// [`RemoteWriteSender::submit_tracked`] where the last `health` series are health series, as in
+    /// [`RemoteWriteSender::submit_with_health`]: the durable queue keeps the health room too.
+    pub fn submit_tracked_with_health(
+        &self,
+        batch: Arc<Batch>,
+        health: usize,
+        on_settled: OnSettled,
+    ) {
         let receipt = receipt::Receipt::new(batch.sample_count(), on_settled);
-        self.submit_inner(batch, 0, Some(receipt));
+        self.submit_inner(batch, health, Some(receipt));
     }
 
     fn submit_inner(
@@ -619,7 +639,10 @@ impl SenderInner {
             .enumerate()
             .filter(|(_, s)| !s.samples.is_empty());
         let Some(relabel) = &self.relabel else {
-            return present.map(|(i, s)| (i, s.series.clone())).collect();
+            // Sized up front: a filtered iterator would grow the vector from empty, copying it each time.
+            let mut routed = Vec::with_capacity(batch.series.len());
+            routed.extend(present.map(|(i, s)| (i, s.series.clone())));
+            return routed;
         };
         let mut cache = self.relabel_cache.lock();
         if cache.len() > RELABEL_CACHE_MAX {

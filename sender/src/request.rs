@@ -164,18 +164,26 @@ impl PendingQueue {
             };
             let avail = front.remaining();
             let k = avail.len().min(budget);
-            cut.push(&front.series, &avail[..k]);
-            if let Some(r) = &front.receipt {
-                cut.receipts.push((r.clone(), k));
-            }
+            let whole = k == avail.len();
+            cut.push_samples(&avail[..k]);
             budget -= k;
             self.samples -= k;
             if front.tier() == Tier::Critical {
                 self.critical -= k;
             }
             front.taken += k;
-            if front.remaining().is_empty() {
-                self.entries.pop_front();
+            if !whole {
+                cut.series.push(front.series.clone());
+                if let Some(r) = &front.receipt {
+                    cut.receipts.push((r.clone(), k));
+                }
+            } else if let Some(e) = self.entries.pop_front() {
+                // The usual case: the entry leaves whole, so its series and receipt move into the cut
+                // rather than being cloned (a reference count on a cold cache line each).
+                cut.series.push(e.series);
+                if let Some(r) = e.receipt {
+                    cut.receipts.push((r, k));
+                }
             }
         }
         max_samples - budget
@@ -203,9 +211,9 @@ pub(crate) struct RequestCut {
 }
 
 impl RequestCut {
-    fn push(&mut self, series: &SeriesMeta, samples: &[Sample]) {
+    /// Adds the samples of the next piece; its series must be pushed to `series` right after.
+    fn push_samples(&mut self, samples: &[Sample]) {
         let piece = self.series.len() as u32;
-        self.series.push(series.clone());
         self.samples.extend(samples.iter().map(|s| (*s, piece)));
     }
 
@@ -236,16 +244,16 @@ impl RequestCut {
         };
         let mut i = 0;
         while let Some(&(_, piece)) = self.samples.get(i) {
-            let block = self.series[piece as usize].label_block();
+            let series = &self.series[piece as usize];
             self.run.clear();
             while let Some(&(s, p)) = self.samples.get(i) {
-                if p != piece && self.series[p as usize].label_block() != block {
+                if p != piece && !self.series[p as usize].same_series(series) {
                     break;
                 }
                 self.run.push(s);
                 i += 1;
             }
-            surge_proto::remote_write::encode_series(out, block, &self.run);
+            surge_proto::remote_write::encode_series(out, series.label_block(), &self.run);
             stats.series += 1;
         }
         self.series.clear();

@@ -161,6 +161,12 @@ enum BenchCommand {
         /// Measure surge alone.
         #[arg(long)]
         no_peers: bool,
+        /// Also measure surge with `queue_config.durable` on.
+        #[arg(long)]
+        durable: bool,
+        /// Also measure this surge binary (plain config): a before/after in one run.
+        #[arg(long)]
+        baseline_exe: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -258,6 +264,8 @@ fn main() -> ExitCode {
                     seconds,
                     warmup_seconds,
                     no_peers,
+                    durable,
+                    baseline_exe,
                     output,
                 }),
         } => bench(agent::run(agent::AgentBenchArgs {
@@ -267,6 +275,8 @@ fn main() -> ExitCode {
             warmup: std::time::Duration::from_secs(warmup_seconds),
             peers: !no_peers,
             json: matches!(output, Output::Json),
+            durable,
+            baseline_exe,
         })),
     }
 }

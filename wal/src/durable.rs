@@ -137,6 +137,11 @@ struct Core {
     /// Samples of each accepted batch not yet settled, by sequence number: what a record lost on disk
     /// held, so its loss is counted in samples.
     sizes: std::collections::BTreeMap<u64, u32>,
+    /// Of batches not yet handed to the sender, how many trailing series are health series (see
+    /// [`Output::submit_with_health`]); only batches that have some. Kept in memory only: a batch read
+    /// back after a restart is sent without the health room, which the window (half the sender's
+    /// capacity in flight) leaves unused anyway.
+    health: std::collections::BTreeMap<u64, u32>,
 }
 
 enum WriterMsg {
@@ -183,6 +188,7 @@ impl DurableOutput {
                 settled: BTreeSet::new(),
                 backlog: rec.pending_samples,
                 sizes: log.records_from(rec.acked).into_iter().collect(),
+                health: std::collections::BTreeMap::new(),
             }),
             writer: Mutex::new(Some(writer_tx)),
             acks: ack_tx,
@@ -249,7 +255,17 @@ impl Output for DurableOutput {
     }
 
     fn submit(&self, batch: Arc<Batch>) {
-        self.inner.submit(batch);
+        self.inner.submit(batch, 0);
+    }
+
+    fn submit_with_health(&self, batch: Arc<Batch>, health: usize) {
+        self.inner.submit(batch, health);
+    }
+
+    /// The sender's bound: every batch passes through it, so a scrape it would refuse must be refused
+    /// whole here too (with `up` = 0), not accepted and then dropped in part.
+    fn max_scrape_samples(&self) -> Option<usize> {
+        self.inner.sender.max_scrape_samples().into()
     }
 
     fn shutdown(&self, deadline: Duration) -> ShutdownFuture<'_> {
@@ -286,8 +302,12 @@ impl DurableOutput {
 }
 
 impl Inner {
-    fn submit(&self, batch: Arc<Batch>) {
-        let n = batch.sample_count();
+    /// Accepts `batch`, whose last `health` series are health series (`up`, …): they have room of
+    /// their own in the sender, and on a full disk under `backpressure` a fiftieth of `max_bytes` (as
+    /// the sender's health room is a fiftieth of its capacity), so a target's `up` is never refused
+    /// because other targets' volume filled the disk.
+    fn submit(&self, mut batch: Arc<Batch>, mut health: usize) {
+        let mut n = batch.sample_count();
         if n == 0 {
             return;
         }
@@ -299,17 +319,24 @@ impl Inner {
         let mut core = self.core.lock();
         let seq = core.next_seq;
         record::encode(seq, &batch, &mut frame);
-        let len = frame.len() as u64;
-        if self.when_full == WhenFull::Backpressure
-            && self.disk_bytes.load(Ordering::Relaxed)
-                + self.pending_bytes.load(Ordering::Relaxed)
-                + len
-                > self.max_bytes
-        {
-            drop(core);
-            self.metrics.dropped("wal_full", n as u64);
-            return;
+        if self.when_full == WhenFull::Backpressure && !self.fits(frame.len(), self.max_bytes) {
+            let all = batch.series.len();
+            health = health.min(all);
+            let health_room = self.max_bytes + self.max_bytes / 50;
+            let tail = health_tail(&batch, health);
+            frame.clear();
+            let kept = record::encode(seq, &tail, &mut frame);
+            if health == 0 || !self.fits(frame.len(), health_room) {
+                drop(core);
+                self.metrics.dropped("wal_full", n as u64);
+                return;
+            }
+            // Only the health series are kept; the rest is refused and counted.
+            self.metrics.dropped("wal_full", (n - kept) as u64);
+            batch = Arc::new(tail);
+            n = kept;
         }
+        let len = frame.len() as u64;
         let sent = self.writer.lock().as_ref().is_some_and(|w| {
             w.send(WriterMsg::Append {
                 seq,
@@ -327,6 +354,9 @@ impl Inner {
         core.next_seq += 1;
         core.backlog += n as u64;
         core.sizes.insert(seq, n as u32);
+        if health > 0 {
+            core.health.insert(seq, health as u32);
+        }
         self.metrics.appended.inc_by(n as u64);
         if core.send_next == seq && core.mem.is_empty() && core.inflight + n <= self.window.max(n) {
             // Live path: nothing older waits, so send from memory now.
@@ -351,14 +381,16 @@ impl Inner {
     /// other batch can overtake it; the sender's callback only posts to a channel.
     fn hand_over(&self, core: &mut Core, seq: u64, batch: Arc<Batch>, from_disk: bool) {
         let n = batch.sample_count();
+        let health = core.health.remove(&seq).map_or(0, |h| h as usize);
         core.send_next = seq + 1;
         core.inflight += n;
         if from_disk {
             self.metrics.replayed.inc_by(n as u64);
         }
         let acks = self.acks.clone();
-        self.sender.submit_tracked(
+        self.sender.submit_tracked_with_health(
             batch,
+            health,
             Box::new(move |o| {
                 let _ = acks.send((seq, o));
             }),
@@ -368,6 +400,7 @@ impl Inner {
     /// Marks `seq` settled and moves the cursor; returns whether it moved.
     fn settle(&self, core: &mut Core, seq: u64) -> bool {
         let samples = core.sizes.remove(&seq).map_or(0, u64::from);
+        core.health.remove(&seq);
         core.backlog = core.backlog.saturating_sub(samples);
         if seq < core.acked {
             return false;
@@ -413,10 +446,28 @@ impl Inner {
         self.wake.notify_one();
     }
 
+    /// Whether `len` more bytes keep the segments (written and being written) within `limit`.
+    fn fits(&self, len: usize, limit: u64) -> bool {
+        self.disk_bytes.load(Ordering::Relaxed)
+            + self.pending_bytes.load(Ordering::Relaxed)
+            + len as u64
+            <= limit
+    }
+
     fn send_ack(&self, acked: u64) {
         if let Some(w) = self.writer.lock().as_ref() {
             let _ = w.send(WriterMsg::Ack(acked));
         }
+    }
+}
+
+/// The last `health` series of `batch`, as a batch of their own.
+fn health_tail(batch: &Batch, health: usize) -> Batch {
+    let from = batch.series.len().saturating_sub(health);
+    Batch {
+        tier: batch.tier,
+        series: batch.series.get(from..).unwrap_or_default().to_vec(),
+        scrape_end_ms: batch.scrape_end_ms,
     }
 }
 

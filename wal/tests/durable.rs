@@ -330,3 +330,91 @@ async fn a_corrupt_segment_is_skipped_and_counted_and_the_rest_is_replayed() {
     let q = start(&url, opts);
     assert_eq!(q.metric("surge_wal_corrupt_bytes_total"), 0);
 }
+
+/// One target's scrape: `data` series named `{target}_m{i}` and then its five health series
+/// (`{target}_up`, …), the last five of the batch, as the agent ships them.
+fn scrape(target: &str, ts: i64, data: usize) -> Arc<Batch> {
+    let names = (0..data)
+        .map(|i| format!("{target}_m{i}"))
+        .chain((0..5).map(|k| format!("{target}_up{k}")));
+    Arc::new(Batch {
+        tier: Tier::Critical,
+        series: names
+            .map(|name| SeriesSamples {
+                series: SeriesMeta::new(Labels::from_pairs([("__name__", name.as_str())])),
+                samples: smallvec::smallvec![Sample {
+                    timestamp_ms: ts,
+                    value: 1.0,
+                }],
+            })
+            .collect(),
+        scrape_end_ms: ts,
+    })
+}
+
+fn health_received(rx: &Receiver, target: &str) -> usize {
+    rx.got
+        .lock()
+        .iter()
+        .filter(|(n, _)| n.starts_with(&format!("{target}_up")))
+        .count()
+}
+
+/// The sender behind the queue keeps a health room (a fiftieth of its capacity of 2 000: 40 samples).
+/// Target `a`'s scrape is larger than the rest of the queue; `b` scrapes beside it. Both targets' health
+/// series arrive and only `a`'s overflow is dropped, counted as `queue_full`. Before the queue passed
+/// the health count on, `a`'s health series were the tail of a batch cut at the queue's ceiling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_series_keep_their_room_behind_the_durable_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, url) = receiver().await;
+    let q = start(&url, options(dir.path()));
+    q.out.submit_with_health(scrape("a", 1, 1_990), 5);
+    q.out.submit_with_health(scrape("b", 1, 10), 5);
+    wait_for("the backlog", || q.out.backlog_samples() == 0).await;
+    assert_eq!(health_received(&rx, "a"), 5, "a's own health series");
+    assert_eq!(health_received(&rx, "b"), 5, "b's health series");
+    let queue_full = q.metric(
+        "surge_remote_write_samples_dropped_total{destination=\"d\",reason=\"queue_full\"}",
+    );
+    // The critical tier may fill 2 000 − 40: 1 960 of a's 1 990 data samples fit.
+    assert_eq!(queue_full, 30);
+    assert_eq!(rx.got.lock().len() as u64 + queue_full, 2_010);
+    assert_eq!(q.out.max_scrape_samples(), Some(500), "the sender's bound");
+}
+
+/// Under `backpressure`, a full disk refuses a scrape's data but keeps its health series (a fiftieth
+/// of `max_bytes` is theirs), so the aggregator still learns every target's `up`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_backpressure_keeps_the_health_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rx, url) = receiver().await;
+    rx.status.store(500, Ordering::SeqCst);
+    let opts = DurableOptions {
+        max_bytes: 64 << 10,
+        when_full: WhenFull::Backpressure,
+        ..options(dir.path())
+    };
+    let q = start(&url, opts);
+    // Fill the budget with another target's volume.
+    for ts in 0..200 {
+        q.out.submit(batch(ts, 20));
+        q.out.flush().await;
+    }
+    let refused_before =
+        q.metric("surge_wal_samples_dropped_total{destination=\"d\",reason=\"wal_full\"}");
+    assert!(refused_before > 0, "the budget is used up");
+    q.out.submit_with_health(scrape("t", 200, 20), 5);
+    q.out.flush().await;
+    let refused =
+        q.metric("surge_wal_samples_dropped_total{destination=\"d\",reason=\"wal_full\"}");
+    assert_eq!(
+        refused - refused_before,
+        20,
+        "the data is refused, the health kept"
+    );
+    rx.status.store(204, Ordering::SeqCst);
+    wait_for("the backlog", || q.out.backlog_samples() == 0).await;
+    assert_eq!(health_received(&rx, "t"), 5);
+    assert!(rx.got.lock().iter().all(|(n, _)| !n.starts_with("t_m")));
+}

@@ -160,6 +160,9 @@ enum BenchCommand {
         /// Measure surge alone.
         #[arg(long)]
         no_peers: bool,
+        /// Also measure surge with EMF (stdout) and with OTLP (HTTP) beside remote-write.
+        #[arg(long)]
+        outputs: bool,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -257,6 +260,7 @@ fn main() -> ExitCode {
                     seconds,
                     warmup_seconds,
                     no_peers,
+                    outputs,
                     output,
                 }),
         } => bench(agent::run(agent::AgentBenchArgs {
@@ -265,6 +269,7 @@ fn main() -> ExitCode {
             duration: std::time::Duration::from_secs(seconds),
             warmup: std::time::Duration::from_secs(warmup_seconds),
             peers: !no_peers,
+            outputs,
             json: matches!(output, Output::Json),
         })),
     }

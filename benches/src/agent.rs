@@ -4,6 +4,11 @@
 //!
 //! Each contender runs alone (one after the other) so they do not steal each other's cores; the targets and
 //! the remote-write sink live in this process and are not counted.
+//!
+//! With `--outputs`, surge also runs with a second output beside the same remote-write: EMF on stdout
+//! (a pipe this process drains and counts, as the CloudWatch agent or Fluent Bit would read it), and
+//! OTLP over HTTP/protobuf to `/v1/metrics` on the sink, which only counts bytes (no decoding: the
+//! figure is the agent's cost, not a receiver's).
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +32,8 @@ pub struct AgentBenchArgs {
     pub duration: Duration,
     pub warmup: Duration,
     pub peers: bool,
+    /// Also run surge with EMF (stdout) and with OTLP (HTTP) beside remote-write.
+    pub outputs: bool,
     pub json: bool,
     /// Also measure surge with `queue_config.durable` on (see [`durable_contender`]).
     pub durable: bool,
@@ -39,6 +46,15 @@ struct Sink {
     samples: AtomicU64,
     requests: AtomicU64,
     bytes: AtomicU64,
+    /// Bytes of the second output (OTLP request bodies, EMF lines read from the agent's stdout).
+    side_bytes: AtomicU64,
+}
+
+/// An OTLP/HTTP receiver that only counts the body's bytes; an empty 200 is an
+/// `ExportMetricsServiceResponse` without a partial success.
+async fn sink_otlp(State(s): State<Arc<Sink>>, body: Bytes) -> axum::http::StatusCode {
+    s.side_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+    axum::http::StatusCode::OK
 }
 
 async fn sink_write(State(s): State<Arc<Sink>>, body: Bytes) -> axum::http::StatusCode {
@@ -73,6 +89,8 @@ struct Figures {
     bytes_per_sample: f64,
     /// CPU seconds per million samples delivered: the floor is ≤ 0.5.
     cpu_s_per_m_samples: f64,
+    /// Bytes per second of the second output, when there is one.
+    side_output_bytes_per_s: f64,
 }
 
 /// Runs the benchmark and prints its report (run from the `surge` binary: contenders are spawned from
@@ -85,6 +103,7 @@ pub async fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
     let sink_addr = listener.local_addr()?;
     let app = Router::new()
         .route("/api/v1/write", post(sink_write))
+        .route("/v1/metrics", post(sink_otlp))
         .with_state(sink.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let dir = tempfile::tempdir()?;
@@ -92,26 +111,48 @@ pub async fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
     let rw = format!("http://{sink_addr}/api/v1/write");
 
     let mut results = Vec::new();
-    let surge_cfg = dir.path().join("surge.yaml");
-    std::fs::write(
-        &surge_cfg,
-        format!(
-            "agent:\n  listen: 127.0.0.1:0\n  scrape_configs:\n{}\n  remote_write:\n    - url: {rw}\n      queue_config: {{capacity: 1000000}}\n",
-            indent(&scrape, 4)
-        ),
-    )?;
     let exe = std::env::current_exe()?;
-    results.push(
-        measure("surge agent", &args, &sink, || {
-            Command::new(&exe)
-                .arg("agent")
-                .arg("-c")
-                .arg(&surge_cfg)
-                .env("RUST_LOG", "warn")
-                .spawn()
-        })
-        .await?,
-    );
+    let mut variants = vec![("surge agent", String::new())];
+    if args.outputs {
+        variants.push((
+            "surge agent + EMF (stdout)",
+            "  emf:\n    - namespace: surge\n      dimensions: [job, instance]\n      queue_config: {capacity: 1000000}\n".to_owned(),
+        ));
+        variants.push((
+            "surge agent + OTLP (HTTP)",
+            format!(
+                "  otlp:\n    - endpoint: http://{sink_addr}\n      queue: {{capacity: 1000000}}\n"
+            ),
+        ));
+    }
+    for (i, (name, extra)) in variants.into_iter().enumerate() {
+        let surge_cfg = dir.path().join(format!("surge-{i}.yaml"));
+        std::fs::write(
+            &surge_cfg,
+            format!(
+                "agent:\n  listen: 127.0.0.1:0\n  scrape_configs:\n{}\n  remote_write:\n    - url: {rw}\n      queue_config: {{capacity: 1000000}}\n{extra}",
+                indent(&scrape, 4)
+            ),
+        )?;
+        let counted = sink.clone();
+        results.push(
+            measure(name, &args, &sink, || {
+                let mut child = Command::new(&exe)
+                    .arg("agent")
+                    .arg("-c")
+                    .arg(&surge_cfg)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                if let Some(stdout) = child.stdout.take() {
+                    drain(stdout, counted);
+                }
+                Ok(child)
+            })
+            .await?,
+        );
+    }
+    let surge_cfg = dir.path().join("surge-0.yaml");
     if args.durable {
         results.push(durable_contender(&exe, &args, &sink, dir.path(), &scrape, &rw).await?);
     }
@@ -214,6 +255,7 @@ async fn baseline_contender(
 
 fn report(args: &AgentBenchArgs, results: &[Figures]) -> anyhow::Result<()> {
     let expected = (args.targets * (args.series + 5)) as f64;
+    let vmagent = results.iter().find(|r| r.name == "vmagent");
     let mut out = std::io::stdout().lock();
     if args.json {
         let base = results.first();
@@ -228,11 +270,27 @@ fn report(args: &AgentBenchArgs, results: &[Figures]) -> anyhow::Result<()> {
                 })
             })
             .collect();
+        let over_vmagent: Vec<_> = vmagent
+            .map(|v| {
+                results
+                    .iter()
+                    .filter(|r| r.name != v.name)
+                    .map(|r| {
+                        json!({
+                            "contender": r.name,
+                            "cpu_ratio_over_vmagent": r.cpu_cores / v.cpu_cores.max(1e-9),
+                            "rss_ratio_over_vmagent": r.rss_mib / v.rss_mib.max(1e-9),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         writeln!(
             out,
             "{}",
             json!({"targets": args.targets, "series_per_target": args.series, "interval_s": 1,
-                   "expected_samples_per_s": expected, "results": results, "ratios": ratios})
+                   "expected_samples_per_s": expected, "results": results, "ratios": ratios,
+                   "over_vmagent": over_vmagent})
         )?;
         return Ok(());
     }
@@ -245,13 +303,21 @@ fn report(args: &AgentBenchArgs, results: &[Figures]) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<36} {:>9} {:>9} {:>10} {:>12} {:>10} {:>8} {:>9}",
-        "contender", "cpu", "rss MiB", "peak MiB", "samples/s", "requests/s", "B/sample", "CPU-s/M"
+        "{:<36} {:>9} {:>9} {:>10} {:>12} {:>10} {:>8} {:>9} {:>12}",
+        "contender",
+        "cpu",
+        "rss MiB",
+        "peak MiB",
+        "samples/s",
+        "requests/s",
+        "B/sample",
+        "CPU-s/M",
+        "2nd out B/s"
     )?;
     for r in results {
         writeln!(
             out,
-            "{:<36} {:>9.3} {:>9.1} {:>10.1} {:>12.0} {:>10.1} {:>8.2} {:>9.3}",
+            "{:<36} {:>9.3} {:>9.1} {:>10.1} {:>12.0} {:>10.1} {:>8.2} {:>9.3} {:>12.0}",
             r.name,
             r.cpu_cores,
             r.rss_mib,
@@ -259,8 +325,20 @@ fn report(args: &AgentBenchArgs, results: &[Figures]) -> anyhow::Result<()> {
             r.samples_per_s,
             r.requests_per_s,
             r.bytes_per_sample,
-            r.cpu_s_per_m_samples
+            r.cpu_s_per_m_samples,
+            r.side_output_bytes_per_s
         )?;
+    }
+    if let Some(v) = vmagent {
+        for r in results.iter().filter(|r| r.name != v.name) {
+            writeln!(
+                out,
+                "{} / vmagent: cpu ×{:.2}, rss ×{:.2}",
+                r.name,
+                r.cpu_cores / v.cpu_cores.max(1e-9),
+                r.rss_mib / v.rss_mib.max(1e-9)
+            )?;
+        }
     }
     if let Some(base) = results.first() {
         for r in results.iter().skip(1) {
@@ -291,6 +369,19 @@ fn scrape_configs_yaml(t: &BenchTargets) -> String {
     s
 }
 
+/// Reads a child's stdout to its end on a thread of its own, counting the bytes as the second output's.
+fn drain(mut stdout: std::process::ChildStdout, sink: Arc<Sink>) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.side_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+}
+
 fn indent(s: &str, n: usize) -> String {
     let pad = " ".repeat(n);
     s.lines().map(|l| format!("{pad}{l}\n")).collect()
@@ -307,19 +398,21 @@ async fn measure(
     eprintln!("bench: {name} (pid {pid}): warming up {:?}", args.warmup);
     tokio::time::sleep(args.warmup).await;
     let cpu0 = cpu_seconds(pid)?;
-    let (s0, r0, b0) = (
+    let (s0, r0, b0, x0) = (
         sink.samples.load(Ordering::Relaxed),
         sink.requests.load(Ordering::Relaxed),
         sink.bytes.load(Ordering::Relaxed),
+        sink.side_bytes.load(Ordering::Relaxed),
     );
     let t0 = Instant::now();
     tokio::time::sleep(args.duration).await;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid)? - cpu0;
-    let (s1, r1, b1) = (
+    let (s1, r1, b1, x1) = (
         sink.samples.load(Ordering::Relaxed),
         sink.requests.load(Ordering::Relaxed),
         sink.bytes.load(Ordering::Relaxed),
+        sink.side_bytes.load(Ordering::Relaxed),
     );
     let (rss, peak) = rss_mib(pid)?;
     if let Ok(Some(status)) = child.0.try_wait() {
@@ -338,5 +431,6 @@ async fn measure(
         requests_per_s: (r1 - r0) as f64 / wall,
         bytes_per_sample: (b1 - b0) as f64 / samples.max(1.0),
         cpu_s_per_m_samples: cpu / (samples / 1e6).max(1e-9),
+        side_output_bytes_per_s: (x1 - x0) as f64 / wall,
     })
 }

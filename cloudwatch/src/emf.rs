@@ -15,9 +15,9 @@
 //! dimension labels). A metric whose name equals a dimension name or `_aws` cannot be written as a
 //! member and is dropped (`name_collision`).
 
-use crate::points::{Dimensions, Point, PointValue};
 use std::collections::HashMap;
-use std::fmt::Write as _;
+
+use crate::points::{Dimensions, FastMap, Point, PointValue};
 
 /// Metric definitions per directive.
 pub const MAX_METRICS_PER_DOCUMENT: usize = 100;
@@ -26,7 +26,7 @@ pub const MAX_VALUES_PER_METRIC: usize = 100;
 /// The event size used when none is configured: 256 KiB, the limit the EMF specification names (the
 /// PutLogEvents API itself allows 1 MiB minus 26 bytes).
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
-/// A float written by `{:?}` is at most this long (`-2.2250738585072014e-308`).
+/// A float written by [`push_f64`] is at most this long (`-2.2250738585072014e-308`).
 const MAX_FLOAT_CHARS: usize = 24;
 
 /// One EMF document, ready to be a log line or a log event.
@@ -47,32 +47,51 @@ pub struct Documents {
 }
 
 /// Writes documents in `namespace`, each at most `max_event_bytes` long.
+///
+/// Speed (the agent encodes every sample): integers are written with `itoa` rather than `std::fmt`
+/// (floats keep `{:?}`, see [`push_f64`]), a dimension set's JSON is rendered once when the set is interned
+/// ([`Dimensions`]), a draft finds its metrics through a map rather than a scan, and a single value
+/// is held without an allocation of its own.
 #[derive(Debug, Clone)]
 pub struct EmfEncoder {
-    namespace: String,
+    /// The namespace as a JSON string, quotes included.
+    namespace_json: String,
+    /// What every document's size estimate starts from: the fixed text and the namespace.
+    base_bytes: usize,
     max_event_bytes: usize,
 }
+
+/// The drafts of one (timestamp, resolution, dimension set), in the order they were opened.
+type DraftGroup<'p> = Vec<Draft<'p>>;
 
 /// A document being filled.
 struct Draft<'p> {
     timestamp_ms: i64,
     resolution: u8,
     dims: &'p Dimensions,
-    /// Metric name → its values (or one distribution), in first-seen order.
+    /// Metric name → its values (or one distribution), in first-seen order; names are distinct.
     metrics: Vec<(&'p str, Member<'p>)>,
+    /// Metric name → its index in `metrics`.
+    index: FastMap<&'p str, usize>,
     bytes: usize,
     samples: usize,
 }
 
 enum Member<'p> {
-    Values(Vec<f64>),
+    /// The first value, and any further ones (no allocation for the usual single value).
+    Values(f64, Vec<f64>),
     Distribution(&'p [f64], &'p [f64]),
 }
 
 impl EmfEncoder {
     pub fn new(namespace: impl Into<String>, max_event_bytes: usize) -> Self {
+        let namespace = namespace.into();
+        let mut namespace_json = String::with_capacity(namespace.len() + 2);
+        push_json_str(&mut namespace_json, &namespace);
         EmfEncoder {
-            namespace: namespace.into(),
+            // `{"_aws":{"Timestamp":…,"CloudWatchMetrics":[{"Namespace":"…","Dimensions":[[…]],"Metrics":[]}]}}`
+            base_bytes: 100 + escaped_len(&namespace),
+            namespace_json,
             max_event_bytes: max_event_bytes.max(1024),
         }
     }
@@ -81,28 +100,42 @@ impl EmfEncoder {
     pub fn encode(&self, points: &[Point]) -> Documents {
         let mut out = Documents::default();
         let mut collisions = 0;
-        // Open drafts per (timestamp, resolution, dimension set): usually one each.
-        let mut open: HashMap<(i64, u8, u32), Vec<Draft<'_>>> = HashMap::new();
-        let mut order: Vec<(i64, u8, u32)> = Vec::new();
+        // Open drafts per (timestamp, resolution, dimension set): usually one each. Points of one
+        // key mostly arrive together, so the last group used is tried before the map.
+        let mut groups: Vec<((i64, u8, u32), DraftGroup<'_>)> = Vec::new();
+        let mut by_key: HashMap<(i64, u8, u32), usize> = HashMap::new();
+        let mut last: Option<((i64, u8, u32), usize)> = None;
         for p in points {
-            if p.name.as_ref() == "_aws" || p.dims.pairs.iter().any(|(k, _)| **k == *p.name) {
+            if p.name.as_ref() == "_aws" || p.dims.pairs().iter().any(|(k, _)| **k == *p.name) {
                 collisions += p.samples;
                 continue;
             }
-            let key = (p.timestamp_ms, p.resolution, p.dims.id);
-            let drafts = open.entry(key).or_insert_with(|| {
-                order.push(key);
-                Vec::new()
-            });
-            self.place(drafts, p);
+            let key = (p.timestamp_ms, p.resolution, p.dims.id());
+            let group = match last {
+                Some((k, g)) if k == key => g,
+                _ => {
+                    let g = *by_key.entry(key).or_insert_with(|| {
+                        groups.push((key, Vec::new()));
+                        groups.len() - 1
+                    });
+                    last = Some((key, g));
+                    g
+                }
+            };
+            if let Some((_, drafts)) = groups.get_mut(group) {
+                self.place(drafts, p);
+            }
         }
         if collisions > 0 {
             out.dropped.push(("name_collision", collisions));
         }
-        order.sort_by_key(|k| k.0);
-        for key in order {
-            for draft in open.remove(&key).unwrap_or_default() {
-                out.events.push(self.render(&draft));
+        // Stable: groups of one timestamp keep the order they were opened in.
+        groups.sort_by_key(|(k, _)| k.0);
+        out.events
+            .reserve(groups.iter().map(|(_, d)| d.len()).sum());
+        for (_, drafts) in &groups {
+            for draft in drafts {
+                out.events.push(self.render(draft));
             }
         }
         out
@@ -112,13 +145,14 @@ impl EmfEncoder {
     fn place<'p>(&self, drafts: &mut Vec<Draft<'p>>, p: &'p Point) {
         match &p.value {
             PointValue::Single(v) => {
+                let grow_new = metric_bytes(&p.name) + MAX_FLOAT_CHARS;
                 for d in drafts.iter_mut() {
-                    if d.try_add_value(&p.name, *v, p.samples, self.max_event_bytes) {
+                    if d.try_add_value(&p.name, *v, p.samples, grow_new, self.max_event_bytes) {
                         return;
                     }
                 }
                 let mut d = self.draft(p);
-                if !d.try_add_value(&p.name, *v, p.samples, usize::MAX) {
+                if !d.try_add_value(&p.name, *v, p.samples, grow_new, usize::MAX) {
                     return;
                 }
                 drafts.push(d);
@@ -145,17 +179,13 @@ impl EmfEncoder {
     }
 
     fn draft<'p>(&self, p: &'p Point) -> Draft<'p> {
-        // `{"_aws":{"Timestamp":…,"CloudWatchMetrics":[{"Namespace":"…","Dimensions":[[…]],"Metrics":[]}]}}`
-        let mut bytes = 100 + escaped_len(&self.namespace);
-        for (k, v) in &p.dims.pairs {
-            bytes += 2 * escaped_len(k) + escaped_len(v) + 10;
-        }
         Draft {
             timestamp_ms: p.timestamp_ms,
             resolution: p.resolution,
             dims: &p.dims,
             metrics: Vec::new(),
-            bytes,
+            index: FastMap::default(),
+            bytes: self.base_bytes + p.dims.emf_bytes(),
             samples: 0,
         }
     }
@@ -163,39 +193,41 @@ impl EmfEncoder {
     fn render(&self, d: &Draft<'_>) -> EmfEvent {
         let mut s = String::with_capacity(d.bytes);
         s.push_str("{\"_aws\":{\"Timestamp\":");
-        let _ = write!(s, "{}", d.timestamp_ms);
+        s.push_str(itoa::Buffer::new().format(d.timestamp_ms));
         s.push_str(",\"CloudWatchMetrics\":[{\"Namespace\":");
-        push_json_str(&mut s, &self.namespace);
+        s.push_str(&self.namespace_json);
         s.push_str(",\"Dimensions\":[[");
-        for (i, (k, _)) in d.dims.pairs.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            push_json_str(&mut s, k);
-        }
+        s.push_str(d.dims.emf_names_json());
         s.push_str("]],\"Metrics\":[");
+        let mut resolution = itoa::Buffer::new();
+        let resolution = resolution.format(d.resolution);
         for (i, (name, _)) in d.metrics.iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }
             s.push_str("{\"Name\":");
             push_json_str(&mut s, name);
-            let _ = write!(s, ",\"StorageResolution\":{}}}", d.resolution);
+            s.push_str(",\"StorageResolution\":");
+            s.push_str(resolution);
+            s.push('}');
         }
         s.push_str("]}]}");
-        for (k, v) in &d.dims.pairs {
-            s.push(',');
-            push_json_str(&mut s, k);
-            s.push(':');
-            push_json_str(&mut s, v);
-        }
+        s.push_str(d.dims.emf_members_json());
         for (name, member) in &d.metrics {
             s.push(',');
             push_json_str(&mut s, name);
             s.push(':');
             match member {
-                Member::Values(vs) if vs.len() == 1 => push_f64(&mut s, vs[0]),
-                Member::Values(vs) => push_array(&mut s, vs),
+                Member::Values(v, more) if more.is_empty() => push_f64(&mut s, *v),
+                Member::Values(v, more) => {
+                    s.push('[');
+                    push_f64(&mut s, *v);
+                    for v in more {
+                        s.push(',');
+                        push_f64(&mut s, *v);
+                    }
+                    s.push(']');
+                }
                 Member::Distribution(vs, cs) => {
                     s.push_str("{\"Values\":");
                     push_array(&mut s, vs);
@@ -215,28 +247,37 @@ impl EmfEncoder {
 }
 
 impl<'p> Draft<'p> {
-    /// Adds one value of `name` if this draft has room for it within `max_bytes`.
-    fn try_add_value(&mut self, name: &'p str, v: f64, samples: usize, max_bytes: usize) -> bool {
-        let pos = self.metrics.iter().position(|(n, _)| *n == name);
-        match pos {
-            Some(i) => {
-                let Some((_, Member::Values(vs))) = self.metrics.get_mut(i) else {
+    /// Adds one value of `name` if this draft has room for it within `max_bytes`; `grow_new` is what
+    /// the metric adds when it is new here.
+    fn try_add_value(
+        &mut self,
+        name: &'p str,
+        v: f64,
+        samples: usize,
+        grow_new: usize,
+        max_bytes: usize,
+    ) -> bool {
+        match self.index.get(name) {
+            Some(&i) => {
+                let Some((_, Member::Values(_, more))) = self.metrics.get_mut(i) else {
                     return false;
                 };
                 let grow = MAX_FLOAT_CHARS + 3;
-                if vs.len() >= MAX_VALUES_PER_METRIC || self.bytes + grow > max_bytes {
+                if 1 + more.len() >= MAX_VALUES_PER_METRIC || self.bytes + grow > max_bytes {
                     return false;
                 }
-                vs.push(v);
+                more.push(v);
                 self.bytes += grow;
             }
             None => {
-                let grow = metric_bytes(name) + MAX_FLOAT_CHARS;
-                if self.metrics.len() >= MAX_METRICS_PER_DOCUMENT || self.bytes + grow > max_bytes {
+                if self.metrics.len() >= MAX_METRICS_PER_DOCUMENT
+                    || self.bytes + grow_new > max_bytes
+                {
                     return false;
                 }
-                self.metrics.push((name, Member::Values(vec![v])));
-                self.bytes += grow;
+                self.index.insert(name, self.metrics.len());
+                self.metrics.push((name, Member::Values(v, Vec::new())));
+                self.bytes += grow_new;
             }
         }
         self.samples += samples;
@@ -253,11 +294,12 @@ impl<'p> Draft<'p> {
     ) -> bool {
         let grow = metric_bytes(name) + 30 + (values.len() + counts.len()) * (MAX_FLOAT_CHARS + 1);
         if self.metrics.len() >= MAX_METRICS_PER_DOCUMENT
-            || self.metrics.iter().any(|(n, _)| *n == name)
+            || self.index.contains_key(name)
             || self.bytes + grow > max_bytes
         {
             return false;
         }
+        self.index.insert(name, self.metrics.len());
         self.metrics
             .push((name, Member::Distribution(values, counts)));
         self.bytes += grow;
@@ -271,6 +313,39 @@ fn metric_bytes(name: &str) -> usize {
     2 * escaped_len(name) + 40
 }
 
+/// What a dimension set adds to a document's size estimate (its names in the directive, its
+/// members).
+pub(crate) fn dimensions_bytes(pairs: &[(String, String)]) -> usize {
+    pairs
+        .iter()
+        .map(|(k, v)| 2 * escaped_len(k) + escaped_len(v) + 10)
+        .sum()
+}
+
+/// A dimension set's names as the body of a JSON list: `"pod","namespace"`.
+pub(crate) fn dimension_names_json(pairs: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (i, (k, _)) in pairs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        push_json_str(&mut s, k);
+    }
+    s
+}
+
+/// A dimension set as JSON members following others: `,"pod":"web-1","namespace":"shop"`.
+pub(crate) fn dimension_members_json(pairs: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (k, v) in pairs {
+        s.push(',');
+        push_json_str(&mut s, k);
+        s.push(':');
+        push_json_str(&mut s, v);
+    }
+    s
+}
+
 fn push_array(s: &mut String, vs: &[f64]) {
     s.push('[');
     for (i, v) in vs.iter().enumerate() {
@@ -282,18 +357,24 @@ fn push_array(s: &mut String, vs: &[f64]) {
     s.push(']');
 }
 
-/// Finite floats only (points are finite by construction); `{:?}` is valid JSON for them (`1.0`,
-/// `1e-7`).
+/// Finite floats only (points are finite by construction). Integral values below 10^15 are written
+/// as integers (with `itoa`); others as Rust's `{:?}` writes them (valid JSON: `0.25`, `1e-7`,
+/// `1e16`). `ryu` would be faster but breaks ties differently (`-897510727059812.2` where `{:?}` writes
+/// `…812.3`), and the output is kept byte-identical.
 fn push_f64(s: &mut String, v: f64) {
     if v.fract() == 0.0 && v.abs() < 1e15 {
-        let _ = write!(s, "{}", v as i64);
+        s.push_str(itoa::Buffer::new().format(v as i64));
     } else {
+        use std::fmt::Write as _;
         let _ = write!(s, "{v:?}");
     }
 }
 
 /// The length of `v` as a JSON string, quotes included.
 fn escaped_len(v: &str) -> usize {
+    if !needs_escape(v) {
+        return 2 + v.len();
+    }
     2 + v
         .chars()
         .map(|c| match c {
@@ -304,10 +385,14 @@ fn escaped_len(v: &str) -> usize {
         .sum::<usize>()
 }
 
+fn needs_escape(v: &str) -> bool {
+    v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
+}
+
 /// Appends `v` as a JSON string.
 pub fn push_json_str(s: &mut String, v: &str) {
     s.push('"');
-    if !v.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    if !needs_escape(v) {
         s.push_str(v);
     } else {
         for c in v.chars() {
@@ -318,7 +403,11 @@ pub fn push_json_str(s: &mut String, v: &str) {
                 '\r' => s.push_str("\\r"),
                 '\t' => s.push_str("\\t"),
                 c if (c as u32) < 0x20 => {
-                    let _ = write!(s, "\\u{:04x}", c as u32);
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    let b = c as u8;
+                    s.push_str("\\u00");
+                    s.push(char::from(HEX[usize::from(b >> 4)]));
+                    s.push(char::from(HEX[usize::from(b & 0xf)]));
                 }
                 c => s.push(c),
             }
@@ -336,13 +425,13 @@ mod tests {
     use super::*;
 
     fn dims(id: u32, pairs: &[(&str, &str)]) -> Arc<Dimensions> {
-        Arc::new(Dimensions {
+        Arc::new(Dimensions::new(
             id,
-            pairs: pairs
+            pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        })
+        ))
     }
 
     fn point(name: &str, d: &Arc<Dimensions>, ts: i64, v: f64) -> Point {

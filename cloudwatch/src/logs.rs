@@ -136,6 +136,8 @@ impl<W: Write + Send + 'static> EmfLines<W> {
 }
 
 impl<W: Write + Send + 'static> Deliver for EmfLines<W> {
+    const KIND: &'static str = "EMF (stdout)";
+
     type Request = String;
 
     fn encode(&self, chunk: &Chunk) -> Encoded<String> {
@@ -290,6 +292,8 @@ impl EmfLogs {
 }
 
 impl Deliver for EmfLogs {
+    const KIND: &'static str = "EMF (CloudWatch Logs)";
+
     type Request = LogBatch;
 
     fn encode(&self, chunk: &Chunk) -> Encoded<LogBatch> {

@@ -12,7 +12,6 @@
 //! The SDK gzips a request body of 10 KiB or more (PutMetricData is marked `@requestCompression`);
 //! smaller bodies gain little and are sent plain.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_cloudwatch::Client;
@@ -21,7 +20,7 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use surge_sender::{Attempt, Chunk, Cut, Deliver, Encoded, SendFuture};
 
 use crate::aws::classify;
-use crate::points::{Point, PointValue, Preparer};
+use crate::points::{Dimensions, FastMap, Point, PointValue, Preparer};
 
 /// Metric data per call.
 pub const MAX_DATA_PER_CALL: usize = 1_000;
@@ -38,7 +37,8 @@ pub const MAX_AHEAD_MS: i64 = 2 * 3600 * 1000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Datum {
     pub name: Arc<str>,
-    pub dims: Vec<(String, String)>,
+    /// Shared with the points (interned by the [`Preparer`]): a datum copies no strings.
+    pub dims: Arc<Dimensions>,
     pub timestamp_ms: i64,
     pub resolution: u8,
     pub values: Vec<f64>,
@@ -52,6 +52,7 @@ impl Datum {
         96 + self.name.len()
             + self
                 .dims
+                .pairs()
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 24)
                 .sum::<usize>()
@@ -63,23 +64,25 @@ impl Datum {
 pub fn cut_calls(points: &[Point], now_ms: i64) -> Encoded<Vec<Datum>> {
     let mut out = Encoded::default();
     let mut out_of_range = 0;
-    // (name, dims, timestamp, resolution) → open datum index.
-    let mut open: HashMap<(&str, u32, i64, u8), usize> = HashMap::new();
-    let mut data: Vec<Datum> = Vec::new();
+    // (name, dims, timestamp, resolution) → open datum index. Bounded by the chunk's points.
+    let mut open: FastMap<(&str, u32, i64, u8), usize> = FastMap::default();
+    let mut data: Vec<Datum> = Vec::with_capacity(points.len());
     for p in points {
         if p.timestamp_ms < now_ms - MAX_AGE_MS || p.timestamp_ms > now_ms + MAX_AHEAD_MS {
             out_of_range += p.samples;
             continue;
         }
-        let key = (p.name.as_ref(), p.dims.id, p.timestamp_ms, p.resolution);
-        let pairs: Vec<(f64, f64)> = match &p.value {
-            PointValue::Single(v) => vec![(*v, 1.0)],
-            PointValue::Distribution { values, counts } => {
-                values.iter().copied().zip(counts.iter().copied()).collect()
+        let key = (p.name.as_ref(), p.dims.id(), p.timestamp_ms, p.resolution);
+        let single;
+        let (values, counts): (&[f64], &[f64]) = match &p.value {
+            PointValue::Single(v) => {
+                single = [*v, 1.0];
+                (&single[..1], &single[1..])
             }
+            PointValue::Distribution { values, counts } => (values, counts),
         };
         let mut samples = p.samples;
-        for (v, c) in pairs {
+        for (&v, &c) in values.iter().zip(counts) {
             let idx = match open.get(&key) {
                 Some(&i) => i,
                 None => new_datum(&mut data, &mut open, key, p),
@@ -133,13 +136,13 @@ pub fn cut_calls(points: &[Point], now_ms: i64) -> Encoded<Vec<Datum>> {
 
 fn new_datum<'p>(
     data: &mut Vec<Datum>,
-    open: &mut HashMap<(&'p str, u32, i64, u8), usize>,
+    open: &mut FastMap<(&'p str, u32, i64, u8), usize>,
     key: (&'p str, u32, i64, u8),
     p: &Point,
 ) -> usize {
     data.push(Datum {
         name: p.name.clone(),
-        dims: p.dims.pairs.clone(),
+        dims: p.dims.clone(),
         timestamp_ms: p.timestamp_ms,
         resolution: p.resolution,
         values: Vec::new(),
@@ -159,6 +162,7 @@ fn to_sdk(d: &Datum) -> MetricDatum {
         .storage_resolution(i32::from(d.resolution))
         .set_dimensions(Some(
             d.dims
+                .pairs()
                 .iter()
                 .map(|(k, v)| Dimension::builder().name(k).value(v).build())
                 .collect(),
@@ -205,6 +209,8 @@ pub struct Call {
 }
 
 impl Deliver for PutMetricData {
+    const KIND: &'static str = "PutMetricData";
+
     type Request = Call;
 
     fn encode(&self, chunk: &Chunk) -> Encoded<Call> {
@@ -251,7 +257,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::points::Dimensions;
 
     const NOW: i64 = 1_800_000_000_000;
 
@@ -267,10 +272,7 @@ mod tests {
     }
 
     fn dims(id: u32, pod: &str) -> Arc<Dimensions> {
-        Arc::new(Dimensions {
-            id,
-            pairs: vec![("pod".into(), pod.into())],
-        })
+        Arc::new(Dimensions::new(id, vec![("pod".into(), pod.into())]))
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //!   characters in dimension values are replaced by `_` (sanitised, not dropped).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -86,10 +87,111 @@ pub enum PointValue {
 }
 
 /// A dimension set: `(name, value)` pairs in the layout's order, and an id equal for equal sets.
+///
+/// Interned once per distinct set, so its EMF text is rendered here, once, rather than per document.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Dimensions {
-    pub id: u32,
-    pub pairs: Vec<(String, String)>,
+    id: u32,
+    pairs: Vec<(String, String)>,
+    /// `"pod","namespace"`: the names as the body of an EMF `Dimensions` list.
+    emf_names_json: String,
+    /// `,"pod":"web-1","namespace":"shop"`: the pairs as EMF document members.
+    emf_members_json: String,
+    /// What the set adds to an EMF document's size estimate.
+    emf_bytes: usize,
+}
+
+impl Dimensions {
+    pub fn new(id: u32, pairs: Vec<(String, String)>) -> Self {
+        Dimensions {
+            id,
+            emf_names_json: crate::emf::dimension_names_json(&pairs),
+            emf_members_json: crate::emf::dimension_members_json(&pairs),
+            emf_bytes: crate::emf::dimensions_bytes(&pairs),
+            pairs,
+        }
+    }
+
+    /// Equal for equal sets (within one [`Preparer`]).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// `(name, value)` pairs in the layout's order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    pub(crate) fn emf_names_json(&self) -> &str {
+        &self.emf_names_json
+    }
+
+    pub(crate) fn emf_members_json(&self) -> &str {
+        &self.emf_members_json
+    }
+
+    pub(crate) fn emf_bytes(&self) -> usize {
+        self.emf_bytes
+    }
+}
+
+/// A hash map with a fast, unkeyed hash (the FxHash multiply-rotate), for maps that live within one
+/// chunk's encoding and hold at most a bounded number of entries (so a crafted collision costs at
+/// most that bound), or are keyed by a hash already.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
+
+/// See [`FastMap`].
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FoldHasher(u64);
+
+impl FoldHasher {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The multiply leaves the entropy in the high bits; hashbrown indexes with the low ones.
+        self.0.rotate_left(26)
+    }
 }
 
 /// The points of a chunk and the samples refused, by reason.
@@ -141,7 +243,8 @@ pub struct Preparer {
 
 #[derive(Default)]
 struct State {
-    series: HashMap<u64, SeriesState>,
+    /// Keyed by the series' hash (xxh3 of its labels), so the map's own hash need only spread it.
+    series: FastMap<u64, SeriesState>,
     dims: HashMap<Vec<(String, String)>, Arc<Dimensions>>,
 }
 
@@ -156,7 +259,10 @@ impl Preparer {
     /// The points of `chunk`, in input order (histograms where their first bucket was).
     pub fn prepare(&self, chunk: &Chunk) -> Prepared {
         let resolution = storage_resolution(chunk.tier);
-        let mut out = Prepared::default();
+        let mut out = Prepared {
+            points: Vec::with_capacity(chunk.sample_count()),
+            dropped: Vec::new(),
+        };
         let mut state = self.state.lock();
         if state.series.len() > MAX_TRACKED_SERIES {
             state.series.clear();
@@ -329,12 +435,7 @@ fn describe(
     let next_id = interned.len() as u32;
     let dims = interned
         .entry(pairs)
-        .or_insert_with_key(|pairs| {
-            Arc::new(Dimensions {
-                id: next_id,
-                pairs: pairs.clone(),
-            })
-        })
+        .or_insert_with_key(|pairs| Arc::new(Dimensions::new(next_id, pairs.clone())))
         .clone();
     let histogram = match kind {
         Kind::Bucket { .. } => {
@@ -546,7 +647,7 @@ mod tests {
             ]
         );
         assert_eq!(p.points.len(), 1);
-        assert_eq!(p.points[0].dims.pairs, vec![("pod".into(), "a_b".into())]);
+        assert_eq!(p.points[0].dims.pairs(), vec![("pod".into(), "a_b".into())]);
     }
 
     #[test]
@@ -573,10 +674,10 @@ mod tests {
                 (series(&[("__name__", "c"), ("pod", "q")]), 1, 1.0),
             ],
         ));
-        assert_eq!(p.points[0].dims.id, p.points[1].dims.id);
-        assert_ne!(p.points[0].dims.id, p.points[2].dims.id);
+        assert_eq!(p.points[0].dims.id(), p.points[1].dims.id());
+        assert_ne!(p.points[0].dims.id(), p.points[2].dims.id());
         assert_eq!(
-            p.points[0].dims.pairs,
+            p.points[0].dims.pairs(),
             vec![("pod".into(), "p".into()), ("namespace".into(), "n".into())]
         );
         assert_eq!(p.points[0].resolution, 1);

@@ -30,7 +30,7 @@
 //! Metric names are kept as scraped (a `_total` stays), so a round trip through an OTLP receiver that
 //! writes Prometheus series reads the same names.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -44,7 +44,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use parking_lot::Mutex;
 use surge_model::{Labels, METRIC_NAME, Sample, is_stale_nan};
-use surge_sender::{Batch, SeriesMeta};
+use surge_sender::Batch;
 
 /// The instrumentation scope every point is reported under.
 pub const SCOPE_NAME: &str = "surge";
@@ -105,8 +105,8 @@ pub struct Encoder {
     resource_labels: ResourceLabels,
     max_points_per_request: usize,
     scope: InstrumentationScope,
-    /// What each series is, by the hash of its label block: decoded once per series.
-    shapes: Mutex<HashMap<u64, Arc<Shape>>>,
+    /// What each series is: decoded once per series.
+    shapes: Mutex<ShapeCache>,
     /// Start time and last count of each cumulative series (by the hash of its point's identity).
     starts: Mutex<HashMap<u64, StartState>>,
 }
@@ -146,6 +146,39 @@ struct Shape {
     group: u64,
 }
 
+/// Each series' shape by the hash of its label block, and the resources and names shapes share.
+///
+/// Resources and names are interned so that [`RequestsBuilder`] can file a point under its resource
+/// and metric by pointer rather than by hashing strings per point. When the cache is cleared (at
+/// [`STATE_MAX`] shapes) while a request is being built, the request may get a second
+/// `ResourceMetrics` or `Metric` equal to an earlier one: still valid OTLP, which receivers merge.
+#[derive(Debug, Default)]
+struct ShapeCache {
+    shapes: HashMap<u64, Arc<Shape>>,
+    resources: HashSet<Arc<ResourceKey>>,
+    names: HashSet<Arc<str>>,
+}
+
+impl ShapeCache {
+    fn resource(&mut self, key: ResourceKey) -> Arc<ResourceKey> {
+        if let Some(r) = self.resources.get(&key) {
+            return r.clone();
+        }
+        let r = Arc::new(key);
+        self.resources.insert(r.clone());
+        r
+    }
+
+    fn name(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.names.insert(n.clone());
+        n
+    }
+}
+
 /// A resource's attributes, in [`ResourceLabels`] order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ResourceKey(Vec<(String, String)>);
@@ -176,7 +209,7 @@ impl Encoder {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 ..Default::default()
             },
-            shapes: Mutex::new(HashMap::new()),
+            shapes: Mutex::new(ShapeCache::default()),
             starts: Mutex::new(HashMap::new()),
         }
     }
@@ -201,7 +234,7 @@ impl Encoder {
     /// One batch: histograms and summaries first found as groups, then every point appended.
     /// Returns how many samples were dropped for a negative timestamp.
     fn encode_batch(&self, batch: &Batch, out: &mut RequestsBuilder) -> usize {
-        let shapes: Vec<Arc<Shape>> = batch.series.iter().map(|s| self.shape(&s.series)).collect();
+        let shapes = self.shapes(batch);
         let groups = Groups::find(batch, &shapes);
         let mut negative = 0;
         let mut starts = self.starts.lock();
@@ -240,31 +273,44 @@ impl Encoder {
                 if kind == Kind::Sum {
                     point.start_time_unix_nano = start_time(&mut starts, key, s);
                 }
-                out.push_number(&shape.resource, &shape.name, kind, point, s.timestamp_ms);
+                out.push(
+                    &shape.resource,
+                    &shape.name,
+                    DataPoint::Number(kind, point),
+                    1,
+                    s.timestamp_ms,
+                );
             }
         }
         negative
     }
 
-    /// The shape of `series`, decoded on first sight.
-    fn shape(&self, series: &SeriesMeta) -> Arc<Shape> {
-        let hash = series.hash();
-        let mut shapes = self.shapes.lock();
-        if let Some(s) = shapes.get(&hash) {
-            return s.clone();
-        }
-        if shapes.len() > STATE_MAX {
-            shapes.clear();
-        }
-        let shape = Arc::new(Shape::of(&series.labels(), &self.resource_labels));
-        shapes.insert(hash, shape.clone());
-        shape
+    /// The shape of each series of `batch`, decoded on first sight.
+    fn shapes(&self, batch: &Batch) -> Vec<Arc<Shape>> {
+        let mut cache = self.shapes.lock();
+        let cache = &mut *cache;
+        batch
+            .series
+            .iter()
+            .map(|s| {
+                let hash = s.series.hash();
+                if let Some(shape) = cache.shapes.get(&hash) {
+                    return shape.clone();
+                }
+                if cache.shapes.len() > STATE_MAX {
+                    *cache = ShapeCache::default();
+                }
+                let shape = Arc::new(Shape::of(&s.series.labels(), &self.resource_labels, cache));
+                cache.shapes.insert(hash, shape.clone());
+                shape
+            })
+            .collect()
     }
 }
 
 impl Shape {
-    fn of(labels: &Labels, resource_labels: &ResourceLabels) -> Shape {
-        let name: Arc<str> = Arc::from(labels.metric_name().unwrap_or(""));
+    fn of(labels: &Labels, resource_labels: &ResourceLabels, cache: &mut ShapeCache) -> Shape {
+        let name = cache.name(labels.metric_name().unwrap_or(""));
         let resource = ResourceKey(
             resource_labels
                 .0
@@ -288,7 +334,7 @@ impl Shape {
             } else {
                 (Role::Other, &*name)
             };
-        let family: Arc<str> = Arc::from(family);
+        let family = cache.name(family);
         let grouping_label = match role {
             Role::Bucket { .. } => "le",
             Role::Quantile { .. } => "quantile",
@@ -310,7 +356,7 @@ impl Shape {
             name,
             family,
             role,
-            resource: Arc::new(resource),
+            resource: cache.resource(resource),
             attributes,
             group: hasher.finish(),
         }
@@ -511,59 +557,100 @@ impl Groups {
                 })
                 .collect();
             parts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            match group.kind {
-                Kind::Histogram => {
-                    let mut p = HistogramDataPoint {
-                        attributes: attributes.clone(),
-                        start_time_unix_nano: start,
-                        time_unix_nano: time,
-                        ..Default::default()
-                    };
-                    if stale {
-                        p.flags = NO_RECORDED_VALUE;
-                    } else {
-                        fill_buckets(&mut p, count.value, &parts);
-                        p.sum = sum;
-                    }
-                    out.push_histogram(
-                        &first.resource,
-                        &first.family,
-                        p,
-                        samples_here,
-                        count.timestamp_ms,
-                    );
-                }
-                _ => {
-                    let mut p = SummaryDataPoint {
-                        attributes: attributes.clone(),
-                        start_time_unix_nano: start,
-                        time_unix_nano: time,
-                        ..Default::default()
-                    };
-                    if stale {
-                        p.flags = NO_RECORDED_VALUE;
-                    } else {
-                        p.count = as_count(count.value).unwrap_or(0);
-                        p.sum = sum.unwrap_or(0.0);
-                        p.quantile_values = parts
-                            .iter()
-                            .map(|&(quantile, value)| summary_data_point::ValueAtQuantile {
-                                quantile,
-                                value,
-                            })
-                            .collect();
-                    }
-                    out.push_summary(
-                        &first.resource,
-                        &first.family,
-                        p,
-                        samples_here,
-                        count.timestamp_ms,
-                    );
-                }
-            }
+            let point = GroupPoint {
+                attributes: attributes.clone(),
+                start,
+                time,
+                stale,
+                count: count.value,
+                sum,
+                parts: &parts,
+            };
+            out.push(
+                &first.resource,
+                &first.family,
+                point.data_point(group.kind),
+                samples_here,
+                count.timestamp_ms,
+            );
         }
         negative
+    }
+}
+
+/// What a histogram's and a summary's point have in common, before it becomes either.
+struct GroupPoint<'a> {
+    attributes: Vec<KeyValue>,
+    start: u64,
+    time: u64,
+    /// A member is a staleness marker: the whole point is flagged and carries no values.
+    stale: bool,
+    count: f64,
+    sum: Option<f64>,
+    /// (bound or quantile, cumulative count or value), sorted.
+    parts: &'a [(f64, f64)],
+}
+
+impl GroupPoint<'_> {
+    /// The point of a `kind` group (Histogram or Summary).
+    fn data_point(self, kind: Kind) -> DataPoint {
+        let flags = if self.stale { NO_RECORDED_VALUE } else { 0 };
+        match kind {
+            Kind::Histogram => {
+                let mut p = HistogramDataPoint {
+                    attributes: self.attributes,
+                    start_time_unix_nano: self.start,
+                    time_unix_nano: self.time,
+                    flags,
+                    ..Default::default()
+                };
+                if !self.stale {
+                    fill_buckets(&mut p, self.count, self.parts);
+                    p.sum = self.sum;
+                }
+                DataPoint::Histogram(p)
+            }
+            _ => {
+                let mut p = SummaryDataPoint {
+                    attributes: self.attributes,
+                    start_time_unix_nano: self.start,
+                    time_unix_nano: self.time,
+                    flags,
+                    ..Default::default()
+                };
+                if !self.stale {
+                    p.count = as_count(self.count).unwrap_or(0);
+                    p.sum = self.sum.unwrap_or(0.0);
+                    p.quantile_values = self
+                        .parts
+                        .iter()
+                        .map(|&(quantile, value)| summary_data_point::ValueAtQuantile {
+                            quantile,
+                            value,
+                        })
+                        .collect();
+                }
+                DataPoint::Summary(p)
+            }
+        }
+    }
+}
+
+/// A point of any kind, as [`RequestsBuilder::push`] files it under its metric.
+enum DataPoint {
+    /// A Gauge's or a Sum's point.
+    Number(Kind, NumberDataPoint),
+    Histogram(HistogramDataPoint),
+    Summary(SummaryDataPoint),
+}
+
+impl DataPoint {
+    fn kind(&self) -> Kind {
+        match self {
+            DataPoint::Number(kind, _) => *kind,
+            DataPoint::Histogram(_) => Kind::Histogram,
+            DataPoint::Summary(_) => Kind::Summary,
+        }
     }
 }
 
@@ -663,10 +750,19 @@ struct RequestsBuilder {
     current: ExportMetricsServiceRequest,
     samples: usize,
     highest: Option<i64>,
-    resources: HashMap<Arc<ResourceKey>, usize>,
-    /// (resource index, name, kind) → index in that resource's one scope's metrics.
-    metrics: HashMap<(usize, Arc<str>, Kind), usize>,
+    /// Interned resource (by address; the `Arc` keeps the address taken) → index in the request.
+    resources: HashMap<usize, (Arc<ResourceKey>, usize)>,
+    /// The address of each resource of the request, by index.
+    addresses: Vec<usize>,
+    /// (resource index, interned name by address, kind) → index in that resource's one scope's
+    /// metrics (and the `Arc` keeping the address taken).
+    metrics: HashMap<MetricKey, (Arc<str>, usize)>,
+    /// The metric the last point went to: points of one metric mostly come together.
+    last: Option<(MetricKey, usize)>,
 }
+
+/// (resource index, address of the interned name, kind).
+type MetricKey = (usize, usize, Kind);
 
 impl RequestsBuilder {
     fn new(max_samples: usize, scope: InstrumentationScope) -> Self {
@@ -678,7 +774,9 @@ impl RequestsBuilder {
             samples: 0,
             highest: None,
             resources: HashMap::new(),
+            addresses: Vec::new(),
             metrics: HashMap::new(),
+            last: None,
         }
     }
 
@@ -697,102 +795,91 @@ impl RequestsBuilder {
         }
         self.samples += samples;
         self.highest = Some(self.highest.map_or(ts, |h| h.max(ts)));
-        let r = match self.resources.get(resource) {
-            Some(&r) => r,
-            None => {
-                let r = self.current.resource_metrics.len();
-                self.current.resource_metrics.push(ResourceMetrics {
-                    resource: Some(Resource {
-                        attributes: resource
-                            .0
-                            .iter()
-                            .map(|(k, v)| string_attribute(k, v))
-                            .collect(),
+        let address = Arc::as_ptr(resource) as usize;
+        let last_resource = self.last.map(|((r, _, _), _)| r);
+        let r = match last_resource {
+            // One batch is one target: its points mostly share a resource.
+            Some(r) if self.addresses.get(r) == Some(&address) => r,
+            _ => match self.resources.get(&address) {
+                Some(&(_, r)) => r,
+                None => {
+                    let r = self.current.resource_metrics.len();
+                    self.current.resource_metrics.push(ResourceMetrics {
+                        resource: Some(Resource {
+                            attributes: resource
+                                .0
+                                .iter()
+                                .map(|(k, v)| string_attribute(k, v))
+                                .collect(),
+                            ..Default::default()
+                        }),
+                        scope_metrics: vec![ScopeMetrics {
+                            scope: Some(self.scope.clone()),
+                            ..Default::default()
+                        }],
                         ..Default::default()
-                    }),
-                    scope_metrics: vec![ScopeMetrics {
-                        scope: Some(self.scope.clone()),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                });
-                self.resources.insert(resource.clone(), r);
-                r
-            }
+                    });
+                    self.resources.insert(address, (resource.clone(), r));
+                    self.addresses.push(address);
+                    r
+                }
+            },
         };
+        let key: MetricKey = (r, Arc::as_ptr(name) as *const u8 as usize, kind);
+        let m = match self.last {
+            Some((k, m)) if k == key => m,
+            _ => match self.metrics.get(&key) {
+                Some(&(_, m)) => m,
+                None => {
+                    let scope = &mut self.current.resource_metrics[r].scope_metrics[0];
+                    let m = scope.metrics.len();
+                    let data = match kind {
+                        Kind::Gauge => metric::Data::Gauge(Gauge::default()),
+                        Kind::Sum => metric::Data::Sum(Sum {
+                            aggregation_temporality: CUMULATIVE,
+                            is_monotonic: true,
+                            ..Default::default()
+                        }),
+                        Kind::Histogram => metric::Data::Histogram(Histogram {
+                            aggregation_temporality: CUMULATIVE,
+                            ..Default::default()
+                        }),
+                        Kind::Summary => metric::Data::Summary(Summary::default()),
+                    };
+                    scope.metrics.push(Metric {
+                        name: name.to_string(),
+                        data: Some(data),
+                        ..Default::default()
+                    });
+                    self.metrics.insert(key, (name.clone(), m));
+                    m
+                }
+            },
+        };
+        self.last = Some((key, m));
         let scope = &mut self.current.resource_metrics[r].scope_metrics[0];
-        let m = match self.metrics.get(&(r, name.clone(), kind)) {
-            Some(&m) => m,
-            None => {
-                let m = scope.metrics.len();
-                let data = match kind {
-                    Kind::Gauge => metric::Data::Gauge(Gauge::default()),
-                    Kind::Sum => metric::Data::Sum(Sum {
-                        aggregation_temporality: CUMULATIVE,
-                        is_monotonic: true,
-                        ..Default::default()
-                    }),
-                    Kind::Histogram => metric::Data::Histogram(Histogram {
-                        aggregation_temporality: CUMULATIVE,
-                        ..Default::default()
-                    }),
-                    Kind::Summary => metric::Data::Summary(Summary::default()),
-                };
-                scope.metrics.push(Metric {
-                    name: name.to_string(),
-                    data: Some(data),
-                    ..Default::default()
-                });
-                self.metrics.insert((r, name.clone(), kind), m);
-                m
-            }
-        };
         // Every metric is created with its data just above.
         scope.metrics[m]
             .data
             .get_or_insert(metric::Data::Gauge(Gauge::default()))
     }
 
-    fn push_number(
+    /// Files `p` under its metric (`name` of `p`'s kind under `resource`).
+    fn push(
         &mut self,
         resource: &Arc<ResourceKey>,
         name: &Arc<str>,
-        kind: Kind,
-        p: NumberDataPoint,
+        p: DataPoint,
+        samples: usize,
         ts: i64,
     ) {
-        match self.metric(resource, name, kind, 1, ts) {
-            metric::Data::Gauge(g) => g.data_points.push(p),
-            metric::Data::Sum(s) => s.data_points.push(p),
+        match (self.metric(resource, name, p.kind(), samples, ts), p) {
+            (metric::Data::Gauge(g), DataPoint::Number(_, p)) => g.data_points.push(p),
+            (metric::Data::Sum(s), DataPoint::Number(_, p)) => s.data_points.push(p),
+            (metric::Data::Histogram(h), DataPoint::Histogram(p)) => h.data_points.push(p),
+            (metric::Data::Summary(s), DataPoint::Summary(p)) => s.data_points.push(p),
+            // `metric` creates the data of the point's kind.
             _ => {}
-        }
-    }
-
-    fn push_histogram(
-        &mut self,
-        resource: &Arc<ResourceKey>,
-        name: &Arc<str>,
-        p: HistogramDataPoint,
-        samples: usize,
-        ts: i64,
-    ) {
-        if let metric::Data::Histogram(h) =
-            self.metric(resource, name, Kind::Histogram, samples, ts)
-        {
-            h.data_points.push(p);
-        }
-    }
-
-    fn push_summary(
-        &mut self,
-        resource: &Arc<ResourceKey>,
-        name: &Arc<str>,
-        p: SummaryDataPoint,
-        samples: usize,
-        ts: i64,
-    ) {
-        if let metric::Data::Summary(s) = self.metric(resource, name, Kind::Summary, samples, ts) {
-            s.data_points.push(p);
         }
     }
 
@@ -807,7 +894,9 @@ impl RequestsBuilder {
             highest_timestamp_ms: self.highest.take(),
         });
         self.resources.clear();
+        self.addresses.clear();
         self.metrics.clear();
+        self.last = None;
     }
 
     fn finish(mut self) -> Vec<EncodedRequest> {
@@ -822,7 +911,7 @@ mod tests {
     //! themselves are checked against the real receiver in `tests/receiver.rs`.
 
     use surge_model::Tier;
-    use surge_sender::{Samples, SeriesSamples};
+    use surge_sender::{Samples, SeriesMeta, SeriesSamples};
 
     use super::*;
 

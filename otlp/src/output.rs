@@ -64,6 +64,8 @@ impl OtlpDeliver {
 }
 
 impl Deliver for OtlpDeliver {
+    const KIND: &'static str = "OTLP";
+
     type Request = Prepared;
 
     fn encode(&self, chunk: &Chunk) -> surge_sender::Encoded<Prepared> {

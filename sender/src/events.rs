@@ -86,7 +86,8 @@ impl RequestRetried<'_> {
                 attempt = self.attempt,
                 retry_in = ?self.wait,
                 similar_events_folded = folded,
-                "remote-write request failed, retrying: {}",
+                "{} request failed, retrying: {}",
+                metrics.kind,
                 self.detail,
             );
         }
@@ -113,7 +114,8 @@ impl SamplesDropped<'_> {
                 reason = %self.reason.label(),
                 samples = self.count,
                 similar_events_folded = folded,
-                "remote-write samples dropped{}{}",
+                "{} samples dropped{}{}",
+                metrics.kind,
                 if self.detail.is_empty() { "" } else { ": " },
                 self.detail,
             );

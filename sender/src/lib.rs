@@ -371,7 +371,7 @@ impl Shared {
     fn new(opts: &SenderOptions, metrics: &SenderMetrics) -> Self {
         Shared {
             remote_timeout: opts.remote_timeout,
-            metrics: metrics.destination(&opts.name),
+            metrics: metrics.destination(&opts.name, "remote-write"),
             opts: opts.queue_config.clone(),
             queued: AtomicUsize::new(0),
             delivered: AtomicU64::new(0),
@@ -444,7 +444,7 @@ impl RemoteWriteSender {
         match HttpTransport::new(&opts, client) {
             Ok(transport) => Self::start_with_transport(opts, transport, metrics),
             Err(e) => {
-                tracing::error!(error = %e, "remote-write destination disabled");
+                tracing::error!(destination = %opts.name, error = %e, "remote-write destination disabled");
                 RemoteWriteSender {
                     inner: Arc::new(SenderInner {
                         shared: Arc::new(Shared::new(&opts, metrics)),

@@ -109,13 +109,14 @@ impl SenderMetrics {
         m
     }
 
-    /// The handles of one destination.
-    pub(crate) fn destination(&self, name: &str) -> DestinationMetrics {
+    /// The handles of one destination; `kind` names the output's kind in its log lines.
+    pub(crate) fn destination(&self, name: &str, kind: &'static str) -> DestinationMetrics {
         let l = DestinationLabels {
             destination: name.to_owned(),
         };
         DestinationMetrics {
             destination: name.to_owned(),
+            kind,
             samples_sent: self.samples_sent.get_or_create_owned(&l),
             bytes_sent: self.bytes_sent.get_or_create_owned(&l),
             queue_samples: self.queue_samples.get_or_create_owned(&l),
@@ -135,6 +136,8 @@ impl SenderMetrics {
 #[derive(Debug)]
 pub(crate) struct DestinationMetrics {
     pub(crate) destination: String,
+    /// `remote-write`, or a queued output's [`Deliver::KIND`](crate::Deliver::KIND).
+    pub(crate) kind: &'static str,
     samples_sent: Counter,
     bytes_sent: Counter,
     pub(crate) queue_samples: Gauge,

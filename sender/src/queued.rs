@@ -122,6 +122,10 @@ pub enum Attempt {
 pub trait Deliver: Send + Sync + 'static {
     type Request: Send + Sync + 'static;
 
+    /// The kind of output, for log lines (`emf`, `cloudwatch`, `otlp`, ...): the line's
+    /// `destination` field names the configured instance, this says what it is.
+    const KIND: &'static str = "queued output";
+
     /// Cuts `chunk` into requests within the receiver's limits; never fails (what cannot be sent is
     /// dropped and counted).
     fn encode(&self, chunk: &Chunk) -> Encoded<Self::Request>;
@@ -211,7 +215,7 @@ impl<D: Deliver> QueuedOutput<D> {
         let queue = opts.queue_options();
         let shared = Arc::new(Shared {
             remote_timeout: opts.attempt_timeout,
-            metrics: metrics.destination(&opts.name),
+            metrics: metrics.destination(&opts.name, D::KIND),
             opts: queue,
             queued: AtomicUsize::new(0),
             delivered: AtomicU64::new(0),

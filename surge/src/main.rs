@@ -167,6 +167,9 @@ enum BenchCommand {
         /// Also measure this surge binary (plain config): a before/after in one run.
         #[arg(long)]
         baseline_exe: Option<PathBuf>,
+        /// Also measure surge with EMF (stdout) and with OTLP (HTTP) beside remote-write.
+        #[arg(long)]
+        outputs: bool,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -266,6 +269,7 @@ fn main() -> ExitCode {
                     no_peers,
                     durable,
                     baseline_exe,
+                    outputs,
                     output,
                 }),
         } => bench(agent::run(agent::AgentBenchArgs {
@@ -274,6 +278,7 @@ fn main() -> ExitCode {
             duration: std::time::Duration::from_secs(seconds),
             warmup: std::time::Duration::from_secs(warmup_seconds),
             peers: !no_peers,
+            outputs,
             json: matches!(output, Output::Json),
             durable,
             baseline_exe,

@@ -37,6 +37,8 @@ struct Scripted(Arc<Script>);
 impl Deliver for Scripted {
     type Request = Request;
 
+    const KIND: &'static str = "scripted";
+
     fn encode(&self, chunk: &Chunk) -> Encoded<Request> {
         let mut out = Encoded::default();
         let mut all = Vec::new();
@@ -528,4 +530,65 @@ proptest! {
             assert_eq!(h.out.queued_samples(), 0);
         });
     }
+}
+
+/// Keeps what is logged, to read the log lines back.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn log_lines_name_the_output_kind_and_the_destination() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let s = Script {
+        per_request: 2,
+        ..script()
+    };
+    s.answers.lock().extend([
+        Attempt::Retry {
+            reason: "throttled",
+            after: None,
+            detail: "slow down".into(),
+        },
+        Attempt::Refused {
+            reason: "auth",
+            detail: "bad key".into(),
+        },
+    ]);
+    let h = Harness::new(opts(), s);
+    h.out.submit(batch(Tier::Critical, &[1, 2], 7));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let text = String::from_utf8(logs.0.lock().clone()).unwrap();
+    let retry = text
+        .lines()
+        .find(|l| l.contains("scripted request failed, retrying: slow down"));
+    assert!(retry.is_some_and(|l| l.contains("destination=q")), "{text}");
+    let drop = text
+        .lines()
+        .find(|l| l.contains("scripted samples dropped: bad key"));
+    assert!(drop.is_some_and(|l| l.contains("destination=q")), "{text}");
+    assert!(!text.contains("remote-write"), "{text}");
 }

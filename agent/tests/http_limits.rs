@@ -32,6 +32,7 @@ async fn start(limits: ServerLimits) -> SocketAddr {
         metrics: ScrapeMetrics::new(&mut registry),
         external_labels: Default::default(),
         max_scrape_samples: None,
+        series_total: None,
     });
     let state = Arc::new(ServerState {
         registry: Arc::new(Mutex::new(registry)),
@@ -331,6 +332,7 @@ async fn the_running_agent_serves_through_the_hardened_listener() {
         sender_metrics: None,
         endpoint_sets: Default::default(),
         durable: Default::default(),
+        total_series_limit: 0,
     };
     let agent = surge_agent::agent::Agent::start(
         spec,

@@ -55,6 +55,9 @@ impl LocalStack {
             .arg(&script)
             .arg(dir.path())
             .arg(port.to_string())
+            // LocalStack keeps CloudWatch's sqlite store under $TMPDIR/localstack without PERSISTENCE:
+            // its own TMPDIR, or parallel instances share one database ("disk I/O error").
+            .env("TMPDIR", dir.path())
             .output()
             .unwrap();
         assert!(

@@ -64,6 +64,9 @@ fn localstack() -> &'static LocalStack {
             .arg(&script)
             .arg(&dir)
             .arg(port.to_string())
+            // LocalStack keeps CloudWatch's sqlite store under $TMPDIR/localstack without PERSISTENCE:
+            // its own TMPDIR, or parallel instances share one database ("disk I/O error").
+            .env("TMPDIR", &dir)
             .output()
             .expect("run localstack-up.sh");
         assert!(

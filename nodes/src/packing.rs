@@ -50,6 +50,9 @@ pub(crate) struct Problem<'a> {
     pub demands: &'a [Demand],
     /// `compat[class * kinds.len() + kind]`
     pub compat: &'a [bool],
+    /// Kind indices by price, ties in index order: [`Problem::cheapest_kind`] stops at the first that
+    /// fits instead of scanning every kind (it was most of a small plan's time).
+    by_price: Vec<usize>,
 }
 
 /// One node of a packing: its kind, what its pods use, and how many of each demand it holds.
@@ -60,7 +63,20 @@ pub(crate) struct Bin {
     pub counts: Vec<(usize, u64)>,
 }
 
-impl Problem<'_> {
+impl<'a> Problem<'a> {
+    pub fn new(kinds: &'a [Kind], demands: &'a [Demand], compat: &'a [bool]) -> Problem<'a> {
+        let mut by_price: Vec<usize> = (0..kinds.len()).collect();
+        // Stable: equal prices keep index order, so the first fitting kind is the one `min_by` over
+        // indices would pick.
+        by_price.sort_by(|a, b| kinds[*a].price.total_cmp(&kinds[*b].price));
+        Problem {
+            kinds,
+            demands,
+            compat,
+            by_price,
+        }
+    }
+
     fn compatible(&self, class: usize, kind: usize) -> bool {
         self.compat[class * self.kinds.len() + kind]
     }
@@ -74,9 +90,10 @@ impl Problem<'_> {
 
     /// The cheapest kind that holds `used` and every class of `counts`.
     fn cheapest_kind(&self, used: &Resources, counts: &[(usize, u64)]) -> Option<usize> {
-        (0..self.kinds.len())
-            .filter(|k| used.fits_in(&self.kinds[*k].alloc) && self.kind_holds_classes(*k, counts))
-            .min_by(|a, b| self.kinds[*a].price.total_cmp(&self.kinds[*b].price))
+        self.by_price
+            .iter()
+            .copied()
+            .find(|k| used.fits_in(&self.kinds[*k].alloc) && self.kind_holds_classes(*k, counts))
     }
 
     pub fn cost(&self, bins: &[Bin]) -> f64 {
@@ -554,6 +571,7 @@ fn repack(p: &Problem<'_>, bins: &mut Vec<Bin>, picked: &[usize], polish: bool) 
         kinds: p.kinds,
         demands: &demands,
         compat: p.compat,
+        by_price: p.by_price.clone(),
     };
     let mut best: Option<(f64, Vec<Bin>)> = None;
     for (how, anchored) in [
@@ -720,11 +738,7 @@ mod tests {
             },
         ];
         let compat = [true; 3];
-        let p = Problem {
-            kinds: &kinds,
-            demands: &demands,
-            compat: &compat,
-        };
+        let p = Problem::new(&kinds, &demands, &compat);
         let plan = best(&p);
         check(&p, &plan);
         // Pairs (one of each: 2.5 CPU, 8 GiB) fit an m node each: 4 × 0.19 = 0.76. Alone they would need
@@ -753,11 +767,7 @@ mod tests {
         ];
         // class 0 runs on kind 0 only (say amd64), class 1 anywhere.
         let compat = [true, false, true, true];
-        let p = Problem {
-            kinds: &kinds,
-            demands: &demands,
-            compat: &compat,
-        };
+        let p = Problem::new(&kinds, &demands, &compat);
         for bins in [
             karpenter_ffd(&p),
             greedy(&p, Value::BreakEven, false),
@@ -779,11 +789,7 @@ mod tests {
             count: 7,
         }];
         let compat = [true; 3];
-        let p = Problem {
-            kinds: &kinds,
-            demands: &demands,
-            compat: &compat,
-        };
+        let p = Problem::new(&kinds, &demands, &compat);
         // Seven pods on seven big nodes: improve packs them.
         let wasteful: Vec<Bin> = (0..7)
             .map(|_| Bin {

@@ -596,11 +596,7 @@ fn provision_pool(
     if demands.is_empty() {
         return;
     }
-    let problem = Problem {
-        kinds: &kinds,
-        demands: &demands,
-        compat: &compat,
-    };
+    let problem = Problem::new(&kinds, &demands, &compat);
     let mut bins = match strategy {
         Strategy::Best => packing::best(&problem),
         Strategy::KarpenterFfd => packing::karpenter_ffd(&problem),

@@ -435,7 +435,8 @@ pub fn collect_selectors(e: &Expr, out: &mut Vec<Vec<Matcher>>) {
 mod tests {
     use super::*;
 
-    fn policies(extra: &str) -> Vec<PolicyDef> {
+    /// One dry-run policy on shop/web whose `rps` input is `query`, with `extra` policy fields.
+    pub(super) fn policies_with(extra: &str, query: &str) -> Vec<PolicyDef> {
         let yaml = format!(
             r#"policies:
   - mode: dry-run
@@ -452,12 +453,16 @@ mod tests {
               metric: {{name: rps}}
               target: {{type: AverageValue, averageValue: "10"}}
     metrics:
-      rps: sum(rps)
+      rps: '{query}'
 "#
         );
         let cfg =
             surge_config::load_str(&yaml, "surge.yaml", &surge_config::MapEnv::new()).unwrap();
         build_policies(&cfg).unwrap()
+    }
+
+    fn policies(extra: &str) -> Vec<PolicyDef> {
+        policies_with(extra, "sum(rps)")
     }
 
     #[test]
@@ -551,27 +556,29 @@ pub fn history_needed_ms(def: &PolicyDef, freshness: Option<std::time::Duration>
     queries.map(expr_history_ms).fold(floor, i64::max)
 }
 
-/// The history one expression reads before its evaluation time.
+/// The history one expression reads before its evaluation time: a selector's offset, a range's width
+/// plus its offset, a subquery's width and offset on top of what its inner expression reads; any other
+/// node reads what the most demanding of its children ([`Expr::children`]) reads.
 fn expr_history_ms(e: &Expr) -> i64 {
     let back = |offset_ms: i64| offset_ms.max(0);
+    let inner = || {
+        e.children()
+            .into_iter()
+            .map(expr_history_ms)
+            .max()
+            .unwrap_or(0)
+    };
     match &e.kind {
         ExprKind::Selector(sel) => back(sel.offset_ms),
         ExprKind::Matrix { sel, range_ms } => range_ms.saturating_add(back(sel.offset_ms)),
         ExprKind::Subquery {
-            expr,
             range_ms,
             offset_ms,
             ..
         } => range_ms
             .saturating_add(back(*offset_ms))
-            .saturating_add(expr_history_ms(expr)),
-        ExprKind::Call { args, .. } => args.iter().map(expr_history_ms).max().unwrap_or(0),
-        ExprKind::Aggregate { expr, param, .. } => {
-            expr_history_ms(expr).max(param.as_deref().map_or(0, expr_history_ms))
-        }
-        ExprKind::Binary { lhs, rhs, .. } => expr_history_ms(lhs).max(expr_history_ms(rhs)),
-        ExprKind::Neg(e) | ExprKind::Paren(e) => expr_history_ms(e),
-        ExprKind::Number(_) | ExprKind::String(_) => 0,
+            .saturating_add(inner()),
+        _ => inner(),
     }
 }
 
@@ -617,28 +624,7 @@ mod history_tests {
     use super::*;
 
     fn def(query: &str) -> PolicyDef {
-        let yaml = format!(
-            r#"policies:
-  - mode: dry-run
-    hpa: |
-      apiVersion: autoscaling/v2
-      kind: HorizontalPodAutoscaler
-      metadata: {{name: web, namespace: shop}}
-      spec:
-        scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
-        maxReplicas: 10
-        metrics:
-          - type: External
-            external:
-              metric: {{name: rps}}
-              target: {{type: AverageValue, averageValue: "10"}}
-    metrics:
-      rps: '{query}'
-"#
-        );
-        let cfg =
-            surge_config::load_str(&yaml, "surge.yaml", &surge_config::MapEnv::new()).unwrap();
-        build_policies(&cfg).unwrap().remove(0)
+        tests::policies_with("", query).remove(0)
     }
 
     #[test]

@@ -5,8 +5,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
@@ -23,60 +21,8 @@ const TG: &str = "targetgroup/web/73e2d6bc24d8a067";
 const IDLE_TG: &str = "targetgroup/idle/0123456789abcdef";
 const MIN: i64 = 60_000;
 
-/// LocalStack on a free port, stopped on drop.
-struct LocalStack {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl LocalStack {
-    fn start() -> LocalStack {
-        let script = std::env::var_os("SURGE_LOCALSTACK_UP").map_or_else(
-            || {
-                PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/aws/localstack-up.sh"
-                ))
-            },
-            PathBuf::from,
-        );
-        assert!(
-            script.is_file(),
-            "{} not found: set SURGE_LOCALSTACK_UP to localstack-up.sh (shared/aws/)",
-            script.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(dir.path())
-            .arg(port.to_string())
-            // LocalStack keeps CloudWatch's sqlite store under $TMPDIR/localstack without PERSISTENCE:
-            // its own TMPDIR, or parallel instances share one database ("disk I/O error").
-            .env("TMPDIR", dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "localstack-up.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        LocalStack { dir, url }
-    }
-}
-
-impl Drop for LocalStack {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("localstack.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-    }
-}
+mod support;
+use support::localstack::LocalStack;
 
 /// A client with static test credentials (the process environment is left alone; the binary's test
 /// covers the standard chain).

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,55 +30,9 @@ const RATES: [u64; 2] = [30, 20];
 /// driven by a timer on a loaded machine.
 const TOLERANCE: f64 = 0.05;
 
-/// LocalStack on a free port, stopped on drop.
-struct LocalStack {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl LocalStack {
-    fn start() -> LocalStack {
-        let script = std::env::var_os("SURGE_LOCALSTACK_UP").map_or_else(
-            || {
-                PathBuf::from(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/aws/localstack-up.sh"
-                ))
-            },
-            PathBuf::from,
-        );
-        assert!(
-            script.is_file(),
-            "{} not found: set SURGE_LOCALSTACK_UP to localstack-up.sh (shared/aws/)",
-            script.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg(dir.path())
-            .arg(free_port().to_string())
-            // LocalStack keeps CloudWatch's sqlite store under $TMPDIR/localstack without PERSISTENCE:
-            // its own TMPDIR, or parallel instances share one database ("disk I/O error").
-            .env("TMPDIR", dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "localstack-up.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        LocalStack { dir, url }
-    }
-}
-
-impl Drop for LocalStack {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("localstack.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-    }
-}
+#[path = "../../alb/tests/support/localstack.rs"]
+mod localstack;
+use localstack::LocalStack;
 
 /// The `surge` binary (`SURGE_BINARY` when set).
 fn surge() -> PathBuf {

@@ -156,13 +156,32 @@ pub fn encode_series(out: &mut Vec<u8>, label_block: &[u8], samples: &[Sample]) 
 
 /// Compresses an encoded `WriteRequest` with snappy's block format (not the framed format).
 pub fn compress(raw: &[u8], encoder: &mut snap::raw::Encoder) -> Vec<u8> {
-    let mut out = vec![0; snap::raw::max_compress_len(raw.len())];
-    match encoder.compress(raw, &mut out) {
-        Ok(n) => out.truncate(n),
-        // Unreachable: the buffer has the maximum compressed length. Fall back to a fresh Vec anyway.
-        Err(_) => return encoder.compress_vec(raw).unwrap_or_default(),
-    }
+    let mut out = Vec::new();
+    let n = compress_into(raw, encoder, &mut out).len();
+    out.truncate(n);
     out
+}
+
+/// Compresses `raw` into `scratch` (grown to the maximum compressed length when needed, never shrunk)
+/// and returns the compressed bytes: a sender that reuses `scratch` neither zeroes nor reallocates a
+/// body-sized buffer per request.
+pub fn compress_into<'a>(
+    raw: &[u8],
+    encoder: &mut snap::raw::Encoder,
+    scratch: &'a mut Vec<u8>,
+) -> &'a [u8] {
+    let need = snap::raw::max_compress_len(raw.len());
+    if scratch.len() < need {
+        scratch.resize(need, 0);
+    }
+    match encoder.compress(raw, scratch) {
+        Ok(n) => &scratch[..n],
+        // Unreachable: the buffer has the maximum compressed length. Fall back to a fresh Vec anyway.
+        Err(_) => {
+            *scratch = encoder.compress_vec(raw).unwrap_or_default();
+            scratch
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

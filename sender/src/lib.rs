@@ -561,7 +561,12 @@ impl RemoteWriteSender {
         let mut room_data = shared.reserve(wanted_data, Room::Tier(batch.tier));
         let mut room_health = shared.reserve(wanted_health, Room::Health);
         let now = tokio::time::Instant::now();
-        let mut entries = Vec::with_capacity(routed.len());
+        // The batch's series per shard, in batch order.
+        let mut by_shard: smallvec::SmallVec<[Vec<(usize, SeriesMeta)>; 4]> =
+            (0..input.shards.max(1)).map(|_| Vec::new()).collect();
+        if let [only] = by_shard.as_mut_slice() {
+            only.reserve(routed.len());
+        }
         let mut full = 0;
         for (idx, meta) in routed {
             let n = batch.series[idx].samples.len();
@@ -576,12 +581,22 @@ impl RemoteWriteSender {
                 continue;
             }
             *room -= n;
-            let shard = shard_for(meta.hash(), input.shards);
-            entries.push(
-                PendingEntry::new(shard, batch.clone(), idx, meta, now)
-                    .with_receipt(receipt.clone()),
-            );
+            // One shard (the usual agent): no need to hash the label block, a cold read per series.
+            let shard = if by_shard.len() > 1 {
+                shard_for(meta.hash(), by_shard.len())
+            } else {
+                0
+            };
+            by_shard[shard].push((idx, meta));
         }
+        let entries: Vec<PendingEntry> = by_shard
+            .into_iter()
+            .enumerate()
+            .filter(|(_, series)| !series.is_empty())
+            .map(|(shard, series)| {
+                PendingEntry::new(shard, batch.clone(), series, now).with_receipt(receipt.clone())
+            })
+            .collect();
         shared.release(room_data + room_health);
         if !entries.is_empty()
             && let Err(mpsc::error::SendError(msg)) = input.tx.send(ShardMsg::new(entries))

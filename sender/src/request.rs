@@ -14,37 +14,48 @@ use tokio::time::Instant;
 use super::receipt::Receipt;
 use super::{Batch, SeriesMeta};
 
-/// One series of one submitted batch, waiting in a shard.
-#[derive(Debug, Clone)]
+/// The series of one submitted batch that go to one shard, waiting there.
+///
+/// One entry per (batch, shard) rather than per series: a scrape of 1,000 series is one entry, not 1,000,
+/// each holding a reference to the batch and its receipt (two atomic counts per series and scrape) and
+/// moved through the channel and the queue.
+#[derive(Debug)]
 pub(crate) struct PendingEntry {
     /// The shard of the series (see [`shard_for`](super::shard_for)).
     shard: usize,
     batch: Arc<Batch>,
-    /// Index of the series in `batch.series` (its samples are read from there, never copied).
-    idx: usize,
-    /// The outgoing identity (after relabeling).
-    series: SeriesMeta,
-    /// Samples of this entry already put into a request.
+    /// The series still pending, in reverse batch order (the next one is last, taken with `pop`): each
+    /// the index of its samples in `batch.series` (read from there, never copied) and its outgoing
+    /// identity (after relabeling).
+    series: Vec<(usize, SeriesMeta)>,
+    /// Samples of the next series already put into a request.
     taken: usize,
+    /// Samples pending in the entry.
+    samples: usize,
     enqueued_at: Instant,
     /// The batch's delivery receipt, when the caller tracks it (see [`Receipt`]).
     receipt: Option<Arc<Receipt>>,
 }
 
 impl PendingEntry {
+    /// `series` in batch order, each with its index in `batch.series`.
     pub(crate) fn new(
         shard: usize,
         batch: Arc<Batch>,
-        idx: usize,
-        series: SeriesMeta,
+        mut series: Vec<(usize, SeriesMeta)>,
         enqueued_at: Instant,
     ) -> Self {
+        series.reverse();
+        let samples = series
+            .iter()
+            .map(|(i, _)| batch.series.get(*i).map_or(0, |s| s.samples.len()))
+            .sum();
         PendingEntry {
             shard,
             batch,
-            idx,
             series,
             taken: 0,
+            samples,
             enqueued_at,
             receipt: None,
         }
@@ -60,17 +71,18 @@ impl PendingEntry {
         self.shard
     }
 
-    fn remaining(&self) -> &[Sample] {
-        self.batch
-            .series
-            .get(self.idx)
-            .and_then(|s| s.samples.get(self.taken..))
-            .unwrap_or_default()
-    }
-
     fn tier(&self) -> Tier {
         self.batch.tier
     }
+}
+
+/// The not yet taken samples of batch series `idx`.
+fn remaining(batch: &Batch, idx: usize, taken: usize) -> &[Sample] {
+    batch
+        .series
+        .get(idx)
+        .and_then(|s| s.samples.get(taken..))
+        .unwrap_or_default()
 }
 
 /// What `submit` hands to the dispatcher: one batch's series, each tagged with its shard.
@@ -86,7 +98,7 @@ impl ShardMsg {
 
     /// Samples carried (each holds one unit of the destination's capacity).
     pub(crate) fn samples(&self) -> usize {
-        self.entries.iter().map(|e| e.remaining().len()).sum()
+        self.entries.iter().map(|e| e.samples).sum()
     }
 
     /// The entries with the shard each goes to.
@@ -115,7 +127,7 @@ pub(crate) struct PendingQueue {
 
 impl PendingQueue {
     pub(crate) fn push(&mut self, e: PendingEntry) {
-        let n = e.remaining().len();
+        let n = e.samples;
         if n == 0 {
             return;
         }
@@ -162,32 +174,52 @@ impl PendingQueue {
             let Some(front) = self.entries.front_mut() else {
                 break;
             };
-            let avail = front.remaining();
-            let k = avail.len().min(budget);
-            let whole = k == avail.len();
-            cut.push_samples(&avail[..k]);
-            budget -= k;
-            self.samples -= k;
+            let moved = take_from_entry(front, budget, cut);
+            budget -= moved;
+            self.samples -= moved;
             if front.tier() == Tier::Critical {
-                self.critical -= k;
+                self.critical -= moved;
             }
-            front.taken += k;
-            if !whole {
-                cut.series.push(front.series.clone());
-                if let Some(r) = &front.receipt {
-                    cut.receipts.push((r.clone(), k));
-                }
-            } else if let Some(e) = self.entries.pop_front() {
-                // The usual case: the entry leaves whole, so its series and receipt move into the cut
-                // rather than being cloned (a reference count on a cold cache line each).
-                cut.series.push(e.series);
-                if let Some(r) = e.receipt {
-                    cut.receipts.push((r, k));
-                }
+            if let Some(r) = &front.receipt {
+                cut.receipts.push((r.clone(), moved));
+            }
+            if front.samples == 0 || front.series.is_empty() {
+                // (Both at once, always: `samples` counts what `series` holds. The second guards the
+                // loop against an entry that could give nothing.)
+                self.entries.pop_front();
             }
         }
         max_samples - budget
     }
+}
+
+/// Moves up to `budget` samples of `e`, series by series, into `cut`; returns how many moved.
+fn take_from_entry(e: &mut PendingEntry, budget: usize, cut: &mut RequestCut) -> usize {
+    let mut moved = 0;
+    while moved < budget {
+        let Some((idx, _)) = e.series.last() else {
+            break;
+        };
+        let avail = remaining(&e.batch, *idx, e.taken);
+        let k = avail.len().min(budget - moved);
+        cut.push_samples(&avail[..k]);
+        moved += k;
+        if k == avail.len() {
+            // The usual case: the series leaves whole, so its identity moves into the cut rather than
+            // being cloned (a reference count on a cold cache line).
+            if let Some((_, series)) = e.series.pop() {
+                cut.series.push(series);
+            }
+            e.taken = 0;
+        } else {
+            e.taken += k;
+            if let Some((_, series)) = e.series.last() {
+                cut.series.push(series.clone());
+            }
+        }
+    }
+    e.samples -= moved;
+    moved
 }
 
 /// The samples of one request being cut (from one shard's queue or several), encoded by
@@ -211,6 +243,16 @@ pub(crate) struct RequestCut {
 }
 
 impl RequestCut {
+    /// A cut sized for `samples` (one entry per sample, and at most as many pieces), so taking does not
+    /// grow it by doubling.
+    pub(crate) fn with_capacity(samples: usize) -> Self {
+        RequestCut {
+            series: Vec::with_capacity(samples),
+            samples: Vec::with_capacity(samples),
+            ..RequestCut::default()
+        }
+    }
+
     /// Adds the samples of the next piece; its series must be pushed to `series` right after.
     fn push_samples(&mut self, samples: &[Sample]) {
         let piece = self.series.len() as u32;
@@ -246,10 +288,18 @@ impl RequestCut {
         while let Some(&(_, piece)) = self.samples.get(i) {
             let series = &self.series[piece as usize];
             self.run.clear();
+            let mut last_ts = None;
             while let Some(&(s, p)) = self.samples.get(i) {
-                if p != piece && !self.series[p as usize].same_series(series) {
+                // A series has one sample per timestamp, so a sample at the run's last timestamp from
+                // another piece is another series: the label blocks (cold memory) are compared only
+                // when a later sample could continue the run.
+                if p != piece
+                    && (last_ts == Some(s.timestamp_ms)
+                        || !self.series[p as usize].same_series(series))
+                {
                     break;
                 }
+                last_ts = Some(s.timestamp_ms);
                 self.run.push(s);
                 i += 1;
             }

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::events::DropReason;
-use super::request::{PendingQueue, RequestCut, ShardMsg};
+use super::request::{PendingQueue, RequestCut, RequestStats, ShardMsg};
 use super::service::{Delivery, Transport, deliver};
 
 /// The shards of one request (usually all of them for a small scrape, one for a large one).
@@ -170,12 +170,14 @@ impl<T: Transport> Dispatcher<T> {
         if due.is_empty() {
             return;
         }
-        let mut cut = RequestCut::default();
+        let pending: usize = self.shards.iter().map(|s| s.pending.len()).sum();
+        let mut cut = RequestCut::with_capacity(pending.min(max));
         let mut held = ShardSet::new();
         for i in due {
             self.take(i, max, &mut cut, &mut held);
             if cut.len() >= max {
-                self.start(std::mem::take(&mut cut), std::mem::take(&mut held));
+                let next = RequestCut::with_capacity(max);
+                self.start(std::mem::replace(&mut cut, next), std::mem::take(&mut held));
             }
         }
         if cut.is_empty() {
@@ -210,12 +212,7 @@ impl<T: Transport> Dispatcher<T> {
         let first_shard = held.first().copied().unwrap_or(0);
         let receipts = cut.take_receipts();
         let task = tokio::spawn(async move {
-            let mut raw = Vec::new();
-            let stats = cut.encode(&mut raw);
-            let body = Bytes::from(surge_proto::remote_write::compress(
-                &raw,
-                &mut snap::raw::Encoder::new(),
-            ));
+            let (stats, body) = encode_body(&mut cut);
             let body_len = body.len();
             let outcome = deliver(
                 &*transport,
@@ -271,6 +268,34 @@ impl<T: Transport> Dispatcher<T> {
         self.shared.release(n);
         self.shared.dropped(DropReason::Shutdown, n);
     }
+}
+
+thread_local! {
+    /// Each worker thread's scratch for a request body: the encoded `WriteRequest`, its snappy output,
+    /// and the encoder's hash table. Encoding and compressing run before the delivery task's first
+    /// await, so one thread never has two bodies in flight here.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>, snap::raw::Encoder)> =
+        std::cell::RefCell::new((Vec::new(), Vec::new(), snap::raw::Encoder::new()));
+}
+
+/// Scratch larger than this after a request (an unusually large one) is given back.
+const SCRATCH_KEEP_BYTES: usize = 8 << 20;
+
+/// Encodes and compresses `cut` into a body of exactly its compressed size (a body-sized buffer per
+/// request, zeroed and grown by doubling, was ~8 % of the agent's CPU).
+fn encode_body(cut: &mut RequestCut) -> (RequestStats, Bytes) {
+    SCRATCH.with_borrow_mut(|(raw, packed, encoder)| {
+        raw.clear();
+        let stats = cut.encode(raw);
+        let body = Bytes::copy_from_slice(surge_proto::remote_write::compress_into(
+            raw, encoder, packed,
+        ));
+        if raw.capacity() > SCRATCH_KEEP_BYTES {
+            *raw = Vec::new();
+            *packed = Vec::new();
+        }
+        (stats, body)
+    })
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -115,9 +115,13 @@ proptest! {
             }
             let tier = if bi % 2 == 0 { Tier::Critical } else { Tier::Standard };
             let batch = Arc::new(Batch { tier, series, scrape_end_ms: 0 });
+            // As `submit` does: one entry per shard with the batch's series of that shard, in order.
+            let mut by_shard = vec![Vec::new(); shards];
             for (idx, s) in batch.series.iter().enumerate() {
-                let shard = shard_for(s.series.hash(), shards);
-                queues[shard].push(PendingEntry::new(shard, batch.clone(), idx, s.series.clone(), now));
+                by_shard[shard_for(s.series.hash(), shards)].push((idx, s.series.clone()));
+            }
+            for (shard, series) in by_shard.into_iter().enumerate() {
+                queues[shard].push(PendingEntry::new(shard, batch.clone(), series, now));
             }
             cut(&mut queues, cut_between[bi], &mut got);
         }
@@ -163,8 +167,7 @@ fn a_request_is_in_time_order_and_merges_runs_of_one_series() {
             q.push(PendingEntry::new(
                 0,
                 bt.clone(),
-                i,
-                bt.series[i].series.clone(),
+                vec![(i, bt.series[i].series.clone())],
                 now,
             ));
         }

@@ -24,10 +24,6 @@ mod common;
 
 use surge_nodes::{Catalog, ProvisionInput, Strategy, plan_with};
 
-/// Up to this many pods, the configuration LP's bound is computed too (its knapsacks grow with the
-/// number of pod groups; above this the LP's bound is within a few percent of the plans anyway).
-const PATTERN_BOUND_UP_TO_PODS: usize = 100;
-
 fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
     let catalog = Catalog::embedded();
     let pools = [common::general_pool()];
@@ -45,6 +41,9 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
         (8, 400),
         (9, 800),
         (10, 1000),
+        (11, 2000),
+        (12, 5000),
+        (13, 10_000),
     ] {
         let pods = common::scenario(seed + if selectors { 100 } else { 0 }, n, selectors);
         let input = ProvisionInput {
@@ -60,9 +59,7 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
         let ffd = plan_with(&input, Strategy::KarpenterFfd);
         assert!(best.unschedulable.is_empty() && ffd.unschedulable.is_empty());
         let lp = common::lp_bound(&catalog, &pools[0], &pods, &[]);
-        let pattern = (n <= PATTERN_BOUND_UP_TO_PODS)
-            .then(|| common::pattern_bound(&catalog, &pools[0], &pods, &[]))
-            .flatten();
+        let pattern = common::pattern_bound(&catalog, &pools[0], &pods, &[]);
         let bound = pattern.map_or(lp, |p| p.max(lp));
         let (b, f) = (best.cost_per_hour(), ffd.cost_per_hour());
         assert!(

@@ -449,7 +449,8 @@ pub fn pattern_bound(
                 surrogate[x],
             );
             ratio = ratio.max(found.most / kind.price);
-            work.set(work.get() + found.work);
+            // A search node's cost grows with the shapes its bounds scan.
+            work.set(work.get() + found.work * (holds[k].len() as u64 + 1));
             let at_also: f64 = found.counts.iter().map(|(s, n)| also[*s] * *n as f64).sum();
             if found.worth > kind.price * (1.0 + 1e-9) && at_also > kind.price * (1.0 + 1e-9) {
                 rows.push((found.counts, kind.price));
@@ -544,11 +545,12 @@ pub fn pattern_bound(
 /// How far the prices a round prices out at lean to the best feasible prices found so far.
 const PATTERN_SMOOTHING: f64 = 0.5;
 
-/// At most this many rounds of pattern generation, and this many knapsack search nodes over all
-/// rounds (each round's bound is true; more rounds only tighten it). The work limit is what keeps the
-/// quality test quick on thousands of pods, where the generation converges slowly (see the test).
+/// At most this many rounds of pattern generation, and this much knapsack work over all rounds
+/// (search nodes times the shapes a node's bounds scan); each round's bound is true, more rounds only
+/// tighten it. The work limit is what keeps the quality test quick on thousands of pods, where the
+/// generation converges too slowly to help (see the test).
 const PATTERN_ROUNDS: usize = 200;
-const PATTERN_WORK: u64 = 400_000;
+const PATTERN_WORK: u64 = 10_000_000;
 
 /// Pattern generation stops once Farley's bound is within this fraction of the restricted LP's
 /// objective (which is above the configuration LP's optimum): the bound is then within 0.1 % of it.

@@ -253,19 +253,29 @@ pub fn lp_bound(catalog: &Catalog, pool: &NodePool, pods: &[Pod], daemonsets: &[
 /// kind may hold (branch and bound over whole pod counts, each shape at most its count) finds one worth
 /// more.
 ///
+/// The generation starts from the plain LP's dual prices (where Farley's bound is the LP's, less the
+/// knapsacks' slack) and prices out, each round, at a mix of the restricted LP's prices and the best
+/// feasible prices so far (Wentges' smoothing); the knapsacks use the LP's resource prices for each kind
+/// as a surrogate constraint. It stops when the bound is within [`PATTERN_GAP`] of the restricted LP's
+/// objective, when no pattern is worth adding, or at [`PATTERN_WORK`]. Measured on the generated
+/// scenarios: it converges up to ~200 pods (a 150-pod scenario: 1.7 % over the LP's bound); beyond,
+/// the knapsacks over dozens of small shapes stop at their budget, the bound stays at the LP's less
+/// the slack, and the caller's max with the LP's bound is the LP's.
+///
 /// Why it stays a true lower bound however early the generation stops: at every round, the prices
 /// divided by the largest worth/price ratio any pattern of any kind reaches are feasible for *every*
 /// pattern, so Σ countˢ·πˢ / ratio is the objective of a feasible dual solution, a lower bound on the
 /// configuration LP (weak duality; Farley's bound), which is itself below every plan. A knapsack that
-/// runs out of its budget contributes an upper bound on its kind's best worth (the largest bound of
-/// the subtrees it did not search), which keeps the round's bound true, only weaker. The best bound
-/// over the rounds is returned; `None` when the LP itself fails.
+/// runs out of its budget, or skips subtrees within its slack ([`KNAPSACK_SLACK`]), contributes an
+/// upper bound on its kind's best worth (the largest bound of the subtrees it did not search, the
+/// slack included), which keeps the round's bound true, only weaker. The best bound over the rounds
+/// is returned; `None` when an LP fails.
 ///
-/// Two relaxations keep it cheap and only ever lower it: a kind that another kind beats (no dearer,
-/// at least the room, holds every shape the first does) is dropped, since each of its patterns fits
-/// the other at a lower price; and a pod's compatibility with a kind is judged on its node selector
-/// alone (affinity and tolerations ignored: the scenarios have none, and ignoring them only allows
-/// more patterns).
+/// What keeps it cheap without raising it: a kind that another kind beats (no dearer, at least the
+/// room, holds every shape the first does) is dropped, since each of its patterns fits the other at a
+/// lower price (its rows are redundant); and a pod's compatibility with a kind is judged on its node
+/// selector alone (affinity and tolerations ignored: the scenarios have none, and ignoring them only
+/// allows more patterns, which can only lower the bound).
 pub fn pattern_bound(
     catalog: &Catalog,
     pool: &NodePool,
@@ -550,7 +560,7 @@ const PATTERN_SMOOTHING: f64 = 0.5;
 /// tighten it. The work limit is what keeps the quality test quick on thousands of pods, where the
 /// generation converges too slowly to help (see the test).
 const PATTERN_ROUNDS: usize = 200;
-const PATTERN_WORK: u64 = 10_000_000;
+const PATTERN_WORK: u64 = 2_000_000;
 
 /// Pattern generation stops once Farley's bound is within this fraction of the restricted LP's
 /// objective (which is above the configuration LP's optimum): the bound is then within 0.1 % of it.

@@ -2,20 +2,23 @@
 //! first-fit-decreasing. The measured distribution is printed (`cargo test -p surge-nodes --release
 //! --test quality -- --nocapture`).
 //!
-//! The bound is the LP relaxation's ([`common::lp_bound`]: fractional nodes and fractional pods) and,
-//! on the smallest scenarios (up to [`PATTERN_BOUND_UP_TO_PODS`] pods), the larger of it and the
-//! configuration LP's ([`common::pattern_bound`]: whole pods per node, fractional nodes), both true
-//! lower bounds on every plan. The LP's alone is loose where a selector class has a handful of pods:
-//! 22 pods of 200m fill a 3,920m node 19 at a time, which no plan can beat and the LP does not see.
+//! The bound is the larger of the LP relaxation's ([`common::lp_bound`]: fractional nodes and
+//! fractional pods) and the configuration LP's ([`common::pattern_bound`]: whole pods per node,
+//! fractional nodes, pods grouped by shape), both true lower bounds on every plan, computed on every
+//! scenario. The LP's alone is loose where a selector class has a handful of pods: 22 pods of 200m fill
+//! a 3,920m node 19 at a time, which no plan can beat and the LP does not see. The configuration LP's
+//! generation starts from the LP's dual prices (so its bound is the LP's less 0.05 % at worst) and
+//! converges within its work limit up to ~200 pods; from ~300 pods on it stops short of the LP's bound
+//! (its knapsacks over dozens of small shapes do not finish), and the bound is the LP's.
 //!
 //! The targets are plan/bound ≤ 1.03 without selectors and ≤ 1.08 with them. Measured here
-//! (10 scenarios each, 100-1,000 pods, with the local search over the tail): without selectors median
-//! 1.026, p90 and worst 1.034 (a 400-pod scenario, against the LP's bound; the 100-pod one is 1.016
-//! against the configuration LP's, 1.035 against the LP's alone); with arch and capacity-type
-//! selectors median 1.048, p90 and worst 1.077 (the 100-pod scenario split across nine selector
-//! classes: 1.116 against the LP's bound alone; every other scenario is ≤ 1.052 against the LP's).
-//! The assertions hold the measured figures so a regression fails; the with-selectors worst and the
-//! median without selectors hold the targets.
+//! (13 scenarios each, 100 to 10,000 pods): without selectors median 1.026, p90 1.034, worst 1.036
+//! (the 5,000-pod scenario; 400 pods 1.034, 10,000 pods 1.031, all three against the LP's bound;
+//! 150 pods 1.007 against the configuration LP's, 1.025 against the LP's alone); with arch and
+//! capacity-type selectors median 1.044, p90 1.052, worst 1.078 (the 100-pod scenario split across
+//! nine selector classes: 1.116 against the LP's bound alone). Karpenter's FFD: median 1.176 and
+//! 1.207. The assertions hold the measured figures so a regression fails: the worst without
+//! selectors misses the 1.03 by 0.6 points, against a bound that is the LP's at that size.
 
 // Test helpers may unwrap: a panic there is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -24,16 +27,13 @@ mod common;
 
 use surge_nodes::{Catalog, ProvisionInput, Strategy, plan_with};
 
-/// Up to this many pods, the configuration LP's bound is computed too (its knapsacks grow with the
-/// number of pod groups; above this the LP's bound is within a few percent of the plans anyway).
-const PATTERN_BOUND_UP_TO_PODS: usize = 100;
-
 fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
     let catalog = Catalog::embedded();
     let pools = [common::general_pool()];
     let mut plan_ratios = Vec::new();
     let mut ffd_ratios = Vec::new();
     let mut lp_ratios = Vec::new();
+    let mut pattern_gain: f64 = 0.0;
     for (seed, n) in [
         (1, 100),
         (2, 200),
@@ -45,6 +45,9 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
         (8, 400),
         (9, 800),
         (10, 1000),
+        (11, 2000),
+        (12, 5000),
+        (13, 10_000),
     ] {
         let pods = common::scenario(seed + if selectors { 100 } else { 0 }, n, selectors);
         let input = ProvisionInput {
@@ -60,10 +63,16 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
         let ffd = plan_with(&input, Strategy::KarpenterFfd);
         assert!(best.unschedulable.is_empty() && ffd.unschedulable.is_empty());
         let lp = common::lp_bound(&catalog, &pools[0], &pods, &[]);
-        let pattern = (n <= PATTERN_BOUND_UP_TO_PODS)
-            .then(|| common::pattern_bound(&catalog, &pools[0], &pods, &[]))
-            .flatten();
+        let pattern = common::pattern_bound(&catalog, &pools[0], &pods, &[]);
         let bound = pattern.map_or(lp, |p| p.max(lp));
+        pattern_gain = pattern_gain.max(pattern.map_or(0.0, |p| p / lp));
+        // Started from the LP's dual prices, the configuration LP's bound is never more than its
+        // knapsacks' slack under the LP's (and it failing to solve is a failure too).
+        let pattern = pattern.expect("the configuration LP solves");
+        assert!(
+            pattern >= lp * (1.0 - 1e-3),
+            "seed {seed}: configuration LP bound {pattern} well under the LP's {lp}"
+        );
         let (b, f) = (best.cost_per_hour(), ffd.cost_per_hour());
         assert!(
             b >= bound * (1.0 - 1e-6),
@@ -71,7 +80,7 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
         );
         assert!(b <= f + 1e-9, "seed {seed}: plan {b} dearer than FFD {f}");
         println!(
-            "selectors={selectors} seed={seed} pods={n}: bound {bound:.4} (lp {lp:.4}, patterns {pattern:.4?}) plan {b:.4} ({:.4}x, {:.4}x the lp's, {} nodes) ffd {f:.4} ({:.4}x, {} nodes)",
+            "selectors={selectors} seed={seed} pods={n}: bound {bound:.4} (lp {lp:.4}, patterns {pattern:.4}) plan {b:.4} ({:.4}x, {:.4}x the lp's, {} nodes) ffd {f:.4} ({:.4}x, {} nodes)",
             b / bound,
             b / lp,
             best.nodes.len(),
@@ -110,6 +119,12 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
         worst <= worst_limit,
         "worst plan/bound {worst:.4} above {worst_limit}"
     );
+    // The configuration LP sees what the LP does not on the small scenarios (1.7 % and 3.5 % above it
+    // measured): its generation converges there.
+    assert!(
+        pattern_gain >= 1.01,
+        "the configuration LP's bound is at most {pattern_gain:.4}x the LP's on every scenario"
+    );
     // And well clear of Karpenter's greedy on the same scenarios.
     assert!(
         median + 0.05 <= ffd_ratios[ffd_ratios.len() / 2],
@@ -119,10 +134,10 @@ fn ratios(selectors: bool, median_limit: f64, worst_limit: f64) {
 
 #[test]
 fn plan_cost_against_the_lp_bound_without_selectors() {
-    ratios(false, 1.03, 1.04);
+    ratios(false, 1.03, 1.037);
 }
 
 #[test]
 fn plan_cost_against_the_lp_bound_with_arch_and_capacity_type_selectors() {
-    ratios(true, 1.055, 1.08);
+    ratios(true, 1.05, 1.08);
 }

@@ -184,8 +184,9 @@ impl RequestError {
 pub struct IngestSummary {
     pub series: usize,
     pub accepted: u64,
-    /// Exact repeats of a series' newest sample, ignored without error.
-    pub repeated: u64,
+    /// Identical copies of samples already held (a retry, or an agent's resend of what a peer's copy
+    /// brought), ignored without error and counted apart from the rejections.
+    pub duplicates: u64,
     /// Rejected samples, indexed like [`RejectReason::ALL`].
     pub rejected: [u64; RejectReason::ALL.len()],
     /// Newest accepted sample timestamp.
@@ -301,7 +302,7 @@ pub fn apply_write_request(
         };
         let out = target.append(series.samples(), bounds, retention);
         sum.accepted += out.accepted;
-        sum.repeated += out.repeated;
+        sum.duplicates += out.duplicates;
         sum.reject(RejectReason::OutOfOrder, out.out_of_order);
         sum.reject(RejectReason::DuplicateTimestamp, out.duplicate_timestamp);
         sum.reject(RejectReason::TooOld, out.too_old);
@@ -364,6 +365,7 @@ impl AggregatorState {
         });
         let sum = result.map_err(RequestError::Decode)?;
         self.ingest_metrics.accepted(sender, sum.accepted);
+        self.ingest_metrics.duplicates(sender, sum.duplicates);
         for r in RejectReason::ALL {
             self.ingest_metrics.rejected(sender, r, sum.rejected(r));
         }

@@ -17,6 +17,8 @@ type L2 = [(&'static str, &'static str); 2];
 pub struct IngestMetrics {
     /// Accepted samples by sender.
     pub samples: Family<L1, Counter>,
+    /// Identical copies of held samples, ignored, by sender.
+    pub duplicate_samples: Family<L1, Counter>,
     /// Rejected samples by sender and reason.
     pub rejected_samples: Family<L2, Counter>,
     /// Requests by sender and response code.
@@ -31,6 +33,11 @@ impl IngestMetrics {
             "surge_aggregator_ingest_samples",
             "Samples accepted by remote-write ingest, by sender",
             self.samples.clone(),
+        );
+        registry.register(
+            "surge_aggregator_ingest_duplicate_samples",
+            "Samples identical to one already held (same series, timestamp and value: a retry, or a resend after a peer's copy), ignored without error, by sender",
+            self.duplicate_samples.clone(),
         );
         registry.register(
             "surge_aggregator_ingest_rejected_samples",
@@ -52,6 +59,14 @@ impl IngestMetrics {
     pub fn accepted(&self, sender: Sender, n: u64) {
         if n > 0 {
             self.samples
+                .get_or_create(&[("sender", sender.as_str())])
+                .inc_by(n);
+        }
+    }
+
+    pub fn duplicates(&self, sender: Sender, n: u64) {
+        if n > 0 {
+            self.duplicate_samples
                 .get_or_create(&[("sender", sender.as_str())])
                 .inc_by(n);
         }

@@ -19,8 +19,9 @@
 //!   series' samples only forward in time, so an agent's newer sample landing first would make the
 //!   copy's older ones out of order. Agents write to every replica, warming or not, and keep what B
 //!   refused in their queues; it lands after the copy. Samples A had already sent that the agent also
-//!   retries to B arrive twice: equal newest samples are ignored, older ones counted as out of order
-//!   (the value is already there).
+//!   retries to B arrive twice: identical copies of held samples are ignored and counted as duplicates
+//!   (`surge_aggregator_ingest_duplicate_samples_total`), not as out-of-order rejections, and the
+//!   write answers 2xx.
 //! - The copy is bounded: `timeout` for the whole warm-up (a peer that is down, slow or trickling is
 //!   abandoned and the next is tried within what is left), `max_bytes` of compressed dump. A replica
 //!   that gets nothing starts cold, as before, and says so in its log and metrics.

@@ -707,10 +707,17 @@ impl<'a> BlockRef<'a> {
 /// Why a sample was not appended to a series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendError {
-    /// Its timestamp is older than the series' newest sample.
+    /// Its timestamp is older than the series' newest sample and it is not an identical copy of a
+    /// sample held at that timestamp.
     OutOfOrder,
     /// Same timestamp as the newest sample but a different value.
     DuplicateTimestamp,
+}
+
+/// Whether two samples carry the same value bit for bit (staleness markers included, which `==` on
+/// NaN would never match).
+fn same_bits(a: Sample, b: Sample) -> bool {
+    a.value.to_bits() == b.value.to_bits()
 }
 
 /// What `rate`, `increase`, `delta`, `irate`, `idelta`, `count_over_time` and `last_over_time` need of a
@@ -897,15 +904,25 @@ impl SampleRing {
         self.last().is_none()
     }
 
-    /// Appends `s`, which must be newer than the newest sample. An identical repeat of the newest sample is
-    /// accepted and ignored (`Ok(false)`), as Prometheus does.
+    /// Appends `s`, which must be newer than the newest sample. An identical copy of a sample already
+    /// held (same timestamp, same value bits) is accepted and ignored (`Ok(false)`): Prometheus does so
+    /// for the newest sample, and its out-of-order head for any sample in its window
+    /// (`tsdb/ooo_head.go`, `OOOChunk.Insert`). Older samples arrive again when an agent resends what a
+    /// peer's copy already brought; they are not errors. Only a different value is refused.
     pub fn push(&mut self, s: Sample, retention_ms: i64) -> Result<bool, AppendError> {
         if let Some(last) = self.last() {
             if s.timestamp_ms < last.timestamp_ms {
-                return Err(AppendError::OutOfOrder);
+                // The lookup costs a block decode at most, and only on this path (never on in-order
+                // appends).
+                return match self.latest_at(s.timestamp_ms) {
+                    Some(held) if held.timestamp_ms == s.timestamp_ms && same_bits(held, s) => {
+                        Ok(false)
+                    }
+                    _ => Err(AppendError::OutOfOrder),
+                };
             }
             if s.timestamp_ms == last.timestamp_ms {
-                return if s.value.to_bits() == last.value.to_bits() {
+                return if same_bits(last, s) {
                     Ok(false)
                 } else {
                     Err(AppendError::DuplicateTimestamp)
@@ -1153,6 +1170,41 @@ mod tests {
         assert_eq!(r.latest_at(20_500), Some(s(20_000, 20.0)));
         assert_eq!(r.latest_at(-1), None);
         assert_eq!(r.len(), 200);
+    }
+
+    /// A resend of any held sample (a sealed block's, the open block's, the tail's; a staleness marker
+    /// too) is a duplicate, ignored; the same timestamp with another value, or a timestamp between two
+    /// held samples, stays out of order. The series is unchanged either way.
+    #[test]
+    fn ring_ignores_identical_resends_of_older_samples() {
+        let mut r = SampleRing::new();
+        let marker = f64::from_bits(surge_model::STALE_NAN_BITS);
+        for i in 0..200 {
+            let v = if i == 70 { marker } else { i as f64 * 0.5 };
+            assert_eq!(r.push(s(i * 1000, v), i64::MAX), Ok(true));
+        }
+        let before = r.clone();
+        // 3 and 64: sealed blocks; 150: the open block; 198: the tail; 70: a marker.
+        for i in [0, 3, 64, 150, 198] {
+            assert_eq!(
+                r.push(s(i * 1000, i as f64 * 0.5), i64::MAX),
+                Ok(false),
+                "t={i}s"
+            );
+        }
+        assert_eq!(r.push(s(70_000, marker), i64::MAX), Ok(false));
+        for (t, v) in [(3_000, 9.0), (3_500, 1.75), (70_000, 35.0), (0, -0.0)] {
+            assert_eq!(
+                r.push(s(t, v), i64::MAX),
+                Err(AppendError::OutOfOrder),
+                "t={t} v={v}"
+            );
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        r.range_into(i64::MIN, i64::MAX, &mut a);
+        before.range_into(i64::MIN, i64::MAX, &mut b);
+        assert_eq!(a.len(), 200);
+        assert!(same(&a, &b));
     }
 
     #[test]

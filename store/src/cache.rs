@@ -102,8 +102,10 @@ struct SeriesState {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
     pub accepted: u64,
-    /// Exact repeats of the newest sample: ignored without error, as Prometheus does.
-    pub repeated: u64,
+    /// Identical copies of samples already held (same timestamp and value bits: a retry, or an agent's
+    /// resend of what a peer's copy brought): ignored without error, as Prometheus ignores an exact
+    /// duplicate. Not out of order.
+    pub duplicates: u64,
     pub out_of_order: u64,
     pub duplicate_timestamp: u64,
     pub too_old: u64,
@@ -167,7 +169,7 @@ impl Series {
                     out.accepted += 1;
                     out.newest_ms = Some(s.timestamp_ms);
                 }
-                Ok(false) => out.repeated += 1,
+                Ok(false) => out.duplicates += 1,
                 Err(AppendError::OutOfOrder) => out.out_of_order += 1,
                 Err(AppendError::DuplicateTimestamp) => out.duplicate_timestamp += 1,
             }
@@ -1127,7 +1129,37 @@ mod tests {
             c.append(&x, s(2000, 2.0), 0).unwrap().duplicate_timestamp,
             1
         );
-        assert_eq!(c.append(&x, s(2000, 1.0), 0).unwrap().repeated, 1);
+        assert_eq!(c.append(&x, s(2000, 1.0), 0).unwrap().duplicates, 1);
+    }
+
+    /// A peer's copy, then the agent's resend of the same samples with a new one: the resent ones are
+    /// duplicates, not out of order, and the new one lands.
+    #[test]
+    fn resent_samples_after_a_copy_are_duplicates() {
+        let c = SeriesCache::new(CacheOptions::default());
+        let x = l(&[("__name__", "x"), ("pod", "a")]);
+        let series = c.get_or_create(&x, 0).unwrap();
+        let bounds = AppendBounds {
+            min_ms: i64::MIN,
+            max_ms: i64::MAX,
+            now_ms: 0,
+        };
+        let copied: Vec<Sample> = (1..=100).map(|i| s(i * 1000, i as f64)).collect();
+        let out = series.append(copied.iter().copied(), bounds, i64::MAX);
+        assert_eq!(out.accepted, 100);
+        let resent = (91..=101).map(|i| s(i * 1000, i as f64));
+        let out = series.append(resent, bounds, i64::MAX);
+        assert_eq!(
+            (out.accepted, out.duplicates, out.out_of_order),
+            (1, 10, 0),
+            "{out:?}"
+        );
+        assert_eq!(out.newest_ms, Some(101_000));
+        // The same timestamps with other values are still refused as out of order.
+        let changed = (95..=96).map(|i| s(i * 1000, -1.0));
+        let out = series.append(changed, bounds, i64::MAX);
+        assert_eq!((out.duplicates, out.out_of_order), (0, 2), "{out:?}");
+        assert_eq!(series.read(|r| r.len()), 101);
     }
 
     #[test]

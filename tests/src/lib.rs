@@ -3,6 +3,7 @@
 //!
 //! A missing peer binary is a test failure with an install hint, never a skip: `.ci/run` installs them.
 
+pub mod helm;
 pub mod k8s;
 pub mod kubelet;
 

@@ -217,6 +217,8 @@ fn deploy_manifests_against_a_real_apiserver() {
         ("ClusterRoleBinding", "surge-hpa-metrics-reader"),
         ("Role", "surge-aggregator-leader-election"),
         ("RoleBinding", "surge-aggregator-leader-election"),
+        ("Role", "surge-aggregator-peers"),
+        ("RoleBinding", "surge-aggregator-peers"),
         ("Role", "surge-agent-endpoints"),
         ("RoleBinding", "surge-agent-endpoints"),
         ("RoleBinding", "surge-aggregator-auth-reader"),
@@ -539,7 +541,10 @@ fn check_write_path(objs: &[Value]) {
     assert_eq!(review["audiences"], json!(["surge-aggregator"]));
     assert_eq!(
         review["allowed_users"],
-        json!(["system:serviceaccount:${POD_NAMESPACE}:${AGENT_SERVICE_ACCOUNT:-surge-agent}"])
+        json!([
+            "system:serviceaccount:${POD_NAMESPACE}:${AGENT_SERVICE_ACCOUNT:-surge-agent}",
+            "system:serviceaccount:${POD_NAMESPACE}:${AGGREGATOR_SERVICE_ACCOUNT:-surge-aggregator}"
+        ])
     );
     let dep = &find(objs, "Deployment", "surge-aggregator")["spec"]["template"]["spec"];
     let c = &dep["containers"][0];
@@ -554,6 +559,52 @@ fn check_write_path(objs: &[Value]) {
         .find(|e| e["name"] == "AGENT_SERVICE_ACCOUNT")
         .expect("AGENT_SERVICE_ACCOUNT in the aggregator's env");
     assert_eq!(sa["value"], "surge-agent");
+    check_peers(objs, &cfg, dep);
+}
+
+/// `aggregator.peers`: the replicas are the Service's endpoints, reached as the agents reach them
+/// (HTTPS verified against the Secret's CA under the Service's name, a projected token for the
+/// aggregator's audience), and the replicas' own account may pass the TokenReview.
+fn check_peers(objs: &[Value], cfg: &Value, dep: &Value) {
+    let peers = &cfg["aggregator"]["peers"];
+    assert_eq!(
+        peers["kubernetes_endpoints"],
+        json!({"namespace": "${POD_NAMESPACE}", "service": "${AGGREGATOR_SERVICE:-surge-aggregator}", "port": "http"}),
+        "{peers}"
+    );
+    assert_eq!(peers["scheme"], "https");
+    let (tls, tls_mount) = volume(dep, "tls");
+    assert_eq!(tls["secret"]["secretName"], "surge-aggregator-tls");
+    assert_eq!(
+        peers["tls_config"]["ca_file"],
+        format!("{}/ca.crt", tls_mount["mountPath"].as_str().unwrap()).as_str()
+    );
+    assert_eq!(
+        peers["tls_config"]["server_name"],
+        "${AGGREGATOR_SERVICE:-surge-aggregator}.${POD_NAMESPACE}.svc"
+    );
+    let (token, token_mount) = volume(dep, "peer-token");
+    let sat = &token["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(sat["audience"], "surge-aggregator", "{token}");
+    assert_eq!(
+        peers["bearer_token_file"],
+        format!(
+            "{}/{}",
+            token_mount["mountPath"].as_str().unwrap(),
+            sat["path"].as_str().unwrap()
+        )
+        .as_str()
+    );
+    // The Service the config names is the one the agents write to.
+    let service = find(objs, "Service", "surge-aggregator");
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "http"),
+        "{service}"
+    );
 }
 
 fn check_rbac_rules(objs: &[Value]) {
@@ -594,6 +645,14 @@ fn check_rbac_rules(objs: &[Value]) {
                 &["coordination.k8s.io"],
                 &["leases"],
                 &["get", "create", "update"],
+            )]),
+        ),
+        (
+            ("Role", "surge-aggregator-peers"),
+            BTreeSet::from([rule(
+                &["discovery.k8s.io"],
+                &["endpointslices"],
+                &["get", "list", "watch"],
             )]),
         ),
         (
@@ -674,6 +733,13 @@ fn check_rbac_rules(objs: &[Value]) {
             ("RoleBinding", "surge-aggregator-leader-election"),
             (
                 "Role/surge-aggregator-leader-election".to_owned(),
+                BTreeSet::from([sa("surge", "surge-aggregator")]),
+            ),
+        ),
+        (
+            ("RoleBinding", "surge-aggregator-peers"),
+            (
+                "Role/surge-aggregator-peers".to_owned(),
                 BTreeSet::from([sa("surge", "surge-aggregator")]),
             ),
         ),
@@ -798,6 +864,19 @@ fn check_grants(cp: &ControlPlane) {
             true,
         ),
         (&["get", "configmaps", "-n", "surge"], false),
+        // Its peers: the EndpointSlices of its own namespace only, read-only.
+        (
+            &["watch", "endpointslices.discovery.k8s.io", "-n", "surge"],
+            true,
+        ),
+        (
+            &["list", "endpointslices.discovery.k8s.io", "-n", "default"],
+            false,
+        ),
+        (
+            &["update", "endpointslices.discovery.k8s.io", "-n", "surge"],
+            false,
+        ),
         (&["create", "tokenreviews.authentication.k8s.io"], true),
         (
             &["create", "subjectaccessreviews.authorization.k8s.io"],

@@ -16,7 +16,11 @@
 //! - a real HPA with an External metric scales the app's Deployment from surge's answer;
 //! - both aggregator replicas hold the same samples (the same answer at the same evaluation time, and
 //!   their newest samples at most one scrape apart over a load step);
-//! - deleting one aggregator replica changes no answer read through kube-apiserver.
+//! - deleting one aggregator replica changes no answer read through kube-apiserver;
+//! - its replacement warms from the surviving replica (`aggregator.peers`: the Service's endpoints, the
+//!   dump over HTTPS with the replica's own projected token; the dump refuses a caller without one): it
+//!   is Ready before its 35 s `warmup` could have passed, its warm-up metrics show the copy, and it
+//!   answers a query over the time before it existed as the survivor does.
 //!
 //! Figures are printed (`--nocapture`). Needs root, etcd, openssl, cc, and helm-python-sdk
 //! (`$SURGE_HELM_PYTHON`, which `.ci/run` sets up).
@@ -197,54 +201,6 @@ async fn run(plane: &ControlPlane, program: &str, args: &[&str], dir: &Path) -> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The Python with helm-python-sdk: `$SURGE_HELM_PYTHON` (`.ci/run`), else `python3` if it has it.
-fn helm_python() -> Result<String> {
-    if let Ok(p) = std::env::var("SURGE_HELM_PYTHON") {
-        return Ok(p);
-    }
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import helm_python"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ensure!(
-        ok,
-        "helm-python-sdk is needed to render the chart: run `bash .ci/run`, or `pip install helm-python-sdk` \
-         in a virtualenv and set SURGE_HELM_PYTHON to its python"
-    );
-    Ok("python3".into())
-}
-
-/// `helm lint --strict` and `helm template` through the Helm v4 SDK: the chart's manifests as one YAML
-/// stream.
-fn helm_render(chart: &Path, ns: &str, values: &Value) -> Result<String> {
-    const SCRIPT: &str = r#"
-import json, sys
-import helm_python as helm
-chart_dir, ns, values = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-report = helm.lint(chart_dir, strict=True)
-bad = [m for m in report["messages"] if m["severity"] >= 2] + list(report["errors"])
-if bad:
-    sys.exit("helm lint --strict: %s" % bad)
-with helm.Chart.load(chart_dir) as chart:
-    out = chart.render(values=values, name="surge", namespace=ns, is_install=True)
-docs = [text for name, text in sorted(out.items()) if name.endswith((".yaml", ".yml")) and text.strip()]
-print("\n---\n".join(docs))
-"#;
-    let out = std::process::Command::new(helm_python()?)
-        .args(["-c", SCRIPT])
-        .arg(chart)
-        .arg(ns)
-        .arg(values.to_string())
-        .output()
-        .context("running the Helm SDK")?;
-    ensure!(
-        out.status.success(),
-        "helm render: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// The `By hand` TLS block of deploy/README.md (openssl, the Secret, `kubectl apply -k`, the caBundle
 /// patches), run as a user would, in a scratch folder beside a link to `deploy/`.
 async fn install_kustomize_as_documented(plane: &ControlPlane, scratch: &Path) -> Result<()> {
@@ -269,7 +225,7 @@ async fn install_kustomize_as_documented(plane: &ControlPlane, scratch: &Path) -
 /// Applies the rendered chart as is (Helm does not create the namespace it installs into).
 async fn install_helm(plane: &ControlPlane, ns: &str, scratch: &Path) -> Result<()> {
     let values = serde_json::json!({"image": {"repository": "registry.example.com/surge/surge"}});
-    let yaml = helm_render(&workspace().join("deploy/helm/surge"), ns, &values)?;
+    let yaml = surge_tests::helm::render(&workspace().join("deploy/helm/surge"), ns, &values)?;
     ensure!(
         !yaml.contains("TODO"),
         "the rendered chart still carries TODOs"
@@ -434,6 +390,14 @@ async fn check_write_security(
         dir,
     )
     .await?;
+    // The aggregator's own account may write (its replicas' warm-up copy): take a third one.
+    run(
+        plane,
+        "kubectl",
+        &["-n", ns, "create", "serviceaccount", "intruder"],
+        dir,
+    )
+    .await?;
     let other_account = run(
         plane,
         "kubectl",
@@ -442,7 +406,7 @@ async fn check_write_security(
             ns,
             "create",
             "token",
-            "surge-aggregator",
+            "intruder",
             "--audience",
             "surge-aggregator",
         ],
@@ -475,6 +439,18 @@ async fn check_write_security(
         let status = req.send().await?.status();
         ensure!(status == 401, "a write with {what} answered {status}");
     }
+    // The peer dump (every series of the window) is authenticated like a write.
+    for (what, token) in [
+        ("no token", None),
+        ("another account's token", Some(other_account.trim())),
+    ] {
+        let mut req = r.client.get(format!("{}/internal/v1/peer/dump", r.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let status = req.send().await?.status();
+        ensure!(status == 401, "a peer dump with {what} answered {status}");
+    }
     let metrics = r
         .client
         .get(format!("{}/metrics", r.base))
@@ -495,22 +471,22 @@ async fn check_write_security(
         ))
     };
     ensure!(
-        refused("missing") >= 1.0,
-        "no write refused as missing:\n{metrics}"
+        refused("missing") >= 2.0,
+        "no write and no dump refused as missing:\n{metrics}"
     );
     ensure!(
         refused("invalid_token") >= 2.0,
         "wrong-audience and garbage tokens not refused as invalid:\n{metrics}"
     );
     ensure!(
-        refused("forbidden_user") >= 1.0,
-        "another account's token not refused as forbidden:\n{metrics}"
+        refused("forbidden_user") >= 2.0,
+        "another account's token not refused as forbidden (write and dump):\n{metrics}"
     );
     let reviews = count("surge_aggregator_auth_token_reviews_total");
     // The agent's token, the wrong-audience one, garbage and the other account's: each reviewed once.
     ensure!(reviews >= 4.0, "{reviews} TokenReviews:\n{metrics}");
     Ok(format!(
-        "writes over HTTPS with the agent's projected token ({reviews} TokenReviews on {}); no token, wrong audience, garbage and another account all 401",
+        "writes over HTTPS with the agent's projected token ({reviews} TokenReviews on {}); no token, wrong audience, garbage and another account all 401 (the peer dump too)",
         r.pod
     ))
 }
@@ -601,6 +577,92 @@ async fn check_deployed_configs(kubelet: &Kubelet, ns: &str) -> Result<usize> {
         checked += 1;
     }
     Ok(checked)
+}
+
+/// The deleted replica's replacement (created by the Deployment at once) warms from the survivor: Ready
+/// within 35 s of the deletion, where a cold start waits its whole 35 s `warmup` after its own start;
+/// its metrics show one successful copy of more than zero samples; and over a time before it existed
+/// (the 30 s window before the deletion) it answers as the survivor does. Returns a figure.
+async fn check_peer_warmup(
+    kubelet: &Kubelet,
+    plane: &ControlPlane,
+    ns: &str,
+    dir: &Path,
+    old: &[Replica],
+    deleted_at: Instant,
+    deleted_at_unix: f64,
+) -> Result<String> {
+    let (replacement, _) = wait_for(
+        "the replacement replica Ready",
+        Duration::from_secs(60),
+        async || {
+            let ready = kubelet
+                .wait_ready(
+                    ns,
+                    "app.kubernetes.io/component=aggregator",
+                    2,
+                    Duration::from_millis(100),
+                )
+                .await
+                .ok()?;
+            ready.into_iter().find(|n| old.iter().all(|r| &r.pod != n))
+        },
+    )
+    .await?;
+    let ready_after = deleted_at.elapsed();
+    ensure!(
+        ready_after < Duration::from_secs(35),
+        "the replacement {replacement} took {ready_after:?} after the deletion to be Ready: no faster \
+         than a cold start's 35 s warmup"
+    );
+    let replicas = replicas_over_https(plane, kubelet, ns, dir).await?;
+    let new = replicas
+        .iter()
+        .find(|r| r.pod == replacement)
+        .context("the replacement over HTTPS")?;
+    let survivor = replicas
+        .iter()
+        .find(|r| r.pod == old[1].pod)
+        .context("the survivor over HTTPS")?;
+    let metrics = new
+        .client
+        .get(format!("{}/metrics", new.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let copies = value("surge_aggregator_peer_warmup_attempts_total{result=\"ok\"}");
+    let samples = value("surge_aggregator_peer_warmup_samples_total");
+    let seconds = value("surge_aggregator_peer_warmup_seconds");
+    ensure!(
+        copies == 1.0 && samples > 0.0,
+        "the replacement did not warm from its peer ({copies} copies, {samples} samples):\n{metrics}"
+    );
+    // Before the replacement existed: only the copy can have brought these samples.
+    let t = deleted_at_unix - 1.0;
+    let q = "sum(rate(http_requests_total{app=\"web\"}[30s]))";
+    let mut answers = Vec::new();
+    for r in [survivor, new] {
+        answers.push(scalar(&query(r, q, Some(t)).await?).context("no answer")?);
+    }
+    // Series may be summed in another order: equal to rounding.
+    ensure!(
+        answers[0] > 0.0 && (answers[0] - answers[1]).abs() <= 1e-9 * answers[0],
+        "survivor and replacement differ before the replacement existed: {answers:?}"
+    );
+    Ok(format!(
+        "replacement {replacement} warmed from its peer: {samples} samples in {seconds:.2} s, Ready \
+         {:.1} s after the deletion (cold: ≥ 35 s), {q} at the deletion {:.3} on both",
+        ready_after.as_secs_f64(),
+        answers[0]
+    ))
 }
 
 /// One rendering, installed and checked; returns its figures.
@@ -836,6 +898,8 @@ async fn scenario(
         steady.then_some(v)
     })
     .await?;
+    let deleted_at = Instant::now();
+    let deleted_at_unix = unix_now();
     run(
         plane,
         "kubectl",
@@ -868,6 +932,18 @@ async fn scenario(
     figure(format!(
         "one replica deleted: {ok} reads through kube-apiserver, all {before}"
     ));
+    figure(
+        check_peer_warmup(
+            kubelet,
+            plane,
+            ns,
+            dir,
+            &replicas,
+            deleted_at,
+            deleted_at_unix,
+        )
+        .await?,
+    );
 
     // Tear down for the next rendering: the app's extra pods and surge's workloads (the namespace and
     // cluster-scoped objects stay; the next rendering uses its own namespace and re-registers the

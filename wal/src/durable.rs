@@ -1,14 +1,19 @@
 //! [`DurableOutput`]: the durable queue in front of a remote-write sender, behind the output seam.
 //!
 //! ```text
-//! submit ─ seq, encode ─┬─▶ writer thread: write(2) to the active segment, fsync by policy, cursor file
+//! submit ─ seq ─────────┬─▶ writer thread: encode, write(2) to the active segment, fsync by policy, cursor
 //!                       └─▶ caught up? sender.submit_tracked (from memory)  else  memory window / disk
 //! pump task: acks ─▶ cursor (first unacknowledged seq) ─▶ writer;  backlog ─▶ sender, memory first, then disk
 //! ```
 //!
-//! - **The disk is off the send path while the destination is healthy.** `submit` encodes the record
-//!   (a memory copy), hands it to the writer thread and, when nothing older is waiting, submits the
-//!   same `Arc<Batch>` to the sender at once. Persisting runs beside the send.
+//! - **The disk is off the send path while the destination is healthy.** `submit` numbers the batch,
+//!   hands the same `Arc<Batch>` to the writer thread (which encodes, checksums and writes the record)
+//!   and, when nothing older is waiting, to the sender at once. Persisting runs beside the send; the
+//!   submit path only sums the record's length for the disk budget ([`record::encoded_len`]): no
+//!   encoding, no copy, no allocation per record, so its p99 is not a memory copy of the whole batch.
+//!   Durability is unchanged: a batch was never on disk when `submit` returned (`write(2)` happens on
+//!   the writer thread at once, `fsync` by policy: `always` after each write, `batch` every interval,
+//!   `never`), and a kill before the write loses what was only in memory either way.
 //! - **Order.** Batches get rising sequence numbers and reach the sender strictly in that order (live
 //!   sends happen under the core lock, only when every older batch has been handed over), so each
 //!   series stays in time order across an outage and a restart.
@@ -145,9 +150,11 @@ struct Core {
 }
 
 enum WriterMsg {
+    /// Batch `seq`, whose record is `len` bytes ([`record::encoded_len`]), to encode and write.
     Append {
         seq: u64,
-        frame: Vec<u8>,
+        batch: Arc<Batch>,
+        len: u64,
         samples: u32,
     },
     Ack(u64),
@@ -315,18 +322,17 @@ impl Inner {
             self.metrics.dropped("shutdown", n as u64);
             return;
         }
-        let mut frame = Vec::new();
+        let mut len = record::encoded_len(&batch);
         let mut core = self.core.lock();
         let seq = core.next_seq;
-        record::encode(seq, &batch, &mut frame);
-        if self.when_full == WhenFull::Backpressure && !self.fits(frame.len(), self.max_bytes) {
+        if self.when_full == WhenFull::Backpressure && !self.fits(len, self.max_bytes) {
             let all = batch.series.len();
             health = health.min(all);
             let health_room = self.max_bytes + self.max_bytes / 50;
             let tail = health_tail(&batch, health);
-            frame.clear();
-            let kept = record::encode(seq, &tail, &mut frame);
-            if health == 0 || !self.fits(frame.len(), health_room) {
+            let kept = tail.sample_count();
+            len = record::encoded_len(&tail);
+            if health == 0 || !self.fits(len, health_room) {
                 drop(core);
                 self.metrics.dropped("wal_full", n as u64);
                 return;
@@ -336,21 +342,24 @@ impl Inner {
             batch = Arc::new(tail);
             n = kept;
         }
-        let len = frame.len() as u64;
+        let len = len as u64;
+        // Counted before the writer can subtract it, so the budget never reads a wrapped sum.
+        self.pending_bytes.fetch_add(len, Ordering::Relaxed);
         let sent = self.writer.lock().as_ref().is_some_and(|w| {
             w.send(WriterMsg::Append {
                 seq,
-                frame,
+                batch: batch.clone(),
+                len,
                 samples: n as u32,
             })
             .is_ok()
         });
         if !sent {
+            self.pending_bytes.fetch_sub(len, Ordering::Relaxed);
             drop(core);
             self.metrics.dropped("shutdown", n as u64);
             return;
         }
-        self.pending_bytes.fetch_add(len, Ordering::Relaxed);
         core.next_seq += 1;
         core.backlog += n as u64;
         core.sizes.insert(seq, n as u32);
@@ -587,9 +596,11 @@ async fn feed(inner: &Arc<Inner>, reader: &mut LogReader) {
 /// The writer thread: appends what `submit` encoded, enforces the disk budget, persists the cursor and
 /// syncs by policy. Ends (after a final sync) when every sender of its channel is gone.
 fn writer_loop(inner: Arc<Inner>, mut log: Log, rx: mpsc::Receiver<WriterMsg>, every: Duration) {
+    // Reused for every write: its capacity settles at the largest group of records written at once.
     let mut frames = Vec::new();
     let mut records: Vec<(u64, u32)> = Vec::new();
     let mut flushes = Vec::new();
+    let mut pending = 0u64;
     loop {
         let first = match rx.recv_timeout(every) {
             Ok(m) => Some(m),
@@ -602,11 +613,13 @@ fn writer_loop(inner: Arc<Inner>, mut log: Log, rx: mpsc::Receiver<WriterMsg>, e
             match msg {
                 WriterMsg::Append {
                     seq,
-                    frame,
+                    batch,
+                    len,
                     samples,
                 } => {
-                    frames.extend_from_slice(&frame);
+                    record::encode(seq, &batch, &mut frames);
                     records.push((seq, samples));
+                    pending += len;
                 }
                 WriterMsg::Ack(a) => ack = Some(a),
                 WriterMsg::Flush(tx) => flushes.push(tx),
@@ -615,9 +628,14 @@ fn writer_loop(inner: Arc<Inner>, mut log: Log, rx: mpsc::Receiver<WriterMsg>, e
         }
         if !records.is_empty() {
             write_records(&inner, &mut log, &frames, &records);
-            inner
-                .pending_bytes
-                .fetch_sub(frames.len() as u64, Ordering::Relaxed);
+            // What `submit` counted (equal to the frames' length: `encoded_len` is exact).
+            debug_assert_eq!(
+                pending,
+                frames.len() as u64,
+                "record::encoded_len is not exact"
+            );
+            inner.pending_bytes.fetch_sub(pending, Ordering::Relaxed);
+            pending = 0;
             if let Some(&(last, _)) = records.last() {
                 inner.persisted.store(last + 1, Ordering::Release);
             }

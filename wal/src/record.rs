@@ -19,6 +19,22 @@ pub(crate) const FRAME_HEADER: usize = 8;
 /// The largest payload accepted when reading: a length beyond it is corruption, not a huge batch.
 pub(crate) const MAX_PAYLOAD: usize = 256 << 20;
 
+/// Bytes before the first series: seq, tier, scrape_end_ms, series count.
+const PAYLOAD_HEAD: usize = 8 + 1 + 8 + 4;
+
+/// The length of `batch`'s framed record, exactly what [`encode`] appends, without encoding it: a sum
+/// over the series (no copying), so `submit` can check the disk budget and leave the encoding to the
+/// writer thread.
+pub fn encoded_len(batch: &Batch) -> usize {
+    FRAME_HEADER
+        + PAYLOAD_HEAD
+        + batch
+            .series
+            .iter()
+            .map(|s| 4 + s.series.label_block().len() + 4 + 16 * s.samples.len())
+            .sum::<usize>()
+}
+
 /// Appends the framed record of `batch` with sequence number `seq` to `out`; returns the samples in it.
 pub fn encode(seq: u64, batch: &Batch, out: &mut Vec<u8>) -> usize {
     let start = out.len();
@@ -192,6 +208,24 @@ mod tests {
                 })
                 .collect(),
             scrape_end_ms: 1234,
+        }
+    }
+
+    #[test]
+    fn encoded_len_is_the_framed_length() {
+        let mut b = batch();
+        b.series[1].samples.push(Sample {
+            timestamp_ms: 5000,
+            value: f64::NAN,
+        });
+        let empty = Batch {
+            series: Vec::new(),
+            ..batch()
+        };
+        for b in [batch(), b, empty] {
+            let mut buf = vec![1, 2, 3];
+            encode(9, &b, &mut buf);
+            assert_eq!(encoded_len(&b), buf.len() - 3);
         }
     }
 

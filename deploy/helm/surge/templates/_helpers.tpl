@@ -71,3 +71,50 @@ seccompProfile:
 {{- define "surge.certificateRef" -}}
 {{- printf "%s/%s" .Release.Namespace .Values.tls.secretName -}}
 {{- end -}}
+
+{{/*
+The agent's config as deployed: agent.config, and with mTLS on: the client certificate (mounted by the
+DaemonSet) on every HTTPS remote-write with a tls_config, instead of the bearer token (the aggregator
+takes either, and a token it cannot review would be refused before the certificate is looked at).
+*/}}
+{{- define "surge.agent.config" -}}
+{{- if .Values.mtls.enabled -}}
+{{- $cfg := fromYaml .Values.agent.config -}}
+{{- range $cfg.agent.remote_write -}}
+{{- if and .tls_config (hasPrefix "https://" (toString .url)) -}}
+{{- $_ := set .tls_config "cert_file" "/etc/surge/client-tls/tls.crt" -}}
+{{- $_ := set .tls_config "key_file" "/etc/surge/client-tls/tls.key" -}}
+{{- $_ := unset . "bearer_token_file" -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- else -}}
+{{- .Values.agent.config -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The aggregator's config as deployed: aggregator.config, and with mTLS on: client certificates verified
+against the client CA, required for writes and peer copies (they replace the token review), and the
+replica's own client certificate toward its peers instead of its token.
+*/}}
+{{- define "surge.aggregator.config" -}}
+{{- if .Values.mtls.enabled -}}
+{{- $cfg := fromYaml .Values.aggregator.config -}}
+{{- $agg := $cfg.aggregator -}}
+{{- $server := $agg.server | default dict -}}
+{{- $tls := $server.tls | required "mtls.enabled needs aggregator.server.tls in aggregator.config" -}}
+{{- $_ := set $tls "client_ca_file" "/etc/surge/client-tls/ca.crt" -}}
+{{- $_ := set $server "auth" (dict "client_certificates" true) -}}
+{{- with $agg.peers -}}
+{{- $peerTls := .tls_config | default dict -}}
+{{- $_ := set $peerTls "cert_file" "/etc/surge/client-tls/tls.crt" -}}
+{{- $_ := set $peerTls "key_file" "/etc/surge/client-tls/tls.key" -}}
+{{- $_ := set . "tls_config" $peerTls -}}
+{{- $_ := unset . "bearer_token_file" -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- else -}}
+{{- .Values.aggregator.config -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,190 @@
+//! The Helm chart's optional mTLS (`mtls.enabled`), rendered by the real Helm v4 SDK (`helm lint
+//! --strict` first): off by default (the rendering has no client certificate anywhere); on, the agents
+//! mount Secret `mtls.secretName` and present its certificate on their HTTPS remote-write instead of the
+//! token, and the aggregator verifies client certificates against that Secret's `ca.crt`, takes writes
+//! and peer copies only with one (`server.auth.client_certificates`, no token review), and presents it
+//! to its own peers. Both configs as rendered load as surge configs. With cert-manager the chart
+//! requests the client certificate from the serving certificate's issuer.
+//!
+//! Needs helm-python-sdk (`$SURGE_HELM_PYTHON`, which `.ci/run` sets up).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use surge_config::{MapEnv, load_str};
+
+const CLIENT_DIR: &str = "/etc/surge/client-tls";
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/surge")
+}
+
+/// The chart's objects for `values`.
+fn render(values: Value) -> Vec<Value> {
+    let yaml = surge_tests::helm::render(&chart(), "surge", &values).unwrap();
+    // Documents are separated by `---` lines (the SDK's join and the templates' own).
+    let mut docs = vec![String::new()];
+    for line in yaml.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else if let Some(d) = docs.last_mut() {
+            d.push_str(line);
+            d.push('\n');
+        }
+    }
+    docs.iter()
+        .map(|d| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(d).unwrap())
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect()
+}
+
+fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objs.iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// The `surge.yaml` of a ConfigMap: parsed, and checked as surge loads it in a pod.
+fn config(objs: &[Value], name: &str) -> Value {
+    let text = find(objs, "ConfigMap", name)["data"]["surge.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let env = MapEnv::default()
+        .with("NODE_NAME", "n1")
+        .with("POD_IP", "10.0.0.7")
+        .with("POD_NAME", "surge-x")
+        .with("POD_NAMESPACE", "surge");
+    if let Err(e) = load_str(&text, name, &env) {
+        panic!("{name} as rendered is not a valid surge config:\n{e}\n{text}");
+    }
+    serde_json::to_value(serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text).unwrap()).unwrap()
+}
+
+/// The pod spec of a workload.
+fn pod<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    &find(objs, kind, name)["spec"]["template"]["spec"]
+}
+
+/// The client-certificate volume's Secret and mount path in `pod`, if any.
+fn client_volume(pod: &Value) -> Option<(String, String)> {
+    let volume = pod["volumes"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == "client-tls")?;
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == "client-tls")
+        .expect("a client-tls volume is mounted");
+    Some((
+        volume["secret"]["secretName"].as_str()?.to_owned(),
+        mount["mountPath"].as_str()?.to_owned(),
+    ))
+}
+
+fn checksum(objs: &[Value], kind: &str, name: &str) -> Value {
+    find(objs, kind, name)["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone()
+}
+
+#[test]
+fn mtls_is_off_by_default_and_on_it_replaces_the_token() {
+    let off = render(json!({}));
+    let on = render(json!({"mtls": {"enabled": true}}));
+
+    // Off: no client certificate anywhere; the token authenticates.
+    assert_eq!(client_volume(pod(&off, "DaemonSet", "surge-agent")), None);
+    assert_eq!(
+        client_volume(pod(&off, "Deployment", "surge-aggregator")),
+        None
+    );
+    let agg = config(&off, "surge-aggregator-config");
+    assert!(agg["aggregator"]["server"]["tls"]["client_ca_file"].is_null());
+    assert!(agg["aggregator"]["server"]["auth"]["token_review"].is_object());
+    let agent = config(&off, "surge-agent-config");
+    assert!(agent["agent"]["remote_write"][0]["tls_config"]["cert_file"].is_null());
+
+    // On: the agents present the Secret's certificate, without a token.
+    let secret = "surge-client-tls".to_owned();
+    let mount = CLIENT_DIR.to_owned();
+    assert_eq!(
+        client_volume(pod(&on, "DaemonSet", "surge-agent")),
+        Some((secret.clone(), mount.clone()))
+    );
+    let agent = config(&on, "surge-agent-config");
+    let rw = &agent["agent"]["remote_write"][0];
+    assert_eq!(rw["tls_config"]["cert_file"], format!("{mount}/tls.crt"));
+    assert_eq!(rw["tls_config"]["key_file"], format!("{mount}/tls.key"));
+    assert_eq!(
+        rw["tls_config"]["ca_file"], "/etc/surge/aggregator-ca/ca.crt",
+        "the server is still verified against its own CA"
+    );
+    assert!(rw["bearer_token_file"].is_null(), "{rw}");
+
+    // The aggregator verifies client certificates against the Secret's CA and requires one for writes
+    // and peer copies; the handshake does not (the kubelet's HTTPS probes present none).
+    assert_eq!(
+        client_volume(pod(&on, "Deployment", "surge-aggregator")),
+        Some((secret, mount.clone()))
+    );
+    let agg = config(&on, "surge-aggregator-config");
+    let server = &agg["aggregator"]["server"];
+    assert_eq!(server["tls"]["client_ca_file"], format!("{mount}/ca.crt"));
+    assert!(server["tls"]["require_client_cert"].is_null(), "{server}");
+    assert_eq!(server["auth"], json!({"client_certificates": true}));
+    let peers = &agg["aggregator"]["peers"];
+    assert_eq!(peers["tls_config"]["cert_file"], format!("{mount}/tls.crt"));
+    assert_eq!(peers["tls_config"]["key_file"], format!("{mount}/tls.key"));
+    assert_eq!(peers["tls_config"]["ca_file"], "/etc/surge/tls/ca.crt");
+    assert!(peers["bearer_token_file"].is_null(), "{peers}");
+    // Everything else is the default config, unchanged.
+    assert_eq!(
+        agg["aggregator"]["kubernetes_api"],
+        config(&off, "surge-aggregator-config")["aggregator"]["kubernetes_api"]
+    );
+
+    // Turning it on or off restarts the pods (their config checksum changes).
+    for (kind, name) in [
+        ("DaemonSet", "surge-agent"),
+        ("Deployment", "surge-aggregator"),
+    ] {
+        assert_ne!(
+            checksum(&off, kind, name),
+            checksum(&on, kind, name),
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn with_cert_manager_the_client_certificate_is_requested_from_the_same_issuer() {
+    let objs = render(json!({
+        "tls": {"certManager": {"enabled": true}},
+        "mtls": {"enabled": true, "secretName": "agents-mtls"},
+    }));
+    let client = find(&objs, "Certificate", "agents-mtls");
+    let serving = find(&objs, "Certificate", "surge-aggregator-tls");
+    assert_eq!(client["spec"]["secretName"], "agents-mtls");
+    assert_eq!(client["spec"]["issuerRef"], serving["spec"]["issuerRef"]);
+    let usages = client["spec"]["usages"].as_array().unwrap();
+    assert!(usages.contains(&json!("client auth")), "{usages:?}");
+    assert!(!usages.contains(&json!("server auth")), "{usages:?}");
+    assert_eq!(
+        client_volume(pod(&objs, "DaemonSet", "surge-agent")),
+        Some(("agents-mtls".to_owned(), CLIENT_DIR.to_owned()))
+    );
+    // Without mTLS, no client certificate is requested.
+    let objs = render(json!({"tls": {"certManager": {"enabled": true}}}));
+    assert_eq!(
+        objs.iter()
+            .filter(|o| o["kind"] == "Certificate")
+            .filter(|o| o["spec"]["usages"]
+                .as_array()
+                .is_some_and(|u| u.contains(&json!("client auth"))))
+            .count(),
+        0
+    );
+}

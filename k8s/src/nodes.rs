@@ -16,6 +16,11 @@
 //! count replaces one not yet written. Writes go out at most `writes_per_second` (burst `burst`); a 429
 //! puts the write back and pauses the writer for the Status' `retryAfterSeconds` (1 s when absent).
 //!
+//! Ordering with the pod decision: [`NodeActuator::apply_claims_written`] also returns a
+//! [`ClaimsWritten`] for the writes it queued; the `/scale` patch of the same decision waits on it
+//! (bounded) before it goes out, so the API server sees the NodeClaims before the pods that need them
+//! although the two writes leave through independent queues.
+//!
 //! A claim that has not become a Ready node after `launch_timeout` (Karpenter's registration TTL) is
 //! deleted and its offering is reported unavailable for `unavailable_ttl`, so the next plan falls back
 //! to another type or capacity type. That check runs in `observe_nodes` (a cache read) and queues the
@@ -144,7 +149,53 @@ pub struct NodeActuator {
     queue: Mutex<BTreeMap<String, (u64, Write)>>,
     seq: std::sync::atomic::AtomicU64,
     wake: Notify,
+    /// The sequence number of the write on the wire, if any (taken under the `queue` lock).
+    writing: Mutex<Option<u64>>,
+    /// Bumped after each write's outcome (or requeue), so [`ClaimsWritten::wait`] looks again.
+    settled: tokio::sync::watch::Sender<u64>,
     writes: Family<WriteLabels, Counter>,
+}
+
+/// The writes one decision queued, for the `/scale` patch of that decision to wait on: settled once
+/// none of them is queued or on the wire any more (written, failed, or dropped as not the leader). A
+/// write put back after a 429 is not settled.
+#[derive(Clone)]
+pub struct ClaimsWritten {
+    nodes: Arc<NodeActuator>,
+    /// The highest sequence number of the decision's writes.
+    seq: u64,
+}
+
+impl std::fmt::Debug for ClaimsWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimsWritten")
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+impl ClaimsWritten {
+    /// Whether every write up to this decision's has left the queue.
+    pub fn is_settled(&self) -> bool {
+        self.nodes.settled_up_to(self.seq)
+    }
+
+    /// Waits until [`ClaimsWritten::is_settled`] or `limit` passed; returns whether it settled.
+    pub async fn wait(&self, limit: Duration) -> bool {
+        let mut rx = self.nodes.settled.subscribe();
+        let settled = async {
+            loop {
+                if self.is_settled() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    // The writer is gone (shutdown): nothing will settle.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(limit, settled).await.is_ok()
+    }
 }
 
 impl NodeActuator {
@@ -194,6 +245,8 @@ impl NodeActuator {
             queue: Mutex::new(BTreeMap::new()),
             seq: std::sync::atomic::AtomicU64::new(0),
             wake: Notify::new(),
+            writing: Mutex::new(None),
+            settled: tokio::sync::watch::channel(0).0,
             writes,
         });
         tokio::spawn(actuator.clone().write_loop(cancel));
@@ -211,10 +264,31 @@ impl NodeActuator {
 
     /// NodeClaim creations and deletions: each name once, leader only.
     pub fn apply_claims(&self, create: &[PlannedNode], delete: &[String]) -> String {
+        self.queue_claims(create, delete).0
+    }
+
+    /// As [`NodeActuator::apply_claims`], with what the decision's `/scale` patch waits on (`None`:
+    /// nothing was queued).
+    pub fn apply_claims_written(
+        self: &Arc<Self>,
+        create: &[PlannedNode],
+        delete: &[String],
+    ) -> (String, Option<ClaimsWritten>) {
+        let (said, seq) = self.queue_claims(create, delete);
+        let written = seq.map(|seq| ClaimsWritten {
+            nodes: self.clone(),
+            seq,
+        });
+        (said, written)
+    }
+
+    /// Queues the writes; returns what was done and the highest sequence number queued.
+    fn queue_claims(&self, create: &[PlannedNode], delete: &[String]) -> (String, Option<u64>) {
         if !self.leader.is_leader() {
             self.count("any", "not_leader");
-            return "not the leader: skipped".into();
+            return ("not the leader: skipped".into(), None);
         }
+        let mut last_seq = None;
         let mut created = 0;
         let mut deleted = 0;
         {
@@ -242,17 +316,26 @@ impl NodeActuator {
                 asked
                     .created
                     .insert(n.name.clone(), (n.clone(), Instant::now()));
-                self.enqueue(format!("claim/{}", n.name), Write::CreateClaim(manifest));
+                last_seq = Some(self.enqueue(format!("claim/{}", n.name), Write::CreateClaim(manifest)));
                 created += 1;
             }
             for name in delete {
                 if asked.deleted.insert(name.clone()) {
-                    self.enqueue(format!("claim/{name}"), Write::DeleteClaim);
+                    last_seq = Some(self.enqueue(format!("claim/{name}"), Write::DeleteClaim));
                     deleted += 1;
                 }
             }
         }
-        format!("NodeClaims queued: create {created}, delete {deleted}")
+        (
+            format!("NodeClaims queued: create {created}, delete {deleted}"),
+            last_seq,
+        )
+    }
+
+    /// Whether no write with a sequence number up to `seq` is queued or on the wire.
+    fn settled_up_to(&self, seq: u64) -> bool {
+        let queue = self.queue.lock();
+        queue.values().all(|(s, _)| *s > seq) && self.writing.lock().is_none_or(|s| s > seq)
     }
 
     /// The headroom Deployment's replicas (and its PriorityClass), applied when the count changes.
@@ -487,10 +570,12 @@ impl NodeActuator {
         entry.1
     }
 
-    fn enqueue(&self, key: String, write: Write) {
+    /// Queues `write` for `key` (replacing one not yet written); returns its sequence number.
+    fn enqueue(&self, key: String, write: Write) -> u64 {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         self.queue.lock().insert(key, (seq, write));
         self.wake.notify_one();
+        seq
     }
 
     fn count(&self, op: &'static str, outcome: &'static str) {
@@ -499,14 +584,23 @@ impl NodeActuator {
             .inc();
     }
 
-    /// Takes the oldest pending write.
+    /// Takes the oldest pending write and marks it on the wire (under the queue's lock, so a
+    /// [`ClaimsWritten`] never sees it in neither place).
     fn next_write(&self) -> Option<(String, u64, Write)> {
         let mut q = self.queue.lock();
         let key = q
             .iter()
             .min_by_key(|(_, (seq, _))| *seq)
             .map(|(k, _)| k.clone())?;
-        q.remove(&key).map(|(seq, w)| (key, seq, w))
+        let (seq, w) = q.remove(&key)?;
+        *self.writing.lock() = Some(seq);
+        Some((key, seq, w))
+    }
+
+    /// The write on the wire has an outcome (or was put back): wake whoever waits on it.
+    fn write_settled(&self) {
+        *self.writing.lock() = None;
+        self.settled.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Writes pending objects one at a time under the rate limit until `cancel`.
@@ -525,13 +619,17 @@ impl NodeActuator {
             }
             if !self.leader.is_leader() {
                 self.count(write.op(), "not_leader");
+                self.write_settled();
                 continue;
             }
             let op = write.op();
             let result =
                 tokio::time::timeout(self.cfg.write_timeout, self.write(&key, &write)).await;
             match result {
-                Ok(Ok(())) => self.count(op, "ok"),
+                Ok(Ok(())) => {
+                    self.count(op, "ok");
+                    self.write_settled();
+                }
                 Ok(Err(kube::Error::Api(s))) if s.code == 429 => {
                     self.count(op, "throttled");
                     let wait = s
@@ -543,6 +641,7 @@ impl NodeActuator {
                     tracing::info!(object = %key, wait_s = wait, "API server asked to retry later (429)");
                     // Put it back unless a newer write for the object arrived meanwhile.
                     self.queue.lock().entry(key).or_insert((seq, write));
+                    self.write_settled();
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_secs(u64::from(wait))) => {}
@@ -552,11 +651,13 @@ impl NodeActuator {
                     self.count(op, "error");
                     tracing::warn!(object = %key, error = %e, "node write failed");
                     self.forget(&key, &write);
+                    self.write_settled();
                 }
                 Err(_) => {
                     self.count(op, "timeout");
                     tracing::warn!(object = %key, "node write timed out");
                     self.forget(&key, &write);
+                    self.write_settled();
                 }
             }
         }

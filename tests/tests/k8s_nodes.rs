@@ -281,6 +281,13 @@ fn feed(state: Arc<AggregatorState>, load: Arc<Mutex<f64>>, cancel: Cancellation
     });
 }
 
+/// The registry's metrics in the text exposition format.
+fn registry_text(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+    out
+}
+
 async fn wait_for(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
     let start = Instant::now();
     while !ok().await {
@@ -428,25 +435,51 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         node_decision.decided_in_us,
         node_decision.actuation
     );
-    // The claims are asked for in the pod decision itself. They are queued before the `/scale` patch,
-    // but the two writes go through independent queues, so the API server may see the patch first (seen
-    // once in a full run: the first new pod a few ms before the claim). What is asserted is the mission's
-    // point: the claim exists no later than 1 s after the first new pod, i.e. before Karpenter could ask
-    // (it sees a pod only once it is Pending and unschedulable, then waits out a ≥ 1 s batch window).
+    // The claims are asked for in the pod decision itself, and the decision's `/scale` patch waits
+    // until they were written: the API server holds the first NodeClaim before the first new pod.
+    // Asserted twice: in the order two watches saw them, and by creationTimestamp (whole seconds, so
+    // `<=`).
     let first_claim = claims.first().expect("claims created");
-    let first_new_pod = pods_seen
+    let (first_new_pod_name, first_new_pod) = pods_seen
         .0
         .lock()
         .iter()
         .filter(|(n, _)| **n != first_pod)
-        .map(|(_, t)| *t)
-        .min()
+        .map(|(n, t)| (n.clone(), *t))
+        .min_by_key(|(_, t)| *t)
         .unwrap();
     assert!(
-        first_claim <= first_new_pod + Duration::from_secs(1),
+        first_claim < first_new_pod,
         "first claim seen {:?} after the load step, first new pod {:?}",
         first_claim - step,
         first_new_pod - step
+    );
+    let claim_api: Api<DynamicObject> = Api::all_with(client.clone(), &node_claim_resource());
+    let created = |m: &kube::api::ObjectMeta| m.creation_timestamp.clone().unwrap().0;
+    let claim_created = claim_api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| created(&c.metadata))
+        .min()
+        .unwrap();
+    let pod_created = created(
+        &Api::<Pod>::namespaced(client.clone(), NS)
+            .get(&first_new_pod_name)
+            .await
+            .unwrap()
+            .metadata,
+    );
+    assert!(
+        claim_created <= pod_created,
+        "first claim created at {claim_created}, first new pod at {pod_created}"
+    );
+    let waits = registry_text(&registry);
+    assert!(
+        waits.contains("surge_scale_claims_wait_total{outcome=\"written\"}"),
+        "the scale-up's patch waited for its claims: {waits}"
     );
     // The first claims are spot (cheapest): the provider never fulfils them. After the launch
     // timeout they are deleted and on-demand claims replace them; the scheduler binds every pod.
@@ -458,7 +491,6 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
     })
     .await;
     let nodes_api: Api<Node> = Api::all(client.clone());
-    let claim_api: Api<DynamicObject> = Api::all_with(client.clone(), &node_claim_resource());
     let live: BTreeSet<String> = claim_api
         .list(&ListParams::default())
         .await

@@ -27,8 +27,9 @@ use surge_nodes::{
     Catalog, ConsolidationInput, NodePool, PlannedNode, ProvisionInput, ScaleUp, Unschedulable,
 };
 
-/// What node decisions read: the NodePools, the instance-type catalog, the DaemonSet pods every node
-/// runs, and how often the between-decisions pass (Pending pods, consolidation) runs.
+/// What node decisions read: the NodePools, the instance-type catalog, DaemonSet pods every node runs
+/// beyond the cluster's own (which the actuator reports in [`surge_actuate::NodeView::daemonsets`]),
+/// and how often the between-decisions pass (Pending pods, consolidation) runs.
 #[derive(Debug, Clone)]
 pub struct NodeDecisions {
     pub pools: Vec<NodePool>,
@@ -111,13 +112,14 @@ impl NodeEngine {
             })
             .collect();
         let cfg = &self.cfg;
+        let daemonsets = with_cluster_daemonsets(&cfg.daemonsets, &view);
         let input = ProvisionInput {
             catalog: &cfg.catalog,
             pools: &cfg.pools,
             pods: &view.pending,
             existing: &view.existing,
             in_flight: &view.in_flight,
-            daemonsets: &cfg.daemonsets,
+            daemonsets: &daemonsets,
             unavailable: &view.unavailable,
         };
         let mut plan = surge_nodes::plan_ahead(&input, &scale_ups);
@@ -158,11 +160,12 @@ impl NodeEngine {
         let Ok(now) = jiff::Timestamp::from_millisecond(now) else {
             return Vec::new();
         };
+        let daemonsets = with_cluster_daemonsets(&self.cfg.daemonsets, view);
         let input = ConsolidationInput {
             catalog: &self.cfg.catalog,
             pools: &self.cfg.pools,
             nodes: &view.cluster,
-            daemonsets: &self.cfg.daemonsets,
+            daemonsets: &daemonsets,
             unavailable: &view.unavailable,
             spot_to_spot: false,
         };
@@ -172,6 +175,14 @@ impl NodeEngine {
             .map(|d| d.node)
             .collect()
     }
+}
+
+/// The DaemonSet pods every new node runs: the configured ones and the cluster's.
+fn with_cluster_daemonsets(
+    configured: &[surge_nodes::Pod],
+    view: &surge_actuate::NodeView,
+) -> Vec<surge_nodes::Pod> {
+    configured.iter().chain(&view.daemonsets).cloned().collect()
 }
 
 /// `n` in base 36 (lowercase: NodeClaim names are DNS labels).

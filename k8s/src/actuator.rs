@@ -290,15 +290,23 @@ impl Actuator for KubeActuator {
         self.nodes.get()?.observe_nodes()
     }
 
-    /// From a live pod of the workload (its `/scale` selector's); dry-run policies have none.
+    /// From the workload's `spec.template` (its watch, so a workload at zero replicas has one too);
+    /// else from a live pod of the workload (its `/scale` selector's). Dry-run policies have none.
     fn pod_template(&self, policy: &Policy) -> Option<surge_nodes::Pod> {
         if policy.mode == ActuationMode::DryRun {
             return None;
         }
         let nodes = self.nodes.get()?;
-        let scale = self.target(&policy.workload).observed()?;
+        let key = policy.workload.key();
+        let target = self.target(&policy.workload);
+        if let Some(mut template) = target.pod_template() {
+            template.name = key.clone();
+            nodes.remember_template(&key, &template);
+            return Some(template);
+        }
+        let scale = target.observed()?;
         let selector = parse_selector(scale.selector.as_deref()?).ok()?;
-        nodes.pod_template(&policy.workload.key(), &selector)
+        nodes.pod_template(&key, &selector)
     }
 }
 

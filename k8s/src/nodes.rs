@@ -2,9 +2,10 @@
 //! deleted, the headroom Deployment's replicas set — and the cluster as node decisions see it.
 //!
 //! ```text
-//! reflectors: NodeClaims (karpenter.sh/v1, dynamic) · Nodes · Pods (all namespaces)
+//! reflectors: NodeClaims (karpenter.sh/v1, dynamic) · Nodes · Pods · DaemonSets (all namespaces)
 //!   observe_nodes ─▶ NodeView: Ready nodes + their pods' requests, in-flight claims, Pending pods,
-//!                    surge's nodes for consolidation, offerings that failed to launch
+//!                    surge's nodes for consolidation, offerings that failed to launch, the pod
+//!                    each DaemonSet runs per node
 //! apply(NodeClaims / Headroom) ─▶ leader? ─▶ pending writes, one per object (latest wins)
 //!   writer task ─▶ token bucket ─▶ create / delete / server-side apply ─▶ 429: wait Retry-After, retry
 //! ```
@@ -32,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -143,7 +145,8 @@ pub struct NodeActuator {
     claims: Store<DynamicObject>,
     nodes: Store<Node>,
     pods: Store<Pod>,
-    ready: [Arc<AtomicBool>; 3],
+    daemonsets: Store<DaemonSet>,
+    ready: [Arc<AtomicBool>; 4],
     asked: Mutex<Asked>,
     /// Pending writes by object key (`claim/<name>`, `headroom/<ns>/<name>`), oldest first.
     queue: Mutex<BTreeMap<String, (u64, Write)>>,
@@ -199,7 +202,7 @@ impl ClaimsWritten {
 }
 
 impl NodeActuator {
-    /// Starts the NodeClaim, Node and Pod reflectors and the writer task; waits up to `sync_timeout`
+    /// Starts the NodeClaim, Node, Pod and DaemonSet reflectors and the writer task; waits up to `sync_timeout`
     /// for the caches. Everything stops on `cancel`.
     pub async fn start(
         client: Client,
@@ -226,6 +229,11 @@ impl NodeActuator {
             reflector::store::Writer::default(),
             &cancel,
         );
+        let (daemonsets, d_ready) = reflect(
+            Api::<DaemonSet>::all(client.clone()),
+            reflector::store::Writer::default(),
+            &cancel,
+        );
         let writes = Family::default();
         registry.register(
             "surge_node_writes",
@@ -240,7 +248,8 @@ impl NodeActuator {
             claims,
             nodes,
             pods,
-            ready: [c_ready, n_ready, p_ready],
+            daemonsets,
+            ready: [c_ready, n_ready, p_ready, d_ready],
             asked: Mutex::new(Asked::default()),
             queue: Mutex::new(BTreeMap::new()),
             seq: std::sync::atomic::AtomicU64::new(0),
@@ -257,7 +266,7 @@ impl NodeActuator {
         actuator
     }
 
-    /// Whether the three caches have been filled once.
+    /// Whether the four caches have been filled once.
     pub fn is_synced(&self) -> bool {
         self.ready.iter().all(|r| r.load(Ordering::Acquire))
     }
@@ -316,7 +325,8 @@ impl NodeActuator {
                 asked
                     .created
                     .insert(n.name.clone(), (n.clone(), Instant::now()));
-                last_seq = Some(self.enqueue(format!("claim/{}", n.name), Write::CreateClaim(manifest)));
+                last_seq =
+                    Some(self.enqueue(format!("claim/{}", n.name), Write::CreateClaim(manifest)));
                 created += 1;
             }
             for name in delete {
@@ -391,6 +401,15 @@ impl NodeActuator {
         Some(template)
     }
 
+    /// Remembers `template` as the pod of `workload_key`'s replicas still to be created (what the
+    /// claims planned for them request).
+    pub fn remember_template(&self, workload_key: &str, template: &surge_nodes::Pod) {
+        self.asked
+            .lock()
+            .templates
+            .insert(workload_key.to_owned(), template.clone());
+    }
+
     /// What the planned node's pods request: Pending pods by name, pods still to be created
     /// (`<workload>-ahead-<i>`) from their workload's template.
     fn requests_of(&self, asked: &Asked, n: &PlannedNode) -> Resources {
@@ -439,6 +458,7 @@ impl NodeActuator {
         }
         let mut view = NodeView {
             pending,
+            daemonsets: self.daemonset_pods(),
             ..NodeView::default()
         };
         let mut asked = self.asked.lock();
@@ -541,6 +561,25 @@ impl NodeActuator {
         }
         view.unavailable = asked.unavailable.iter().map(|(u, _)| u.clone()).collect();
         Some(view)
+    }
+
+    /// The pod of each DaemonSet (its template's requests, nodeSelector, affinity, tolerations), named
+    /// `namespace/name`; one not readable is left out (logged).
+    fn daemonset_pods(&self) -> Vec<surge_nodes::Pod> {
+        self.daemonsets
+            .state()
+            .iter()
+            .filter(|d| d.metadata.deletion_timestamp.is_none())
+            .filter_map(|d| {
+                let text = serde_json::to_string(d.as_ref()).ok()?;
+                surge_nodes::Pod::from_k8s_yaml(&text, "daemonset")
+                    .map_err(|e| {
+                        tracing::debug!(daemonset = %d.name_any(), error = %e,
+                            "DaemonSet pod template not readable for node decisions");
+                    })
+                    .ok()
+            })
+            .collect()
     }
 
     /// When a pod was last scheduled onto or removed from the claim's node (its Ready time at first).

@@ -205,6 +205,9 @@ pub(crate) struct ScaleTarget {
     synced: watch::Sender<bool>,
     desired: watch::Sender<Option<Desired>>,
     last_outcome: Mutex<Option<String>>,
+    /// The workload object as its watch last delivered it (its `spec.template` is the pod the next
+    /// replica will be), `None` until seen or once deleted.
+    object: RwLock<Option<Arc<DynamicObject>>>,
     ctx: Arc<PatchContext>,
 }
 
@@ -237,6 +240,7 @@ impl ScaleTarget {
             synced: watch::channel(false).0,
             desired,
             last_outcome: Mutex::new(None),
+            object: RwLock::new(None),
             ctx,
         });
         runtime.spawn(target.clone().follow(cancel.clone()));
@@ -269,6 +273,39 @@ impl ScaleTarget {
 
     pub(crate) fn last_outcome(&self) -> Option<String> {
         self.last_outcome.lock().clone()
+    }
+
+    /// The pod the workload's next replica will be, from its `spec.template` (Deployment,
+    /// StatefulSet, ReplicaSet): known at zero replicas too, unlike a live pod. `None` before the
+    /// watch delivered the object, for a kind without a pod template, or when it cannot be read.
+    pub(crate) fn pod_template(&self) -> Option<surge_nodes::Pod> {
+        let object = self.object.read().clone()?;
+        let mut object = object.as_ref().clone();
+        // Objects of a list carry no `apiVersion`/`kind`; the template reader goes by the kind.
+        object.types = Some(kube::api::TypeMeta {
+            api_version: self.workload.api_version.clone(),
+            kind: self.workload.kind.clone(),
+        });
+        let text = serde_json::to_string(&object).ok()?;
+        match surge_nodes::Pod::from_k8s_yaml(&text, &self.workload.key()) {
+            Ok(pod) => Some(pod),
+            Err(e) => {
+                tracing::debug!(workload = %self.workload.key(), error = %e,
+                    "the workload's pod template is not readable for node decisions");
+                None
+            }
+        }
+    }
+
+    /// Keeps the object a watch event carries (its pod template), or forgets a deleted one.
+    fn keep_object(&self, ev: &watcher::Event<DynamicObject>) {
+        match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                *self.object.write() = Some(Arc::new(o.clone()));
+            }
+            watcher::Event::Delete(_) => *self.object.write() = None,
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
     }
 
     /// Records a `dry-run` or `hpa` policy's decision as an Event on the workload ([`decision_event`]),
@@ -329,9 +366,14 @@ impl ScaleTarget {
                 _ = cancel.cancelled() => return,
                 _ = resync.tick() => {}
                 ev = events.next(), if watching => match ev {
-                    Some(Ok(_)) => {
+                    Some(Ok(ev)) => {
+                        self.keep_object(&ev);
                         // Coalesce a burst (the initial list, a rollout's status updates) into one GET.
-                        while let Some(Some(_)) = events.next().now_or_never() {}
+                        while let Some(Some(ev)) = events.next().now_or_never() {
+                            if let Ok(ev) = ev {
+                                self.keep_object(&ev);
+                            }
+                        }
                     }
                     Some(Err(e)) if is_forbidden(&e) => {
                         let poll = POLL_WITHOUT_WATCH.min(self.ctx.scale_resync);

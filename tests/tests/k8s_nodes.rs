@@ -93,13 +93,7 @@ fn policy_yaml() -> String {
 }
 
 fn start() -> ControlPlane {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "surge_k8s=info,surge_autoscaler=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let plane = start_plane(APISERVER_PORT, ETCD_PORT, None).unwrap();
     let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
     plane.kubectl(&["apply", "-f", crds], None);
@@ -138,6 +132,16 @@ spec:
         )),
     );
     plane
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "surge_k8s=info,surge_autoscaler=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
 }
 
 /// When each object was first seen by a watch.
@@ -258,13 +262,18 @@ fn provider(plane: &'static ControlPlane, client: kube::Client, delay: Duration)
     });
 }
 
-/// Ingests `web_rps = load` every 500 ms (the metric stays fresh) until cancelled.
-fn feed(state: Arc<AggregatorState>, load: Arc<Mutex<f64>>, cancel: CancellationToken) {
+/// Ingests `metric = load` every 500 ms (the metric stays fresh) until cancelled.
+fn feed(
+    state: Arc<AggregatorState>,
+    metric: &'static str,
+    load: Arc<Mutex<f64>>,
+    cancel: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut enc = snap::raw::Encoder::new();
         loop {
             let mut raw = Vec::new();
-            let l = Labels::from_pairs([("__name__", "web_rps")]);
+            let l = Labels::from_pairs([("__name__", metric)]);
             let sample = Sample {
                 timestamp_ms: now_ms(),
                 value: *load.lock(),
@@ -281,53 +290,28 @@ fn feed(state: Arc<AggregatorState>, load: Arc<Mutex<f64>>, cancel: Cancellation
     });
 }
 
-/// The registry's metrics in the text exposition format.
-fn registry_text(registry: &Registry) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
-    out
+/// The engine as the aggregator wires it, with node decisions on: a Lease in `lease_ns`, a
+/// `KubeActuator` with a `NodeActuator` (launch timeout 8 s), and the autoscaler over an aggregator's
+/// cache; returns once this replica leads.
+struct Engine {
+    autoscaler: Arc<Autoscaler>,
+    state: Arc<AggregatorState>,
+    registry: Registry,
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !ok().await {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn web_pods(client: &kube::Client) -> Vec<Pod> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), NS);
-    api.list(&ListParams::default().labels("app=web"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_before_pending_then_fallback_then_consolidation() {
-    let started = Instant::now();
-    let plane: &'static ControlPlane = Box::leak(Box::new(start()));
-    let client = plane.admin_client().await.unwrap();
-    let cancel = CancellationToken::new();
-
-    // The engine as the aggregator wires it, with node decisions on.
-    let cfg = surge_config::load_str(
-        &policy_yaml(),
-        "surge.yaml",
-        &surge_config::MapEnv::default(),
-    )
-    .unwrap();
+async fn engine(
+    client: &kube::Client,
+    policy: &str,
+    pools: &str,
+    lease_ns: &str,
+    cancel: &CancellationToken,
+) -> Engine {
+    let cfg =
+        surge_config::load_str(policy, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
     let policies = build_policies(&cfg).unwrap();
     let targets: Vec<_> = policies.iter().map(|p| p.target.clone()).collect();
     let mut registry = Registry::default();
-    let mut lease = LeaseConfig::new("surge", NS, "replica-a");
+    let mut lease = LeaseConfig::new("surge", lease_ns, "replica-a");
     lease.lease_duration = Duration::from_secs(4);
     lease.renew_deadline = Duration::from_secs(3);
     lease.renew_period = Duration::from_millis(500);
@@ -342,7 +326,7 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         cancel.clone(),
     )
     .await;
-    let pools = surge_nodes::NodePool::all_from_yaml(NODE_POOL, "nodepool.yaml").unwrap();
+    let pools = surge_nodes::NodePool::all_from_yaml(pools, "nodepool.yaml").unwrap();
     let nodes = NodeActuator::start(
         client.clone(),
         leader.clone(),
@@ -382,6 +366,54 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         leader.is_leader()
     })
     .await;
+    Engine {
+        autoscaler,
+        state,
+        registry,
+    }
+}
+
+/// The registry's metrics in the text exposition format.
+fn registry_text(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+    out
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !ok().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn web_pods(client: &kube::Client) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), NS);
+    api.list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_before_pending_then_fallback_then_consolidation() {
+    let started = Instant::now();
+    let plane: &'static ControlPlane = Box::leak(Box::new(start()));
+    let client = plane.admin_client().await.unwrap();
+    let cancel = CancellationToken::new();
+
+    let Engine {
+        autoscaler,
+        state,
+        registry,
+    } = engine(&client, &policy_yaml(), NODE_POOL, NS, &cancel).await;
     wait_for(
         "web's first pod Running",
         Duration::from_secs(30),
@@ -406,7 +438,7 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         watcher::Config::default().labels("app=web"),
     );
     let load = Arc::new(Mutex::new(10.0));
-    feed(state.clone(), load.clone(), cancel.clone());
+    feed(state.clone(), "web_rps", load.clone(), cancel.clone());
     tokio::spawn(autoscaler.clone().run(cancel.clone()));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(claims.names().is_empty(), "no claim at steady load");
@@ -573,4 +605,230 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
     assert!(!deleted.is_empty(), "consolidation decided deletions");
     cancel.cancel();
     eprintln!("k8s_nodes scenario wall time: {:?}", started.elapsed());
+}
+
+/// The second scenario's control plane ports (its own plane: it runs beside the first).
+const ZERO_APISERVER_PORT: u16 = 58453;
+const ZERO_ETCD_PORT: u16 = 59800;
+const NS_ZERO: &str = "batch";
+
+/// On-demand m5.xlarge or m5.2xlarge: which one a pod of 1 CPU needs depends on the DaemonSets.
+const WIDE_POOL: &str = r#"apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: wide}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+      requirements:
+        - {key: node.kubernetes.io/instance-type, operator: In, values: [m5.xlarge, m5.2xlarge]}
+        - {key: topology.kubernetes.io/zone, operator: In, values: [us-east-1a]}
+        - {key: karpenter.sh/capacity-type, operator: In, values: [on-demand]}
+  disruption:
+    consolidationPolicy: WhenEmpty
+    consolidateAfter: 5m
+    budgets: [{nodes: "100%"}]
+"#;
+
+/// The batch Deployment, at zero replicas: it has no live pod to read a template from.
+fn batch_deployment() -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: batch, namespace: {NS_ZERO}}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: batch}}}}
+  template:
+    metadata: {{labels: {{app: batch}}}}
+    spec:
+      containers:
+        - name: app
+          image: registry.k8s.io/pause:3.10
+          resources: {{requests: {{cpu: "1", memory: 1Gi}}}}
+"#
+    )
+}
+
+/// A node agent on every node asking for 3 CPU: an m5.xlarge (3.92 CPU allocatable) keeps less
+/// than one batch pod's CPU.
+const AGENT_DAEMONSET: &str = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node-agent, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: node-agent}}
+  template:
+    metadata: {labels: {app: node-agent}}
+    spec:
+      containers:
+        - name: agent
+          image: registry.k8s.io/pause:3.10
+          resources: {requests: {cpu: "3", memory: 512Mi}}
+"#;
+
+fn keda_policy_yaml() -> String {
+    format!(
+        r#"policies:
+  - name: batch
+    mode: scale
+    min_interval: 200ms
+    scaled_object: |
+      apiVersion: keda.sh/v1alpha1
+      kind: ScaledObject
+      metadata: {{name: batch, namespace: {NS_ZERO}}}
+      spec:
+        scaleTargetRef: {{name: batch}}
+        minReplicaCount: 0
+        pollingInterval: 1
+        maxReplicaCount: 10
+        triggers:
+          - type: prometheus
+            name: rps
+            metadata: {{query: 'sum(batch_rps)', threshold: "10"}}
+"#
+    )
+}
+
+/// Capacity ahead of a workload at zero replicas (its pod template read from the Deployment's spec,
+/// no live pod exists), sized with the cluster's DaemonSets: the 3-CPU node agent makes the plan take
+/// m5.2xlarge where it would take m5.xlarge without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_ahead_from_zero_sized_with_daemonsets() {
+    let started = Instant::now();
+    init_tracing();
+    let plane: &'static ControlPlane = Box::leak(Box::new(
+        start_plane(ZERO_APISERVER_PORT, ZERO_ETCD_PORT, None).unwrap(),
+    ));
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
+    plane.kubectl(&["apply", "-f", crds], None);
+    plane.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodeclaims.karpenter.sh",
+            "crd/nodepools.karpenter.sh",
+        ],
+        None,
+    );
+    plane.kubectl(&["apply", "-f", "-"], Some(WIDE_POOL));
+    plane.ready_pods().unwrap();
+    plane.kubectl(&["create", "namespace", NS_ZERO], None);
+    plane.kubectl(&["apply", "-f", "-"], Some(AGENT_DAEMONSET));
+    plane.kubectl(&["apply", "-f", "-"], Some(&batch_deployment()));
+    let client = plane.admin_client().await.unwrap();
+    let cancel = CancellationToken::new();
+    let Engine {
+        autoscaler, state, ..
+    } = engine(&client, &keda_policy_yaml(), WIDE_POOL, NS_ZERO, &cancel).await;
+    provider(plane, client.clone(), Duration::from_secs(1));
+    let claims = watch_first(
+        Api::<DynamicObject>::all_with(client.clone(), &node_claim_resource()),
+        watcher::Config::default(),
+    );
+    let pods_seen = watch_first(
+        Api::<Pod>::namespaced(client.clone(), NS_ZERO),
+        watcher::Config::default().labels("app=batch"),
+    );
+    let load = Arc::new(Mutex::new(0.0));
+    feed(state.clone(), "batch_rps", load.clone(), cancel.clone());
+    tokio::spawn(autoscaler.clone().run(cancel.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(claims.names().is_empty(), "no claim at zero load");
+
+    *load.lock() = 30.0;
+    let step = Instant::now();
+    while pods_seen.first().is_none() {
+        assert!(
+            step.elapsed() < Duration::from_secs(20),
+            "no batch pod after 20 s; latest decisions: {}",
+            serde_json::to_string_pretty(&autoscaler.decisions(Some("batch"), 2)).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = autoscaler
+        .decisions(Some("batch"), 50)
+        .into_iter()
+        .rev()
+        .find(|d| d.decision.scale && d.replicas_before == 0 && d.replicas_after > 0)
+        .expect("a scale-up from zero");
+    let node_decision = d
+        .nodes
+        .clone()
+        .expect("a node decision with the scale-up from zero");
+    eprintln!(
+        "scale-up {} → {}: {:?}; {}",
+        d.replicas_before,
+        d.replicas_after,
+        node_decision
+            .create
+            .iter()
+            .map(|n| (&n.instance_type, &n.pods))
+            .collect::<Vec<_>>(),
+        node_decision.actuation
+    );
+    assert!(!node_decision.create.is_empty(), "{node_decision:?}");
+    for n in &node_decision.create {
+        assert_eq!(n.instance_type, "m5.2xlarge", "{node_decision:?}");
+    }
+    let first_claim = claims.first().expect("claims created");
+    let first_pod = pods_seen.first().unwrap();
+    assert!(
+        first_claim < first_pod,
+        "the claim ({first_claim:?}) before the first pod ({first_pod:?})"
+    );
+
+    // The same plan without the DaemonSet takes the smaller type: the DaemonSet is what changed it.
+    let pools = surge_nodes::NodePool::all_from_yaml(WIDE_POOL, "nodepool.yaml").unwrap();
+    let catalog = surge_nodes::Catalog::embedded();
+    let template = surge_nodes::Pod::from_k8s_yaml(&batch_deployment(), "batch").unwrap();
+    let plan = |daemonsets: &[surge_nodes::Pod]| {
+        let input = surge_nodes::ProvisionInput {
+            catalog: &catalog,
+            pools: &pools,
+            pods: &[],
+            existing: &[],
+            in_flight: &[],
+            daemonsets,
+            unavailable: &[],
+        };
+        let up = surge_nodes::ScaleUp {
+            workload: "batch/batch",
+            template: &template,
+            existing_pods: 0,
+            desired: u32::try_from(d.replicas_after).unwrap(),
+        };
+        surge_nodes::plan_ahead(&input, &[up])
+    };
+    let agent = surge_nodes::Pod::from_k8s_yaml(AGENT_DAEMONSET, "ds").unwrap();
+    let with = plan(std::slice::from_ref(&agent));
+    let without = plan(&[]);
+    assert_eq!(with.nodes[0].instance_type, "m5.2xlarge");
+    assert_eq!(without.nodes[0].instance_type, "m5.xlarge");
+
+    // The real scheduler binds the batch pods beside the DaemonSet's pod on the claimed node.
+    wait_for(
+        "every batch pod bound",
+        Duration::from_secs(30),
+        async || {
+            let api: Api<Pod> = Api::namespaced(client.clone(), NS_ZERO);
+            let pods = api
+                .list(&ListParams::default().labels("app=batch"))
+                .await
+                .unwrap()
+                .items;
+            !pods.is_empty()
+                && pods.iter().all(|p| {
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_ref())
+                        .is_some_and(|n| claims.names().contains(n))
+                })
+        },
+    )
+    .await;
+    cancel.cancel();
+    eprintln!(
+        "k8s_nodes zero-replicas scenario wall time: {:?}",
+        started.elapsed()
+    );
 }

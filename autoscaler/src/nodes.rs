@@ -13,12 +13,20 @@
 //! `interval` (any policy's) plans for Pending pods that nothing covers (a claim that never became a
 //! node) and runs consolidation.
 //!
+//! Headroom ([`HeadroomPolicy`]): in the same pass, the pause-pod Deployment's size is decided —
+//! the stated minimum, or the largest scale-up (in pods) of the recent window when larger — and an
+//! `Action::Headroom` goes out when it changes; its price (the nodes its pause pods alone would
+//! launch) is shown with the decision and as a gauge.
+//!
 //! Design choices: planned nodes are renamed `<pool>-<ms since epoch, base 36>-<i>` so claims of
 //! different decisions never collide; consolidation's `Replace` decisions are left to a provisioner
 //! (only `Delete` is carried out), since a replacement must launch and register before the old node
 //! goes, which is a multi-step workflow rather than one decision.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 use surge_actuate::{Action, Actuator, ScaleTarget};
@@ -37,6 +45,34 @@ pub struct NodeDecisions {
     pub daemonsets: Vec<surge_nodes::Pod>,
     /// Milliseconds between passes over Pending pods and consolidation (scale-ups do not wait).
     pub interval_ms: i64,
+    /// Spare capacity kept warm as pause pods, when stated.
+    pub headroom: Option<HeadroomPolicy>,
+}
+
+/// Headroom as a policy: `min_replicas` pause pods of `chunk`'s shape in Deployment
+/// `namespace/name`, raised to the largest scale-up (in pods, any policy's) of the last `window_ms`
+/// when that is larger, so the next scale-up of that size finds running nodes.
+#[derive(Debug, Clone)]
+pub struct HeadroomPolicy {
+    pub name: String,
+    pub namespace: String,
+    /// One pause pod's shape (requests, nodeSelector, tolerations).
+    pub chunk: surge_nodes::Pod,
+    pub min_replicas: u32,
+    /// How far back scale-ups size the headroom; 0: the minimum alone.
+    pub window_ms: i64,
+}
+
+/// The headroom decided in a pass, when its size changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadroomRecord {
+    /// `namespace/name` of the pause Deployment.
+    pub deployment: String,
+    pub replicas: u32,
+    /// USD per hour of the nodes its pause pods alone would launch (Headroom::cost_per_hour).
+    pub cost_per_hour: f64,
+    /// What the actuator did with it.
+    pub actuation: String,
 }
 
 /// The node side of one decision, as `/api/v1/decisions` shows it.
@@ -49,6 +85,9 @@ pub struct NodeRecord {
     /// Pods no pool can take, with the requirement that failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unschedulable: Vec<Unschedulable>,
+    /// The headroom's new size, when this pass changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<HeadroomRecord>,
     /// From the pod decision to the node decision (planning included, the actuator's queueing not).
     pub decided_in_us: u64,
     /// What the actuator did with it.
@@ -59,6 +98,18 @@ pub struct NodeRecord {
 pub(crate) struct NodeEngine {
     pub(crate) cfg: NodeDecisions,
     last_pass_ms: AtomicI64,
+    /// Scale-ups (when, pods added) within the headroom window, oldest first.
+    scale_ups: Mutex<VecDeque<(i64, u32)>>,
+    /// The headroom size last handed to the actuator.
+    headroom_replicas: Mutex<Option<u32>>,
+}
+
+/// The headroom gauges, registered with the engine's metrics.
+#[derive(Clone, Default)]
+pub(crate) struct HeadroomMetrics {
+    pub(crate) replicas: prometheus_client::metrics::gauge::Gauge,
+    pub(crate) cost_per_hour:
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl NodeEngine {
@@ -66,6 +117,8 @@ impl NodeEngine {
         NodeEngine {
             cfg,
             last_pass_ms: AtomicI64::new(0),
+            scale_ups: Mutex::new(VecDeque::new()),
+            headroom_replicas: Mutex::new(None),
         }
     }
 
@@ -88,9 +141,16 @@ impl NodeEngine {
         decision: &Decision,
         existing_pods: u32,
         now: i64,
+        metrics: &HeadroomMetrics,
     ) -> Option<NodeRecord> {
         let started = std::time::Instant::now();
         let adds = decision.scale && decision.desired_replicas > decision.current_replicas;
+        if adds {
+            let added = decision.desired_replicas - decision.current_replicas;
+            self.scale_ups
+                .lock()
+                .push_back((now, u32::try_from(added).unwrap_or(0)));
+        }
         if !adds && !self.take_pass(now) {
             return None;
         }
@@ -134,7 +194,16 @@ impl NodeEngine {
         } else {
             Vec::new()
         };
-        if plan.nodes.is_empty() && delete.is_empty() && plan.unschedulable.is_empty() {
+        let headroom = if adds {
+            None
+        } else {
+            self.headroom(actuator, &input, now, metrics)
+        };
+        if plan.nodes.is_empty()
+            && delete.is_empty()
+            && plan.unschedulable.is_empty()
+            && headroom.is_none()
+        {
             return None;
         }
         let decided_in_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -150,7 +219,56 @@ impl NodeEngine {
             create: plan.nodes,
             delete,
             unschedulable: plan.unschedulable,
+            headroom,
             decided_in_us,
+            actuation,
+        })
+    }
+
+    /// The headroom's size now; applied (and returned) when it differs from the last one applied.
+    fn headroom(
+        &self,
+        actuator: &dyn Actuator,
+        input: &ProvisionInput<'_>,
+        now: i64,
+        metrics: &HeadroomMetrics,
+    ) -> Option<HeadroomRecord> {
+        let policy = self.cfg.headroom.as_ref()?;
+        let recent: Vec<u32> = {
+            let mut ups = self.scale_ups.lock();
+            while ups
+                .front()
+                .is_some_and(|(at, _)| now - at > policy.window_ms)
+            {
+                ups.pop_front();
+            }
+            ups.iter().map(|(_, n)| *n).collect()
+        };
+        let mut headroom = surge_nodes::Headroom::from_recent_scale_ups(
+            &policy.name,
+            &policy.namespace,
+            &policy.chunk,
+            &recent,
+        );
+        headroom.replicas = headroom.replicas.max(policy.min_replicas);
+        let mut last = self.headroom_replicas.lock();
+        if *last == Some(headroom.replicas) {
+            return None;
+        }
+        let actuation = actuator.apply(Action::Headroom {
+            headroom: &headroom,
+        });
+        // Written once the actuator took it; a replica that is not the leader asks again next pass.
+        if !actuation.starts_with("not the leader") {
+            *last = Some(headroom.replicas);
+        }
+        let cost_per_hour = headroom.cost_per_hour(input);
+        metrics.replicas.set(i64::from(headroom.replicas));
+        metrics.cost_per_hour.set(cost_per_hour);
+        Some(HeadroomRecord {
+            deployment: format!("{}/{}", policy.namespace, policy.name),
+            replicas: headroom.replicas,
+            cost_per_hour,
             actuation,
         })
     }

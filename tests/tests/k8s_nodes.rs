@@ -29,7 +29,7 @@ use prometheus_client::registry::Registry;
 use surge_aggregator::{
     AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
 };
-use surge_autoscaler::{Autoscaler, NodeDecisions, build_policies};
+use surge_autoscaler::{Autoscaler, HeadroomPolicy, NodeDecisions, build_policies};
 use surge_k8s::lease::{LeaderElector, LeaseConfig};
 use surge_k8s::nodes::{NodeActuator, NodeActuatorConfig, node_claim_resource};
 use surge_k8s::scale::{KubeActuator, KubeActuatorConfig};
@@ -61,6 +61,11 @@ spec:
 "#;
 
 fn policy_yaml() -> String {
+    policy_yaml_in(NS)
+}
+
+/// An HPA policy on Deployment `ns/web`: 10 rps per replica.
+fn policy_yaml_in(ns: &str) -> String {
     format!(
         r#"policies:
   - name: web
@@ -69,7 +74,7 @@ fn policy_yaml() -> String {
     hpa: |
       apiVersion: autoscaling/v2
       kind: HorizontalPodAutoscaler
-      metadata: {{name: web, namespace: {NS}}}
+      metadata: {{name: web, namespace: {ns}}}
       spec:
         scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
         minReplicas: 1
@@ -304,6 +309,7 @@ async fn engine(
     policy: &str,
     pools: &str,
     lease_ns: &str,
+    headroom: Option<HeadroomPolicy>,
     cancel: &CancellationToken,
 ) -> Engine {
     let cfg =
@@ -360,6 +366,7 @@ async fn engine(
         catalog: surge_nodes::Catalog::embedded(),
         daemonsets: Vec::new(),
         interval_ms: 500,
+        headroom,
     }));
     state.add_observer(autoscaler.clone());
     wait_for("the Lease", Duration::from_secs(10), async || {
@@ -413,7 +420,7 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         autoscaler,
         state,
         registry,
-    } = engine(&client, &policy_yaml(), NODE_POOL, NS, &cancel).await;
+    } = engine(&client, &policy_yaml(), NODE_POOL, NS, None, &cancel).await;
     wait_for(
         "web's first pod Running",
         Duration::from_secs(30),
@@ -719,7 +726,15 @@ async fn claims_ahead_from_zero_sized_with_daemonsets() {
     let cancel = CancellationToken::new();
     let Engine {
         autoscaler, state, ..
-    } = engine(&client, &keda_policy_yaml(), WIDE_POOL, NS_ZERO, &cancel).await;
+    } = engine(
+        &client,
+        &keda_policy_yaml(),
+        WIDE_POOL,
+        NS_ZERO,
+        None,
+        &cancel,
+    )
+    .await;
     provider(plane, client.clone(), Duration::from_secs(1));
     let claims = watch_first(
         Api::<DynamicObject>::all_with(client.clone(), &node_claim_resource()),
@@ -829,6 +844,192 @@ async fn claims_ahead_from_zero_sized_with_daemonsets() {
     cancel.cancel();
     eprintln!(
         "k8s_nodes zero-replicas scenario wall time: {:?}",
+        started.elapsed()
+    );
+}
+
+/// The headroom scenario's control plane ports (its own plane).
+const ROOM_APISERVER_PORT: u16 = 58473;
+const ROOM_ETCD_PORT: u16 = 59810;
+const NS_ROOM: &str = "room";
+
+/// Headroom from config, actuated: the pause PriorityClass and Deployment appear with the stated
+/// replicas (the engine emits `Action::Headroom` in its pass), its price is reported, and a real pod
+/// that finds no room preempts a pause pod (the real scheduler's preemption).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headroom_pause_pods_from_config_are_preempted() {
+    let started = Instant::now();
+    init_tracing();
+    let plane: &'static ControlPlane = Box::leak(Box::new(
+        start_plane(ROOM_APISERVER_PORT, ROOM_ETCD_PORT, None).unwrap(),
+    ));
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
+    plane.kubectl(&["apply", "-f", crds], None);
+    plane.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodeclaims.karpenter.sh",
+            "crd/nodepools.karpenter.sh",
+        ],
+        None,
+    );
+    plane.kubectl(&["apply", "-f", "-"], Some(NODE_POOL));
+    // Room for web (100m) and both pause pods (1 CPU each), 1.9 CPU to spare.
+    plane.script("fake-node.sh", &["base", "4", "16Gi", "110"]);
+    plane.ready_pods().unwrap();
+    plane.kubectl(&["create", "namespace", NS_ROOM], None);
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {NS_ROOM}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - name: app
+          image: registry.k8s.io/pause:3.10
+          resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}
+"#
+        )),
+    );
+    let client = plane.admin_client().await.unwrap();
+    let cancel = CancellationToken::new();
+    let headroom = HeadroomPolicy {
+        name: "surge-headroom".into(),
+        namespace: NS_ROOM.into(),
+        chunk: surge_nodes::Pod::new("room/surge-headroom", 1000, 1 << 30),
+        min_replicas: 2,
+        window_ms: 60_000,
+    };
+    let Engine {
+        autoscaler,
+        state,
+        registry,
+    } = engine(
+        &client,
+        &policy_yaml_in(NS_ROOM),
+        NODE_POOL,
+        NS_ROOM,
+        Some(headroom),
+        &cancel,
+    )
+    .await;
+    let load = Arc::new(Mutex::new(10.0));
+    feed(state.clone(), "web_rps", load.clone(), cancel.clone());
+    tokio::spawn(autoscaler.clone().run(cancel.clone()));
+
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), NS_ROOM);
+    wait_for(
+        "the pause Deployment at 2 replicas",
+        Duration::from_secs(20),
+        async || {
+            deployments
+                .get_opt("surge-headroom")
+                .await
+                .unwrap()
+                .and_then(|d| d.spec?.replicas)
+                == Some(2)
+        },
+    )
+    .await;
+    let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(client.clone());
+    let class = classes.get("surge-headroom").await.unwrap();
+    assert_eq!(class.value, -10);
+    let record = autoscaler
+        .decisions(Some("web"), 256)
+        .iter()
+        .find_map(|d| d.nodes.as_ref()?.headroom.clone())
+        .expect("a decision carries the headroom");
+    assert_eq!(record.replicas, 2);
+    assert!(record.cost_per_hour > 0.0, "{record:?}");
+    let text = registry_text(&registry);
+    assert!(
+        text.contains("surge_headroom_replicas 2"),
+        "headroom gauge: {text}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS_ROOM);
+    let pause = ListParams::default().labels("surge.dev/headroom=surge-headroom");
+    wait_for(
+        "both pause pods on base",
+        Duration::from_secs(30),
+        async || {
+            let list = pods.list(&pause).await.unwrap().items;
+            list.len() == 2
+                && list
+                    .iter()
+                    .all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("base"))
+        },
+    )
+    .await;
+    let pause_before: BTreeSet<String> = pods
+        .list(&pause)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(kube::ResourceExt::name_any)
+        .collect();
+
+    // A real pod needing 2.5 CPU: base has 1.9 spare; the scheduler preempts one pause pod.
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: urgent, namespace: {NS_ROOM}}}
+spec:
+  containers:
+    - name: app
+      image: registry.k8s.io/pause:3.10
+      resources: {{requests: {{cpu: 2500m, memory: 1Gi}}}}
+"#
+        )),
+    );
+    wait_for(
+        "urgent placed on base by preemption",
+        Duration::from_secs(30),
+        async || {
+            let p = pods.get("urgent").await.unwrap();
+            let bound = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("base");
+            let nominated = p
+                .status
+                .as_ref()
+                .and_then(|s| s.nominated_node_name.as_deref())
+                == Some("base");
+            bound || nominated
+        },
+    )
+    .await;
+    wait_for(
+        "a pause pod preempted",
+        Duration::from_secs(30),
+        async || {
+            let now: Vec<Pod> = pods.list(&pause).await.unwrap().items;
+            // The victim is gone or terminating (the ReplicaSet replaces it with a new, Pending one).
+            pause_before.iter().any(|name| {
+                now.iter()
+                    .find(|p| &kube::ResourceExt::name_any(*p) == name)
+                    .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+            })
+        },
+    )
+    .await;
+    let urgent = pods.get("urgent").await.unwrap();
+    eprintln!(
+        "urgent: nodeName {:?}, nominatedNodeName {:?}",
+        urgent.spec.as_ref().and_then(|s| s.node_name.clone()),
+        urgent.status.as_ref().and_then(|s| s.nominated_node_name.clone())
+    );
+    cancel.cancel();
+    eprintln!(
+        "k8s_nodes headroom scenario wall time: {:?}",
         started.elapsed()
     );
 }

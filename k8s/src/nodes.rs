@@ -950,3 +950,177 @@ fn allocatable(n: &Node) -> Option<Resources> {
     let pods = a.get("pods").and_then(|p| p.0.parse().ok()).unwrap_or(110);
     Some(Resources::new(cpu, memory, pods))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::lease::{LeaderElector, LeaseConfig};
+    use kube::client::Body;
+
+    /// An API server stand-in, in-process (`kube::Client::new` over a `tower::service_fn`). Mocked
+    /// because the real API server cannot be made to answer these writes 429 here: API Priority and
+    /// Fairness admits a request whenever nothing else executes in its priority level, even at zero
+    /// seats (`queueset.canAccommodateSeatsLocked`, kubernetes/kubernetes
+    /// `staging/src/k8s.io/apiserver/pkg/util/flowcontrol/fairqueuing/queueset/queueset.go`), so a
+    /// lone NodeClaim create is never rejected.
+    ///
+    /// Lists are empty, watches never answer, the Lease is kept and echoed, and the first
+    /// `throttle` NodeClaim creates are refused with a `metav1.Status` 429 carrying
+    /// `retryAfterSeconds: 2`.
+    #[derive(Default)]
+    struct FakeApiServer {
+        throttle: usize,
+        lease: Mutex<Option<Vec<u8>>>,
+        claim_posts: Mutex<Vec<Instant>>,
+    }
+
+    impl FakeApiServer {
+        async fn answer(&self, req: http::Request<Body>) -> http::Response<Body> {
+            let (parts, body) = req.into_parts();
+            let body = body.collect_bytes().await.unwrap_or_default().to_vec();
+            let path = parts.uri.path().to_owned();
+            let query = parts.uri.query().unwrap_or_default().to_owned();
+            let json = |code: u16, body: Vec<u8>| {
+                http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap()
+            };
+            let status = |code: u16, reason: &str, details: serde_json::Value| {
+                let s = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": reason, "reason": reason, "code": code, "details": details});
+                json(code, s.to_string().into_bytes())
+            };
+            if path.contains("/leases") {
+                let mut lease = self.lease.lock();
+                return match parts.method {
+                    http::Method::GET => match lease.clone() {
+                        Some(l) => json(200, l),
+                        None => status(404, "NotFound", serde_json::json!({})),
+                    },
+                    _ => {
+                        *lease = Some(body.clone());
+                        json(200, body)
+                    }
+                };
+            }
+            if parts.method == http::Method::GET && query.contains("watch=true") {
+                std::future::pending::<()>().await;
+            }
+            if parts.method == http::Method::GET {
+                let list = r#"{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":"1"},"items":[]}"#;
+                return json(200, list.as_bytes().to_vec());
+            }
+            if parts.method == http::Method::POST && path.ends_with("/nodeclaims") {
+                let mut posts = self.claim_posts.lock();
+                posts.push(Instant::now());
+                if posts.len() <= self.throttle {
+                    return status(
+                        429,
+                        "TooManyRequests",
+                        serde_json::json!({"retryAfterSeconds": 2}),
+                    );
+                }
+                return json(201, body);
+            }
+            status(404, "NotFound", serde_json::json!({}))
+        }
+    }
+
+    const POOL: &str = r#"apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: general}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+      requirements:
+        - {key: node.kubernetes.io/instance-type, operator: In, values: [m5.xlarge]}
+"#;
+
+    fn counted(registry: &Registry, outcome: &str) -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        let key = format!("surge_node_writes_total{{op=\"create_claim\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A 429 is counted, the write waits the Status' `retryAfterSeconds` before it is tried again,
+    /// and the decision's [`ClaimsWritten`] settles only once the claim was accepted.
+    #[tokio::test(start_paused = true)]
+    async fn throttled_claim_waits_retry_after_and_settles_when_written() {
+        let server = Arc::new(FakeApiServer {
+            throttle: 2,
+            ..FakeApiServer::default()
+        });
+        let s = server.clone();
+        let service = tower::service_fn(move |req| {
+            let s = s.clone();
+            async move { Ok::<_, std::convert::Infallible>(s.answer(req).await) }
+        });
+        let client = Client::new(service, "default");
+        let cancel = CancellationToken::new();
+        let leader = LeaderElector::start(
+            client.clone(),
+            LeaseConfig::new("surge", "default", "a"),
+            cancel.clone(),
+        )
+        .unwrap();
+        for _ in 0..100 {
+            if leader.is_leader() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(leader.is_leader(), "leads with the Lease the fake keeps");
+        let mut registry = Registry::default();
+        let pools = NodePool::all_from_yaml(POOL, "pool.yaml").unwrap();
+        let nodes = NodeActuator::start(
+            client,
+            leader,
+            NodeActuatorConfig::default(),
+            pools,
+            &mut registry,
+            Duration::from_secs(10),
+            cancel.clone(),
+        )
+        .await;
+        assert!(nodes.is_synced());
+        let planned = PlannedNode {
+            name: "general-0".into(),
+            pool: "general".into(),
+            instance_type: "m5.xlarge".into(),
+            capacity_type: CapacityType::OnDemand,
+            zone: "us-east-1a".into(),
+            price: 0.192,
+            pods: Vec::new(),
+        };
+        let (said, written) = nodes.apply_claims_written(std::slice::from_ref(&planned), &[]);
+        assert_eq!(said, "NodeClaims queued: create 1, delete 0");
+        let written = written.expect("a write was queued");
+        // Refused at once, retried 2 s later, refused again: still not written after 3 s.
+        assert!(!written.wait(Duration::from_secs(3)).await);
+        assert!(!written.is_settled());
+        assert!(written.wait(Duration::from_secs(10)).await);
+        let posts = server.claim_posts.lock().clone();
+        assert_eq!(posts.len(), 3, "two refusals, then accepted");
+        for pair in posts.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_secs(2),
+                "retried after Retry-After: {:?}",
+                pair[1] - pair[0]
+            );
+        }
+        assert_eq!(counted(&registry, "throttled"), 2);
+        assert_eq!(counted(&registry, "ok"), 1);
+        // Asked once: a later decision with the same claim queues nothing.
+        let (_, again) = nodes.apply_claims_written(std::slice::from_ref(&planned), &[]);
+        assert!(again.is_none());
+        cancel.cancel();
+    }
+}

@@ -1025,7 +1025,10 @@ spec:
     eprintln!(
         "urgent: nodeName {:?}, nominatedNodeName {:?}",
         urgent.spec.as_ref().and_then(|s| s.node_name.clone()),
-        urgent.status.as_ref().and_then(|s| s.nominated_node_name.clone())
+        urgent
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
     );
     cancel.cancel();
     eprintln!(

@@ -18,10 +18,15 @@
 //! `Action::Headroom` goes out when it changes; its price (the nodes its pause pods alone would
 //! launch) is shown with the decision and as a gauge.
 //!
+//! Consolidation's `Replace` is carried out in steps across passes: the cheaper claim is created
+//! (named `<pool>-<stamp>-r<i>`, its pods those of the node it replaces); the old claim is deleted
+//! only once the new one is a Ready node; a replacement that never becomes one (timed out, deleted)
+//! is forgotten and the old node stays. While a replacement is under way neither node is a
+//! consolidation candidate, and the new node stays protected until the old one is gone and the new
+//! one runs pods (it is empty meanwhile and would otherwise look like an empty node to delete).
+//!
 //! Design choices: planned nodes are renamed `<pool>-<ms since epoch, base 36>-<i>` so claims of
-//! different decisions never collide; consolidation's `Replace` decisions are left to a provisioner
-//! (only `Delete` is carried out), since a replacement must launch and register before the old node
-//! goes, which is a multi-step workflow rather than one decision.
+//! different decisions never collide.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -102,6 +107,15 @@ pub(crate) struct NodeEngine {
     scale_ups: Mutex<VecDeque<(i64, u32)>>,
     /// The headroom size last handed to the actuator.
     headroom_replicas: Mutex<Option<u32>>,
+    /// Consolidation's replacements under way, by the new claim's name.
+    replacing: Mutex<std::collections::BTreeMap<String, Replacement>>,
+}
+
+/// A `Replace` under way: the node the new claim replaces, and whether its deletion was asked for.
+#[derive(Debug, Clone)]
+struct Replacement {
+    old: String,
+    old_deleted: bool,
 }
 
 /// The headroom gauges, registered with the engine's metrics.
@@ -119,6 +133,7 @@ impl NodeEngine {
             last_pass_ms: AtomicI64::new(0),
             scale_ups: Mutex::new(VecDeque::new()),
             headroom_replicas: Mutex::new(None),
+            replacing: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -189,11 +204,12 @@ impl NodeEngine {
         }
         // Consolidation only when nothing is being launched and no pod is Pending: a scale-up's or a
         // Pending pod's way may lead to the nodes that look empty now.
-        let delete: Vec<String> = if plan.nodes.is_empty() && !adds && view.pending.is_empty() {
-            self.deletions(&view, now)
-        } else {
-            Vec::new()
-        };
+        let mut delete = self.replaced(&view);
+        if plan.nodes.is_empty() && !adds && view.pending.is_empty() {
+            let (deletions, replacements) = self.consolidation(&view, now, &stamp);
+            delete.extend(deletions);
+            plan.nodes.extend(replacements);
+        }
         let headroom = if adds {
             None
         } else {
@@ -273,10 +289,16 @@ impl NodeEngine {
         })
     }
 
-    /// The claims consolidation deletes now (its `Delete` decisions).
-    fn deletions(&self, view: &surge_actuate::NodeView, now: i64) -> Vec<String> {
+    /// Consolidation now: the claims to delete, and the replacement claims to create (remembered
+    /// until their nodes are Ready). Nodes in a replacement under way are left alone.
+    fn consolidation(
+        &self,
+        view: &surge_actuate::NodeView,
+        now: i64,
+        stamp: &str,
+    ) -> (Vec<String>, Vec<PlannedNode>) {
         let Ok(now) = jiff::Timestamp::from_millisecond(now) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let daemonsets = with_cluster_daemonsets(&self.cfg.daemonsets, view);
         let input = ConsolidationInput {
@@ -287,11 +309,76 @@ impl NodeEngine {
             unavailable: &view.unavailable,
             spot_to_spot: false,
         };
-        surge_nodes::consolidate(&input, now)
-            .into_iter()
-            .filter(|d| d.action == surge_nodes::Action::Delete)
-            .map(|d| d.node)
-            .collect()
+        let mut replacing = self.replacing.lock();
+        let mut deletions = Vec::new();
+        let mut replacements = Vec::new();
+        for d in surge_nodes::consolidate(&input, now) {
+            let busy =
+                replacing.contains_key(&d.node) || replacing.values().any(|r| r.old == d.node);
+            if busy {
+                continue;
+            }
+            match d.action {
+                surge_nodes::Action::Delete => deletions.push(d.node),
+                surge_nodes::Action::Replace {
+                    instance_type,
+                    capacity_type,
+                    zone,
+                    price,
+                } => {
+                    let pods = view
+                        .cluster
+                        .iter()
+                        .find(|c| c.node.name == d.node)
+                        .map(|c| c.pods.iter().map(|p| p.name.clone()).collect())
+                        .unwrap_or_default();
+                    let name = format!("{}-{stamp}-r{}", d.pool, replacements.len());
+                    replacing.insert(
+                        name.clone(),
+                        Replacement {
+                            old: d.node,
+                            old_deleted: false,
+                        },
+                    );
+                    replacements.push(PlannedNode {
+                        name,
+                        pool: d.pool,
+                        instance_type,
+                        capacity_type,
+                        zone,
+                        price,
+                        pods,
+                    });
+                }
+            }
+        }
+        (deletions, replacements)
+    }
+
+    /// The nodes whose replacement became a Ready node since the last look (to delete now); forgets
+    /// replacements that failed to launch and those finished (old node gone, new one running pods).
+    fn replaced(&self, view: &surge_actuate::NodeView) -> Vec<String> {
+        let mut delete = Vec::new();
+        self.replacing.lock().retain(|new, r| {
+            let ready = view.cluster.iter().find(|c| c.node.name == *new && c.ready);
+            let launching = view.in_flight.iter().any(|n| n.name == *new);
+            let Some(ready) = ready else {
+                if !launching {
+                    tracing::warn!(replacement = %new, old = %r.old,
+                        "consolidation's replacement did not become a node: keeping the old one");
+                }
+                return launching;
+            };
+            if !r.old_deleted {
+                delete.push(r.old.clone());
+                r.old_deleted = true;
+                return true;
+            }
+            let old_gone = !view.cluster.iter().any(|c| c.node.name == r.old);
+            // Kept (protected) until the old node is gone and the new one runs pods.
+            !old_gone || ready.pods.is_empty()
+        });
+        delete
     }
 }
 
@@ -322,6 +409,193 @@ fn base36(mut n: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use surge_actuate::{NodeView, Observed, Workload};
+    use surge_nodes::{ClusterNode, ExistingNode, Pod, Resources};
+
+    /// A cluster the test edits between passes; records the NodeClaims actions.
+    #[derive(Default)]
+    struct Cluster {
+        view: Mutex<NodeView>,
+        /// (created, deleted) per NodeClaims action.
+        actions: Mutex<Vec<(Vec<String>, Vec<String>)>>,
+    }
+
+    impl Actuator for Cluster {
+        fn observe(&self, _: &ScaleTarget, _: &[&str]) -> Option<Observed> {
+            None
+        }
+        fn apply(&self, action: Action<'_>) -> String {
+            if let Action::NodeClaims { create, delete } = action {
+                let created = create.iter().map(|n| n.name.clone()).collect();
+                self.actions.lock().push((created, delete.to_vec()));
+            }
+            "applied".into()
+        }
+        fn observe_nodes(&self) -> Option<NodeView> {
+            Some(self.view.lock().clone())
+        }
+    }
+
+    const POOL: &str = r#"apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: general}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+      requirements:
+        - {key: node.kubernetes.io/instance-type, operator: In, values: [m5.large, m5.2xlarge]}
+        - {key: topology.kubernetes.io/zone, operator: In, values: [us-east-1a]}
+        - {key: karpenter.sh/capacity-type, operator: In, values: [on-demand]}
+  disruption:
+    consolidationPolicy: WhenEmptyOrUnderutilized
+    consolidateAfter: 1s
+    budgets: [{nodes: "100%"}]
+"#;
+
+    fn node(name: &str, instance_type: &str, pods: Vec<Pod>) -> ClusterNode {
+        ClusterNode {
+            node: ExistingNode {
+                name: name.into(),
+                pool: Some("general".into()),
+                instance_type: instance_type.into(),
+                capacity_type: surge_nodes::CapacityType::OnDemand,
+                zone: "us-east-1a".into(),
+                labels: Default::default(),
+                taints: Vec::new(),
+                requested: pods.iter().fold(Resources::ZERO, |a, p| a + p.requests()),
+                allocatable: None,
+            },
+            pods,
+            last_pod_event: jiff::Timestamp::UNIX_EPOCH,
+            initialized: true,
+            ready: true,
+            marked_for_deletion: false,
+        }
+    }
+
+    fn stays() -> Decision {
+        serde_json::from_value(serde_json::json!({
+            "now_ms": 0, "current_replicas": 1, "desired_replicas": 1, "scale": false,
+            "inputs": {"current_replicas": 1, "status_replicas": 1, "min_replicas": 1, "max_replicas": 10,
+                       "scale_up_tolerance": 0.1, "scale_down_tolerance": 0.1, "pods": 1, "behavior": false},
+            "metrics": [], "recommendation": null, "recommended_by": null, "stabilization": null,
+            "limit": null, "conditions": [], "reason": "", "error": null
+        }))
+        .unwrap()
+    }
+
+    /// Consolidation's Replace in steps: the cheaper claim first, the old one deleted only once the
+    /// new one is a Ready node, neither touched meanwhile, the new one protected while it is empty.
+    #[test]
+    fn replace_creates_first_and_deletes_the_old_node_once_the_new_one_is_ready() {
+        let engine = NodeEngine::new(NodeDecisions {
+            pools: NodePool::all_from_yaml(POOL, "pool.yaml").unwrap(),
+            catalog: Catalog::embedded(),
+            daemonsets: Vec::new(),
+            interval_ms: 1000,
+            headroom: None,
+        });
+        let web = Pod::new("shop/web-0", 500, 1 << 30);
+        let cluster = Cluster::default();
+        cluster.view.lock().cluster = vec![node("big", "m5.2xlarge", vec![web.clone()])];
+        let target = ScaleTarget {
+            policy: "p".into(),
+            workload: Workload {
+                namespace: "shop".into(),
+                name: "web".into(),
+                kind: "Deployment".into(),
+                api_version: "apps/v1".into(),
+            },
+            mode: surge_actuate::ActuationMode::Scale,
+            initial_replicas: 1,
+            events: false,
+        };
+        let metrics = HeadroomMetrics::default();
+        let mut now = 1_767_225_600_000;
+        let mut pass = |cluster: &Cluster| {
+            now += 1000;
+            engine.decide(cluster, &target, &stays(), 1, now, &metrics)
+        };
+
+        // Pass 1: the replacement, m5.large, carrying big's pod; big stays.
+        let first = pass(&cluster).expect("a consolidation decision");
+        assert_eq!(first.create.len(), 1, "{first:?}");
+        assert_eq!(first.create[0].instance_type, "m5.large");
+        assert_eq!(first.create[0].pods, vec!["shop/web-0".to_owned()]);
+        assert!(first.delete.is_empty(), "the old node waits: {first:?}");
+        let new = first.create[0].name.clone();
+        assert!(new.starts_with("general-") && new.ends_with("-r0"), "{new}");
+
+        // Pass 2: the new claim is launching: nothing more (no second replacement, no delete).
+        cluster.view.lock().in_flight = vec![node(&new, "m5.large", Vec::new()).node];
+        assert!(pass(&cluster).is_none());
+
+        // Pass 3: the new node is Ready (and empty): big's claim is deleted, the new one is not.
+        {
+            let mut v = cluster.view.lock();
+            v.in_flight.clear();
+            v.cluster.push(node(&new, "m5.large", Vec::new()));
+        }
+        let third = pass(&cluster).expect("the old node's deletion");
+        assert_eq!(third.delete, vec!["big".to_owned()]);
+        assert!(third.create.is_empty());
+
+        // Pass 4: big is going; the empty new node is still protected.
+        cluster.view.lock().cluster[0].marked_for_deletion = true;
+        assert!(pass(&cluster).is_none());
+
+        // Pass 5: big gone, the pod on the new node: the replacement is done; nothing to decide.
+        cluster.view.lock().cluster = vec![node(&new, "m5.large", vec![web])];
+        assert!(pass(&cluster).is_none());
+        assert!(engine.replacing.lock().is_empty());
+        assert_eq!(cluster.actions.lock().len(), 2, "create, then delete");
+    }
+
+    /// A replacement that never becomes a node is forgotten and the old node kept.
+    #[test]
+    fn a_replacement_that_never_launches_keeps_the_old_node() {
+        let engine = NodeEngine::new(NodeDecisions {
+            pools: NodePool::all_from_yaml(POOL, "pool.yaml").unwrap(),
+            catalog: Catalog::embedded(),
+            daemonsets: Vec::new(),
+            interval_ms: 1000,
+            headroom: None,
+        });
+        let cluster = Cluster::default();
+        cluster.view.lock().cluster = vec![node(
+            "big",
+            "m5.2xlarge",
+            vec![Pod::new("shop/web-0", 500, 1 << 30)],
+        )];
+        let target = ScaleTarget {
+            policy: "p".into(),
+            workload: Workload {
+                namespace: "shop".into(),
+                name: "web".into(),
+                kind: "Deployment".into(),
+                api_version: "apps/v1".into(),
+            },
+            mode: surge_actuate::ActuationMode::Scale,
+            initial_replicas: 1,
+            events: false,
+        };
+        let metrics = HeadroomMetrics::default();
+        let t0 = 1_767_225_600_000;
+        let first = engine
+            .decide(&cluster, &target, &stays(), 1, t0, &metrics)
+            .unwrap();
+        assert_eq!(first.create.len(), 1);
+        // The claim timed out and was deleted: neither in flight nor a node. The old one stays, and
+        // consolidation may try again.
+        let again = engine
+            .decide(&cluster, &target, &stays(), 1, t0 + 1000, &metrics)
+            .unwrap();
+        assert!(again.delete.is_empty(), "{again:?}");
+        assert_eq!(again.create.len(), 1, "tried again: {again:?}");
+        assert_ne!(again.create[0].name, first.create[0].name);
+    }
 
     #[test]
     fn base36_names_are_dns_labels() {

@@ -410,18 +410,18 @@ impl NodeActuator {
             .insert(workload_key.to_owned(), template.clone());
     }
 
-    /// What the planned node's pods request: Pending pods by name, pods still to be created
+    /// What the planned node's pods request: known pods by name, pods still to be created
     /// (`<workload>-ahead-<i>`) from their workload's template.
     fn requests_of(&self, asked: &Asked, n: &PlannedNode) -> Resources {
-        let pending: HashMap<String, Resources> = self
+        // Bound pods too: a consolidation replacement carries the pods of the node it replaces.
+        let known: HashMap<String, Resources> = self
             .pods
             .state()
             .iter()
-            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()))
             .filter_map(|p| to_node_pod(p).map(|np| (np.name.clone(), np.requests())))
             .collect();
         n.pods.iter().fold(Resources::ZERO, |acc, name| {
-            let r = pending.get(name).copied().or_else(|| {
+            let r = known.get(name).copied().or_else(|| {
                 let (workload, _) = name.rsplit_once("-ahead-")?;
                 asked.templates.get(workload).map(|t| t.requests())
             });

@@ -105,6 +105,9 @@ pub struct NodeView {
     pub cluster: Vec<surge_nodes::ClusterNode>,
     /// Offerings that failed to launch recently (a claim that never became a node).
     pub unavailable: Vec<surge_nodes::Unavailable>,
+    /// The pod each DaemonSet runs on every node it selects (requests, nodeSelector, tolerations):
+    /// what a new node has less to give.
+    pub daemonsets: Vec<surge_nodes::Pod>,
 }
 
 /// Where replica counts come from and where decisions go.

@@ -36,7 +36,7 @@ use surge_engine::{
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use nodes::{NodeDecisions, NodeRecord};
+pub use nodes::{HeadroomPolicy, HeadroomRecord, NodeDecisions, NodeRecord};
 pub use policy::{
     EnginePolicy, InputSource, MetricInput, PolicyDef, RequestsInput, build_policies,
 };
@@ -113,6 +113,7 @@ struct EngineMetrics {
     evaluations: Family<TriggerLabel, Counter>,
     evaluation_seconds: Histogram,
     desired: Family<PolicyLabel, Gauge>,
+    headroom: nodes::HeadroomMetrics,
 }
 
 impl EngineMetrics {
@@ -128,7 +129,18 @@ impl EngineMetrics {
                 1e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1,
             ]),
             desired: Family::default(),
+            headroom: nodes::HeadroomMetrics::default(),
         };
+        registry.register(
+            "surge_headroom_replicas",
+            "Pause pods the headroom policy keeps (the last size applied)",
+            m.headroom.replicas.clone(),
+        );
+        registry.register(
+            "surge_headroom_cost_usd_per_hour",
+            "USD per hour of the nodes the headroom's pause pods alone would launch",
+            m.headroom.cost_per_hour.clone(),
+        );
         registry.register(
             "surge_scrape_to_decision_seconds",
             "From the triggering sample's timestamp (its scrape) to the decision",
@@ -371,6 +383,7 @@ impl Autoscaler {
                 &decision,
                 existing_pods,
                 now,
+                &self.metrics.headroom,
             )
         });
         let actuation = self.actuator.apply(Action::Scale {

@@ -129,6 +129,7 @@ fn setup(nodes: bool) -> Arc<Autoscaler> {
             catalog: surge_nodes::Catalog::embedded(),
             daemonsets: Vec::new(),
             interval_ms: 5000,
+            headroom: None,
         });
     }
     // Keep `state` (and its cache) alive with the autoscaler.

@@ -73,7 +73,7 @@ pub use duration::{DurationError, format_duration, parse_duration};
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, Position};
 pub use file_sd::{expand_file_sd_globs, load_file_sd, parse_file_sd};
-pub use nodes::NodesConfig;
+pub use nodes::{HeadroomConfig, NodesConfig};
 pub use otlp::{
     OtlpCompression, OtlpConfig, OtlpProtocol, OtlpQueueConfig, OtlpTlsConfig,
     default_resource_attributes,

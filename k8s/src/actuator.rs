@@ -57,6 +57,8 @@ pub struct KubeActuatorConfig {
     pub events: bool,
     /// How long [`KubeActuator::start`] waits for the caches of the configured policies.
     pub initial_sync_timeout: Duration,
+    /// Longest a `/scale` patch waits for the NodeClaims of its decision to be written.
+    pub claims_wait: Duration,
 }
 
 impl Default for KubeActuatorConfig {
@@ -67,6 +69,7 @@ impl Default for KubeActuatorConfig {
             patch_timeout: Duration::from_secs(5),
             events: true,
             initial_sync_timeout: Duration::from_secs(10),
+            claims_wait: Duration::from_secs(2),
         }
     }
 }
@@ -102,6 +105,9 @@ pub struct KubeActuator {
     recorded: Mutex<HashMap<String, (i32, i32)>>,
     /// Node actuation, when node decisions are configured ([`KubeActuator::set_nodes`]).
     nodes: std::sync::OnceLock<Arc<crate::nodes::NodeActuator>>,
+    /// The NodeClaim writes of the decision being applied: the engine applies a decision's
+    /// `NodeClaims` right before its `Scale` (same evaluation, same thread), which takes them.
+    claims_of_decision: Mutex<Option<crate::nodes::ClaimsWritten>>,
 }
 
 impl KubeActuator {
@@ -139,6 +145,7 @@ impl KubeActuator {
                 scale_resync: cfg.scale_resync,
                 max_scale_age: cfg.max_scale_age,
                 events: cfg.events,
+                claims_wait: cfg.claims_wait,
             }),
             dry_run: VirtualWorkloads::default(),
             runtime: tokio::runtime::Handle::current(),
@@ -147,6 +154,7 @@ impl KubeActuator {
             pods: Mutex::new(HashMap::new()),
             recorded: Mutex::new(HashMap::new()),
             nodes: std::sync::OnceLock::new(),
+            claims_of_decision: Mutex::new(None),
         });
         // A dry-run policy's workload is followed only for its Events' uid; its pods are not needed.
         let followed: Vec<_> = policies
@@ -263,7 +271,11 @@ impl Actuator for KubeActuator {
         match action {
             Action::Scale { target, decision } => self.scale(target, decision),
             Action::NodeClaims { create, delete } => match self.nodes.get() {
-                Some(n) => n.apply_claims(create, delete),
+                Some(n) => {
+                    let (said, written) = n.apply_claims_written(create, delete);
+                    *self.claims_of_decision.lock() = written;
+                    said
+                }
                 None => "node actuation not configured: skipped".into(),
             },
             Action::Headroom { headroom } => match self.nodes.get() {
@@ -278,15 +290,23 @@ impl Actuator for KubeActuator {
         self.nodes.get()?.observe_nodes()
     }
 
-    /// From a live pod of the workload (its `/scale` selector's); dry-run policies have none.
+    /// From the workload's `spec.template` (its watch, so a workload at zero replicas has one too);
+    /// else from a live pod of the workload (its `/scale` selector's). Dry-run policies have none.
     fn pod_template(&self, policy: &Policy) -> Option<surge_nodes::Pod> {
         if policy.mode == ActuationMode::DryRun {
             return None;
         }
         let nodes = self.nodes.get()?;
-        let scale = self.target(&policy.workload).observed()?;
+        let key = policy.workload.key();
+        let target = self.target(&policy.workload);
+        if let Some(mut template) = target.pod_template() {
+            template.name = key.clone();
+            nodes.remember_template(&key, &template);
+            return Some(template);
+        }
+        let scale = target.observed()?;
         let selector = parse_selector(scale.selector.as_deref()?).ok()?;
-        nodes.pod_template(&policy.workload.key(), &selector)
+        nodes.pod_template(&key, &selector)
     }
 }
 
@@ -294,6 +314,8 @@ impl KubeActuator {
     /// A pod decision: dry-run and hpa modes report (and with `events`, record a change as an Event),
     /// scale mode queues a `/scale` patch (leader only).
     fn scale(&self, policy: &Policy, decision: &Decision) -> String {
+        // Taken whatever happens below, so it never delays a later decision's patch.
+        let after_claims = self.claims_of_decision.lock().take();
         match policy.mode {
             ActuationMode::DryRun => {
                 let said = self.dry_run.apply(Action::Scale {
@@ -329,6 +351,7 @@ impl KubeActuator {
             from: observed.spec_replicas,
             reason: decision.reason.clone(),
             queued_at: Instant::now(),
+            after_claims,
         });
         format!(
             "/scale patch queued {} → {}",

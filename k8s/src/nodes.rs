@@ -2,9 +2,10 @@
 //! deleted, the headroom Deployment's replicas set — and the cluster as node decisions see it.
 //!
 //! ```text
-//! reflectors: NodeClaims (karpenter.sh/v1, dynamic) · Nodes · Pods (all namespaces)
+//! reflectors: NodeClaims (karpenter.sh/v1, dynamic) · Nodes · Pods · DaemonSets (all namespaces)
 //!   observe_nodes ─▶ NodeView: Ready nodes + their pods' requests, in-flight claims, Pending pods,
-//!                    surge's nodes for consolidation, offerings that failed to launch
+//!                    surge's nodes for consolidation, offerings that failed to launch, the pod
+//!                    each DaemonSet runs per node
 //! apply(NodeClaims / Headroom) ─▶ leader? ─▶ pending writes, one per object (latest wins)
 //!   writer task ─▶ token bucket ─▶ create / delete / server-side apply ─▶ 429: wait Retry-After, retry
 //! ```
@@ -15,6 +16,11 @@
 //! Deployment is written only when its replica count differs from the last one asked for, and a newer
 //! count replaces one not yet written. Writes go out at most `writes_per_second` (burst `burst`); a 429
 //! puts the write back and pauses the writer for the Status' `retryAfterSeconds` (1 s when absent).
+//!
+//! Ordering with the pod decision: [`NodeActuator::apply_claims_written`] also returns a
+//! [`ClaimsWritten`] for the writes it queued; the `/scale` patch of the same decision waits on it
+//! (bounded) before it goes out, so the API server sees the NodeClaims before the pods that need them
+//! although the two writes leave through independent queues.
 //!
 //! A claim that has not become a Ready node after `launch_timeout` (Karpenter's registration TTL) is
 //! deleted and its offering is reported unavailable for `unavailable_ttl`, so the next plan falls back
@@ -27,6 +33,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -138,17 +145,64 @@ pub struct NodeActuator {
     claims: Store<DynamicObject>,
     nodes: Store<Node>,
     pods: Store<Pod>,
-    ready: [Arc<AtomicBool>; 3],
+    daemonsets: Store<DaemonSet>,
+    ready: [Arc<AtomicBool>; 4],
     asked: Mutex<Asked>,
     /// Pending writes by object key (`claim/<name>`, `headroom/<ns>/<name>`), oldest first.
     queue: Mutex<BTreeMap<String, (u64, Write)>>,
     seq: std::sync::atomic::AtomicU64,
     wake: Notify,
+    /// The sequence number of the write on the wire, if any (taken under the `queue` lock).
+    writing: Mutex<Option<u64>>,
+    /// Bumped after each write's outcome (or requeue), so [`ClaimsWritten::wait`] looks again.
+    settled: tokio::sync::watch::Sender<u64>,
     writes: Family<WriteLabels, Counter>,
 }
 
+/// The writes one decision queued, for the `/scale` patch of that decision to wait on: settled once
+/// none of them is queued or on the wire any more (written, failed, or dropped as not the leader). A
+/// write put back after a 429 is not settled.
+#[derive(Clone)]
+pub struct ClaimsWritten {
+    nodes: Arc<NodeActuator>,
+    /// The highest sequence number of the decision's writes.
+    seq: u64,
+}
+
+impl std::fmt::Debug for ClaimsWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimsWritten")
+            .field("seq", &self.seq)
+            .finish()
+    }
+}
+
+impl ClaimsWritten {
+    /// Whether every write up to this decision's has left the queue.
+    pub fn is_settled(&self) -> bool {
+        self.nodes.settled_up_to(self.seq)
+    }
+
+    /// Waits until [`ClaimsWritten::is_settled`] or `limit` passed; returns whether it settled.
+    pub async fn wait(&self, limit: Duration) -> bool {
+        let mut rx = self.nodes.settled.subscribe();
+        let settled = async {
+            loop {
+                if self.is_settled() {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    // The writer is gone (shutdown): nothing will settle.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(limit, settled).await.is_ok()
+    }
+}
+
 impl NodeActuator {
-    /// Starts the NodeClaim, Node and Pod reflectors and the writer task; waits up to `sync_timeout`
+    /// Starts the NodeClaim, Node, Pod and DaemonSet reflectors and the writer task; waits up to `sync_timeout`
     /// for the caches. Everything stops on `cancel`.
     pub async fn start(
         client: Client,
@@ -175,6 +229,11 @@ impl NodeActuator {
             reflector::store::Writer::default(),
             &cancel,
         );
+        let (daemonsets, d_ready) = reflect(
+            Api::<DaemonSet>::all(client.clone()),
+            reflector::store::Writer::default(),
+            &cancel,
+        );
         let writes = Family::default();
         registry.register(
             "surge_node_writes",
@@ -189,11 +248,14 @@ impl NodeActuator {
             claims,
             nodes,
             pods,
-            ready: [c_ready, n_ready, p_ready],
+            daemonsets,
+            ready: [c_ready, n_ready, p_ready, d_ready],
             asked: Mutex::new(Asked::default()),
             queue: Mutex::new(BTreeMap::new()),
             seq: std::sync::atomic::AtomicU64::new(0),
             wake: Notify::new(),
+            writing: Mutex::new(None),
+            settled: tokio::sync::watch::channel(0).0,
             writes,
         });
         tokio::spawn(actuator.clone().write_loop(cancel));
@@ -204,17 +266,38 @@ impl NodeActuator {
         actuator
     }
 
-    /// Whether the three caches have been filled once.
+    /// Whether the four caches have been filled once.
     pub fn is_synced(&self) -> bool {
         self.ready.iter().all(|r| r.load(Ordering::Acquire))
     }
 
     /// NodeClaim creations and deletions: each name once, leader only.
     pub fn apply_claims(&self, create: &[PlannedNode], delete: &[String]) -> String {
+        self.queue_claims(create, delete).0
+    }
+
+    /// As [`NodeActuator::apply_claims`], with what the decision's `/scale` patch waits on (`None`:
+    /// nothing was queued).
+    pub fn apply_claims_written(
+        self: &Arc<Self>,
+        create: &[PlannedNode],
+        delete: &[String],
+    ) -> (String, Option<ClaimsWritten>) {
+        let (said, seq) = self.queue_claims(create, delete);
+        let written = seq.map(|seq| ClaimsWritten {
+            nodes: self.clone(),
+            seq,
+        });
+        (said, written)
+    }
+
+    /// Queues the writes; returns what was done and the highest sequence number queued.
+    fn queue_claims(&self, create: &[PlannedNode], delete: &[String]) -> (String, Option<u64>) {
         if !self.leader.is_leader() {
             self.count("any", "not_leader");
-            return "not the leader: skipped".into();
+            return ("not the leader: skipped".into(), None);
         }
+        let mut last_seq = None;
         let mut created = 0;
         let mut deleted = 0;
         {
@@ -242,17 +325,27 @@ impl NodeActuator {
                 asked
                     .created
                     .insert(n.name.clone(), (n.clone(), Instant::now()));
-                self.enqueue(format!("claim/{}", n.name), Write::CreateClaim(manifest));
+                last_seq =
+                    Some(self.enqueue(format!("claim/{}", n.name), Write::CreateClaim(manifest)));
                 created += 1;
             }
             for name in delete {
                 if asked.deleted.insert(name.clone()) {
-                    self.enqueue(format!("claim/{name}"), Write::DeleteClaim);
+                    last_seq = Some(self.enqueue(format!("claim/{name}"), Write::DeleteClaim));
                     deleted += 1;
                 }
             }
         }
-        format!("NodeClaims queued: create {created}, delete {deleted}")
+        (
+            format!("NodeClaims queued: create {created}, delete {deleted}"),
+            last_seq,
+        )
+    }
+
+    /// Whether no write with a sequence number up to `seq` is queued or on the wire.
+    fn settled_up_to(&self, seq: u64) -> bool {
+        let queue = self.queue.lock();
+        queue.values().all(|(s, _)| *s > seq) && self.writing.lock().is_none_or(|s| s > seq)
     }
 
     /// The headroom Deployment's replicas (and its PriorityClass), applied when the count changes.
@@ -308,18 +401,27 @@ impl NodeActuator {
         Some(template)
     }
 
-    /// What the planned node's pods request: Pending pods by name, pods still to be created
+    /// Remembers `template` as the pod of `workload_key`'s replicas still to be created (what the
+    /// claims planned for them request).
+    pub fn remember_template(&self, workload_key: &str, template: &surge_nodes::Pod) {
+        self.asked
+            .lock()
+            .templates
+            .insert(workload_key.to_owned(), template.clone());
+    }
+
+    /// What the planned node's pods request: known pods by name, pods still to be created
     /// (`<workload>-ahead-<i>`) from their workload's template.
     fn requests_of(&self, asked: &Asked, n: &PlannedNode) -> Resources {
-        let pending: HashMap<String, Resources> = self
+        // Bound pods too: a consolidation replacement carries the pods of the node it replaces.
+        let known: HashMap<String, Resources> = self
             .pods
             .state()
             .iter()
-            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_none()))
             .filter_map(|p| to_node_pod(p).map(|np| (np.name.clone(), np.requests())))
             .collect();
         n.pods.iter().fold(Resources::ZERO, |acc, name| {
-            let r = pending.get(name).copied().or_else(|| {
+            let r = known.get(name).copied().or_else(|| {
                 let (workload, _) = name.rsplit_once("-ahead-")?;
                 asked.templates.get(workload).map(|t| t.requests())
             });
@@ -356,6 +458,7 @@ impl NodeActuator {
         }
         let mut view = NodeView {
             pending,
+            daemonsets: self.daemonset_pods(),
             ..NodeView::default()
         };
         let mut asked = self.asked.lock();
@@ -460,6 +563,25 @@ impl NodeActuator {
         Some(view)
     }
 
+    /// The pod of each DaemonSet (its template's requests, nodeSelector, affinity, tolerations), named
+    /// `namespace/name`; one not readable is left out (logged).
+    fn daemonset_pods(&self) -> Vec<surge_nodes::Pod> {
+        self.daemonsets
+            .state()
+            .iter()
+            .filter(|d| d.metadata.deletion_timestamp.is_none())
+            .filter_map(|d| {
+                let text = serde_json::to_string(d.as_ref()).ok()?;
+                surge_nodes::Pod::from_k8s_yaml(&text, "daemonset")
+                    .map_err(|e| {
+                        tracing::debug!(daemonset = %d.name_any(), error = %e,
+                            "DaemonSet pod template not readable for node decisions");
+                    })
+                    .ok()
+            })
+            .collect()
+    }
+
     /// When a pod was last scheduled onto or removed from the claim's node (its Ready time at first).
     fn last_pod_event(
         &self,
@@ -487,10 +609,12 @@ impl NodeActuator {
         entry.1
     }
 
-    fn enqueue(&self, key: String, write: Write) {
+    /// Queues `write` for `key` (replacing one not yet written); returns its sequence number.
+    fn enqueue(&self, key: String, write: Write) -> u64 {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         self.queue.lock().insert(key, (seq, write));
         self.wake.notify_one();
+        seq
     }
 
     fn count(&self, op: &'static str, outcome: &'static str) {
@@ -499,14 +623,23 @@ impl NodeActuator {
             .inc();
     }
 
-    /// Takes the oldest pending write.
+    /// Takes the oldest pending write and marks it on the wire (under the queue's lock, so a
+    /// [`ClaimsWritten`] never sees it in neither place).
     fn next_write(&self) -> Option<(String, u64, Write)> {
         let mut q = self.queue.lock();
         let key = q
             .iter()
             .min_by_key(|(_, (seq, _))| *seq)
             .map(|(k, _)| k.clone())?;
-        q.remove(&key).map(|(seq, w)| (key, seq, w))
+        let (seq, w) = q.remove(&key)?;
+        *self.writing.lock() = Some(seq);
+        Some((key, seq, w))
+    }
+
+    /// The write on the wire has an outcome (or was put back): wake whoever waits on it.
+    fn write_settled(&self) {
+        *self.writing.lock() = None;
+        self.settled.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Writes pending objects one at a time under the rate limit until `cancel`.
@@ -525,13 +658,17 @@ impl NodeActuator {
             }
             if !self.leader.is_leader() {
                 self.count(write.op(), "not_leader");
+                self.write_settled();
                 continue;
             }
             let op = write.op();
             let result =
                 tokio::time::timeout(self.cfg.write_timeout, self.write(&key, &write)).await;
             match result {
-                Ok(Ok(())) => self.count(op, "ok"),
+                Ok(Ok(())) => {
+                    self.count(op, "ok");
+                    self.write_settled();
+                }
                 Ok(Err(kube::Error::Api(s))) if s.code == 429 => {
                     self.count(op, "throttled");
                     let wait = s
@@ -543,6 +680,7 @@ impl NodeActuator {
                     tracing::info!(object = %key, wait_s = wait, "API server asked to retry later (429)");
                     // Put it back unless a newer write for the object arrived meanwhile.
                     self.queue.lock().entry(key).or_insert((seq, write));
+                    self.write_settled();
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_secs(u64::from(wait))) => {}
@@ -552,11 +690,13 @@ impl NodeActuator {
                     self.count(op, "error");
                     tracing::warn!(object = %key, error = %e, "node write failed");
                     self.forget(&key, &write);
+                    self.write_settled();
                 }
                 Err(_) => {
                     self.count(op, "timeout");
                     tracing::warn!(object = %key, "node write timed out");
                     self.forget(&key, &write);
+                    self.write_settled();
                 }
             }
         }
@@ -809,4 +949,178 @@ fn allocatable(n: &Node) -> Option<Resources> {
     let memory = parse_memory(&a.get("memory")?.0).ok()?;
     let pods = a.get("pods").and_then(|p| p.0.parse().ok()).unwrap_or(110);
     Some(Resources::new(cpu, memory, pods))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::lease::{LeaderElector, LeaseConfig};
+    use kube::client::Body;
+
+    /// An API server stand-in, in-process (`kube::Client::new` over a `tower::service_fn`). Mocked
+    /// because the real API server cannot be made to answer these writes 429 here: API Priority and
+    /// Fairness admits a request whenever nothing else executes in its priority level, even at zero
+    /// seats (`queueset.canAccommodateSeatsLocked`, kubernetes/kubernetes
+    /// `staging/src/k8s.io/apiserver/pkg/util/flowcontrol/fairqueuing/queueset/queueset.go`), so a
+    /// lone NodeClaim create is never rejected.
+    ///
+    /// Lists are empty, watches never answer, the Lease is kept and echoed, and the first
+    /// `throttle` NodeClaim creates are refused with a `metav1.Status` 429 carrying
+    /// `retryAfterSeconds: 2`.
+    #[derive(Default)]
+    struct FakeApiServer {
+        throttle: usize,
+        lease: Mutex<Option<Vec<u8>>>,
+        claim_posts: Mutex<Vec<Instant>>,
+    }
+
+    impl FakeApiServer {
+        async fn answer(&self, req: http::Request<Body>) -> http::Response<Body> {
+            let (parts, body) = req.into_parts();
+            let body = body.collect_bytes().await.unwrap_or_default().to_vec();
+            let path = parts.uri.path().to_owned();
+            let query = parts.uri.query().unwrap_or_default().to_owned();
+            let json = |code: u16, body: Vec<u8>| {
+                http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body))
+                    .unwrap()
+            };
+            let status = |code: u16, reason: &str, details: serde_json::Value| {
+                let s = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": reason, "reason": reason, "code": code, "details": details});
+                json(code, s.to_string().into_bytes())
+            };
+            if path.contains("/leases") {
+                let mut lease = self.lease.lock();
+                return match parts.method {
+                    http::Method::GET => match lease.clone() {
+                        Some(l) => json(200, l),
+                        None => status(404, "NotFound", serde_json::json!({})),
+                    },
+                    _ => {
+                        *lease = Some(body.clone());
+                        json(200, body)
+                    }
+                };
+            }
+            if parts.method == http::Method::GET && query.contains("watch=true") {
+                std::future::pending::<()>().await;
+            }
+            if parts.method == http::Method::GET {
+                let list = r#"{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":"1"},"items":[]}"#;
+                return json(200, list.as_bytes().to_vec());
+            }
+            if parts.method == http::Method::POST && path.ends_with("/nodeclaims") {
+                let mut posts = self.claim_posts.lock();
+                posts.push(Instant::now());
+                if posts.len() <= self.throttle {
+                    return status(
+                        429,
+                        "TooManyRequests",
+                        serde_json::json!({"retryAfterSeconds": 2}),
+                    );
+                }
+                return json(201, body);
+            }
+            status(404, "NotFound", serde_json::json!({}))
+        }
+    }
+
+    const POOL: &str = r#"apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: general}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+      requirements:
+        - {key: node.kubernetes.io/instance-type, operator: In, values: [m5.xlarge]}
+"#;
+
+    fn counted(registry: &Registry, outcome: &str) -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        let key = format!("surge_node_writes_total{{op=\"create_claim\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A 429 is counted, the write waits the Status' `retryAfterSeconds` before it is tried again,
+    /// and the decision's [`ClaimsWritten`] settles only once the claim was accepted.
+    #[tokio::test(start_paused = true)]
+    async fn throttled_claim_waits_retry_after_and_settles_when_written() {
+        let server = Arc::new(FakeApiServer {
+            throttle: 2,
+            ..FakeApiServer::default()
+        });
+        let s = server.clone();
+        let service = tower::service_fn(move |req| {
+            let s = s.clone();
+            async move { Ok::<_, std::convert::Infallible>(s.answer(req).await) }
+        });
+        let client = Client::new(service, "default");
+        let cancel = CancellationToken::new();
+        let leader = LeaderElector::start(
+            client.clone(),
+            LeaseConfig::new("surge", "default", "a"),
+            cancel.clone(),
+        )
+        .unwrap();
+        for _ in 0..100 {
+            if leader.is_leader() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(leader.is_leader(), "leads with the Lease the fake keeps");
+        let mut registry = Registry::default();
+        let pools = NodePool::all_from_yaml(POOL, "pool.yaml").unwrap();
+        let nodes = NodeActuator::start(
+            client,
+            leader,
+            NodeActuatorConfig::default(),
+            pools,
+            &mut registry,
+            Duration::from_secs(10),
+            cancel.clone(),
+        )
+        .await;
+        assert!(nodes.is_synced());
+        let planned = PlannedNode {
+            name: "general-0".into(),
+            pool: "general".into(),
+            instance_type: "m5.xlarge".into(),
+            capacity_type: CapacityType::OnDemand,
+            zone: "us-east-1a".into(),
+            price: 0.192,
+            pods: Vec::new(),
+        };
+        let (said, written) = nodes.apply_claims_written(std::slice::from_ref(&planned), &[]);
+        assert_eq!(said, "NodeClaims queued: create 1, delete 0");
+        let written = written.expect("a write was queued");
+        // Refused at once, retried 2 s later, refused again: still not written after 3 s.
+        assert!(!written.wait(Duration::from_secs(3)).await);
+        assert!(!written.is_settled());
+        assert!(written.wait(Duration::from_secs(10)).await);
+        let posts = server.claim_posts.lock().clone();
+        assert_eq!(posts.len(), 3, "two refusals, then accepted");
+        for pair in posts.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_secs(2),
+                "retried after Retry-After: {:?}",
+                pair[1] - pair[0]
+            );
+        }
+        assert_eq!(counted(&registry, "throttled"), 2);
+        assert_eq!(counted(&registry, "ok"), 1);
+        // Asked once: a later decision with the same claim queues nothing.
+        let (_, again) = nodes.apply_claims_written(std::slice::from_ref(&planned), &[]);
+        assert!(again.is_none());
+        cancel.cancel();
+    }
 }

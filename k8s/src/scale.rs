@@ -119,11 +119,17 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
 /// The actuation metrics, registered once per actuator.
 #[derive(Clone)]
 pub(crate) struct ScaleMetrics {
     patches: Family<ResultLabel, Counter>,
     decision_to_patch: Histogram,
+    claims_wait: Family<OutcomeLabel, Counter>,
     pub(crate) leader: Gauge,
 }
 
@@ -134,8 +140,14 @@ impl ScaleMetrics {
             decision_to_patch: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
+            claims_wait: Family::default(),
             leader: Gauge::default(),
         };
+        registry.register(
+            "surge_scale_claims_wait",
+            "Scale patches that waited for their decision's NodeClaim writes, by outcome (written, timeout)",
+            m.claims_wait.clone(),
+        );
         registry.register(
             "surge_scale_actuations",
             "Scale decisions by outcome (patched, failed, unchanged, not_leader)",
@@ -167,6 +179,9 @@ pub(crate) struct Desired {
     pub(crate) from: i32,
     pub(crate) reason: String,
     pub(crate) queued_at: Instant,
+    /// The NodeClaim writes of the same decision: the patch goes out once they left the node
+    /// actuator's queue, or after `claims_wait` regardless.
+    pub(crate) after_claims: Option<crate::nodes::ClaimsWritten>,
 }
 
 /// What the patch tasks share.
@@ -178,6 +193,7 @@ pub(crate) struct PatchContext {
     pub(crate) scale_resync: Duration,
     pub(crate) max_scale_age: Duration,
     pub(crate) events: bool,
+    pub(crate) claims_wait: Duration,
 }
 
 /// One workload's `/scale`: the cache, the desired count and the last outcome.
@@ -189,6 +205,9 @@ pub(crate) struct ScaleTarget {
     synced: watch::Sender<bool>,
     desired: watch::Sender<Option<Desired>>,
     last_outcome: Mutex<Option<String>>,
+    /// The workload object as its watch last delivered it (its `spec.template` is the pod the next
+    /// replica will be), `None` until seen or once deleted.
+    object: RwLock<Option<Arc<DynamicObject>>>,
     ctx: Arc<PatchContext>,
 }
 
@@ -221,6 +240,7 @@ impl ScaleTarget {
             synced: watch::channel(false).0,
             desired,
             last_outcome: Mutex::new(None),
+            object: RwLock::new(None),
             ctx,
         });
         runtime.spawn(target.clone().follow(cancel.clone()));
@@ -253,6 +273,39 @@ impl ScaleTarget {
 
     pub(crate) fn last_outcome(&self) -> Option<String> {
         self.last_outcome.lock().clone()
+    }
+
+    /// The pod the workload's next replica will be, from its `spec.template` (Deployment,
+    /// StatefulSet, ReplicaSet): known at zero replicas too, unlike a live pod. `None` before the
+    /// watch delivered the object, for a kind without a pod template, or when it cannot be read.
+    pub(crate) fn pod_template(&self) -> Option<surge_nodes::Pod> {
+        let object = self.object.read().clone()?;
+        let mut object = object.as_ref().clone();
+        // Objects of a list carry no `apiVersion`/`kind`; the template reader goes by the kind.
+        object.types = Some(kube::api::TypeMeta {
+            api_version: self.workload.api_version.clone(),
+            kind: self.workload.kind.clone(),
+        });
+        let text = serde_json::to_string(&object).ok()?;
+        match surge_nodes::Pod::from_k8s_yaml(&text, &self.workload.key()) {
+            Ok(pod) => Some(pod),
+            Err(e) => {
+                tracing::debug!(workload = %self.workload.key(), error = %e,
+                    "the workload's pod template is not readable for node decisions");
+                None
+            }
+        }
+    }
+
+    /// Keeps the object a watch event carries (its pod template), or forgets a deleted one.
+    fn keep_object(&self, ev: &watcher::Event<DynamicObject>) {
+        match ev {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                *self.object.write() = Some(Arc::new(o.clone()));
+            }
+            watcher::Event::Delete(_) => *self.object.write() = None,
+            watcher::Event::Init | watcher::Event::InitDone => {}
+        }
     }
 
     /// Records a `dry-run` or `hpa` policy's decision as an Event on the workload ([`decision_event`]),
@@ -313,9 +366,14 @@ impl ScaleTarget {
                 _ = cancel.cancelled() => return,
                 _ = resync.tick() => {}
                 ev = events.next(), if watching => match ev {
-                    Some(Ok(_)) => {
+                    Some(Ok(ev)) => {
+                        self.keep_object(&ev);
                         // Coalesce a burst (the initial list, a rollout's status updates) into one GET.
-                        while let Some(Some(_)) = events.next().now_or_never() {}
+                        while let Some(Some(ev)) = events.next().now_or_never() {
+                            if let Ok(ev) = ev {
+                                self.keep_object(&ev);
+                            }
+                        }
                     }
                     Some(Err(e)) if is_forbidden(&e) => {
                         let poll = POLL_WITHOUT_WATCH.min(self.ctx.scale_resync);
@@ -374,9 +432,30 @@ impl ScaleTarget {
             let Some(desired) = rx.borrow_and_update().clone() else {
                 continue;
             };
+            if let Some(claims) = &desired.after_claims {
+                self.wait_for_claims(claims).await;
+            }
             let outcome = self.patch(&desired).await;
             *self.last_outcome.lock() = Some(outcome);
         }
+    }
+
+    /// Holds the patch until the decision's NodeClaims were written (accepted or failed), at most
+    /// `claims_wait`: pods must not reach the API server before the capacity asked for them, but a
+    /// throttled or slow claim write must not hold a scale-up for long either.
+    async fn wait_for_claims(&self, claims: &crate::nodes::ClaimsWritten) {
+        let outcome = if claims.wait(self.ctx.claims_wait).await {
+            "written"
+        } else {
+            tracing::warn!(workload = %self.workload.key(), waited = ?self.ctx.claims_wait,
+                "the decision's NodeClaims are not written yet: patching /scale anyway");
+            "timeout"
+        };
+        self.ctx
+            .metrics
+            .claims_wait
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     async fn patch(&self, d: &Desired) -> String {
@@ -572,6 +651,7 @@ mod tests {
             from: 3,
             reason: "external metric rps above target".into(),
             queued_at: Instant::now(),
+            after_claims: None,
         };
         let e = rescale_event(
             &workload("Deployment", "apps/v1"),

@@ -193,6 +193,7 @@ pub async fn start_node_decisions(
                 .map_err(|e| anyhow::anyhow!("aggregator.nodes.catalog_file: {e}"))?
         }
     };
+    let headroom = cfg.headroom.as_ref().map(headroom_policy).transpose()?;
     let Some(kube) = kube else {
         tracing::warn!(
             "aggregator.nodes is set but no policy actuates on Kubernetes (mode: scale): no node decisions"
@@ -219,6 +220,30 @@ pub async fn start_node_decisions(
         catalog,
         daemonsets: Vec::new(),
         interval_ms: i64::try_from(cfg.interval.as_millis()).unwrap_or(i64::MAX),
+        headroom,
     });
     Ok(())
+}
+
+/// `aggregator.nodes.headroom` as the engine takes it; a request that is not a quantity is refused
+/// with its field.
+fn headroom_policy(
+    h: &surge_config::HeadroomConfig,
+) -> anyhow::Result<surge_autoscaler::HeadroomPolicy> {
+    let cpu = surge_nodes::parse_cpu(&h.cpu).map_err(|e| {
+        anyhow::anyhow!(
+            "aggregator.nodes.headroom.cpu: {:?} is not a CPU quantity (e.g. 500m, 2): {e}",
+            h.cpu
+        )
+    })?;
+    let memory = surge_nodes::parse_memory(&h.memory).map_err(|e| {
+        anyhow::anyhow!("aggregator.nodes.headroom.memory: {:?} is not a memory quantity (e.g. 512Mi, 1Gi): {e}", h.memory)
+    })?;
+    Ok(surge_autoscaler::HeadroomPolicy {
+        name: h.name.clone(),
+        namespace: h.namespace.clone(),
+        chunk: surge_nodes::Pod::new(&format!("{}/{}", h.namespace, h.name), cpu, memory),
+        min_replicas: h.replicas,
+        window_ms: i64::try_from(h.window.as_millis()).unwrap_or(i64::MAX),
+    })
 }

@@ -29,7 +29,7 @@ use prometheus_client::registry::Registry;
 use surge_aggregator::{
     AggregatorState, CacheOptions, IngestOptions, QueryOptions, Sender, now_ms,
 };
-use surge_autoscaler::{Autoscaler, NodeDecisions, build_policies};
+use surge_autoscaler::{Autoscaler, HeadroomPolicy, NodeDecisions, build_policies};
 use surge_k8s::lease::{LeaderElector, LeaseConfig};
 use surge_k8s::nodes::{NodeActuator, NodeActuatorConfig, node_claim_resource};
 use surge_k8s::scale::{KubeActuator, KubeActuatorConfig};
@@ -61,6 +61,11 @@ spec:
 "#;
 
 fn policy_yaml() -> String {
+    policy_yaml_in(NS)
+}
+
+/// An HPA policy on Deployment `ns/web`: 10 rps per replica.
+fn policy_yaml_in(ns: &str) -> String {
     format!(
         r#"policies:
   - name: web
@@ -69,7 +74,7 @@ fn policy_yaml() -> String {
     hpa: |
       apiVersion: autoscaling/v2
       kind: HorizontalPodAutoscaler
-      metadata: {{name: web, namespace: {NS}}}
+      metadata: {{name: web, namespace: {ns}}}
       spec:
         scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: web}}
         minReplicas: 1
@@ -93,13 +98,7 @@ fn policy_yaml() -> String {
 }
 
 fn start() -> ControlPlane {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "surge_k8s=info,surge_autoscaler=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let plane = start_plane(APISERVER_PORT, ETCD_PORT, None).unwrap();
     let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
     plane.kubectl(&["apply", "-f", crds], None);
@@ -138,6 +137,16 @@ spec:
         )),
     );
     plane
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "surge_k8s=info,surge_autoscaler=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
 }
 
 /// When each object was first seen by a watch.
@@ -258,13 +267,18 @@ fn provider(plane: &'static ControlPlane, client: kube::Client, delay: Duration)
     });
 }
 
-/// Ingests `web_rps = load` every 500 ms (the metric stays fresh) until cancelled.
-fn feed(state: Arc<AggregatorState>, load: Arc<Mutex<f64>>, cancel: CancellationToken) {
+/// Ingests `metric = load` every 500 ms (the metric stays fresh) until cancelled.
+fn feed(
+    state: Arc<AggregatorState>,
+    metric: &'static str,
+    load: Arc<Mutex<f64>>,
+    cancel: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut enc = snap::raw::Encoder::new();
         loop {
             let mut raw = Vec::new();
-            let l = Labels::from_pairs([("__name__", "web_rps")]);
+            let l = Labels::from_pairs([("__name__", metric)]);
             let sample = Sample {
                 timestamp_ms: now_ms(),
                 value: *load.lock(),
@@ -281,46 +295,29 @@ fn feed(state: Arc<AggregatorState>, load: Arc<Mutex<f64>>, cancel: Cancellation
     });
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !ok().await {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The engine as the aggregator wires it, with node decisions on: a Lease in `lease_ns`, a
+/// `KubeActuator` with a `NodeActuator` (launch timeout 8 s), and the autoscaler over an aggregator's
+/// cache; returns once this replica leads.
+struct Engine {
+    autoscaler: Arc<Autoscaler>,
+    state: Arc<AggregatorState>,
+    registry: Registry,
 }
 
-async fn web_pods(client: &kube::Client) -> Vec<Pod> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), NS);
-    api.list(&ListParams::default().labels("app=web"))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_before_pending_then_fallback_then_consolidation() {
-    let started = Instant::now();
-    let plane: &'static ControlPlane = Box::leak(Box::new(start()));
-    let client = plane.admin_client().await.unwrap();
-    let cancel = CancellationToken::new();
-
-    // The engine as the aggregator wires it, with node decisions on.
-    let cfg = surge_config::load_str(
-        &policy_yaml(),
-        "surge.yaml",
-        &surge_config::MapEnv::default(),
-    )
-    .unwrap();
+async fn engine(
+    client: &kube::Client,
+    policy: &str,
+    pools: &str,
+    lease_ns: &str,
+    headroom: Option<HeadroomPolicy>,
+    cancel: &CancellationToken,
+) -> Engine {
+    let cfg =
+        surge_config::load_str(policy, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
     let policies = build_policies(&cfg).unwrap();
     let targets: Vec<_> = policies.iter().map(|p| p.target.clone()).collect();
     let mut registry = Registry::default();
-    let mut lease = LeaseConfig::new("surge", NS, "replica-a");
+    let mut lease = LeaseConfig::new("surge", lease_ns, "replica-a");
     lease.lease_duration = Duration::from_secs(4);
     lease.renew_deadline = Duration::from_secs(3);
     lease.renew_period = Duration::from_millis(500);
@@ -335,7 +332,7 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         cancel.clone(),
     )
     .await;
-    let pools = surge_nodes::NodePool::all_from_yaml(NODE_POOL, "nodepool.yaml").unwrap();
+    let pools = surge_nodes::NodePool::all_from_yaml(pools, "nodepool.yaml").unwrap();
     let nodes = NodeActuator::start(
         client.clone(),
         leader.clone(),
@@ -369,12 +366,61 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         catalog: surge_nodes::Catalog::embedded(),
         daemonsets: Vec::new(),
         interval_ms: 500,
+        headroom,
     }));
     state.add_observer(autoscaler.clone());
     wait_for("the Lease", Duration::from_secs(10), async || {
         leader.is_leader()
     })
     .await;
+    Engine {
+        autoscaler,
+        state,
+        registry,
+    }
+}
+
+/// The registry's metrics in the text exposition format.
+fn registry_text(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
+    out
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !ok().await {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn web_pods(client: &kube::Client) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), NS);
+    api.list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_before_pending_then_fallback_then_consolidation() {
+    let started = Instant::now();
+    let plane: &'static ControlPlane = Box::leak(Box::new(start()));
+    let client = plane.admin_client().await.unwrap();
+    let cancel = CancellationToken::new();
+
+    let Engine {
+        autoscaler,
+        state,
+        registry,
+    } = engine(&client, &policy_yaml(), NODE_POOL, NS, None, &cancel).await;
     wait_for(
         "web's first pod Running",
         Duration::from_secs(30),
@@ -399,7 +445,7 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         watcher::Config::default().labels("app=web"),
     );
     let load = Arc::new(Mutex::new(10.0));
-    feed(state.clone(), load.clone(), cancel.clone());
+    feed(state.clone(), "web_rps", load.clone(), cancel.clone());
     tokio::spawn(autoscaler.clone().run(cancel.clone()));
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(claims.names().is_empty(), "no claim at steady load");
@@ -428,25 +474,51 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         node_decision.decided_in_us,
         node_decision.actuation
     );
-    // The claims are asked for in the pod decision itself. They are queued before the `/scale` patch,
-    // but the two writes go through independent queues, so the API server may see the patch first (seen
-    // once in a full run: the first new pod a few ms before the claim). What is asserted is the mission's
-    // point: the claim exists no later than 1 s after the first new pod, i.e. before Karpenter could ask
-    // (it sees a pod only once it is Pending and unschedulable, then waits out a ≥ 1 s batch window).
+    // The claims are asked for in the pod decision itself, and the decision's `/scale` patch waits
+    // until they were written: the API server holds the first NodeClaim before the first new pod.
+    // Asserted twice: in the order two watches saw them, and by creationTimestamp (whole seconds, so
+    // `<=`).
     let first_claim = claims.first().expect("claims created");
-    let first_new_pod = pods_seen
+    let (first_new_pod_name, first_new_pod) = pods_seen
         .0
         .lock()
         .iter()
         .filter(|(n, _)| **n != first_pod)
-        .map(|(_, t)| *t)
-        .min()
+        .map(|(n, t)| (n.clone(), *t))
+        .min_by_key(|(_, t)| *t)
         .unwrap();
     assert!(
-        first_claim <= first_new_pod + Duration::from_secs(1),
+        first_claim < first_new_pod,
         "first claim seen {:?} after the load step, first new pod {:?}",
         first_claim - step,
         first_new_pod - step
+    );
+    let claim_api: Api<DynamicObject> = Api::all_with(client.clone(), &node_claim_resource());
+    let created = |m: &kube::api::ObjectMeta| m.creation_timestamp.clone().unwrap().0;
+    let claim_created = claim_api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| created(&c.metadata))
+        .min()
+        .unwrap();
+    let pod_created = created(
+        &Api::<Pod>::namespaced(client.clone(), NS)
+            .get(&first_new_pod_name)
+            .await
+            .unwrap()
+            .metadata,
+    );
+    assert!(
+        claim_created <= pod_created,
+        "first claim created at {claim_created}, first new pod at {pod_created}"
+    );
+    let waits = registry_text(&registry);
+    assert!(
+        waits.contains("surge_scale_claims_wait_total{outcome=\"written\"}"),
+        "the scale-up's patch waited for its claims: {waits}"
     );
     // The first claims are spot (cheapest): the provider never fulfils them. After the launch
     // timeout they are deleted and on-demand claims replace them; the scheduler binds every pod.
@@ -458,7 +530,6 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
     })
     .await;
     let nodes_api: Api<Node> = Api::all(client.clone());
-    let claim_api: Api<DynamicObject> = Api::all_with(client.clone(), &node_claim_resource());
     let live: BTreeSet<String> = claim_api
         .list(&ListParams::default())
         .await
@@ -541,4 +612,427 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
     assert!(!deleted.is_empty(), "consolidation decided deletions");
     cancel.cancel();
     eprintln!("k8s_nodes scenario wall time: {:?}", started.elapsed());
+}
+
+/// The second scenario's control plane ports (its own plane: it runs beside the first).
+const ZERO_APISERVER_PORT: u16 = 58453;
+const ZERO_ETCD_PORT: u16 = 59800;
+const NS_ZERO: &str = "batch";
+
+/// On-demand m5.xlarge or m5.2xlarge: which one a pod of 1 CPU needs depends on the DaemonSets.
+const WIDE_POOL: &str = r#"apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: wide}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+      requirements:
+        - {key: node.kubernetes.io/instance-type, operator: In, values: [m5.xlarge, m5.2xlarge]}
+        - {key: topology.kubernetes.io/zone, operator: In, values: [us-east-1a]}
+        - {key: karpenter.sh/capacity-type, operator: In, values: [on-demand]}
+  disruption:
+    consolidationPolicy: WhenEmpty
+    consolidateAfter: 5m
+    budgets: [{nodes: "100%"}]
+"#;
+
+/// The batch Deployment, at zero replicas: it has no live pod to read a template from.
+fn batch_deployment() -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: batch, namespace: {NS_ZERO}}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: batch}}}}
+  template:
+    metadata: {{labels: {{app: batch}}}}
+    spec:
+      containers:
+        - name: app
+          image: registry.k8s.io/pause:3.10
+          resources: {{requests: {{cpu: "1", memory: 1Gi}}}}
+"#
+    )
+}
+
+/// A node agent on every node asking for 3 CPU: an m5.xlarge (3.92 CPU allocatable) keeps less
+/// than one batch pod's CPU.
+const AGENT_DAEMONSET: &str = r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node-agent, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: node-agent}}
+  template:
+    metadata: {labels: {app: node-agent}}
+    spec:
+      containers:
+        - name: agent
+          image: registry.k8s.io/pause:3.10
+          resources: {requests: {cpu: "3", memory: 512Mi}}
+"#;
+
+fn keda_policy_yaml() -> String {
+    format!(
+        r#"policies:
+  - name: batch
+    mode: scale
+    min_interval: 200ms
+    scaled_object: |
+      apiVersion: keda.sh/v1alpha1
+      kind: ScaledObject
+      metadata: {{name: batch, namespace: {NS_ZERO}}}
+      spec:
+        scaleTargetRef: {{name: batch}}
+        minReplicaCount: 0
+        pollingInterval: 1
+        maxReplicaCount: 10
+        triggers:
+          - type: prometheus
+            name: rps
+            metadata: {{query: 'sum(batch_rps)', threshold: "10"}}
+"#
+    )
+}
+
+/// Capacity ahead of a workload at zero replicas (its pod template read from the Deployment's spec,
+/// no live pod exists), sized with the cluster's DaemonSets: the 3-CPU node agent makes the plan take
+/// m5.2xlarge where it would take m5.xlarge without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_ahead_from_zero_sized_with_daemonsets() {
+    let started = Instant::now();
+    init_tracing();
+    let plane: &'static ControlPlane = Box::leak(Box::new(
+        start_plane(ZERO_APISERVER_PORT, ZERO_ETCD_PORT, None).unwrap(),
+    ));
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
+    plane.kubectl(&["apply", "-f", crds], None);
+    plane.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodeclaims.karpenter.sh",
+            "crd/nodepools.karpenter.sh",
+        ],
+        None,
+    );
+    plane.kubectl(&["apply", "-f", "-"], Some(WIDE_POOL));
+    plane.ready_pods().unwrap();
+    plane.kubectl(&["create", "namespace", NS_ZERO], None);
+    plane.kubectl(&["apply", "-f", "-"], Some(AGENT_DAEMONSET));
+    plane.kubectl(&["apply", "-f", "-"], Some(&batch_deployment()));
+    let client = plane.admin_client().await.unwrap();
+    let cancel = CancellationToken::new();
+    let Engine {
+        autoscaler, state, ..
+    } = engine(
+        &client,
+        &keda_policy_yaml(),
+        WIDE_POOL,
+        NS_ZERO,
+        None,
+        &cancel,
+    )
+    .await;
+    provider(plane, client.clone(), Duration::from_secs(1));
+    let claims = watch_first(
+        Api::<DynamicObject>::all_with(client.clone(), &node_claim_resource()),
+        watcher::Config::default(),
+    );
+    let pods_seen = watch_first(
+        Api::<Pod>::namespaced(client.clone(), NS_ZERO),
+        watcher::Config::default().labels("app=batch"),
+    );
+    let load = Arc::new(Mutex::new(0.0));
+    feed(state.clone(), "batch_rps", load.clone(), cancel.clone());
+    tokio::spawn(autoscaler.clone().run(cancel.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(claims.names().is_empty(), "no claim at zero load");
+
+    *load.lock() = 30.0;
+    let step = Instant::now();
+    while pods_seen.first().is_none() {
+        assert!(
+            step.elapsed() < Duration::from_secs(20),
+            "no batch pod after 20 s; latest decisions: {}",
+            serde_json::to_string_pretty(&autoscaler.decisions(Some("batch"), 2)).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = autoscaler
+        .decisions(Some("batch"), 50)
+        .into_iter()
+        .rev()
+        .find(|d| d.decision.scale && d.replicas_before == 0 && d.replicas_after > 0)
+        .expect("a scale-up from zero");
+    let node_decision = d
+        .nodes
+        .clone()
+        .expect("a node decision with the scale-up from zero");
+    eprintln!(
+        "scale-up {} → {}: {:?}; {}",
+        d.replicas_before,
+        d.replicas_after,
+        node_decision
+            .create
+            .iter()
+            .map(|n| (&n.instance_type, &n.pods))
+            .collect::<Vec<_>>(),
+        node_decision.actuation
+    );
+    assert!(!node_decision.create.is_empty(), "{node_decision:?}");
+    for n in &node_decision.create {
+        assert_eq!(n.instance_type, "m5.2xlarge", "{node_decision:?}");
+    }
+    let first_claim = claims.first().expect("claims created");
+    let first_pod = pods_seen.first().unwrap();
+    assert!(
+        first_claim < first_pod,
+        "the claim ({first_claim:?}) before the first pod ({first_pod:?})"
+    );
+
+    // The same plan without the DaemonSet takes the smaller type: the DaemonSet is what changed it.
+    let pools = surge_nodes::NodePool::all_from_yaml(WIDE_POOL, "nodepool.yaml").unwrap();
+    let catalog = surge_nodes::Catalog::embedded();
+    let template = surge_nodes::Pod::from_k8s_yaml(&batch_deployment(), "batch").unwrap();
+    let plan = |daemonsets: &[surge_nodes::Pod]| {
+        let input = surge_nodes::ProvisionInput {
+            catalog: &catalog,
+            pools: &pools,
+            pods: &[],
+            existing: &[],
+            in_flight: &[],
+            daemonsets,
+            unavailable: &[],
+        };
+        let up = surge_nodes::ScaleUp {
+            workload: "batch/batch",
+            template: &template,
+            existing_pods: 0,
+            desired: u32::try_from(d.replicas_after).unwrap(),
+        };
+        surge_nodes::plan_ahead(&input, &[up])
+    };
+    let agent = surge_nodes::Pod::from_k8s_yaml(AGENT_DAEMONSET, "ds").unwrap();
+    let with = plan(std::slice::from_ref(&agent));
+    let without = plan(&[]);
+    assert_eq!(with.nodes[0].instance_type, "m5.2xlarge");
+    assert_eq!(without.nodes[0].instance_type, "m5.xlarge");
+
+    // The real scheduler binds the batch pods beside the DaemonSet's pod on the claimed node.
+    wait_for(
+        "every batch pod bound",
+        Duration::from_secs(30),
+        async || {
+            let api: Api<Pod> = Api::namespaced(client.clone(), NS_ZERO);
+            let pods = api
+                .list(&ListParams::default().labels("app=batch"))
+                .await
+                .unwrap()
+                .items;
+            !pods.is_empty()
+                && pods.iter().all(|p| {
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_ref())
+                        .is_some_and(|n| claims.names().contains(n))
+                })
+        },
+    )
+    .await;
+    cancel.cancel();
+    eprintln!(
+        "k8s_nodes zero-replicas scenario wall time: {:?}",
+        started.elapsed()
+    );
+}
+
+/// The headroom scenario's control plane ports (its own plane).
+const ROOM_APISERVER_PORT: u16 = 58473;
+const ROOM_ETCD_PORT: u16 = 59810;
+const NS_ROOM: &str = "room";
+
+/// Headroom from config, actuated: the pause PriorityClass and Deployment appear with the stated
+/// replicas (the engine emits `Action::Headroom` in its pass), its price is reported, and a real pod
+/// that finds no room preempts a pause pod (the real scheduler's preemption).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headroom_pause_pods_from_config_are_preempted() {
+    let started = Instant::now();
+    init_tracing();
+    let plane: &'static ControlPlane = Box::leak(Box::new(
+        start_plane(ROOM_APISERVER_PORT, ROOM_ETCD_PORT, None).unwrap(),
+    ));
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
+    plane.kubectl(&["apply", "-f", crds], None);
+    plane.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/nodeclaims.karpenter.sh",
+            "crd/nodepools.karpenter.sh",
+        ],
+        None,
+    );
+    plane.kubectl(&["apply", "-f", "-"], Some(NODE_POOL));
+    // Room for web (100m) and both pause pods (1 CPU each), 1.9 CPU to spare.
+    plane.script("fake-node.sh", &["base", "4", "16Gi", "110"]);
+    plane.ready_pods().unwrap();
+    plane.kubectl(&["create", "namespace", NS_ROOM], None);
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {NS_ROOM}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+        - name: app
+          image: registry.k8s.io/pause:3.10
+          resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}
+"#
+        )),
+    );
+    let client = plane.admin_client().await.unwrap();
+    let cancel = CancellationToken::new();
+    let headroom = HeadroomPolicy {
+        name: "surge-headroom".into(),
+        namespace: NS_ROOM.into(),
+        chunk: surge_nodes::Pod::new("room/surge-headroom", 1000, 1 << 30),
+        min_replicas: 2,
+        window_ms: 60_000,
+    };
+    let Engine {
+        autoscaler,
+        state,
+        registry,
+    } = engine(
+        &client,
+        &policy_yaml_in(NS_ROOM),
+        NODE_POOL,
+        NS_ROOM,
+        Some(headroom),
+        &cancel,
+    )
+    .await;
+    let load = Arc::new(Mutex::new(10.0));
+    feed(state.clone(), "web_rps", load.clone(), cancel.clone());
+    tokio::spawn(autoscaler.clone().run(cancel.clone()));
+
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), NS_ROOM);
+    wait_for(
+        "the pause Deployment at 2 replicas",
+        Duration::from_secs(20),
+        async || {
+            deployments
+                .get_opt("surge-headroom")
+                .await
+                .unwrap()
+                .and_then(|d| d.spec?.replicas)
+                == Some(2)
+        },
+    )
+    .await;
+    let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(client.clone());
+    let class = classes.get("surge-headroom").await.unwrap();
+    assert_eq!(class.value, -10);
+    let record = autoscaler
+        .decisions(Some("web"), 256)
+        .iter()
+        .find_map(|d| d.nodes.as_ref()?.headroom.clone())
+        .expect("a decision carries the headroom");
+    assert_eq!(record.replicas, 2);
+    assert!(record.cost_per_hour > 0.0, "{record:?}");
+    let text = registry_text(&registry);
+    assert!(
+        text.contains("surge_headroom_replicas 2"),
+        "headroom gauge: {text}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS_ROOM);
+    let pause = ListParams::default().labels("surge.dev/headroom=surge-headroom");
+    wait_for(
+        "both pause pods on base",
+        Duration::from_secs(30),
+        async || {
+            let list = pods.list(&pause).await.unwrap().items;
+            list.len() == 2
+                && list
+                    .iter()
+                    .all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("base"))
+        },
+    )
+    .await;
+    let pause_before: BTreeSet<String> = pods
+        .list(&pause)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(kube::ResourceExt::name_any)
+        .collect();
+
+    // A real pod needing 2.5 CPU: base has 1.9 spare; the scheduler preempts one pause pod.
+    plane.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: urgent, namespace: {NS_ROOM}}}
+spec:
+  containers:
+    - name: app
+      image: registry.k8s.io/pause:3.10
+      resources: {{requests: {{cpu: 2500m, memory: 1Gi}}}}
+"#
+        )),
+    );
+    wait_for(
+        "urgent placed on base by preemption",
+        Duration::from_secs(30),
+        async || {
+            let p = pods.get("urgent").await.unwrap();
+            let bound = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("base");
+            let nominated = p
+                .status
+                .as_ref()
+                .and_then(|s| s.nominated_node_name.as_deref())
+                == Some("base");
+            bound || nominated
+        },
+    )
+    .await;
+    wait_for(
+        "a pause pod preempted",
+        Duration::from_secs(30),
+        async || {
+            let now: Vec<Pod> = pods.list(&pause).await.unwrap().items;
+            // The victim is gone or terminating (the ReplicaSet replaces it with a new, Pending one).
+            pause_before.iter().any(|name| {
+                now.iter()
+                    .find(|p| &kube::ResourceExt::name_any(*p) == name)
+                    .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+            })
+        },
+    )
+    .await;
+    let urgent = pods.get("urgent").await.unwrap();
+    eprintln!(
+        "urgent: nodeName {:?}, nominatedNodeName {:?}",
+        urgent.spec.as_ref().and_then(|s| s.node_name.clone()),
+        urgent
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
+    );
+    cancel.cancel();
+    eprintln!(
+        "k8s_nodes headroom scenario wall time: {:?}",
+        started.elapsed()
+    );
 }

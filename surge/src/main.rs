@@ -20,14 +20,6 @@ mod simulate;
 
 use surge_benches::{agent, ingest, latency};
 
-/// jemalloc rather than glibc's malloc: the agent's 1 s scrapes allocate and free ~100 KB bodies and
-/// request buffers from several threads, and glibc's per-thread arenas kept that memory resident (peak
-/// RSS of `surge bench agent` with LD_PRELOAD, same run: see README "Agent"). The same choice as Vector
-/// and TiKV.
-#[cfg(all(unix, not(target_env = "musl")))]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 #[derive(Parser)]
 #[command(
     name = "surge",

@@ -201,6 +201,9 @@ pub(crate) struct ScaleTarget {
     pub(crate) workload: Workload,
     api: Api<DynamicObject>,
     scale: RwLock<Option<ObservedScale>>,
+    /// Patches that landed (their answers went into `scale`): a GET that was in flight across one
+    /// may carry the count from before it and must not overwrite the newer answer.
+    patched: std::sync::atomic::AtomicU64,
     /// Set after the first GET answered (found or not).
     synced: watch::Sender<bool>,
     desired: watch::Sender<Option<Desired>>,
@@ -237,6 +240,7 @@ impl ScaleTarget {
             workload,
             api,
             scale: RwLock::new(None),
+            patched: std::sync::atomic::AtomicU64::new(0),
             synced: watch::channel(false).0,
             desired,
             last_outcome: Mutex::new(None),
@@ -399,9 +403,16 @@ impl ScaleTarget {
     }
 
     async fn refresh(&self) {
+        use std::sync::atomic::Ordering;
+        let patched_before = self.patched.load(Ordering::Acquire);
         match self.api.get_scale(&self.workload.name).await {
             Ok(scale) => {
-                *self.scale.write() = Some(ObservedScale::from_scale(&scale));
+                let mut cached = self.scale.write();
+                // A patch answered while this GET was in flight: its answer is at least as new (the
+                // next watch event refreshes again). Seen as a second, redundant patch of one decision.
+                if self.patched.load(Ordering::Acquire) == patched_before {
+                    *cached = Some(ObservedScale::from_scale(&scale));
+                }
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 if self.scale.write().take().is_some() {
@@ -436,7 +447,17 @@ impl ScaleTarget {
                 self.wait_for_claims(claims).await;
             }
             let outcome = self.patch(&desired).await;
-            *self.last_outcome.lock() = Some(outcome);
+            let mut last = self.last_outcome.lock();
+            // A repeat of the decision just carried out (queued by an evaluation that ran before this
+            // replica's cache saw its own patch) changes nothing: the outcome that did the work stays
+            // the one reported.
+            let repeat = outcome.starts_with("already at")
+                && last.as_deref().is_some_and(|l| {
+                    l.starts_with("patched") && l.ends_with(&format!("→ {}", desired.replicas))
+                });
+            if !repeat {
+                *last = Some(outcome);
+            }
         }
     }
 
@@ -489,7 +510,12 @@ impl ScaleTarget {
             Ok(Ok(scale)) => {
                 let observed = ObservedScale::from_scale(&scale);
                 let uid = observed.uid.clone();
-                *self.scale.write() = Some(observed);
+                {
+                    let mut cached = self.scale.write();
+                    *cached = Some(observed);
+                    self.patched
+                        .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                }
                 self.ctx.metrics.count("patched");
                 self.ctx
                     .metrics

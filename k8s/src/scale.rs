@@ -435,6 +435,11 @@ impl ScaleTarget {
         mut rx: watch::Receiver<Option<Desired>>,
         cancel: CancellationToken,
     ) {
+        use std::sync::atomic::Ordering;
+        // The count this loop's last patch set, while the cache still shows it: a request for the same
+        // count, queued by an evaluation that ran before this replica's cache saw that patch, is a
+        // repeat and changes nothing (the patch stays the reported outcome).
+        let mut landed: Option<i32> = None;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -443,21 +448,18 @@ impl ScaleTarget {
             let Some(desired) = rx.borrow_and_update().clone() else {
                 continue;
             };
+            let cached = self.scale.read().as_ref().map(|s| s.spec_replicas);
+            if landed == Some(desired.replicas) && cached == landed {
+                continue;
+            }
             if let Some(claims) = &desired.after_claims {
                 self.wait_for_claims(claims).await;
             }
+            let patched_before = self.patched.load(Ordering::Acquire);
             let outcome = self.patch(&desired).await;
-            let mut last = self.last_outcome.lock();
-            // A repeat of the decision just carried out (queued by an evaluation that ran before this
-            // replica's cache saw its own patch) changes nothing: the outcome that did the work stays
-            // the one reported.
-            let repeat = outcome.starts_with("already at")
-                && last.as_deref().is_some_and(|l| {
-                    l.starts_with("patched") && l.ends_with(&format!("→ {}", desired.replicas))
-                });
-            if !repeat {
-                *last = Some(outcome);
-            }
+            landed = (self.patched.load(Ordering::Acquire) != patched_before)
+                .then_some(desired.replicas);
+            *self.last_outcome.lock() = Some(outcome);
         }
     }
 

@@ -454,6 +454,32 @@ spec:
     budgets: [{nodes: "100%"}]
 "#;
 
+    /// Node decisions over [`POOL`] with a 1 s pass.
+    fn replacing_engine() -> NodeEngine {
+        NodeEngine::new(NodeDecisions {
+            pools: NodePool::all_from_yaml(POOL, "pool.yaml").unwrap(),
+            catalog: Catalog::embedded(),
+            daemonsets: Vec::new(),
+            interval_ms: 1000,
+            headroom: None,
+        })
+    }
+
+    fn web_target() -> ScaleTarget {
+        ScaleTarget {
+            policy: "p".into(),
+            workload: Workload {
+                namespace: "shop".into(),
+                name: "web".into(),
+                kind: "Deployment".into(),
+                api_version: "apps/v1".into(),
+            },
+            mode: surge_actuate::ActuationMode::Scale,
+            initial_replicas: 1,
+            events: false,
+        }
+    }
+
     fn node(name: &str, instance_type: &str, pods: Vec<Pod>) -> ClusterNode {
         ClusterNode {
             node: ExistingNode {
@@ -490,28 +516,11 @@ spec:
     /// new one is a Ready node, neither touched meanwhile, the new one protected while it is empty.
     #[test]
     fn replace_creates_first_and_deletes_the_old_node_once_the_new_one_is_ready() {
-        let engine = NodeEngine::new(NodeDecisions {
-            pools: NodePool::all_from_yaml(POOL, "pool.yaml").unwrap(),
-            catalog: Catalog::embedded(),
-            daemonsets: Vec::new(),
-            interval_ms: 1000,
-            headroom: None,
-        });
+        let engine = replacing_engine();
         let web = Pod::new("shop/web-0", 500, 1 << 30);
         let cluster = Cluster::default();
         cluster.view.lock().cluster = vec![node("big", "m5.2xlarge", vec![web.clone()])];
-        let target = ScaleTarget {
-            policy: "p".into(),
-            workload: Workload {
-                namespace: "shop".into(),
-                name: "web".into(),
-                kind: "Deployment".into(),
-                api_version: "apps/v1".into(),
-            },
-            mode: surge_actuate::ActuationMode::Scale,
-            initial_replicas: 1,
-            events: false,
-        };
+        let target = web_target();
         let metrics = HeadroomMetrics::default();
         let mut now = 1_767_225_600_000;
         let mut pass = |cluster: &Cluster| {
@@ -556,31 +565,14 @@ spec:
     /// A replacement that never becomes a node is forgotten and the old node kept.
     #[test]
     fn a_replacement_that_never_launches_keeps_the_old_node() {
-        let engine = NodeEngine::new(NodeDecisions {
-            pools: NodePool::all_from_yaml(POOL, "pool.yaml").unwrap(),
-            catalog: Catalog::embedded(),
-            daemonsets: Vec::new(),
-            interval_ms: 1000,
-            headroom: None,
-        });
+        let engine = replacing_engine();
         let cluster = Cluster::default();
         cluster.view.lock().cluster = vec![node(
             "big",
             "m5.2xlarge",
             vec![Pod::new("shop/web-0", 500, 1 << 30)],
         )];
-        let target = ScaleTarget {
-            policy: "p".into(),
-            workload: Workload {
-                namespace: "shop".into(),
-                name: "web".into(),
-                kind: "Deployment".into(),
-                api_version: "apps/v1".into(),
-            },
-            mode: surge_actuate::ActuationMode::Scale,
-            initial_replicas: 1,
-            events: false,
-        };
+        let target = web_target();
         let metrics = HeadroomMetrics::default();
         let t0 = 1_767_225_600_000;
         let first = engine

@@ -97,9 +97,14 @@ fn policy_yaml_in(ns: &str) -> String {
     )
 }
 
-fn start() -> ControlPlane {
+/// A control plane on its own ports with Karpenter's CRDs established and `pool` applied (as
+/// Karpenter's API accepts it, the CRD's validation, and as surge reads it); each scenario has its own,
+/// so they run side by side.
+fn karpenter_plane(apiserver_port: u16, etcd_port: u16, pool: &str) -> &'static ControlPlane {
     init_tracing();
-    let plane = start_plane(APISERVER_PORT, ETCD_PORT, None).unwrap();
+    let plane: &'static ControlPlane = Box::leak(Box::new(
+        start_plane(apiserver_port, etcd_port, None).unwrap(),
+    ));
     let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
     plane.kubectl(&["apply", "-f", crds], None);
     plane.kubectl(
@@ -111,18 +116,16 @@ fn start() -> ControlPlane {
         ],
         None,
     );
-    // The NodePool as Karpenter's API accepts it (the CRD's validation), and as surge reads it.
-    plane.kubectl(&["apply", "-f", "-"], Some(NODE_POOL));
-    // One node not launched by a claim: room for the first replica only (1 CPU each).
-    plane.script("fake-node.sh", &["base", "1500m", "4Gi", "110"]);
-    plane.ready_pods().unwrap();
-    plane.kubectl(&["create", "namespace", NS], None);
-    plane.kubectl(
-        &["apply", "-f", "-"],
-        Some(&format!(
-            r#"apiVersion: apps/v1
+    plane.kubectl(&["apply", "-f", "-"], Some(pool));
+    plane
+}
+
+/// Deployment `web` in `ns` at one replica of `cpu` and `memory` requests.
+fn web_deployment(ns: &str, cpu: &str, memory: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
 kind: Deployment
-metadata: {{name: web, namespace: {NS}}}
+metadata: {{name: web, namespace: {ns}}}
 spec:
   replicas: 1
   selector: {{matchLabels: {{app: web}}}}
@@ -132,10 +135,18 @@ spec:
       containers:
         - name: app
           image: registry.k8s.io/pause:3.10
-          resources: {{requests: {{cpu: "1", memory: 1Gi}}}}
+          resources: {{requests: {{cpu: "{cpu}", memory: {memory}}}}}
 "#
-        )),
-    );
+    )
+}
+
+fn start() -> &'static ControlPlane {
+    let plane = karpenter_plane(APISERVER_PORT, ETCD_PORT, NODE_POOL);
+    // One node not launched by a claim: room for the first replica only (1 CPU each).
+    plane.script("fake-node.sh", &["base", "1500m", "4Gi", "110"]);
+    plane.ready_pods().unwrap();
+    plane.kubectl(&["create", "namespace", NS], None);
+    plane.kubectl(&["apply", "-f", "-"], Some(&web_deployment(NS, "1", "1Gi")));
     plane
 }
 
@@ -412,7 +423,7 @@ async fn web_pods(client: &kube::Client) -> Vec<Pod> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_before_pending_then_fallback_then_consolidation() {
     let started = Instant::now();
-    let plane: &'static ControlPlane = Box::leak(Box::new(start()));
+    let plane = start();
     let client = plane.admin_client().await.unwrap();
     let cancel = CancellationToken::new();
 
@@ -702,22 +713,7 @@ fn keda_policy_yaml() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_ahead_from_zero_sized_with_daemonsets() {
     let started = Instant::now();
-    init_tracing();
-    let plane: &'static ControlPlane = Box::leak(Box::new(
-        start_plane(ZERO_APISERVER_PORT, ZERO_ETCD_PORT, None).unwrap(),
-    ));
-    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
-    plane.kubectl(&["apply", "-f", crds], None);
-    plane.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/nodeclaims.karpenter.sh",
-            "crd/nodepools.karpenter.sh",
-        ],
-        None,
-    );
-    plane.kubectl(&["apply", "-f", "-"], Some(WIDE_POOL));
+    let plane = karpenter_plane(ZERO_APISERVER_PORT, ZERO_ETCD_PORT, WIDE_POOL);
     plane.ready_pods().unwrap();
     plane.kubectl(&["create", "namespace", NS_ZERO], None);
     plane.kubectl(&["apply", "-f", "-"], Some(AGENT_DAEMONSET));
@@ -859,44 +855,14 @@ const NS_ROOM: &str = "room";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headroom_pause_pods_from_config_are_preempted() {
     let started = Instant::now();
-    init_tracing();
-    let plane: &'static ControlPlane = Box::leak(Box::new(
-        start_plane(ROOM_APISERVER_PORT, ROOM_ETCD_PORT, None).unwrap(),
-    ));
-    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/data/karpenter");
-    plane.kubectl(&["apply", "-f", crds], None);
-    plane.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/nodeclaims.karpenter.sh",
-            "crd/nodepools.karpenter.sh",
-        ],
-        None,
-    );
-    plane.kubectl(&["apply", "-f", "-"], Some(NODE_POOL));
+    let plane = karpenter_plane(ROOM_APISERVER_PORT, ROOM_ETCD_PORT, NODE_POOL);
     // Room for web (100m) and both pause pods (1 CPU each), 1.9 CPU to spare.
     plane.script("fake-node.sh", &["base", "4", "16Gi", "110"]);
     plane.ready_pods().unwrap();
     plane.kubectl(&["create", "namespace", NS_ROOM], None);
     plane.kubectl(
         &["apply", "-f", "-"],
-        Some(&format!(
-            r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: {NS_ROOM}}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-        - name: app
-          image: registry.k8s.io/pause:3.10
-          resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}
-"#
-        )),
+        Some(&web_deployment(NS_ROOM, "100m", "128Mi")),
     );
     let client = plane.admin_client().await.unwrap();
     let cancel = CancellationToken::new();

@@ -7,6 +7,10 @@
 //! decisions on, the NodeClaims its new pods need; a `KubeActuator` with a `NodeActuator` patches
 //! `/scale` and creates and deletes the claims.
 //!
+//! The engine acts with the aggregator's permissions as the Helm chart grants them with
+//! `nodeDecisions.enabled` (rendered by the real Helm SDK, applied, and impersonated), so a grant the
+//! chart lacks fails here.
+//!
 //! Mocked: the cloud provider only (there is no real one here). [`provider`] plays Karpenter's
 //! cloud-provider side: each NodeClaim becomes a Ready fake Node (`fake-node.sh`, with the claim's
 //! instance-type, capacity-type, zone and `karpenter.sh/nodepool` labels) after a delay and the claim's
@@ -306,9 +310,72 @@ fn feed(
     });
 }
 
+/// The aggregator's RBAC as the Helm chart ships it with node decisions on (`nodeDecisions.enabled`,
+/// and `settings.headroom` when the scenario keeps headroom), rendered by the real Helm SDK into release
+/// namespace `ns` and applied (its ServiceAccounts and RBAC objects only: nothing else of the chart
+/// runs here); then a client that impersonates the aggregator's ServiceAccount. Whatever the engine
+/// does that the chart does not grant is refused by the API server's RBAC and fails the scenario.
+async fn aggregator_client(
+    plane: &ControlPlane,
+    ns: &str,
+    pools: &str,
+    headroom: bool,
+) -> kube::Client {
+    let mut settings = serde_json::json!({});
+    if headroom {
+        settings["headroom"] = serde_json::json!({"cpu": "1", "memory": "1Gi", "replicas": 2});
+    }
+    let values = serde_json::json!({
+        "nodeDecisions": {"enabled": true, "nodePools": pools, "settings": settings},
+    });
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/helm/surge");
+    let rendered = surge_tests::helm::render(std::path::Path::new(chart), ns, &values).unwrap();
+    let kinds = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let rbac: Vec<&str> = rendered
+        .split("\n---")
+        .filter(|doc| {
+            doc.lines()
+                .any(|l| kinds.iter().any(|k| l.trim_end() == format!("kind: {k}")))
+        })
+        .collect();
+    let rbac = rbac.join("\n---");
+    assert!(
+        rbac.contains("surge-aggregator-nodes"),
+        "the chart renders the node decisions' ClusterRole"
+    );
+    plane.kubectl(&["apply", "-f", "-"], Some(&rbac));
+    let kc = kube::config::Kubeconfig::read_from(&plane.env["KUBECONFIG"]).unwrap();
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:surge-aggregator"));
+    config.auth_info.impersonate_groups = Some(vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{ns}"),
+        "system:authenticated".into(),
+    ]);
+    let client = kube::Client::try_from(config).unwrap();
+    // The impersonation holds: what the chart does not grant is refused.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), "kube-system");
+    match secrets.list(&ListParams::default()).await {
+        Err(kube::Error::Api(e)) if e.code == 403 => {}
+        other => panic!("the aggregator's ServiceAccount listed Secrets: {other:?}"),
+    }
+    client
+}
+
 /// The engine as the aggregator wires it, with node decisions on: a Lease in `lease_ns`, a
 /// `KubeActuator` with a `NodeActuator` (launch timeout 8 s), and the autoscaler over an aggregator's
-/// cache; returns once this replica leads.
+/// cache, all through a client with the aggregator's permissions as the chart grants them
+/// ([`aggregator_client`], release namespace `lease_ns`); returns once this replica leads.
 struct Engine {
     autoscaler: Arc<Autoscaler>,
     state: Arc<AggregatorState>,
@@ -316,13 +383,14 @@ struct Engine {
 }
 
 async fn engine(
-    client: &kube::Client,
+    plane: &ControlPlane,
     policy: &str,
     pools: &str,
     lease_ns: &str,
     headroom: Option<HeadroomPolicy>,
     cancel: &CancellationToken,
 ) -> Engine {
+    let client = &aggregator_client(plane, lease_ns, pools, headroom.is_some()).await;
     let cfg =
         surge_config::load_str(policy, "surge.yaml", &surge_config::MapEnv::default()).unwrap();
     let policies = build_policies(&cfg).unwrap();
@@ -431,7 +499,7 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         autoscaler,
         state,
         registry,
-    } = engine(&client, &policy_yaml(), NODE_POOL, NS, None, &cancel).await;
+    } = engine(plane, &policy_yaml(), NODE_POOL, NS, None, &cancel).await;
     wait_for(
         "web's first pod Running",
         Duration::from_secs(30),
@@ -723,7 +791,7 @@ async fn claims_ahead_from_zero_sized_with_daemonsets() {
     let Engine {
         autoscaler, state, ..
     } = engine(
-        &client,
+        plane,
         &keda_policy_yaml(),
         WIDE_POOL,
         NS_ZERO,
@@ -878,7 +946,7 @@ async fn headroom_pause_pods_from_config_are_preempted() {
         state,
         registry,
     } = engine(
-        &client,
+        plane,
         &policy_yaml_in(NS_ROOM),
         NODE_POOL,
         NS_ROOM,

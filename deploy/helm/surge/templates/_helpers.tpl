@@ -94,14 +94,19 @@ takes either, and a token it cannot review would be refused before the certifica
 {{- end -}}
 
 {{/*
-The aggregator's config as deployed: aggregator.config, and with mTLS on: client certificates verified
-against the client CA, required for writes and peer copies (they replace the token review), and the
-replica's own client certificate toward its peers instead of its token.
+The aggregator's config as deployed: aggregator.config, and
+- with mTLS on: client certificates verified against the client CA, required for writes and peer copies
+  (they replace the token review), and the replica's own client certificate toward its peers instead of
+  its token;
+- with node decisions on: `aggregator.nodes` from nodeDecisions.settings, its NodePools file the mounted
+  ConfigMap, and the headroom Deployment in the release namespace unless settings name another (the
+  namespace the chart's Role grants).
 */}}
 {{- define "surge.aggregator.config" -}}
-{{- if .Values.mtls.enabled -}}
+{{- if or .Values.mtls.enabled .Values.nodeDecisions.enabled -}}
 {{- $cfg := fromYaml .Values.aggregator.config -}}
 {{- $agg := $cfg.aggregator -}}
+{{- if .Values.mtls.enabled -}}
 {{- $server := $agg.server | default dict -}}
 {{- $tls := $server.tls | required "mtls.enabled needs aggregator.server.tls in aggregator.config" -}}
 {{- $_ := set $tls "client_ca_file" "/etc/surge/client-tls/ca.crt" -}}
@@ -113,8 +118,25 @@ replica's own client certificate toward its peers instead of its token.
 {{- $_ := set . "tls_config" $peerTls -}}
 {{- $_ := unset . "bearer_token_file" -}}
 {{- end -}}
+{{- end -}}
+{{- if .Values.nodeDecisions.enabled -}}
+{{- $_ := .Values.nodeDecisions.nodePools | required "nodeDecisions.enabled needs nodeDecisions.nodePools (karpenter.sh/v1 NodePools)" -}}
+{{- $nodes := deepCopy (.Values.nodeDecisions.settings | default dict) -}}
+{{- $_ := set $nodes "node_pools_file" "/etc/surge/nodes/nodepools.yaml" -}}
+{{- with $nodes.headroom -}}
+{{- $_ := set . "namespace" (include "surge.headroomNamespace" $) -}}
+{{- end -}}
+{{- $_ := set $agg "nodes" $nodes -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- else -}}
 {{- .Values.aggregator.config -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The namespace of the headroom pause Deployment: nodeDecisions.settings.headroom.namespace, else the
+release namespace. */}}
+{{- define "surge.headroomNamespace" -}}
+{{- $h := (.Values.nodeDecisions.settings | default dict).headroom | default dict -}}
+{{- $h.namespace | default .Release.Namespace -}}
 {{- end -}}

@@ -1,10 +1,16 @@
-//! The Helm chart's optional mTLS (`mtls.enabled`), rendered by the real Helm v4 SDK (`helm lint
-//! --strict` first): off by default (the rendering has no client certificate anywhere); on, the agents
-//! mount Secret `mtls.secretName` and present its certificate on their HTTPS remote-write instead of the
-//! token, and the aggregator verifies client certificates against that Secret's `ca.crt`, takes writes
-//! and peer copies only with one (`server.auth.client_certificates`, no token review), and presents it
-//! to its own peers. Both configs as rendered load as surge configs. With cert-manager the chart
-//! requests the client certificate from the serving certificate's issuer.
+//! The Helm chart's optional features, rendered by the real Helm v4 SDK (`helm lint --strict` first).
+//!
+//! mTLS (`mtls.enabled`): off by default (the rendering has no client certificate anywhere); on, the
+//! agents mount Secret `mtls.secretName` and present its certificate on their HTTPS remote-write instead
+//! of the token, and the aggregator verifies client certificates against that Secret's `ca.crt`, takes
+//! writes and peer copies only with one (`server.auth.client_certificates`, no token review), and
+//! presents it to its own peers. Both configs as rendered load as surge configs. With cert-manager the
+//! chart requests the client certificate from the serving certificate's issuer.
+//!
+//! Node decisions (`nodeDecisions.enabled`): off by default (no grant, no NodePools, no `nodes` in the
+//! config); on, the NodePools ConfigMap is mounted where the rendered config's `node_pools_file` points,
+//! the config loads, and the headroom Deployment's namespace is the one the chart's Role grants. That
+//! those grants are enough for the node actuator is `k8s_nodes.rs`'s part (it acts through them).
 //!
 //! Needs helm-python-sdk (`$SURGE_HELM_PYTHON`, which `.ci/run` sets up).
 
@@ -187,4 +193,119 @@ fn with_cert_manager_the_client_certificate_is_requested_from_the_same_issuer() 
             .count(),
         0
     );
+}
+
+const NODE_POOLS: &str = "apiVersion: karpenter.sh/v1
+kind: NodePool
+metadata: {name: general}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
+      requirements:
+        - {key: karpenter.sh/capacity-type, operator: In, values: [spot, on-demand]}
+";
+
+#[test]
+fn node_decisions_are_off_by_default_and_on_they_mount_their_pools_and_grant_their_namespace() {
+    let off = render(json!({}));
+    assert!(
+        off.iter().all(|o| !o["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("nodepools")
+                || n.ends_with("-nodes")
+                || n.ends_with("-headroom"))),
+        "node decisions render nothing when off"
+    );
+    assert_eq!(
+        config(&off, "surge-aggregator-config")["aggregator"]["nodes"],
+        Value::Null
+    );
+
+    let on = render(json!({"nodeDecisions": {
+        "enabled": true,
+        "nodePools": NODE_POOLS,
+        "settings": {"interval": "2s", "headroom": {"cpu": "500m", "memory": "512Mi", "replicas": 3}},
+    }}));
+    let cfg = config(&on, "surge-aggregator-config");
+    let nodes = &cfg["aggregator"]["nodes"];
+    assert_eq!(nodes["interval"], "2s");
+    assert_eq!(nodes["headroom"]["replicas"], 3);
+    // The rest of the config is as shipped.
+    assert_eq!(
+        cfg["aggregator"]["server"],
+        config(&off, "surge-aggregator-config")["aggregator"]["server"]
+    );
+    // The pools file is the mounted ConfigMap's key, and it loads as surge reads NodePools.
+    let file = Path::new(nodes["node_pools_file"].as_str().unwrap());
+    let aggregator = pod(&on, "Deployment", "surge-aggregator");
+    let volume = aggregator["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "nodepools")
+        .expect("a nodepools volume");
+    let map_name = volume["configMap"]["name"].as_str().unwrap();
+    let mount = aggregator["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "nodepools")
+        .expect("the nodepools volume is mounted");
+    assert_eq!(
+        Path::new(mount["mountPath"].as_str().unwrap()),
+        file.parent().unwrap()
+    );
+    let key = file.file_name().unwrap().to_str().unwrap();
+    let pools_text = find(&on, "ConfigMap", map_name)["data"][key]
+        .as_str()
+        .unwrap();
+    let pools = surge_nodes::NodePool::all_from_yaml(pools_text, key).unwrap();
+    assert_eq!(pools.len(), 1);
+    assert_eq!(pools[0].name, "general");
+    // The headroom Deployment goes where the Role grants it: the release namespace by default.
+    let role = find(&on, "Role", "surge-aggregator-headroom");
+    assert_eq!(
+        role["metadata"]["namespace"],
+        nodes["headroom"]["namespace"]
+    );
+    assert_eq!(nodes["headroom"]["namespace"], "surge");
+    find(&on, "ClusterRole", "surge-aggregator-nodes");
+    // A config change rolls the aggregator.
+    assert_ne!(
+        checksum(&on, "Deployment", "surge-aggregator"),
+        checksum(&off, "Deployment", "surge-aggregator")
+    );
+    // A namespace named in the settings moves both.
+    let elsewhere = render(json!({"nodeDecisions": {
+        "enabled": true,
+        "nodePools": NODE_POOLS,
+        "settings": {"headroom": {"namespace": "capacity"}},
+    }}));
+    assert_eq!(
+        config(&elsewhere, "surge-aggregator-config")["aggregator"]["nodes"]["headroom"]["namespace"],
+        "capacity"
+    );
+    assert_eq!(
+        find(&elsewhere, "RoleBinding", "surge-aggregator-headroom")["metadata"]["namespace"],
+        "capacity"
+    );
+    // Without headroom, no PriorityClass or Deployment grant.
+    let plain = render(json!({"nodeDecisions": {"enabled": true, "nodePools": NODE_POOLS}}));
+    let rules = find(&plain, "ClusterRole", "surge-aggregator-nodes")["rules"].to_string();
+    assert!(!rules.contains("priorityclasses"), "{rules}");
+    assert!(
+        plain
+            .iter()
+            .all(|o| o["kind"] != "Role" || o["metadata"]["name"] != "surge-aggregator-headroom")
+    );
+    // On without NodePools is refused at render, naming the value.
+    let err = surge_tests::helm::render(
+        &chart(),
+        "surge",
+        &json!({"nodeDecisions": {"enabled": true}}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("nodeDecisions.nodePools"), "{err}");
 }

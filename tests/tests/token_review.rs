@@ -301,9 +301,14 @@ aggregator:
             .request(method.parse().unwrap(), format!("{agent}{path}"))
             .body(vec![0u8; body])
             .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), want, "{method} {path}");
+            .await;
+        match r {
+            Ok(r) => assert_eq!(r.status().as_u16(), want, "{method} {path}"),
+            // The 413 is sent before the body is read and the connection closed after it: where the
+            // client is still sending, the close's reset can overtake the answer (hyper does not
+            // linger), as with the aggregator above. Either way nothing of the body was taken.
+            Err(e) => assert!(want == 413 && e.is_request(), "{method} {path}: {e}"),
+        }
     }
     let r = plain
         .get(format!("{agent}/healthz"))

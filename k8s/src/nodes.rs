@@ -157,6 +157,9 @@ pub struct NodeActuator {
     /// Bumped after each write's outcome (or requeue), so [`ClaimsWritten::wait`] looks again.
     settled: tokio::sync::watch::Sender<u64>,
     writes: Family<WriteLabels, Counter>,
+    /// When a refused (403) write was last logged, per operation: the decision asks again every
+    /// interval, and one error line a minute says what is missing.
+    forbidden_logged: Mutex<HashMap<&'static str, Instant>>,
 }
 
 /// The writes one decision queued, for the `/scale` patch of that decision to wait on: settled once
@@ -257,6 +260,7 @@ impl NodeActuator {
             writing: Mutex::new(None),
             settled: tokio::sync::watch::channel(0).0,
             writes,
+            forbidden_logged: Mutex::new(HashMap::new()),
         });
         tokio::spawn(actuator.clone().write_loop(cancel));
         let deadline = Instant::now() + sync_timeout;
@@ -686,6 +690,25 @@ impl NodeActuator {
                         _ = tokio::time::sleep(Duration::from_secs(u64::from(wait))) => {}
                     }
                 }
+                Ok(Err(kube::Error::Api(s))) if s.code == 403 => {
+                    // A missing grant: no retry fixes it, so it is counted apart and said once a
+                    // minute (the next decision still asks, and succeeds once the grant is there).
+                    self.count(op, "forbidden");
+                    let mut logged = self.forbidden_logged.lock();
+                    let now = Instant::now();
+                    if logged
+                        .get(op)
+                        .is_none_or(|at| now.duration_since(*at) >= FORBIDDEN_LOG_EVERY)
+                    {
+                        logged.insert(op, now);
+                        tracing::error!(object = %key, reason = %s.message,
+                            "node write refused (403): the aggregator's ServiceAccount lacks a grant \
+                             (the chart's nodeDecisions.enabled grants what node decisions need)");
+                    }
+                    drop(logged);
+                    self.forget(&key, &write);
+                    self.write_settled();
+                }
                 Ok(Err(e)) => {
                     self.count(op, "error");
                     tracing::warn!(object = %key, error = %e, "node write failed");
@@ -763,6 +786,9 @@ impl NodeActuator {
         }
     }
 }
+
+/// How often a refused write's operation is logged.
+const FORBIDDEN_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// A client-side rate limit: `rate` tokens a second, at most `burst` saved.
 struct TokenBucket {

@@ -689,6 +689,60 @@ async fn claims_before_pending_then_fallback_then_consolidation() {
         .flat_map(|n| n.delete.clone())
         .collect();
     assert!(!deleted.is_empty(), "consolidation decided deletions");
+
+    // A grant taken away (NodeClaims read-only): the next scale-up's claims are refused by RBAC,
+    // counted as forbidden (not as transient errors), and no claim appears; the pods are still asked
+    // for (the patch does not wait on a refusal).
+    let claims_before = claim_api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    plane.kubectl(
+        &[
+            "patch",
+            "clusterrole",
+            "surge-aggregator-nodes",
+            "--type=json",
+            "-p",
+            r#"[{"op": "replace", "path": "/rules/0/verbs", "value": ["get", "list", "watch"]}]"#,
+        ],
+        None,
+    );
+    *load.lock() = 60.0;
+    let forbidden = |text: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "surge_node_writes_total{op=\"create_claim\",outcome=\"forbidden\"} ",
+                )
+            })
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_for(
+        "a refused claim counted as forbidden",
+        Duration::from_secs(20),
+        async || forbidden(&registry_text(&registry)) >= 1,
+    )
+    .await;
+    wait_for(
+        "web scaled up without its claims",
+        Duration::from_secs(20),
+        async || web_pods(&client).await.len() > 1,
+    )
+    .await;
+    assert_eq!(
+        claim_api
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        claims_before,
+        "no claim was created without the grant"
+    );
     cancel.cancel();
     eprintln!("k8s_nodes scenario wall time: {:?}", started.elapsed());
 }

@@ -114,7 +114,7 @@ fn submit_latency(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let s = series(1000);
-    let out: Arc<DurableOutput> = rt.block_on(async {
+    let (out, plain): (Arc<DurableOutput>, RemoteWriteSender) = rt.block_on(async {
         // A receiver that answers 204 to everything: the healthy destination.
         let app = axum::Router::new().route(
             "/write",
@@ -127,29 +127,55 @@ fn submit_latency(c: &mut Criterion) {
         let sm = SenderMetrics::new(&mut registry);
         let wm = WalMetrics::new(&mut registry);
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        let sender =
-            RemoteWriteSender::try_start(SenderOptions::new("bench", url), client, &sm).unwrap();
+        let sender = RemoteWriteSender::try_start(
+            SenderOptions::new("bench", url.clone()),
+            client.clone(),
+            &sm,
+        )
+        .unwrap();
+        // The baseline: the same sender without the durable queue, to the same receiver.
+        let plain =
+            RemoteWriteSender::try_start(SenderOptions::new("plain", url), client, &sm).unwrap();
         let opts = DurableOptions {
             fsync: FsyncPolicy::Batch(Duration::from_secs(1)),
             ..DurableOptions::new(dir.path())
         };
-        DurableOutput::start(opts, sender, 100_000, &wm).unwrap().0
+        (
+            DurableOutput::start(opts, sender, 100_000, &wm).unwrap().0,
+            plain,
+        )
     });
-    // p50/p99 of single submits of a 1000-series critical batch, one per millisecond (a busy agent).
+    // p50/p99 of single submits of a 1000-series critical batch, one per millisecond (a busy agent),
+    // through the durable queue and, interleaved in the same run, through the plain sender: what the
+    // queue adds to the critical tier's path is the difference.
     let mut lat = Vec::with_capacity(2000);
+    let mut base = Vec::with_capacity(2000);
     for ts in 0..2000 {
         let b = Arc::new(batch(&s, ts));
         let t = Instant::now();
-        out.submit(b);
+        out.submit(b.clone());
         lat.push(t.elapsed());
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(Duration::from_micros(500));
+        let t = Instant::now();
+        plain.submit(b);
+        base.push(t.elapsed());
+        std::thread::sleep(Duration::from_micros(500));
     }
-    lat.sort();
+    for v in [&mut lat, &mut base] {
+        v.sort();
+    }
+    let pct = |v: &[Duration], q: usize| v[v.len() * q / 100];
     println!(
-        "durable submit of 1000 samples, healthy destination: p50 {:?}, p99 {:?}, max {:?}",
-        lat[lat.len() / 2],
-        lat[lat.len() * 99 / 100],
-        lat[lat.len() - 1]
+        "submit of 1000 samples, healthy destination: durable p50 {:?}, p99 {:?}, max {:?}; plain sender \
+         (same run, interleaved) p50 {:?}, p99 {:?}, max {:?}; durable / plain p50 ×{:.2}, p99 ×{:.2}",
+        pct(&lat, 50),
+        pct(&lat, 99),
+        lat[lat.len() - 1],
+        pct(&base, 50),
+        pct(&base, 99),
+        base[base.len() - 1],
+        pct(&lat, 50).as_secs_f64() / pct(&base, 50).as_secs_f64().max(1e-9),
+        pct(&lat, 99).as_secs_f64() / pct(&base, 99).as_secs_f64().max(1e-9),
     );
     let mut g = c.benchmark_group("durable");
     g.throughput(Throughput::Elements(1000));
@@ -161,7 +187,10 @@ fn submit_latency(c: &mut Criterion) {
         });
     });
     g.finish();
-    rt.block_on(out.shutdown(Duration::from_secs(5)));
+    rt.block_on(async {
+        out.shutdown(Duration::from_secs(5)).await;
+        plain.shutdown(Duration::from_secs(5)).await;
+    });
 }
 
 criterion_group!(benches, append_and_replay, submit_latency);

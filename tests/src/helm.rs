@@ -53,3 +53,39 @@ print("\n---\n".join(docs))
     );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// [`render`], parsed: one JSON value per manifest (documents are separated by `---` lines, the SDK's
+/// join and the templates' own; empty ones dropped).
+pub fn render_objects(chart: &Path, ns: &str, values: &Value) -> Result<Vec<Value>> {
+    let yaml = render(chart, ns, values)?;
+    let mut docs = vec![String::new()];
+    for line in yaml.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else if let Some(d) = docs.last_mut() {
+            d.push_str(line);
+            d.push('\n');
+        }
+    }
+    let mut objects = Vec::new();
+    for d in &docs {
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(d).context("a rendered manifest")?;
+        if !v.is_null() {
+            objects.push(serde_json::to_value(v)?);
+        }
+    }
+    Ok(objects)
+}
+
+/// The volume named `name` of a pod spec and its first container's mount of it, if both are there.
+pub fn volume<'a>(pod: &'a Value, name: &str) -> Option<(&'a Value, &'a Value)> {
+    let v = pod["volumes"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)?;
+    let m = pod["containers"][0]["volumeMounts"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?;
+    Some((v, m))
+}

@@ -203,10 +203,26 @@ impl Drop for ControlPlane {
 impl ControlPlane {
     /// A `kube` client with the admin's certificate (the plane's kubeconfig).
     pub async fn admin_client(&self) -> Result<kube::Client> {
+        Ok(kube::Client::try_from(self.admin_config().await?)?)
+    }
+
+    /// A client acting as ServiceAccount `ns/name` (the admin impersonating it, with the groups the
+    /// API server gives a ServiceAccount token): what RBAC grants that account, and nothing else.
+    pub async fn service_account_client(&self, ns: &str, name: &str) -> Result<kube::Client> {
+        let mut config = self.admin_config().await?;
+        config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{name}"));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+            "system:authenticated".into(),
+        ]);
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    async fn admin_config(&self) -> Result<kube::Config> {
         let kc = kube::config::Kubeconfig::read_from(&self.env["KUBECONFIG"])?;
         let options = kube::config::KubeConfigOptions::default();
-        let config = kube::Config::from_custom_kubeconfig(kc, &options).await?;
-        Ok(kube::Client::try_from(config)?)
+        Ok(kube::Config::from_custom_kubeconfig(kc, &options).await?)
     }
 
     /// The PKI folder (`$K8S_PKI`).

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use surge_config::{MapEnv, load_str};
+use surge_tests::helm::volume;
 
 const CLIENT_DIR: &str = "/etc/surge/client-tls";
 
@@ -29,22 +30,7 @@ fn chart() -> PathBuf {
 
 /// The chart's objects for `values`.
 fn render(values: Value) -> Vec<Value> {
-    let yaml = surge_tests::helm::render(&chart(), "surge", &values).unwrap();
-    // Documents are separated by `---` lines (the SDK's join and the templates' own).
-    let mut docs = vec![String::new()];
-    for line in yaml.lines() {
-        if line.trim_end() == "---" {
-            docs.push(String::new());
-        } else if let Some(d) = docs.last_mut() {
-            d.push_str(line);
-            d.push('\n');
-        }
-    }
-    docs.iter()
-        .map(|d| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(d).unwrap())
-        .filter(|v| !v.is_null())
-        .map(|v| serde_json::to_value(v).unwrap())
-        .collect()
+    surge_tests::helm::render_objects(&chart(), "surge", &values).unwrap()
 }
 
 fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -75,17 +61,16 @@ fn pod<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     &find(objs, kind, name)["spec"]["template"]["spec"]
 }
 
-/// The client-certificate volume's Secret and mount path in `pod`, if any.
+/// The client-certificate volume's Secret and mount path in `pod`, if any (a volume that is not
+/// mounted fails).
 fn client_volume(pod: &Value) -> Option<(String, String)> {
-    let volume = pod["volumes"]
-        .as_array()?
-        .iter()
-        .find(|v| v["name"] == "client-tls")?;
-    let mount = pod["containers"][0]["volumeMounts"]
-        .as_array()?
-        .iter()
-        .find(|m| m["name"] == "client-tls")
-        .expect("a client-tls volume is mounted");
+    let declared = pod["volumes"]
+        .as_array()
+        .is_some_and(|vs| vs.iter().any(|v| v["name"] == "client-tls"));
+    let Some((volume, mount)) = volume(pod, "client-tls") else {
+        assert!(!declared, "a client-tls volume is mounted");
+        return None;
+    };
     Some((
         volume["secret"]["secretName"].as_str()?.to_owned(),
         mount["mountPath"].as_str()?.to_owned(),
@@ -195,16 +180,11 @@ fn with_cert_manager_the_client_certificate_is_requested_from_the_same_issuer() 
     );
 }
 
-const NODE_POOLS: &str = "apiVersion: karpenter.sh/v1
-kind: NodePool
-metadata: {name: general}
-spec:
-  template:
-    spec:
-      nodeClassRef: {group: karpenter.k8s.aws, kind: EC2NodeClass, name: default}
-      requirements:
-        - {key: karpenter.sh/capacity-type, operator: In, values: [spot, on-demand]}
-";
+/// The NodePools shipped as `surge nodes plan`'s example (two pools).
+fn node_pools() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nodes/scenarios/pools.yaml");
+    std::fs::read_to_string(path).unwrap()
+}
 
 #[test]
 fn node_decisions_are_off_by_default_and_on_they_mount_their_pools_and_grant_their_namespace() {
@@ -224,7 +204,7 @@ fn node_decisions_are_off_by_default_and_on_they_mount_their_pools_and_grant_the
 
     let on = render(json!({"nodeDecisions": {
         "enabled": true,
-        "nodePools": NODE_POOLS,
+        "nodePools": node_pools(),
         "settings": {"interval": "2s", "headroom": {"cpu": "500m", "memory": "512Mi", "replicas": 3}},
     }}));
     let cfg = config(&on, "surge-aggregator-config");
@@ -238,20 +218,9 @@ fn node_decisions_are_off_by_default_and_on_they_mount_their_pools_and_grant_the
     );
     // The pools file is the mounted ConfigMap's key, and it loads as surge reads NodePools.
     let file = Path::new(nodes["node_pools_file"].as_str().unwrap());
-    let aggregator = pod(&on, "Deployment", "surge-aggregator");
-    let volume = aggregator["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "nodepools")
-        .expect("a nodepools volume");
+    let (volume, mount) = volume(pod(&on, "Deployment", "surge-aggregator"), "nodepools")
+        .expect("a nodepools volume, mounted");
     let map_name = volume["configMap"]["name"].as_str().unwrap();
-    let mount = aggregator["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "nodepools")
-        .expect("the nodepools volume is mounted");
     assert_eq!(
         Path::new(mount["mountPath"].as_str().unwrap()),
         file.parent().unwrap()
@@ -261,8 +230,8 @@ fn node_decisions_are_off_by_default_and_on_they_mount_their_pools_and_grant_the
         .as_str()
         .unwrap();
     let pools = surge_nodes::NodePool::all_from_yaml(pools_text, key).unwrap();
-    assert_eq!(pools.len(), 1);
-    assert_eq!(pools[0].name, "general");
+    let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["graviton", "general"]);
     // The headroom Deployment goes where the Role grants it: the release namespace by default.
     let role = find(&on, "Role", "surge-aggregator-headroom");
     assert_eq!(
@@ -279,7 +248,7 @@ fn node_decisions_are_off_by_default_and_on_they_mount_their_pools_and_grant_the
     // A namespace named in the settings moves both.
     let elsewhere = render(json!({"nodeDecisions": {
         "enabled": true,
-        "nodePools": NODE_POOLS,
+        "nodePools": node_pools(),
         "settings": {"headroom": {"namespace": "capacity"}},
     }}));
     assert_eq!(
@@ -291,7 +260,7 @@ fn node_decisions_are_off_by_default_and_on_they_mount_their_pools_and_grant_the
         "capacity"
     );
     // Without headroom, no PriorityClass or Deployment grant.
-    let plain = render(json!({"nodeDecisions": {"enabled": true, "nodePools": NODE_POOLS}}));
+    let plain = render(json!({"nodeDecisions": {"enabled": true, "nodePools": node_pools()}}));
     let rules = find(&plain, "ClusterRole", "surge-aggregator-nodes")["rules"].to_string();
     assert!(!rules.contains("priorityclasses"), "{rules}");
     assert!(

@@ -474,21 +474,9 @@ fn check_workloads(objs: &[Value]) {
     }
 }
 
-/// The volume named `name` of a pod spec, and the container's mount of it.
+/// The volume named `name` of a pod spec, and the container's mount of it (both must be there).
 fn volume<'a>(pod: &'a Value, name: &str) -> (&'a Value, &'a Value) {
-    let v = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == name)
-        .unwrap_or_else(|| panic!("volume {name}"));
-    let m = pod["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("mount of {name}"));
-    (v, m)
+    surge_tests::helm::volume(pod, name).unwrap_or_else(|| panic!("volume {name}, mounted"))
 }
 
 /// The `surge.yaml` of a ConfigMap, parsed.

@@ -329,7 +329,8 @@ async fn aggregator_client(
         "nodeDecisions": {"enabled": true, "nodePools": pools, "settings": settings},
     });
     let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/helm/surge");
-    let rendered = surge_tests::helm::render(std::path::Path::new(chart), ns, &values).unwrap();
+    let objects =
+        surge_tests::helm::render_objects(std::path::Path::new(chart), ns, &values).unwrap();
     let kinds = [
         "ServiceAccount",
         "ClusterRole",
@@ -337,31 +338,21 @@ async fn aggregator_client(
         "Role",
         "RoleBinding",
     ];
-    let rbac: Vec<&str> = rendered
-        .split("\n---")
-        .filter(|doc| {
-            doc.lines()
-                .any(|l| kinds.iter().any(|k| l.trim_end() == format!("kind: {k}")))
-        })
+    let rbac: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|o| kinds.iter().any(|k| o["kind"] == *k))
         .collect();
-    let rbac = rbac.join("\n---");
     assert!(
-        rbac.contains("surge-aggregator-nodes"),
+        rbac.iter()
+            .any(|o| o["metadata"]["name"] == "surge-aggregator-nodes"),
         "the chart renders the node decisions' ClusterRole"
     );
-    plane.kubectl(&["apply", "-f", "-"], Some(&rbac));
-    let kc = kube::config::Kubeconfig::read_from(&plane.env["KUBECONFIG"]).unwrap();
-    let mut config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .unwrap();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:surge-aggregator"));
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{ns}"),
-        "system:authenticated".into(),
-    ]);
-    let client = kube::Client::try_from(config).unwrap();
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": rbac});
+    plane.kubectl(&["apply", "-f", "-"], Some(&list.to_string()));
+    let client = plane
+        .service_account_client(ns, "surge-aggregator")
+        .await
+        .unwrap();
     // The impersonation holds: what the chart does not grant is refused.
     let secrets: Api<k8s_openapi::api::core::v1::Secret> =
         Api::namespaced(client.clone(), "kube-system");
